@@ -1,0 +1,116 @@
+use clap::{Parser, Subcommand, ValueEnum};
+
+use super::Common;
+
+/// Look at and manage the outbound queue.
+///
+/// Messages wait in the spool's outbound areas: queue/ (waiting to be sent,
+/// one directory per precedence), hold/ (held by an operator), sent/ (sent,
+/// awaiting acknowledgement). What cannot be delivered goes to dead/ with a
+/// reason; files that cannot be read go to quarantine/.
+///
+/// Exit status: 0 success; 64 bad usage; 66 no such message; 74 I/O error;
+/// 75 temporary failure; 78 bad configuration.
+#[derive(Parser, Debug)]
+#[command(name = "rs-queue", version, verbatim_doc_comment)]
+pub struct QueueArgs {
+    #[command(flatten)]
+    pub common: Common,
+
+    #[command(subcommand)]
+    pub command: QueueCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QueueCommand {
+    /// Create a spool for a site and component (a spool is otherwise
+    /// created with default IDs on first use).
+    Init {
+        /// The site (customer) ID.
+        #[arg(long, value_name = "SITE")]
+        site: String,
+        /// This component's ID. Default: SITE.HOSTNAME.
+        #[arg(long, value_name = "ID")]
+        component: Option<String>,
+    },
+    /// List messages in send order (precedence, then arrival). With --json,
+    /// one JSON object per line.
+    List {
+        /// Which messages: outbound (queued, held, sent), dead or quarantine.
+        #[arg(long, value_enum, default_value_t = ListArea::Outbound)]
+        area: ListArea,
+    },
+    /// Show one message's header and content summary.
+    Show {
+        /// The message ID.
+        id: String,
+        /// Print the envelope exactly as stored.
+        #[arg(long, conflicts_with = "content")]
+        raw: bool,
+        /// Print the decoded content bytes (the data, or the alarm or event text).
+        #[arg(long)]
+        content: bool,
+    },
+    /// Count messages and bytes per area and precedence; show limits, hold
+    /// state and throttle counters.
+    Stats,
+    /// Stop sending: with no ID, all sending (the manual stop); with IDs,
+    /// just those messages (moved to hold/).
+    Hold {
+        /// Messages to hold.
+        ids: Vec<String>,
+    },
+    /// Resume sending: with no ID, lift the manual stop; with IDs, release
+    /// those held messages back to the queue.
+    Release {
+        /// Messages to release.
+        ids: Vec<String>,
+    },
+    /// Withdraw messages: they move to dead/ with reason `deleted`.
+    Delete {
+        /// Messages to delete.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Move expired messages to dead/ with reason `expired`.
+    Prune,
+    /// Show or change the throttle (written to config.toml). Sizes take
+    /// units (500k, 10MiB); `none` removes a limit.
+    Throttle {
+        /// Maximum bytes sent per hour.
+        #[arg(long, value_name = "SIZE|none")]
+        max_bytes_per_hour: Option<String>,
+        /// Maximum bytes sent per local day.
+        #[arg(long, value_name = "SIZE|none")]
+        max_bytes_per_day: Option<String>,
+        /// Maximum messages sent per hour.
+        #[arg(long, value_name = "N|none")]
+        max_messages_per_hour: Option<String>,
+        /// Maximum messages sent per local day.
+        #[arg(long, value_name = "N|none")]
+        max_messages_per_day: Option<String>,
+        /// Largest message rs-send accepts.
+        #[arg(long, value_name = "SIZE|none")]
+        max_message_bytes: Option<String>,
+        /// Allow sending only in this local time window (HH:MM-HH:MM);
+        /// repeat for several. Replaces the configured windows.
+        #[arg(long, value_name = "HH:MM-HH:MM")]
+        window: Vec<String>,
+        /// Remove all time windows (send at any time).
+        #[arg(long, conflicts_with = "window")]
+        no_windows: bool,
+    },
+    /// List what may be sent now, in send order, as the throttle and holds
+    /// allow. With --json, one JSON object per line, then a summary object.
+    Due,
+    /// Verify every outbound file parses; quarantine those that do not, and
+    /// clean up after crashed writers.
+    Check,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ListArea {
+    Outbound,
+    Dead,
+    Quarantine,
+}

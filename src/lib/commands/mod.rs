@@ -1,0 +1,58 @@
+//! What each command does, given its parsed arguments. The binaries in
+//! `src/bin/` only parse, call `run`, and exit with the status returned.
+
+pub mod queue;
+pub mod send;
+
+use std::path::PathBuf;
+
+use crate::cli::Common;
+use crate::error::Error;
+use crate::output::log;
+use crate::spool::Spool;
+use crate::time::{Clock, Timestamp};
+
+/// What every command carries: its name (for logs), the clock, the output
+/// mode and the spool's location.
+pub struct Context {
+    pub prog: &'static str,
+    pub clock: Clock,
+    pub json: bool,
+    pub spool_dir: PathBuf,
+}
+
+impl Context {
+    pub fn new(prog: &'static str, common: &Common) -> Result<Context, Error> {
+        Ok(Context {
+            prog,
+            clock: Clock::from_env()?,
+            json: common.json,
+            spool_dir: common.spool_dir(),
+        })
+    }
+
+    pub fn log(&self, text: impl AsRef<str>) {
+        log(self.prog, text)
+    }
+
+    /// Opens the spool (creating it on first use, with a note on stderr)
+    /// and recovers what crashed runs left behind.
+    pub fn open_spool(&self, now: Timestamp) -> Result<Spool, Error> {
+        let (spool, created) = Spool::open_or_create(&self.spool_dir, now)?;
+        if created {
+            self.log(format!(
+                "created spool {} for component {} (set the site and component IDs in {})",
+                self.spool_dir.display(),
+                spool.config().component,
+                spool.config_path().display()
+            ));
+        }
+        let cleaned = spool.clean_tmp(now)?;
+        if cleaned > 0 {
+            self.log(format!(
+                "removed {cleaned} file(s) left in tmp/ by crashed writers"
+            ));
+        }
+        Ok(spool)
+    }
+}

@@ -1,0 +1,898 @@
+//! `rs-queue`: look at and manage the outbound queue.
+
+use std::fs;
+
+use serde_json::{json, Value};
+
+use crate::cli::queue::{ListArea, QueueArgs, QueueCommand};
+use crate::config::{self, Size};
+use crate::error::{Error, ExitCode};
+use crate::message::{envelope, Content, Locator, Message, Name, Precedence, Target};
+use crate::output::Out;
+use crate::queue::{sort_send_order, throttle};
+use crate::spool::{durable, Area, DeadKind, Entry, EntryName, Spool};
+use crate::time::{Timestamp, Window};
+
+use super::Context;
+
+pub fn run(args: QueueArgs) -> Result<ExitCode, Error> {
+    let ctx = Context::new("rs-queue", &args.common)?;
+    let now = ctx.clock.now();
+    if let QueueCommand::Init { site, component } = &args.command {
+        return init(&ctx, site, component.as_deref(), now);
+    }
+    let spool = ctx.open_spool(now)?;
+    let mut out = Out::new();
+    match args.command {
+        QueueCommand::Init { .. } => unreachable!("handled above"),
+        QueueCommand::List { area } => list(&ctx, &spool, &mut out, area, now),
+        QueueCommand::Show { id, raw, content } => show(&ctx, &spool, &mut out, &id, raw, content),
+        QueueCommand::Stats => stats(&ctx, &spool, &mut out, now),
+        QueueCommand::Hold { ids } => hold(&ctx, &spool, &ids, true, now),
+        QueueCommand::Release { ids } => hold(&ctx, &spool, &ids, false, now),
+        QueueCommand::Delete { ids } => delete(&ctx, &spool, &ids, now),
+        QueueCommand::Prune => prune(&ctx, &spool, &mut out, now),
+        QueueCommand::Throttle {
+            max_bytes_per_hour,
+            max_bytes_per_day,
+            max_messages_per_hour,
+            max_messages_per_day,
+            max_message_bytes,
+            window,
+            no_windows,
+        } => {
+            let sizes = [
+                ("max_bytes_per_hour", max_bytes_per_hour),
+                ("max_bytes_per_day", max_bytes_per_day),
+                ("max_message_bytes", max_message_bytes),
+            ];
+            let counts = [
+                ("max_messages_per_hour", max_messages_per_hour),
+                ("max_messages_per_day", max_messages_per_day),
+            ];
+            let windows = if no_windows {
+                Some(Vec::new())
+            } else {
+                (!window.is_empty()).then_some(window)
+            };
+            throttle_cmd(&ctx, &spool, &mut out, &sizes, &counts, windows, now)
+        }
+        QueueCommand::Due => due(&ctx, &spool, &mut out, now),
+        QueueCommand::Check => check(&ctx, &spool, &mut out, now),
+    }
+}
+
+fn init(
+    ctx: &Context,
+    site: &str,
+    component: Option<&str>,
+    now: Timestamp,
+) -> Result<ExitCode, Error> {
+    let dir = &ctx.spool_dir;
+    if dir.join(config::FILE_NAME).exists() {
+        return Err(Error::new(
+            ExitCode::CantCreat,
+            format!(
+                "{} already holds a spool (config.toml exists); edit that file to change its IDs",
+                dir.display()
+            ),
+        ));
+    }
+    let usage = |e: crate::message::Error| Error::usage(e.to_string());
+    let site = Name::new("--site", site).map_err(usage)?;
+    let component = match component {
+        Some(c) => Name::new("--component", c).map_err(usage)?,
+        None => {
+            let host = hostname_component(&site);
+            Name::new("--component", host).map_err(usage)?
+        }
+    };
+    let spool = Spool::create(dir, &site, &component, now)?;
+    let mut out = Out::new();
+    if ctx.json {
+        out.json(
+            &json!({"spool": spool.root(), "site": site.as_str(), "component": component.as_str()}),
+        )?;
+    } else {
+        out.line(format!(
+            "created spool {} for site {site}, component {component}",
+            spool.root().display()
+        ))?;
+    }
+    Ok(ExitCode::Ok)
+}
+
+fn hostname_component(site: &Name) -> String {
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("{site}.{}", if host.is_empty() { "host" } else { &host })
+}
+
+/// Outbound entries in send order.
+fn outbound_sorted(spool: &Spool, now: Timestamp) -> Result<Vec<Entry>, Error> {
+    let mut entries = spool.scan_outbound(now)?;
+    entries.sort_by_key(|e| e.name.send_order_key());
+    Ok(entries)
+}
+
+/// The class and subclass from a message file's header, read from its first bytes only.
+fn class_of(spool: &Spool, e: &Entry) -> Option<(String, String)> {
+    let file = fs::File::open(spool.entry_path(e)).ok()?;
+    let h = envelope::first_header(file).ok()?;
+    Some((h.class.to_string(), h.subclass.to_string()))
+}
+
+fn entry_json(spool: &Spool, e: &Entry, now: Timestamp) -> Value {
+    let class = class_of(spool, e);
+    json!({
+        "id": e.name.id,
+        "state": e.area.state_word(),
+        "precedence": e.name.precedence,
+        "persistence": e.name.persistence,
+        "size": e.name.size,
+        "created": e.name.created,
+        "expires": e.name.expiry,
+        "expired": e.name.is_expired(now),
+        "class": class.as_ref().map(|c| &c.0),
+        "subclass": class.as_ref().map(|c| &c.1),
+        "file": spool.entry_path(e),
+    })
+}
+
+fn entry_line(spool: &Spool, e: &Entry, now: Timestamp) -> String {
+    let class = class_of(spool, e).map_or_else(
+        || "(unreadable: run rs-queue check)".to_string(),
+        |(c, s)| format!("{c}/{s}"),
+    );
+    let expires = match e.name.expiry {
+        None => "never".to_string(),
+        Some(t) if t <= now => "EXPIRED".to_string(),
+        Some(t) => t.to_rfc3339()[..19].to_string(),
+    };
+    format!(
+        "{:<38} {:<6} {:<7} {:<6} {:>9} {:<19} {:<19} {}",
+        e.name.id,
+        e.area.state_word(),
+        e.name.precedence,
+        e.name.persistence,
+        e.name.size,
+        &e.name.created.to_rfc3339()[..19],
+        expires,
+        class
+    )
+}
+
+const LIST_HEADER: &str = "ID                                     STATE  PREC    PERSIST     SIZE CREATED             EXPIRES             CLASS";
+
+fn list(
+    ctx: &Context,
+    spool: &Spool,
+    out: &mut Out,
+    area: ListArea,
+    now: Timestamp,
+) -> Result<ExitCode, Error> {
+    match area {
+        ListArea::Outbound => {
+            let entries = outbound_sorted(spool, now)?;
+            if !ctx.json && !entries.is_empty() {
+                out.line(LIST_HEADER)?;
+            }
+            for e in &entries {
+                if ctx.json {
+                    out.json(&entry_json(spool, e, now))?;
+                } else {
+                    out.line(entry_line(spool, e, now))?;
+                }
+            }
+        }
+        ListArea::Dead => {
+            let mut dead = spool.scan_dead()?;
+            dead.sort_by_key(|(n, _)| n.send_order_key());
+            for (n, r) in dead {
+                if ctx.json {
+                    out.json(&json!({
+                        "id": n.id, "precedence": n.precedence, "size": n.size, "created": n.created,
+                        "reason": r.kind, "from": r.from, "time": r.time, "detail": r.detail,
+                        "file": spool.dir(Area::Dead).join(n.to_string()),
+                    }))?;
+                } else {
+                    out.line(format!(
+                        "{:<38} {:<8} {:<7} {}",
+                        n.id, r.kind, n.precedence, r.detail
+                    ))?;
+                }
+            }
+        }
+        ListArea::Quarantine => {
+            for (name, size, r) in spool.scan_quarantine()? {
+                if ctx.json {
+                    out.json(&json!({
+                        "file": spool.dir(Area::Quarantine).join(&name), "size": size,
+                        "time": r.time, "from": r.from, "detail": r.detail,
+                    }))?;
+                } else {
+                    out.line(format!(
+                        "{name}  ({size} bytes, from {}): {}",
+                        r.from, r.detail
+                    ))?;
+                }
+            }
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::Ok)
+}
+
+/// Finds a message by ID in the outbound areas, else in dead/.
+fn locate(
+    spool: &Spool,
+    id: &str,
+) -> Result<(Area, EntryName, Option<crate::spool::Reason>), Error> {
+    match spool.find(id) {
+        Ok(e) => Ok((e.area, e.name, None)),
+        Err(crate::spool::Error::NotFound { .. }) => {
+            let dead = spool.scan_dead()?;
+            match dead.into_iter().find(|(n, _)| n.id.as_str() == id) {
+                Some((n, r)) => Ok((Area::Dead, n, Some(r))),
+                None => Err(Error::new(
+                    ExitCode::NoInput,
+                    format!(
+                        "no message {id} in {} (see rs-queue list)",
+                        spool.root().display()
+                    ),
+                )),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn show(
+    ctx: &Context,
+    spool: &Spool,
+    out: &mut Out,
+    id: &str,
+    raw: bool,
+    content: bool,
+) -> Result<ExitCode, Error> {
+    let (area, name, reason) = locate(spool, id)?;
+    let path = spool.dir(area).join(name.to_string());
+    let bytes = fs::read(&path).map_err(|e| {
+        Error::new(
+            ExitCode::IoErr,
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    if raw {
+        out.bytes(&bytes)?;
+        return Ok(ExitCode::Ok);
+    }
+    let messages = envelope::parse(&bytes).map_err(|e| {
+        Error::new(
+            ExitCode::DataErr,
+            format!(
+                "{} (message {id}) cannot be parsed: {e}; run `rs-queue check` to quarantine it",
+                path.display()
+            ),
+        )
+    })?;
+    let Some(m) = messages.into_iter().find(|m| m.header.id.as_str() == id) else {
+        return Err(Error::new(
+            ExitCode::DataErr,
+            format!("{} does not hold message {id}", path.display()),
+        ));
+    };
+    if content {
+        out.bytes(&content_bytes(&m))?;
+        return Ok(ExitCode::Ok);
+    }
+    let h = &m.header;
+    let q = h.qos();
+    let locator = match &h.locator {
+        Locator::Source(s) => {
+            json!({"source": {"component": s.component.as_str(), "type": s.component_type.as_str(), "version": s.version.as_str()}})
+        }
+        Locator::Destination(d) => json!({"destination": d.targets.iter().map(|t| match t {
+            Target::Component(c) => format!("{c}"),
+            Target::Group(g) => format!("group:{g}"),
+        }).collect::<Vec<_>>()}),
+    };
+    let summary = content_summary(&m.content);
+    if ctx.json {
+        let mut v = json!({
+            "id": h.id, "state": area.state_word(), "file": path, "class": h.class.as_str(),
+            "subclass": h.subclass.as_str(), "created": h.created, "precedence": q.precedence,
+            "persistence": q.persistence, "expires": q.expiry, "size": name.size,
+            "in_reply_to": h.in_reply_to, "origin_key": h.origin_key.as_ref().map(|k| k.as_str()),
+            "epoch": h.epoch, "content": summary,
+            "routing": h.routing.iter().map(|r| json!({"component": r.component.as_str(), "received": r.received, "sent": r.sent})).collect::<Vec<_>>(),
+            "dead": reason.as_ref().map(|r| json!({"reason": r.kind, "time": r.time, "detail": r.detail})),
+        });
+        if let (Some(obj), Some(loc)) = (v.as_object_mut(), locator.as_object()) {
+            obj.extend(loc.clone());
+        }
+        out.json(&v)?;
+        return Ok(ExitCode::Ok);
+    }
+    let mut lines = vec![
+        format!("id:          {}", h.id),
+        format!("state:       {} ({})", area.state_word(), path.display()),
+        format!("class:       {}/{}", h.class, h.subclass),
+        format!("created:     {}", h.created),
+        format!("precedence:  {}", q.precedence),
+        format!("persistence: {}", q.persistence),
+        format!(
+            "expires:     {}",
+            q.expiry.map_or("never".to_string(), |t| t.to_string())
+        ),
+        format!("size:        {} bytes", name.size),
+    ];
+    match &h.locator {
+        Locator::Source(s) => lines.push(format!(
+            "source:      {} ({} {})",
+            s.component, s.component_type, s.version
+        )),
+        Locator::Destination(d) => lines.push(format!(
+            "destination: {}",
+            d.targets
+                .iter()
+                .map(|t| match t {
+                    Target::Component(c) => c.to_string(),
+                    Target::Group(g) => format!("group:{g}"),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+    if let Some(r) = &h.in_reply_to {
+        lines.push(format!("in-reply-to: {r}"));
+    }
+    if let Some(k) = &h.origin_key {
+        lines.push(format!("origin-key:  {k}"));
+    }
+    lines.push(format!(
+        "content:     {}",
+        summary["description"].as_str().unwrap_or_default()
+    ));
+    for r in &h.routing {
+        lines.push(format!(
+            "routing:     {} received {} sent {}",
+            r.component,
+            r.received.map_or("-".into(), |t| t.to_string()),
+            r.sent.map_or("-".into(), |t| t.to_string())
+        ));
+    }
+    if let Some(r) = reason {
+        lines.push(format!(
+            "dead:        {} at {}: {}",
+            r.kind, r.time, r.detail
+        ));
+    }
+    for l in lines {
+        out.line(l)?;
+    }
+    Ok(ExitCode::Ok)
+}
+
+fn content_bytes(m: &Message) -> Vec<u8> {
+    match &m.content {
+        Content::Data(d) => d.bytes.clone(),
+        Content::Alarm(a) => a.text.as_str().as_bytes().to_vec(),
+        Content::Event(e) => e.text.as_str().as_bytes().to_vec(),
+        other => crate::message::xml::content_to_xml(other).into_bytes(),
+    }
+}
+
+fn content_summary(c: &Content) -> Value {
+    let description = match c {
+        Content::Data(d) => format!("data ({}, {} bytes)", d.mime_type, d.bytes.len()),
+        Content::Alarm(a) => format!(
+            "alarm {} {} {}: {}",
+            a.alarm_type, a.severity, a.state, a.text
+        ),
+        Content::Event(e) => format!("event {} {}: {}", e.event_type, e.severity, e.text),
+        Content::MessageResponse(r) => format!(
+            "message-response {} for {}: {}",
+            r.status, r.answers, r.reason
+        ),
+        Content::BulkDataRequest(r) => format!(
+            "bulk-data-request {}/{} {} bytes",
+            r.class, r.subclass, r.size
+        ),
+        Content::BulkDataResponse(r) => {
+            format!("bulk-data-response {} for {}", r.status, r.answers)
+        }
+    };
+    json!({"kind": c.kind(), "description": description})
+}
+
+/// An area's label, (messages, bytes) per precedence, and its totals.
+type StatsRow = (String, [(u64, u64); 3], (u64, u64));
+
+fn stats(ctx: &Context, spool: &Spool, out: &mut Out, now: Timestamp) -> Result<ExitCode, Error> {
+    // Per area and precedence, from file names (no file is opened).
+    let named_areas = [
+        (
+            "queue",
+            vec![
+                Area::Queue(Precedence::Urgent),
+                Area::Queue(Precedence::Normal),
+                Area::Queue(Precedence::Bulk),
+            ],
+        ),
+        ("hold", vec![Area::Hold]),
+        ("sent", vec![Area::Sent]),
+        ("dead", vec![Area::Dead]),
+    ];
+    let mut rows: Vec<StatsRow> = Vec::new();
+    let mut outbound = [(0u64, 0u64); 3];
+    for (label, areas) in &named_areas {
+        let mut per = [(0u64, 0u64); 3];
+        for area in areas {
+            let (names, _) = spool.scan(*area)?;
+            for n in names {
+                let slot = &mut per[n.precedence.rank()];
+                slot.0 += 1;
+                slot.1 += n.size;
+            }
+        }
+        if *label != "dead" {
+            for i in 0..3 {
+                outbound[i].0 += per[i].0;
+                outbound[i].1 += per[i].1;
+            }
+        }
+        let total = per.iter().fold((0, 0), |a, p| (a.0 + p.0, a.1 + p.1));
+        rows.push((label.to_string(), per, total));
+    }
+    let others: Vec<(&str, (u64, u64))> = vec![
+        ("received", spool.area_totals(Area::Received)?),
+        ("acks", spool.area_totals(Area::Acks)?),
+        ("quarantine", spool.area_totals(Area::Quarantine)?),
+        ("tmp", spool.area_totals(Area::Tmp)?),
+    ];
+    let expired = spool
+        .scan_outbound(now)?
+        .iter()
+        .filter(|e| e.name.is_expired(now) && e.area != Area::Sent)
+        .count();
+    let cfg = spool.config();
+    let limits = &cfg.queue;
+    let sent = spool.throttle_sent().at(now, ctx.clock.utc_offset_secs());
+    let held = spool.is_held();
+    if ctx.json {
+        let per_json = |per: &[(u64, u64); 3], total: (u64, u64)| {
+            let mut m = serde_json::Map::new();
+            for p in Precedence::ALL {
+                let (c, b) = per[p.rank()];
+                m.insert(p.as_str().into(), json!({"messages": c, "bytes": b}));
+            }
+            m.insert(
+                "total".into(),
+                json!({"messages": total.0, "bytes": total.1}),
+            );
+            Value::Object(m)
+        };
+        let mut areas = serde_json::Map::new();
+        for (label, per, total) in &rows {
+            areas.insert(label.clone(), per_json(per, *total));
+        }
+        for (label, (c, b)) in &others {
+            areas.insert(
+                label.to_string(),
+                json!({"total": {"messages": c, "bytes": b}}),
+            );
+        }
+        let total = outbound.iter().fold((0, 0), |a, p| (a.0 + p.0, a.1 + p.1));
+        let limit_json = |l: config::Limit| json!({"max_bytes": l.max_bytes.map(|s| s.0), "max_messages": l.max_messages});
+        out.json(&json!({
+            "spool": spool.root(),
+            "areas": Value::Object(areas),
+            "outbound": per_json(&outbound, total),
+            "expired_unpruned": expired,
+            "held": held,
+            "limits": {
+                "total": limit_json(limits.total()),
+                "urgent": limit_json(limits.urgent),
+                "normal": limit_json(limits.normal),
+                "bulk": limit_json(limits.bulk),
+            },
+            "throttle_sent": sent,
+        }))?;
+        return Ok(ExitCode::Ok);
+    }
+    out.line(format!(
+        "{:<11} {:>9} {:>9} {:>9} {:>9} {:>14}",
+        "AREA", "URGENT", "NORMAL", "BULK", "MESSAGES", "BYTES"
+    ))?;
+    for (label, per, total) in &rows {
+        out.line(format!(
+            "{:<11} {:>9} {:>9} {:>9} {:>9} {:>14}",
+            label, per[0].0, per[1].0, per[2].0, total.0, total.1
+        ))?;
+    }
+    for (label, (c, b)) in &others {
+        out.line(format!(
+            "{:<11} {:>9} {:>9} {:>9} {:>9} {:>14}",
+            label, "-", "-", "-", c, b
+        ))?;
+    }
+    out.line("")?;
+    let total = outbound.iter().fold((0, 0), |a, p| (a.0 + p.0, a.1 + p.1));
+    out.line(format!(
+        "outbound:   {} messages, {} (limit: {})",
+        total.0,
+        Size(total.1),
+        limits.total()
+    ))?;
+    for p in Precedence::ALL {
+        let l = limits.for_precedence(*p);
+        if !l.is_unlimited() {
+            let (c, b) = outbound[p.rank()];
+            out.line(format!("  {p}: {c} messages, {} (limit: {l})", Size(b)))?;
+        }
+    }
+    if expired > 0 {
+        out.line(format!(
+            "expired:    {expired} not yet pruned (rs-queue prune moves them to dead/)"
+        ))?;
+    }
+    out.line(format!(
+        "sending:    {}",
+        if held {
+            "on hold (rs-queue release resumes it)"
+        } else {
+            "active"
+        }
+    ))?;
+    out.line(format!(
+        "sent:       {} messages, {} this hour; {} messages, {} today",
+        sent.hour_messages,
+        Size(sent.hour_bytes),
+        sent.day_messages,
+        Size(sent.day_bytes)
+    ))?;
+    Ok(ExitCode::Ok)
+}
+
+fn hold(
+    ctx: &Context,
+    spool: &Spool,
+    ids: &[String],
+    hold: bool,
+    now: Timestamp,
+) -> Result<ExitCode, Error> {
+    let mut locked = spool.lock(now)?;
+    if ids.is_empty() {
+        locked.set_held(hold, now)?;
+        ctx.log(if hold {
+            "sending stopped (rs-queue release resumes it)"
+        } else {
+            "sending resumed"
+        });
+        return Ok(ExitCode::Ok);
+    }
+    let mut code = ExitCode::Ok;
+    for id in ids {
+        let result = spool
+            .find(id)
+            .map_err(Error::from)
+            .and_then(|e| match (hold, e.area) {
+                (true, Area::Queue(_)) => Ok(Some(locked.move_entry(&e, Area::Hold)?)),
+                (false, Area::Hold) => {
+                    Ok(Some(locked.move_entry(&e, Area::Queue(e.name.precedence))?))
+                }
+                (true, Area::Hold) | (false, Area::Queue(_)) => Ok(None),
+                (_, area) => Err(Error::new(
+                    ExitCode::DataErr,
+                    format!(
+                        "message {id} is {} and cannot be {}",
+                        area.state_word(),
+                        if hold { "held" } else { "released" }
+                    ),
+                )),
+            });
+        match result {
+            Ok(Some(_)) => ctx.log(format!("{id} {}", if hold { "held" } else { "released" })),
+            Ok(None) => ctx.log(format!(
+                "{id} was already {}",
+                if hold { "held" } else { "queued" }
+            )),
+            Err(e) => {
+                ctx.log(format!("error: {e}"));
+                code = code.merge(e.code);
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn delete(ctx: &Context, spool: &Spool, ids: &[String], now: Timestamp) -> Result<ExitCode, Error> {
+    let mut locked = spool.lock(now)?;
+    let mut code = ExitCode::Ok;
+    for id in ids {
+        match spool.find(id) {
+            Ok(e) => {
+                locked.bury(
+                    &e,
+                    DeadKind::Deleted,
+                    "deleted by the operator (rs-queue delete)",
+                    now,
+                )?;
+                ctx.log(format!("{id} deleted (kept in dead/)"));
+            }
+            Err(e) => {
+                let e = Error::from(e);
+                ctx.log(format!("error: {e}"));
+                code = code.merge(e.code);
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn prune(ctx: &Context, spool: &Spool, out: &mut Out, now: Timestamp) -> Result<ExitCode, Error> {
+    let mut locked = spool.lock(now)?;
+    let mut pruned = Vec::new();
+    for e in spool.scan_outbound(now)? {
+        if let Some(expiry) = e.name.expiry.filter(|_| e.name.is_expired(now)) {
+            let detail = format!(
+                "expired at {expiry} before it was {}",
+                if e.area == Area::Sent {
+                    "acknowledged"
+                } else {
+                    "sent"
+                }
+            );
+            locked.bury(&e, DeadKind::Expired, &detail, now)?;
+            ctx.log(format!("{} expired: moved to dead/", e.name.id));
+            pruned.push(e.name.id.to_string());
+        }
+    }
+    if ctx.json {
+        out.json(&json!({"pruned": pruned}))?;
+    }
+    Ok(ExitCode::Ok)
+}
+
+fn throttle_cmd(
+    ctx: &Context,
+    spool: &Spool,
+    out: &mut Out,
+    sizes: &[(&str, Option<String>)],
+    counts: &[(&str, Option<String>)],
+    windows: Option<Vec<String>>,
+    now: Timestamp,
+) -> Result<ExitCode, Error> {
+    let path = spool.config_path();
+    let mut text = fs::read_to_string(&path).map_err(|e| {
+        Error::new(
+            ExitCode::Config,
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    let original = text.clone();
+    let edit = |text: &str, key: &str, value: Option<toml_edit::Value>| {
+        config::edit(text, "throttle", key, value)
+            .map_err(|e| Error::new(ExitCode::Config, format!("{}: {e}", path.display())))
+    };
+    for (key, value) in sizes {
+        if let Some(v) = value {
+            let v = if v == "none" {
+                None
+            } else {
+                let s = Size::parse(v)
+                    .map_err(|e| Error::usage(format!("--{}: {e}", key.replace('_', "-"))))?;
+                Some(toml_edit::Value::from(s.to_string()))
+            };
+            text = edit(&text, key, v)?;
+        }
+    }
+    for (key, value) in counts {
+        if let Some(v) = value {
+            let v = if v == "none" {
+                None
+            } else {
+                let n: i64 = v.parse().map_err(|_| {
+                    Error::usage(format!(
+                        "--{}: `{v}` is not a number",
+                        key.replace('_', "-")
+                    ))
+                })?;
+                Some(toml_edit::Value::from(n))
+            };
+            text = edit(&text, key, v)?;
+        }
+    }
+    if let Some(ws) = windows {
+        for w in &ws {
+            Window::parse(w)?;
+        }
+        let v = (!ws.is_empty())
+            .then(|| toml_edit::Value::Array(ws.iter().map(|w| w.as_str()).collect()));
+        text = edit(&text, "windows", v)?;
+    }
+    let config = if text != original {
+        let c = config::Config::parse(&text)
+            .map_err(|e| Error::new(ExitCode::Config, format!("{}: {e}", path.display())))?;
+        durable::write_durable(
+            &spool.dir(Area::Tmp),
+            spool.root(),
+            config::FILE_NAME,
+            text.as_bytes(),
+            now.as_micros(),
+        )?;
+        ctx.log(format!("throttle updated in {}", path.display()));
+        c
+    } else {
+        spool.config().clone()
+    };
+    let t = &config.throttle;
+    let sent = spool.throttle_sent().at(now, ctx.clock.utc_offset_secs());
+    if ctx.json {
+        out.json(&json!({
+            "max_bytes_per_hour": t.max_bytes_per_hour.map(|s| s.0),
+            "max_bytes_per_day": t.max_bytes_per_day.map(|s| s.0),
+            "max_messages_per_hour": t.max_messages_per_hour,
+            "max_messages_per_day": t.max_messages_per_day,
+            "max_message_bytes": t.max_message_bytes.map(|s| s.0),
+            "windows": t.windows.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
+            "held": spool.is_held(),
+            "sent": sent,
+        }))?;
+        return Ok(ExitCode::Ok);
+    }
+    let show = |s: Option<Size>| s.map_or("unlimited".to_string(), |s| s.to_string());
+    let showc = |c: Option<u64>| c.map_or("unlimited".to_string(), |c| c.to_string());
+    out.line(format!(
+        "max_bytes_per_hour     {:<14} (sent this hour: {})",
+        show(t.max_bytes_per_hour),
+        Size(sent.hour_bytes)
+    ))?;
+    out.line(format!(
+        "max_bytes_per_day      {:<14} (sent today: {})",
+        show(t.max_bytes_per_day),
+        Size(sent.day_bytes)
+    ))?;
+    out.line(format!(
+        "max_messages_per_hour  {:<14} (sent this hour: {})",
+        showc(t.max_messages_per_hour),
+        sent.hour_messages
+    ))?;
+    out.line(format!(
+        "max_messages_per_day   {:<14} (sent today: {})",
+        showc(t.max_messages_per_day),
+        sent.day_messages
+    ))?;
+    out.line(format!(
+        "max_message_bytes      {}",
+        show(t.max_message_bytes)
+    ))?;
+    let windows = if t.windows.is_empty() {
+        "any time".to_string()
+    } else {
+        t.windows
+            .iter()
+            .map(|w| w.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    out.line(format!("windows                {windows}"))?;
+    out.line(format!(
+        "sending                {}",
+        if spool.is_held() { "on hold" } else { "active" }
+    ))?;
+    Ok(ExitCode::Ok)
+}
+
+fn due(ctx: &Context, spool: &Spool, out: &mut Out, now: Timestamp) -> Result<ExitCode, Error> {
+    let mut names: Vec<EntryName> = Vec::new();
+    for p in Precedence::ALL {
+        names.extend(spool.scan(Area::Queue(*p))?.0);
+    }
+    sort_send_order(&mut names);
+    let d = throttle::due(
+        &names,
+        &spool.config().throttle,
+        spool.is_held(),
+        spool.throttle_sent(),
+        now,
+        ctx.clock.utc_offset_secs(),
+    );
+    let entries: Vec<Entry> = d
+        .due
+        .iter()
+        .map(|&i| Entry {
+            area: Area::Queue(names[i].precedence),
+            name: names[i].clone(),
+        })
+        .collect();
+    let bytes: u64 = entries.iter().map(|e| e.name.size).sum();
+    if ctx.json {
+        out.json(&json!({
+            "due": entries.iter().map(|e| entry_json(spool, e, now)).collect::<Vec<_>>(),
+            "messages": entries.len(),
+            "bytes": bytes,
+            "expired": d.expired.len(),
+            "waiting": names.len() - entries.len() - d.expired.len(),
+            "stopped": d.stop.as_ref().map(|s| s.to_string()),
+        }))?;
+        return Ok(ExitCode::Ok);
+    }
+    if !entries.is_empty() {
+        out.line(LIST_HEADER)?;
+    }
+    for e in &entries {
+        out.line(entry_line(spool, e, now))?;
+    }
+    let waiting = names.len() - entries.len() - d.expired.len();
+    let mut summary = format!(
+        "{} due now ({}), {} waiting",
+        entries.len(),
+        Size(bytes),
+        waiting
+    );
+    if !d.expired.is_empty() {
+        summary.push_str(&format!(", {} expired (rs-queue prune)", d.expired.len()));
+    }
+    if let Some(stop) = &d.stop {
+        summary.push_str(&format!("; stopped: {stop}"));
+    }
+    ctx.log(summary);
+    Ok(ExitCode::Ok)
+}
+
+fn check(ctx: &Context, spool: &Spool, out: &mut Out, now: Timestamp) -> Result<ExitCode, Error> {
+    let mut locked = spool.lock(now)?;
+    let entries = spool.scan_outbound(now)?;
+    let mut bad = Vec::new();
+    for e in &entries {
+        let path = spool.entry_path(e);
+        let verdict = fs::read(&path)
+            .map_err(|err| format!("cannot read: {err}"))
+            .and_then(|bytes| envelope::parse(&bytes).map_err(|err| err.to_string()))
+            .and_then(|ms| match ms.iter().find(|m| m.header.id == e.name.id) {
+                None => Err(format!(
+                    "does not hold message {} that its name promises",
+                    e.name.id
+                )),
+                Some(m) if m.header.qos().precedence != e.name.precedence => {
+                    Err("its header's precedence differs from its name's".to_string())
+                }
+                Some(_) => Ok(()),
+            });
+        if let Err(reason) = verdict {
+            let q = locked.quarantine_entry(e, &reason, now)?;
+            ctx.log(format!(
+                "{} quarantined as {}: {reason}",
+                e.name.id,
+                q.display()
+            ));
+            bad.push(json!({"id": e.name.id, "file": q, "reason": reason}));
+        }
+    }
+    if ctx.json {
+        out.json(&json!({"checked": entries.len(), "quarantined": bad}))?;
+    } else {
+        ctx.log(format!(
+            "checked {} outbound messages, quarantined {}",
+            entries.len(),
+            bad.len()
+        ));
+    }
+    Ok(if bad.is_empty() {
+        ExitCode::Ok
+    } else {
+        ExitCode::DataErr
+    })
+}

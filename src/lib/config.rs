@@ -1,0 +1,360 @@
+//! The spool's configuration, `config.toml` at the spool's root: who this
+//! site is, how big the queue may grow, and the throttle.
+//!
+//! The file is the operator's: rs reads it on every run and, when a command
+//! changes a setting (`rs-queue throttle`), edits only that key and keeps the
+//! rest of the file, comments included. Unknown keys are refused so a typo
+//! never silently disables a limit.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::message::{Name, Precedence};
+use crate::time::Window;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The site (customer) this spool belongs to.
+    #[serde(deserialize_with = "name")]
+    pub site: Name,
+    /// This component's ID, derived from the site ID.
+    #[serde(deserialize_with = "name")]
+    pub component: Name,
+    #[serde(default)]
+    pub queue: QueueLimits,
+    #[serde(default)]
+    pub throttle: Throttle,
+    #[serde(default)]
+    pub spool: SpoolSettings,
+}
+
+/// Size limits on what the spool holds for sending (queued, held, and sent
+/// awaiting acknowledgement). Absent means unlimited.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct QueueLimits {
+    pub max_bytes: Option<Size>,
+    pub max_messages: Option<u64>,
+    #[serde(default)]
+    pub urgent: Limit,
+    #[serde(default)]
+    pub normal: Limit,
+    #[serde(default)]
+    pub bulk: Limit,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Limit {
+    pub max_bytes: Option<Size>,
+    pub max_messages: Option<u64>,
+}
+
+impl QueueLimits {
+    pub fn total(&self) -> Limit {
+        Limit {
+            max_bytes: self.max_bytes,
+            max_messages: self.max_messages,
+        }
+    }
+
+    pub fn for_precedence(&self, p: Precedence) -> Limit {
+        match p {
+            Precedence::Urgent => self.urgent,
+            Precedence::Normal => self.normal,
+            Precedence::Bulk => self.bulk,
+        }
+    }
+}
+
+impl Limit {
+    pub fn is_unlimited(&self) -> bool {
+        self.max_bytes.is_none() && self.max_messages.is_none()
+    }
+
+    /// Whether `count` messages of `bytes` in all stay within the limit.
+    pub fn admits(&self, count: u64, bytes: u64) -> bool {
+        self.max_bytes.is_none_or(|m| bytes <= m.0) && self.max_messages.is_none_or(|m| count <= m)
+    }
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.max_bytes, self.max_messages) {
+            (None, None) => f.write_str("unlimited"),
+            (Some(b), None) => write!(f, "max_bytes {b}"),
+            (None, Some(m)) => write!(f, "max_messages {m}"),
+            (Some(b), Some(m)) => write!(f, "max_bytes {b}, max_messages {m}"),
+        }
+    }
+}
+
+/// Limits on sending. All unlimited by default.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Throttle {
+    pub max_bytes_per_hour: Option<Size>,
+    pub max_bytes_per_day: Option<Size>,
+    pub max_messages_per_hour: Option<u64>,
+    pub max_messages_per_day: Option<u64>,
+    /// A larger message is refused at `rs-send`.
+    pub max_message_bytes: Option<Size>,
+    /// Local times of day when sending is allowed; empty means always.
+    #[serde(default, deserialize_with = "windows")]
+    pub windows: Vec<Window>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolSettings {
+    /// Files left in `tmp/` by a crashed writer are removed after this long.
+    #[serde(deserialize_with = "duration")]
+    pub tmp_max_age: Duration,
+    /// New messages are refused while the spool's file system has less free.
+    pub min_free: Size,
+}
+
+impl Default for SpoolSettings {
+    fn default() -> Self {
+        SpoolSettings {
+            tmp_max_age: Duration::from_secs(3600),
+            min_free: Size(64 * 1024 * 1024),
+        }
+    }
+}
+
+/// A byte count, written in the file as an integer or as `10 MiB`, `1.5G`, `500k`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Size(pub u64);
+
+impl Size {
+    pub fn parse(text: &str) -> Result<Size, String> {
+        let t = text.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let num: f64 = num
+            .parse()
+            .map_err(|_| format!("`{text}` is not a size: use forms like 4096, 500k, 10MiB, 2G"))?;
+        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" | "kib" => 1 << 10,
+            "m" | "mb" | "mib" => 1 << 20,
+            "g" | "gb" | "gib" => 1 << 30,
+            "t" | "tb" | "tib" => 1 << 40,
+            _ => {
+                return Err(format!(
+                    "`{text}`: unknown unit `{}` (use k, M, G, T)",
+                    unit.trim()
+                ))
+            }
+        };
+        Ok(Size((num * mult as f64).round() as u64))
+    }
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let units = [
+            (1u64 << 40, "TiB"),
+            (1 << 30, "GiB"),
+            (1 << 20, "MiB"),
+            (1 << 10, "KiB"),
+        ];
+        for (scale, unit) in units {
+            if self.0 >= scale && self.0.is_multiple_of(scale) {
+                return write!(f, "{} {unit}", self.0 / scale);
+            }
+        }
+        write!(f, "{} bytes", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(Size(n)),
+            Raw::Text(t) => Size::parse(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+fn name<'de, D: Deserializer<'de>>(d: D) -> Result<Name, D::Error> {
+    let s = String::deserialize(d)?;
+    Name::new("name", s).map_err(serde::de::Error::custom)
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    crate::time::parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+fn windows<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Window>, D::Error> {
+    let v = Vec::<String>::deserialize(d)?;
+    v.iter()
+        .map(|w| Window::parse(w).map_err(serde::de::Error::custom))
+        .collect()
+}
+
+pub const FILE_NAME: &str = "config.toml";
+
+impl Config {
+    pub fn load(spool: &Path) -> Result<Config, Error> {
+        let path = spool.join(FILE_NAME);
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|message| Error::Parse { path, message })
+    }
+
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+    }
+
+    /// The text of a new spool's configuration, with every setting explained.
+    pub fn default_text(site: &Name, component: &Name) -> String {
+        format!(
+            r#"# rs spool configuration. See rs-queue(1) and spool/README.md.
+
+# The site (customer) this spool belongs to, and this component's ID.
+site = "{site}"
+component = "{component}"
+
+# Limits on what the spool holds for sending (queued, held, and sent but not
+# yet acknowledged). Sizes take units: 4096, 500k, 10MiB, 2G. Unset means
+# unlimited. When a new message does not fit, the eviction order of the
+# specification applies (expired first, then bulk messages of normal
+# persistence, ...), and a message that cannot be admitted is rejected.
+[queue]
+# max_bytes = "512 MiB"
+# max_messages = 100000
+# [queue.urgent]
+# max_bytes = "64 MiB"
+# [queue.normal]
+# [queue.bulk]
+
+# Limits on sending. Unset means unlimited. Over the throttle a message stays
+# queued; it is not rejected. Windows are local times of day (HH:MM-HH:MM).
+[throttle]
+# max_bytes_per_hour = "10 MiB"
+# max_bytes_per_day = "100 MiB"
+# max_messages_per_hour = 1000
+# max_messages_per_day = 10000
+# max_message_bytes = "4 MiB"
+# windows = ["22:00-06:00"]
+
+[spool]
+# Files left in tmp/ by a crashed writer are removed after this long.
+tmp_max_age = "1h"
+# New messages are refused while the file system has less free space.
+min_free = "64 MiB"
+"#
+        )
+    }
+}
+
+/// Sets (or with `None` removes) one key of `config.toml`, keeping every
+/// other line and comment. Returns the new text, which the caller validates
+/// and writes durably.
+pub fn edit(
+    text: &str,
+    table: &str,
+    key: &str,
+    value: Option<toml_edit::Value>,
+) -> Result<String, String> {
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| e.to_string())?;
+    let t = doc
+        .entry(table)
+        .or_insert(toml_edit::table())
+        .as_table_mut()
+        .ok_or_else(|| format!("[{table}] is not a table"))?;
+    match value {
+        Some(v) => {
+            t.insert(key, toml_edit::Item::Value(v));
+        }
+        None => {
+            t.remove(key);
+        }
+    }
+    Ok(doc.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_text_parses_to_unlimited() {
+        let site = Name::new("site", "acme").unwrap();
+        let comp = Name::new("component", "acme.host1").unwrap();
+        let c = Config::parse(&Config::default_text(&site, &comp)).unwrap();
+        assert_eq!(c.site, site);
+        assert!(c.queue.total().is_unlimited());
+        assert_eq!(c.throttle, Throttle::default());
+        assert_eq!(c.spool, SpoolSettings::default());
+    }
+
+    #[test]
+    fn sizes() {
+        let check = |t: &str, n: u64| assert_eq!(Size::parse(t), Ok(Size(n)), "{t}");
+        check("4096", 4096);
+        check("500k", 500 * 1024);
+        check("10 MiB", 10 << 20);
+        check("1.5G", 3 << 29);
+        assert!(Size::parse("ten").is_err());
+        assert!(Size::parse("10 parsecs").is_err());
+        assert_eq!(Size(10 << 20).to_string(), "10 MiB");
+        assert_eq!(Size(1000).to_string(), "1000 bytes");
+    }
+
+    #[test]
+    fn typos_are_refused() {
+        let text = "site='a'\ncomponent='a.b'\n[queue]\nmax_byte = 10\n";
+        let err = Config::parse(text).unwrap_err();
+        assert!(err.contains("max_byte"), "{err}");
+    }
+
+    #[test]
+    fn edit_keeps_comments() {
+        let text = "# keep me\nsite='a'\ncomponent='a.b'\n[throttle]\n# and me\n";
+        let out = edit(text, "throttle", "max_messages_per_hour", Some(10.into())).unwrap();
+        assert!(out.contains("# keep me") && out.contains("# and me"));
+        let c = Config::parse(&out).unwrap();
+        assert_eq!(c.throttle.max_messages_per_hour, Some(10));
+        let out = edit(&out, "throttle", "max_messages_per_hour", None).unwrap();
+        assert_eq!(
+            Config::parse(&out).unwrap().throttle.max_messages_per_hour,
+            None
+        );
+    }
+}

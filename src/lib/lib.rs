@@ -1,0 +1,18 @@
+//! rs: reliable store-and-forward messaging between badly connected sites.
+//!
+//! Modules follow a message's journey: `message` (model, XML, MIME envelope,
+//! IDs) → `spool` (areas, atomic writes, the lock, recovery, quarantine) →
+//! `queue` (pure policy: order, eviction, throttle) → `transport` (the seam
+//! routes plug into). `cli` and `commands` are the command-line front ends.
+//! See ARCHITECTURE.md for the map and the invariants.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod message;
+pub mod output;
+pub mod queue;
+pub mod spool;
+pub mod time;
+pub mod transport;

@@ -1,0 +1,131 @@
+//! Durable file operations: the only place rs calls `fsync`.
+//!
+//! The pattern everywhere: write a file under `tmp/`, fsync it, rename it
+//! into its area, fsync the area's directory. A reader never sees half a
+//! file, and after a crash the file is either absent or complete.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::{Error, Result};
+
+/// Flushes a directory's entries (renames, creations, removals) to disk.
+pub fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("fsync directory", dir, e))
+}
+
+/// A file being written under `tmp/`, locked by its writer so that recovery
+/// can tell a live writer from a dead one. Dropped without
+/// [`Staged::commit`], it is removed.
+#[derive(Debug)]
+pub struct Staged {
+    path: PathBuf,
+    file: Option<File>,
+    size: u64,
+}
+
+impl Staged {
+    /// Creates a new, empty, exclusively locked file in `tmp_dir`.
+    pub fn create(tmp_dir: &Path, now_micros: i64) -> Result<Staged> {
+        let mut random = [0u8; 6];
+        let _ = getrandom::fill(&mut random);
+        let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let name = format!("{now_micros}.{}.{hex}", std::process::id());
+        let path = tmp_dir.join(name);
+        let file = OpenOptions::new()
+            .write(true)
+            .read(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| Error::io("create", &path, e))?;
+        // A lock we cannot take only weakens crash recovery (the age bound
+        // still applies), so it is not an error.
+        let _ = fs2::FileExt::try_lock_exclusive(&file);
+        Ok(Staged {
+            path,
+            file: Some(file),
+            size: 0,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Makes the content durable: returns after fsync of the file.
+    pub fn sync(&mut self) -> Result<()> {
+        if let Some(f) = &self.file {
+            f.sync_all()
+                .map_err(|e| Error::io("fsync", &self.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Renames the (synced) file to `dest`. The caller fsyncs `dest`'s
+    /// directory, once per batch.
+    pub fn commit(mut self, dest: &Path) -> Result<()> {
+        std::fs::rename(&self.path, dest).map_err(|e| Error::io("rename into place", dest, e))?;
+        self.file = None;
+        self.path = PathBuf::new();
+        Ok(())
+    }
+}
+
+impl Write for Staged {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let f = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("staged file already committed"))?;
+        let n = f.write(buf)?;
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.file.as_mut() {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Writes `bytes` to `dir/name` durably: returns after fsync of the file and
+/// of `dir`.
+pub fn write_durable(
+    tmp_dir: &Path,
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    now_micros: i64,
+) -> Result<PathBuf> {
+    let mut staged = Staged::create(tmp_dir, now_micros)?;
+    staged
+        .write_all(bytes)
+        .map_err(|e| Error::io("write", staged.path(), e))?;
+    staged.sync()?;
+    let dest = dir.join(name);
+    staged.commit(&dest)?;
+    fsync_dir(dir)?;
+    Ok(dest)
+}
+
+/// Renames `from` to `to`; the caller fsyncs the directories involved.
+pub fn rename(from: &Path, to: &Path) -> Result<()> {
+    std::fs::rename(from, to).map_err(|e| Error::io("rename", from, e))
+}

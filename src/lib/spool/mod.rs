@@ -1,0 +1,876 @@
+//! The spool: a directory tree anyone can inspect with `ls`, holding every
+//! message the site is responsible for (SPEC.md section 4). See
+//! `spool/README.md` for the layout and file formats.
+//!
+//! Architecture invariants:
+//! - Every file enters an area by rename from `tmp/` after fsync, and the
+//!   area's directory is fsynced before the operation reports success.
+//! - Files move between areas by rename, keeping their name; nothing is
+//!   deleted but by an acknowledgement or an operator's purge: what cannot be
+//!   sent goes to `dead/`, what cannot be read goes to `quarantine/`, each
+//!   with a `.reason` file beside it.
+//! - Whole-spool decisions (admission, eviction, accounting) are made while
+//!   holding the ledger's lock; no lock is held while a message body is
+//!   written.
+
+pub mod durable;
+pub mod entry;
+mod usage;
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::config::{self, Config, Size};
+use crate::message::{Name, Precedence};
+use crate::queue::evict::{self, Plan};
+use crate::queue::throttle::Sent;
+use crate::time::Timestamp;
+
+pub use durable::Staged;
+pub use entry::EntryName;
+pub use usage::Usage;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot {op} {path}: {err}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        err: std::io::Error,
+    },
+    #[error(transparent)]
+    Config(#[from] config::Error),
+    #[error("{path} is not an rs spool (it has no config.toml): create one with `rs-queue init --spool {path}`, or choose another spool with --spool or RS_SPOOL")]
+    NotASpool { path: PathBuf },
+    #[error("the spool's file system has {free} free, below the {min} kept free ([spool] min_free in {config}): free some space, or lower min_free")]
+    DiskFull {
+        free: Size,
+        min: Size,
+        config: PathBuf,
+    },
+    #[error("no message {id} in the outbound areas of {spool} (see `rs-queue list`; dead messages are listed by `rs-queue list --area dead`)")]
+    NotFound { id: String, spool: PathBuf },
+}
+
+impl Error {
+    pub fn io(op: &'static str, path: &Path, err: std::io::Error) -> Error {
+        Error::Io {
+            op,
+            path: path.to_path_buf(),
+            err,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An area of the spool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Area {
+    Tmp,
+    Queue(Precedence),
+    Hold,
+    Sent,
+    Received,
+    Acks,
+    Dead,
+    Quarantine,
+    State,
+}
+
+impl Area {
+    /// The areas holding messages this site must still deliver.
+    pub const OUTBOUND: [Area; 5] = [
+        Area::Queue(Precedence::Urgent),
+        Area::Queue(Precedence::Normal),
+        Area::Queue(Precedence::Bulk),
+        Area::Hold,
+        Area::Sent,
+    ];
+
+    const ALL: [Area; 11] = [
+        Area::Tmp,
+        Area::Queue(Precedence::Urgent),
+        Area::Queue(Precedence::Normal),
+        Area::Queue(Precedence::Bulk),
+        Area::Hold,
+        Area::Sent,
+        Area::Received,
+        Area::Acks,
+        Area::Dead,
+        Area::Quarantine,
+        Area::State,
+    ];
+
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            Area::Tmp => "tmp",
+            Area::Queue(Precedence::Urgent) => "queue/urgent",
+            Area::Queue(Precedence::Normal) => "queue/normal",
+            Area::Queue(Precedence::Bulk) => "queue/bulk",
+            Area::Hold => "hold",
+            Area::Sent => "sent",
+            Area::Received => "received",
+            Area::Acks => "acks",
+            Area::Dead => "dead",
+            Area::Quarantine => "quarantine",
+            Area::State => "state",
+        }
+    }
+
+    /// The word used for this area in listings and JSON.
+    pub fn state_word(self) -> &'static str {
+        match self {
+            Area::Queue(_) => "queued",
+            Area::Hold => "held",
+            Area::Sent => "sent",
+            Area::Dead => "dead",
+            Area::Quarantine => "quarantined",
+            Area::Received => "received",
+            Area::Acks => "ack",
+            Area::Tmp | Area::State => "internal",
+        }
+    }
+}
+
+/// An outbound message: where it is and what its name says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub area: Area,
+    pub name: EntryName,
+}
+
+/// Why a message went to `dead/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeadKind {
+    Expired,
+    Evicted,
+    Rejected,
+    Deleted,
+}
+
+impl DeadKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadKind::Expired => "expired",
+            DeadKind::Evicted => "evicted",
+            DeadKind::Rejected => "rejected",
+            DeadKind::Deleted => "deleted",
+        }
+    }
+}
+
+/// A `.reason` file's content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reason {
+    pub id: String,
+    pub time: Timestamp,
+    pub kind: String,
+    pub from: String,
+    pub detail: String,
+}
+
+impl Reason {
+    fn to_text(&self) -> String {
+        format!(
+            "id: {}\ntime: {}\nreason: {}\nfrom: {}\ndetail: {}\n",
+            self.id,
+            self.time,
+            self.kind,
+            self.from,
+            self.detail.replace('\n', " ")
+        )
+    }
+
+    pub fn parse(text: &str) -> Reason {
+        let mut r = Reason {
+            id: String::new(),
+            time: Timestamp::EPOCH,
+            kind: String::new(),
+            from: String::new(),
+            detail: String::new(),
+        };
+        for line in text.lines() {
+            let Some((k, v)) = line.split_once(": ") else {
+                continue;
+            };
+            match k {
+                "id" => r.id = v.to_string(),
+                "time" => r.time = Timestamp::parse(v).unwrap_or_default(),
+                "reason" => r.kind = v.to_string(),
+                "from" => r.from = v.to_string(),
+                "detail" => r.detail = v.to_string(),
+                _ => {}
+            }
+        }
+        r
+    }
+}
+
+/// The outcome of offering a new message to the queue.
+#[derive(Debug)]
+pub enum Admission {
+    Queued {
+        entry: Entry,
+        evicted: Vec<(EntryName, String)>,
+    },
+    /// The message is in `dead/` with `detail` as its reason.
+    Rejected {
+        name: EntryName,
+        detail: String,
+        evicted: Vec<(EntryName, String)>,
+    },
+}
+
+pub struct Spool {
+    root: PathBuf,
+    config: Config,
+}
+
+/// Age below which a `tmp/` file is never taken for a crashed writer's,
+/// whatever its lock says (a writer creates its file, then locks it).
+const TMP_MIN_AGE_SECS: i64 = 60;
+
+impl Spool {
+    /// Opens an existing spool.
+    pub fn open(root: &Path) -> Result<Spool> {
+        if !root.join(config::FILE_NAME).is_file() {
+            return Err(Error::NotASpool {
+                path: root.to_path_buf(),
+            });
+        }
+        let config = Config::load(root)?;
+        let spool = Spool {
+            root: root.to_path_buf(),
+            config,
+        };
+        spool.ensure_dirs()?;
+        Ok(spool)
+    }
+
+    /// Opens the spool, creating it with default settings if `root` holds no
+    /// spool yet. Returns whether it was created.
+    pub fn open_or_create(root: &Path, now: Timestamp) -> Result<(Spool, bool)> {
+        if root.join(config::FILE_NAME).is_file() {
+            return Ok((Spool::open(root)?, false));
+        }
+        let site = Name::new("site", "local").map_err(|_| unreachable_name())?;
+        let component = default_component(&site);
+        Ok((Spool::create(root, &site, &component, now)?, true))
+    }
+
+    /// Creates a spool at `root` (which may exist, but must not yet hold a
+    /// configuration) for the given site and component.
+    pub fn create(root: &Path, site: &Name, component: &Name, now: Timestamp) -> Result<Spool> {
+        fs::create_dir_all(root).map_err(|e| Error::io("create directory", root, e))?;
+        let probe = Spool {
+            root: root.to_path_buf(),
+            config: Config::parse(&Config::default_text(site, component)).map_err(|message| {
+                config::Error::Parse {
+                    path: root.join(config::FILE_NAME),
+                    message,
+                }
+            })?,
+        };
+        probe.ensure_dirs()?;
+        durable::write_durable(
+            &probe.dir(Area::Tmp),
+            root,
+            config::FILE_NAME,
+            Config::default_text(site, component).as_bytes(),
+            now.as_micros(),
+        )?;
+        Spool::open(root)
+    }
+
+    fn ensure_dirs(&self) -> Result<()> {
+        for area in Area::ALL {
+            let dir = self.dir(area);
+            fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        }
+        for sub in ["tmp", "new", "cur"] {
+            let dir = self.dir(Area::Received).join(sub);
+            fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        }
+        Ok(())
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join(config::FILE_NAME)
+    }
+
+    pub fn dir(&self, area: Area) -> PathBuf {
+        self.root.join(area.dir_name())
+    }
+
+    pub fn entry_path(&self, entry: &Entry) -> PathBuf {
+        self.dir(entry.area).join(entry.name.to_string())
+    }
+
+    // ------------------------------------------------------------ recovery
+
+    /// Removes files left in `tmp/` by writers that died: unlocked and older
+    /// than a minute, or older than `[spool] tmp_max_age` whatever their
+    /// lock. Returns how many were removed.
+    pub fn clean_tmp(&self, now: Timestamp) -> Result<usize> {
+        let dir = self.dir(Area::Tmp);
+        let mut removed = 0;
+        let entries = fs::read_dir(&dir).map_err(|e| Error::io("read", &dir, e))?;
+        let max_age = i64::try_from(self.config.spool.tmp_max_age.as_secs()).unwrap_or(i64::MAX);
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            let mtime = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs() as i64);
+            let age = now.as_secs() - mtime;
+            if age < TMP_MIN_AGE_SECS {
+                continue;
+            }
+            let abandoned = age > max_age
+                || fs::File::open(&path)
+                    .map(|f| fs2::FileExt::try_lock_exclusive(&f).is_ok())
+                    .unwrap_or(false);
+            if abandoned && fs::remove_file(&path).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Refuses new messages while free space is below `[spool] min_free`.
+    pub fn check_free_space(&self) -> Result<()> {
+        let min = self.config.spool.min_free;
+        let free = fs2::available_space(&self.root)
+            .map_err(|e| Error::io("query free space of", &self.root, e))?;
+        if free < min.0 {
+            return Err(Error::DiskFull {
+                free: Size(free),
+                min,
+                config: self.config_path(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Moves an unreadable file into `quarantine/` with a `.reason` file.
+    /// Returns the quarantined file's path.
+    pub fn quarantine(
+        &self,
+        path: &Path,
+        from: &str,
+        detail: &str,
+        now: Timestamp,
+    ) -> Result<PathBuf> {
+        let base = path
+            .file_name()
+            .map(|n| n.to_string_lossy().replace(['/', ':'], "_"))
+            .unwrap_or_default();
+        let name = format!("{}.{}", now.as_micros(), base);
+        let qdir = self.dir(Area::Quarantine);
+        let reason = Reason {
+            id: String::new(),
+            time: now,
+            kind: "unreadable".into(),
+            from: from.into(),
+            detail: detail.into(),
+        };
+        durable::write_durable(
+            &self.dir(Area::Tmp),
+            &qdir,
+            &format!("{name}.reason"),
+            reason.to_text().as_bytes(),
+            now.as_micros(),
+        )?;
+        let dest = qdir.join(&name);
+        durable::rename(path, &dest)?;
+        durable::fsync_dir(&qdir)?;
+        Ok(dest)
+    }
+
+    /// Stores `bytes` in `quarantine/` with a `.reason` file (for input that
+    /// never had a file of its own, such as a message on stdin).
+    pub fn quarantine_bytes(
+        &self,
+        bytes: &[u8],
+        label: &str,
+        from: &str,
+        detail: &str,
+        now: Timestamp,
+    ) -> Result<PathBuf> {
+        let mut staged = self.stage(now)?;
+        staged
+            .write_all(bytes)
+            .map_err(|e| Error::io("write", staged.path(), e))?;
+        staged.sync()?;
+        let tmp_path = staged.path().with_extension(label);
+        staged.commit(&tmp_path)?;
+        self.quarantine(&tmp_path, from, detail, now)
+    }
+
+    // ------------------------------------------------------------ reading
+
+    /// A new file in `tmp/` for a message being written.
+    pub fn stage(&self, now: Timestamp) -> Result<Staged> {
+        Staged::create(&self.dir(Area::Tmp), now.as_micros())
+    }
+
+    /// Lists the entries of one outbound area. Names that are not entry names
+    /// are returned separately.
+    pub fn scan(&self, area: Area) -> Result<(Vec<EntryName>, Vec<String>)> {
+        let dir = self.dir(area);
+        let mut names = Vec::new();
+        let mut foreign = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(|e| Error::io("read", &dir, e))? {
+            let entry = entry.map_err(|e| Error::io("read", &dir, e))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            match EntryName::parse(&name) {
+                Some(n) => names.push(n),
+                None => foreign.push(name.into_owned()),
+            }
+        }
+        Ok((names, foreign))
+    }
+
+    /// Every outbound entry (queued, held, sent), in no particular order.
+    /// Foreign files in outbound areas are quarantined.
+    pub fn scan_outbound(&self, now: Timestamp) -> Result<Vec<Entry>> {
+        let mut all = Vec::new();
+        for area in Area::OUTBOUND {
+            let (names, foreign) = self.scan(area)?;
+            all.extend(names.into_iter().map(|name| Entry { area, name }));
+            for f in foreign {
+                let path = self.dir(area).join(&f);
+                let detail = format!("`{f}` in {} is not a message file name", area.dir_name());
+                // A file that vanished meanwhile needs no quarantine.
+                if path.exists() {
+                    self.quarantine(&path, area.dir_name(), &detail, now)?;
+                }
+            }
+        }
+        Ok(all)
+    }
+
+    /// Finds an outbound entry by message ID.
+    pub fn find(&self, id: &str) -> Result<Entry> {
+        for area in Area::OUTBOUND {
+            let (names, _) = self.scan(area)?;
+            if let Some(name) = names.into_iter().find(|n| n.id.as_str() == id) {
+                return Ok(Entry { area, name });
+            }
+        }
+        Err(Error::NotFound {
+            id: id.to_string(),
+            spool: self.root.clone(),
+        })
+    }
+
+    /// The dead messages and their reasons.
+    pub fn scan_dead(&self) -> Result<Vec<(EntryName, Reason)>> {
+        let dir = self.dir(Area::Dead);
+        let (names, _) = self.scan(Area::Dead)?;
+        Ok(names
+            .into_iter()
+            .map(|n| {
+                let text = fs::read_to_string(dir.join(format!("{n}.reason"))).unwrap_or_default();
+                (n, Reason::parse(&text))
+            })
+            .collect())
+    }
+
+    /// Quarantined files (name, size) and their reasons.
+    pub fn scan_quarantine(&self) -> Result<Vec<(String, u64, Reason)>> {
+        let dir = self.dir(Area::Quarantine);
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir)
+            .map_err(|e| Error::io("read", &dir, e))?
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".reason") {
+                continue;
+            }
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            let text = fs::read_to_string(dir.join(format!("{name}.reason"))).unwrap_or_default();
+            out.push((name, size, Reason::parse(&text)));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Count and bytes of the files in an area (bytes from names where names
+    /// carry sizes, else from metadata).
+    pub fn area_totals(&self, area: Area) -> Result<(u64, u64)> {
+        let dir = self.dir(area);
+        let mut count = 0;
+        let mut bytes = 0;
+        let dirs: Vec<PathBuf> = if area == Area::Received {
+            vec![dir.join("new"), dir.join("cur")]
+        } else {
+            vec![dir]
+        };
+        for d in dirs {
+            for entry in fs::read_dir(&d)
+                .map_err(|e| Error::io("read", &d, e))?
+                .flatten()
+            {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".reason") {
+                    continue;
+                }
+                count += 1;
+                bytes += match EntryName::parse(&name) {
+                    Some(n) => n.size,
+                    None => entry.metadata().map(|m| m.len()).unwrap_or(0),
+                };
+            }
+        }
+        Ok((count, bytes))
+    }
+
+    pub fn is_held(&self) -> bool {
+        self.dir(Area::State).join("hold").exists()
+    }
+
+    /// What the throttle has counted as sent in the current periods.
+    pub fn throttle_sent(&self) -> Sent {
+        fs::read_to_string(self.dir(Area::State).join("throttle.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default()
+    }
+
+    /// Takes the spool lock, rebuilding the ledger if it is stale.
+    pub fn lock(&self, now: Timestamp) -> Result<Locked<'_>> {
+        let path = self.dir(Area::State).join("usage");
+        let (ledger, usage) = usage::Ledger::lock(&path)?;
+        let mut locked = Locked {
+            spool: self,
+            ledger,
+            usage: usage.unwrap_or_default(),
+        };
+        if usage.is_none() {
+            locked.rebuild(now)?;
+        }
+        Ok(locked)
+    }
+}
+
+fn unreachable_name() -> Error {
+    Error::io(
+        "name",
+        Path::new("site"),
+        std::io::Error::other("invalid built-in name"),
+    )
+}
+
+/// `SITE.HOSTNAME`, with the host name reduced to characters a component ID may hold.
+fn default_component(site: &Name) -> Name {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let host = if rc == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        String::new()
+    };
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    let host = host.trim_matches('-');
+    let host = if host.is_empty() { "host" } else { host };
+    Name::new("component", format!("{site}.{host}")).unwrap_or_else(|_| site.clone())
+}
+
+/// The spool lock, held: whole-spool decisions happen through this.
+pub struct Locked<'s> {
+    spool: &'s Spool,
+    ledger: usage::Ledger,
+    usage: Usage,
+}
+
+impl Locked<'_> {
+    pub fn usage(&self) -> &Usage {
+        &self.usage
+    }
+
+    fn rebuild(&mut self, now: Timestamp) -> Result<()> {
+        let mut u = Usage {
+            last_arrival: self.usage.last_arrival,
+            ..Usage::default()
+        };
+        for e in self.spool.scan_outbound(now)? {
+            u.add(&e.name);
+        }
+        // Dead entries keep their arrival stamps: never reuse one.
+        let (dead, _) = self.spool.scan(Area::Dead)?;
+        u.last_arrival = dead
+            .iter()
+            .map(|n| n.arrival)
+            .fold(u.last_arrival, u64::max);
+        self.usage = u;
+        self.ledger.save(&self.usage)
+    }
+
+    /// The next arrival stamp: the clock in microseconds, but strictly after
+    /// every stamp given before, so arrival order survives equal (or pinned,
+    /// or stepped-back) clocks.
+    pub fn next_arrival(&mut self, now: Timestamp) -> u64 {
+        let t = u64::try_from(now.as_micros()).unwrap_or(0);
+        let next = t.max(self.usage.last_arrival + 1);
+        self.usage.last_arrival = next;
+        next
+    }
+
+    /// Offers a staged, synced message to the queue. Applies the admission
+    /// plan: discards what it names (to `dead/`, with reasons), then renames
+    /// the message into its queue, or into `dead/` if it is rejected.
+    /// Returns after the affected directories are fsynced.
+    pub fn admit(
+        &mut self,
+        staged: Staged,
+        mut name: EntryName,
+        now: Timestamp,
+    ) -> Result<Admission> {
+        self.ledger.mark_dirty(&self.usage)?;
+        name.arrival = self.next_arrival(now);
+        let limits = &self.spool.config.queue;
+        let (count, bytes) = self.usage.total();
+        let (pcount, pbytes) = self.usage.of(name.precedence);
+        let fast = limits.total().admits(count + 1, bytes + name.size)
+            && limits
+                .for_precedence(name.precedence)
+                .admits(pcount + 1, pbytes + name.size);
+        let (plan, entries) = if fast {
+            (Plan::Admit { evict: Vec::new() }, Vec::new())
+        } else {
+            let entries = self.spool.scan_outbound(now)?;
+            let names: Vec<EntryName> = entries.iter().map(|e| e.name.clone()).collect();
+            (evict::plan(&names, &name, limits, now), entries)
+        };
+        let mut touched: HashSet<PathBuf> = HashSet::new();
+        let (evictions, rejection) = match plan {
+            Plan::Admit { evict } => (evict, None),
+            Plan::Reject { evict, rejection } => (evict, Some(rejection)),
+        };
+        let mut evicted = Vec::new();
+        for ev in evictions {
+            let e = &entries[ev.index];
+            let detail = format!(
+                "discarded as the {} to make room for {} under {} ({})",
+                ev.rule.describe(),
+                name.id,
+                ev.scope,
+                if ev.scope == evict::Scope::Total {
+                    limits.total()
+                } else {
+                    limits.for_precedence(name.precedence)
+                }
+            );
+            let kind = if ev.rule == evict::Rule::Expired {
+                DeadKind::Expired
+            } else {
+                DeadKind::Evicted
+            };
+            self.bury_unsynced(e, kind, &detail, now)?;
+            touched.insert(self.spool.dir(e.area));
+            evicted.push((e.name.clone(), detail));
+        }
+        let dead_dir = self.spool.dir(Area::Dead);
+        if !evicted.is_empty() {
+            touched.insert(dead_dir.clone());
+        }
+        let outcome = match rejection {
+            None => {
+                let entry = Entry {
+                    area: Area::Queue(name.precedence),
+                    name,
+                };
+                staged.commit(&self.spool.entry_path(&entry))?;
+                self.usage.add(&entry.name);
+                touched.insert(self.spool.dir(entry.area));
+                Admission::Queued { entry, evicted }
+            }
+            Some(r) => {
+                let step = if r.new_is_bulk {
+                    "a bulk message is rejected when only non-bulk messages could make room"
+                } else {
+                    "no message may be discarded for it"
+                };
+                let detail = format!(
+                    "rejected: the queue is full under {} ({}) and {step}",
+                    r.scope, r.limit
+                );
+                self.write_reason(&name, DeadKind::Rejected, "new", &detail, now)?;
+                staged.commit(&dead_dir.join(name.to_string()))?;
+                touched.insert(dead_dir);
+                Admission::Rejected {
+                    name,
+                    detail,
+                    evicted,
+                }
+            }
+        };
+        self.ledger.save(&self.usage)?;
+        for dir in touched {
+            durable::fsync_dir(&dir)?;
+        }
+        Ok(outcome)
+    }
+
+    /// Moves an outbound entry to `dead/` with a reason; returns after fsync.
+    pub fn bury(
+        &mut self,
+        entry: &Entry,
+        kind: DeadKind,
+        detail: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        self.ledger.mark_dirty(&self.usage)?;
+        self.bury_unsynced(entry, kind, detail, now)?;
+        self.ledger.save(&self.usage)?;
+        durable::fsync_dir(&self.spool.dir(Area::Dead))?;
+        durable::fsync_dir(&self.spool.dir(entry.area))
+    }
+
+    fn bury_unsynced(
+        &mut self,
+        entry: &Entry,
+        kind: DeadKind,
+        detail: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        self.write_reason(&entry.name, kind, entry.area.dir_name(), detail, now)?;
+        let dest = self.spool.dir(Area::Dead).join(entry.name.to_string());
+        durable::rename(&self.spool.entry_path(entry), &dest)?;
+        self.usage.remove(&entry.name);
+        Ok(())
+    }
+
+    fn write_reason(
+        &self,
+        name: &EntryName,
+        kind: DeadKind,
+        from: &str,
+        detail: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        let reason = Reason {
+            id: name.id.to_string(),
+            time: now,
+            kind: kind.as_str().into(),
+            from: from.into(),
+            detail: detail.into(),
+        };
+        let mut staged = self.spool.stage(now)?;
+        staged
+            .write_all(reason.to_text().as_bytes())
+            .map_err(|e| Error::io("write", staged.path(), e))?;
+        staged.sync()?;
+        staged.commit(&self.spool.dir(Area::Dead).join(format!("{name}.reason")))
+    }
+
+    /// Moves an unreadable outbound file to `quarantine/` with its reason,
+    /// taking it out of the accounting. Returns the quarantined path.
+    pub fn quarantine_entry(
+        &mut self,
+        entry: &Entry,
+        detail: &str,
+        now: Timestamp,
+    ) -> Result<PathBuf> {
+        self.ledger.mark_dirty(&self.usage)?;
+        let path = self.spool.entry_path(entry);
+        let q = self
+            .spool
+            .quarantine(&path, entry.area.dir_name(), detail, now)?;
+        self.usage.remove(&entry.name);
+        durable::fsync_dir(&self.spool.dir(entry.area))?;
+        Ok(q)
+    }
+
+    /// Moves an entry between outbound areas (hold, release); returns the
+    /// entry at its new place after fsync of both directories.
+    pub fn move_entry(&mut self, entry: &Entry, to: Area) -> Result<Entry> {
+        let moved = Entry {
+            area: to,
+            name: entry.name.clone(),
+        };
+        durable::rename(
+            &self.spool.entry_path(entry),
+            &self.spool.entry_path(&moved),
+        )?;
+        durable::fsync_dir(&self.spool.dir(to))?;
+        durable::fsync_dir(&self.spool.dir(entry.area))?;
+        Ok(moved)
+    }
+
+    /// Stops (`true`) or resumes all sending; durable on return.
+    pub fn set_held(&mut self, held: bool, now: Timestamp) -> Result<()> {
+        let state = self.spool.dir(Area::State);
+        let flag = state.join("hold");
+        if held && !flag.exists() {
+            let text = format!("held since {now}\n");
+            durable::write_durable(
+                &self.spool.dir(Area::Tmp),
+                &state,
+                "hold",
+                text.as_bytes(),
+                now.as_micros(),
+            )?;
+        } else if !held && flag.exists() {
+            fs::remove_file(&flag).map_err(|e| Error::io("remove", &flag, e))?;
+            durable::fsync_dir(&state)?;
+        }
+        Ok(())
+    }
+
+    /// Counts a message of `bytes` as sent now, for the throttle.
+    pub fn record_sent(&mut self, bytes: u64, now: Timestamp, utc_offset_secs: i32) -> Result<()> {
+        let sent = self
+            .spool
+            .throttle_sent()
+            .record(bytes, now, utc_offset_secs);
+        let text = serde_json::to_string(&sent).unwrap_or_default();
+        let state = self.spool.dir(Area::State);
+        durable::write_durable(
+            &self.spool.dir(Area::Tmp),
+            &state,
+            "throttle.json",
+            text.as_bytes(),
+            now.as_micros(),
+        )?;
+        Ok(())
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        // Usage is updated after every applied step, so what is in memory is
+        // true; if even this write fails the ledger stays dirty and is rebuilt.
+        if self.ledger.is_dirty() {
+            let _ = self.ledger.save(&self.usage);
+        }
+    }
+}

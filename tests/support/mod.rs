@@ -1,0 +1,253 @@
+//! Shared helpers for integration tests: a temporary site (spool) and a
+//! small builder that runs the real binaries against it.
+//!
+//! A test that fails keeps its spool and prints its path.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub fn bin(name: &str) -> PathBuf {
+    match name {
+        "rs-send" => PathBuf::from(env!("CARGO_BIN_EXE_rs-send")),
+        "rs-queue" => PathBuf::from(env!("CARGO_BIN_EXE_rs-queue")),
+        other => panic!("unknown binary {other}"),
+    }
+}
+
+/// A site: one spool in a temporary directory.
+pub struct Site {
+    dir: Option<tempfile::TempDir>,
+    pub spool: PathBuf,
+    env: HashMap<String, String>,
+}
+
+impl Site {
+    pub fn new() -> Site {
+        let dir = tempfile::Builder::new()
+            .prefix("rs-test-")
+            .tempdir()
+            .expect("tempdir");
+        let spool = dir.path().join("spool");
+        Site {
+            dir: Some(dir),
+            spool,
+            env: HashMap::new(),
+        }
+    }
+
+    /// Creates the spool with `rs-queue init` and appends `config` to its configuration.
+    pub fn with_config(config: &str) -> Site {
+        let site = Site::new();
+        site.cmd("rs-queue")
+            .args(["init", "--site", "test", "--component", "test.a"])
+            .run()
+            .success();
+        site.append_config(config);
+        site
+    }
+
+    pub fn append_config(&self, text: &str) {
+        let path = self.spool.join("config.toml");
+        let old = std::fs::read_to_string(&path).expect("read config");
+        // Later tables override nothing in TOML: replace the defaults' tables.
+        let mut kept: Vec<&str> = Vec::new();
+        let mut skip = false;
+        for line in old.lines() {
+            if line.starts_with('[') {
+                let table = line.trim_matches(|c| c == '[' || c == ']');
+                skip = text.lines().any(|l| l.trim() == format!("[{table}]"));
+            }
+            if !skip {
+                kept.push(line);
+            }
+        }
+        std::fs::write(&path, format!("{}\n{}\n", kept.join("\n"), text)).expect("write config");
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.as_ref().expect("dir").path()
+    }
+
+    /// Pins the clock of every later command (RS_NOW).
+    pub fn at(&mut self, time: &str) -> &mut Site {
+        self.env.insert("RS_NOW".into(), time.into());
+        self
+    }
+
+    pub fn cmd(&self, name: &str) -> Cmd {
+        let mut c = Command::new(bin(name));
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("TZ", "UTC")
+            .env("RS_SPOOL", &self.spool);
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        Cmd {
+            inner: c,
+            stdin: Vec::new(),
+            spool: self.spool.clone(),
+        }
+    }
+
+    /// Sends `content` with the given extra arguments; returns the printed ID.
+    pub fn send(&self, args: &[&str], content: &[u8]) -> String {
+        let mut a = vec!["--class", "test", "--subclass", "case"];
+        a.extend_from_slice(args);
+        self.cmd("rs-send")
+            .args(a)
+            .stdin(content)
+            .run()
+            .success()
+            .stdout
+            .trim()
+            .to_string()
+    }
+
+    /// The outbound listing (`rs-queue list --json`), in send order.
+    pub fn list(&self) -> Vec<serde_json::Value> {
+        self.cmd("rs-queue")
+            .args(["list", "--json"])
+            .run()
+            .success()
+            .json_lines()
+    }
+
+    pub fn listed_ids(&self) -> Vec<String> {
+        self.list()
+            .iter()
+            .map(|v| v["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    pub fn dead(&self) -> Vec<serde_json::Value> {
+        self.cmd("rs-queue")
+            .args(["list", "--area", "dead", "--json"])
+            .run()
+            .success()
+            .json_lines()
+    }
+
+    /// Files directly in an area directory, `.reason` files excluded.
+    pub fn files(&self, area: &str) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.spool.join(area))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.retain(|n| !n.ends_with(".reason"));
+        v.sort();
+        v
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(dir) = self.dir.take() {
+                let kept = dir.keep();
+                eprintln!("test failed: spool kept at {}", kept.display());
+            }
+        }
+    }
+}
+
+pub struct Cmd {
+    inner: Command,
+    stdin: Vec<u8>,
+    spool: PathBuf,
+}
+
+impl Cmd {
+    pub fn args<I, S>(mut self, args: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.inner.args(args);
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Cmd {
+        self.inner.env(k, v);
+        self
+    }
+
+    pub fn stdin(mut self, bytes: &[u8]) -> Cmd {
+        self.stdin = bytes.to_vec();
+        self
+    }
+
+    pub fn command(self) -> Command {
+        self.inner
+    }
+
+    pub fn run(mut self) -> Run {
+        self.inner
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = self.inner.spawn().expect("spawn");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let input = std::mem::take(&mut self.stdin);
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let out = child.wait_with_output().expect("wait");
+        let _ = writer.join();
+        Run::from(out, self.spool)
+    }
+}
+
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stdout_bytes: Vec<u8>,
+    pub stderr: String,
+    spool: PathBuf,
+}
+
+impl Run {
+    fn from(o: Output, spool: PathBuf) -> Run {
+        Run {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stdout_bytes: o.stdout,
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            spool,
+        }
+    }
+
+    pub fn success(self) -> Run {
+        self.code(0)
+    }
+
+    pub fn code(self, expected: i32) -> Run {
+        assert_eq!(
+            self.code,
+            Some(expected),
+            "exit status (spool {})\nstdout:\n{}\nstderr:\n{}",
+            self.spool.display(),
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    }
+}
