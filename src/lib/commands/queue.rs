@@ -848,7 +848,7 @@ fn due(ctx: &Context, spool: &Spool, out: &mut Out, now: Timestamp) -> Result<Ex
     if let Some(stop) = &d.stop {
         summary.push_str(&format!("; stopped: {stop}"));
     }
-    ctx.log(summary);
+    out.line(summary)?;
     Ok(ExitCode::Ok)
 }
 

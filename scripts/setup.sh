@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what building and testing rs needs on a fresh Debian machine that
+# has the Rust toolchain. Idempotent: installs only what is missing.
+set -euo pipefail
+
+# Debian packages the tests use. Keep this list the single place they are named.
+packages=(
+    pkg-config
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+command -v cargo >/dev/null || { echo "setup: cargo not found: install the Rust toolchain (rustup)" >&2; exit 1; }
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+echo "setup: ready ($(cargo --version))"

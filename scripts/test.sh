@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite: set-up, formatting, lints, unit and integration tests
+# (which drive the real binaries), and man page freshness.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$SECONDS
+
+scripts/setup.sh
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets --quiet -- -D warnings
+echo "== cargo test"
+cargo test --all-targets --quiet
+echo "== man pages"
+scripts/man.sh --check
+echo "all tests passed in $((SECONDS - start)) s"
