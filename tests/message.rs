@@ -6,7 +6,7 @@ use rs::message::*;
 use rs::time::Timestamp;
 
 fn name() -> impl Strategy<Value = Name> {
-    "[A-Za-z0-9][A-Za-z0-9._:@=,+-]{0,40}".prop_map(|s| Name::new("name", s).unwrap())
+    "[A-Za-z0-9][A-Za-z0-9._@=,+-]{0,40}".prop_map(|s| Name::new("name", s).unwrap())
 }
 
 fn text() -> impl Strategy<Value = Text> {
