@@ -58,7 +58,7 @@ fn malformed_files_in_the_queue_are_quarantined_with_their_reason() {
     let files = corpus("malformed");
     for (i, (name, bytes)) in files.iter().enumerate() {
         let entry = format!(
-            "{:016}.bad{i}.nn.1764000000000000.0.{}",
+            "{:016}.bad{i}.nnf.1764000000000000.0.{}",
             1_000 + i,
             bytes.len()
         );

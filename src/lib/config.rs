@@ -46,6 +46,112 @@ pub struct Config {
     pub throttle: Throttle,
     #[serde(default)]
     pub spool: SpoolSettings,
+    #[serde(default)]
+    pub receive: ReceiveSettings,
+    #[serde(default)]
+    pub lease: LeaseSettings,
+    /// The sites this one exchanges messages with directly.
+    #[serde(default, rename = "peer")]
+    pub peers: Vec<Peer>,
+}
+
+/// A next hop: another site's component, and how to reach it.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    /// The peer's component ID.
+    #[serde(deserialize_with = "name")]
+    pub id: Name,
+    /// How to reach it, in order of preference (`dir:/media/usb`).
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    /// Forward-path messages (those with a source, not a destination) go to
+    /// the upstream peer. A site without one is the end of the forward path.
+    #[serde(default)]
+    pub upstream: bool,
+    /// Components reachable through this peer (for back-channel messages),
+    /// besides those learned from the traffic it forwards.
+    #[serde(default, deserialize_with = "names")]
+    pub components: Vec<Name>,
+    /// A sent message unacknowledged this long is sent again.
+    #[serde(default = "default_ack_timeout", deserialize_with = "duration")]
+    pub ack_timeout: Duration,
+    /// The wait between retransmissions doubles up to this cap.
+    #[serde(default = "default_retry_cap", deserialize_with = "duration")]
+    pub retry_cap: Duration,
+}
+
+fn default_ack_timeout() -> Duration {
+    Duration::from_secs(3600)
+}
+
+fn default_retry_cap() -> Duration {
+    Duration::from_secs(86_400)
+}
+
+/// A way to reach a peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// A directory (removable media, a shared folder): `dir:/media/usb`.
+    Dir(PathBuf),
+}
+
+impl Route {
+    pub fn parse(text: &str) -> Result<Route, String> {
+        match text.split_once(':') {
+            Some(("dir", path)) if !path.is_empty() => Ok(Route::Dir(PathBuf::from(path))),
+            _ => Err(format!("`{text}` is not a route: use dir:/path")),
+        }
+    }
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Route::Dir(p) => write!(f, "dir:{}", p.display()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Route {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Route::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReceiveSettings {
+    /// How long an accepted ID is remembered (to drop retransmissions) when
+    /// the message itself has no expiry; with an expiry, the later of the two.
+    #[serde(deserialize_with = "duration")]
+    pub dedupe_retention: Duration,
+}
+
+impl Default for ReceiveSettings {
+    fn default() -> Self {
+        ReceiveSettings {
+            dedupe_retention: Duration::from_secs(30 * 86_400),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeaseSettings {
+    /// The longest lease granted on messages being transmitted; a run that
+    /// dies holding one frees its messages when it lapses.
+    #[serde(deserialize_with = "duration")]
+    pub transmit_max: Duration,
+}
+
+impl Default for LeaseSettings {
+    fn default() -> Self {
+        LeaseSettings {
+            transmit_max: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// Size limits on what the spool holds for sending (queued, held, and sent
@@ -211,6 +317,13 @@ fn name<'de, D: Deserializer<'de>>(d: D) -> Result<Name, D::Error> {
     Name::new("name", s).map_err(serde::de::Error::custom)
 }
 
+fn names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Name>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .into_iter()
+        .map(|s| Name::new("component", s).map_err(serde::de::Error::custom))
+        .collect()
+}
+
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     crate::time::parse_duration(&s).map_err(serde::de::Error::custom)
@@ -236,7 +349,39 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+        let c: Config = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let upstream = self.peers.iter().filter(|p| p.upstream).count();
+        if upstream > 1 {
+            return Err("more than one [[peer]] has upstream = true".into());
+        }
+        for (i, p) in self.peers.iter().enumerate() {
+            if p.id == self.component {
+                return Err(format!("[[peer]] {} is this site's own component ID", p.id));
+            }
+            if self.peers[..i].iter().any(|q| q.id == p.id) {
+                return Err(format!("[[peer]] {} is configured twice", p.id));
+            }
+            if p.ack_timeout.is_zero() {
+                return Err(format!(
+                    "[[peer]] {}: ack_timeout must be longer than zero",
+                    p.id
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn peer(&self, id: &str) -> Option<&Peer> {
+        self.peers.iter().find(|p| p.id.as_str() == id)
+    }
+
+    pub fn upstream(&self) -> Option<&Peer> {
+        self.peers.iter().find(|p| p.upstream)
     }
 
     /// The text of a new spool's configuration, with every setting explained.
@@ -276,6 +421,26 @@ component = "{component}"
 tmp_max_age = "1h"
 # New messages are refused while the file system has less free space.
 min_free = "64 MiB"
+
+[receive]
+# Accepted message IDs are remembered (to drop retransmissions and copies
+# that came by another path) until the message expires, and at least this long.
+dedupe_retention = "30d"
+
+[lease]
+# A run sending messages holds a lease on them; if it dies, they are free
+# again after at most this long (at once on this host).
+transmit_max = "1h"
+
+# Peers: the sites this one exchanges messages with directly. Forward-path
+# messages go to the upstream peer; a site without one delivers them here.
+# [[peer]]
+# id = "provider.hub"            # the peer's component ID
+# routes = ["dir:/media/usb"]    # how to reach it
+# upstream = true
+# ack_timeout = "1h"             # resend what is not acknowledged in this time,
+# retry_cap = "1d"               # then after 2h, 4h, ... at most this long
+# components = ["site2.host3"]   # reachable through it (back-channel)
 "#
         )
     }
@@ -335,6 +500,28 @@ mod tests {
         assert!(Size::parse("10 parsecs").is_err());
         assert_eq!(Size(10 << 20).to_string(), "10 MiB");
         assert_eq!(Size(1000).to_string(), "1000 bytes");
+    }
+
+    #[test]
+    fn peers() {
+        let text = "site='a'\ncomponent='a.b'\n[[peer]]\nid='hub'\nroutes=['dir:/media/usb']\nupstream=true\nack_timeout='10m'\n[[peer]]\nid='c.d'\n";
+        let c = Config::parse(text).unwrap();
+        assert_eq!(c.upstream().unwrap().id.as_str(), "hub");
+        assert_eq!(
+            c.peer("hub").unwrap().routes,
+            vec![Route::Dir("/media/usb".into())]
+        );
+        assert_eq!(c.peer("hub").unwrap().ack_timeout, Duration::from_secs(600));
+        assert_eq!(
+            c.peer("c.d").unwrap().retry_cap,
+            Duration::from_secs(86_400)
+        );
+        let twice = "site='a'\ncomponent='a.b'\n[[peer]]\nid='x'\nupstream=true\n[[peer]]\nid='y'\nupstream=true\n";
+        assert!(Config::parse(twice).unwrap_err().contains("upstream"));
+        let selfpeer = "site='a'\ncomponent='a.b'\n[[peer]]\nid='a.b'\n";
+        assert!(Config::parse(selfpeer).is_err());
+        let badroute = "site='a'\ncomponent='a.b'\n[[peer]]\nid='x'\nroutes=['usb']\n";
+        assert!(Config::parse(badroute).unwrap_err().contains("not a route"));
     }
 
     #[test]

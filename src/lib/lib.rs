@@ -6,6 +6,7 @@
 //! routes plug into). `cli` and `commands` are the command-line front ends.
 //! See ARCHITECTURE.md for the map and the invariants.
 
+pub mod ack;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -13,6 +14,8 @@ pub mod error;
 pub mod message;
 pub mod output;
 pub mod queue;
+pub mod receive;
+pub mod route;
 pub mod spool;
 pub mod time;
 pub mod transport;

@@ -13,6 +13,8 @@ pub fn bin(name: &str) -> PathBuf {
     match name {
         "rs-send" => PathBuf::from(env!("CARGO_BIN_EXE_rs-send")),
         "rs-queue" => PathBuf::from(env!("CARGO_BIN_EXE_rs-queue")),
+        "rs-relay" => PathBuf::from(env!("CARGO_BIN_EXE_rs-relay")),
+        "rs-ack" => PathBuf::from(env!("CARGO_BIN_EXE_rs-ack")),
         other => panic!("unknown binary {other}"),
     }
 }
@@ -47,6 +49,49 @@ impl Site {
             .success();
         site.append_config(config);
         site
+    }
+
+    /// A site with component ID `component` (site ID: its first label).
+    pub fn component(component: &str) -> Site {
+        let site = Site::new();
+        let site_id = component.split('.').next().unwrap_or(component);
+        site.cmd("rs-queue")
+            .args(["init", "--site", site_id, "--component", component])
+            .run()
+            .success();
+        site
+    }
+
+    /// Adds a `[[peer]]` table (after the default configuration's tables).
+    pub fn peer(&self, id: &str, extra: &str) {
+        let path = self.spool.join("config.toml");
+        let mut text = std::fs::read_to_string(&path).expect("read config");
+        text.push_str(&format!("\n[[peer]]\nid = \"{id}\"\n{extra}\n"));
+        std::fs::write(&path, text).expect("write config");
+    }
+
+    /// The messages in the received Maildir: (ID, content bytes), by ID.
+    pub fn received(&self) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        for sub in ["new", "cur"] {
+            let dir = self.spool.join("received").join(sub);
+            for e in std::fs::read_dir(&dir).unwrap().flatten() {
+                let bytes = std::fs::read(e.path()).unwrap();
+                let messages = rs::message::envelope::parse(&bytes)
+                    .unwrap_or_else(|err| panic!("{}: {err}", e.path().display()));
+                for m in messages {
+                    let content = match m.content {
+                        rs::message::Content::Data(d) => d.bytes,
+                        rs::message::Content::Event(e) => e.text.as_str().as_bytes().to_vec(),
+                        rs::message::Content::Alarm(a) => a.text.as_str().as_bytes().to_vec(),
+                        other => format!("{other:?}").into_bytes(),
+                    };
+                    out.push((m.header.id.to_string(), content));
+                }
+            }
+        }
+        out.sort();
+        out
     }
 
     pub fn append_config(&self, text: &str) {

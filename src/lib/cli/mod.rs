@@ -2,7 +2,9 @@
 //! what the user typed; `commands` resolves them against the spool's
 //! configuration and does the work. Man pages are generated from them.
 
+pub mod ack;
 pub mod queue;
+pub mod relay;
 pub mod send;
 
 use std::path::PathBuf;

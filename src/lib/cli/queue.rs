@@ -106,6 +106,27 @@ pub enum QueueCommand {
     /// Verify every outbound file parses; quarantine those that do not, and
     /// clean up after crashed writers.
     Check,
+    /// Write what is due to DIR (removable media) for the other side's
+    /// `rs-relay import`: messages (in send order, as the throttle and holds
+    /// allow; retransmissions whose acknowledgement is overdue; never expired
+    /// ones) and the acknowledgements owed. Files appear whole or not at all.
+    /// What was written is marked sent, awaiting acknowledgement.
+    Export {
+        /// The directory to write to (the stick's mount point).
+        #[arg(long, value_name = "DIR")]
+        to: std::path::PathBuf,
+        /// Only for this peer (default: every configured peer).
+        #[arg(long, value_name = "PEER")]
+        peer: Option<String>,
+    },
+    /// Send what is due over each peer's configured routes (dir: routes
+    /// write to their directory). Exit status 75 if something due could
+    /// not be sent (try again later).
+    Flush {
+        /// Only to this peer (default: every configured peer).
+        #[arg(long, value_name = "PEER")]
+        peer: Option<String>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

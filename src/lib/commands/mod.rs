@@ -1,7 +1,9 @@
 //! What each command does, given its parsed arguments. The binaries in
 //! `src/bin/` only parse, call `run`, and exit with the status returned.
 
+pub mod ack;
 pub mod queue;
+pub mod relay;
 pub mod send;
 
 use std::path::PathBuf;

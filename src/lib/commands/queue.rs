@@ -59,7 +59,105 @@ pub fn run(args: QueueArgs) -> Result<ExitCode, Error> {
         }
         QueueCommand::Due => due(&ctx, &spool, &mut out, now),
         QueueCommand::Check => check(&ctx, &spool, &mut out, now),
+        QueueCommand::Export { to, peer } => {
+            send_to(&ctx, &spool, &mut out, Some(&to), peer.as_deref(), now)
+        }
+        QueueCommand::Flush { peer } => send_to(&ctx, &spool, &mut out, None, peer.as_deref(), now),
     }
+}
+
+/// The peers a command serves: the one named, or every configured peer.
+fn peers<'a>(spool: &'a Spool, only: Option<&str>) -> Result<Vec<&'a config::Peer>, Error> {
+    let all = &spool.config().peers;
+    if all.is_empty() {
+        return Err(Error::new(
+            ExitCode::Config,
+            format!(
+                "no peers are configured: add a [[peer]] to {}",
+                spool.config_path().display()
+            ),
+        ));
+    }
+    match only {
+        None => Ok(all.iter().collect()),
+        Some(p) => spool.config().peer(p).map(|p| vec![p]).ok_or_else(|| {
+            let known: Vec<&str> = all.iter().map(|p| p.id.as_str()).collect();
+            Error::usage(format!(
+                "--peer {p} is not a configured peer (configured: {})",
+                known.join(", ")
+            ))
+        }),
+    }
+}
+
+/// `export` (to a directory given) and `flush` (over configured routes).
+fn send_to(
+    ctx: &Context,
+    spool: &Spool,
+    out: &mut Out,
+    dir: Option<&std::path::Path>,
+    only: Option<&str>,
+    now: Timestamp,
+) -> Result<ExitCode, Error> {
+    use crate::transport::dir::DirTransport;
+    use crate::transport::flush;
+    let me = spool.config().component.clone();
+    let mut code = ExitCode::Ok;
+    let mut reports = Vec::new();
+    let outbound = flush::outbound_ids(spool, now)?;
+    for peer in peers(spool, only)? {
+        let root = match dir {
+            Some(d) => d.to_path_buf(),
+            None => match peer.routes.first() {
+                Some(config::Route::Dir(d)) => d.clone(),
+                None => {
+                    ctx.log(format!("{}: no route configured; nothing sent", peer.id));
+                    continue;
+                }
+            },
+        };
+        let mut transport = DirTransport::new(&root, &me, &peer.id);
+        let pruned = transport.prune(&outbound);
+        let log = |s: String| ctx.log(s);
+        let r = flush::flush(spool, peer, &mut transport, &ctx.clock, &log)?;
+        if r.deferred > 0 {
+            code = code.merge(ExitCode::TempFail);
+        }
+        let target = transport.dir().display().to_string();
+        if ctx.json {
+            reports.push(json!({
+                "peer": peer.id.as_str(), "to": target, "sent": r.sent, "retransmitted": r.retransmitted,
+                "bytes": r.bytes, "ack_files": r.ack_files, "deferred": r.deferred, "refused": r.refused,
+                "expired": r.expired, "waiting": r.waiting, "leased_elsewhere": r.leased_elsewhere,
+                "stopped": r.stopped, "lease_lapsed": r.lease_lapsed, "pruned": pruned,
+            }));
+        } else {
+            let mut line = format!(
+                "{}: {} message(s) ({} retransmitted, {}) and {} acknowledgement file(s) written to {target}",
+                peer.id, r.sent, r.retransmitted, Size(r.bytes), r.ack_files
+            );
+            for (n, what) in [
+                (r.deferred, "deferred"),
+                (r.refused, "refused"),
+                (r.expired, "expired to dead/"),
+                (r.waiting, "waiting"),
+                (r.leased_elsewhere, "being sent by another run"),
+                (pruned, "acknowledged file(s) removed from the directory"),
+            ] {
+                if n > 0 {
+                    line.push_str(&format!("; {n} {what}"));
+                }
+            }
+            if let Some(s) = &r.stopped {
+                line.push_str(&format!("; stopped: {s}"));
+            }
+            ctx.log(line);
+        }
+    }
+    if ctx.json {
+        out.json(&json!({"peers": reports}))?;
+    }
+    Ok(code)
 }
 
 fn init(
@@ -439,11 +537,11 @@ fn stats(ctx: &Context, spool: &Spool, out: &mut Out, now: Timestamp) -> Result<
     for (label, areas) in &named_areas {
         let mut per = [(0u64, 0u64); 3];
         for area in areas {
-            let (names, _) = spool.scan(*area)?;
-            for n in names {
-                let slot = &mut per[n.precedence.rank()];
+            let (entries, _) = spool.scan(*area)?;
+            for e in entries {
+                let slot = &mut per[e.name.precedence.rank()];
                 slot.0 += 1;
-                slot.1 += n.size;
+                slot.1 += e.name.size;
             }
         }
         if *label != "dead" {
@@ -457,7 +555,7 @@ fn stats(ctx: &Context, spool: &Spool, out: &mut Out, now: Timestamp) -> Result<
     }
     let others: Vec<(&str, (u64, u64))> = vec![
         ("received", spool.area_totals(Area::Received)?),
-        ("acks", spool.area_totals(Area::Acks)?),
+        ("acks", spool.area_totals(Area::AcksOut)?),
         ("quarantine", spool.area_totals(Area::Quarantine)?),
         ("tmp", spool.area_totals(Area::Tmp)?),
     ];
@@ -798,7 +896,7 @@ fn throttle_cmd(
 fn due(ctx: &Context, spool: &Spool, out: &mut Out, now: Timestamp) -> Result<ExitCode, Error> {
     let mut names: Vec<EntryName> = Vec::new();
     for p in Precedence::ALL {
-        names.extend(spool.scan(Area::Queue(*p))?.0);
+        names.extend(spool.scan(Area::Queue(*p))?.0.into_iter().map(|e| e.name));
     }
     sort_send_order(&mut names);
     let d = throttle::due(
@@ -815,6 +913,7 @@ fn due(ctx: &Context, spool: &Spool, out: &mut Out, now: Timestamp) -> Result<Ex
         .map(|&i| Entry {
             area: Area::Queue(names[i].precedence),
             name: names[i].clone(),
+            sent: None,
         })
         .collect();
     let bytes: u64 = entries.iter().map(|e| e.name.size).sum();

@@ -51,6 +51,7 @@ pub fn run(args: SendArgs) -> Result<ExitCode, Error> {
         id: id.clone(),
         precedence: qos.precedence,
         persistence: qos.persistence,
+        addressed: matches!(message.header.locator, Locator::Destination(_)),
         created: message.header.created,
         expiry: qos.expiry,
         size: bytes.len() as u64,

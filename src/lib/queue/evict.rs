@@ -169,6 +169,7 @@ mod tests {
             id: MessageId::parse(&format!("m{i}")).unwrap(),
             precedence: Precedence::from_letter(ps.next().unwrap()).unwrap(),
             persistence: Persistence::from_letter(ps.next().unwrap()).unwrap(),
+            addressed: false,
             created: Timestamp::from_secs(f[1].parse().unwrap()),
             expiry: f.get(3).map(|_| Timestamp::from_secs(NOW - 1)),
             size: f[2].parse().unwrap(),

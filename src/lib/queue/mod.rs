@@ -6,6 +6,7 @@
 //! table of cases.
 
 pub mod evict;
+pub mod retry;
 pub mod throttle;
 
 use crate::spool::entry::EntryName;
@@ -28,6 +29,7 @@ mod tests {
             id: MessageId::parse(&format!("m{arrival}")).unwrap(),
             precedence: p,
             persistence: Persistence::Normal,
+            addressed: false,
             created: Timestamp::from_secs(5),
             expiry: None,
             size: 1,

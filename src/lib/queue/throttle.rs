@@ -40,11 +40,22 @@ impl Sent {
 
     /// Counts one message of `bytes` sent at `now`.
     pub fn record(self, bytes: u64, now: Timestamp, utc_offset_secs: i32) -> Sent {
+        self.record_many(1, bytes, now, utc_offset_secs)
+    }
+
+    /// Counts `messages` messages of `bytes` in all, sent at `now`.
+    pub fn record_many(
+        self,
+        messages: u64,
+        bytes: u64,
+        now: Timestamp,
+        utc_offset_secs: i32,
+    ) -> Sent {
         let mut s = self.at(now, utc_offset_secs);
         s.hour_bytes += bytes;
-        s.hour_messages += 1;
+        s.hour_messages += messages;
         s.day_bytes += bytes;
-        s.day_messages += 1;
+        s.day_messages += messages;
         s
     }
 }
@@ -204,6 +215,7 @@ mod tests {
                 id: MessageId::parse(&format!("m{i}")).unwrap(),
                 precedence: Precedence::Normal,
                 persistence: Persistence::Normal,
+                addressed: false,
                 created: Timestamp::from_secs(NOW),
                 expiry: None,
                 size,

@@ -129,3 +129,37 @@ pub fn write_durable(
 pub fn rename(from: &Path, to: &Path) -> Result<()> {
     std::fs::rename(from, to).map_err(|e| Error::io("rename", from, e))
 }
+
+/// Flushes every written file of the file system holding `path` (one
+/// `syncfs`): the group commit that makes a batch of files durable at once,
+/// before they are renamed into place.
+pub fn sync_filesystem(path: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    // SAFETY: syncfs takes a valid open descriptor, which `f` holds.
+    let rc = unsafe { libc::syncfs(f.as_raw_fd()) };
+    if rc != 0 {
+        return Err(Error::io("syncfs", path, io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Appends `text` to the file at `path` (creating it) and returns after
+/// fsync of the file (and of its directory when the file is new).
+pub fn append_durable(path: &Path, text: &[u8]) -> Result<()> {
+    let existed = path.exists();
+    let mut f = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| Error::io("open", path, e))?;
+    f.write_all(text)
+        .map_err(|e| Error::io("append to", path, e))?;
+    f.sync_data().map_err(|e| Error::io("fsync", path, e))?;
+    if !existed {
+        if let Some(dir) = path.parent() {
+            fsync_dir(dir)?;
+        }
+    }
+    Ok(())
+}

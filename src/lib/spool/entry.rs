@@ -3,22 +3,25 @@
 //! never file contents:
 //!
 //! ```text
-//! ARRIVAL.ID.PS.CREATED.EXPIRY.SIZE
-//! 1764000312123456.20261124T160512-123456-3f9a2c7b1e4d5a60.nn.1764000312123456.0.2411
+//! ARRIVAL.ID.PSL.CREATED.EXPIRY.SIZE
+//! 1764000312123456.20261124T160512-123456-3f9a2c7b1e4d5a60.nnf.1764000312123456.0.2411
 //! ```
 //! - ARRIVAL: 16-digit arrival stamp (microseconds, strictly increasing per
 //!   spool), the tie-breaker that keeps arrival order within a precedence;
 //! - ID: the message ID;
-//! - PS: precedence letter (u, n, b) and persistence letter (n, h);
+//! - PSL: precedence letter (u, n, b), persistence letter (n, h) and
+//!   locator letter (f: forward path, with a source; d: with destinations);
 //! - CREATED, EXPIRY: microseconds since the epoch (EXPIRY 0: never);
 //! - SIZE: bytes of the envelope file.
 //!
 //! The same name is kept when the file moves between outbound areas (queue,
-//! hold, sent) and into dead/.
+//! hold, sent) and into dead/. In sent/ the name carries three more fields:
+//! `.ATTEMPTS.LASTSENT.PEER` (times sent, when last, in seconds since the
+//! epoch, and the peer whose acknowledgement is awaited).
 
 use std::fmt;
 
-use crate::message::{MessageId, Persistence, Precedence};
+use crate::message::{MessageId, Name, Persistence, Precedence};
 use crate::time::Timestamp;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -27,6 +30,8 @@ pub struct EntryName {
     pub id: MessageId,
     pub precedence: Precedence,
     pub persistence: Persistence,
+    /// Whether the message names destinations (back-channel) rather than a source.
+    pub addressed: bool,
     pub created: Timestamp,
     pub expiry: Option<Timestamp>,
     pub size: u64,
@@ -43,6 +48,11 @@ impl EntryName {
         let mut ps = fields.next()?.chars();
         let precedence = Precedence::from_letter(ps.next()?)?;
         let persistence = Persistence::from_letter(ps.next()?)?;
+        let addressed = match ps.next()? {
+            'f' => false,
+            'd' => true,
+            _ => return None,
+        };
         if ps.next().is_some() {
             return None;
         }
@@ -57,6 +67,7 @@ impl EntryName {
             id,
             precedence,
             persistence,
+            addressed,
             created: Timestamp::from_micros(created),
             expiry: (expiry != 0).then(|| Timestamp::from_micros(expiry)),
             size,
@@ -82,16 +93,50 @@ impl fmt::Display for EntryName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{:016}.{}.{}{}.{}.{}.{}",
+            "{:016}.{}.{}{}{}.{}.{}.{}",
             self.arrival,
             self.id,
             self.precedence.letter(),
             self.persistence.letter(),
+            if self.addressed { 'd' } else { 'f' },
             self.created.as_micros(),
             self.expiry.map_or(0, |e| e.as_micros()),
             self.size
         )
     }
+}
+
+/// Where a sent message stands: awaiting an acknowledgement from `peer`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SentInfo {
+    pub attempts: u32,
+    pub last_sent: Timestamp,
+    pub peer: Name,
+}
+
+/// Splits a sent/ file name into the entry name and its sent information.
+pub fn parse_sent(name: &str) -> Option<(EntryName, SentInfo)> {
+    let fields: Vec<&str> = name.splitn(9, '.').collect();
+    if fields.len() != 9 {
+        return None;
+    }
+    let entry = EntryName::parse(&fields[..6].join("."))?;
+    let info = SentInfo {
+        attempts: fields[6].parse().ok()?,
+        last_sent: Timestamp::from_secs(fields[7].parse().ok()?),
+        peer: Name::new("peer", fields[8]).ok()?,
+    };
+    Some((entry, info))
+}
+
+/// The sent/ file name for `entry` with `info`.
+pub fn sent_file_name(entry: &EntryName, info: &SentInfo) -> String {
+    format!(
+        "{entry}.{}.{}.{}",
+        info.attempts,
+        info.last_sent.as_secs(),
+        info.peer
+    )
 }
 
 #[cfg(test)]
@@ -105,6 +150,7 @@ mod tests {
             id: MessageId::parse("20261124T160512-123456-3f9a2c7b1e4d5a60").unwrap(),
             precedence: Precedence::Bulk,
             persistence: Persistence::High,
+            addressed: true,
             created: Timestamp::from_micros(1_764_000_312_123_000),
             expiry: Some(Timestamp::from_micros(1_764_086_712_000_000)),
             size: 2411,
@@ -112,11 +158,24 @@ mod tests {
         let text = n.to_string();
         assert_eq!(
             text,
-            "1764000312123456.20261124T160512-123456-3f9a2c7b1e4d5a60.bh.1764000312123000.1764086712000000.2411"
+            "1764000312123456.20261124T160512-123456-3f9a2c7b1e4d5a60.bhd.1764000312123000.1764086712000000.2411"
         );
         assert_eq!(EntryName::parse(&text), Some(n.clone()));
         let never = EntryName { expiry: None, ..n };
-        assert_eq!(EntryName::parse(&never.to_string()), Some(never));
+        assert_eq!(EntryName::parse(&never.to_string()), Some(never.clone()));
+        let info = SentInfo {
+            attempts: 3,
+            last_sent: Timestamp::from_secs(1_764_000_400),
+            peer: Name::new("peer", "hub.site-2").unwrap(),
+        };
+        let sent = sent_file_name(&never, &info);
+        assert_eq!(parse_sent(&sent), Some((never.clone(), info)));
+        assert_eq!(
+            EntryName::parse(&sent),
+            None,
+            "a sent name is not a queue name"
+        );
+        assert_eq!(parse_sent(&never.to_string()), None);
     }
 
     #[test]

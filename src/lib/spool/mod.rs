@@ -15,6 +15,9 @@
 
 pub mod durable;
 pub mod entry;
+pub mod lease;
+pub mod maildir;
+pub mod seen;
 mod usage;
 
 use std::collections::HashSet;
@@ -29,7 +32,7 @@ use crate::queue::throttle::Sent;
 use crate::time::Timestamp;
 
 pub use durable::Staged;
-pub use entry::EntryName;
+pub use entry::{EntryName, SentInfo};
 pub use usage::Usage;
 
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +77,13 @@ pub enum Area {
     Hold,
     Sent,
     Received,
-    Acks,
+    /// Acknowledgements owed, per peer (`acks/pending/PEER`, one line each).
+    AcksPending,
+    /// Acknowledgement envelopes ready to go, per peer (`acks/out/PEER/`).
+    AcksOut,
+    /// What acknowledgements said of this site's messages, per day.
+    Journal,
+    Leases,
     Dead,
     Quarantine,
     State,
@@ -90,7 +99,7 @@ impl Area {
         Area::Sent,
     ];
 
-    const ALL: [Area; 11] = [
+    const ALL: [Area; 14] = [
         Area::Tmp,
         Area::Queue(Precedence::Urgent),
         Area::Queue(Precedence::Normal),
@@ -98,7 +107,10 @@ impl Area {
         Area::Hold,
         Area::Sent,
         Area::Received,
-        Area::Acks,
+        Area::AcksPending,
+        Area::AcksOut,
+        Area::Journal,
+        Area::Leases,
         Area::Dead,
         Area::Quarantine,
         Area::State,
@@ -113,7 +125,10 @@ impl Area {
             Area::Hold => "hold",
             Area::Sent => "sent",
             Area::Received => "received",
-            Area::Acks => "acks",
+            Area::AcksPending => "acks/pending",
+            Area::AcksOut => "acks/out",
+            Area::Journal => "acks/journal",
+            Area::Leases => "leases",
             Area::Dead => "dead",
             Area::Quarantine => "quarantine",
             Area::State => "state",
@@ -129,8 +144,8 @@ impl Area {
             Area::Dead => "dead",
             Area::Quarantine => "quarantined",
             Area::Received => "received",
-            Area::Acks => "ack",
-            Area::Tmp | Area::State => "internal",
+            Area::AcksPending | Area::AcksOut => "ack",
+            Area::Tmp | Area::State | Area::Journal | Area::Leases => "internal",
         }
     }
 }
@@ -140,6 +155,17 @@ impl Area {
 pub struct Entry {
     pub area: Area,
     pub name: EntryName,
+    /// Set for messages in sent/.
+    pub sent: Option<SentInfo>,
+}
+
+impl Entry {
+    pub fn file_name(&self) -> String {
+        match &self.sent {
+            Some(info) => entry::sent_file_name(&self.name, info),
+            None => self.name.to_string(),
+        }
+    }
 }
 
 /// Why a message went to `dead/`.
@@ -314,40 +340,29 @@ impl Spool {
     }
 
     pub fn entry_path(&self, entry: &Entry) -> PathBuf {
-        self.dir(entry.area).join(entry.name.to_string())
+        self.dir(entry.area).join(entry.file_name())
     }
 
     // ------------------------------------------------------------ recovery
 
-    /// Removes files left in `tmp/` by writers that died: unlocked and older
-    /// than a minute, or older than `[spool] tmp_max_age` whatever their
-    /// lock. Returns how many were removed.
+    /// Removes files left in `tmp/` and `received/tmp/` by writers that
+    /// died. In `tmp/`, writers lock their files: a file is taken for a dead
+    /// writer's when it is unlocked and older than a minute, or older than
+    /// `[spool] tmp_max_age` whatever its lock. In `received/tmp/` (plain
+    /// Maildir writers) age alone decides. Returns how many were removed.
     pub fn clean_tmp(&self, now: Timestamp) -> Result<usize> {
-        let dir = self.dir(Area::Tmp);
-        let mut removed = 0;
-        let entries = fs::read_dir(&dir).map_err(|e| Error::io("read", &dir, e))?;
         let max_age = i64::try_from(self.config.spool.tmp_max_age.as_secs()).unwrap_or(i64::MAX);
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(meta) = entry.metadata() else { continue };
-            let mtime = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_secs() as i64);
-            let age = now.as_secs() - mtime;
-            if age < TMP_MIN_AGE_SECS {
-                continue;
-            }
-            let abandoned = age > max_age
-                || fs::File::open(&path)
-                    .map(|f| fs2::FileExt::try_lock_exclusive(&f).is_ok())
-                    .unwrap_or(false);
-            if abandoned && fs::remove_file(&path).is_ok() {
-                removed += 1;
-            }
-        }
-        Ok(removed)
+        let locked = clean_leftovers(
+            &self.dir(Area::Tmp),
+            now,
+            Leftover::UnlockedOrOlderThan(max_age),
+        )?;
+        let maildir = clean_leftovers(
+            &self.dir(Area::Received).join("tmp"),
+            now,
+            Leftover::OlderThan(max_age),
+        )?;
+        Ok(locked + maildir)
     }
 
     /// Refuses new messages while free space is below `[spool] min_free`.
@@ -378,8 +393,14 @@ impl Spool {
             .file_name()
             .map(|n| n.to_string_lossy().replace(['/', ':'], "_"))
             .unwrap_or_default();
-        let name = format!("{}.{}", now.as_micros(), base);
         let qdir = self.dir(Area::Quarantine);
+        // Never overwrite an earlier quarantined file.
+        let mut name = format!("{}.{}.{}", now.as_micros(), std::process::id(), base);
+        let mut n = 1;
+        while qdir.join(&name).exists() {
+            name = format!("{}.{}.{}.{n}", now.as_micros(), std::process::id(), base);
+            n += 1;
+        }
         let reason = Reason {
             id: String::new(),
             time: now,
@@ -415,7 +436,9 @@ impl Spool {
             .write_all(bytes)
             .map_err(|e| Error::io("write", staged.path(), e))?;
         staged.sync()?;
-        let tmp_path = staged.path().with_extension(label);
+        let mut tmp_name = staged.path().as_os_str().to_os_string();
+        tmp_name.push(format!(".{label}"));
+        let tmp_path = PathBuf::from(tmp_name);
         staged.commit(&tmp_path)?;
         self.quarantine(&tmp_path, from, detail, now)
     }
@@ -427,22 +450,37 @@ impl Spool {
         Staged::create(&self.dir(Area::Tmp), now.as_micros())
     }
 
-    /// Lists the entries of one outbound area. Names that are not entry names
-    /// are returned separately.
-    pub fn scan(&self, area: Area) -> Result<(Vec<EntryName>, Vec<String>)> {
+    /// Lists the entries of one area holding message files (outbound areas
+    /// and dead/). Names that are not entry names (`.reason` files aside) are
+    /// returned separately.
+    pub fn scan(&self, area: Area) -> Result<(Vec<Entry>, Vec<String>)> {
         let dir = self.dir(area);
-        let mut names = Vec::new();
+        let mut entries = Vec::new();
         let mut foreign = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(|e| Error::io("read", &dir, e))? {
-            let entry = entry.map_err(|e| Error::io("read", &dir, e))?;
-            let name = entry.file_name();
+        for e in fs::read_dir(&dir).map_err(|e| Error::io("read", &dir, e))? {
+            let e = e.map_err(|e| Error::io("read", &dir, e))?;
+            let name = e.file_name();
             let name = name.to_string_lossy();
-            match EntryName::parse(&name) {
-                Some(n) => names.push(n),
+            let parsed = if area == Area::Sent {
+                entry::parse_sent(&name).map(|(name, info)| Entry {
+                    area,
+                    name,
+                    sent: Some(info),
+                })
+            } else {
+                EntryName::parse(&name).map(|name| Entry {
+                    area,
+                    name,
+                    sent: None,
+                })
+            };
+            match parsed {
+                Some(entry) => entries.push(entry),
+                None if area == Area::Dead && name.ends_with(".reason") => {}
                 None => foreign.push(name.into_owned()),
             }
         }
-        Ok((names, foreign))
+        Ok((entries, foreign))
     }
 
     /// Every outbound entry (queued, held, sent), in no particular order.
@@ -450,8 +488,8 @@ impl Spool {
     pub fn scan_outbound(&self, now: Timestamp) -> Result<Vec<Entry>> {
         let mut all = Vec::new();
         for area in Area::OUTBOUND {
-            let (names, foreign) = self.scan(area)?;
-            all.extend(names.into_iter().map(|name| Entry { area, name }));
+            let (entries, foreign) = self.scan(area)?;
+            all.extend(entries);
             for f in foreign {
                 let path = self.dir(area).join(&f);
                 let detail = format!("`{f}` in {} is not a message file name", area.dir_name());
@@ -467,9 +505,9 @@ impl Spool {
     /// Finds an outbound entry by message ID.
     pub fn find(&self, id: &str) -> Result<Entry> {
         for area in Area::OUTBOUND {
-            let (names, _) = self.scan(area)?;
-            if let Some(name) = names.into_iter().find(|n| n.id.as_str() == id) {
-                return Ok(Entry { area, name });
+            let (entries, _) = self.scan(area)?;
+            if let Some(e) = entries.into_iter().find(|e| e.name.id.as_str() == id) {
+                return Ok(e);
             }
         }
         Err(Error::NotFound {
@@ -481,12 +519,13 @@ impl Spool {
     /// The dead messages and their reasons.
     pub fn scan_dead(&self) -> Result<Vec<(EntryName, Reason)>> {
         let dir = self.dir(Area::Dead);
-        let (names, _) = self.scan(Area::Dead)?;
-        Ok(names
+        let (entries, _) = self.scan(Area::Dead)?;
+        Ok(entries
             .into_iter()
-            .map(|n| {
-                let text = fs::read_to_string(dir.join(format!("{n}.reason"))).unwrap_or_default();
-                (n, Reason::parse(&text))
+            .map(|e| {
+                let text =
+                    fs::read_to_string(dir.join(format!("{}.reason", e.name))).unwrap_or_default();
+                (e.name, Reason::parse(&text))
             })
             .collect())
     }
@@ -569,6 +608,49 @@ impl Spool {
     }
 }
 
+/// How to tell a dead writer's file from a live one's.
+#[derive(Clone, Copy)]
+enum Leftover {
+    /// Writers hold a lock on their file: unlocked (and a minute old), or
+    /// older than this many seconds.
+    UnlockedOrOlderThan(i64),
+    /// Older than this many seconds.
+    OlderThan(i64),
+}
+
+fn clean_leftovers(dir: &Path, now: Timestamp, rule: Leftover) -> Result<usize> {
+    let mut removed = 0;
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io("read", dir, e)),
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = entry.metadata() else { continue };
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs() as i64);
+        let age = now.as_secs() - mtime;
+        let abandoned = match rule {
+            Leftover::OlderThan(max) => age > max,
+            Leftover::UnlockedOrOlderThan(max) => {
+                age >= TMP_MIN_AGE_SECS
+                    && (age > max
+                        || fs::File::open(&path)
+                            .map(|f| fs2::FileExt::try_lock_exclusive(&f).is_ok())
+                            .unwrap_or(false))
+            }
+        };
+        if abandoned && fs::remove_file(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 fn unreachable_name() -> Error {
     Error::io(
         "name",
@@ -628,7 +710,7 @@ impl Locked<'_> {
         let (dead, _) = self.spool.scan(Area::Dead)?;
         u.last_arrival = dead
             .iter()
-            .map(|n| n.arrival)
+            .map(|e| e.name.arrival)
             .fold(u.last_arrival, u64::max);
         self.usage = u;
         self.ledger.save(&self.usage)
@@ -648,13 +730,37 @@ impl Locked<'_> {
     /// plan: discards what it names (to `dead/`, with reasons), then renames
     /// the message into its queue, or into `dead/` if it is rejected.
     /// Returns after the affected directories are fsynced.
-    pub fn admit(
+    pub fn admit(&mut self, staged: Staged, name: EntryName, now: Timestamp) -> Result<Admission> {
+        let mut out = self.admit_many(vec![(staged, name)], now)?;
+        Ok(out.remove(0))
+    }
+
+    /// [`Locked::admit`] for a batch, in order, with one fsync per directory.
+    pub fn admit_many(
+        &mut self,
+        items: Vec<(Staged, EntryName)>,
+        now: Timestamp,
+    ) -> Result<Vec<Admission>> {
+        self.ledger.mark_dirty(&self.usage)?;
+        let mut touched: HashSet<PathBuf> = HashSet::new();
+        let mut out = Vec::with_capacity(items.len());
+        for (staged, name) in items {
+            out.push(self.admit_one(staged, name, now, &mut touched)?);
+        }
+        self.ledger.save(&self.usage)?;
+        for dir in touched {
+            durable::fsync_dir(&dir)?;
+        }
+        Ok(out)
+    }
+
+    fn admit_one(
         &mut self,
         staged: Staged,
         mut name: EntryName,
         now: Timestamp,
+        touched: &mut HashSet<PathBuf>,
     ) -> Result<Admission> {
-        self.ledger.mark_dirty(&self.usage)?;
         name.arrival = self.next_arrival(now);
         let limits = &self.spool.config.queue;
         let (count, bytes) = self.usage.total();
@@ -670,7 +776,6 @@ impl Locked<'_> {
             let names: Vec<EntryName> = entries.iter().map(|e| e.name.clone()).collect();
             (evict::plan(&names, &name, limits, now), entries)
         };
-        let mut touched: HashSet<PathBuf> = HashSet::new();
         let (evictions, rejection) = match plan {
             Plan::Admit { evict } => (evict, None),
             Plan::Reject { evict, rejection } => (evict, Some(rejection)),
@@ -702,11 +807,12 @@ impl Locked<'_> {
         if !evicted.is_empty() {
             touched.insert(dead_dir.clone());
         }
-        let outcome = match rejection {
+        Ok(match rejection {
             None => {
                 let entry = Entry {
                     area: Area::Queue(name.precedence),
                     name,
+                    sent: None,
                 };
                 staged.commit(&self.spool.entry_path(&entry))?;
                 self.usage.add(&entry.name);
@@ -732,12 +838,7 @@ impl Locked<'_> {
                     evicted,
                 }
             }
-        };
-        self.ledger.save(&self.usage)?;
-        for dir in touched {
-            durable::fsync_dir(&dir)?;
-        }
-        Ok(outcome)
+        })
     }
 
     /// Moves an outbound entry to `dead/` with a reason; returns after fsync.
@@ -792,6 +893,61 @@ impl Locked<'_> {
         staged.commit(&self.spool.dir(Area::Dead).join(format!("{name}.reason")))
     }
 
+    /// Removes sent copies the next hop acknowledged; returns how many were
+    /// removed, after fsync of sent/. (Acknowledgements are recorded in the
+    /// journal before this is called.)
+    pub fn discard_acknowledged(&mut self, entries: &[Entry]) -> Result<usize> {
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        self.ledger.mark_dirty(&self.usage)?;
+        let mut n = 0;
+        for e in entries {
+            let path = self.spool.entry_path(e);
+            match fs::remove_file(&path) {
+                Ok(()) => {
+                    self.usage.remove(&e.name);
+                    n += 1;
+                }
+                // Gone already (another run applied the same acknowledgement).
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(Error::io("remove", &path, err)),
+            }
+        }
+        self.ledger.save(&self.usage)?;
+        durable::fsync_dir(&self.spool.dir(Area::Sent))?;
+        Ok(n)
+    }
+
+    /// Records that `entry` was handed to `peer` at `now`: moves it to sent/
+    /// (or renames it there) with one more attempt. The caller fsyncs the
+    /// outbound directories once per batch ([`Locked::sync_outbound`]).
+    pub fn mark_sent(&mut self, entry: &Entry, peer: &Name, now: Timestamp) -> Result<Entry> {
+        let attempts = entry.sent.as_ref().map_or(0, |s| s.attempts) + 1;
+        let moved = Entry {
+            area: Area::Sent,
+            name: entry.name.clone(),
+            sent: Some(SentInfo {
+                attempts,
+                last_sent: Timestamp::from_secs(now.as_secs()),
+                peer: peer.clone(),
+            }),
+        };
+        durable::rename(
+            &self.spool.entry_path(entry),
+            &self.spool.entry_path(&moved),
+        )?;
+        Ok(moved)
+    }
+
+    /// fsyncs every outbound directory.
+    pub fn sync_outbound(&self) -> Result<()> {
+        for area in Area::OUTBOUND {
+            durable::fsync_dir(&self.spool.dir(area))?;
+        }
+        Ok(())
+    }
+
     /// Moves an unreadable outbound file to `quarantine/` with its reason,
     /// taking it out of the accounting. Returns the quarantined path.
     pub fn quarantine_entry(
@@ -816,6 +972,7 @@ impl Locked<'_> {
         let moved = Entry {
             area: to,
             name: entry.name.clone(),
+            sent: None,
         };
         durable::rename(
             &self.spool.entry_path(entry),
@@ -846,12 +1003,30 @@ impl Locked<'_> {
         Ok(())
     }
 
-    /// Counts a message of `bytes` as sent now, for the throttle.
-    pub fn record_sent(&mut self, bytes: u64, now: Timestamp, utc_offset_secs: i32) -> Result<()> {
+    /// A number never handed out before in this spool (for lease
+    /// generations); durable on return.
+    pub fn next_generation(&mut self, now: Timestamp) -> Result<u64> {
+        self.ledger.mark_dirty(&self.usage)?;
+        let g = self.next_arrival(now);
+        self.ledger.save(&self.usage)?;
+        Ok(g)
+    }
+
+    /// Counts `messages` messages of `bytes` bytes in all as sent now, for the throttle.
+    pub fn record_sent(
+        &mut self,
+        messages: u64,
+        bytes: u64,
+        now: Timestamp,
+        utc_offset_secs: i32,
+    ) -> Result<()> {
+        if messages == 0 {
+            return Ok(());
+        }
         let sent = self
             .spool
             .throttle_sent()
-            .record(bytes, now, utc_offset_secs);
+            .record_many(messages, bytes, now, utc_offset_secs);
         let text = serde_json::to_string(&sent).unwrap_or_default();
         let state = self.spool.dir(Area::State);
         durable::write_durable(

@@ -1,28 +1,33 @@
-//! The seam where routes plug in. A transport takes due messages (in send
-//! order, as `queue::throttle::due` selected them) and reports, per message,
-//! what became of it; the spool applies the outcome (to sent/ awaiting an
-//! acknowledgement, back to the queue for a retry, or to dead/).
+//! The seam where routes plug in. `flush` picks what is due for a peer (in
+//! send order, as the throttle, holds and leases allow) and hands it to the
+//! peer's transport; the transport carries the bytes and reports, per file,
+//! what became of it; `flush` applies the outcomes (to sent/ awaiting an
+//! acknowledgement, left queued for a retry, or to dead/).
 //!
 //! Architecture invariant: a transport never moves spool files itself and
 //! never decides policy; it only carries bytes and reports.
 
+pub mod dir;
+pub mod flush;
+
 use std::path::PathBuf;
 
-use crate::spool::EntryName;
-
-/// A message offered to a transport: its name (metadata) and its file.
+/// A file offered to a transport.
 #[derive(Clone, Debug)]
 pub struct Outgoing {
-    pub name: EntryName,
+    /// The file in the spool.
     pub path: PathBuf,
+    /// The name it travels under (sorts in send order).
+    pub wire_name: String,
 }
 
-/// What a transport reports for one message.
+/// What a transport reports for one file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// The next hop took the bytes; wait for its acknowledgement.
+    /// The next hop (or the medium that carries to it) holds the bytes
+    /// durably; wait for its acknowledgement.
     Handed,
-    /// Not sent now (link down, 4xx, throttled by the peer): retry later.
+    /// Not carried now (link down, medium full, 4xx): retry later.
     Deferred(String),
     /// The next hop refused it for good (5xx): the message is dead, with this reason.
     Refused(String),
@@ -30,10 +35,10 @@ pub enum Outcome {
 
 /// One kind of route (directory, SMTP, HTTP).
 pub trait Transport {
-    /// A short name for logs (`dir:/media/usb`, `smtp:relay.example:25`).
+    /// A short name for logs (`dir:/media/usb`).
     fn describe(&self) -> String;
 
-    /// Carries `batch` (in send order) and reports one outcome per message,
-    /// in the same order.
+    /// Carries `batch` (in send order) and reports one outcome per file, in
+    /// the same order.
     fn send(&mut self, batch: &[Outgoing]) -> Vec<Outcome>;
 }

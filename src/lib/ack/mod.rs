@@ -1,0 +1,363 @@
+//! Acknowledgements: what this site owes its peers, and what its peers say
+//! of the messages it sent (SPEC.md section 6).
+//!
+//! An acknowledgement is a message: class `rs`, subclass `ack`, addressed
+//! (destination) to the component that should act on it, with a
+//! `message-response` content answering one message ID. Codes in
+//! `reason-code`, from the next hop: `custody` (it holds the message
+//! durably, on its way on), `delivered` (it is the destination and delivered
+//! it), `duplicate` (it had it already), `rejected` (refused for good, with a
+//! reason), `retry` (not taken now). From the final destination to the
+//! origin, through the relays, end-to-end notices: `final-delivered`,
+//! `final-rejected`; these never discard anything.
+//!
+//! Owed acknowledgements are lines in `acks/pending/PEER`; `emit` batches
+//! them into envelopes in `acks/out/PEER/`, which routes carry like any
+//! message; they need no acknowledgement themselves (a lost one heals: the
+//! sender retransmits, the receiver drops the duplicate and acknowledges
+//! again). Applying an acknowledgement discards the sender's copy only if it
+//! comes from the peer the message was sent to; what acknowledgements said
+//! is kept in `acks/journal/YYYYMMDD` for `rs-ack status`.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::PathBuf;
+
+use crate::message::{
+    envelope, Content, Destination, Header, Locator, Message, MessageId, MessageResponse, Name,
+    Persistence, Precedence, Qos, ResponseStatus, Target, Text,
+};
+use crate::spool::{durable, Area, DeadKind, Entry, Result, Spool};
+use crate::time::Timestamp;
+
+/// Most acknowledgements in one envelope.
+const PER_ENVELOPE: usize = 2_000;
+
+/// An acknowledgement owed to a peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owed {
+    /// The message acknowledged.
+    pub id: MessageId,
+    pub status: ResponseStatus,
+    pub code: &'static str,
+    /// The component the acknowledgement is addressed to (the peer itself,
+    /// or for a delivery notice the message's origin).
+    pub to: Name,
+    pub reason: String,
+}
+
+impl Owed {
+    fn line(&self) -> String {
+        format!(
+            "{} {} {} {} {}\n",
+            self.id,
+            self.status,
+            self.code,
+            self.to,
+            self.reason.replace('\n', " ")
+        )
+    }
+
+    fn parse(line: &str) -> Option<Owed> {
+        let mut f = line.splitn(5, ' ');
+        let id = MessageId::parse(f.next()?).ok()?;
+        let status = f.next()?.parse().ok()?;
+        let code = match f.next()? {
+            "custody" => "custody",
+            "delivered" => "delivered",
+            "duplicate" => "duplicate",
+            "rejected" => "rejected",
+            "retry" => "retry",
+            "final-delivered" => "final-delivered",
+            "final-rejected" => "final-rejected",
+            _ => return None,
+        };
+        let to = Name::new("to", f.next()?).ok()?;
+        Some(Owed {
+            id,
+            status,
+            code,
+            to,
+            reason: f.next().unwrap_or("").to_string(),
+        })
+    }
+}
+
+fn pending_path(spool: &Spool, peer: &Name) -> PathBuf {
+    spool.dir(Area::AcksPending).join(peer.as_str())
+}
+
+/// Records acknowledgements owed to `peer`; durable on return. The caller
+/// holds the receive lock.
+pub fn owe(spool: &Spool, peer: &Name, owed: &[Owed]) -> Result<()> {
+    if owed.is_empty() {
+        return Ok(());
+    }
+    let text: String = owed.iter().map(Owed::line).collect();
+    durable::append_durable(&pending_path(spool, peer), text.as_bytes())
+}
+
+/// The acknowledgement message for `owed`, from component `me`.
+pub fn message(owed: &Owed, now: Timestamp) -> Message {
+    let name = |s: &str| Name::new("ack", s).unwrap_or_else(|_| owed.to.clone());
+    Message {
+        header: Header {
+            id: MessageId::mint(now),
+            created: now,
+            class: name("rs"),
+            subclass: name("ack"),
+            locator: Locator::Destination(Destination {
+                targets: vec![Target::Component(owed.to.clone())],
+                qos: Qos {
+                    expiry: None,
+                    precedence: Precedence::Urgent,
+                    persistence: Persistence::Normal,
+                },
+            }),
+            in_reply_to: Some(owed.id.clone()),
+            origin_key: None,
+            epoch: None,
+            routing: Vec::new(),
+        },
+        content: Content::MessageResponse(MessageResponse {
+            status: owed.status,
+            reason_code: Some(name(owed.code)),
+            answers: owed.id.clone(),
+            reason: Text::new("reason", owed.reason.clone()).unwrap_or_default(),
+        }),
+    }
+}
+
+/// Whether `m` is an acknowledgement.
+pub fn is_ack(m: &Message) -> bool {
+    m.header.class.as_str() == "rs"
+        && m.header.subclass.as_str() == "ack"
+        && matches!(m.content, Content::MessageResponse(_))
+}
+
+/// Writes messages (acknowledgements being passed on) as envelopes into
+/// `acks/out/PEER/`; durable on return.
+pub fn queue_out(
+    spool: &Spool,
+    peer: &Name,
+    messages: &[Message],
+    now: Timestamp,
+) -> Result<usize> {
+    let dir = spool.dir(Area::AcksOut).join(peer.as_str());
+    fs::create_dir_all(&dir).map_err(|e| crate::spool::Error::io("create directory", &dir, e))?;
+    let mut written = 0;
+    for (i, chunk) in messages.chunks(PER_ENVELOPE).enumerate() {
+        let name = format!("{}-{}-{i}.msg", now.as_micros(), std::process::id());
+        let bytes = envelope::to_bytes(chunk);
+        durable::write_durable(&spool.dir(Area::Tmp), &dir, &name, &bytes, now.as_micros())?;
+        written += chunk.len();
+    }
+    Ok(written)
+}
+
+/// Turns the acknowledgements owed to `peer` (or to every peer) into
+/// envelopes in `acks/out/`. Returns (peer, count) for each peer served.
+/// The caller holds the receive lock.
+pub fn emit(spool: &Spool, peer: Option<&Name>, now: Timestamp) -> Result<Vec<(Name, usize)>> {
+    let dir = spool.dir(Area::AcksPending);
+    let peers: Vec<Name> = match peer {
+        Some(p) => vec![p.clone()],
+        None => fs::read_dir(&dir)
+            .map_err(|e| crate::spool::Error::io("read", &dir, e))?
+            .flatten()
+            .filter_map(|e| Name::new("peer", e.file_name().to_string_lossy().into_owned()).ok())
+            .collect(),
+    };
+    let mut out = Vec::new();
+    for p in peers {
+        let path = pending_path(spool, &p);
+        let Ok(text) = fs::read_to_string(&path) else {
+            continue;
+        };
+        // A torn last line (a crash mid-append) is dropped: the sender
+        // retransmits and the acknowledgement is owed again.
+        let owed: Vec<Owed> = text.lines().filter_map(Owed::parse).collect();
+        let messages: Vec<Message> = owed.iter().map(|o| message(o, now)).collect();
+        let n = queue_out(spool, &p, &messages, now)?;
+        fs::remove_file(&path).map_err(|e| crate::spool::Error::io("remove", &path, e))?;
+        durable::fsync_dir(&dir)?;
+        out.push((p, n));
+    }
+    Ok(out)
+}
+
+/// The acknowledgement envelopes waiting in `acks/out/PEER/`.
+pub fn outgoing(spool: &Spool, peer: &Name) -> Vec<PathBuf> {
+    let dir = spool.dir(Area::AcksOut).join(peer.as_str());
+    let mut v: Vec<PathBuf> = fs::read_dir(&dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// What applying acknowledgements did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Sent copies discarded: the peer has custody.
+    pub discarded: usize,
+    /// Sent messages the peer refused for good, now in dead/.
+    pub rejected: usize,
+    /// Acknowledgements recorded without discarding anything (delivery
+    /// notices, repeats, acknowledgements for messages not sent to that peer).
+    pub recorded: usize,
+}
+
+/// Applies acknowledgements that came from `from` (the peer whose route
+/// carried them). Discards a sent copy only when the message was sent to
+/// `from`; anything else changes nothing and is recorded. Durable on return.
+pub fn apply(
+    spool: &Spool,
+    acks: &[Message],
+    from: &Name,
+    now: Timestamp,
+    log: &dyn Fn(String),
+) -> Result<Applied> {
+    let mut applied = Applied::default();
+    if acks.is_empty() {
+        return Ok(applied);
+    }
+    let mut locked = spool.lock(now)?;
+    let (sent, _) = spool.scan(Area::Sent)?;
+    let mut by_id: HashMap<String, Entry> = sent
+        .into_iter()
+        .map(|e| (e.name.id.to_string(), e))
+        .collect();
+    let mut journal = String::new();
+    let mut discard = Vec::new();
+    let mut reject = Vec::new();
+    for m in acks {
+        let Content::MessageResponse(r) = &m.content else {
+            continue;
+        };
+        let code = r.reason_code.as_ref().map_or("-", |c| c.as_str());
+        let reason = r.reason.as_str().replace('\n', " ");
+        let ours = by_id
+            .get(r.answers.as_str())
+            .filter(|e| e.sent.as_ref().is_some_and(|s| s.peer == *from))
+            .is_some();
+        let event = match (r.status, ours) {
+            _ if code == "final-delivered" => "delivered",
+            _ if code == "final-rejected" => "undeliverable",
+            (ResponseStatus::Accepted, true) => {
+                discard.push(by_id.remove(r.answers.as_str()).expect("checked above"));
+                "acknowledged"
+            }
+            (ResponseStatus::Rejected, true) => {
+                reject.push((
+                    by_id.remove(r.answers.as_str()).expect("checked above"),
+                    reason.clone(),
+                ));
+                "rejected"
+            }
+            (ResponseStatus::RejectedRetry | ResponseStatus::EpochMismatch, _) => "retry",
+            (_, false) => {
+                log(format!(
+                    "acknowledgement from {from} for {} ({code}), which was not sent to {from} or is no longer held: nothing discarded",
+                    r.answers
+                ));
+                "ignored"
+            }
+        };
+        journal.push_str(&format!(
+            "{now} {} {event} {from} {code} {reason}\n",
+            r.answers
+        ));
+    }
+    let day = &now.to_rfc3339()[..10].replace('-', "");
+    durable::append_durable(&spool.dir(Area::Journal).join(day), journal.as_bytes())?;
+    applied.recorded = acks.len() - discard.len() - reject.len();
+    applied.discarded = locked.discard_acknowledged(&discard)?;
+    for (e, reason) in &reject {
+        locked.bury(
+            e,
+            DeadKind::Rejected,
+            &format!("rejected by {from}: {reason}"),
+            now,
+        )?;
+        applied.rejected += 1;
+    }
+    Ok(applied)
+}
+
+/// One line of the journal: what an acknowledgement said of a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalEntry {
+    pub time: Timestamp,
+    pub event: String,
+    pub peer: String,
+    pub code: String,
+    pub reason: String,
+}
+
+/// What acknowledgements said of message `id`, oldest first.
+pub fn journal(spool: &Spool, id: &str) -> Result<Vec<JournalEntry>> {
+    let dir = spool.dir(Area::Journal);
+    let mut days: Vec<PathBuf> = fs::read_dir(&dir)
+        .map_err(|e| crate::spool::Error::io("read", &dir, e))?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    days.sort();
+    let mut out = Vec::new();
+    for day in days {
+        let Ok(text) = fs::read_to_string(&day) else {
+            continue;
+        };
+        for line in text.lines() {
+            let mut f = line.splitn(6, ' ');
+            let (Some(t), Some(i)) = (f.next(), f.next()) else {
+                continue;
+            };
+            if i != id {
+                continue;
+            }
+            out.push(JournalEntry {
+                time: Timestamp::parse(t).unwrap_or_default(),
+                event: f.next().unwrap_or("").into(),
+                peer: f.next().unwrap_or("").into(),
+                code: f.next().unwrap_or("").into(),
+                reason: f.next().unwrap_or("").into(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owed_lines_round_trip_and_torn_lines_are_dropped() {
+        let o = Owed {
+            id: MessageId::parse("m1").unwrap(),
+            status: ResponseStatus::Rejected,
+            code: "rejected",
+            to: Name::new("to", "a.host").unwrap(),
+            reason: "unknown destination x.y".into(),
+        };
+        assert_eq!(Owed::parse(o.line().trim_end()), Some(o.clone()));
+        assert_eq!(Owed::parse("m1 accep"), None);
+    }
+
+    #[test]
+    fn ack_messages_are_recognised_and_round_trip() {
+        let o = Owed {
+            id: MessageId::parse("m1").unwrap(),
+            status: ResponseStatus::Accepted,
+            code: "custody",
+            to: Name::new("to", "a.host").unwrap(),
+            reason: String::new(),
+        };
+        let m = message(&o, Timestamp::from_secs(1));
+        assert!(is_ack(&m));
+        let back = envelope::parse(&envelope::to_bytes(std::slice::from_ref(&m))).unwrap();
+        assert_eq!(back, vec![m]);
+    }
+}

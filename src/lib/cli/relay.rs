@@ -1,0 +1,44 @@
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use super::Common;
+
+/// Receive messages from any transport: drop duplicates, deliver here or
+/// queue onward, and acknowledge.
+///
+/// Every message received is stored durably (in the received/ Maildir, or
+/// in this site's queue toward its next hop) and its ID remembered before it
+/// is acknowledged; a message seen before is dropped and acknowledged again,
+/// so retransmissions and copies that came by another path are delivered
+/// once. Acknowledgements received are applied. Files that cannot be read
+/// are kept in quarantine/ with the reason.
+///
+/// Exit status: 0 success (including input quarantined as unreadable); 64
+/// bad usage; 66 the directory cannot be read; 74 I/O error; 75 temporary
+/// failure (try again); 78 bad configuration.
+#[derive(Parser, Debug)]
+#[command(name = "rs-relay", version, verbatim_doc_comment)]
+pub struct RelayArgs {
+    #[command(flatten)]
+    pub common: Common,
+
+    #[command(subcommand)]
+    pub command: RelayCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RelayCommand {
+    /// Take every message addressed to this site from DIR (removable media
+    /// written by `rs-queue export`): DIR/THIS-COMPONENT/PEER/*.msg. Safe to
+    /// run on the same directory any number of times.
+    Import {
+        /// The directory to read (the stick's mount point).
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// Leave the files in DIR (by default each is removed once what it
+        /// holds is durable here).
+        #[arg(long)]
+        keep: bool,
+    },
+}

@@ -1,0 +1,580 @@
+//! The one path every inbound message takes, whatever carried it: unwrap,
+//! drop duplicates, deliver here or queue onward, remember, acknowledge.
+//!
+//! For a batch of inbound envelopes (all from one peer or several):
+//! 1. parse; what cannot be parsed goes to quarantine with its reason and is
+//!    never acknowledged;
+//! 2. acknowledgements are applied (or passed on toward the component they
+//!    are addressed to);
+//! 3. a message whose ID (or, for final delivery, origin key) is remembered
+//!    is a duplicate: dropped, counted, and acknowledged again so a lost
+//!    acknowledgement heals;
+//! 4. the others are written down as intended (`state/receive.intent`),
+//!    then delivered into the Maildir or admitted to this site's queue
+//!    toward the next hop, then remembered (`state/seen.idx`), and only then
+//!    acknowledged (`acks/pending/PEER`).
+//!
+//! Architecture invariant: an acknowledgement is owed only after the
+//! message is durable here (delivered or queued onward) and its ID is
+//! remembered; a message is delivered into the Maildir at most once, even if
+//! a run dies between delivering and remembering (the intent file lets the
+//! next run find what was delivered and finish). Batches hold the receive
+//! lock (`state/receive.lock`), so two runs never decide on the same ID at once.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File};
+use std::io::Write;
+use std::time::Duration;
+
+use crate::ack::{self, Applied, Owed};
+use crate::message::{envelope, Locator, Message, MessageId, Name, ResponseStatus, Routing};
+use crate::route::{self, Learned, NextHop};
+use crate::spool::seen::{Kind, Seen};
+use crate::spool::{durable, maildir, Admission, Area, EntryName, Error, Result, Spool};
+use crate::time::Timestamp;
+
+/// One inbound envelope and the peer whose route carried it.
+pub struct Inbound {
+    pub bytes: Vec<u8>,
+    pub from: Name,
+    /// Where it came from, for logs and quarantine reasons (a path, "stdin").
+    pub label: String,
+}
+
+/// What a batch did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Messages (not acknowledgements) seen.
+    pub messages: usize,
+    /// Delivered into the Maildir.
+    pub delivered: usize,
+    /// Queued toward a next hop.
+    pub relayed: usize,
+    /// Dropped as duplicates (and acknowledged again).
+    pub duplicates: usize,
+    /// Refused for good (no route), acknowledged as rejected.
+    pub rejected: usize,
+    /// Not taken now (queue full): the sender keeps its copy and retries.
+    pub retry: usize,
+    /// Envelopes that could not be parsed, now in quarantine/.
+    pub quarantined: usize,
+    /// Acknowledgements passed on toward other components.
+    pub passed_on: usize,
+    pub acks: Applied,
+}
+
+impl Report {
+    /// Adds another batch's counts to these.
+    pub fn add(&mut self, o: &Report) {
+        self.messages += o.messages;
+        self.delivered += o.delivered;
+        self.relayed += o.relayed;
+        self.duplicates += o.duplicates;
+        self.rejected += o.rejected;
+        self.retry += o.retry;
+        self.quarantined += o.quarantined;
+        self.passed_on += o.passed_on;
+        self.acks.discarded += o.acks.discarded;
+        self.acks.rejected += o.acks.rejected;
+        self.acks.recorded += o.acks.recorded;
+    }
+}
+
+/// The receive lock: held for a batch.
+pub struct ReceiveLock {
+    _file: File,
+}
+
+impl ReceiveLock {
+    pub fn take(spool: &Spool) -> Result<ReceiveLock> {
+        let path = spool.dir(Area::State).join("receive.lock");
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io("open", &path, e))?;
+        fs2::FileExt::lock_exclusive(&file).map_err(|e| Error::io("lock", &path, e))?;
+        Ok(ReceiveLock { _file: file })
+    }
+}
+
+/// How a new message is disposed of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Disposition {
+    Local,
+    Relay,
+}
+
+/// A line of the intent file: a message being delivered or queued onward.
+struct Intent {
+    id: MessageId,
+    from: Name,
+    keep_until: Timestamp,
+    disposition: Disposition,
+}
+
+impl Intent {
+    fn line(&self) -> String {
+        let d = match self.disposition {
+            Disposition::Local => "local",
+            Disposition::Relay => "relay",
+        };
+        format!(
+            "{} {} {} {d}\n",
+            self.id,
+            self.from,
+            self.keep_until.as_secs()
+        )
+    }
+
+    fn parse(line: &str) -> Option<Intent> {
+        let mut f = line.split(' ');
+        Some(Intent {
+            id: MessageId::parse(f.next()?).ok()?,
+            from: Name::new("from", f.next()?).ok()?,
+            keep_until: Timestamp::from_secs(f.next()?.parse().ok()?),
+            disposition: match f.next()? {
+                "local" => Disposition::Local,
+                "relay" => Disposition::Relay,
+                _ => return None,
+            },
+        })
+    }
+}
+
+fn intent_path(spool: &Spool) -> std::path::PathBuf {
+    spool.dir(Area::State).join("receive.intent")
+}
+
+/// How long to remember a message's ID: until it expires, and at least the
+/// configured retention.
+fn keep_until(m: &Message, now: Timestamp, retention: Duration) -> Timestamp {
+    let floor = now.saturating_add(retention);
+    m.header.qos().expiry.map_or(floor, |e| e.max(floor))
+}
+
+/// Finishes what a run that died mid-batch left in the intent file: what it
+/// delivered or queued is remembered and acknowledged; what it did not is
+/// left for the sender's retransmission.
+fn recover(spool: &Spool, seen: &mut Seen, now: Timestamp, log: &dyn Fn(String)) -> Result<()> {
+    let path = intent_path(spool);
+    let Ok(text) = fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    let intents: Vec<Intent> = text.lines().filter_map(Intent::parse).collect();
+    let mut delivered: Option<HashSet<String>> = None;
+    let mut queued: Option<HashSet<String>> = None;
+    let mut owed: HashMap<Name, Vec<Owed>> = HashMap::new();
+    let mut finished = 0;
+    for i in &intents {
+        if seen.contains(Kind::Id, i.id.as_str())? {
+            continue;
+        }
+        let present = match i.disposition {
+            Disposition::Local => {
+                let set = match &mut delivered {
+                    Some(s) => s,
+                    None => delivered.insert(maildir::ids(spool)?),
+                };
+                set.contains(i.id.as_str())
+            }
+            Disposition::Relay => {
+                let set = match &mut queued {
+                    Some(s) => s,
+                    None => queued.insert(
+                        spool
+                            .scan_outbound(now)?
+                            .into_iter()
+                            .map(|e| e.name.id.to_string())
+                            .collect(),
+                    ),
+                };
+                set.contains(i.id.as_str())
+            }
+        };
+        if present {
+            seen.insert(Kind::Id, i.id.as_str(), i.keep_until)?;
+            let code = if i.disposition == Disposition::Local {
+                "delivered"
+            } else {
+                "custody"
+            };
+            owed.entry(i.from.clone()).or_default().push(Owed {
+                id: i.id.clone(),
+                status: ResponseStatus::Accepted,
+                code,
+                to: i.from.clone(),
+                reason: String::new(),
+            });
+            finished += 1;
+        }
+    }
+    seen.sync()?;
+    for (peer, o) in &owed {
+        ack::owe(spool, peer, o)?;
+    }
+    fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+    if finished > 0 {
+        log(format!(
+            "recovered {finished} message(s) an interrupted run had stored but not acknowledged"
+        ));
+    }
+    Ok(())
+}
+
+/// Receives a batch of inbound envelopes. See the module documentation.
+pub fn receive(
+    spool: &Spool,
+    batch: Vec<Inbound>,
+    now: Timestamp,
+    log: &dyn Fn(String),
+) -> Result<Report> {
+    let _lock = ReceiveLock::take(spool)?;
+    let config = spool.config();
+    let me = &config.component;
+    let mut seen = Seen::open(&spool.dir(Area::State).join("seen.idx"), now)?;
+    let pruned = seen.prune_if_due(now)?;
+    if pruned > 0 {
+        log(format!(
+            "forgot {pruned} accepted ID(s) past their retention"
+        ));
+    }
+    recover(spool, &mut seen, now, log)?;
+    let mut learned = Learned::load(spool);
+    let retention = config.receive.dedupe_retention;
+
+    let mut report = Report::default();
+    let mut owed: HashMap<Name, Vec<Owed>> = HashMap::new();
+    let mut acks_from: HashMap<Name, Vec<Message>> = HashMap::new();
+    let mut pass_on: HashMap<Name, Vec<Message>> = HashMap::new();
+    let mut locals: Vec<(Message, Name)> = Vec::new();
+    let mut relays: Vec<(Message, Name)> = Vec::new();
+    let mut remember_only: Vec<(MessageId, Timestamp)> = Vec::new();
+    let mut batch_ids: HashSet<String> = HashSet::new();
+    let mut batch_keys: HashSet<String> = HashSet::new();
+    let mut owe = |peer: &Name, id: &MessageId, status, code, to: &Name, reason: String| {
+        owed.entry(peer.clone()).or_default().push(Owed {
+            id: id.clone(),
+            status,
+            code,
+            to: to.clone(),
+            reason,
+        });
+    };
+
+    for item in batch {
+        let messages = match envelope::parse(&item.bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                let detail = format!("{}: {e}", item.label);
+                let q = spool.quarantine_bytes(&item.bytes, "in", &item.label, &detail, now)?;
+                log(format!(
+                    "quarantined {} as {}: {e}",
+                    item.label,
+                    q.display()
+                ));
+                report.quarantined += 1;
+                continue;
+            }
+        };
+        for m in messages {
+            if ack::is_ack(&m) {
+                match route::next_hop(&m.header, config, &learned) {
+                    NextHop::Local => acks_from.entry(item.from.clone()).or_default().push(m),
+                    NextHop::Peer(p) => pass_on.entry(p).or_default().push(m),
+                    NextHop::Unknown(why) => {
+                        log(format!("acknowledgement {} dropped: {why}", m.header.id))
+                    }
+                }
+                continue;
+            }
+            report.messages += 1;
+            let id = m.header.id.clone();
+            if batch_ids.contains(id.as_str()) || seen.contains(Kind::Id, id.as_str())? {
+                report.duplicates += 1;
+                owe(
+                    &item.from,
+                    &id,
+                    ResponseStatus::Accepted,
+                    "duplicate",
+                    &item.from,
+                    String::new(),
+                );
+                continue;
+            }
+            batch_ids.insert(id.to_string());
+            if let Locator::Source(s) = &m.header.locator {
+                if s.component != *me {
+                    learned.learn(&s.component, &item.from);
+                }
+            }
+            let hop = match route::next_hop(&m.header, config, &learned) {
+                NextHop::Peer(p) if p == item.from => {
+                    NextHop::Unknown(format!("its next hop would be {p}, the peer it came from"))
+                }
+                other => other,
+            };
+            match hop {
+                NextHop::Local => {
+                    if let Some(key) = &m.header.origin_key {
+                        if batch_keys.contains(key.as_str())
+                            || seen.contains(Kind::OriginKey, key.as_str())?
+                        {
+                            report.duplicates += 1;
+                            log(format!("{id} dropped: origin key {key} was delivered already (a redundant sender's report)"));
+                            remember_only.push((id.clone(), keep_until(&m, now, retention)));
+                            owe(
+                                &item.from,
+                                &id,
+                                ResponseStatus::Accepted,
+                                "duplicate",
+                                &item.from,
+                                "same origin key as a message delivered earlier".into(),
+                            );
+                            continue;
+                        }
+                        batch_keys.insert(key.to_string());
+                    }
+                    locals.push((m, item.from.clone()));
+                }
+                NextHop::Peer(_) => relays.push((m, item.from.clone())),
+                NextHop::Unknown(why) => {
+                    report.rejected += 1;
+                    log(format!("{id} from {} rejected: {why}", item.from));
+                    remember_only.push((id.clone(), keep_until(&m, now, retention)));
+                    owe(
+                        &item.from,
+                        &id,
+                        ResponseStatus::Rejected,
+                        "rejected",
+                        &item.from,
+                        why.clone(),
+                    );
+                    notify_origin(
+                        &m,
+                        &item.from,
+                        me,
+                        config,
+                        &learned,
+                        ResponseStatus::Rejected,
+                        "final-rejected",
+                        &format!("rejected at {me}: {why}"),
+                        &mut owe,
+                    );
+                }
+            }
+        }
+    }
+
+    // Write down what is about to be stored, so a crash cannot make us
+    // deliver twice or forget to acknowledge.
+    let intents: String = locals
+        .iter()
+        .map(|(m, from)| (m, from, Disposition::Local))
+        .chain(relays.iter().map(|(m, from)| (m, from, Disposition::Relay)))
+        .map(|(m, from, disposition)| {
+            Intent {
+                id: m.header.id.clone(),
+                from: from.clone(),
+                keep_until: keep_until(m, now, retention),
+                disposition,
+            }
+            .line()
+        })
+        .collect();
+    if !intents.is_empty() {
+        durable::write_durable(
+            &spool.dir(Area::Tmp),
+            &spool.dir(Area::State),
+            "receive.intent",
+            intents.as_bytes(),
+            now.as_micros(),
+        )?;
+    }
+
+    let stamp = |m: &Message| {
+        let mut m = m.clone();
+        m.header.routing.push(Routing {
+            component: me.clone(),
+            received: Some(now),
+            sent: None,
+        });
+        m
+    };
+    let mut remember: Vec<(MessageId, Timestamp)> = remember_only;
+
+    // Final delivery.
+    let items: Vec<(MessageId, Vec<u8>)> = locals
+        .iter()
+        .map(|(m, _)| (m.header.id.clone(), envelope::to_bytes(&[stamp(m)])))
+        .collect();
+    maildir::deliver(spool, &items, now)?;
+    for (m, from) in &locals {
+        report.delivered += 1;
+        remember.push((m.header.id.clone(), keep_until(m, now, retention)));
+        owe(
+            from,
+            &m.header.id,
+            ResponseStatus::Accepted,
+            "delivered",
+            from,
+            String::new(),
+        );
+        notify_origin(
+            m,
+            from,
+            me,
+            config,
+            &learned,
+            ResponseStatus::Accepted,
+            "final-delivered",
+            &format!("delivered at {me}"),
+            &mut owe,
+        );
+    }
+
+    // Custody on the way to a next hop: admitted to this site's queue.
+    if !relays.is_empty() {
+        let mut staged = Vec::with_capacity(relays.len());
+        for (m, _) in &relays {
+            let bytes = envelope::to_bytes(&[stamp(m)]);
+            let mut s = spool.stage(now)?;
+            s.write_all(&bytes)
+                .map_err(|e| Error::io("write", s.path(), e))?;
+            let q = m.header.qos();
+            let name = EntryName {
+                arrival: 0,
+                id: m.header.id.clone(),
+                precedence: q.precedence,
+                persistence: q.persistence,
+                addressed: matches!(m.header.locator, Locator::Destination(_)),
+                created: m.header.created,
+                expiry: q.expiry,
+                size: bytes.len() as u64,
+            };
+            staged.push((s, name));
+        }
+        durable::sync_filesystem(&spool.dir(Area::Tmp))?;
+        let admissions = spool.lock(now)?.admit_many(staged, now)?;
+        for ((m, from), admission) in relays.iter().zip(admissions) {
+            match admission {
+                Admission::Queued { evicted, .. } => {
+                    for (victim, detail) in evicted {
+                        log(format!("{} moved to dead/: {detail}", victim.id));
+                    }
+                    report.relayed += 1;
+                    remember.push((m.header.id.clone(), keep_until(m, now, retention)));
+                    owe(
+                        from,
+                        &m.header.id,
+                        ResponseStatus::Accepted,
+                        "custody",
+                        from,
+                        String::new(),
+                    );
+                }
+                Admission::Rejected { detail, .. } => {
+                    report.retry += 1;
+                    log(format!(
+                        "{} from {from} not taken now: {detail}",
+                        m.header.id
+                    ));
+                    owe(
+                        from,
+                        &m.header.id,
+                        ResponseStatus::RejectedRetry,
+                        "retry",
+                        from,
+                        detail,
+                    );
+                }
+            }
+        }
+    }
+
+    for (id, keep) in &remember {
+        seen.insert(Kind::Id, id.as_str(), *keep)?;
+    }
+    for (m, _) in &locals {
+        if let Some(key) = &m.header.origin_key {
+            seen.insert(Kind::OriginKey, key.as_str(), keep_until(m, now, retention))?;
+        }
+    }
+    seen.sync()?;
+    for (peer, o) in &owed {
+        ack::owe(spool, peer, o)?;
+    }
+    for (peer, ms) in &pass_on {
+        report.passed_on += ack::queue_out(spool, peer, ms, now)?;
+    }
+    learned.save(spool, now)?;
+    let intent = intent_path(spool);
+    if intent.exists() {
+        fs::remove_file(&intent).map_err(|e| Error::io("remove", &intent, e))?;
+    }
+    for (from, acks) in &acks_from {
+        let a = ack::apply(spool, acks, from, now, log)?;
+        report.add(&Report {
+            acks: a,
+            ..Report::default()
+        });
+    }
+    Ok(report)
+}
+
+/// Owes the message's origin a notice (delivered, or rejected) when the
+/// origin is not the peer it came from: the final outcome travels back end
+/// to end, through the route that leads to the origin.
+#[allow(clippy::too_many_arguments)]
+fn notify_origin(
+    m: &Message,
+    from: &Name,
+    me: &Name,
+    config: &crate::config::Config,
+    learned: &Learned,
+    status: ResponseStatus,
+    code: &'static str,
+    reason: &str,
+    owe: &mut impl FnMut(&Name, &MessageId, ResponseStatus, &'static str, &Name, String),
+) {
+    let Locator::Source(s) = &m.header.locator else {
+        return;
+    };
+    if s.component == *from || s.component == *me {
+        return;
+    }
+    let via = match route::toward(&s.component, config, learned) {
+        Some(NextHop::Peer(p)) => p,
+        _ => from.clone(),
+    };
+    owe(
+        &via,
+        &m.header.id,
+        status,
+        code,
+        &s.component,
+        reason.to_string(),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intent_lines_round_trip() {
+        let i = Intent {
+            id: MessageId::parse("m1").unwrap(),
+            from: Name::new("p", "a.host").unwrap(),
+            keep_until: Timestamp::from_secs(99),
+            disposition: Disposition::Relay,
+        };
+        let back = Intent::parse(i.line().trim_end()).unwrap();
+        assert_eq!(
+            (back.id, back.from, back.keep_until, back.disposition),
+            (i.id, i.from, i.keep_until, i.disposition)
+        );
+        assert!(Intent::parse("m1 a.host 99 sideways").is_none());
+    }
+}

@@ -1,0 +1,207 @@
+//! Where a message goes next: delivered here, or to which peer.
+//!
+//! Forward-path messages (with a source) go to the upstream peer; a site
+//! without one is the end of the forward path and delivers them. Messages
+//! with destinations go to the peer that leads to their first destination:
+//! the peer itself, a peer configured with that component, a peer learned
+//! from forward traffic (the first peer a component's messages came through
+//! wins), else upstream.
+//!
+//! The learned table is `state/routes`, lines of `COMPONENT PEER`: a cache,
+//! relearned from traffic if lost.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::message::{Header, Locator, Name, Target};
+use crate::spool::{durable, Area, Result, Spool};
+use crate::time::Timestamp;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NextHop {
+    /// This site is the destination.
+    Local,
+    /// Send it to this peer.
+    Peer(Name),
+    /// No known way on (a group this site cannot expand, an unknown
+    /// destination at the top of the tree).
+    Unknown(String),
+}
+
+/// Components learned to be reachable through a peer.
+#[derive(Clone, Debug, Default)]
+pub struct Learned {
+    map: BTreeMap<String, String>,
+    changed: bool,
+}
+
+fn path(spool: &Spool) -> PathBuf {
+    spool.dir(Area::State).join("routes")
+}
+
+impl Learned {
+    pub fn load(spool: &Spool) -> Learned {
+        let text = std::fs::read_to_string(path(spool)).unwrap_or_default();
+        let map = text
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(c, p)| (c.to_string(), p.to_string()))
+            .collect();
+        Learned {
+            map,
+            changed: false,
+        }
+    }
+
+    /// Records that `component` was seen arriving through `peer`, unless it
+    /// is already known through another.
+    pub fn learn(&mut self, component: &Name, peer: &Name) {
+        if !self.map.contains_key(component.as_str()) {
+            self.map.insert(component.to_string(), peer.to_string());
+            self.changed = true;
+        }
+    }
+
+    pub fn peer_for(&self, component: &str) -> Option<&str> {
+        self.map.get(component).map(String::as_str)
+    }
+
+    /// Writes the table if it changed (under the receive lock).
+    pub fn save(&mut self, spool: &Spool, now: Timestamp) -> Result<()> {
+        if !self.changed {
+            return Ok(());
+        }
+        let text: String = self.map.iter().map(|(c, p)| format!("{c} {p}\n")).collect();
+        let target = path(spool);
+        let dir = target.parent().unwrap_or(Path::new("."));
+        durable::write_durable(
+            &spool.dir(Area::Tmp),
+            dir,
+            "routes",
+            text.as_bytes(),
+            now.as_micros(),
+        )?;
+        self.changed = false;
+        Ok(())
+    }
+}
+
+/// Decides where a message with this header goes next.
+pub fn next_hop(header: &Header, config: &Config, learned: &Learned) -> NextHop {
+    let upstream = || config.upstream().map(|p| p.id.clone());
+    match &header.locator {
+        Locator::Source(_) => upstream().map_or(NextHop::Local, NextHop::Peer),
+        Locator::Destination(d) => match d.targets.first() {
+            None => NextHop::Unknown("no destination".into()),
+            Some(Target::Component(c)) => toward(c, config, learned)
+                .or_else(|| upstream().map(NextHop::Peer))
+                .unwrap_or_else(|| NextHop::Unknown(format!("no route to component {c}"))),
+            Some(Target::Group(g)) => config
+                .peers
+                .iter()
+                .find(|p| p.components.contains(g))
+                .map(|p| NextHop::Peer(p.id.clone()))
+                .unwrap_or_else(|| NextHop::Unknown(format!("no route to group {g}"))),
+        },
+    }
+}
+
+/// The way to one component, without falling back to upstream.
+pub fn toward(component: &Name, config: &Config, learned: &Learned) -> Option<NextHop> {
+    if *component == config.component {
+        return Some(NextHop::Local);
+    }
+    if let Some(p) = config
+        .peers
+        .iter()
+        .find(|p| p.id == *component || p.components.contains(component))
+    {
+        return Some(NextHop::Peer(p.id.clone()));
+    }
+    learned
+        .peer_for(component.as_str())
+        .and_then(|p| config.peer(p))
+        .map(|p| NextHop::Peer(p.id.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Destination, MessageId, Persistence, Precedence, Qos, Source};
+
+    fn config(extra: &str) -> Config {
+        Config::parse(&format!("site='b'\ncomponent='b.relay'\n{extra}")).unwrap()
+    }
+
+    fn header(locator: Locator) -> Header {
+        Header {
+            id: MessageId::parse("m").unwrap(),
+            created: Timestamp::EPOCH,
+            class: Name::new("c", "c").unwrap(),
+            subclass: Name::new("s", "s").unwrap(),
+            locator,
+            in_reply_to: None,
+            origin_key: None,
+            epoch: None,
+            routing: vec![],
+        }
+    }
+
+    fn qos() -> Qos {
+        Qos {
+            expiry: None,
+            precedence: Precedence::Normal,
+            persistence: Persistence::Normal,
+        }
+    }
+
+    fn to(c: &str) -> Header {
+        header(Locator::Destination(Destination {
+            targets: vec![Target::Component(Name::new("t", c).unwrap())],
+            qos: qos(),
+        }))
+    }
+
+    fn name(s: &str) -> Name {
+        Name::new("n", s).unwrap()
+    }
+
+    #[test]
+    fn forward_messages_go_upstream_or_stay() {
+        let fwd = header(Locator::Source(Source {
+            component: name("a.host"),
+            component_type: name("t"),
+            version: name("1"),
+            qos: qos(),
+        }));
+        let relay = config("[[peer]]\nid='c.hub'\nupstream=true\n[[peer]]\nid='a.host'\n");
+        assert_eq!(
+            next_hop(&fwd, &relay, &Learned::default()),
+            NextHop::Peer(name("c.hub"))
+        );
+        let top = config("[[peer]]\nid='a.host'\n");
+        assert_eq!(next_hop(&fwd, &top, &Learned::default()), NextHop::Local);
+    }
+
+    #[test]
+    fn destinations_follow_peers_configuration_learning_then_upstream() {
+        let c = config("[[peer]]\nid='c.hub'\nupstream=true\n[[peer]]\nid='a.host'\ncomponents=['a.sensor']\n[[peer]]\nid='d.relay'\n");
+        let mut learned = Learned::default();
+        learned.learn(&name("d.far"), &name("d.relay"));
+        learned.learn(&name("d.far"), &name("a.host"));
+        let check = |dest: &str, expected: NextHop| {
+            assert_eq!(next_hop(&to(dest), &c, &learned), expected, "{dest}")
+        };
+        check("b.relay", NextHop::Local);
+        check("a.host", NextHop::Peer(name("a.host")));
+        check("a.sensor", NextHop::Peer(name("a.host")));
+        check("d.far", NextHop::Peer(name("d.relay")));
+        check("x.unknown", NextHop::Peer(name("c.hub")));
+        let top = config("[[peer]]\nid='a.host'\n");
+        assert!(matches!(
+            next_hop(&to("x.unknown"), &top, &Learned::default()),
+            NextHop::Unknown(_)
+        ));
+    }
+}

@@ -1,0 +1,113 @@
+//! The received area: a real Maildir (`received/tmp`, `new`, `cur`) that
+//! any mail tool can read.
+//!
+//! Names follow the Maildir rules: `TIME.UNIQUE.HOST,S=SIZE`, where UNIQUE
+//! is the message ID (unique by construction) and HOST the host name with
+//! `/` and `:` written as `\057` and `\072`. Mail readers may move files to
+//! `cur/` and append `:2,FLAGS`; the ID stays the second dot-separated field.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::Write;
+use std::path::PathBuf;
+
+use super::{durable, Area, Error, Result, Spool};
+use crate::message::MessageId;
+use crate::time::Timestamp;
+
+fn host() -> String {
+    let h = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "localhost".into());
+    h.trim().replace('/', "\\057").replace(':', "\\072")
+}
+
+/// The message ID a Maildir file name carries, if it is one of ours.
+pub fn id_of(name: &str) -> Option<&str> {
+    let id = name.split('.').nth(1)?;
+    MessageId::parse(id).ok().map(|_| id)
+}
+
+/// Delivers messages (ID and envelope bytes) into `received/new/`: writes
+/// each in `received/tmp/`, flushes them with one `syncfs`, renames them
+/// into `new/` and fsyncs it. Durable on return.
+pub fn deliver(
+    spool: &Spool,
+    items: &[(MessageId, Vec<u8>)],
+    now: Timestamp,
+) -> Result<Vec<PathBuf>> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let root = spool.dir(Area::Received);
+    let (tmp, new) = (root.join("tmp"), root.join("new"));
+    let host = host();
+    let mut staged = Vec::with_capacity(items.len());
+    for (id, bytes) in items {
+        let name = format!("{}.{id}.{host},S={}", now.as_secs(), bytes.len());
+        let path = tmp.join(&name);
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(|e| Error::io("create", &path, e))?;
+        f.write_all(bytes)
+            .map_err(|e| Error::io("write", &path, e))?;
+        staged.push((path, new.join(name)));
+    }
+    durable::sync_filesystem(&tmp)?;
+    for (from, to) in &staged {
+        durable::rename(from, to)?;
+    }
+    durable::fsync_dir(&new)?;
+    Ok(staged.into_iter().map(|(_, to)| to).collect())
+}
+
+/// The IDs of every message in `new/` and `cur/`.
+pub fn ids(spool: &Spool) -> Result<HashSet<String>> {
+    let root = spool.dir(Area::Received);
+    let mut out = HashSet::new();
+    for sub in ["new", "cur"] {
+        let dir = root.join(sub);
+        for e in fs::read_dir(&dir)
+            .map_err(|e| Error::io("read", &dir, e))?
+            .flatten()
+        {
+            if let Some(id) = id_of(&e.file_name().to_string_lossy()) {
+                out.insert(id.to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Every message file in `new/` and `cur/`.
+pub fn files(spool: &Spool) -> Result<Vec<PathBuf>> {
+    let root = spool.dir(Area::Received);
+    let mut out = Vec::new();
+    for sub in ["new", "cur"] {
+        let dir = root.join(sub);
+        for e in fs::read_dir(&dir)
+            .map_err(|e| Error::io("read", &dir, e))?
+            .flatten()
+        {
+            out.push(e.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_survive_flags_and_dotted_hosts() {
+        assert_eq!(
+            id_of("1764000000.20261124T160512-123456-3f9a2c7b1e4d5a60.host.example.org,S=12:2,S"),
+            Some("20261124T160512-123456-3f9a2c7b1e4d5a60")
+        );
+        assert_eq!(id_of("1764000000.M123P45.host"), Some("M123P45"));
+        assert_eq!(id_of("junk"), None);
+    }
+}
