@@ -514,3 +514,66 @@ fn junk_on_a_stick_is_quarantined_and_never_acknowledged() {
         "only the good message is acknowledged"
     );
 }
+
+#[test]
+fn a_message_with_no_route_is_rejected_and_the_sender_told() {
+    let (a, b) = pair();
+    let id = a.send(&["--to", "x.nowhere"], b"lost cause");
+    let s1 = stick(&a, "s1");
+    export(&a, &s1);
+    let r = import(&b, &s1, false);
+    assert_eq!(r["rejected"], 1);
+    export(&b, &s1);
+    import(&a, &s1, false);
+    let st = a
+        .cmd("rs-ack")
+        .args(["status", "--json", &id])
+        .run()
+        .success()
+        .json();
+    assert_eq!(st["state"], "dead");
+    assert!(
+        st["dead"]["detail"].as_str().unwrap().contains("x.nowhere"),
+        "{st}"
+    );
+    a.cmd("rs-ack")
+        .args(["wait", &id, "--timeout", "1s"])
+        .run()
+        .code(69);
+}
+
+#[test]
+fn redundant_senders_reporting_one_event_deliver_it_once() {
+    let b = Site::component("b.hub");
+    b.peer("a1.host", "");
+    b.peer("a2.host", "");
+    let s = stick(&b, "s");
+    let mut ids = Vec::new();
+    for name in ["a1.host", "a2.host"] {
+        let a = Site::component(name);
+        a.peer("b.hub", "upstream = true");
+        ids.push(a.send(
+            &[
+                "--kind",
+                "alarm",
+                "--text",
+                "disk full",
+                "--origin-key",
+                "host7/alarm-42",
+            ],
+            b"",
+        ));
+        ids.push(a.send(&["--kind", "event", "--text", "unrelated"], b""));
+        export(&a, &s);
+    }
+    let r = import(&b, &s, false);
+    assert_eq!(
+        (r["delivered"].as_u64(), r["duplicates"].as_u64()),
+        (Some(3), Some(1))
+    );
+    let got: Vec<String> = b.received().into_iter().map(|(id, _)| id).collect();
+    assert!(
+        got.contains(&ids[0]) && !got.contains(&ids[2]),
+        "the second report of the event is dropped"
+    );
+}

@@ -176,7 +176,7 @@ pub fn emit(spool: &Spool, peer: Option<&Name>, now: Timestamp) -> Result<Vec<(N
         };
         // A torn last line (a crash mid-append) is dropped: the sender
         // retransmits and the acknowledgement is owed again.
-        let owed: Vec<Owed> = text.lines().filter_map(Owed::parse).collect();
+        let owed = strongest_per_message(text.lines().filter_map(Owed::parse).collect());
         let messages: Vec<Message> = owed.iter().map(|o| message(o, now)).collect();
         let n = queue_out(spool, &p, &messages, now)?;
         fs::remove_file(&path).map_err(|e| crate::spool::Error::io("remove", &path, e))?;
@@ -184,6 +184,16 @@ pub fn emit(spool: &Spool, peer: Option<&Name>, now: Timestamp) -> Result<Vec<(N
         out.push((p, n));
     }
     Ok(out)
+}
+
+/// One acknowledgement per message and recipient: a message imported twice
+/// before an emit is owed `delivered` and `duplicate`; only the first is
+/// worth sending.
+fn strongest_per_message(owed: Vec<Owed>) -> Vec<Owed> {
+    let mut seen = std::collections::HashSet::new();
+    owed.into_iter()
+        .filter(|o| seen.insert((o.id.clone(), o.to.clone())))
+        .collect()
 }
 
 /// The acknowledgement envelopes waiting in `acks/out/PEER/`.
@@ -230,6 +240,7 @@ pub fn apply(
         .collect();
     let mut journal = String::new();
     let mut discard = Vec::new();
+    let mut done_here: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut reject = Vec::new();
     for m in acks {
         let Content::MessageResponse(r) = &m.content else {
@@ -256,6 +267,7 @@ pub fn apply(
                 "rejected"
             }
             (ResponseStatus::RejectedRetry | ResponseStatus::EpochMismatch, _) => "retry",
+            (_, false) if done_here.contains(r.answers.as_str()) => "repeat",
             (_, false) => {
                 log(format!(
                     "acknowledgement from {from} for {} ({code}), which was not sent to {from} or is no longer held: nothing discarded",
@@ -264,6 +276,9 @@ pub fn apply(
                 "ignored"
             }
         };
+        if event == "acknowledged" || event == "rejected" {
+            done_here.insert(r.answers.to_string());
+        }
         journal.push_str(&format!(
             "{now} {} {event} {from} {code} {reason}\n",
             r.answers

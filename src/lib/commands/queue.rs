@@ -568,6 +568,7 @@ fn stats(ctx: &Context, spool: &Spool, out: &mut Out, now: Timestamp) -> Result<
     let limits = &cfg.queue;
     let sent = spool.throttle_sent().at(now, ctx.clock.utc_offset_secs());
     let held = spool.is_held();
+    let received = crate::receive::Counters::load(spool);
     if ctx.json {
         let per_json = |per: &[(u64, u64); 3], total: (u64, u64)| {
             let mut m = serde_json::Map::new();
@@ -606,6 +607,7 @@ fn stats(ctx: &Context, spool: &Spool, out: &mut Out, now: Timestamp) -> Result<
                 "bulk": limit_json(limits.bulk),
             },
             "throttle_sent": sent,
+            "received": received,
         }))?;
         return Ok(ExitCode::Ok);
     }
@@ -652,6 +654,10 @@ fn stats(ctx: &Context, spool: &Spool, out: &mut Out, now: Timestamp) -> Result<
         } else {
             "active"
         }
+    ))?;
+    out.line(format!(
+        "received:   {} messages: {} delivered here, {} queued onward, {} duplicates dropped, {} rejected; {} files quarantined",
+        received.messages, received.delivered, received.relayed, received.duplicates, received.rejected, received.quarantined
     ))?;
     out.line(format!(
         "sent:       {} messages, {} this hour; {} messages, {} today",

@@ -335,7 +335,10 @@ fn data_to_xml(d: &Data) -> DataXml {
 }
 
 fn is_plain_text(bytes: &[u8]) -> bool {
-    bytes.len() <= 64 * 1024
+    // XML parsers drop text that is all whitespace: such data goes as base64.
+    let has_content = bytes.is_empty() || bytes.iter().any(|b| !b.is_ascii_whitespace());
+    has_content
+        && bytes.len() <= 64 * 1024
         && bytes.split(|&b| b == b'\n').all(|line| line.len() <= 900)
         && bytes
             .iter()
@@ -643,6 +646,8 @@ mod tests {
         assert_eq!(d(b"caf\xc3\xa9"), "base64");
         assert_eq!(d(b"\0\x01"), "base64");
         assert_eq!(d(b"cr\r\n"), "base64");
+        assert_eq!(d(b" \n\t"), "base64");
+        assert_eq!(d(b""), "text");
         assert_eq!(d(&vec![b'x'; 1000]), "base64");
     }
 }

@@ -80,6 +80,46 @@ impl Report {
     }
 }
 
+/// Running totals of what this site received (`state/counters.json`), for
+/// `rs-queue stats`. Updated under the receive lock.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Counters {
+    pub messages: u64,
+    pub delivered: u64,
+    pub relayed: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    pub quarantined: u64,
+}
+
+impl Counters {
+    pub fn load(spool: &Spool) -> Counters {
+        fs::read_to_string(spool.dir(Area::State).join("counters.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default()
+    }
+
+    fn add(spool: &Spool, r: &Report, now: Timestamp) -> Result<()> {
+        let mut c = Counters::load(spool);
+        c.messages += r.messages as u64;
+        c.delivered += r.delivered as u64;
+        c.relayed += r.relayed as u64;
+        c.duplicates += r.duplicates as u64;
+        c.rejected += r.rejected as u64;
+        c.quarantined += r.quarantined as u64;
+        let text = serde_json::to_string(&c).unwrap_or_default();
+        durable::write_durable(
+            &spool.dir(Area::Tmp),
+            &spool.dir(Area::State),
+            "counters.json",
+            text.as_bytes(),
+            now.as_micros(),
+        )?;
+        Ok(())
+    }
+}
+
 /// The receive lock: held for a batch.
 pub struct ReceiveLock {
     _file: File,
@@ -253,6 +293,7 @@ pub fn receive(
     let mut remember_only: Vec<(MessageId, Timestamp)> = Vec::new();
     let mut batch_ids: HashSet<String> = HashSet::new();
     let mut batch_keys: HashSet<String> = HashSet::new();
+    let mut duplicate_ids: Vec<String> = Vec::new();
     let mut owe = |peer: &Name, id: &MessageId, status, code, to: &Name, reason: String| {
         owed.entry(peer.clone()).or_default().push(Owed {
             id: id.clone(),
@@ -293,6 +334,7 @@ pub fn receive(
             let id = m.header.id.clone();
             if batch_ids.contains(id.as_str()) || seen.contains(Kind::Id, id.as_str())? {
                 report.duplicates += 1;
+                duplicate_ids.push(id.to_string());
                 owe(
                     &item.from,
                     &id,
@@ -509,6 +551,21 @@ pub fn receive(
         report.passed_on += ack::queue_out(spool, peer, ms, now)?;
     }
     learned.save(spool, now)?;
+    if !duplicate_ids.is_empty() {
+        let shown: Vec<&str> = duplicate_ids.iter().take(5).map(String::as_str).collect();
+        let more = duplicate_ids.len().saturating_sub(shown.len());
+        log(format!(
+            "dropped {} duplicate(s), acknowledged again: {}{}",
+            duplicate_ids.len(),
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    Counters::add(spool, &report, now)?;
     let intent = intent_path(spool);
     if intent.exists() {
         fs::remove_file(&intent).map_err(|e| Error::io("remove", &intent, e))?;

@@ -201,10 +201,15 @@ impl Seen {
             let b = (start + i) & (self.buckets - 1);
             self.read_bucket(b, &mut page)?;
             for s in 0..SLOTS {
-                match Slot::decode(&page[s * SLOT..(s + 1) * SLOT]) {
-                    None => return Ok((b, s, None)),
-                    Some(slot) if slot.hash == *hash => return Ok((b, s, Some(slot))),
-                    Some(_) => {}
+                let raw = &page[s * SLOT..(s + 1) * SLOT];
+                // Compare the hash first: decoding (and checking) every slot
+                // passed would cost more than the read.
+                if raw[..16] == hash[..] {
+                    if let Some(slot) = Slot::decode(raw).filter(|slot| slot.hash == *hash) {
+                        return Ok((b, s, Some(slot)));
+                    }
+                } else if raw.iter().all(|&x| x == 0) {
+                    return Ok((b, s, None));
                 }
             }
         }

@@ -18,8 +18,8 @@ use std::collections::HashSet;
 use crate::ack;
 use crate::config::Peer;
 use crate::message::envelope;
+use crate::queue::retry;
 use crate::queue::throttle::{self, Stop};
-use crate::queue::{retry, sort_send_order};
 use crate::receive::ReceiveLock;
 use crate::route::{self, Learned, NextHop};
 use crate::spool::lease::{self, Lease, Period, Policy, Request};
@@ -48,6 +48,10 @@ pub struct Report {
     /// The lease lapsed before the transfer ended: nothing was recorded.
     pub lease_lapsed: bool,
 }
+
+/// Messages handed to the transport at once; outcomes are recorded and the
+/// lease renewed after each chunk.
+const CHUNK: usize = 1000;
 
 /// Whether `e`'s next hop is `peer`.
 fn bound_for(spool: &Spool, e: &Entry, peer: &Peer, learned: &Learned) -> bool {
@@ -157,81 +161,88 @@ pub fn flush(
         (lease, chosen)
     };
 
+    // Acknowledgement envelopes first: they are small and free the far side.
     let ack_files = ack::outgoing(spool, &peer.id);
-    let mut batch: Vec<Outgoing> = ack_files
-        .iter()
-        .map(|p| Outgoing {
-            path: p.clone(),
-            wire_name: format!(
-                "ack-{}",
-                p.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            ),
-        })
-        .collect();
-    batch.extend(chosen.iter().map(|e| Outgoing {
-        path: spool.entry_path(e),
-        wire_name: dir::message_wire_name(
-            e.name.precedence.rank(),
-            e.name.arrival,
-            e.name.id.as_str(),
-        ),
-    }));
-    if batch.is_empty() {
-        return Ok(report);
-    }
-    let outcomes = transport.send(&batch);
-
-    let now = clock.now();
-    let mut locked = spool.lock(now)?;
-    for (path, outcome) in ack_files.iter().zip(&outcomes) {
-        if *outcome == Outcome::Handed {
-            let _ = std::fs::remove_file(path);
-            report.ack_files += 1;
+    if !ack_files.is_empty() {
+        let batch: Vec<Outgoing> = ack_files
+            .iter()
+            .map(|p| Outgoing {
+                path: p.clone(),
+                wire_name: format!(
+                    "ack-{}",
+                    p.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                ),
+            })
+            .collect();
+        for (path, outcome) in ack_files.iter().zip(transport.send(&batch)) {
+            if outcome == Outcome::Handed {
+                let _ = std::fs::remove_file(path);
+                report.ack_files += 1;
+            }
         }
     }
-    let Some(lease) = lease else {
+    let Some(mut lease) = lease else {
         return Ok(report);
     };
-    if !lease.is_current(now) {
-        log(format!(
-            "the lease on {} message(s) lapsed before the transfer ended; not recording them as sent (they will be sent again; the receiver drops duplicates)",
-            chosen.len()
-        ));
-        report.lease_lapsed = true;
-        return Ok(report);
-    }
-    let mut bytes = 0;
-    for (e, outcome) in chosen.iter().zip(&outcomes[ack_files.len()..]) {
-        match outcome {
-            Outcome::Handed => {
-                if e.sent.is_some() {
-                    report.retransmitted += 1;
+
+    // Messages, a chunk at a time: each chunk's outcome is recorded, and
+    // the lease renewed, before the next one goes.
+    for chunk in chosen.chunks(CHUNK) {
+        let batch: Vec<Outgoing> = chunk
+            .iter()
+            .map(|e| Outgoing {
+                path: spool.entry_path(e),
+                wire_name: dir::message_wire_name(
+                    e.name.precedence.rank(),
+                    e.name.arrival,
+                    e.name.id.as_str(),
+                ),
+            })
+            .collect();
+        let outcomes = transport.send(&batch);
+        let now = clock.now();
+        let mut locked = spool.lock(now)?;
+        if !lease.is_current(now) {
+            log(format!(
+                "the lease on {} message(s) lapsed before the transfer ended; not recording them as sent (they will be sent again; the receiver drops duplicates)",
+                chunk.len()
+            ));
+            report.lease_lapsed = true;
+            return Ok(report);
+        }
+        let mut bytes = 0;
+        let mut sent = 0;
+        for (e, outcome) in chunk.iter().zip(&outcomes) {
+            match outcome {
+                Outcome::Handed => {
+                    if e.sent.is_some() {
+                        report.retransmitted += 1;
+                    }
+                    locked.mark_sent(e, &peer.id, now)?;
+                    sent += 1;
+                    bytes += e.name.size;
                 }
-                locked.mark_sent(e, &peer.id, now)?;
-                report.sent += 1;
-                bytes += e.name.size;
-            }
-            Outcome::Deferred(why) => {
-                report.deferred += 1;
-                log(format!("{} not sent now: {why}", e.name.id));
-            }
-            Outcome::Refused(why) => {
-                report.refused += 1;
-                locked.bury(
-                    e,
-                    DeadKind::Rejected,
-                    &format!("refused by {} via {}: {why}", peer.id, transport.describe()),
-                    now,
-                )?;
-                log(format!("{} refused by {}: {why}", e.name.id, peer.id));
+                Outcome::Deferred(why) => {
+                    report.deferred += 1;
+                    log(format!("{} not sent now: {why}", e.name.id));
+                }
+                Outcome::Refused(why) => {
+                    report.refused += 1;
+                    let detail =
+                        format!("refused by {} via {}: {why}", peer.id, transport.describe());
+                    locked.bury(e, DeadKind::Rejected, &detail, now)?;
+                    log(format!("{} refused by {}: {why}", e.name.id, peer.id));
+                }
             }
         }
+        locked.sync_outbound()?;
+        locked.record_sent(sent as u64, bytes, now, clock.utc_offset_secs())?;
+        report.sent += sent;
+        report.bytes += bytes;
+        lease.renew(Period::For(policy.max), policy, now)?;
     }
-    report.bytes = bytes;
-    locked.sync_outbound()?;
-    locked.record_sent(report.sent as u64, bytes, now, clock.utc_offset_secs())?;
     lease.release()?;
     Ok(report)
 }
@@ -243,10 +254,4 @@ pub fn outbound_ids(spool: &Spool, now: crate::time::Timestamp) -> Result<HashSe
         .into_iter()
         .map(|e| e.name.id.to_string())
         .collect())
-}
-
-/// Sorts entries in send order (exposed for listing what a flush would send).
-pub fn in_send_order(mut names: Vec<EntryName>) -> Vec<EntryName> {
-    sort_send_order(&mut names);
-    names
 }
