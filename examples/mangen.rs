@@ -9,6 +9,8 @@ fn main() -> std::io::Result<()> {
     for cmd in [
         rs::cli::send::SendArgs::command(),
         rs::cli::queue::QueueArgs::command(),
+        rs::cli::relay::RelayArgs::command(),
+        rs::cli::ack::AckArgs::command(),
     ] {
         clap_mangen::generate_to(cmd, &out)?;
     }
