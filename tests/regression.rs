@@ -21,14 +21,21 @@ fn whitespace_only_data_round_trips() {
                     component: Name::new("c", "a.b").unwrap(),
                     component_type: Name::new("t", "t").unwrap(),
                     version: Name::new("v", "1").unwrap(),
-                    qos: Qos { expiry: None, precedence: Precedence::Normal, persistence: Persistence::Normal },
+                    qos: Qos {
+                        expiry: None,
+                        precedence: Precedence::Normal,
+                        persistence: Persistence::Normal,
+                    },
                 }),
                 in_reply_to: None,
                 origin_key: None,
                 epoch: None,
                 routing: vec![],
             },
-            content: Content::Data(Data { mime_type: MimeType::octet_stream(), bytes: bytes.to_vec() }),
+            content: Content::Data(Data {
+                mime_type: MimeType::octet_stream(),
+                bytes: bytes.to_vec(),
+            }),
         };
         let back = envelope::parse(&envelope::to_bytes(std::slice::from_ref(&m))).unwrap();
         assert_eq!(back, vec![m]);
@@ -46,9 +53,17 @@ fn quarantine_never_overwrites_an_earlier_file() {
     let dir = a.root().join("stick/b.hub/a.host");
     std::fs::create_dir_all(&dir).unwrap();
     for i in 0..5 {
-        std::fs::write(dir.join(format!("1-000000000000000{i}-junk{i}.msg")), format!("junk {i}")).unwrap();
+        std::fs::write(
+            dir.join(format!("1-000000000000000{i}-junk{i}.msg")),
+            format!("junk {i}"),
+        )
+        .unwrap();
     }
-    b.cmd("rs-relay").args(["import", "--from"]).args([a.root().join("stick")]).run().success();
+    b.cmd("rs-relay")
+        .args(["import", "--from"])
+        .args([a.root().join("stick")])
+        .run()
+        .success();
     let kept: Vec<String> = b
         .files("quarantine")
         .iter()
