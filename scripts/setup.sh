@@ -6,7 +6,16 @@ set -euo pipefail
 # Debian packages the tests use. Keep this list the single place they are named.
 packages=(
     pkg-config
+    libssl-dev
+    postfix
 )
+
+# Postfix asks how to configure itself; the tests configure their own instances.
+if ! dpkg-query -W -f='${Status}' postfix 2>/dev/null | grep -q "install ok installed"; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
+fi
 
 missing=()
 for p in "${packages[@]}"; do

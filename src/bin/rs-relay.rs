@@ -1,7 +1,5 @@
 //! rs-relay: receive messages from any transport.
-use clap::Parser;
-
 fn main() {
-    let args = rs::cli::relay::RelayArgs::parse();
+    let args: rs::cli::relay::RelayArgs = rs::cli::parse_or_exit();
     rs::output::exit_with("rs-relay", rs::commands::relay::run(args))
 }

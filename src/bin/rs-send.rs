@@ -1,7 +1,5 @@
 //! rs-send: queue a message durably and print its ID.
-use clap::Parser;
-
 fn main() {
-    let args = rs::cli::send::SendArgs::parse();
+    let args: rs::cli::send::SendArgs = rs::cli::parse_or_exit();
     rs::output::exit_with("rs-send", rs::commands::send::run(args))
 }

@@ -94,14 +94,108 @@ fn default_retry_cap() -> Duration {
 pub enum Route {
     /// A directory (removable media, a shared folder): `dir:/media/usb`.
     Dir(PathBuf),
+    /// Mail through an SMTP relay:
+    /// `smtp://HOST[:PORT]?from=ADDR&to=ADDR[&tls=none|starttls|tls][&ca=FILE][&auth=FILE][&batch=N][&timeout=DURATION]`.
+    Smtp(SmtpRoute),
+}
+
+/// How to talk TLS to an SMTP relay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain text (a relay on the same host or a trusted network).
+    None,
+    /// STARTTLS, required (port 587 or 25).
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Implicit,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmtpRoute {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    /// PEM file of CA certificates to trust beyond the system's.
+    pub ca: Option<PathBuf>,
+    /// File holding the user name on its first line and the password on its
+    /// second (never on the command line).
+    pub auth: Option<PathBuf>,
+    /// The envelope sender and From: address.
+    pub from: String,
+    /// The envelope recipient and To: address (the peer's mailbox).
+    pub to: String,
+    /// Messages per email (1: one email per message).
+    pub batch: usize,
+    /// How long to wait for the relay before giving up on this flush.
+    pub timeout: Duration,
 }
 
 impl Route {
     pub fn parse(text: &str) -> Result<Route, String> {
+        if let Some(rest) = text.strip_prefix("smtp://") {
+            return SmtpRoute::parse(rest)
+                .map(Route::Smtp)
+                .map_err(|e| format!("`{text}`: {e}"));
+        }
         match text.split_once(':') {
             Some(("dir", path)) if !path.is_empty() => Ok(Route::Dir(PathBuf::from(path))),
-            _ => Err(format!("`{text}` is not a route: use dir:/path")),
+            _ => Err(format!(
+                "`{text}` is not a route: use dir:/path or smtp://host:port?from=ADDR&to=ADDR"
+            )),
         }
+    }
+}
+
+impl SmtpRoute {
+    fn parse(rest: &str) -> Result<SmtpRoute, String> {
+        let url = url::Url::parse(&format!("smtp://{rest}")).map_err(|e| e.to_string())?;
+        let host = url.host_str().ok_or("no relay host")?.to_string();
+        let mut r = SmtpRoute {
+            host,
+            port: 0,
+            tls: SmtpTls::StartTls,
+            ca: None,
+            auth: None,
+            from: String::new(),
+            to: String::new(),
+            batch: 1,
+            timeout: Duration::from_secs(30),
+        };
+        for (k, v) in url.query_pairs() {
+            match k.as_ref() {
+                "from" => r.from = v.into_owned(),
+                "to" => r.to = v.into_owned(),
+                "tls" => {
+                    r.tls = match v.as_ref() {
+                        "none" => SmtpTls::None,
+                        "starttls" => SmtpTls::StartTls,
+                        "tls" => SmtpTls::Implicit,
+                        other => return Err(format!("tls={other}: use none, starttls or tls")),
+                    }
+                }
+                "ca" => r.ca = Some(PathBuf::from(v.as_ref())),
+                "auth" => r.auth = Some(PathBuf::from(v.as_ref())),
+                "batch" => {
+                    r.batch = v
+                        .parse()
+                        .ok()
+                        .filter(|&n: &usize| n >= 1)
+                        .ok_or_else(|| format!("batch={v}: a number of messages, at least 1"))?
+                }
+                "timeout" => {
+                    r.timeout = crate::time::parse_duration(&v).map_err(|e| e.to_string())?
+                }
+                other => return Err(format!("unknown parameter `{other}`")),
+            }
+        }
+        if !r.from.contains('@') || !r.to.contains('@') {
+            return Err("from= and to= must be mail addresses".into());
+        }
+        r.port = url.port().unwrap_or(match r.tls {
+            SmtpTls::Implicit => 465,
+            _ => 25,
+        });
+        Ok(r)
     }
 }
 
@@ -109,6 +203,11 @@ impl fmt::Display for Route {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Route::Dir(p) => write!(f, "dir:{}", p.display()),
+            Route::Smtp(s) => write!(
+                f,
+                "smtp://{}:{} (from {} to {})",
+                s.host, s.port, s.from, s.to
+            ),
         }
     }
 }
@@ -522,6 +621,35 @@ mod tests {
         assert!(Config::parse(selfpeer).is_err());
         let badroute = "site='a'\ncomponent='a.b'\n[[peer]]\nid='x'\nroutes=['usb']\n";
         assert!(Config::parse(badroute).unwrap_err().contains("not a route"));
+    }
+
+    #[test]
+    fn smtp_routes() {
+        let Route::Smtp(r) = Route::parse("smtp://mail.example:587?from=a@x.test&to=b@y.test&auth=/etc/rs/smtp-auth&batch=20&timeout=10s").unwrap() else {
+            panic!("not smtp")
+        };
+        assert_eq!(
+            (r.host.as_str(), r.port, r.tls),
+            ("mail.example", 587, SmtpTls::StartTls)
+        );
+        assert_eq!(
+            (r.from.as_str(), r.to.as_str(), r.batch),
+            ("a@x.test", "b@y.test", 20)
+        );
+        assert_eq!(r.auth, Some(PathBuf::from("/etc/rs/smtp-auth")));
+        assert_eq!(r.timeout, Duration::from_secs(10));
+        let Route::Smtp(r) = Route::parse("smtp://mx?from=a@x&to=b@y&tls=tls").unwrap() else {
+            panic!()
+        };
+        assert_eq!((r.port, r.tls), (465, SmtpTls::Implicit));
+        for bad in [
+            "smtp://mx?to=b@y",
+            "smtp://mx?from=a@x&to=b@y&tls=maybe",
+            "smtp://mx?from=a@x&to=b@y&password=x",
+            "smtp://?from=a@x&to=b@y",
+        ] {
+            assert!(Route::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

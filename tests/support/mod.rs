@@ -4,6 +4,8 @@
 //! A test that fails keeps its spool and prints its path.
 #![allow(dead_code)]
 
+pub mod postfix;
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -220,6 +222,13 @@ impl Cmd {
 
     pub fn env(mut self, k: &str, v: &str) -> Cmd {
         self.inner.env(k, v);
+        self
+    }
+
+    /// Runs the command as another user (the tests run as root).
+    pub fn run_as(mut self, uid: u32) -> Cmd {
+        use std::os::unix::process::CommandExt;
+        self.inner.uid(uid).gid(uid);
         self
     }
 

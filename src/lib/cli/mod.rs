@@ -38,3 +38,20 @@ impl Common {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_SPOOL))
     }
 }
+
+/// Parses the command line; on a usage error prints it and exits 64
+/// (`EX_USAGE`), as every rs command reports usage errors; `--help` and
+/// `--version` exit 0.
+pub fn parse_or_exit<T: clap::Parser>() -> T {
+    match T::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() {
+                crate::error::ExitCode::Usage.code()
+            } else {
+                0
+            })
+        }
+    }
+}

@@ -126,6 +126,11 @@ pub enum QueueCommand {
         /// Only to this peer (default: every configured peer).
         #[arg(long, value_name = "PEER")]
         peer: Option<String>,
+        /// Try peers whose link failed recently now, instead of waiting for
+        /// the retry time (one minute after a failure, doubling up to the
+        /// peer's retry_cap).
+        #[arg(long)]
+        force: bool,
     },
 }
 

@@ -41,4 +41,18 @@ pub enum RelayCommand {
         #[arg(long)]
         keep: bool,
     },
+    /// Take one mail on stdin: for an MTA's delivery pipe (an alias
+    /// `"|rs-relay --spool DIR receive"`, .forward, or a pipe transport).
+    /// Exit 0 once it is stored durably, or quarantined with the reason if
+    /// it cannot be read (junk is kept, never bounced); exit 75 when the
+    /// spool cannot take it now, so the MTA keeps the mail and retries.
+    Receive,
+    /// Take every mail a mail server delivered into a Maildir: process
+    /// DIR/new/, and move each mail to DIR/cur/ only once what it holds is
+    /// stored durably here (or quarantined).
+    Fetch {
+        /// The Maildir (holding new/ and cur/).
+        #[arg(long, value_name = "DIR")]
+        maildir: PathBuf,
+    },
 }

@@ -37,6 +37,12 @@ impl Context {
         log(self.prog, text)
     }
 
+    /// Whether to say nothing when there was nothing to do: true when
+    /// stderr is not a terminal (cron), so idle runs do not send mail.
+    pub fn quiet_when_idle(&self) -> bool {
+        !std::io::IsTerminal::is_terminal(&std::io::stderr())
+    }
+
     /// Opens the spool (creating it on first use, with a note on stderr)
     /// and recovers what crashed runs left behind.
     pub fn open_spool(&self, now: Timestamp) -> Result<Spool, Error> {

@@ -59,10 +59,22 @@ pub fn run(args: QueueArgs) -> Result<ExitCode, Error> {
         }
         QueueCommand::Due => due(&ctx, &spool, &mut out, now),
         QueueCommand::Check => check(&ctx, &spool, &mut out, now),
-        QueueCommand::Export { to, peer } => {
-            send_to(&ctx, &spool, &mut out, Some(&to), peer.as_deref(), now)
-        }
-        QueueCommand::Flush { peer } => send_to(&ctx, &spool, &mut out, None, peer.as_deref(), now),
+        QueueCommand::Export { to, peer } => send_to(
+            &ctx,
+            &spool,
+            &mut out,
+            Via::Export(&to),
+            peer.as_deref(),
+            now,
+        ),
+        QueueCommand::Flush { peer, force } => send_to(
+            &ctx,
+            &spool,
+            &mut out,
+            Via::Routes { force },
+            peer.as_deref(),
+            now,
+        ),
     }
 }
 
@@ -90,55 +102,110 @@ fn peers<'a>(spool: &'a Spool, only: Option<&str>) -> Result<Vec<&'a config::Pee
     }
 }
 
-/// `export` (to a directory given) and `flush` (over configured routes).
+/// Where `send_to` sends.
+#[derive(Clone, Copy)]
+enum Via<'a> {
+    /// `export --to DIR`: that directory, whatever the peers' routes.
+    Export(&'a std::path::Path),
+    /// `flush`: each peer's routes, in order; `force` ignores a failed
+    /// link's retry time.
+    Routes { force: bool },
+}
+
+/// `export` and `flush`: for each peer, what is due, over the routes.
 fn send_to(
     ctx: &Context,
     spool: &Spool,
     out: &mut Out,
-    dir: Option<&std::path::Path>,
+    via: Via<'_>,
     only: Option<&str>,
     now: Timestamp,
 ) -> Result<ExitCode, Error> {
     use crate::transport::dir::DirTransport;
-    use crate::transport::flush;
+    use crate::transport::smtp::SmtpTransport;
+    use crate::transport::{flush, link, Transport};
     let me = spool.config().component.clone();
     let mut code = ExitCode::Ok;
     let mut reports = Vec::new();
     let outbound = flush::outbound_ids(spool, now)?;
+    let log = |s: String| ctx.log(s);
     for peer in peers(spool, only)? {
-        let root = match dir {
-            Some(d) => d.to_path_buf(),
-            None => match peer.routes.first() {
-                Some(config::Route::Dir(d)) => d.clone(),
-                None => {
-                    ctx.log(format!("{}: no route configured; nothing sent", peer.id));
-                    continue;
-                }
-            },
+        let routes: Vec<config::Route> = match via {
+            Via::Export(d) => vec![config::Route::Dir(d.to_path_buf())],
+            Via::Routes { .. } => peer.routes.clone(),
         };
-        let mut transport = DirTransport::new(&root, &me, &peer.id);
-        let pruned = transport.prune(&outbound);
-        let log = |s: String| ctx.log(s);
-        let r = flush::flush(spool, peer, &mut transport, &ctx.clock, &log)?;
+        if routes.is_empty() {
+            ctx.log(format!("{}: no route configured; nothing sent", peer.id));
+            continue;
+        }
+        if let (Via::Routes { force: false }, Some(state)) = (via, link::load(spool, peer)) {
+            if now < state.next_try {
+                ctx.log(format!(
+                    "{}: the link has failed {} time(s) since {} ({}); next try at {} (--force tries now)",
+                    peer.id, state.failures, state.since, state.last_error, state.next_try
+                ));
+                code = code.merge(ExitCode::TempFail);
+                continue;
+            }
+        }
+        let mut pruned = 0;
+        let mut last = None;
+        for route in &routes {
+            let mut transport: Box<dyn Transport> = match route {
+                config::Route::Dir(d) => {
+                    let t = DirTransport::new(d, &me, &peer.id);
+                    pruned += t.prune(&outbound);
+                    Box::new(t)
+                }
+                config::Route::Smtp(r) => Box::new(SmtpTransport::new(r, &me).map_err(|e| {
+                    Error::new(
+                        ExitCode::Config,
+                        format!("peer {} in {}: {e}", peer.id, spool.config_path().display()),
+                    )
+                })?),
+            };
+            let r = flush::flush(spool, peer, transport.as_mut(), &ctx.clock, &log)?;
+            let route_failed = r.deferred > 0 && r.sent == 0;
+            last = Some((transport.describe(), r));
+            if !route_failed {
+                break;
+            }
+        }
+        let Some((target, r)) = last else { continue };
+        if let Via::Routes { .. } = via {
+            match &r.last_error {
+                Some(why) if r.deferred > 0 => {
+                    let state = link::failed(spool, peer, why, now)?;
+                    ctx.log(format!(
+                        "{}: link failed; next try at {}",
+                        peer.id, state.next_try
+                    ));
+                }
+                _ => link::succeeded(spool, peer),
+            }
+        }
         if r.deferred > 0 {
             code = code.merge(ExitCode::TempFail);
         }
-        let target = transport.dir().display().to_string();
         if ctx.json {
             reports.push(json!({
                 "peer": peer.id.as_str(), "to": target, "sent": r.sent, "retransmitted": r.retransmitted,
                 "bytes": r.bytes, "ack_files": r.ack_files, "deferred": r.deferred, "refused": r.refused,
                 "expired": r.expired, "waiting": r.waiting, "leased_elsewhere": r.leased_elsewhere,
                 "stopped": r.stopped, "lease_lapsed": r.lease_lapsed, "pruned": pruned,
+                "error": r.last_error,
             }));
-        } else {
+        } else if r.sent + r.ack_files + r.deferred + r.refused + r.expired > 0
+            || r.stopped.is_some()
+            || !ctx.quiet_when_idle()
+        {
             let mut line = format!(
-                "{}: {} message(s) ({} retransmitted, {}) and {} acknowledgement file(s) written to {target}",
+                "{}: {} message(s) ({} retransmitted, {}) and {} acknowledgement file(s) sent via {target}",
                 peer.id, r.sent, r.retransmitted, Size(r.bytes), r.ack_files
             );
             for (n, what) in [
                 (r.deferred, "deferred"),
-                (r.refused, "refused"),
+                (r.refused, "refused (now in dead/)"),
                 (r.expired, "expired to dead/"),
                 (r.waiting, "waiting"),
                 (r.leased_elsewhere, "being sent by another run"),

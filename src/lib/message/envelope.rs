@@ -214,10 +214,16 @@ fn parse_mime(bytes: &[u8]) -> Result<ParsedMail<'_>> {
     if !mail.ctype.params.contains_key("boundary") {
         return Err(Error::Mime("multipart/related without a boundary".into()));
     }
-    if mail.headers.len() > limits::MIME_HEADERS {
+    if mail.headers.len() > limits::ENVELOPE_HEADERS {
         return Err(Error::TooLarge {
             what: "envelope header lines",
-            limit: limits::MIME_HEADERS,
+            limit: limits::ENVELOPE_HEADERS,
+        });
+    }
+    if header_bytes(&mail) > limits::ENVELOPE_HEADER_BYTES {
+        return Err(Error::TooLarge {
+            what: "envelope header bytes",
+            limit: limits::ENVELOPE_HEADER_BYTES,
         });
     }
     Ok(mail)
@@ -246,6 +252,12 @@ fn identify(part: &ParsedMail<'_>) -> Result<(Role, MessageId)> {
         return Err(Error::TooLarge {
             what: "part header lines",
             limit: limits::MIME_HEADERS,
+        });
+    }
+    if header_bytes(part) > limits::PART_HEADER_BYTES {
+        return Err(Error::TooLarge {
+            what: "part header bytes",
+            limit: limits::PART_HEADER_BYTES,
         });
     }
     let cid = part
@@ -278,6 +290,14 @@ fn identify(part: &ParsedMail<'_>) -> Result<(Role, MessageId)> {
         )));
     }
     Ok((role, MessageId::parse(id)?))
+}
+
+/// Bytes of a MIME entity's header lines.
+fn header_bytes(mail: &ParsedMail<'_>) -> usize {
+    mail.headers
+        .iter()
+        .map(|h| h.get_key_raw().len() + h.get_value_raw().len() + 2)
+        .sum()
 }
 
 fn part_body(part: &ParsedMail<'_>) -> Result<Vec<u8>> {

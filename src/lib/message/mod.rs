@@ -42,6 +42,13 @@ pub mod limits {
     pub const ENVELOPE_MESSAGES: usize = 10_000;
     /// Most header lines in one MIME part.
     pub const MIME_HEADERS: usize = 64;
+    /// Most header lines at the top of an envelope (mail relays add
+    /// `Received:` lines on the way).
+    pub const ENVELOPE_HEADERS: usize = 512;
+    /// Most bytes of header lines at the top of an envelope.
+    pub const ENVELOPE_HEADER_BYTES: usize = 64 * 1024;
+    /// Most bytes of header lines of one part.
+    pub const PART_HEADER_BYTES: usize = 16 * 1024;
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -26,6 +26,8 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::time::Duration;
 
+pub mod mail;
+
 use crate::ack::{self, Applied, Owed};
 use crate::message::{envelope, Locator, Message, MessageId, Name, ResponseStatus, Routing};
 use crate::route::{self, Learned, NextHop};

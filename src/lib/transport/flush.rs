@@ -47,11 +47,9 @@ pub struct Report {
     pub stopped: Option<String>,
     /// The lease lapsed before the transfer ended: nothing was recorded.
     pub lease_lapsed: bool,
+    /// Why the last message deferred was not sent.
+    pub last_error: Option<String>,
 }
-
-/// Messages handed to the transport at once; outcomes are recorded and the
-/// lease renewed after each chunk.
-const CHUNK: usize = 1000;
 
 /// Whether `e`'s next hop is `peer`.
 fn bound_for(spool: &Spool, e: &Entry, peer: &Peer, learned: &Learned) -> bool {
@@ -187,9 +185,10 @@ pub fn flush(
         return Ok(report);
     };
 
-    // Messages, a chunk at a time: each chunk's outcome is recorded, and
-    // the lease renewed, before the next one goes.
-    for chunk in chosen.chunks(CHUNK) {
+    // Messages, a chunk at a time (the transport says how many): each
+    // chunk's outcome is recorded, and the lease renewed, before the next
+    // one goes.
+    for chunk in chosen.chunks(transport.chunk_size().max(1)) {
         let batch: Vec<Outgoing> = chunk
             .iter()
             .map(|e| Outgoing {
@@ -226,7 +225,10 @@ pub fn flush(
                 }
                 Outcome::Deferred(why) => {
                     report.deferred += 1;
-                    log(format!("{} not sent now: {why}", e.name.id));
+                    if report.last_error.as_deref() != Some(why.as_str()) {
+                        log(format!("{} (and any later message deferred for the same reason) not sent now: {why}", e.name.id));
+                        report.last_error = Some(why.clone());
+                    }
                 }
                 Outcome::Refused(why) => {
                     report.refused += 1;

@@ -9,6 +9,8 @@
 
 pub mod dir;
 pub mod flush;
+pub mod link;
+pub mod smtp;
 
 use std::path::PathBuf;
 
@@ -41,4 +43,10 @@ pub trait Transport {
     /// Carries `batch` (in send order) and reports one outcome per file, in
     /// the same order.
     fn send(&mut self, batch: &[Outgoing]) -> Vec<Outcome>;
+
+    /// How many messages to hand over between two records of progress
+    /// (a run killed mid-flush sends at most this many again).
+    fn chunk_size(&self) -> usize {
+        1000
+    }
 }

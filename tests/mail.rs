@@ -1,0 +1,530 @@
+//! Mail as a transport, against a real Postfix on 127.0.0.1 (started and
+//! stopped here). Site A sends by SMTP to b@pipe.test, which Postfix pipes
+//! into B's `rs-relay receive`; B acknowledges by SMTP to a@maildir.test,
+//! which Postfix delivers into a Maildir that A reads with `rs-relay fetch`.
+//!
+//! One Postfix serves every scenario, so this test has its own main
+//! (`harness = false`); scenarios run in order. `cargo test --test mail NAME`
+//! runs the scenarios whose names contain NAME.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use support::postfix::{chown, tail, Postfix, NOBODY};
+use support::Site;
+
+struct Env {
+    pf: Postfix,
+    a: Site,
+    b: Site,
+    _root: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let root = tempfile::Builder::new()
+            .prefix("rs-mail-")
+            .tempdir()
+            .unwrap();
+        let a = Site::component("a.host");
+        let b = Site::component("b.hub");
+        let relay = support::bin("rs-relay");
+        let pipe = format!(
+            r#"# The test MTA's delivery pipe into site B. With flags/kill-next present,
+# the receiver is killed (SIGKILL) while it is still reading the mail.
+RS={relay}
+SPOOL={spool}
+if [ -e {root}/flags/kill-next ]; then
+    rm -f {root}/flags/kill-next
+    exec 3<&0
+    {{ head -c 3000 <&3; sleep 2; }} | $RS --spool $SPOOL receive &
+    pid=$!
+    sleep 0.3
+    kill -9 $pid
+    kill -9 $$
+fi
+exec $RS --spool $SPOOL receive"#,
+            relay = relay.display(),
+            spool = b.spool.display(),
+            root = root.path().display()
+        );
+        let pf = Postfix::start(root.path(), &pipe);
+        let smtp = |from: &str, to: &str| {
+            format!(
+                "routes = [\"smtp://127.0.0.1:{}?from={from}&to={to}&tls=none&timeout=5s\"]",
+                pf.port
+            )
+        };
+        a.peer(
+            "b.hub",
+            &format!(
+                "{}\nupstream = true\nack_timeout = \"10m\"",
+                smtp("a@maildir.test", "b@pipe.test")
+            ),
+        );
+        a.peer("x.void", &smtp("a@maildir.test", "dead@pipe.test"));
+        b.peer("a.host", &smtp("b@pipe.test", "a@maildir.test"));
+        // B runs as the pipe's user; the tests call B's commands as that user too.
+        for s in [&a, &b] {
+            run_chmod(s.root());
+        }
+        chown(&b.spool, NOBODY);
+        Env {
+            pf,
+            a,
+            b,
+            _root: root,
+        }
+    }
+
+    fn b(&self, args: &[&str]) -> support::Cmd {
+        self.b.cmd(args[0]).args(&args[1..]).run_as(NOBODY)
+    }
+
+    fn b_received(&self) -> Vec<(String, Vec<u8>)> {
+        self.b.received()
+    }
+
+    fn a_outbound(&self) -> u64 {
+        let s = self
+            .a
+            .cmd("rs-queue")
+            .args(["stats", "--json"])
+            .run()
+            .success()
+            .json();
+        s["outbound"]["total"]["messages"].as_u64().unwrap()
+    }
+
+    /// B acknowledges by mail; A reads its Maildir; waits until A holds nothing.
+    fn acknowledge(&self, expected_left: u64) {
+        self.pf.wait(
+            Duration::from_secs(120),
+            "Postfix to deliver everything",
+            || self.pf.queue_is_empty(),
+        );
+        self.b(&["rs-queue", "flush", "--force"]).run().success();
+        let maildir = self.pf.maildir("a");
+        let mut tries = 0;
+        self.pf.wait(
+            Duration::from_secs(120),
+            "the acknowledgements to reach A",
+            || {
+                tries += 1;
+                if self.pf.queue_is_empty() {
+                    self.a
+                        .cmd("rs-relay")
+                        .args(["fetch", "--maildir"])
+                        .args([&maildir])
+                        .run()
+                        .success();
+                }
+                self.a_outbound() == expected_left
+            },
+        );
+    }
+}
+
+fn run_chmod(p: &std::path::Path) {
+    let _ = std::process::Command::new("chmod")
+        .args(["755"])
+        .arg(p)
+        .status();
+}
+
+fn send(site: &Site, args: &[&str], content: &[u8]) -> String {
+    site.send(args, content)
+}
+
+/// The 500-message round trip: mixed precedence, a 5 MiB binary message,
+/// non-ASCII text.
+fn round_trip_of_500_messages(env: &Env) {
+    let mut sent: HashMap<String, Vec<u8>> = HashMap::new();
+    let big: Vec<u8> = (0..5 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    sent.insert(
+        send(
+            &env.a,
+            &[
+                "--precedence",
+                "bulk",
+                "--mime-type",
+                "application/octet-stream",
+            ],
+            &big,
+        ),
+        big,
+    );
+    let text = "Überlauf auf /var — 98 % belegt ✓ 日本語";
+    sent.insert(
+        send(
+            &env.a,
+            &["--kind", "event", "--severity", "major", "--text", text],
+            b"",
+        ),
+        text.as_bytes().to_vec(),
+    );
+    for i in 0..498usize {
+        let payload: Vec<u8> = (0..(64 + i % 300))
+            .map(|j| ((i * 17 + j) % 256) as u8)
+            .collect();
+        sent.insert(
+            send(
+                &env.a,
+                &["--precedence", ["urgent", "normal", "bulk"][i % 3]],
+                &payload,
+            ),
+            payload,
+        );
+    }
+    let start = Instant::now();
+    let r = env
+        .a
+        .cmd("rs-queue")
+        .args(["flush", "--json"])
+        .run()
+        .success()
+        .json();
+    let flushed = start.elapsed();
+    assert_eq!(r["peers"][0]["sent"], 500, "{r}");
+    env.pf.wait(
+        Duration::from_secs(300),
+        "B to receive 500 messages",
+        || env.b_received().len() >= 500,
+    );
+    let delivered = start.elapsed();
+    env.acknowledge(0);
+    let total = start.elapsed();
+    let got = env.b_received();
+    let ids: HashSet<&String> = got.iter().map(|(id, _)| id).collect();
+    assert_eq!(ids.len(), got.len(), "a message was delivered twice");
+    assert_eq!(got.len(), 500);
+    for (id, content) in &got {
+        assert_eq!(sent.get(id), Some(content), "{id}: content differs");
+    }
+    println!(
+        "    500 messages (5 MiB among them): flush {:.1} s, delivered at B after {:.1} s ({:.0} messages/s), acknowledged at A after {:.1} s",
+        flushed.as_secs_f64(),
+        delivered.as_secs_f64(),
+        500.0 / delivered.as_secs_f64(),
+        total.as_secs_f64()
+    );
+}
+
+/// The MTA stops in the middle of a flush: what was not handed over stays
+/// queued, flush exits 75, a later flush delivers it, and B has each once.
+fn mta_stopped_during_a_flush(env: &Env) {
+    let before = env.b_received().len();
+    let ids: Vec<String> = (0..300)
+        .map(|i| send(&env.a, &[], format!("stop test {i}").as_bytes()))
+        .collect();
+    let mut flush = env.a.cmd("rs-queue").args(["flush"]).command();
+    flush.stdout(Stdio::null()).stderr(Stdio::piped());
+    let child = flush.spawn().unwrap();
+    let sent_dir = env.a.spool.join("sent");
+    let start = Instant::now();
+    while std::fs::read_dir(&sent_dir).map(|d| d.count()).unwrap_or(0) < 20
+        && start.elapsed() < Duration::from_secs(30)
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    env.pf.stop();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(75),
+        "flush over a stopped MTA exits 75: {stderr}"
+    );
+    assert!(
+        env.a.listed_ids().iter().any(|id| ids.contains(id)),
+        "messages stay queued"
+    );
+    // While the link is down and the retry time has not come, flush does not try.
+    let again = env.a.cmd("rs-queue").args(["flush"]).run().code(75);
+    assert!(again.stderr.contains("next try at"), "{}", again.stderr);
+    env.pf.start_again();
+    env.a
+        .cmd("rs-queue")
+        .args(["flush", "--force"])
+        .run()
+        .success();
+    env.pf
+        .wait(Duration::from_secs(120), "B to receive the rest", || {
+            env.b_received().len() >= before + 300
+        });
+    env.acknowledge(0);
+    let got = env.b_received();
+    let unique: HashSet<&String> = got.iter().map(|(id, _)| id).collect();
+    assert_eq!(unique.len(), got.len(), "no duplicate at B");
+    for id in &ids {
+        assert!(unique.contains(id), "{id} lost");
+    }
+}
+
+/// A 5xx for a recipient makes the message dead with the server's reply.
+fn a_5xx_reply_makes_the_message_dead_with_the_reply(env: &Env) {
+    let id = send(
+        &env.a,
+        &["--to", "x.void"],
+        b"to a mailbox that does not exist",
+    );
+    let r = env
+        .a
+        .cmd("rs-queue")
+        .args(["flush", "--peer", "x.void", "--json"])
+        .run()
+        .success()
+        .json();
+    assert_eq!(r["peers"][0]["refused"], 1, "{r}");
+    let st = env
+        .a
+        .cmd("rs-ack")
+        .args(["status", "--json", &id])
+        .run()
+        .success()
+        .json();
+    assert_eq!(st["state"], "dead");
+    let detail = st["dead"]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("550") && detail.contains("no such mailbox"),
+        "{detail}"
+    );
+    let stats = env
+        .a
+        .cmd("rs-queue")
+        .args(["stats", "--json"])
+        .run()
+        .success()
+        .json();
+    assert!(
+        stats["areas"]["dead"]["total"]["messages"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+}
+
+/// The delivery pipe is killed (SIGKILL) in the middle of a mail: Postfix
+/// keeps the mail and retries, and B ends with one copy.
+fn the_pipe_killed_mid_message_is_retried_by_the_mta(env: &Env) {
+    let before = env.b_received().len();
+    let flag = env.pf.root.join("flags/kill-next");
+    std::fs::write(&flag, "").unwrap();
+    chown(&flag, NOBODY);
+    let payload = vec![b'k'; 50_000];
+    let id = send(&env.a, &[], &payload);
+    env.a
+        .cmd("rs-queue")
+        .args(["flush", "--force"])
+        .run()
+        .success();
+    env.pf
+        .wait(Duration::from_secs(60), "the kill to happen", || {
+            !flag.exists()
+        });
+    env.pf
+        .wait(Duration::from_secs(120), "the retried delivery", || {
+            env.b_received().len() > before
+        });
+    let log = env.pf.log();
+    assert!(
+        log.contains("signal 9") || log.contains("died"),
+        "Postfix saw the pipe die:\n{}",
+        tail(&log, 20)
+    );
+    let copies = env.b_received().iter().filter(|(i, _)| *i == id).count();
+    assert_eq!(copies, 1);
+    env.acknowledge(0);
+}
+
+/// Fifty malformed mails through the pipe: each quarantined with a reason,
+/// each pipe run exits 0 (Postfix says "sent", never "bounced").
+fn fifty_malformed_mails_are_quarantined(env: &Env) {
+    let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/malformed");
+    let mut bodies: Vec<Vec<u8>> = std::fs::read_dir(&corpus)
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read(e.path()).unwrap())
+        .collect();
+    bodies.sort();
+    // Ten more: a real envelope cut short at several points, a wrong
+    // boundary, a huge header, invalid XML.
+    let good = {
+        let s = Site::new();
+        let id = s.send(&[], &vec![b'g'; 2000]);
+        let _ = id;
+        let f = std::fs::read_dir(s.spool.join("queue/normal"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        std::fs::read(f).unwrap()
+    };
+    for cut in [200, 600, 900, 1400, 2100, 2600] {
+        bodies.push(good[..cut.min(good.len() - 1)].to_vec());
+    }
+    let text = String::from_utf8_lossy(&good).into_owned();
+    bodies.push(
+        text.replacen("boundary=\"=_rs_", "boundary=\"=_xx_", 1)
+            .into_bytes(),
+    );
+    bodies.push(format!("X-Huge: {}\n{text}", "h".repeat(80_000)).into_bytes());
+    bodies.push(text.replacen("<header ", "<header <<", 1).into_bytes());
+    bodies.push(text.replacen("</content>", "</contnet>", 1).into_bytes());
+    assert_eq!(bodies.len(), 50);
+
+    let before = env.b.files("quarantine").len();
+    let sent_before = env.pf.log().matches("delivered via rspipe service").count();
+    let mailer = lettre::SmtpTransport::builder_dangerous("127.0.0.1")
+        .port(env.pf.port)
+        .build();
+    let envelope = lettre::address::Envelope::new(
+        Some("a@maildir.test".parse().unwrap()),
+        vec!["b@pipe.test".parse().unwrap()],
+    )
+    .unwrap();
+    for body in &bodies {
+        let mut mail = b"From: a@maildir.test\r\nTo: b@pipe.test\r\nX-Rs-From: a.host\r\n".to_vec();
+        mail.extend_from_slice(&rs::transport::smtp::to_crlf(body));
+        lettre::Transport::send_raw(&mailer, &envelope, &mail).unwrap();
+    }
+    env.pf.wait(
+        Duration::from_secs(120),
+        "50 junk mails to be piped",
+        || {
+            env.pf.queue_is_empty()
+                && env.pf.log().matches("delivered via rspipe service").count() >= sent_before + 50
+        },
+    );
+    let log = env.pf.log();
+    assert!(
+        !log.contains("status=bounced"),
+        "nothing bounced:\n{}",
+        tail(&log, 20)
+    );
+    let quarantined = env.b.files("quarantine");
+    assert_eq!(
+        quarantined.len() - before,
+        50,
+        "each malformed mail is kept in quarantine"
+    );
+    for q in &quarantined {
+        let reason =
+            std::fs::read_to_string(env.b.spool.join("quarantine").join(format!("{q}.reason")))
+                .unwrap();
+        assert!(
+            reason.contains("detail: ")
+                && reason
+                    .lines()
+                    .any(|l| l.starts_with("detail: ") && l.len() > 12),
+            "{reason}"
+        );
+    }
+}
+
+/// With `batch=20` in the route, 100 messages travel in 5 emails.
+fn batched_emails_carry_many_messages_each(env: &Env) {
+    let config = env.a.spool.join("config.toml");
+    let original = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        original.replace(
+            "to=b@pipe.test&tls=none",
+            "to=b@pipe.test&tls=none&batch=20",
+        ),
+    )
+    .unwrap();
+    let before = env.b_received().len();
+    let piped_before = env.pf.log().matches("delivered via rspipe service").count();
+    let ids: Vec<String> = (0..100)
+        .map(|i| send(&env.a, &[], format!("batched {i}").as_bytes()))
+        .collect();
+    env.a
+        .cmd("rs-queue")
+        .args(["flush", "--force"])
+        .run()
+        .success();
+    env.pf
+        .wait(Duration::from_secs(60), "100 batched messages", || {
+            env.b_received().len() >= before + 100
+        });
+    env.pf
+        .wait(Duration::from_secs(30), "the queue to drain", || {
+            env.pf.queue_is_empty()
+        });
+    let piped = env.pf.log().matches("delivered via rspipe service").count() - piped_before;
+    assert_eq!(piped, 5, "100 messages in emails of 20");
+    std::fs::write(&config, original).unwrap();
+    env.acknowledge(0);
+    let got: HashSet<String> = env.b_received().into_iter().map(|(id, _)| id).collect();
+    assert!(ids.iter().all(|id| got.contains(id)));
+}
+
+/// A scenario's name and body.
+type Scenario = (&'static str, fn(&Env));
+
+fn main() {
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let scenarios: [Scenario; 6] = [
+        ("round_trip_of_500_messages", round_trip_of_500_messages),
+        (
+            "batched_emails_carry_many_messages_each",
+            batched_emails_carry_many_messages_each,
+        ),
+        (
+            "a_5xx_reply_makes_the_message_dead_with_the_reply",
+            a_5xx_reply_makes_the_message_dead_with_the_reply,
+        ),
+        (
+            "the_pipe_killed_mid_message_is_retried_by_the_mta",
+            the_pipe_killed_mid_message_is_retried_by_the_mta,
+        ),
+        (
+            "fifty_malformed_mails_are_quarantined",
+            fifty_malformed_mails_are_quarantined,
+        ),
+        ("mta_stopped_during_a_flush", mta_stopped_during_a_flush),
+    ];
+    let chosen: Vec<_> = scenarios
+        .iter()
+        .filter(|(n, _)| filter.is_empty() || filter.iter().any(|f| n.contains(f.as_str())))
+        .collect();
+    println!(
+        "running {} mail scenario(s) against a real Postfix",
+        chosen.len()
+    );
+    if chosen.is_empty() {
+        return;
+    }
+    let env = Env::new();
+    let mut failed = Vec::new();
+    for (name, f) in chosen {
+        let start = Instant::now();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&env))) {
+            Ok(()) => println!(
+                "test {name} ... ok ({:.1} s)",
+                start.elapsed().as_secs_f64()
+            ),
+            Err(_) => {
+                println!("test {name} ... FAILED");
+                failed.push(*name);
+            }
+        }
+    }
+    drop(env);
+    if !failed.is_empty() {
+        println!("failed: {failed:?}");
+        std::process::exit(101);
+    }
+    println!("test result: ok");
+}

@@ -1,0 +1,163 @@
+//! `rs-relay receive` as an MTA's delivery pipe, without an MTA: its exit
+//! statuses are the contract with the MTA (sysexits.h).
+
+mod support;
+
+use support::Site;
+
+fn pair() -> (Site, Site) {
+    let a = Site::component("a.host");
+    a.peer(
+        "b.hub",
+        "upstream = true\nroutes = [\"smtp://127.0.0.1:1?from=a@x.test&to=b@y.test&tls=none\"]",
+    );
+    let b = Site::component("b.hub");
+    b.peer(
+        "a.host",
+        "routes = [\"smtp://127.0.0.1:1?from=b@y.test&to=a@x.test&tls=none\"]",
+    );
+    (a, b)
+}
+
+/// The email A would send for its first queued message.
+fn mail_from_a(a: &Site, id: &str) -> Vec<u8> {
+    let dir = a.spool.join("queue/normal");
+    let f = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().contains(id))
+        .unwrap();
+    let mut mail = b"Return-Path: <a@x.test>\nReceived: from mx by mx\nFrom: Site A <a@x.test>\nTo: b@y.test\n".to_vec();
+    mail.extend(std::fs::read(f.path()).unwrap());
+    mail
+}
+
+#[test]
+fn a_stored_mail_exits_0_and_its_copy_is_a_duplicate() {
+    let (a, b) = pair();
+    let id = a.send(&[], b"by mail");
+    let mail = mail_from_a(&a, &id);
+    let r = b
+        .cmd("rs-relay")
+        .args(["receive", "--json"])
+        .stdin(&mail)
+        .run()
+        .success()
+        .json();
+    assert_eq!(r["delivered"], 1, "identified by its From: address");
+    let r = b
+        .cmd("rs-relay")
+        .args(["receive", "--json"])
+        .stdin(&mail)
+        .run()
+        .success()
+        .json();
+    assert_eq!(r["duplicates"], 1);
+    assert_eq!(b.received().len(), 1);
+}
+
+#[test]
+fn junk_and_strangers_are_quarantined_with_exit_0() {
+    let (_a, b) = pair();
+    b.cmd("rs-relay")
+        .args(["receive"])
+        .stdin(b"From: a@x.test\n\nnot an envelope\n")
+        .run()
+        .success();
+    let r = b
+        .cmd("rs-relay")
+        .args(["receive"])
+        .stdin(b"From: mallory@evil.test\nX-Rs-From: m.allory\n\nhi\n")
+        .run()
+        .success();
+    assert!(r.stderr.contains("not a configured peer"), "{}", r.stderr);
+    b.cmd("rs-relay")
+        .args(["receive"])
+        .stdin(b"")
+        .run()
+        .success();
+    assert_eq!(b.files("quarantine").len(), 3);
+    assert!(b.received().is_empty());
+}
+
+#[test]
+fn a_spool_that_cannot_take_the_mail_asks_the_mta_to_retry() {
+    let (a, _b) = pair();
+    let id = a.send(&[], b"x");
+    let mail = mail_from_a(&a, &id);
+    // A spool that cannot even be created.
+    let r = std::process::Command::new(support::bin("rs-relay"))
+        .args(["--spool", "/proc/no/such/spool", "receive"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(&mail)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(
+        r.status.code(),
+        Some(75),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    // A relay whose queue is full cannot take custody: 75, nothing stored.
+    let relay = Site::component("b.relay");
+    relay.peer(
+        "a.host",
+        "routes = [\"smtp://127.0.0.1:1?from=b@y.test&to=a@x.test&tls=none\"]",
+    );
+    relay.peer("c.hub", "upstream = true");
+    relay.append_config("[queue]\nmax_messages = 0\n");
+    relay
+        .cmd("rs-relay")
+        .args(["receive"])
+        .stdin(&mail)
+        .run()
+        .code(75);
+    assert!(relay.listed_ids().is_empty());
+}
+
+#[test]
+fn usage_errors_exit_64() {
+    let b = Site::new();
+    b.cmd("rs-relay")
+        .args(["receive", "--bogus"])
+        .run()
+        .code(64);
+    b.cmd("rs-send").args(["--no-such-flag"]).run().code(64);
+}
+
+#[test]
+fn fetch_takes_new_mail_into_cur_once_stored() {
+    let (a, b) = pair();
+    let id = a.send(&[], b"via maildir");
+    let md = b.root().join("Maildir");
+    for d in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(md.join(d)).unwrap();
+    }
+    std::fs::write(md.join("new/1.good.host"), mail_from_a(&a, &id)).unwrap();
+    std::fs::write(md.join("new/2.junk.host"), b"From: a@x.test\n\njunk").unwrap();
+    let r = b
+        .cmd("rs-relay")
+        .args(["fetch", "--json", "--maildir"])
+        .args([&md])
+        .run()
+        .success()
+        .json();
+    assert_eq!(
+        (r["delivered"].as_u64(), r["quarantined"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(std::fs::read_dir(md.join("new")).unwrap().count(), 0);
+    let mut cur: Vec<String> = std::fs::read_dir(md.join("cur"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    cur.sort();
+    assert_eq!(cur, vec!["1.good.host:2,S", "2.junk.host:2,S"]);
+}
