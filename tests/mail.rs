@@ -467,6 +467,78 @@ fn batched_emails_carry_many_messages_each(env: &Env) {
     assert!(ids.iter().all(|id| got.contains(id)));
 }
 
+/// STARTTLS and implicit TLS routes, trusting the relay's certificate
+/// through `ca=`; without that CA the certificate is refused and nothing
+/// is sent.
+fn tls_routes_verify_the_relay(env: &Env) {
+    let config = env.a.spool.join("config.toml");
+    let original = std::fs::read_to_string(&config).unwrap();
+    let plain = format!(
+        "smtp://127.0.0.1:{}?from=a@maildir.test&to=b@pipe.test&tls=none",
+        env.pf.port
+    );
+    assert!(original.contains(&plain));
+    let cert = env.pf.cert.display().to_string();
+    let route = |port: u16, tls: &str| {
+        format!("smtp://localhost:{port}?from=a@maildir.test&to=b@pipe.test&{tls}")
+    };
+    for (route, name) in [
+        (
+            route(env.pf.port, &format!("tls=starttls&ca={cert}")),
+            "starttls",
+        ),
+        (
+            route(env.pf.tls_port, &format!("tls=tls&ca={cert}")),
+            "implicit tls",
+        ),
+    ] {
+        std::fs::write(&config, original.replacen(&plain, &route, 1)).unwrap();
+        let before = env.b_received().len();
+        let id = send(&env.a, &[], name.as_bytes());
+        env.a
+            .cmd("rs-queue")
+            .args(["flush", "--force"])
+            .run()
+            .success();
+        env.pf.wait(Duration::from_secs(60), name, || {
+            env.b_received().len() > before
+        });
+        assert!(env.b_received().iter().any(|(i, _)| *i == id), "{name}");
+    }
+    let log = env.pf.log();
+    assert!(
+        log.contains("TLS connection established"),
+        "Postfix saw TLS:\n{}",
+        tail(&log, 20)
+    );
+    // Without the CA, the self-signed certificate is refused: nothing is sent.
+    std::fs::write(
+        &config,
+        original.replacen(&plain, &route(env.pf.port, "tls=starttls"), 1),
+    )
+    .unwrap();
+    let id = send(&env.a, &[], b"must not leave");
+    let r = env
+        .a
+        .cmd("rs-queue")
+        .args(["flush", "--force"])
+        .run()
+        .code(75);
+    assert!(
+        r.stderr.to_lowercase().contains("certificate"),
+        "{}",
+        r.stderr
+    );
+    std::fs::write(&config, &original).unwrap();
+    assert!(env.a.listed_ids().contains(&id));
+    env.a
+        .cmd("rs-queue")
+        .args(["flush", "--force"])
+        .run()
+        .success();
+    env.acknowledge(0);
+}
+
 /// A scenario's name and body.
 type Scenario = (&'static str, fn(&Env));
 
@@ -475,8 +547,9 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let scenarios: [Scenario; 6] = [
+    let scenarios: [Scenario; 7] = [
         ("round_trip_of_500_messages", round_trip_of_500_messages),
+        ("tls_routes_verify_the_relay", tls_routes_verify_the_relay),
         (
             "batched_emails_carry_many_messages_each",
             batched_emails_carry_many_messages_each,

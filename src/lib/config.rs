@@ -161,7 +161,11 @@ impl SmtpRoute {
             batch: 1,
             timeout: Duration::from_secs(30),
         };
+        let mut given = std::collections::HashSet::new();
         for (k, v) in url.query_pairs() {
+            if !given.insert(k.to_string()) {
+                return Err(format!("`{k}` is given twice"));
+            }
             match k.as_ref() {
                 "from" => r.from = v.into_owned(),
                 "to" => r.to = v.into_owned(),
@@ -647,6 +651,7 @@ mod tests {
             "smtp://mx?from=a@x&to=b@y&tls=maybe",
             "smtp://mx?from=a@x&to=b@y&password=x",
             "smtp://?from=a@x&to=b@y",
+            "smtp://mx?from=a@x&to=b@y&tls=none&tls=tls",
         ] {
             assert!(Route::parse(bad).is_err(), "{bad}");
         }

@@ -12,7 +12,12 @@ pub const NOBODY: u32 = 65534;
 
 pub struct Postfix {
     pub root: PathBuf,
+    /// Plain SMTP, with STARTTLS offered.
     pub port: u16,
+    /// TLS from the first byte (smtps).
+    pub tls_port: u16,
+    /// The CA (self-signed) certificate the server's certificate is, for `localhost`.
+    pub cert: PathBuf,
 }
 
 fn run(cmd: &mut Command) {
@@ -53,6 +58,7 @@ impl Postfix {
             "the mail tests start Postfix, which needs root"
         );
         let port = free_port();
+        let tls_port = free_port();
         let r = root.display().to_string();
         for d in ["etc", "queue", "data", "mail", "flags"] {
             std::fs::create_dir_all(root.join(d)).unwrap();
@@ -64,6 +70,22 @@ impl Postfix {
         chown(&root.join("mail"), NOBODY);
         chown(&root.join("flags"), NOBODY);
         run(Command::new("chmod").args(["755"]).arg(root));
+        run(Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=localhost",
+            ])
+            .args(["-addext", "subjectAltName=DNS:localhost", "-keyout"])
+            .arg(root.join("etc/key.pem"))
+            .arg("-out")
+            .arg(root.join("etc/cert.pem")));
         std::fs::write(
             root.join("etc/main.cf"),
             format!(
@@ -100,6 +122,10 @@ alias_maps =
 alias_database =
 smtputf8_enable = no
 biff = no
+smtpd_tls_cert_file = {r}/etc/cert.pem
+smtpd_tls_key_file = {r}/etc/key.pem
+smtpd_tls_security_level = may
+smtpd_tls_loglevel = 1
 "
             ),
         )
@@ -108,6 +134,8 @@ biff = no
             root.join("etc/master.cf"),
             format!(
                 "127.0.0.1:{port} inet n - n - - smtpd
+127.0.0.1:{tls_port} inet n - n - - smtpd -o smtpd_tls_wrappermode=yes -o smtpd_tls_security_level=encrypt
+tlsmgr    unix  -  -  n  1000? 1 tlsmgr
 pickup    unix  n  -  n  60  1  pickup
 cleanup   unix  n  -  n  -   0  cleanup
 qmgr      unix  n  -  n  300 1  qmgr
@@ -158,6 +186,8 @@ rspipe    unix  -  n  n  -   -  pipe user=nobody argv={r}/pipe.sh
         let pf = Postfix {
             root: root.to_path_buf(),
             port,
+            tls_port,
+            cert: root.join("etc/cert.pem"),
         };
         pf.start_again();
         pf
