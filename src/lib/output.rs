@@ -35,6 +35,12 @@ impl Out {
         Ok(())
     }
 
+    /// Copies `r` to stdout as it is (bounded memory).
+    pub fn copy_from(&mut self, r: &mut dyn std::io::Read) -> Result<(), Error> {
+        io::copy(r, &mut self.w)?;
+        Ok(())
+    }
+
     pub fn flush(&mut self) -> Result<(), Error> {
         self.w.flush()?;
         Ok(())

@@ -241,6 +241,31 @@ impl Cmd {
         self.inner
     }
 
+    /// Runs the command with `stdin_file` (or nothing) as its input and
+    /// output discarded; returns its exit status and peak resident memory
+    /// in KiB (from `wait4`).
+    // The child is reaped by wait4, which also yields its peak memory.
+    #[allow(clippy::zombie_processes)]
+    pub fn run_measured(mut self, stdin_file: Option<&Path>) -> (Option<i32>, u64) {
+        use std::os::unix::process::ExitStatusExt;
+        let stdin = match stdin_file {
+            Some(p) => Stdio::from(std::fs::File::open(p).unwrap()),
+            None => Stdio::null(),
+        };
+        self.inner
+            .stdin(stdin)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = self.inner.spawn().expect("spawn");
+        let mut status = 0;
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: wait4 on our own child, with valid out-pointers.
+        let rc = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+        assert_eq!(rc, child.id() as libc::pid_t, "wait4");
+        let status = std::process::ExitStatus::from_raw(status);
+        (status.code(), usage.ru_maxrss as u64)
+    }
+
     pub fn run(mut self) -> Run {
         self.inner
             .stdin(Stdio::piped())

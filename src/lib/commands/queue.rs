@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use crate::cli::queue::{ListArea, QueueArgs, QueueCommand};
 use crate::config::{self, Size};
 use crate::error::{Error, ExitCode};
-use crate::message::{envelope, Content, Locator, Message, Name, Precedence, Target};
+use crate::message::{envelope, stream, Content, Locator, Message, Name, Precedence, Target};
 use crate::output::Out;
 use crate::queue::{sort_send_order, throttle};
 use crate::spool::{durable, Area, DeadKind, Entry, EntryName, Spool};
@@ -398,17 +398,29 @@ fn list(
     Ok(ExitCode::Ok)
 }
 
-/// Finds a message by ID in the outbound areas, else in dead/.
+/// Finds a message by ID in the outbound areas, else in dead/: its area,
+/// name, file and (if dead) reason.
 fn locate(
     spool: &Spool,
     id: &str,
-) -> Result<(Area, EntryName, Option<crate::spool::Reason>), Error> {
+) -> Result<
+    (
+        Area,
+        EntryName,
+        std::path::PathBuf,
+        Option<crate::spool::Reason>,
+    ),
+    Error,
+> {
     match spool.find(id) {
-        Ok(e) => Ok((e.area, e.name, None)),
+        Ok(e) => Ok((e.area, e.name.clone(), spool.entry_path(&e), None)),
         Err(crate::spool::Error::NotFound { .. }) => {
             let dead = spool.scan_dead()?;
             match dead.into_iter().find(|(n, _)| n.id.as_str() == id) {
-                Some((n, r)) => Ok((Area::Dead, n, Some(r))),
+                Some((n, r)) => {
+                    let path = spool.dir(Area::Dead).join(n.to_string());
+                    Ok((Area::Dead, n, path, Some(r)))
+                }
                 None => Err(Error::new(
                     ExitCode::NoInput,
                     format!(
@@ -430,19 +442,19 @@ fn show(
     raw: bool,
     content: bool,
 ) -> Result<ExitCode, Error> {
-    let (area, name, reason) = locate(spool, id)?;
-    let path = spool.dir(area).join(name.to_string());
-    let bytes = fs::read(&path).map_err(|e| {
+    let (area, name, path, reason) = locate(spool, id)?;
+    let io_err = |e: std::io::Error| {
         Error::new(
             ExitCode::IoErr,
             format!("cannot read {}: {e}", path.display()),
         )
-    })?;
+    };
     if raw {
-        out.bytes(&bytes)?;
+        let mut f = fs::File::open(&path).map_err(io_err)?;
+        out.copy_from(&mut f)?;
         return Ok(ExitCode::Ok);
     }
-    let messages = envelope::parse(&bytes).map_err(|e| {
+    let unreadable = |e: crate::message::Error| {
         Error::new(
             ExitCode::DataErr,
             format!(
@@ -450,17 +462,53 @@ fn show(
                 path.display()
             ),
         )
-    })?;
-    let Some(m) = messages.into_iter().find(|m| m.header.id.as_str() == id) else {
-        return Err(Error::new(
-            ExitCode::DataErr,
-            format!("{} does not hold message {id}", path.display()),
-        ));
     };
-    if content {
-        out.bytes(&content_bytes(&m))?;
-        return Ok(ExitCode::Ok);
-    }
+    let m = match stream::load(&path).map_err(unreadable)? {
+        stream::Loaded::Large(layout) => {
+            if content {
+                let mut f = fs::File::open(&path).map_err(io_err)?;
+                out.flush()?;
+                let mut stdout = std::io::stdout().lock();
+                stream::decode(&mut f, &mut stdout).map_err(unreadable)?;
+                return Ok(ExitCode::Ok);
+            }
+            let m = Message {
+                header: layout.header,
+                content: Content::Data(crate::message::Data {
+                    mime_type: layout.mime_type,
+                    bytes: Vec::new(),
+                }),
+            };
+            (m, Some(layout.size))
+        }
+        stream::Loaded::Messages(messages) => {
+            let Some(m) = messages.into_iter().find(|m| m.header.id.as_str() == id) else {
+                return Err(Error::new(
+                    ExitCode::DataErr,
+                    format!("{} does not hold message {id}", path.display()),
+                ));
+            };
+            if content {
+                out.bytes(&content_bytes(&m))?;
+                return Ok(ExitCode::Ok);
+            }
+            (m, None)
+        }
+    };
+    print_message(ctx, out, m, area, &name, &path, reason)
+}
+
+/// Prints a message's header and content summary. `data_size` gives the
+/// size of data that was not read into memory.
+fn print_message(
+    ctx: &Context,
+    out: &mut Out,
+    (m, data_size): (Message, Option<u64>),
+    area: Area,
+    name: &EntryName,
+    path: &std::path::Path,
+    reason: Option<crate::spool::Reason>,
+) -> Result<ExitCode, Error> {
     let h = &m.header;
     let q = h.qos();
     let locator = match &h.locator {
@@ -472,7 +520,16 @@ fn show(
             Target::Group(g) => format!("group:{g}"),
         }).collect::<Vec<_>>()}),
     };
-    let summary = content_summary(&m.content);
+    let mut summary = content_summary(&m.content);
+    if let Some(size) = data_size {
+        summary["description"] = json!(format!(
+            "data ({}, {size} bytes)",
+            match &m.content {
+                Content::Data(d) => d.mime_type.as_str(),
+                _ => "",
+            }
+        ));
+    }
     if ctx.json {
         let mut v = json!({
             "id": h.id, "state": area.state_word(), "file": path, "class": h.class.as_str(),
@@ -1030,18 +1087,29 @@ fn check(ctx: &Context, spool: &Spool, out: &mut Out, now: Timestamp) -> Result<
     let mut bad = Vec::new();
     for e in &entries {
         let path = spool.entry_path(e);
-        let verdict = fs::read(&path)
-            .map_err(|err| format!("cannot read: {err}"))
-            .and_then(|bytes| envelope::parse(&bytes).map_err(|err| err.to_string()))
-            .and_then(|ms| match ms.iter().find(|m| m.header.id == e.name.id) {
-                None => Err(format!(
-                    "does not hold message {} that its name promises",
-                    e.name.id
-                )),
-                Some(m) if m.header.qos().precedence != e.name.precedence => {
-                    Err("its header's precedence differs from its name's".to_string())
+        let verdict = stream::load(&path)
+            .map_err(|err| err.to_string())
+            .and_then(|loaded| {
+                let header = match loaded {
+                    stream::Loaded::Large(layout) => Some(layout.header),
+                    stream::Loaded::Messages(ms) => {
+                        ms.into_iter().map(|m| m.header).find(|h| h.id == e.name.id)
+                    }
+                };
+                match header {
+                    None => Err(format!(
+                        "does not hold message {} that its name promises",
+                        e.name.id
+                    )),
+                    Some(h) if h.id != e.name.id => Err(format!(
+                        "holds message {}, not {} that its name promises",
+                        h.id, e.name.id
+                    )),
+                    Some(h) if h.qos().precedence != e.name.precedence => {
+                        Err("its header's precedence differs from its name's".to_string())
+                    }
+                    Some(_) => Ok(()),
                 }
-                Some(_) => Ok(()),
             });
         if let Err(reason) = verdict {
             let q = locked.quarantine_entry(e, &reason, now)?;

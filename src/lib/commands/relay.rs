@@ -4,8 +4,9 @@ use serde_json::json;
 
 use crate::cli::relay::{RelayArgs, RelayCommand};
 use crate::error::{Error, ExitCode};
+use crate::message::stream;
 use crate::output::Out;
-use crate::receive::Report;
+use crate::receive::{Payload, Report};
 use crate::transport::dir::{self, AfterImport, Select};
 
 use super::Context;
@@ -58,20 +59,37 @@ fn receive_stdin(
     out: &mut Out,
     now: crate::time::Timestamp,
 ) -> Result<ExitCode, Error> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    std::io::stdin()
-        .lock()
-        .take(MAX_MAIL)
-        .read_to_end(&mut bytes)
-        .map_err(|e| {
-            Error::new(
-                ExitCode::TempFail,
-                format!("cannot read the mail on stdin: {e}"),
-            )
-        })?;
+    use std::io::{Read, Write};
+    let read_err = |e: std::io::Error| {
+        Error::new(
+            ExitCode::TempFail,
+            format!("cannot read the mail on stdin: {e}"),
+        )
+    };
+    let stdin = std::io::stdin();
+    let mut lock = stdin.lock().take(MAX_MAIL);
+    let mut head = Vec::new();
+    (&mut lock)
+        .take(stream::THRESHOLD + 1)
+        .read_to_end(&mut head)
+        .map_err(read_err)?;
+    // A large mail is spilled to tmp/ and read from there as a stream.
+    let mut spill = None;
+    let payload = if head.len() as u64 > stream::THRESHOLD {
+        let mut staged = spool.stage(now)?;
+        let path = staged.path().to_path_buf();
+        let write_err = |e: std::io::Error| Error::from(crate::spool::Error::io("write", &path, e));
+        staged.write_all(&head).map_err(write_err)?;
+        std::io::copy(&mut lock, &mut staged).map_err(read_err)?;
+        staged.flush().map_err(write_err)?;
+        spill = Some(staged);
+        Payload::File(path)
+    } else {
+        Payload::Bytes(head)
+    };
     let log = |s: String| ctx.log(s);
-    let report = take_mail(spool, bytes, "stdin", now, &log)?;
+    let report = take_mail(spool, payload, "stdin", now, &log)?;
+    drop(spill);
     print_report(ctx, out, &report, "stdin")?;
     Ok(if report.retry > 0 {
         ExitCode::TempFail
@@ -83,16 +101,29 @@ fn receive_stdin(
 /// Receives one mail: from its sender peer, or into quarantine if it names none.
 fn take_mail(
     spool: &crate::spool::Spool,
-    bytes: Vec<u8>,
+    payload: Payload,
     label: &str,
     now: crate::time::Timestamp,
     log: &dyn Fn(String),
 ) -> Result<Report, Error> {
-    match crate::receive::mail::sender(spool.config(), &bytes) {
+    let head = match &payload {
+        Payload::Bytes(b) => b[..b.len().min(HEAD)].to_vec(),
+        Payload::File(p) => {
+            use std::io::Read;
+            let mut h = Vec::new();
+            std::fs::File::open(p)
+                .and_then(|f| f.take(HEAD as u64).read_to_end(&mut h))
+                .map_err(|e| {
+                    Error::new(ExitCode::IoErr, format!("cannot read {}: {e}", p.display()))
+                })?;
+            h
+        }
+    };
+    match crate::receive::mail::sender(spool.config(), &head) {
         Ok(from) => Ok(crate::receive::receive(
             spool,
             vec![crate::receive::Inbound {
-                bytes,
+                payload,
                 from,
                 label: label.to_string(),
             }],
@@ -100,8 +131,11 @@ fn take_mail(
             log,
         )?),
         Err(why) => {
-            let q =
-                spool.quarantine_bytes(&bytes, "mail", label, &format!("{label}: {why}"), now)?;
+            let detail = format!("{label}: {why}");
+            let q = match &payload {
+                Payload::Bytes(b) => spool.quarantine_bytes(b, "mail", label, &detail, now)?,
+                Payload::File(p) => spool.quarantine_copy(p, label, &detail, now)?,
+            };
             log(format!("quarantined {label} as {}: {why}", q.display()));
             Ok(Report {
                 quarantined: 1,
@@ -110,6 +144,9 @@ fn take_mail(
         }
     }
 }
+
+/// How much of a mail's beginning is read to find its sender.
+const HEAD: usize = 128 * 1024;
 
 fn fetch(
     ctx: &Context,
@@ -139,13 +176,19 @@ fn fetch(
     let mut total = Report::default();
     let mut code = ExitCode::Ok;
     for path in files {
-        let bytes = std::fs::read(&path).map_err(|e| {
+        let io_err = |e: std::io::Error| {
             Error::new(
                 ExitCode::IoErr,
                 format!("cannot read {}: {e}", path.display()),
             )
-        })?;
-        let r = take_mail(spool, bytes, &path.display().to_string(), now, &log)?;
+        };
+        let size = std::fs::metadata(&path).map_err(io_err)?.len();
+        let payload = if size > stream::THRESHOLD {
+            Payload::File(path.clone())
+        } else {
+            Payload::Bytes(std::fs::read(&path).map_err(io_err)?)
+        };
+        let r = take_mail(spool, payload, &path.display().to_string(), now, &log)?;
         total.add(&r);
         if r.retry > 0 {
             // Not all of it could be taken now: leave it in new/ for the next run.

@@ -6,12 +6,13 @@ use serde_json::json;
 
 use crate::cli::send::{Kind, SendArgs};
 use crate::error::{Error, ExitCode};
+use crate::message::stream;
 use crate::message::{
     envelope, Alarm, Content, Data, Destination, Event, Header, Locator, Message, MessageId,
     MimeType, Name, Qos, Source, Target, Text,
 };
 use crate::output::Out;
-use crate::spool::{Admission, EntryName};
+use crate::spool::{Admission, EntryName, Spool};
 use crate::time::{parse_duration, Timestamp};
 
 use super::Context;
@@ -22,39 +23,64 @@ pub fn run(args: SendArgs) -> Result<ExitCode, Error> {
     let spool = ctx.open_spool(now)?;
     let config = spool.config();
 
-    let message = build(&args, &config.component, now)?;
-    spool.check_free_space()?;
-
-    let bytes = envelope::to_bytes(std::slice::from_ref(&message));
-    let id = &message.header.id;
-    if let Some(max) = config.throttle.max_message_bytes {
-        if bytes.len() as u64 > max.0 {
-            return Err(Error::new(
+    let (header, body) = build(&args, &config.component, &spool, now)?;
+    let id = header.id.clone();
+    let too_big = |size: u64, what: &str| -> Result<(), Error> {
+        match config.throttle.max_message_bytes {
+            Some(max) if size > max.0 => Err(Error::new(
                 ExitCode::DataErr,
                 format!(
-                    "message {id} is {} bytes, more than [throttle] max_message_bytes = {max} in {}: send it as bulk data, or raise the limit",
-                    bytes.len(),
+                    "message {id} is {what}{size} bytes, more than [throttle] max_message_bytes = {max} in {}: send it as bulk data, or raise the limit",
                     spool.config_path().display()
                 ),
-            ));
+            )),
+            _ => Ok(()),
+        }
+    };
+    let mut staged = spool.stage(now)?;
+    let write_err = |e: std::io::Error, path: &std::path::Path| {
+        Error::from(crate::spool::Error::io("write", path, e))
+    };
+    match body {
+        Body::Content(content) => {
+            spool.check_free_space(0)?;
+            let bytes = envelope::to_bytes(&[Message {
+                header: header.clone(),
+                content,
+            }]);
+            too_big(bytes.len() as u64, "")?;
+            staged
+                .write_all(&bytes)
+                .map_err(|e| write_err(e, staged.path()))?;
+        }
+        Body::Stream {
+            mime,
+            size,
+            mut source,
+        } => {
+            // Base64 grows data by a third, plus a newline every 76 characters.
+            let estimate = size + size / 3 + size / 57 + 4096;
+            too_big(estimate, "about ")?;
+            spool.check_free_space(estimate)?;
+            let path = staged.path().to_path_buf();
+            stream::write_data_envelope(&header, &mime, size, source.reader(), &mut staged)
+                .map_err(|e| write_err(e, &path))?;
         }
     }
-    let mut staged = spool.stage(now)?;
-    staged
-        .write_all(&bytes)
-        .map_err(|e| Error::from(crate::spool::Error::io("write", staged.path(), e)))?;
+    too_big(staged.size(), "")?;
     staged.sync()?;
+    let bytes_len = staged.size();
 
-    let qos = message.header.qos();
+    let qos = header.qos();
     let name = EntryName {
         arrival: 0,
         id: id.clone(),
         precedence: qos.precedence,
         persistence: qos.persistence,
-        addressed: matches!(message.header.locator, Locator::Destination(_)),
-        created: message.header.created,
+        addressed: matches!(header.locator, Locator::Destination(_)),
+        created: header.created,
         expiry: qos.expiry,
-        size: bytes.len() as u64,
+        size: bytes_len,
     };
     let admission = spool.lock(now)?.admit(staged, name, now)?;
     let evicted = match &admission {
@@ -68,7 +94,7 @@ pub fn run(args: SendArgs) -> Result<ExitCode, Error> {
             let mut out = Out::new();
             if ctx.json {
                 out.json(&json!({
-                    "id": id,
+                    "id": &id,
                     "queued": true,
                     "precedence": entry.name.precedence,
                     "persistence": entry.name.persistence,
@@ -97,7 +123,12 @@ pub fn run(args: SendArgs) -> Result<ExitCode, Error> {
 }
 
 /// Builds the message the arguments describe.
-fn build(args: &SendArgs, component: &Name, now: Timestamp) -> Result<Message, Error> {
+fn build(
+    args: &SendArgs,
+    component: &Name,
+    spool: &Spool,
+    now: Timestamp,
+) -> Result<(Header, Body), Error> {
     let usage = |e: crate::message::Error| Error::usage(e.to_string());
     let expiry = match (&args.ttl, &args.expires) {
         (Some(ttl), _) => {
@@ -160,12 +191,19 @@ fn build(args: &SendArgs, component: &Name, now: Timestamp) -> Result<Message, E
         };
         Text::new("text", text).map_err(|e| Error::new(ExitCode::DataErr, e.to_string()))
     };
-    let content = match args.kind {
-        Kind::Data => Content::Data(Data {
-            mime_type: MimeType::new(args.mime_type.as_str()).map_err(usage)?,
-            bytes: read_content(args)?,
-        }),
-        Kind::Alarm => Content::Alarm(Alarm {
+    let body = match args.kind {
+        Kind::Data => {
+            let mime_type = MimeType::new(args.mime_type.as_str()).map_err(usage)?;
+            match data_source(args, spool, now)? {
+                Payload::Small(bytes) => Body::Content(Content::Data(Data { mime_type, bytes })),
+                Payload::Large(source) => Body::Stream {
+                    mime: mime_type,
+                    size: source.size(),
+                    source,
+                },
+            }
+        }
+        Kind::Alarm => Body::Content(Content::Alarm(Alarm {
             alarm_type: event_type()?,
             severity: severity()?,
             state: Name::new("--state", args.state.as_str()).map_err(usage)?,
@@ -177,13 +215,13 @@ fn build(args: &SendArgs, component: &Name, now: Timestamp) -> Result<Message, E
                 .map_err(usage)?,
             text: text()?,
             data: None,
-        }),
-        Kind::Event => Content::Event(Event {
+        })),
+        Kind::Event => Body::Content(Content::Event(Event {
             event_type: event_type()?,
             severity: severity()?,
             text: text()?,
             data: None,
-        }),
+        })),
     };
     let header = Header {
         id: MessageId::mint(now),
@@ -206,7 +244,92 @@ fn build(args: &SendArgs, component: &Name, now: Timestamp) -> Result<Message, E
         epoch: None,
         routing: Vec::new(),
     };
-    Ok(Message { header, content })
+    Ok((header, body))
+}
+
+/// What the message carries.
+enum Body {
+    /// Built in memory.
+    Content(Content),
+    /// Data written as a stream ([`stream::THRESHOLD`] and more).
+    Stream {
+        mime: MimeType,
+        size: u64,
+        source: Large,
+    },
+}
+
+/// Where data comes from.
+enum Payload {
+    Small(Vec<u8>),
+    Large(Large),
+}
+
+/// Large data: a file, or stdin copied into a file in tmp/ first (its size
+/// must be known before the envelope is written; removed when dropped).
+enum Large {
+    File(std::fs::File, u64),
+    Spilled(crate::spool::Staged, std::fs::File),
+}
+
+impl Large {
+    fn size(&self) -> u64 {
+        match self {
+            Large::File(_, n) => *n,
+            Large::Spilled(s, _) => s.size(),
+        }
+    }
+
+    fn reader(&mut self) -> &mut dyn Read {
+        match self {
+            Large::File(f, _) | Large::Spilled(_, f) => f,
+        }
+    }
+}
+
+/// The data to send: small data in memory, large data from its file or,
+/// from stdin, spilled to tmp/ (memory stays bounded either way).
+fn data_source(args: &SendArgs, spool: &Spool, now: Timestamp) -> Result<Payload, Error> {
+    let threshold = stream::THRESHOLD;
+    if let Some(path) = &args.file {
+        let no_input = |e: std::io::Error| {
+            Error::new(
+                ExitCode::NoInput,
+                format!("cannot read content file {}: {e}", path.display()),
+            )
+        };
+        let file = std::fs::File::open(path).map_err(no_input)?;
+        let size = file.metadata().map_err(no_input)?.len();
+        if size > threshold {
+            return Ok(Payload::Large(Large::File(file, size)));
+        }
+        return read_content(args).map(Payload::Small);
+    }
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Err(Error::usage(
+            "no content: give --file FILE, pipe the content to stdin, or (for alarms and events) --text",
+        ));
+    }
+    let read_err =
+        |e: std::io::Error| Error::new(ExitCode::IoErr, format!("cannot read stdin: {e}"));
+    let mut lock = stdin.lock();
+    let mut head = Vec::new();
+    (&mut lock)
+        .take(threshold + 1)
+        .read_to_end(&mut head)
+        .map_err(read_err)?;
+    if head.len() as u64 <= threshold {
+        return Ok(Payload::Small(head));
+    }
+    let mut spill = spool.stage(now)?;
+    let path = spill.path().to_path_buf();
+    let write_err = |e: std::io::Error| Error::from(crate::spool::Error::io("write", &path, e));
+    spill.write_all(&head).map_err(write_err)?;
+    std::io::copy(&mut lock, &mut spill).map_err(read_err)?;
+    let reader = std::fs::File::open(&path)
+        .map_err(|e| Error::from(crate::spool::Error::io("open", &path, e)))?;
+    Ok(Payload::Large(Large::Spilled(spill, reader)))
 }
 
 fn read_content(args: &SendArgs) -> Result<Vec<u8>, Error> {

@@ -55,45 +55,61 @@ pub fn write(messages: &[Message], out: &mut impl Write) -> io::Result<()> {
         ));
     };
     let boundary = pick_boundary(parts.iter().map(|(_, body)| body.as_bytes()));
-    let h = &first.header;
-    let message_id = if messages.len() == 1 {
-        format!("<{}@rs>", h.id)
-    } else {
-        format!("<batch.{}.{}@rs>", h.id, messages.len())
-    };
-    let date = date_rfc2822(h.created);
-    let mut head = String::new();
-    head.push_str("MIME-Version: 1.0\n");
-    head.push_str(&format!("Message-ID: {message_id}\n"));
-    head.push_str(&format!("Date: {date}\n"));
-    head.push_str(&format!(
-        "Subject: rs {}/{} {}\n",
-        h.class, h.subclass, h.id
-    ));
-    head.push_str(&format!("X-Rs-Messages: {}\n", messages.len()));
-    head.push_str(&format!(
-        "Content-Type: multipart/related; type=\"application/xml\";\n start=\"<header.{}@rs>\";\n boundary=\"{}\"\n\n",
-        h.id, boundary
-    ));
-    out.write_all(head.as_bytes())?;
+    write_head(out, &first.header, messages.len(), &boundary)?;
     for (cid, body) in &parts {
-        let (cte, encoded) = transfer_encode(body);
-        write!(
-            out,
-            "--{boundary}\nContent-Type: application/xml; charset=utf-8\nContent-ID: <{cid}>\nContent-Transfer-Encoding: {cte}\n\n"
-        )?;
-        out.write_all(encoded.as_bytes())?;
-        if !encoded.ends_with('\n') {
-            out.write_all(b"\n")?;
-        }
+        write_part(out, &boundary, cid, body)?;
     }
     writeln!(out, "--{boundary}--")
+}
+
+/// Writes the envelope's top-level headers (for `count` messages, the first
+/// having header `h`).
+pub(crate) fn write_head(
+    out: &mut impl Write,
+    h: &Header,
+    count: usize,
+    boundary: &str,
+) -> io::Result<()> {
+    let message_id = if count == 1 {
+        format!("<{}@rs>", h.id)
+    } else {
+        format!("<batch.{}.{count}@rs>", h.id)
+    };
+    write!(
+        out,
+        "MIME-Version: 1.0\nMessage-ID: {message_id}\nDate: {}\nSubject: rs {}/{} {}\nX-Rs-Messages: {count}\n\
+         Content-Type: multipart/related; type=\"application/xml\";\n start=\"<header.{}@rs>\";\n boundary=\"{boundary}\"\n\n",
+        date_rfc2822(h.created),
+        h.class,
+        h.subclass,
+        h.id,
+        h.id,
+    )
+}
+
+/// Writes one part (its delimiter, headers and transfer-encoded body).
+pub(crate) fn write_part(
+    out: &mut impl Write,
+    boundary: &str,
+    cid: &str,
+    body: &str,
+) -> io::Result<()> {
+    let (cte, encoded) = transfer_encode(body);
+    write!(
+        out,
+        "--{boundary}\nContent-Type: application/xml; charset=utf-8\nContent-ID: <{cid}>\nContent-Transfer-Encoding: {cte}\n\n"
+    )?;
+    out.write_all(encoded.as_bytes())?;
+    if !encoded.ends_with('\n') {
+        out.write_all(b"\n")?;
+    }
+    Ok(())
 }
 
 /// A boundary that occurs in none of the bodies. `=_` cannot occur in base64
 /// and is rare in text; the random part makes a clash with text vanishingly
 /// unlikely, and the check makes it impossible.
-fn pick_boundary<'a>(bodies: impl Iterator<Item = &'a [u8]> + Clone) -> String {
+pub(crate) fn pick_boundary<'a>(bodies: impl Iterator<Item = &'a [u8]> + Clone) -> String {
     loop {
         let mut r = [0u8; 12];
         let _ = getrandom::fill(&mut r);

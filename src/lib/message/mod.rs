@@ -11,6 +11,7 @@
 
 pub mod envelope;
 pub mod id;
+pub mod stream;
 pub mod xml;
 
 use std::fmt;

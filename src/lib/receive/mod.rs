@@ -29,7 +29,9 @@ use std::time::Duration;
 pub mod mail;
 
 use crate::ack::{self, Applied, Owed};
-use crate::message::{envelope, Locator, Message, MessageId, Name, ResponseStatus, Routing};
+use crate::message::{
+    envelope, stream, Header, Locator, Message, MessageId, Name, ResponseStatus, Routing,
+};
 use crate::route::{self, Learned, NextHop};
 use crate::spool::seen::{Kind, Seen};
 use crate::spool::{durable, maildir, Admission, Area, EntryName, Error, Result, Spool};
@@ -37,10 +39,70 @@ use crate::time::Timestamp;
 
 /// One inbound envelope and the peer whose route carried it.
 pub struct Inbound {
-    pub bytes: Vec<u8>,
+    pub payload: Payload,
     pub from: Name,
     /// Where it came from, for logs and quarantine reasons (a path, "stdin").
     pub label: String,
+}
+
+/// An inbound envelope's bytes: in memory, or (when large) in a file that
+/// is read as a stream.
+pub enum Payload {
+    Bytes(Vec<u8>),
+    File(std::path::PathBuf),
+}
+
+/// A message taken from an inbound envelope.
+enum Incoming {
+    Small(Message),
+    /// A one-message data envelope checked in bounded memory ([`stream::scan`]).
+    Large {
+        layout: stream::Layout,
+        path: std::path::PathBuf,
+    },
+}
+
+impl Incoming {
+    fn header(&self) -> &Header {
+        match self {
+            Incoming::Small(m) => &m.header,
+            Incoming::Large { layout, .. } => &layout.header,
+        }
+    }
+
+    /// Writes the message's envelope with `header` in place of its own.
+    fn write_with(&self, header: &Header, out: &mut dyn Write) -> std::io::Result<()> {
+        match self {
+            Incoming::Small(m) => {
+                let m = Message {
+                    header: header.clone(),
+                    content: m.content.clone(),
+                };
+                let mut out = out;
+                envelope::write(std::slice::from_ref(&m), &mut out)
+            }
+            Incoming::Large { layout, path } => {
+                let mut f = File::open(path)?;
+                stream::write_with_header(&mut f, layout, header, out)
+            }
+        }
+    }
+}
+
+/// Reads the messages of an inbound envelope.
+fn unwrap(payload: &Payload) -> std::result::Result<Vec<Incoming>, String> {
+    match payload {
+        Payload::Bytes(b) => envelope::parse(b)
+            .map(|ms| ms.into_iter().map(Incoming::Small).collect())
+            .map_err(|e| e.to_string()),
+        Payload::File(path) => match stream::load(path).map_err(|e| e.to_string())? {
+            stream::Loaded::Messages(ms) => Ok(ms.into_iter().map(Incoming::Small).collect()),
+            stream::Loaded::Large(layout) => Ok(vec![Incoming::Large {
+                layout: *layout,
+                path: path.clone(),
+            }]),
+        },
+    }
 }
 
 /// What a batch did.
@@ -191,9 +253,9 @@ fn intent_path(spool: &Spool) -> std::path::PathBuf {
 
 /// How long to remember a message's ID: until it expires, and at least the
 /// configured retention.
-fn keep_until(m: &Message, now: Timestamp, retention: Duration) -> Timestamp {
+fn keep_until(h: &Header, now: Timestamp, retention: Duration) -> Timestamp {
     let floor = now.saturating_add(retention);
-    m.header.qos().expiry.map_or(floor, |e| e.max(floor))
+    h.qos().expiry.map_or(floor, |e| e.max(floor))
 }
 
 /// Finishes what a run that died mid-batch left in the intent file: what it
@@ -290,8 +352,8 @@ pub fn receive(
     let mut owed: HashMap<Name, Vec<Owed>> = HashMap::new();
     let mut acks_from: HashMap<Name, Vec<Message>> = HashMap::new();
     let mut pass_on: HashMap<Name, Vec<Message>> = HashMap::new();
-    let mut locals: Vec<(Message, Name)> = Vec::new();
-    let mut relays: Vec<(Message, Name)> = Vec::new();
+    let mut locals: Vec<(Incoming, Name)> = Vec::new();
+    let mut relays: Vec<(Incoming, Name)> = Vec::new();
     let mut remember_only: Vec<(MessageId, Timestamp)> = Vec::new();
     let mut batch_ids: HashSet<String> = HashSet::new();
     let mut batch_keys: HashSet<String> = HashSet::new();
@@ -307,11 +369,16 @@ pub fn receive(
     };
 
     for item in batch {
-        let messages = match envelope::parse(&item.bytes) {
+        let messages = match unwrap(&item.payload) {
             Ok(m) => m,
             Err(e) => {
                 let detail = format!("{}: {e}", item.label);
-                let q = spool.quarantine_bytes(&item.bytes, "in", &item.label, &detail, now)?;
+                let q = match &item.payload {
+                    Payload::Bytes(b) => {
+                        spool.quarantine_bytes(b, "in", &item.label, &detail, now)?
+                    }
+                    Payload::File(p) => spool.quarantine_copy(p, &item.label, &detail, now)?,
+                };
                 log(format!(
                     "quarantined {} as {}: {e}",
                     item.label,
@@ -322,18 +389,21 @@ pub fn receive(
             }
         };
         for m in messages {
-            if ack::is_ack(&m) {
-                match route::next_hop(&m.header, config, &learned) {
-                    NextHop::Local => acks_from.entry(item.from.clone()).or_default().push(m),
-                    NextHop::Peer(p) => pass_on.entry(p).or_default().push(m),
-                    NextHop::Unknown(why) => {
-                        log(format!("acknowledgement {} dropped: {why}", m.header.id))
+            let m = match m {
+                Incoming::Small(a) if ack::is_ack(&a) => {
+                    match route::next_hop(&a.header, config, &learned) {
+                        NextHop::Local => acks_from.entry(item.from.clone()).or_default().push(a),
+                        NextHop::Peer(p) => pass_on.entry(p).or_default().push(a),
+                        NextHop::Unknown(why) => {
+                            log(format!("acknowledgement {} dropped: {why}", a.header.id))
+                        }
                     }
+                    continue;
                 }
-                continue;
-            }
+                other => other,
+            };
             report.messages += 1;
-            let id = m.header.id.clone();
+            let id = m.header().id.clone();
             if batch_ids.contains(id.as_str()) || seen.contains(Kind::Id, id.as_str())? {
                 report.duplicates += 1;
                 duplicate_ids.push(id.to_string());
@@ -348,12 +418,12 @@ pub fn receive(
                 continue;
             }
             batch_ids.insert(id.to_string());
-            if let Locator::Source(s) = &m.header.locator {
+            if let Locator::Source(s) = &m.header().locator {
                 if s.component != *me {
                     learned.learn(&s.component, &item.from);
                 }
             }
-            let hop = match route::next_hop(&m.header, config, &learned) {
+            let hop = match route::next_hop(m.header(), config, &learned) {
                 NextHop::Peer(p) if p == item.from => {
                     NextHop::Unknown(format!("its next hop would be {p}, the peer it came from"))
                 }
@@ -361,13 +431,14 @@ pub fn receive(
             };
             match hop {
                 NextHop::Local => {
-                    if let Some(key) = &m.header.origin_key {
+                    if let Some(key) = &m.header().origin_key {
                         if batch_keys.contains(key.as_str())
                             || seen.contains(Kind::OriginKey, key.as_str())?
                         {
                             report.duplicates += 1;
                             log(format!("{id} dropped: origin key {key} was delivered already (a redundant sender's report)"));
-                            remember_only.push((id.clone(), keep_until(&m, now, retention)));
+                            remember_only
+                                .push((id.clone(), keep_until(m.header(), now, retention)));
                             owe(
                                 &item.from,
                                 &id,
@@ -386,7 +457,7 @@ pub fn receive(
                 NextHop::Unknown(why) => {
                     report.rejected += 1;
                     log(format!("{id} from {} rejected: {why}", item.from));
-                    remember_only.push((id.clone(), keep_until(&m, now, retention)));
+                    remember_only.push((id.clone(), keep_until(m.header(), now, retention)));
                     owe(
                         &item.from,
                         &id,
@@ -396,7 +467,7 @@ pub fn receive(
                         why.clone(),
                     );
                     notify_origin(
-                        &m,
+                        m.header(),
                         &item.from,
                         me,
                         config,
@@ -419,9 +490,9 @@ pub fn receive(
         .chain(relays.iter().map(|(m, from)| (m, from, Disposition::Relay)))
         .map(|(m, from, disposition)| {
             Intent {
-                id: m.header.id.clone(),
+                id: m.header().id.clone(),
                 from: from.clone(),
-                keep_until: keep_until(m, now, retention),
+                keep_until: keep_until(m.header(), now, retention),
                 disposition,
             }
             .line()
@@ -437,36 +508,44 @@ pub fn receive(
         )?;
     }
 
-    let stamp = |m: &Message| {
-        let mut m = m.clone();
-        m.header.routing.push(Routing {
+    let stamp = |h: &Header| {
+        let mut h = h.clone();
+        h.routing.push(Routing {
             component: me.clone(),
             received: Some(now),
             sent: None,
         });
-        m
+        h
     };
     let mut remember: Vec<(MessageId, Timestamp)> = remember_only;
 
     // Final delivery.
-    let items: Vec<(MessageId, Vec<u8>)> = locals
+    let items: Vec<(MessageId, maildir::Writer<'_>)> = locals
         .iter()
-        .map(|(m, _)| (m.header.id.clone(), envelope::to_bytes(&[stamp(m)])))
+        .map(|(m, _)| {
+            let header = stamp(m.header());
+            let write: maildir::Writer<'_> =
+                Box::new(move |out: &mut dyn Write| m.write_with(&header, out));
+            (m.header().id.clone(), write)
+        })
         .collect();
     maildir::deliver(spool, &items, now)?;
     for (m, from) in &locals {
         report.delivered += 1;
-        remember.push((m.header.id.clone(), keep_until(m, now, retention)));
+        remember.push((
+            m.header().id.clone(),
+            keep_until(m.header(), now, retention),
+        ));
         owe(
             from,
-            &m.header.id,
+            &m.header().id,
             ResponseStatus::Accepted,
             "delivered",
             from,
             String::new(),
         );
         notify_origin(
-            m,
+            m.header(),
             from,
             me,
             config,
@@ -482,20 +561,20 @@ pub fn receive(
     if !relays.is_empty() {
         let mut staged = Vec::with_capacity(relays.len());
         for (m, _) in &relays {
-            let bytes = envelope::to_bytes(&[stamp(m)]);
             let mut s = spool.stage(now)?;
-            s.write_all(&bytes)
-                .map_err(|e| Error::io("write", s.path(), e))?;
-            let q = m.header.qos();
+            let path = s.path().to_path_buf();
+            m.write_with(&stamp(m.header()), &mut s)
+                .map_err(|e| Error::io("write", &path, e))?;
+            let q = m.header().qos();
             let name = EntryName {
                 arrival: 0,
-                id: m.header.id.clone(),
+                id: m.header().id.clone(),
                 precedence: q.precedence,
                 persistence: q.persistence,
-                addressed: matches!(m.header.locator, Locator::Destination(_)),
-                created: m.header.created,
+                addressed: matches!(m.header().locator, Locator::Destination(_)),
+                created: m.header().created,
                 expiry: q.expiry,
-                size: bytes.len() as u64,
+                size: s.size(),
             };
             staged.push((s, name));
         }
@@ -508,10 +587,13 @@ pub fn receive(
                         log(format!("{} moved to dead/: {detail}", victim.id));
                     }
                     report.relayed += 1;
-                    remember.push((m.header.id.clone(), keep_until(m, now, retention)));
+                    remember.push((
+                        m.header().id.clone(),
+                        keep_until(m.header(), now, retention),
+                    ));
                     owe(
                         from,
-                        &m.header.id,
+                        &m.header().id,
                         ResponseStatus::Accepted,
                         "custody",
                         from,
@@ -522,11 +604,11 @@ pub fn receive(
                     report.retry += 1;
                     log(format!(
                         "{} from {from} not taken now: {detail}",
-                        m.header.id
+                        m.header().id
                     ));
                     owe(
                         from,
-                        &m.header.id,
+                        &m.header().id,
                         ResponseStatus::RejectedRetry,
                         "retry",
                         from,
@@ -541,8 +623,12 @@ pub fn receive(
         seen.insert(Kind::Id, id.as_str(), *keep)?;
     }
     for (m, _) in &locals {
-        if let Some(key) = &m.header.origin_key {
-            seen.insert(Kind::OriginKey, key.as_str(), keep_until(m, now, retention))?;
+        if let Some(key) = &m.header().origin_key {
+            seen.insert(
+                Kind::OriginKey,
+                key.as_str(),
+                keep_until(m.header(), now, retention),
+            )?;
         }
     }
     seen.sync()?;
@@ -587,7 +673,7 @@ pub fn receive(
 /// to end, through the route that leads to the origin.
 #[allow(clippy::too_many_arguments)]
 fn notify_origin(
-    m: &Message,
+    h: &Header,
     from: &Name,
     me: &Name,
     config: &crate::config::Config,
@@ -597,7 +683,7 @@ fn notify_origin(
     reason: &str,
     owe: &mut impl FnMut(&Name, &MessageId, ResponseStatus, &'static str, &Name, String),
 ) {
-    let Locator::Source(s) = &m.header.locator else {
+    let Locator::Source(s) = &h.locator else {
         return;
     };
     if s.component == *from || s.component == *me {
@@ -607,14 +693,7 @@ fn notify_origin(
         Some(NextHop::Peer(p)) => p,
         _ => from.clone(),
     };
-    owe(
-        &via,
-        &m.header.id,
-        status,
-        code,
-        &s.component,
-        reason.to_string(),
-    );
+    owe(&via, &h.id, status, code, &s.component, reason.to_string());
 }
 
 #[cfg(test)]

@@ -26,12 +26,15 @@ pub fn id_of(name: &str) -> Option<&str> {
     MessageId::parse(id).ok().map(|_| id)
 }
 
-/// Delivers messages (ID and envelope bytes) into `received/new/`: writes
-/// each in `received/tmp/`, flushes them with one `syncfs`, renames them
-/// into `new/` and fsyncs it. Durable on return.
+/// Writes one message's envelope.
+pub type Writer<'a> = Box<dyn Fn(&mut dyn Write) -> std::io::Result<()> + 'a>;
+
+/// Delivers messages (ID and a writer of the envelope) into
+/// `received/new/`: writes each in `received/tmp/`, flushes them with one
+/// `syncfs`, renames them into `new/` and fsyncs it. Durable on return.
 pub fn deliver(
     spool: &Spool,
-    items: &[(MessageId, Vec<u8>)],
+    items: &[(MessageId, Writer<'_>)],
     now: Timestamp,
 ) -> Result<Vec<PathBuf>> {
     if items.is_empty() {
@@ -41,18 +44,22 @@ pub fn deliver(
     let (tmp, new) = (root.join("tmp"), root.join("new"));
     let host = host();
     let mut staged = Vec::with_capacity(items.len());
-    for (id, bytes) in items {
-        let name = format!("{}.{id}.{host},S={}", now.as_secs(), bytes.len());
-        let path = tmp.join(&name);
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .map_err(|e| Error::io("create", &path, e))?;
-        f.write_all(bytes)
+    for (id, write) in items {
+        let base = format!("{}.{id}.{host}", now.as_secs());
+        let path = tmp.join(&base);
+        let mut f = std::io::BufWriter::new(
+            fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .map_err(|e| Error::io("create", &path, e))?,
+        );
+        write(&mut f)
+            .and_then(|_| f.flush())
             .map_err(|e| Error::io("write", &path, e))?;
-        staged.push((path, new.join(name)));
+        let size = f.get_ref().metadata().map(|m| m.len()).unwrap_or(0);
+        staged.push((path, new.join(format!("{base},S={size}"))));
     }
     durable::sync_filesystem(&tmp)?;
     for (from, to) in &staged {

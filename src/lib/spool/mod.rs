@@ -365,12 +365,13 @@ impl Spool {
         Ok(locked + maildir)
     }
 
-    /// Refuses new messages while free space is below `[spool] min_free`.
-    pub fn check_free_space(&self) -> Result<()> {
+    /// Refuses a new message of about `size` bytes when it would leave less
+    /// free space than `[spool] min_free`.
+    pub fn check_free_space(&self, size: u64) -> Result<()> {
         let min = self.config.spool.min_free;
         let free = fs2::available_space(&self.root)
             .map_err(|e| Error::io("query free space of", &self.root, e))?;
-        if free < min.0 {
+        if free < min.0.saturating_add(size) {
             return Err(Error::DiskFull {
                 free: Size(free),
                 min,
@@ -440,6 +441,31 @@ impl Spool {
         tmp_name.push(format!(".{label}"));
         let tmp_path = PathBuf::from(tmp_name);
         staged.commit(&tmp_path)?;
+        self.quarantine(&tmp_path, from, detail, now)
+    }
+
+    /// Copies the file at `path` (which stays where it is) into
+    /// `quarantine/` with a `.reason` file.
+    pub fn quarantine_copy(
+        &self,
+        path: &Path,
+        from: &str,
+        detail: &str,
+        now: Timestamp,
+    ) -> Result<PathBuf> {
+        let staged = self.stage(now)?;
+        let base = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut tmp_name = staged.path().as_os_str().to_os_string();
+        tmp_name.push(format!(".{base}"));
+        let tmp_path = PathBuf::from(tmp_name);
+        fs::copy(path, &tmp_path).map_err(|e| Error::io("copy", path, e))?;
+        fs::File::open(&tmp_path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io("fsync", &tmp_path, e))?;
+        drop(staged);
         self.quarantine(&tmp_path, from, detail, now)
     }
 

@@ -186,7 +186,7 @@ pub fn import(
     now: crate::time::Timestamp,
     log: &dyn Fn(String),
 ) -> crate::spool::Result<crate::receive::Report> {
-    use crate::receive::{receive, Inbound, Report};
+    use crate::receive::{receive, Inbound, Payload, Report};
     let me = &spool.config().component;
     let inbox = root.join(me.as_str());
     let mut total = Report::default();
@@ -229,9 +229,18 @@ pub fn import(
         for chunk in files.chunks(IMPORT_BATCH) {
             let mut batch = Vec::with_capacity(chunk.len());
             for path in chunk {
-                let bytes = fs::read(path).map_err(|e| crate::spool::Error::io("read", path, e))?;
+                let size = fs::metadata(path)
+                    .map_err(|e| crate::spool::Error::io("read", path, e))?
+                    .len();
+                let payload = if size > crate::message::stream::THRESHOLD {
+                    Payload::File(path.clone())
+                } else {
+                    Payload::Bytes(
+                        fs::read(path).map_err(|e| crate::spool::Error::io("read", path, e))?,
+                    )
+                };
                 batch.push(Inbound {
-                    bytes,
+                    payload,
                     from: peer.clone(),
                     label: path.display().to_string(),
                 });

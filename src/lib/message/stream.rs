@@ -1,0 +1,646 @@
+//! Large `data` messages in bounded memory.
+//!
+//! A message whose data exceeds [`THRESHOLD`] is written and read as a
+//! stream: the envelope holds one message, its content part is 7-bit XML
+//! whose `<data encoding="base64">` text is base64 in lines of 76. The bytes
+//! are exactly those [`super::envelope::write`] would produce, so every
+//! reader accepts them; this module only avoids holding them in memory.
+//!
+//! [`scan`] checks a whole envelope of that form without holding it (header
+//! parsed, data decoded and counted against its stated size) and returns
+//! where its content part starts, so a receiver can copy the content part
+//! verbatim behind a new header part ([`write_with_header`]).
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+
+use base64::Engine as _;
+use mailparse::MailHeaderMap;
+
+use super::envelope::{pick_boundary, write_head, write_part};
+use super::{limits, xml, Error, Header, MimeType, Result};
+
+/// Data above this size is streamed rather than held in memory.
+pub const THRESHOLD: u64 = 4 * 1024 * 1024;
+
+/// Input bytes per base64 line (57 bytes make 76 characters).
+const LINE_IN: usize = 57;
+
+/// Writes a one-message envelope whose content is `size` bytes of data read
+/// from `data`, in bounded memory. Fails if `data` does not hold exactly
+/// `size` bytes.
+pub fn write_data_envelope(
+    header: &Header,
+    mime: &MimeType,
+    size: u64,
+    data: &mut dyn Read,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let header_xml = xml::header_to_xml(header);
+    let boundary = pick_boundary(std::iter::once(header_xml.as_bytes()));
+    let mut out = io::BufWriter::with_capacity(256 * 1024, out);
+    write_head(&mut out, header, 1, &boundary)?;
+    write_part(
+        &mut out,
+        &boundary,
+        &format!("header.{}@rs", header.id),
+        &header_xml,
+    )?;
+    write!(
+        out,
+        "--{boundary}\nContent-Type: application/xml; charset=utf-8\nContent-ID: <content.{}@rs>\nContent-Transfer-Encoding: 7bit\n\n\
+         <?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<content><data mime-type=\"{}\" size=\"{size}\" encoding=\"base64\">\n",
+        header.id,
+        quick_xml::escape::escape(mime.as_str()),
+    )?;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let mut buf = vec![0u8; LINE_IN * 1024];
+    let mut line = String::with_capacity(80);
+    let mut total = 0u64;
+    loop {
+        let n = read_full(data, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        for chunk in buf[..n].chunks(LINE_IN) {
+            line.clear();
+            engine.encode_string(chunk, &mut line);
+            line.push('\n');
+            out.write_all(line.as_bytes())?;
+        }
+        if n < buf.len() {
+            break;
+        }
+    }
+    if total != size {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the data changed while it was read: {size} bytes announced, {total} read"),
+        ));
+    }
+    write!(out, "</data></content>\n--{boundary}--\n")?;
+    out.flush()
+}
+
+/// Reads until `buf` is full or the input ends.
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Where the parts of a one-message data envelope are.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub header: Header,
+    pub mime_type: MimeType,
+    /// Decoded data size.
+    pub size: u64,
+    /// Offset of the delimiter line that opens the content part.
+    pub content_start: u64,
+    pub boundary: String,
+}
+
+/// A line reader with a bound on line length and an offset.
+struct Lines<R> {
+    r: BufReader<R>,
+    offset: u64,
+}
+
+impl<R: Read> Lines<R> {
+    /// The next line without its line end (CRLF or LF), or `None` at the end.
+    fn next(&mut self, max: usize) -> Result<Option<Vec<u8>>> {
+        let mut line = Vec::new();
+        let n = (&mut self.r)
+            .take(max as u64 + 2)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| Error::Mime(format!("read: {e}")))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if !line.ends_with(b"\n") && n as u64 >= max as u64 + 2 {
+            return Err(Error::TooLarge {
+                what: "line",
+                limit: max,
+            });
+        }
+        self.offset += n as u64;
+        while line.last().is_some_and(|&b| b == b'\n' || b == b'\r') {
+            line.pop();
+        }
+        Ok(Some(line))
+    }
+
+    /// Header lines up to the blank line, as one block (with LF ends).
+    fn header_block(&mut self, max: usize) -> Result<Vec<u8>> {
+        let mut block = Vec::new();
+        loop {
+            let line = self
+                .next(max)?
+                .ok_or_else(|| Error::Mime("the input ends inside a header block".into()))?;
+            if line.is_empty() {
+                block.push(b'\n');
+                return Ok(block);
+            }
+            block.extend_from_slice(&line);
+            block.push(b'\n');
+            if block.len() > max {
+                return Err(Error::TooLarge {
+                    what: "header block",
+                    limit: max,
+                });
+            }
+        }
+    }
+}
+
+fn header_value(block: &[u8], name: &str) -> Result<Option<String>> {
+    let (headers, _) = mailparse::parse_headers(block).map_err(|e| Error::Mime(e.to_string()))?;
+    Ok(headers.get_first_value(name))
+}
+
+/// Checks, in bounded memory, that `file` holds one data message in the
+/// streamable form and returns its layout. Reads the whole file (the data
+/// is decoded and counted, not kept).
+pub fn scan(file: &mut File) -> Result<Layout> {
+    decode(file, &mut io::sink())
+}
+
+/// Like [`scan`], writing the decoded data to `out`.
+pub fn decode(file: &mut File, out: &mut dyn Write) -> Result<Layout> {
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| Error::Mime(format!("seek: {e}")))?;
+    let mut lines = Lines {
+        r: BufReader::with_capacity(256 * 1024, file),
+        offset: 0,
+    };
+    let top = lines.header_block(limits::ENVELOPE_HEADER_BYTES)?;
+    let ctype =
+        header_value(&top, "Content-Type")?.ok_or_else(|| Error::Mime("no Content-Type".into()))?;
+    let ctype = mailparse::parse_content_type(&ctype);
+    if ctype.mimetype != "multipart/related" {
+        return Err(Error::Mime(format!(
+            "top-level type is {}, expected multipart/related",
+            ctype.mimetype
+        )));
+    }
+    let boundary = ctype
+        .params
+        .get("boundary")
+        .cloned()
+        .ok_or_else(|| Error::Mime("multipart/related without a boundary".into()))?;
+    let delimiter = format!("--{boundary}");
+    // Preamble, then the header part.
+    loop {
+        let line = lines
+            .next(1000)?
+            .ok_or_else(|| Error::Mime("no part in the envelope".into()))?;
+        if line == delimiter.as_bytes() {
+            break;
+        }
+        if lines.offset > limits::ENVELOPE_HEADER_BYTES as u64 * 2 {
+            return Err(Error::Mime(
+                "no part delimiter where one was expected".into(),
+            ));
+        }
+    }
+    let part = lines.header_block(limits::PART_HEADER_BYTES)?;
+    let id = cid(&part, "header")?;
+    let cte = header_value(&part, "Content-Transfer-Encoding")?.unwrap_or_else(|| "7bit".into());
+    let mut body = Vec::new();
+    let content_start = loop {
+        let start = lines.offset;
+        let line = lines.next(1000)?.ok_or_else(|| {
+            Error::Mime("the header part is not followed by a content part".into())
+        })?;
+        if line == delimiter.as_bytes() {
+            break start;
+        }
+        if line.starts_with(delimiter.as_bytes()) {
+            return Err(Error::Mime(
+                "the envelope ends after the header part".into(),
+            ));
+        }
+        body.extend_from_slice(&line);
+        body.push(b'\n');
+        if body.len() > limits::HEADER_BYTES * 2 {
+            return Err(Error::TooLarge {
+                what: "header part",
+                limit: limits::HEADER_BYTES,
+            });
+        }
+    };
+    let header_xml = match cte.trim().to_ascii_lowercase().as_str() {
+        "7bit" | "8bit" => body,
+        "base64" => {
+            let compact: Vec<u8> = body
+                .into_iter()
+                .filter(|b| !b.is_ascii_whitespace())
+                .collect();
+            base64::engine::general_purpose::STANDARD
+                .decode(compact)
+                .map_err(|e| Error::Mime(format!("header part: bad base64: {e}")))?
+        }
+        other => {
+            return Err(Error::Mime(format!(
+                "header part: unsupported transfer encoding {other}"
+            )))
+        }
+    };
+    let header = xml::header_from_xml(&header_xml)?;
+    if header.id.as_str() != id {
+        return Err(Error::Mime(format!(
+            "the header part named {id} holds message {}",
+            header.id
+        )));
+    }
+    // The content part: 7-bit XML around base64 data.
+    let part = lines.header_block(limits::PART_HEADER_BYTES)?;
+    let cid2 = cid(&part, "content")?;
+    if cid2 != id {
+        return Err(Error::Mime(format!(
+            "header part for {id} is followed by the content part of {cid2}"
+        )));
+    }
+    let cte = header_value(&part, "Content-Transfer-Encoding")?.unwrap_or_else(|| "7bit".into());
+    if !cte.trim().eq_ignore_ascii_case("7bit") {
+        return Err(Error::Mime(format!(
+            "a streamed content part must be 7bit, not {cte}"
+        )));
+    }
+    let mut opening = String::new();
+    while !opening.contains("<data") || !opening[opening.find("<data").unwrap_or(0)..].contains('>')
+    {
+        let line = lines
+            .next(4096)?
+            .ok_or_else(|| Error::Mime("the content part ends before its data".into()))?;
+        opening.push_str(
+            std::str::from_utf8(&line)
+                .map_err(|_| Error::Mime("content part is not UTF-8".into()))?,
+        );
+        opening.push('\n');
+        if opening.len() > 8192 {
+            return Err(Error::Mime(
+                "no <data> element at the start of the content part".into(),
+            ));
+        }
+    }
+    let at = opening.find("<data").unwrap_or(0);
+    let prefix = opening[..at].trim();
+    let prefix = prefix
+        .strip_prefix("<?xml version=\"1.0\" encoding=\"UTF-8\"?>")
+        .unwrap_or(prefix)
+        .trim();
+    if prefix != "<content>" {
+        return Err(Error::Mime(format!(
+            "unexpected content before <data>: {prefix}"
+        )));
+    }
+    let end = opening[at..]
+        .find('>')
+        .map_or(opening.len(), |e| at + e + 1);
+    let (mime_type, size) = data_attributes(&opening[at..end])?;
+    let rest = opening[end..].to_string();
+    // The data text, decoded line by line.
+    let mut decoded = 0u64;
+    let mut pending: Vec<u8> = Vec::new();
+    let mut out_buf = Vec::with_capacity(64 * 1024);
+    let engine = base64::engine::general_purpose::STANDARD;
+    let tail;
+    let mut feed = |text: &[u8], pending: &mut Vec<u8>, flush_all: bool| -> Result<()> {
+        pending.extend(text.iter().copied().filter(|b| !b.is_ascii_whitespace()));
+        let usable = if flush_all {
+            pending.len()
+        } else {
+            pending.len() / 4 * 4
+        };
+        if usable > 0 {
+            out_buf.clear();
+            engine
+                .decode_vec(&pending[..usable], &mut out_buf)
+                .map_err(|e| Error::Invalid {
+                    field: "data",
+                    reason: format!("bad base64: {e}"),
+                })?;
+            decoded += out_buf.len() as u64;
+            out.write_all(&out_buf)
+                .map_err(|e| Error::Mime(format!("write: {e}")))?;
+            pending.drain(..usable);
+        }
+        Ok(())
+    };
+    let mut first = Some(rest);
+    loop {
+        let line = match first.take() {
+            Some(r) => r.into_bytes(),
+            None => lines
+                .next(4096)?
+                .ok_or_else(|| Error::Mime("the content part ends inside its data".into()))?,
+        };
+        if let Some(lt) = line.iter().position(|&b| b == b'<') {
+            feed(&line[..lt], &mut pending, true)?;
+            tail = String::from_utf8_lossy(&line[lt..]).into_owned();
+            break;
+        }
+        feed(&line, &mut pending, false)?;
+    }
+    if decoded != size {
+        return Err(Error::Invalid {
+            field: "data",
+            reason: format!("size says {size} bytes, content has {decoded}"),
+        });
+    }
+    if tail.trim() != "</data></content>" {
+        return Err(Error::Mime(format!(
+            "unexpected end of the content part: {}",
+            tail.trim()
+        )));
+    }
+    let close = lines
+        .next(1000)?
+        .ok_or_else(|| Error::Mime("the envelope is not closed".into()))?;
+    if close != format!("{delimiter}--").as_bytes() {
+        return Err(Error::Mime(
+            "the content part is not followed by the closing delimiter".into(),
+        ));
+    }
+    Ok(Layout {
+        header,
+        mime_type,
+        size,
+        content_start,
+        boundary,
+    })
+}
+
+/// The ID a part's Content-ID names, checking its role.
+fn cid(part: &[u8], role: &str) -> Result<String> {
+    let cid = header_value(part, "Content-ID")?
+        .ok_or_else(|| Error::Mime("a part has no Content-ID".into()))?;
+    cid.trim()
+        .strip_prefix('<')
+        .and_then(|s| s.strip_suffix("@rs>"))
+        .and_then(|s| s.strip_prefix(&format!("{role}.")))
+        .map(str::to_string)
+        .ok_or_else(|| Error::Mime(format!("Content-ID {cid} is not <{role}.ID@rs>")))
+}
+
+/// The mime-type and size of a `<data ...>` start tag with base64 encoding.
+fn data_attributes(tag: &str) -> Result<(MimeType, u64)> {
+    let empty = format!("{}/>", tag.trim_end_matches('>').trim_end_matches('/'));
+    let mut reader = quick_xml::Reader::from_str(&empty);
+    let ev = reader.read_event().map_err(|e| Error::Xml(e.to_string()))?;
+    let quick_xml::events::Event::Empty(e) = ev else {
+        return Err(Error::Xml(format!("not a data element: {tag}")));
+    };
+    let (mut mime, mut size, mut encoding) = (None, None, None);
+    for a in e.attributes() {
+        let a = a.map_err(|e| Error::Xml(e.to_string()))?;
+        let v = a
+            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+            .map_err(|e| Error::Xml(e.to_string()))?
+            .into_owned();
+        match a.key.as_ref() {
+            "mime-type" => mime = Some(v),
+            "size" => size = Some(v),
+            "encoding" => encoding = Some(v),
+            _ => {}
+        }
+    }
+    if encoding.as_deref() != Some("base64") {
+        return Err(Error::Invalid {
+            field: "data encoding",
+            reason: "a streamed data element must be base64".into(),
+        });
+    }
+    let size = size
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Error::Invalid {
+            field: "data",
+            reason: "no valid size".into(),
+        })?;
+    let mime = MimeType::new(mime.ok_or_else(|| Error::Invalid {
+        field: "data",
+        reason: "no mime-type".into(),
+    })?)?;
+    Ok((mime, size))
+}
+
+/// Envelope files this large or smaller may be read into memory when they
+/// are not in the streamable one-message form.
+pub const MAX_IN_MEMORY: u64 = 256 * 1024 * 1024;
+
+/// An envelope read from a file.
+#[derive(Debug)]
+pub enum Loaded {
+    /// Parsed in memory.
+    Messages(Vec<super::Message>),
+    /// A large one-message data envelope, checked in bounded memory.
+    Large(Box<Layout>),
+}
+
+/// Reads the envelope in the file at `path`: large files as a stream
+/// ([`scan`]), falling back to memory for other forms up to
+/// [`MAX_IN_MEMORY`]; small files in memory.
+pub fn load(path: &std::path::Path) -> Result<Loaded> {
+    let io_err = |e: io::Error| Error::Mime(format!("{}: {e}", path.display()));
+    let mut f = File::open(path).map_err(io_err)?;
+    let size = f.metadata().map_err(io_err)?.len();
+    if size > THRESHOLD {
+        match scan(&mut f) {
+            Ok(layout) => return Ok(Loaded::Large(Box::new(layout))),
+            Err(e) if size > MAX_IN_MEMORY => {
+                return Err(Error::Mime(format!(
+                    "{size} bytes, and not a one-message data envelope: {e}"
+                )))
+            }
+            Err(_) => {}
+        }
+    }
+    let bytes = std::fs::read(path).map_err(io_err)?;
+    super::envelope::parse(&bytes).map(Loaded::Messages)
+}
+
+/// Writes the envelope in `file` (laid out as `layout` says) with its header
+/// part replaced by `header`, copying the content part verbatim.
+pub fn write_with_header(
+    file: &mut File,
+    layout: &Layout,
+    header: &Header,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let header_xml = xml::header_to_xml(header);
+    if header_xml.contains(&layout.boundary) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the new header holds the boundary",
+        ));
+    }
+    let mut out = io::BufWriter::with_capacity(256 * 1024, out);
+    write_head(&mut out, header, 1, &layout.boundary)?;
+    write_part(
+        &mut out,
+        &layout.boundary,
+        &format!("header.{}@rs", header.id),
+        &header_xml,
+    )?;
+    file.seek(SeekFrom::Start(layout.content_start))?;
+    io::copy(file, &mut out)?;
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::*;
+    use crate::time::Timestamp;
+
+    fn header() -> Header {
+        let name = |s: &str| Name::new("n", s).unwrap();
+        Header {
+            id: MessageId::parse("m1").unwrap(),
+            created: Timestamp::from_secs(1_764_000_000),
+            class: name("c"),
+            subclass: name("s"),
+            locator: Locator::Source(Source {
+                component: name("a.b"),
+                component_type: name("t"),
+                version: name("1"),
+                qos: Qos {
+                    expiry: None,
+                    precedence: Precedence::Bulk,
+                    persistence: Persistence::Normal,
+                },
+            }),
+            in_reply_to: None,
+            origin_key: None,
+            epoch: None,
+            routing: vec![],
+        }
+    }
+
+    fn data(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i.wrapping_mul(7919) >> 3) as u8).collect()
+    }
+
+    fn streamed(bytes: &[u8]) -> (tempfile::NamedTempFile, Vec<u8>) {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        write_data_envelope(
+            &header(),
+            &MimeType::octet_stream(),
+            bytes.len() as u64,
+            &mut &bytes[..],
+            f.as_file_mut(),
+        )
+        .unwrap();
+        let written = std::fs::read(f.path()).unwrap();
+        (f, written)
+    }
+
+    #[test]
+    fn streamed_envelopes_are_ordinary_envelopes() {
+        for n in [0, 1, 56, 57, 58, 1000, 200_000] {
+            let bytes = data(n);
+            let (mut f, written) = streamed(&bytes);
+            let parsed = envelope::parse(&written).unwrap();
+            assert_eq!(
+                parsed[0].content,
+                Content::Data(Data {
+                    mime_type: MimeType::octet_stream(),
+                    bytes: bytes.clone()
+                }),
+                "{n}"
+            );
+            let mut out = Vec::new();
+            let layout = decode(f.as_file_mut(), &mut out).unwrap();
+            assert_eq!(out, bytes, "{n}");
+            assert_eq!(layout.size, n as u64);
+            assert_eq!(layout.header, header());
+        }
+    }
+
+    #[test]
+    fn the_in_memory_writer_output_scans_too() {
+        let m = Message {
+            header: header(),
+            content: Content::Data(Data {
+                mime_type: MimeType::octet_stream(),
+                bytes: data(70_000),
+            }),
+        };
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(&envelope::to_bytes(&[m])).unwrap();
+        assert_eq!(scan(f.as_file_mut()).unwrap().size, 70_000);
+    }
+
+    #[test]
+    fn a_new_header_keeps_the_content_byte_for_byte() {
+        let bytes = data(100_000);
+        let (mut f, _) = streamed(&bytes);
+        let layout = scan(f.as_file_mut()).unwrap();
+        let mut h = header();
+        h.routing.push(Routing {
+            component: Name::new("r", "b.hub").unwrap(),
+            received: Some(Timestamp::from_secs(5)),
+            sent: None,
+        });
+        let mut out = Vec::new();
+        write_with_header(f.as_file_mut(), &layout, &h, &mut out).unwrap();
+        let m = envelope::parse(&out).unwrap().remove(0);
+        assert_eq!(m.header, h);
+        assert_eq!(
+            m.content,
+            Content::Data(Data {
+                mime_type: MimeType::octet_stream(),
+                bytes
+            })
+        );
+    }
+
+    #[test]
+    fn damage_is_refused() {
+        let (_, good) = streamed(&data(10_000));
+        let text = String::from_utf8(good.clone()).unwrap();
+        let cases: Vec<Vec<u8>> = vec![
+            good[..good.len() / 2].to_vec(),
+            good[..good.len() - 3].to_vec(),
+            text.replacen("size=\"10000\"", "size=\"10001\"", 1)
+                .into_bytes(),
+            text.replacen("encoding=\"base64\"", "encoding=\"text\"", 1)
+                .into_bytes(),
+            {
+                let mut b = good.clone();
+                let i = b.len() / 2;
+                b[i] = b'!';
+                b
+            },
+        ];
+        for (i, c) in cases.iter().enumerate() {
+            let mut f = tempfile::NamedTempFile::new().unwrap();
+            f.write_all(c).unwrap();
+            assert!(scan(f.as_file_mut()).is_err(), "case {i} accepted");
+        }
+    }
+
+    #[test]
+    fn data_that_changes_while_read_is_an_error() {
+        let bytes = data(1000);
+        let mut out = Vec::new();
+        assert!(write_data_envelope(
+            &header(),
+            &MimeType::octet_stream(),
+            999,
+            &mut &bytes[..],
+            &mut out
+        )
+        .is_err());
+    }
+}
