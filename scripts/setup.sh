@@ -7,7 +7,10 @@ set -euo pipefail
 packages=(
     pkg-config
     libssl-dev
+    libclang-dev
     postfix
+    gnupg
+    openssl
 )
 
 # Postfix asks how to configure itself; the tests configure their own instances.

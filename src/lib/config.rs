@@ -79,6 +79,45 @@ pub struct Peer {
     /// The wait between retransmissions doubles up to this cap.
     #[serde(default = "default_retry_cap", deserialize_with = "duration")]
     pub retry_cap: Duration,
+    /// How messages to and from this peer are protected.
+    #[serde(default)]
+    pub protection: ProtectionKind,
+    /// Our secret key: an OpenPGP transferable secret key (`gpg
+    /// --export-secret-keys`), or for S/MIME a PEM private key.
+    pub our_key: Option<PathBuf>,
+    /// S/MIME: our certificate (PEM).
+    pub our_cert: Option<PathBuf>,
+    /// The peer's OpenPGP certificate (`gpg --export`) or S/MIME certificate (PEM).
+    pub peer_cert: Option<PathBuf>,
+    /// A file holding the passphrase of `our_key`, if it has one.
+    pub passphrase_file: Option<PathBuf>,
+    /// Whether the peer's messages must be signed (default: yes, when protected).
+    pub require_signature: Option<bool>,
+    /// S/MIME: CA certificates the peer's certificate must chain to
+    /// (default: the peer's certificate itself is trusted, pinned).
+    pub ca: Option<PathBuf>,
+    /// S/MIME: a CRL (PEM) to check the peer's certificate against.
+    pub crl: Option<PathBuf>,
+}
+
+/// Protection of a peer's traffic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtectionKind {
+    #[default]
+    None,
+    OpenPgp,
+    Smime,
+}
+
+impl fmt::Display for ProtectionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProtectionKind::None => "none",
+            ProtectionKind::OpenPgp => "openpgp",
+            ProtectionKind::Smime => "smime",
+        })
+    }
 }
 
 fn default_ack_timeout() -> Duration {

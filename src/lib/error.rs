@@ -81,6 +81,7 @@ impl From<crate::spool::Error> for Error {
             E::NotASpool { .. } => ExitCode::Config,
             E::DiskFull { .. } => ExitCode::TempFail,
             E::NotFound { .. } => ExitCode::NoInput,
+            E::Keys { .. } => ExitCode::Config,
         };
         Error::new(code, e.to_string())
     }

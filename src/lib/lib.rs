@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod message;
 pub mod output;
+pub mod protect;
 pub mod queue;
 pub mod receive;
 pub mod route;

@@ -148,21 +148,31 @@ fn send_to(
                 continue;
             }
         }
+        let protector = crate::protect::Protector::for_peer(peer)
+            .map_err(|e| {
+                Error::new(
+                    ExitCode::Config,
+                    format!("{e} (in {})", spool.config_path().display()),
+                )
+            })?
+            .map(std::sync::Arc::new);
         let mut pruned = 0;
         let mut last = None;
         for route in &routes {
             let mut transport: Box<dyn Transport> = match route {
                 config::Route::Dir(d) => {
-                    let t = DirTransport::new(d, &me, &peer.id);
+                    let t = DirTransport::new(d, &me, &peer.id, protector.clone(), now);
                     pruned += t.prune(&outbound);
                     Box::new(t)
                 }
-                config::Route::Smtp(r) => Box::new(SmtpTransport::new(r, &me).map_err(|e| {
-                    Error::new(
-                        ExitCode::Config,
-                        format!("peer {} in {}: {e}", peer.id, spool.config_path().display()),
-                    )
-                })?),
+                config::Route::Smtp(r) => Box::new(
+                    SmtpTransport::new(r, &me, protector.clone(), now).map_err(|e| {
+                        Error::new(
+                            ExitCode::Config,
+                            format!("peer {} in {}: {e}", peer.id, spool.config_path().display()),
+                        )
+                    })?,
+                ),
             };
             let r = flush::flush(spool, peer, transport.as_mut(), &ctx.clock, &log)?;
             let route_failed = r.deferred > 0 && r.sent == 0;

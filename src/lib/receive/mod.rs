@@ -23,7 +23,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::time::Duration;
 
 pub mod mail;
@@ -32,6 +32,7 @@ use crate::ack::{self, Applied, Owed};
 use crate::message::{
     envelope, stream, Header, Locator, Message, MessageId, Name, ResponseStatus, Routing,
 };
+use crate::protect::{self, Protector};
 use crate::route::{self, Learned, NextHop};
 use crate::spool::seen::{Kind, Seen};
 use crate::spool::{durable, maildir, Admission, Area, EntryName, Error, Result, Spool};
@@ -103,6 +104,92 @@ fn unwrap(payload: &Payload) -> std::result::Result<Vec<Incoming>, String> {
             }]),
         },
     }
+}
+
+/// Removes the protection of an inbound envelope, as its peer's
+/// configuration requires: `Ok(None)` when it travels in the clear,
+/// `Ok(Some(plain))` once decrypted and verified, `Err(reason)` when it
+/// must be refused.
+fn clear(
+    spool: &Spool,
+    item: &Inbound,
+    protectors: &mut HashMap<Name, Option<Protector>>,
+    plaintexts: &mut Vec<crate::spool::Staged>,
+    now: Timestamp,
+) -> Result<std::result::Result<Option<Payload>, String>> {
+    let Some(peer) = spool.config().peer(item.from.as_str()) else {
+        return Ok(Err(format!("{} is not a configured peer", item.from)));
+    };
+    if !protectors.contains_key(&item.from) {
+        let p = Protector::for_peer(peer).map_err(|e| Error::Keys {
+            peer: peer.id.to_string(),
+            reason: e.to_string(),
+        })?;
+        protectors.insert(item.from.clone(), p);
+    }
+    let protector = protectors.get(&item.from).and_then(Option::as_ref);
+    let mut prefix = Vec::new();
+    match &item.payload {
+        Payload::Bytes(b) => prefix.extend_from_slice(&b[..b.len().min(65_536)]),
+        Payload::File(p) => {
+            File::open(p)
+                .and_then(|f| f.take(65_536).read_to_end(&mut prefix))
+                .map_err(|e| Error::io("read", p, e))?;
+        }
+    }
+    let wire = protect::wire(&prefix);
+    let Some(protector) = protector else {
+        return Ok(match wire {
+            protect::Wire::Plain => Ok(None),
+            _ => Err(format!(
+                "a protected message from {}, whose protection is not configured (set protection, our_key and peer_cert in config.toml)",
+                item.from
+            )),
+        });
+    };
+    if wire == protect::Wire::Plain {
+        return Ok(if protector.accepts_plain() {
+            Ok(None)
+        } else {
+            Err(format!(
+                "the message is not protected, and {}'s messages must be signed",
+                item.from
+            ))
+        });
+    }
+    let mut staged = spool.stage(now)?;
+    let path = staged.path().to_path_buf();
+    let result = {
+        let mut out = std::io::BufWriter::new(&mut staged);
+        let r = match &item.payload {
+            Payload::Bytes(b) => protector.unprotect(&mut &b[..], &mut out, now),
+            Payload::File(p) => {
+                let mut f =
+                    std::io::BufReader::new(File::open(p).map_err(|e| Error::io("read", p, e))?);
+                protector.unprotect(&mut f, &mut out, now)
+            }
+        };
+        r.and_then(|()| out.flush().map_err(|e| protect::Error::Io(e.to_string())))
+    };
+    match result {
+        Ok(()) => {}
+        Err(protect::Error::Refused(why)) => return Ok(Err(why)),
+        Err(protect::Error::Keys(reason)) => {
+            return Err(Error::Keys {
+                peer: item.from.to_string(),
+                reason,
+            })
+        }
+        Err(protect::Error::Io(e)) => {
+            return Err(Error::io("decrypt into", &path, std::io::Error::other(e)))
+        }
+    }
+    if staged.size() <= stream::THRESHOLD {
+        let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+        return Ok(Ok(Some(Payload::Bytes(bytes))));
+    }
+    plaintexts.push(staged);
+    Ok(Ok(Some(Payload::File(path))))
 }
 
 /// What a batch did.
@@ -368,12 +455,35 @@ pub fn receive(
         });
     };
 
+    let mut protectors: HashMap<Name, Option<Protector>> = HashMap::new();
+    // Decrypted envelopes in tmp/, removed when the batch ends.
+    let mut plaintexts: Vec<crate::spool::Staged> = Vec::new();
     for item in batch {
-        let messages = match unwrap(&item.payload) {
+        let cleared = match clear(spool, &item, &mut protectors, &mut plaintexts, now)? {
+            Ok(c) => c,
+            Err(why) => {
+                let detail = format!("{}: {why}", item.label);
+                let q = match &item.payload {
+                    Payload::Bytes(b) => {
+                        spool.quarantine_bytes(b, "in", &item.label, &detail, now)?
+                    }
+                    Payload::File(p) => spool.quarantine_copy(p, &item.label, &detail, now)?,
+                };
+                log(format!(
+                    "quarantined {} as {}: {why}",
+                    item.label,
+                    q.display()
+                ));
+                report.quarantined += 1;
+                continue;
+            }
+        };
+        let payload = cleared.as_ref().unwrap_or(&item.payload);
+        let messages = match unwrap(payload) {
             Ok(m) => m,
             Err(e) => {
                 let detail = format!("{}: {e}", item.label);
-                let q = match &item.payload {
+                let q = match payload {
                     Payload::Bytes(b) => {
                         spool.quarantine_bytes(b, "in", &item.label, &detail, now)?
                     }

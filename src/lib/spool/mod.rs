@@ -53,6 +53,8 @@ pub enum Error {
         min: Size,
         config: PathBuf,
     },
+    #[error("keys for peer {peer}: {reason}")]
+    Keys { peer: String, reason: String },
     #[error("no message {id} in the outbound areas of {spool} (see `rs-queue list`; dead messages are listed by `rs-queue list --area dead`)")]
     NotFound { id: String, spool: PathBuf },
 }

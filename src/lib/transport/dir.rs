@@ -15,17 +15,45 @@ use std::path::{Path, PathBuf};
 
 use super::{Outcome, Outgoing, Transport};
 use crate::message::Name;
+use crate::protect::Protector;
 use crate::spool::durable;
 
 pub struct DirTransport {
     dir: PathBuf,
+    protector: Option<std::sync::Arc<Protector>>,
+    now: crate::time::Timestamp,
 }
 
 impl DirTransport {
-    /// The route through `root` from component `from` to component `to`.
-    pub fn new(root: &Path, from: &Name, to: &Name) -> DirTransport {
+    /// The route through `root` from component `from` to component `to`,
+    /// protecting what it writes with `protector` (as of `now`).
+    pub fn new(
+        root: &Path,
+        from: &Name,
+        to: &Name,
+        protector: Option<std::sync::Arc<Protector>>,
+        now: crate::time::Timestamp,
+    ) -> DirTransport {
         DirTransport {
             dir: root.join(to.as_str()).join(from.as_str()),
+            protector,
+            now,
+        }
+    }
+
+    /// Writes `src` to `tmp`: copied, or protected for the peer.
+    fn write_one(&self, src: &Path, tmp: &Path) -> Result<(), String> {
+        match &self.protector {
+            None => fs::copy(src, tmp).map(|_| ()).map_err(|e| e.to_string()),
+            Some(p) => {
+                let mut input =
+                    std::io::BufReader::new(fs::File::open(src).map_err(|e| e.to_string())?);
+                let mut out =
+                    std::io::BufWriter::new(fs::File::create(tmp).map_err(|e| e.to_string())?);
+                p.protect(&mut input, &mut out, self.now)
+                    .map_err(|e| e.to_string())?;
+                std::io::Write::flush(&mut out).map_err(|e| e.to_string())
+            }
         }
     }
 
@@ -97,8 +125,8 @@ impl Transport for DirTransport {
         let mut staged = Vec::with_capacity(batch.len());
         for (i, item) in batch.iter().enumerate() {
             let tmp = self.dir.join(format!(".tmp-{}", item.wire_name));
-            match fs::copy(&item.path, &tmp) {
-                Ok(_) => staged.push((i, tmp)),
+            match self.write_one(&item.path, &tmp) {
+                Ok(()) => staged.push((i, tmp)),
                 Err(e) => {
                     let _ = fs::remove_file(&tmp);
                     outcomes[i] = Some(Outcome::Deferred(format!(

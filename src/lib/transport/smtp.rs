@@ -21,10 +21,13 @@ use lettre::{Address, Transport as _};
 use super::{Outcome, Outgoing, Transport};
 use crate::config::{SmtpRoute, SmtpTls};
 use crate::message::{envelope, Name};
+use crate::protect::Protector;
 
 pub struct SmtpTransport {
     route: SmtpRoute,
     me: Name,
+    protector: Option<std::sync::Arc<Protector>>,
+    now: crate::time::Timestamp,
     client: lettre::SmtpTransport,
     envelope: Envelope,
     /// Whether Nagle's algorithm is off on the pooled connection.
@@ -41,7 +44,12 @@ pub struct SetupError {
 }
 
 impl SmtpTransport {
-    pub fn new(route: &SmtpRoute, me: &Name) -> Result<SmtpTransport, SetupError> {
+    pub fn new(
+        route: &SmtpRoute,
+        me: &Name,
+        protector: Option<std::sync::Arc<Protector>>,
+        now: crate::time::Timestamp,
+    ) -> Result<SmtpTransport, SetupError> {
         let fail = |reason: String| SetupError {
             host: route.host.clone(),
             port: route.port,
@@ -86,6 +94,8 @@ impl SmtpTransport {
         Ok(SmtpTransport {
             route: route.clone(),
             me: me.clone(),
+            protector,
+            now,
             client: builder.build(),
             envelope,
             nodelay: false,
@@ -108,6 +118,15 @@ impl SmtpTransport {
                 );
             }
             envelope::to_bytes(&messages)
+        };
+        let body = match &self.protector {
+            None => body,
+            Some(p) => {
+                let mut protected = Vec::with_capacity(body.len() * 4 / 3 + 4096);
+                p.protect(&mut &body[..], &mut protected, self.now)
+                    .map_err(|e| e.to_string())?;
+                protected
+            }
         };
         let mut email = format!(
             "From: {}\nTo: {}\nX-Rs-From: {}\n",

@@ -1,0 +1,282 @@
+//! OpenPGP protection with Sequoia (OpenSSL backend): sign then encrypt
+//! into one OpenPGP message (RFC 3156 section 6.2, what `gpg --sign
+//! --encrypt` makes), and decrypt then verify, as streams.
+
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::time::SystemTime;
+
+use sequoia_openpgp as openpgp;
+
+use openpgp::crypto::{KeyPair, Password, SessionKey};
+use openpgp::packet::{PKESK, SKESK};
+use openpgp::parse::stream::{
+    DecryptionHelper, DecryptorBuilder, MessageLayer, MessageStructure, VerificationHelper,
+};
+use openpgp::parse::Parse;
+use openpgp::policy::StandardPolicy;
+use openpgp::serialize::stream::{Armorer, Encryptor, LiteralWriter, Message, Signer};
+use openpgp::types::SymmetricAlgorithm;
+use openpgp::{Cert, Fingerprint, KeyHandle};
+
+/// How much plaintext the decryptor holds back until it has checked the
+/// signature at the end (it releases the rest as it goes): bounds memory.
+const BUFFER: usize = 8 * 1024 * 1024;
+
+pub struct Keys {
+    /// Our transferable secret key.
+    ours: Cert,
+    /// The peer's certificate.
+    peer: Cert,
+    password: Option<Password>,
+}
+
+fn policy() -> StandardPolicy<'static> {
+    StandardPolicy::new()
+}
+
+impl Keys {
+    pub fn load(
+        our_key: &Path,
+        peer_cert: &Path,
+        passphrase_file: Option<&Path>,
+    ) -> Result<Keys, String> {
+        let ours =
+            Cert::from_file(our_key).map_err(|e| format!("our_key {}: {e}", our_key.display()))?;
+        if !ours.is_tsk() {
+            return Err(format!(
+                "our_key {} holds no secret key (export it with gpg --export-secret-keys)",
+                our_key.display()
+            ));
+        }
+        let peer = Cert::from_file(peer_cert)
+            .map_err(|e| format!("peer_cert {}: {e}", peer_cert.display()))?;
+        let password = match passphrase_file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| format!("passphrase_file {}: {e}", p.display()))?;
+                Some(Password::from(text.trim_end_matches(['\n', '\r'])))
+            }
+            None => None,
+        };
+        Ok(Keys {
+            ours,
+            peer,
+            password,
+        })
+    }
+
+    pub fn peer_fingerprint(&self) -> Fingerprint {
+        self.peer.fingerprint()
+    }
+
+    fn unlock(
+        &self,
+        key: openpgp::packet::Key<
+            openpgp::packet::key::SecretParts,
+            openpgp::packet::key::UnspecifiedRole,
+        >,
+    ) -> Result<KeyPair, String> {
+        let key = if key.has_unencrypted_secret() {
+            key
+        } else {
+            let password = self
+                .password
+                .as_ref()
+                .ok_or("our secret key is protected by a passphrase: give passphrase_file")?;
+            key.decrypt_secret(password)
+                .map_err(|e| format!("cannot unlock our secret key: {e}"))?
+        };
+        key.into_keypair().map_err(|e| e.to_string())
+    }
+
+    fn signer(&self) -> Result<KeyPair, String> {
+        let p = policy();
+        let key = self
+            .ours
+            .keys()
+            .secret()
+            .with_policy(&p, None)
+            .supported()
+            .alive()
+            .revoked(false)
+            .for_signing()
+            .next()
+            .ok_or_else(|| {
+                format!(
+                    "our key {} has no valid signing key (expired or revoked?)",
+                    self.ours.fingerprint()
+                )
+            })?;
+        self.unlock(key.key().clone().role_into_unspecified())
+    }
+
+    /// Signs and encrypts `input` for the peer, writing an armored OpenPGP
+    /// message to `out`.
+    pub fn protect(
+        &self,
+        input: &mut (dyn Read + Send + Sync),
+        out: &mut (dyn Write + Send + Sync),
+    ) -> Result<(), String> {
+        let p = policy();
+        let recipients: Vec<_> = self
+            .peer
+            .keys()
+            .with_policy(&p, None)
+            .supported()
+            .alive()
+            .revoked(false)
+            .for_transport_encryption()
+            .collect();
+        if recipients.is_empty() {
+            return Err(format!(
+                "the peer's certificate {} has no valid encryption key (expired or revoked?)",
+                self.peer.fingerprint()
+            ));
+        }
+        let signer = self.signer()?;
+        let e = |e: openpgp::Error| e.to_string();
+        let _ = e;
+        let message = Message::new(out);
+        let message = Armorer::new(message).build().map_err(|e| e.to_string())?;
+        let message = Encryptor::for_recipients(message, recipients)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let message = Signer::new(message, signer)
+            .map_err(|e| e.to_string())?
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut message = LiteralWriter::new(message)
+            .build()
+            .map_err(|e| e.to_string())?;
+        io::copy(input, &mut message).map_err(|e| format!("encrypting: {e}"))?;
+        message.finalize().map_err(|e| e.to_string())
+    }
+
+    /// Decrypts `input` (an OpenPGP message, armored or not) into `out`,
+    /// requiring a valid signature by the peer when `require_signature`.
+    /// On error, `out` may hold a prefix of the plaintext: discard it.
+    pub fn unprotect(
+        &self,
+        input: &mut (dyn Read + Send + Sync),
+        out: &mut (dyn Write + Send + Sync),
+        require_signature: bool,
+        now: SystemTime,
+    ) -> Result<(), String> {
+        let p = policy();
+        let helper = Helper {
+            keys: self,
+            require_signature,
+            now,
+        };
+        let mut decryptor = DecryptorBuilder::from_reader(input)
+            .map_err(|e| format!("not an OpenPGP message: {e}"))?
+            .buffer_size(BUFFER)
+            .with_policy(&p, now, helper)
+            .map_err(|e| e.to_string())?;
+        io::copy(&mut decryptor, out).map_err(|e| match e.get_ref() {
+            Some(inner) => inner.to_string(),
+            None => e.to_string(),
+        })?;
+        Ok(())
+    }
+}
+
+struct Helper<'a> {
+    keys: &'a Keys,
+    require_signature: bool,
+    #[allow(dead_code)]
+    now: SystemTime,
+}
+
+impl VerificationHelper for Helper<'_> {
+    fn get_certs(&mut self, _ids: &[KeyHandle]) -> openpgp::Result<Vec<Cert>> {
+        Ok(vec![self.keys.peer.clone()])
+    }
+
+    fn check(&mut self, structure: MessageStructure) -> openpgp::Result<()> {
+        let mut signed = false;
+        let mut encrypted = false;
+        for layer in structure.into_iter() {
+            match layer {
+                MessageLayer::Encryption { .. } => encrypted = true,
+                MessageLayer::Compression { .. } => {}
+                MessageLayer::SignatureGroup { results } => {
+                    for r in results {
+                        match r {
+                            Ok(good)
+                                if good.ka.cert().fingerprint() == self.keys.peer.fingerprint() =>
+                            {
+                                signed = true
+                            }
+                            Ok(good) => {
+                                return Err(anyhow_msg(format!(
+                                    "signed by {}, not by the peer's key {}",
+                                    good.ka.cert().fingerprint(),
+                                    self.keys.peer.fingerprint()
+                                )))
+                            }
+                            Err(e) => return Err(anyhow_msg(format!("bad signature: {e}"))),
+                        }
+                    }
+                }
+            }
+        }
+        if !encrypted {
+            return Err(anyhow_msg("the message is not encrypted".into()));
+        }
+        if self.require_signature && !signed {
+            return Err(anyhow_msg(
+                "the message is not signed, and this peer's messages must be".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn anyhow_msg(s: String) -> openpgp::anyhow::Error {
+    openpgp::anyhow::anyhow!(s)
+}
+
+impl DecryptionHelper for Helper<'_> {
+    fn decrypt(
+        &mut self,
+        pkesks: &[PKESK],
+        _skesks: &[SKESK],
+        sym_algo: Option<SymmetricAlgorithm>,
+        decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &SessionKey) -> bool,
+    ) -> openpgp::Result<Option<Cert>> {
+        let p = policy();
+        let keys: Vec<_> = self
+            .keys
+            .ours
+            .keys()
+            .secret()
+            .with_policy(&p, None)
+            .supported()
+            .for_transport_encryption()
+            .collect();
+        for pkesk in pkesks {
+            for ka in &keys {
+                if pkesk
+                    .recipient()
+                    .is_some_and(|r| !r.aliases(ka.key().key_handle()))
+                {
+                    continue;
+                }
+                let Ok(mut pair) = self.keys.unlock(ka.key().clone().role_into_unspecified())
+                else {
+                    continue;
+                };
+                if let Some((algo, sk)) = pkesk.decrypt(&mut pair, sym_algo) {
+                    if decrypt(algo, &sk) {
+                        return Ok(Some(self.keys.ours.clone()));
+                    }
+                }
+            }
+        }
+        Err(anyhow_msg(
+            "cannot decrypt: not encrypted to our key".into(),
+        ))
+    }
+}

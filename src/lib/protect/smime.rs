@@ -1,0 +1,241 @@
+//! S/MIME protection with OpenSSL's CMS (RFC 8551): the envelope, in
+//! canonical CRLF form, is signed with a detached signature
+//! (`multipart/signed`), and that entity is encrypted for the peer
+//! (`application/pkcs7-mime; smime-type=enveloped-data`), as `openssl cms
+//! -sign` then `openssl cms -encrypt` would make it.
+//!
+//! On receipt the entity is decrypted with our key, the signature is
+//! checked against the peer's certificate only (it must be the signer), and
+//! that certificate against the configured trust: the CA file (with its
+//! CRL, if given), or the peer's certificate itself, pinned. Expiry and
+//! revocation are checked there.
+//!
+//! OpenSSL's CMS functions take whole buffers, so S/MIME messages are held
+//! in memory, up to [`MAX_BYTES`].
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use base64::Engine as _;
+use openssl::cms::{CMSOptions, CmsContentInfo};
+use openssl::pkey::{PKey, Private};
+use openssl::stack::Stack;
+use openssl::symm::Cipher;
+use openssl::x509::store::{X509Lookup, X509Store, X509StoreBuilder};
+use openssl::x509::verify::X509VerifyFlags;
+use openssl::x509::X509;
+
+/// Largest message S/MIME protects or unprotects (it is held in memory).
+pub const MAX_BYTES: usize = 512 * 1024 * 1024;
+
+pub struct Paths {
+    pub our_key: PathBuf,
+    pub our_cert: PathBuf,
+    pub peer_cert: PathBuf,
+    pub ca: Option<PathBuf>,
+    pub crl: Option<PathBuf>,
+    pub passphrase_file: Option<PathBuf>,
+}
+
+pub struct Keys {
+    key: PKey<Private>,
+    cert: X509,
+    peer: X509,
+    store: X509Store,
+}
+
+fn read(path: &std::path::Path, what: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{what} {}: {e}", path.display()))
+}
+
+impl Keys {
+    pub fn load(p: Paths) -> Result<Keys, String> {
+        let key_pem = read(&p.our_key, "our_key")?;
+        let key = match &p.passphrase_file {
+            Some(f) => {
+                let pass = read(f, "passphrase_file")?;
+                let pass: &[u8] = match pass.strip_suffix(b"\n") {
+                    Some(s) => s,
+                    None => &pass,
+                };
+                PKey::private_key_from_pem_passphrase(&key_pem, pass)
+            }
+            None => PKey::private_key_from_pem(&key_pem),
+        }
+        .map_err(|e| format!("our_key {}: {e}", p.our_key.display()))?;
+        let cert = X509::from_pem(&read(&p.our_cert, "our_cert")?)
+            .map_err(|e| format!("our_cert {}: {e}", p.our_cert.display()))?;
+        let peer = X509::from_pem(&read(&p.peer_cert, "peer_cert")?)
+            .map_err(|e| format!("peer_cert {}: {e}", p.peer_cert.display()))?;
+        let mut store = X509StoreBuilder::new().map_err(|e| e.to_string())?;
+        match &p.ca {
+            Some(ca) => {
+                for c in X509::stack_from_pem(&read(ca, "ca")?)
+                    .map_err(|e| format!("ca {}: {e}", ca.display()))?
+                {
+                    store.add_cert(c).map_err(|e| e.to_string())?;
+                }
+            }
+            None => store.add_cert(peer.clone()).map_err(|e| e.to_string())?,
+        }
+        if let Some(crl) = &p.crl {
+            let lookup = store
+                .add_lookup(X509Lookup::file())
+                .map_err(|e| e.to_string())?;
+            lookup
+                .load_crl_file(crl, openssl::ssl::SslFiletype::PEM)
+                .map_err(|e| format!("crl {}: {e}", crl.display()))?;
+            store
+                .set_flags(X509VerifyFlags::CRL_CHECK | X509VerifyFlags::CRL_CHECK_ALL)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(Keys {
+            key,
+            cert,
+            peer,
+            store: store.build(),
+        })
+    }
+
+    /// Signs (detached) then encrypts `input` for the peer; writes the
+    /// S/MIME entity with the given Date header.
+    pub fn protect(
+        &self,
+        input: &mut (dyn Read + Send + Sync),
+        out: &mut (dyn Write + Send + Sync),
+        date: &str,
+    ) -> Result<(), String> {
+        if self.peer.not_after()
+            < openssl::asn1::Asn1Time::days_from_now(0).map_err(|e| e.to_string())?
+        {
+            return Err(format!(
+                "the peer's certificate expired on {}",
+                self.peer.not_after()
+            ));
+        }
+        if self.cert.not_after()
+            < openssl::asn1::Asn1Time::days_from_now(0).map_err(|e| e.to_string())?
+        {
+            return Err(format!(
+                "our certificate expired on {}",
+                self.cert.not_after()
+            ));
+        }
+        let mut plain = Vec::new();
+        input
+            .take(MAX_BYTES as u64 + 1)
+            .read_to_end(&mut plain)
+            .map_err(|e| e.to_string())?;
+        if plain.len() > MAX_BYTES {
+            return Err(format!("S/MIME protects messages up to {MAX_BYTES} bytes (held in memory); use OpenPGP for larger ones"));
+        }
+        let content = crate::transport::smtp::to_crlf(&plain);
+        drop(plain);
+        let signature = CmsContentInfo::sign(
+            Some(&self.cert),
+            Some(&self.key),
+            None,
+            Some(&content),
+            CMSOptions::DETACHED | CMSOptions::BINARY,
+        )
+        .and_then(|c| c.to_der())
+        .map_err(|e| format!("signing: {e}"))?;
+        let boundary = format!("=_rs_smime_{}", hex(&random(12)));
+        let mut signed = format!(
+            "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=\"sha-256\";\r\n boundary=\"{boundary}\"\r\n\r\n\
+             This is an S/MIME signed message\r\n--{boundary}\r\n"
+        )
+        .into_bytes();
+        signed.extend_from_slice(&content);
+        drop(content);
+        signed.extend_from_slice(
+            format!(
+                "\r\n--{boundary}\r\nContent-Type: application/pkcs7-signature; name=\"smime.p7s\"\r\n\
+                 Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"smime.p7s\"\r\n\r\n{}\r\n--{boundary}--\r\n",
+                base64_lines(&signature, "\r\n")
+            )
+            .as_bytes(),
+        );
+        let mut peers = Stack::new().map_err(|e| e.to_string())?;
+        peers.push(self.peer.clone()).map_err(|e| e.to_string())?;
+        let encrypted =
+            CmsContentInfo::encrypt(&peers, &signed, Cipher::aes_256_cbc(), CMSOptions::BINARY)
+                .and_then(|c| c.to_der())
+                .map_err(|e| format!("encrypting: {e}"))?;
+        drop(signed);
+        write!(
+            out,
+            "MIME-Version: 1.0\nMessage-ID: <protected.{}@rs>\nDate: {date}\nSubject: rs protected message\n\
+             Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=\"smime.p7m\"\n\
+             Content-Transfer-Encoding: base64\nContent-Disposition: attachment; filename=\"smime.p7m\"\n\n{}",
+            hex(&random(8)),
+            base64_lines(&encrypted, "\n")
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    /// Decrypts `entity` (a whole S/MIME message), checks the signature is
+    /// the peer's, and writes the signed content (the envelope) to `out`.
+    pub fn unprotect(
+        &self,
+        entity: &[u8],
+        out: &mut (dyn Write + Send + Sync),
+        require_signature: bool,
+    ) -> Result<(), String> {
+        let cms = CmsContentInfo::smime_read_cms(entity)
+            .map_err(|e| format!("not an S/MIME message: {e}"))?;
+        let inner = cms.decrypt(&self.key, &self.cert).map_err(|e| {
+            format!("cannot decrypt (not encrypted to our certificate, or tampered): {e}")
+        })?;
+        let mail = mailparse::parse_mail(&inner).map_err(|e| format!("decrypted content: {e}"))?;
+        let content: &[u8] = match mail.ctype.mimetype.as_str() {
+            "multipart/signed" => {
+                if mail.subparts.len() != 2 {
+                    return Err("multipart/signed without exactly a content and a signature".into());
+                }
+                let content = mail.subparts[0].raw_bytes;
+                let sig = mail.subparts[1]
+                    .get_body_raw()
+                    .map_err(|e| format!("signature part: {e}"))?;
+                let mut sig =
+                    CmsContentInfo::from_der(&sig).map_err(|e| format!("signature: {e}"))?;
+                let mut signers = Stack::new().map_err(|e| e.to_string())?;
+                signers.push(self.peer.clone()).map_err(|e| e.to_string())?;
+                sig.verify(
+                    Some(&signers),
+                    Some(&self.store),
+                    Some(content),
+                    None,
+                    CMSOptions::NOINTERN,
+                )
+                .map_err(|e| format!("the signature is not the peer's, or not valid: {e}"))?;
+                content
+            }
+            _ if require_signature => {
+                return Err("the message is not signed, and this peer's messages must be".into())
+            }
+            _ => &inner,
+        };
+        out.write_all(content).map_err(|e| e.to_string())
+    }
+}
+
+fn random(n: usize) -> Vec<u8> {
+    let mut b = vec![0u8; n];
+    let _ = getrandom::fill(&mut b);
+    b
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn base64_lines(bytes: &[u8], eol: &str) -> String {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let mut out = String::with_capacity(encoded.len() + encoded.len() / 64 * eol.len() + eol.len());
+    for chunk in encoded.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        out.push_str(eol);
+    }
+    out
+}
