@@ -92,6 +92,7 @@ impl Keys {
 
     fn signer(&self) -> Result<KeyPair, String> {
         let p = policy();
+        usable(&self.ours, "our key")?;
         let key = self
             .ours
             .keys()
@@ -119,6 +120,7 @@ impl Keys {
         out: &mut (dyn Write + Send + Sync),
     ) -> Result<(), String> {
         let p = policy();
+        usable(&self.peer, "the peer's certificate")?;
         let recipients: Vec<_> = self
             .peer
             .keys()
@@ -180,6 +182,19 @@ impl Keys {
         })?;
         Ok(())
     }
+}
+
+/// Refuses a certificate that is revoked, expired or otherwise invalid now.
+fn usable(cert: &Cert, what: &str) -> Result<(), String> {
+    let p = policy();
+    let vc = cert
+        .with_policy(&p, None)
+        .map_err(|e| format!("{what} {} is not valid: {e}", cert.fingerprint()))?;
+    if let openpgp::types::RevocationStatus::Revoked(_) = vc.revocation_status() {
+        return Err(format!("{what} {} is revoked", cert.fingerprint()));
+    }
+    vc.alive()
+        .map_err(|e| format!("{what} {} has expired: {e}", cert.fingerprint()))
 }
 
 struct Helper<'a> {

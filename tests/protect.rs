@@ -1,0 +1,898 @@
+//! Protection (OpenPGP and S/MIME) through the real binaries, with keys and
+//! certificates made here by GnuPG and OpenSSL: round trips, both-way
+//! interoperability with `gpg` and `openssl cms`/`openssl smime`, and every
+//! refusal (tampering, wrong or missing signature, expired or revoked keys,
+//! forged acknowledgements) leaving nothing lost and nothing discarded.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::Site;
+
+fn run(mut cmd: impl std::borrow::BorrowMut<Command>) -> std::process::Output {
+    let cmd = cmd.borrow_mut();
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A GnuPG home of its own.
+struct Gpg {
+    home: PathBuf,
+}
+
+impl Gpg {
+    fn new(dir: &Path, name: &str) -> Gpg {
+        let home = dir.join(name);
+        std::fs::create_dir_all(&home).unwrap();
+        run(Command::new("chmod").arg("700").arg(&home));
+        Gpg { home }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("gpg");
+        c.env("GNUPGHOME", &self.home).args([
+            "--batch",
+            "--yes",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+        ]);
+        c
+    }
+
+    /// Makes a key (ed25519 for signing, cv25519 for encryption); `at` fakes the clock.
+    fn generate(&self, email: &str, expire: &str, at: Option<&str>) -> String {
+        let mut c = self.cmd();
+        if let Some(t) = at {
+            c.args(["--faked-system-time", t]);
+        }
+        run(c.args([
+            "--quick-gen-key",
+            &format!("Site <{email}>"),
+            "future-default",
+            "default",
+            expire,
+        ]));
+        self.fingerprint(email)
+    }
+
+    fn fingerprint(&self, email: &str) -> String {
+        let out = run(self.cmd().args(["--with-colons", "--list-keys", email]));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.starts_with("fpr:"))
+            .and_then(|l| l.split(':').nth(9))
+            .unwrap()
+            .to_string()
+    }
+
+    fn export(&self, email: &str, secret: bool, to: &Path) {
+        let what = if secret {
+            "--export-secret-keys"
+        } else {
+            "--export"
+        };
+        let out = run(self.cmd().args(["--armor", what, email]));
+        std::fs::write(to, out.stdout).unwrap();
+    }
+}
+
+/// A's and B's OpenPGP keys, and a stranger's.
+struct PgpKeys {
+    dir: PathBuf,
+    gpg: Gpg,
+}
+
+impl PgpKeys {
+    fn new(site: &Site) -> PgpKeys {
+        let dir = site.root().join("keys");
+        std::fs::create_dir_all(&dir).unwrap();
+        let gpg = Gpg::new(&dir, "gnupg");
+        for who in ["a", "b", "m"] {
+            gpg.generate(&format!("{who}@test"), "1y", None);
+            gpg.export(
+                &format!("{who}@test"),
+                true,
+                &dir.join(format!("{who}.key")),
+            );
+            gpg.export(
+                &format!("{who}@test"),
+                false,
+                &dir.join(format!("{who}.pub")),
+            );
+        }
+        PgpKeys { dir, gpg }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+}
+
+fn pgp_peer(our_key: &str, peer_cert: &str, extra: &str) -> String {
+    format!(
+        "protection = \"openpgp\"\nour_key = \"{our_key}\"\npeer_cert = \"{peer_cert}\"\n{extra}"
+    )
+}
+
+fn stick(site: &Site, name: &str) -> PathBuf {
+    let p = site.root().join(name);
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+fn export(site: &Site, dir: &Path) -> serde_json::Value {
+    site.cmd("rs-queue")
+        .args(["export", "--json", "--to"])
+        .args([dir])
+        .run()
+        .success()
+        .json()["peers"][0]
+        .clone()
+}
+
+fn import(site: &Site, dir: &Path) -> support::Run {
+    site.cmd("rs-relay")
+        .args(["import", "--json", "--from"])
+        .args([dir])
+        .run()
+        .success()
+}
+
+fn send_many(site: &Site, n: usize) -> HashMap<String, Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let payload: Vec<u8> = (0..(100 + i % 500))
+                .map(|j| ((i * 31 + j * 7) % 256) as u8)
+                .collect();
+            (
+                site.send(
+                    &["--precedence", ["urgent", "normal", "bulk"][i % 3]],
+                    &payload,
+                ),
+                payload,
+            )
+        })
+        .collect()
+}
+
+fn outbound(site: &Site) -> u64 {
+    site.cmd("rs-queue")
+        .args(["stats", "--json"])
+        .run()
+        .success()
+        .json()["outbound"]["total"]["messages"]
+        .as_u64()
+        .unwrap()
+}
+
+/// The 1,000-message round trip of the delivery issue, over protected files.
+fn protected_round_trip(a: &Site, b: &Site, marker: &str) {
+    let sent = send_many(a, 1000);
+    let s = stick(a, "round");
+    assert_eq!(export(a, &s)["sent"], 1000);
+    // What is on the stick is protected: the payloads are not readable there.
+    let f = std::fs::read_dir(s.join("b.hub/a.host"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(&f).unwrap();
+    assert!(text.contains(marker), "{}", &text[..300.min(text.len())]);
+    assert!(!text.contains("<header"), "the envelope travels encrypted");
+    let r = import(b, &s).json();
+    assert_eq!(r["delivered"], 1000, "{r}");
+    export(b, &s);
+    let r = import(a, &s).json();
+    assert_eq!(
+        r["acks"]["discarded"], 1000,
+        "signed acknowledgements are applied"
+    );
+    assert_eq!(outbound(a), 0);
+    let got = b.received();
+    assert_eq!(got.len(), 1000);
+    for (id, content) in &got {
+        assert_eq!(sent.get(id), Some(content), "{id}");
+    }
+}
+
+fn pgp_pair(keys: &PgpKeys) -> (Site, Site) {
+    let a = Site::component("a.host");
+    a.peer(
+        "b.hub",
+        &pgp_peer(
+            &keys.path("a.key"),
+            &keys.path("b.pub"),
+            "upstream = true\nack_timeout = \"10m\"",
+        ),
+    );
+    let b = Site::component("b.hub");
+    b.peer(
+        "a.host",
+        &pgp_peer(&keys.path("b.key"), &keys.path("a.pub"), ""),
+    );
+    (a, b)
+}
+
+#[test]
+fn openpgp_round_trip_of_1000_messages() {
+    let scratch = Site::new();
+    let keys = PgpKeys::new(&scratch);
+    let (a, b) = pgp_pair(&keys);
+    protected_round_trip(&a, &b, "application/pgp-encrypted");
+}
+
+/// The armored OpenPGP message inside a PGP/MIME file.
+fn armored(file: &Path) -> String {
+    let text = std::fs::read_to_string(file).unwrap();
+    let start = text.find("-----BEGIN PGP MESSAGE-----").unwrap();
+    let end = text.find("-----END PGP MESSAGE-----").unwrap() + "-----END PGP MESSAGE-----".len();
+    text[start..end].to_string() + "\n"
+}
+
+fn pgp_mime(armored: &str) -> String {
+    format!(
+        "MIME-Version: 1.0\nContent-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"XYZ\"\n\n\
+         --XYZ\nContent-Type: application/pgp-encrypted\n\nVersion: 1\n\n--XYZ\nContent-Type: application/octet-stream\n\n{armored}\n--XYZ--\n"
+    )
+}
+
+/// An envelope made by rs for component `from` (as a third party would see it).
+fn plain_envelope(from: &str, text: &str) -> (String, PathBuf, Site) {
+    let s = Site::component(from);
+    let id = s.send(&[], text.as_bytes());
+    let f = std::fs::read_dir(s.spool.join("queue/normal"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    (id, f, s)
+}
+
+fn drop_on_stick(stick: &Path, to: &str, from: &str, id: &str, bytes: &[u8]) {
+    let d = stick.join(to).join(from);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join(format!("1-0000000000000001-{id}.msg")), bytes).unwrap();
+}
+
+#[test]
+fn openpgp_interoperates_with_gpg_both_ways() {
+    let scratch = Site::new();
+    let keys = PgpKeys::new(&scratch);
+    let (a, b) = pgp_pair(&keys);
+    // rs → gpg: gpg (holding B's key) decrypts and verifies A's signature.
+    a.send(&[], b"for gpg to read");
+    let s = stick(&a, "s");
+    export(&a, &s);
+    let f = std::fs::read_dir(s.join("b.hub/a.host"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let asc = scratch.root().join("m.asc");
+    std::fs::write(&asc, armored(&f)).unwrap();
+    let out = run(keys
+        .gpg
+        .cmd()
+        .args(["--status-fd", "2", "--decrypt"])
+        .arg(&asc));
+    let status = String::from_utf8_lossy(&out.stderr);
+    let a_fpr = keys.gpg.fingerprint("a@test");
+    assert!(
+        status.contains("[GNUPG:] GOODSIG") && status.contains(&format!("VALIDSIG {a_fpr}")),
+        "{status}"
+    );
+    let inner = rs::message::envelope::parse(&out.stdout).unwrap();
+    assert_eq!(
+        inner[0].content,
+        rs::message::Content::Data(rs::message::Data {
+            mime_type: rs::message::MimeType::octet_stream(),
+            bytes: b"for gpg to read".to_vec()
+        })
+    );
+
+    // gpg → rs: a PGP/MIME message gpg signed (as A) and encrypted (to B) is accepted.
+    let (id, inner, _keep) = plain_envelope("a.host", "made by gpg");
+    let out = run(keys
+        .gpg
+        .cmd()
+        .args([
+            "--armor",
+            "--sign",
+            "--encrypt",
+            "-u",
+            "a@test",
+            "-r",
+            "b@test",
+            "-o",
+            "-",
+        ])
+        .arg(&inner));
+    let s2 = stick(&a, "s2");
+    drop_on_stick(
+        &s2,
+        "b.hub",
+        "a.host",
+        &id,
+        pgp_mime(&String::from_utf8_lossy(&out.stdout)).as_bytes(),
+    );
+    let r = import(&b, &s2).json();
+    assert_eq!(r["delivered"], 1, "{r}");
+    assert!(b
+        .received()
+        .iter()
+        .any(|(i, c)| *i == id && c == b"made by gpg"));
+}
+
+/// Imports `bytes` as a message from A on a fresh stick; asserts it is
+/// quarantined with a reason containing `why`, and not delivered.
+fn refused(b: &Site, id: &str, bytes: &[u8], why: &str) {
+    let s = stick(b, &format!("refused-{}", why.replace(' ', "-")));
+    drop_on_stick(&s, "b.hub", "a.host", id, bytes);
+    let before = b.files("quarantine").len();
+    let r = import(b, &s);
+    let j = r.json();
+    assert_eq!(
+        (j["quarantined"].as_u64(), j["delivered"].as_u64()),
+        (Some(1), Some(0)),
+        "{j}\n{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.to_lowercase().contains(&why.to_lowercase()),
+        "reason should mention `{why}`: {}",
+        r.stderr
+    );
+    assert_eq!(
+        b.files("quarantine").len(),
+        before + 1,
+        "kept in quarantine"
+    );
+    assert!(!b.received().iter().any(|(i, _)| i == id));
+    // Nothing is acknowledged for it.
+    let back = stick(b, &format!("back-{}", why.replace(' ', "-")));
+    export(b, &back);
+    assert!(
+        !back.join("a.host/b.hub").exists()
+            || std::fs::read_dir(back.join("a.host/b.hub"))
+                .unwrap()
+                .count()
+                == 0
+    );
+}
+
+#[test]
+fn openpgp_refusals() {
+    let scratch = Site::new();
+    let keys = PgpKeys::new(&scratch);
+    let (_a, b) = pgp_pair(&keys);
+    let gpg = |args: &[&str], input: &Path| {
+        String::from_utf8(
+            run(keys
+                .gpg
+                .cmd()
+                .args(["--armor", "-o", "-"])
+                .args(args)
+                .arg(input))
+            .stdout,
+        )
+        .unwrap()
+    };
+
+    let (id, inner, _k1) = plain_envelope("a.host", "tampered");
+    let good = gpg(
+        &["--sign", "--encrypt", "-u", "a@test", "-r", "b@test"],
+        &inner,
+    );
+    // Tampered ciphertext: one base64 character of the body changed.
+    let lines: Vec<&str> = good.lines().collect();
+    let mut tampered = lines.clone();
+    let mid = lines.len() / 2;
+    let flipped: String = lines[mid]
+        .chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if i == 10 {
+                if c == 'A' {
+                    'B'
+                } else {
+                    'A'
+                }
+            } else {
+                c
+            }
+        })
+        .collect();
+    tampered[mid] = &flipped;
+    refused(
+        &b,
+        &id,
+        pgp_mime(&(tampered.join("\n") + "\n")).as_bytes(),
+        "",
+    );
+
+    // Signed by someone else.
+    let (id, inner, _k2) = plain_envelope("a.host", "wrong signer");
+    refused(
+        &b,
+        &id,
+        pgp_mime(&gpg(
+            &["--sign", "--encrypt", "-u", "m@test", "-r", "b@test"],
+            &inner,
+        ))
+        .as_bytes(),
+        "signature",
+    );
+
+    // Not signed at all.
+    let (id, inner, _k3) = plain_envelope("a.host", "unsigned");
+    refused(
+        &b,
+        &id,
+        pgp_mime(&gpg(&["--encrypt", "-r", "b@test"], &inner)).as_bytes(),
+        "not signed",
+    );
+
+    // Not protected at all.
+    let (id, inner, _k4) = plain_envelope("a.host", "plain");
+    refused(&b, &id, &std::fs::read(&inner).unwrap(), "not protected");
+
+    // A tampered signature: A's signed packets with the signature's last
+    // byte changed, encrypted to B (assembled with Sequoia).
+    let (id, inner, _k5) = plain_envelope("a.host", "bad signature");
+    let signed = run(keys
+        .gpg
+        .cmd()
+        .args(["--sign", "-u", "a@test", "-o", "-"])
+        .arg(&inner))
+    .stdout;
+    let mut bad = signed.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 0x55;
+    refused(
+        &b,
+        &id,
+        pgp_mime(&encrypt_raw_packets(&keys.dir.join("b.pub"), &bad)).as_bytes(),
+        "signature",
+    );
+}
+
+/// Encrypts already-formed OpenPGP packets (no literal wrapper) to the cert in `cert`.
+fn encrypt_raw_packets(cert: &Path, packets: &[u8]) -> String {
+    use openpgp::parse::Parse;
+    use openpgp::serialize::stream::{Armorer, Encryptor, Message};
+    use sequoia_openpgp as openpgp;
+    use std::io::Write;
+    let cert = openpgp::Cert::from_file(cert).unwrap();
+    let p = openpgp::policy::StandardPolicy::new();
+    let recipients: Vec<_> = cert
+        .keys()
+        .with_policy(&p, None)
+        .for_transport_encryption()
+        .collect();
+    let mut out = Vec::new();
+    {
+        let m = Message::new(&mut out);
+        let m = Armorer::new(m).build().unwrap();
+        let mut m = Encryptor::for_recipients(m, recipients).build().unwrap();
+        m.write_all(packets).unwrap();
+        m.finalize().unwrap();
+    }
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn expired_and_revoked_openpgp_keys_are_refused() {
+    let scratch = Site::new();
+    let dir = scratch.root().join("keys");
+    std::fs::create_dir_all(&dir).unwrap();
+    let gpg = Gpg::new(&dir, "g");
+    let p = |n: &str| dir.join(n).display().to_string();
+    gpg.generate("b@test", "1y", None);
+    gpg.export("b@test", true, &dir.join("b.key"));
+    gpg.export("b@test", false, &dir.join("b.pub"));
+    // A's key was made in 2020 to last a day; B holds that certificate...
+    let fpr = gpg.generate("a@test", "1d", Some("20200101T000000!"));
+    gpg.export("a@test", false, &dir.join("a-expired.pub"));
+    // ...while A has since extended it, and signs with it.
+    run(gpg.cmd().args(["--quick-set-expire", &fpr, "1y"]));
+    run(gpg.cmd().args(["--quick-set-expire", &fpr, "1y", "*"]));
+    gpg.export("a@test", true, &dir.join("a.key"));
+    gpg.export("a@test", false, &dir.join("a.pub"));
+
+    let a = Site::component("a.host");
+    a.peer(
+        "b.hub",
+        &pgp_peer(&p("a.key"), &p("b.pub"), "upstream = true"),
+    );
+    let b = Site::component("b.hub");
+    b.peer("a.host", &pgp_peer(&p("b.key"), &p("a-expired.pub"), ""));
+    let id = a.send(&[], b"from a key B thinks expired");
+    let s = stick(&a, "s");
+    export(&a, &s);
+    let r = import(&b, &s);
+    assert_eq!(r.json()["quarantined"], 1, "{}", r.stderr);
+    assert!(!b.received().iter().any(|(i, _)| *i == id));
+
+    // Revoked: B imports A's revocation certificate.
+    let rev = std::fs::read_to_string(gpg.home.join("openpgp-revocs.d").join(format!("{fpr}.rev")))
+        .unwrap();
+    let rev = rev.replace(":-----BEGIN", "-----BEGIN");
+    std::fs::write(dir.join("a.rev"), rev).unwrap();
+    run(gpg.cmd().arg("--import").arg(dir.join("a.rev")));
+    gpg.export("a@test", false, &dir.join("a-revoked.pub"));
+    let b2 = Site::component("b.hub");
+    b2.peer("a.host", &pgp_peer(&p("b.key"), &p("a-revoked.pub"), ""));
+    let id2 = a.send(&[], b"from a revoked key");
+    let s3 = stick(&a, "s3");
+    export(&a, &s3);
+    let r = import(&b2, &s3);
+    assert!(
+        r.json()["quarantined"].as_u64().unwrap() >= 1,
+        "{}",
+        r.stderr
+    );
+    assert!(!b2.received().iter().any(|(i, _)| *i == id2));
+
+    // Sending to a revoked certificate is refused at the sender, with the reason.
+    let a2 = Site::component("a.host");
+    a2.peer(
+        "b.hub",
+        &pgp_peer(&p("b.key"), &p("a-revoked.pub"), "upstream = true"),
+    );
+    a2.send(&[], b"never leaves");
+    let s4 = stick(&a2, "s4");
+    let r = a2
+        .cmd("rs-queue")
+        .args(["export", "--to"])
+        .args([&s4])
+        .run()
+        .code(75);
+    assert!(r.stderr.contains("is revoked"), "{}", r.stderr);
+    assert_eq!(outbound(&a2), 1, "the message stays queued");
+}
+
+#[test]
+fn a_forged_acknowledgement_discards_nothing() {
+    let scratch = Site::new();
+    let keys = PgpKeys::new(&scratch);
+    let (a, b) = pgp_pair(&keys);
+    let sent = send_many(&a, 5);
+    let s = stick(&a, "s");
+    export(&a, &s);
+    // Mallory, who has B's public certificate but not its key, forges
+    // acknowledgements for the real IDs: signed with her own key, or unsigned.
+    let forger = Site::component("b.hub");
+    forger.peer(
+        "a.host",
+        &pgp_peer(&keys.path("m.key"), &keys.path("a.pub"), ""),
+    );
+    let fake = stick(&forger, "fake");
+    std::fs::create_dir_all(fake.join("b.hub/a.host")).unwrap();
+    for f in std::fs::read_dir(s.join("b.hub/a.host")).unwrap().flatten() {
+        std::fs::copy(f.path(), fake.join("b.hub/a.host").join(f.file_name())).unwrap();
+    }
+    let plain_forger = Site::component("b.hub");
+    plain_forger.peer("a.host", "");
+    let plain = stick(&plain_forger, "plain");
+    std::fs::create_dir_all(plain.join("b.hub/a.host")).unwrap();
+    // Both "receive" the messages: Mallory cannot decrypt them, so she acks them blind.
+    for (site, dir) in [(&forger, &fake), (&plain_forger, &plain)] {
+        let ids: Vec<&String> = sent.keys().collect();
+        let owed: String = ids
+            .iter()
+            .map(|id| format!("{id} accepted delivered a.host \n"))
+            .collect();
+        std::fs::create_dir_all(site.spool.join("acks/pending")).unwrap();
+        std::fs::write(site.spool.join("acks/pending/a.host"), owed).unwrap();
+        site.cmd("rs-queue")
+            .args(["export", "--to"])
+            .args([dir])
+            .run()
+            .success();
+        let r = a
+            .cmd("rs-relay")
+            .args(["import", "--json", "--from"])
+            .args([dir])
+            .run()
+            .success();
+        let j = r.json();
+        assert_eq!(j["acks"]["discarded"], 0, "{j}");
+        assert_eq!(
+            j["quarantined"], 1,
+            "the forged acknowledgements are kept in quarantine: {}",
+            r.stderr
+        );
+        assert_eq!(outbound(&a), 5, "A keeps every copy");
+    }
+    // B's real acknowledgements do discard.
+    import(&b, &s);
+    export(&b, &s);
+    let r = import(&a, &s).json();
+    assert_eq!(r["acks"]["discarded"], 5);
+    // A replayed message (captured signed copy re-sent later) is a duplicate.
+    let replay = stick(&a, "replay");
+    std::fs::create_dir_all(replay.join("b.hub/a.host")).unwrap();
+    for f in std::fs::read_dir(fake.join("b.hub/a.host"))
+        .unwrap()
+        .flatten()
+    {
+        std::fs::copy(f.path(), replay.join("b.hub/a.host").join(f.file_name())).unwrap();
+    }
+    let r = import(&b, &replay).json();
+    assert_eq!(
+        (r["duplicates"].as_u64(), r["delivered"].as_u64()),
+        (Some(5), Some(0))
+    );
+    let ids: HashSet<String> = b.received().into_iter().map(|(i, _)| i).collect();
+    assert_eq!(ids.len(), 5);
+}
+
+// ------------------------------------------------------------------ S/MIME
+
+/// A small CA (with `openssl ca`), and certificates for A, B, a stranger,
+/// an expired A and a revoked A, plus its CRL.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn new(site: &Site) -> Pki {
+        let dir = site.root().join("pki");
+        for d in ["", "newcerts"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        std::fs::write(dir.join("index.txt"), "").unwrap();
+        std::fs::write(dir.join("serial"), "1000\n").unwrap();
+        std::fs::write(dir.join("crlnumber"), "1000\n").unwrap();
+        std::fs::write(
+            dir.join("ca.cnf"),
+            format!(
+                "[ca]\ndefault_ca = ca_default\n[ca_default]\ndir = {d}\ndatabase = $dir/index.txt\nnew_certs_dir = $dir/newcerts\n\
+                 certificate = $dir/ca.pem\nprivate_key = $dir/ca.key\nserial = $dir/serial\ncrlnumber = $dir/crlnumber\n\
+                 default_md = sha256\npolicy = any\ndefault_days = 30\ndefault_crl_days = 30\nunique_subject = no\n\
+                 [any]\ncommonName = supplied\n[usr]\nkeyUsage = digitalSignature,keyEncipherment\nextendedKeyUsage = emailProtection\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        let pki = Pki { dir };
+        run(pki.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=test-ca",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ]));
+        for (name, dates) in [
+            ("a", None),
+            ("b", None),
+            ("m", None),
+            ("a-expired", Some(("20200101000000Z", "20200201000000Z"))),
+            ("a-revoked", None),
+        ] {
+            run(pki.openssl(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                &format!("/CN={name}"),
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+            ]));
+            let mut args = vec![
+                "ca",
+                "-batch",
+                "-config",
+                "ca.cnf",
+                "-extensions",
+                "usr",
+                "-in",
+            ];
+            let csr = format!("{name}.csr");
+            let pem = format!("{name}.pem");
+            args.extend([csr.as_str(), "-out", pem.as_str()]);
+            if let Some((start, end)) = dates {
+                args.extend(["-startdate", start, "-enddate", end]);
+            }
+            run(pki.openssl(&args));
+        }
+        run(pki.openssl(&["ca", "-config", "ca.cnf", "-revoke", "a-revoked.pem"]));
+        run(pki.openssl(&["ca", "-config", "ca.cnf", "-gencrl", "-out", "crl.pem"]));
+        pki
+    }
+
+    fn openssl(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("openssl");
+        c.current_dir(&self.dir).args(args);
+        c
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    fn peer(&self, ours: &str, theirs: &str, extra: &str) -> String {
+        format!(
+            "protection = \"smime\"\nour_key = \"{}\"\nour_cert = \"{}\"\npeer_cert = \"{}\"\nca = \"{}\"\ncrl = \"{}\"\n{extra}",
+            self.path(&format!("{ours}.key")),
+            self.path(&format!("{ours}.pem")),
+            self.path(&format!("{theirs}.pem")),
+            self.path("ca.pem"),
+            self.path("crl.pem"),
+        )
+    }
+}
+
+fn smime_pair(pki: &Pki) -> (Site, Site) {
+    let a = Site::component("a.host");
+    a.peer(
+        "b.hub",
+        &pki.peer("a", "b", "upstream = true\nack_timeout = \"10m\""),
+    );
+    let b = Site::component("b.hub");
+    b.peer("a.host", &pki.peer("b", "a", ""));
+    (a, b)
+}
+
+#[test]
+fn smime_round_trip_of_1000_messages() {
+    let scratch = Site::new();
+    let pki = Pki::new(&scratch);
+    let (a, b) = smime_pair(&pki);
+    protected_round_trip(&a, &b, "application/pkcs7-mime");
+}
+
+#[test]
+fn smime_interoperates_with_openssl_both_ways() {
+    let scratch = Site::new();
+    let pki = Pki::new(&scratch);
+    let (a, b) = smime_pair(&pki);
+    // rs → openssl cms: decrypt with B's key, verify A's signature against the CA.
+    a.send(&[], b"for openssl to read");
+    let s = stick(&a, "s");
+    export(&a, &s);
+    let f = std::fs::read_dir(s.join("b.hub/a.host"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let dec = scratch.root().join("dec.eml");
+    run(pki
+        .openssl(&[
+            "cms", "-decrypt", "-recip", "b.pem", "-inkey", "b.key", "-out",
+        ])
+        .arg(&dec)
+        .arg("-in")
+        .arg(&f));
+    let inner = scratch.root().join("inner.eml");
+    run(pki
+        .openssl(&["cms", "-verify", "-CAfile", "ca.pem", "-out"])
+        .arg(&inner)
+        .arg("-in")
+        .arg(&dec));
+    let m = rs::message::envelope::parse(&std::fs::read(&inner).unwrap()).unwrap();
+    assert_eq!(
+        m[0].content,
+        rs::message::Content::Data(rs::message::Data {
+            mime_type: rs::message::MimeType::octet_stream(),
+            bytes: b"for openssl to read".to_vec()
+        })
+    );
+
+    // openssl cms and openssl smime → rs.
+    for tool in ["cms", "smime"] {
+        let (id, env, _keep) = plain_envelope("a.host", &format!("made by openssl {tool}"));
+        let signed = scratch.root().join(format!("{tool}-signed.eml"));
+        let enc = scratch.root().join(format!("{tool}-enc.eml"));
+        run(pki
+            .openssl(&[tool, "-sign", "-signer", "a.pem", "-inkey", "a.key", "-in"])
+            .arg(&env)
+            .arg("-out")
+            .arg(&signed));
+        run(pki
+            .openssl(&[tool, "-encrypt", "-aes256", "-in"])
+            .arg(&signed)
+            .arg("-out")
+            .arg(&enc)
+            .arg("b.pem"));
+        let s2 = stick(&a, &format!("from-{tool}"));
+        drop_on_stick(&s2, "b.hub", "a.host", &id, &std::fs::read(&enc).unwrap());
+        let r = import(&b, &s2).json();
+        assert_eq!(r["delivered"], 1, "{tool}: {r}");
+    }
+}
+
+#[test]
+fn smime_refusals() {
+    let scratch = Site::new();
+    let pki = Pki::new(&scratch);
+    let (_a, b) = smime_pair(&pki);
+    let make = |signer: Option<&str>, env: &Path, name: &str| -> Vec<u8> {
+        let input = match signer {
+            Some(who) => {
+                let signed = scratch.root().join(format!("{name}.signed"));
+                run(pki
+                    .openssl(&[
+                        "cms",
+                        "-sign",
+                        "-signer",
+                        &format!("{who}.pem"),
+                        "-inkey",
+                        &format!("{who}.key"),
+                        "-in",
+                    ])
+                    .arg(env)
+                    .arg("-out")
+                    .arg(&signed));
+                signed
+            }
+            None => env.to_path_buf(),
+        };
+        let out = scratch.root().join(format!("{name}.p7m"));
+        run(pki
+            .openssl(&["cms", "-encrypt", "-aes256", "-in"])
+            .arg(&input)
+            .arg("-out")
+            .arg(&out)
+            .arg("b.pem"));
+        std::fs::read(out).unwrap()
+    };
+    let (id, env, _k) = plain_envelope("a.host", "s1");
+    let mut tampered = make(Some("a"), &env, "tampered");
+    let n = tampered.len();
+    let pos = n - 200;
+    tampered[pos] = if tampered[pos] == b'A' { b'B' } else { b'A' };
+    refused(&b, &id, &tampered, "");
+    let (id, env, _k) = plain_envelope("a.host", "s2");
+    refused(&b, &id, &make(Some("m"), &env, "wrong"), "signature");
+    let (id, env, _k) = plain_envelope("a.host", "s3");
+    refused(&b, &id, &make(None, &env, "unsigned"), "not signed");
+    let (id, env, _k) = plain_envelope("a.host", "s4");
+    refused(&b, &id, &std::fs::read(&env).unwrap(), "not protected");
+    // Expired and revoked certificates (B is configured with them as A's).
+    for (which, why) in [("a-expired", "expired"), ("a-revoked", "revoked")] {
+        let b2 = Site::component("b.hub");
+        b2.peer("a.host", &pki.peer("b", which, ""));
+        let (id, env, _k) = plain_envelope("a.host", which);
+        refused(&b2, &id, &make(Some(which), &env, which), why);
+    }
+    // A sender whose own certificate expired refuses to send, and says why.
+    let a2 = Site::component("a.host");
+    a2.peer("b.hub", &pki.peer("a-expired", "b", "upstream = true"));
+    a2.send(&[], b"never leaves");
+    let s = stick(&a2, "s");
+    let r = a2
+        .cmd("rs-queue")
+        .args(["export", "--to"])
+        .args([&s])
+        .run()
+        .code(75);
+    assert!(r.stderr.contains("expired"), "{}", r.stderr);
+    assert_eq!(outbound(&a2), 1);
+}
