@@ -583,6 +583,14 @@ transmit_max = "1h"
 # ack_timeout = "1h"             # resend what is not acknowledged in this time,
 # retry_cap = "1d"               # then after 2h, 4h, ... at most this long
 # components = ["site2.host3"]   # reachable through it (back-channel)
+# protection = "openpgp"         # none (default), openpgp or smime
+# our_key = "/etc/rs/site.key"   # gpg --export-secret-keys, or a PEM key (smime)
+# our_cert = "/etc/rs/site.pem"  # smime only: our certificate
+# peer_cert = "/etc/rs/hub.pub"  # gpg --export of the peer, or its PEM certificate
+# passphrase_file = "/etc/rs/passphrase"   # if our_key has a passphrase
+# require_signature = true       # refuse the peer's unsigned messages (default)
+# ca = "/etc/rs/ca.pem"          # smime: CA the peer's certificate chains to
+# crl = "/etc/rs/crl.pem"        # smime: revoked certificates
 "#
         )
     }

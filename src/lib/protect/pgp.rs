@@ -21,7 +21,7 @@ use openpgp::{Cert, Fingerprint, KeyHandle};
 
 /// How much plaintext the decryptor holds back until it has checked the
 /// signature at the end (it releases the rest as it goes): bounds memory.
-const BUFFER: usize = 8 * 1024 * 1024;
+const BUFFER: usize = 1024 * 1024;
 
 pub struct Keys {
     /// Our transferable secret key.
