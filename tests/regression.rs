@@ -74,3 +74,20 @@ fn quarantine_never_overwrites_an_earlier_file() {
         assert!(kept.contains(&format!("junk {i}")), "junk {i} lost");
     }
 }
+
+/// Sequoia's OpenSSL backend initialises OpenSSL from a static constructor;
+/// once it was a dependency of the library, every rs-send run loaded
+/// libssl and libcrypto (about 1.6 ms of start-up). OpenPGP now lives in
+/// its own crate that rs-send does not link.
+#[test]
+fn rs_send_does_not_load_openssl() {
+    let out = std::process::Command::new("ldd")
+        .arg(support::bin("rs-send"))
+        .output()
+        .unwrap();
+    let libs = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !libs.contains("libssl") && !libs.contains("libcrypto"),
+        "{libs}"
+    );
+}

@@ -13,11 +13,11 @@
 //! goes to quarantine with the reason and is never acknowledged, so the
 //! sender keeps its copy.
 
-pub mod pgp;
 pub mod smime;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use mailparse::MailHeaderMap;
@@ -25,10 +25,43 @@ use mailparse::MailHeaderMap;
 use crate::config::{Peer, ProtectionKind};
 use crate::time::Timestamp;
 
+/// OpenPGP keys for one peer: what the `rs-pgp` crate provides. The library
+/// does not depend on it, so that commands which protect nothing (rs-send)
+/// do not load OpenSSL; commands that send or receive install a loader
+/// ([`install_openpgp`]) at start.
+pub trait OpenPgpKeys: Send + Sync {
+    /// Signs and encrypts `input` for the peer: an armored OpenPGP message.
+    fn protect(
+        &self,
+        input: &mut (dyn Read + Send + Sync),
+        out: &mut (dyn Write + Send + Sync),
+    ) -> Result<(), String>;
+    /// Decrypts and verifies an OpenPGP message into `out`.
+    fn unprotect(
+        &self,
+        input: &mut (dyn Read + Send + Sync),
+        out: &mut (dyn Write + Send + Sync),
+        require_signature: bool,
+        now: SystemTime,
+    ) -> Result<(), String>;
+}
+
+/// Loads OpenPGP keys: our secret key file, the peer's certificate file,
+/// an optional passphrase file.
+pub type OpenPgpLoader = fn(&Path, &Path, Option<&Path>) -> Result<Box<dyn OpenPgpKeys>, String>;
+
+static OPENPGP: OnceLock<OpenPgpLoader> = OnceLock::new();
+
+/// Makes OpenPGP available to this process (called once by the binaries
+/// that send or receive).
+pub fn install_openpgp(loader: OpenPgpLoader) {
+    let _ = OPENPGP.set(loader);
+}
+
 /// Loaded keys for one peer.
 pub enum Protector {
     OpenPgp {
-        keys: Box<pgp::Keys>,
+        keys: Box<dyn OpenPgpKeys>,
         require_signature: bool,
     },
     Smime {
@@ -77,14 +110,14 @@ impl Protector {
         Ok(match peer.protection {
             ProtectionKind::None => None,
             ProtectionKind::OpenPgp => Some(Protector::OpenPgp {
-                keys: Box::new(
-                    pgp::Keys::load(
-                        &required(&peer.our_key, "our_key", peer)?,
-                        &required(&peer.peer_cert, "peer_cert", peer)?,
-                        peer.passphrase_file.as_deref(),
-                    )
-                    .map_err(Error::Keys)?,
-                ),
+                keys: OPENPGP.get().ok_or_else(|| {
+                    Error::Keys("this command was built without OpenPGP support".into())
+                })?(
+                    &required(&peer.our_key, "our_key", peer)?,
+                    &required(&peer.peer_cert, "peer_cert", peer)?,
+                    peer.passphrase_file.as_deref(),
+                )
+                .map_err(Error::Keys)?,
                 require_signature,
             }),
             ProtectionKind::Smime => Some(Protector::Smime {

@@ -1,6 +1,10 @@
-//! OpenPGP protection with Sequoia (OpenSSL backend): sign then encrypt
-//! into one OpenPGP message (RFC 3156 section 6.2, what `gpg --sign
+//! OpenPGP protection for rs with Sequoia (OpenSSL backend): sign then
+//! encrypt into one OpenPGP message (RFC 3156 section 6.2, what `gpg --sign
 //! --encrypt` makes), and decrypt then verify, as streams.
+//!
+//! A crate of its own because Sequoia's OpenSSL backend initialises OpenSSL
+//! from a static constructor, which runs in every binary that has this
+//! crate in its dependency graph: `rs-send` must not pay for that.
 
 use std::io::{self, Read, Write};
 use std::path::Path;
