@@ -1,90 +1,255 @@
 #!/usr/bin/env bash
-# Benchmarks, kept out of the test suite (machines are shared and noisy).
-# Prints medians over many whole-process runs. Bounded: finishes in minutes.
+# Benchmarks rs side by side with NNCP (Debian's package), on this machine,
+# in one run, and prints one table: workload, rs median, NNCP median, ratio,
+# min-max, runs. Not part of the tests (machines are shared and noisy).
 #
-#   scripts/bench.sh            all workloads
-#   scripts/bench.sh send       only the per-invocation rs-send measurement
-#   scripts/bench.sh delivery   export, import and ack apply of 10,000 messages
+#   scripts/bench.sh             every workload (about 10 minutes on 2 cores)
+#   scripts/bench.sh w1 w3       only those (w1 w2 w3 w4)
+#
+# W1 per-invocation enqueue: 2,000 processes each queue one 1 KiB message.
+# W2 removable media: 10,000 queued 1 KiB messages exported, imported
+#    (delivered), acknowledgements carried back and applied.
+# W3 bulk: one 1 GiB file queued, exported, imported; rs without and with
+#    OpenPGP, NNCP (always encrypted). MB/s and peak RSS.
+# W4 queue at scale (rs only: NNCP has no equivalent operations): list | head,
+#    stats, and an eviction, at 10^4, 10^5 and 10^6 queued messages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-bin=$PWD/target/release
-work=$(mktemp -d)
+root=$PWD
+
+need=()
+command -v nncp-file >/dev/null || need+=(nncp)
+[ -x /usr/bin/time ] || need+=(time)
+command -v gpg >/dev/null || need+=(gnupg)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "bench: installing ${need[*]}"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+echo "bench: building (release)"
+cargo build --release --quiet --workspace --examples
+bin=$root/target/release
+work=$(mktemp -d /var/tmp/rs-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-what=${1:-all}
+which=("$@")
+[ ${#which[@]} -gt 0 ] || which=(w1 w2 w3 w4)
+wants() { local w; for w in "${which[@]}"; do [ "$w" = "$1" ] && return 0; done; return 1; }
 
-# Times come from bash's $EPOCHREALTIME: no process is started to read the clock.
-# median_ms FILE: median of a file of microsecond durations, in ms.
-median_ms() { sort -n "$1" | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.3f", m/1e3}'; }
+table=$work/table
+: > "$table"
+row() { printf '%s\n' "$*" >> "$table"; }
 
-if [ "$what" = all ] || [ "$what" = send ]; then
-    runs=200
-    export RS_SPOOL=$work/send
-    head -c 1024 /dev/urandom > "$work/1k"
-    "$bin/rs-queue" init --site bench >/dev/null
-    : > "$work/send.us"
-    for _ in $(seq $runs); do
-        t0=${EPOCHREALTIME/[.,]/}
-        "$bin/rs-send" --class bench --subclass w1 --file "$work/1k" >/dev/null
-        t1=${EPOCHREALTIME/[.,]/}
-        echo $((t1 - t0)) >> "$work/send.us"
+now_us() { echo "${EPOCHREALTIME/[.,]/}"; }
+# stats FILE: "median min max count" of the numbers in FILE.
+stats() { sort -g "$1" | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%g %g %g %d\n", m, a[1], a[NR], NR}'; }
+# measure FILE CMD...: appends the elapsed seconds of CMD to FILE.
+measure() { local f=$1; shift; local t0 t1; t0=$(now_us); "$@" >/dev/null 2>&1; t1=$(now_us); echo "$t0 $t1" | awk '{printf "%.6f\n", ($2-$1)/1e6}' >> "$f"; }
+# rss FILE CMD...: runs CMD under GNU time; appends "seconds maxrss_kib" to FILE.
+rss() { local f=$1; shift; /usr/bin/time -f "%e %M" -o "$work/time.out" "$@" >/dev/null 2>&1; cat "$work/time.out" >> "$f"; }
+
+# --- NNCP nodes: alice and bob, neighbours, each with its own spool.
+nncp_nodes() { # DIR
+    local d=$1 n
+    mkdir -p "$d"
+    for n in alice bob; do nncp-cfgnew -nocomments > "$d/$n.new" 2>/dev/null; done
+    field() { grep -m1 "^ *$2:" "$1" | awk '{print $2}'; }
+    for pair in "alice bob" "bob alice"; do
+        set -- $pair
+        local me=$1 peer=$2 f="$d/$1.new" p="$d/$2.new"
+        mkdir -p "$d/$me/spool" "$d/$me/incoming"
+        cat > "$d/$me.hjson" <<CFG
+{
+  spool: $d/$me/spool
+  log: $d/$me/log
+  self: {
+    id: $(field "$f" id)
+    exchpub: $(field "$f" exchpub)
+    exchprv: $(field "$f" exchprv)
+    signpub: $(field "$f" signpub)
+    signprv: $(field "$f" signprv)
+    noiseprv: $(field "$f" noiseprv)
+    noisepub: $(field "$f" noisepub)
+  }
+  neigh: {
+    self: {
+      id: $(field "$f" id)
+      exchpub: $(field "$f" exchpub)
+      signpub: $(field "$f" signpub)
+      noisepub: $(field "$f" noisepub)
+    }
+    $peer: {
+      id: $(field "$p" id)
+      exchpub: $(field "$p" exchpub)
+      signpub: $(field "$p" signpub)
+      noisepub: $(field "$p" noisepub)
+      incoming: $d/$me/incoming
+    }
+  }
+}
+CFG
     done
-    : > "$work/true.us"
-    for _ in $(seq $runs); do
-        t0=${EPOCHREALTIME/[.,]/}; /bin/true; t1=${EPOCHREALTIME/[.,]/}
-        echo $((t1 - t0)) >> "$work/true.us"
-    done
-    files=$(find "$RS_SPOOL/queue" -type f | wc -l)
-    bytes=$(find "$RS_SPOOL/queue" -type f -printf '%s\n' | awk '{s+=$1} END {print s}')
-    blocks=$(du -sk --apparent-size "$RS_SPOOL/queue" | cut -f1)
-    disk=$(du -sk "$RS_SPOOL/queue" | cut -f1)
-    echo "rs-send, 1 KiB binary message, $runs runs (whole process, fsync included):"
-    echo "  median $(median_ms "$work/send.us") ms per invocation (/bin/true in the same loop: $(median_ms "$work/true.us") ms)"
-    echo "  spool bytes per 1 KiB message: $((bytes / files)) bytes of file; $((disk * 1024 / files)) bytes of disk (du, blocks included)"
-fi
+}
 
-if [ "$what" = all ] || [ "$what" = delivery ]; then
-    n=${RS_BENCH_MESSAGES:-10000}
-    runs=5
-    echo "delivery: preparing $n queued messages of 1 KiB"
-    head -c 1024 /dev/urandom > "$work/1k"
-    RS_SPOOL=$work/a0 "$bin/rs-queue" init --site a --component a.host >/dev/null
-    printf '[[peer]]\nid = "b.hub"\nupstream = true\n' >> "$work/a0/config.toml"
-    for _ in $(seq "$n"); do RS_SPOOL=$work/a0 "$bin/rs-send" --class bench --subclass w2 --file "$work/1k" >/dev/null; done
-    : > "$work/export.us"; : > "$work/import.us"; : > "$work/apply.us"
+# --- rs sites: a.host (upstream b.hub) and b.hub; $3 extra peer settings.
+rs_sites() { # DIR EXTRA_A EXTRA_B
+    local d=$1
+    RS_SPOOL=$d/a "$bin/rs-queue" init --site a --component a.host >/dev/null
+    RS_SPOOL=$d/b "$bin/rs-queue" init --site b --component b.hub >/dev/null
+    printf '\n[[peer]]\nid = "b.hub"\nupstream = true\n%s\n' "${2:-}" >> "$d/a/config.toml"
+    printf '\n[[peer]]\nid = "a.host"\n%s\n' "${3:-}" >> "$d/b/config.toml"
+}
+
+head -c 1024 /dev/urandom > "$work/1k"
+
+# ------------------------------------------------------------------ W1
+if wants w1; then
+    n=${RS_BENCH_W1:-2000}; runs=3
+    echo "W1: $n enqueues per run, $runs runs"
     for r in $(seq $runs); do
-        rm -rf "$work/a" "$work/b" "$work/stick" "$work/back"
-        cp -a "$work/a0" "$work/a"
-        RS_SPOOL=$work/b "$bin/rs-queue" init --site b --component b.hub >/dev/null
-        printf '[[peer]]\nid = "a.host"\n' >> "$work/b/config.toml"
-        mkdir -p "$work/stick" "$work/back"
-        sync
-        t0=${EPOCHREALTIME/[.,]/}; RS_SPOOL=$work/a "$bin/rs-queue" export --to "$work/stick" 2>/dev/null; t1=${EPOCHREALTIME/[.,]/}
-        echo $((t1 - t0)) >> "$work/export.us"
-        t0=${EPOCHREALTIME/[.,]/}; RS_SPOOL=$work/b "$bin/rs-relay" import --from "$work/stick" 2>/dev/null; t1=${EPOCHREALTIME/[.,]/}
-        echo $((t1 - t0)) >> "$work/import.us"
-        RS_SPOOL=$work/b "$bin/rs-queue" export --to "$work/back" 2>/dev/null
-        t0=${EPOCHREALTIME/[.,]/}; RS_SPOOL=$work/a "$bin/rs-ack" apply --from "$work/back" 2>/dev/null; t1=${EPOCHREALTIME/[.,]/}
-        echo $((t1 - t0)) >> "$work/apply.us"
-        left=$(RS_SPOOL=$work/a "$bin/rs-queue" stats --json | sed -E 's/.*"outbound":\{.*"total":\{"bytes":[0-9]+,"messages":([0-9]+)\}.*/\1/')
-        [ "$left" = 0 ] || { echo "run $r: $left messages left at A" >&2; exit 1; }
+        rm -rf "$work/w1"; mkdir -p "$work/w1"
+        rs_sites "$work/w1"
+        nncp_nodes "$work/w1/nncp"
+        t0=$(now_us)
+        for i in $(seq $n); do RS_SPOOL=$work/w1/a "$bin/rs-send" --class bench --subclass w1 --file "$work/1k" >/dev/null; done
+        t1=$(now_us)
+        for i in $(seq $n); do nncp-file -quiet -cfg "$work/w1/nncp/alice.hjson" "$work/1k" "bob:m$i"; done
+        t2=$(now_us)
+        echo "$t0 $t1 $n" | awk '{printf "%.4f\n", ($2-$1)/1e3/$3}' >> "$work/w1.rs"
+        echo "$t1 $t2 $n" | awk '{printf "%.4f\n", ($2-$1)/1e3/$3}' >> "$work/w1.nncp"
     done
-    rate() { awk -v n="$n" -v ms="$(median_ms "$1")" 'BEGIN { printf "%.0f messages/s (median %.1f ms)", n / (ms / 1000), ms }'; }
-    echo "delivery of $n messages of 1 KiB, median of $runs runs (whole process):"
-    echo "  export:    $(rate "$work/export.us")"
-    echo "  import:    $(rate "$work/import.us")"
-    echo "  ack apply: $(rate "$work/apply.us")"
-    if command -v strace >/dev/null; then
-        rm -rf "$work/a" "$work/b" "$work/stick" "$work/back"
-        cp -a "$work/a0" "$work/a"
-        RS_SPOOL=$work/b "$bin/rs-queue" init --site b --component b.hub >/dev/null
-        printf '[[peer]]\nid = "a.host"\n' >> "$work/b/config.toml"
-        mkdir -p "$work/stick" "$work/back"
-        count() { strace -f -c -e trace=fsync,fdatasync,syncfs -o "$work/strace" "$@" >/dev/null 2>&1; awk '/total/ {print $(NF-1)}' "$work/strace"; }
-        fe=$(RS_SPOOL=$work/a count "$bin/rs-queue" export --to "$work/stick")
-        fi=$(RS_SPOOL=$work/b count "$bin/rs-relay" import --from "$work/stick")
-        RS_SPOOL=$work/b "$bin/rs-queue" export --to "$work/back" 2>/dev/null
-        fa=$(RS_SPOOL=$work/a count "$bin/rs-ack" apply --from "$work/back")
-        echo "  sync calls (fsync, fdatasync, syncfs) for $n messages: export $fe, import $fi, ack apply $fa"
-    fi
+    read -r rm rmin rmax rn < <(stats "$work/w1.rs")
+    read -r nm nmin nmax nn < <(stats "$work/w1.nncp")
+    row "W1 enqueue 1 KiB, ms per invocation|$rm|$nm|$(awk -v a="$rm" -v b="$nm" 'BEGIN{printf "%.2fx faster", b/a}')|rs $rmin-$rmax, NNCP $nmin-$nmax|$rn"
+    row "W1 enqueue 1 KiB, messages/s|$(awk -v a="$rm" 'BEGIN{printf "%.0f", 1000/a}')|$(awk -v b="$nm" 'BEGIN{printf "%.0f", 1000/b}')|$(awk -v a="$rm" -v b="$nm" 'BEGIN{printf "%.2fx", b/a}')| |$rn"
 fi
+
+# ------------------------------------------------------------------ W2
+if wants w2; then
+    n=${RS_BENCH_MESSAGES:-10000}; runs=3
+    echo "W2: preparing $n queued messages for each tool"
+    mkdir -p "$work/w2p"
+    rs_sites "$work/w2p"
+    for i in $(seq "$n"); do RS_SPOOL=$work/w2p/a "$bin/rs-send" --class bench --subclass w2 --file "$work/1k" >/dev/null; done
+    nncp_nodes "$work/w2p/nncp"
+    for i in $(seq "$n"); do nncp-file -quiet -cfg "$work/w2p/nncp/alice.hjson" "$work/1k" "bob:m$i"; done
+    for r in $(seq $runs); do
+        echo "W2: run $r"
+        rm -rf "$work/w2"; cp -a "$work/w2p" "$work/w2"; sync
+        s1=$work/w2/stick1; s2=$work/w2/stick2; mkdir -p "$s1" "$s2"
+        A() { RS_SPOOL=$work/w2/a "$bin/$@"; }
+        B() { RS_SPOOL=$work/w2/b "$bin/$@"; }
+        measure "$work/w2.rs.export" A rs-queue export --to "$s1"
+        measure "$work/w2.rs.import" B rs-relay import --from "$s1"
+        t0=$(now_us)
+        B rs-queue export --to "$s2" >/dev/null 2>&1
+        A rs-ack apply --from "$s2" >/dev/null 2>&1
+        t1=$(now_us)
+        echo "$t0 $t1" | awk '{printf "%.6f\n", ($2-$1)/1e6}' >> "$work/w2.rs.acks"
+        left=$(A rs-queue stats --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["outbound"]["total"]["messages"])')
+        [ "$left" = 0 ] || { echo "W2: $left messages left at A" >&2; exit 1; }
+        # NNCP: keep packets until acknowledged, as rs does.
+        c=$work/w2/nncp
+        measure "$work/w2.nncp.export" nncp-xfer -quiet -cfg "$c/alice.hjson" -keep -tx -mkdir -node bob "$s1/nncp"
+        t0=$(now_us)
+        nncp-xfer -quiet -cfg "$c/bob.hjson" -rx "$s1/nncp" >/dev/null 2>&1
+        nncp-toss -quiet -cfg "$c/bob.hjson" >/dev/null 2>&1
+        t1=$(now_us)
+        echo "$t0 $t1" | awk '{printf "%.6f\n", ($2-$1)/1e6}' >> "$work/w2.nncp.import"
+        got=$(ls "$c/bob/incoming" | wc -l)
+        [ "$got" = "$n" ] || { echo "W2: NNCP delivered $got of $n" >&2; exit 1; }
+        t0=$(now_us)
+        nncp-ack -quiet -cfg "$c/bob.hjson" -node alice 4>"$work/acks" >/dev/null 2>&1
+        nncp-xfer -quiet -cfg "$c/bob.hjson" -tx -mkdir -node alice "$s2/nncp" >/dev/null 2>&1
+        nncp-rm -quiet -cfg "$c/bob.hjson" -node alice -pkt < "$work/acks" >/dev/null 2>&1 || true
+        nncp-xfer -quiet -cfg "$c/alice.hjson" -rx "$s2/nncp" >/dev/null 2>&1
+        nncp-toss -quiet -cfg "$c/alice.hjson" >/dev/null 2>&1
+        t1=$(now_us)
+        echo "$t0 $t1" | awk '{printf "%.6f\n", ($2-$1)/1e6}' >> "$work/w2.nncp.acks"
+    done
+    for step in export import acks; do
+        read -r rm rmin rmax rn < <(stats "$work/w2.rs.$step")
+        read -r nm nmin nmax nn < <(stats "$work/w2.nncp.$step")
+        row "W2 $step, messages/s ($n x 1 KiB)|$(awk -v n="$n" -v t="$rm" 'BEGIN{printf "%.0f", n/t}')|$(awk -v n="$n" -v t="$nm" 'BEGIN{printf "%.0f", n/t}')|$(awk -v a="$rm" -v b="$nm" 'BEGIN{printf "%.2fx", b/a}')|rs ${rmin}-${rmax} s, NNCP ${nmin}-${nmax} s|$rn"
+    done
+    paste "$work/w2.rs.export" "$work/w2.rs.import" "$work/w2.rs.acks" | awk '{print $1+$2+$3}' > "$work/w2.rs.total"
+    paste "$work/w2.nncp.export" "$work/w2.nncp.import" "$work/w2.nncp.acks" | awk '{print $1+$2+$3}' > "$work/w2.nncp.total"
+    read -r rm rmin rmax rn < <(stats "$work/w2.rs.total")
+    read -r nm nmin nmax nn < <(stats "$work/w2.nncp.total")
+    row "W2 end to end, messages/s|$(awk -v n="$n" -v t="$rm" 'BEGIN{printf "%.0f", n/t}')|$(awk -v n="$n" -v t="$nm" 'BEGIN{printf "%.0f", n/t}')|$(awk -v a="$rm" -v b="$nm" 'BEGIN{printf "%.2fx", b/a}')|rs ${rmin}-${rmax} s, NNCP ${nmin}-${nmax} s|$rn"
+fi
+
+# ------------------------------------------------------------------ W3
+if wants w3; then
+    echo "W3: 1 GiB"
+    head -c 1073741824 /dev/urandom > "$work/1g"
+    mb() { awk -v s="$1" 'BEGIN{printf "%.1f", 1024/s}'; }
+    for mode in plain openpgp; do
+        d=$work/w3-$mode; mkdir -p "$d"
+        extra_a=""; extra_b=""
+        if [ $mode = openpgp ]; then
+            export GNUPGHOME=$d/gnupg; mkdir -p "$GNUPGHOME"; chmod 700 "$GNUPGHOME"
+            for who in a b; do
+                gpg --batch --passphrase '' --quick-gen-key "$who <$who@bench>" future-default default 1y 2>/dev/null
+                gpg --batch --armor --export-secret-keys "$who@bench" > "$d/$who.key"
+                gpg --batch --armor --export "$who@bench" > "$d/$who.pub"
+            done
+            extra_a=$(printf 'protection = "openpgp"\nour_key = "%s"\npeer_cert = "%s"' "$d/a.key" "$d/b.pub")
+            extra_b=$(printf 'protection = "openpgp"\nour_key = "%s"\npeer_cert = "%s"' "$d/b.key" "$d/a.pub")
+        fi
+        rs_sites "$d" "$extra_a" "$extra_b"
+        rss "$work/w3.$mode.queue" env RS_SPOOL="$d/a" "$bin/rs-send" --class bench --subclass w3 --file "$work/1g"
+        rss "$work/w3.$mode.export" env RS_SPOOL="$d/a" "$bin/rs-queue" export --to "$d/stick"
+        rss "$work/w3.$mode.import" env RS_SPOOL="$d/b" "$bin/rs-relay" import --from "$d/stick"
+        rm -rf "$d"
+    done
+    c=$work/w3-nncp; nncp_nodes "$c"
+    rss "$work/w3.nncp.queue" nncp-file -quiet -cfg "$c/alice.hjson" "$work/1g" bob:big
+    rss "$work/w3.nncp.export" nncp-xfer -quiet -cfg "$c/alice.hjson" -tx -mkdir -node bob "$c/stick"
+    /usr/bin/time -f "%e %M" -o "$work/t1" nncp-xfer -quiet -cfg "$c/bob.hjson" -rx "$c/stick" >/dev/null 2>&1
+    /usr/bin/time -f "%e %M" -o "$work/t2" nncp-toss -quiet -cfg "$c/bob.hjson" >/dev/null 2>&1
+    paste "$work/t1" "$work/t2" | awk '{printf "%.2f %d\n", $1+$3, ($2>$4)?$2:$4}' >> "$work/w3.nncp.import"
+    cmp -s "$work/1g" "$c/bob/incoming/big" || { echo "W3: NNCP's copy differs" >&2; exit 1; }
+    rm -rf "$c" "$work/1g"
+    for step in queue export import; do
+        read -r ps pr < "$work/w3.plain.$step"; read -r es er < "$work/w3.openpgp.$step"; read -r ns nr < "$work/w3.nncp.$step"
+        row "W3 $step 1 GiB, MB/s (peak RSS MiB), rs plain|$(mb "$ps") ($((pr/1024)))|n/a (NNCP always encrypts)| |${ps} s|1"
+        row "W3 $step 1 GiB, MB/s (peak RSS MiB), encrypted|$(mb "$es") ($((er/1024)))|$(mb "$ns") ($((nr/1024)))|$(awk -v a="$es" -v b="$ns" 'BEGIN{printf "%.2fx", b/a}')|rs ${es} s, NNCP ${ns} s|1"
+    done
+    tp=$(cat "$work"/w3.plain.* | awk '{s+=$1} END {print s}'); te=$(cat "$work"/w3.openpgp.* | awk '{s+=$1} END {print s}'); tn=$(cat "$work"/w3.nncp.* | awk '{s+=$1} END {print s}')
+    row "W3 end to end 1 GiB, MB/s, rs plain|$(mb "$tp")|n/a| |${tp} s|1"
+    row "W3 end to end 1 GiB, MB/s, encrypted|$(mb "$te")|$(mb "$tn")|$(awk -v a="$te" -v b="$tn" 'BEGIN{printf "%.2fx", b/a}')|rs ${te} s, NNCP ${tn} s|1"
+fi
+
+# ------------------------------------------------------------------ W4
+if wants w4; then
+    for n in 10000 100000 1000000; do
+        echo "W4: $n queued"
+        d=$work/w4; rm -rf "$d"
+        RS_SPOOL=$d "$bin/rs-queue" init --site a >/dev/null
+        sed -i "s/^\[queue\]$/[queue]\nmax_messages = $n/" "$d/config.toml"
+        "$bin/examples/fill_queue" "$d" "$n" >/dev/null
+        RS_SPOOL=$d "$bin/rs-queue" stats >/dev/null   # rebuilds the ledger once
+        for i in 1 2 3; do
+            measure "$work/w4.$n.list" bash -c "RS_SPOOL=$d $bin/rs-queue list | head -n 10"
+            measure "$work/w4.$n.stats" env RS_SPOOL="$d" "$bin/rs-queue" stats
+            measure "$work/w4.$n.evict" env RS_SPOOL="$d" "$bin/rs-send" --class bench --subclass w4 --precedence bulk --file "$work/1k"
+        done
+        for op in list stats evict; do
+            read -r m mn mx c < <(stats "$work/w4.$n.$op")
+            row "W4 $op at $n queued, s|$m|n/a (no equivalent)| |$mn-$mx|$c"
+        done
+        rm -rf "$d"
+    done
+fi
+
+echo
+cores=$(nproc); disk=$(df -h /var/tmp | awk 'NR==2 {print $1 " (" $2 ")"}')
+echo "rs $(git describe --always --dirty 2>/dev/null) vs NNCP $(nncp-file -version 2>&1 | head -1 | awk '{print $3}'); $cores cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), disk $disk, $(date -u +%Y-%m-%d)"
+echo
+{
+    echo "| workload | rs median | NNCP median | ratio (rs vs NNCP) | min-max | runs |"
+    echo "| --- | --- | --- | --- | --- | --- |"
+    awk -F'|' '{printf "|"; for (i = 1; i <= NF; i++) printf " %s |", $i; print ""}' "$table"
+}

@@ -136,31 +136,40 @@ impl<'de> serde::Deserialize<'de> for Timestamp {
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
     pinned: Option<Timestamp>,
-    utc_offset_secs: i32,
+    /// `None`: the local offset, read when first needed.
+    utc_offset_secs: Option<i32>,
+}
+
+/// The local offset from UTC, read once per process (from the time zone
+/// database, which only some commands need).
+fn local_offset_secs() -> i32 {
+    static OFFSET: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        time::UtcOffset::current_local_offset()
+            .map(|o| o.whole_seconds())
+            .unwrap_or(0)
+    })
 }
 
 impl Clock {
     /// The system clock, unless `RS_NOW` holds a time (RFC 3339 or @SECONDS).
-    /// The local UTC offset (for time-of-day windows) is read here, once,
-    /// while the process is still single-threaded.
+    /// The local UTC offset (for time-of-day windows and local days) is read
+    /// on first use; commands are single-threaded, as reading it requires.
     pub fn from_env() -> Result<Clock, Error> {
         let pinned = match std::env::var("RS_NOW") {
             Ok(v) if !v.trim().is_empty() => Some(Timestamp::parse(&v)?),
             _ => None,
         };
-        let utc_offset_secs = time::UtcOffset::current_local_offset()
-            .map(|o| o.whole_seconds())
-            .unwrap_or(0);
         Ok(Clock {
             pinned,
-            utc_offset_secs,
+            utc_offset_secs: None,
         })
     }
 
     pub fn fixed(at: Timestamp) -> Clock {
         Clock {
             pinned: Some(at),
-            utc_offset_secs: 0,
+            utc_offset_secs: Some(0),
         }
     }
 
@@ -172,7 +181,7 @@ impl Clock {
     }
 
     pub fn utc_offset_secs(&self) -> i32 {
-        self.utc_offset_secs
+        self.utc_offset_secs.unwrap_or_else(local_offset_secs)
     }
 }
 

@@ -668,6 +668,7 @@ fn stats(ctx: &Context, spool: &Spool, out: &mut Out, now: Timestamp) -> Result<
     ];
     let mut rows: Vec<StatsRow> = Vec::new();
     let mut outbound = [(0u64, 0u64); 3];
+    let mut expired = 0;
     for (label, areas) in &named_areas {
         let mut per = [(0u64, 0u64); 3];
         for area in areas {
@@ -676,6 +677,9 @@ fn stats(ctx: &Context, spool: &Spool, out: &mut Out, now: Timestamp) -> Result<
                 let slot = &mut per[e.name.precedence.rank()];
                 slot.0 += 1;
                 slot.1 += e.name.size;
+                if *label != "dead" && e.area != Area::Sent && e.name.is_expired(now) {
+                    expired += 1;
+                }
             }
         }
         if *label != "dead" {
@@ -693,11 +697,6 @@ fn stats(ctx: &Context, spool: &Spool, out: &mut Out, now: Timestamp) -> Result<
         ("quarantine", spool.area_totals(Area::Quarantine)?),
         ("tmp", spool.area_totals(Area::Tmp)?),
     ];
-    let expired = spool
-        .scan_outbound(now)?
-        .iter()
-        .filter(|e| e.name.is_expired(now) && e.area != Area::Sent)
-        .count();
     let cfg = spool.config();
     let limits = &cfg.queue;
     let sent = spool.throttle_sent().at(now, ctx.clock.utc_offset_secs());
@@ -1092,6 +1091,8 @@ fn due(ctx: &Context, spool: &Spool, out: &mut Out, now: Timestamp) -> Result<Ex
 }
 
 fn check(ctx: &Context, spool: &Spool, out: &mut Out, now: Timestamp) -> Result<ExitCode, Error> {
+    spool.ensure_dirs()?;
+    spool.clean_maildir_tmp(now)?;
     let mut locked = spool.lock(now)?;
     let entries = spool.scan_outbound(now)?;
     let mut bad = Vec::new();

@@ -298,12 +298,14 @@ fn data_source(args: &SendArgs, spool: &Spool, now: Timestamp) -> Result<Payload
                 format!("cannot read content file {}: {e}", path.display()),
             )
         };
-        let file = std::fs::File::open(path).map_err(no_input)?;
+        let mut file = std::fs::File::open(path).map_err(no_input)?;
         let size = file.metadata().map_err(no_input)?.len();
         if size > threshold {
             return Ok(Payload::Large(Large::File(file, size)));
         }
-        return read_content(args).map(Payload::Small);
+        let mut bytes = Vec::with_capacity(size as usize);
+        file.read_to_end(&mut bytes).map_err(no_input)?;
+        return Ok(Payload::Small(bytes));
     }
     let stdin = std::io::stdin();
     if stdin.is_terminal() {

@@ -98,12 +98,14 @@ pub fn plan(entries: &[EntryName], new: &EntryName, limits: &QueueLimits, now: T
             Scope::Total => true,
             Scope::Precedence(p) => e.precedence == p,
         };
+        // What the scope would hold with the newcomer; kept up to date as
+        // entries are planned away (one pass, however many are evicted).
+        let (mut count, mut bytes) = entries
+            .iter()
+            .zip(&gone)
+            .filter(|(e, g)| !**g && in_scope(e))
+            .fold((1u64, new.size), |(c, b), (e, _)| (c + 1, b + e.size));
         loop {
-            let (count, bytes) = entries
-                .iter()
-                .zip(&gone)
-                .filter(|(e, g)| !**g && in_scope(e))
-                .fold((1u64, new.size), |(c, b), (e, _)| (c + 1, b + e.size));
             if limit.admits(count, bytes) {
                 break;
             }
@@ -133,6 +135,8 @@ pub fn plan(entries: &[EntryName], new: &EntryName, limits: &QueueLimits, now: T
             match victim {
                 Some((index, rule)) => {
                     gone[index] = true;
+                    count -= 1;
+                    bytes -= entries[index].size;
                     evict.push(Eviction { index, rule, scope });
                 }
                 None => {

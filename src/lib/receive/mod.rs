@@ -422,6 +422,7 @@ pub fn receive(
     log: &dyn Fn(String),
 ) -> Result<Report> {
     let _lock = ReceiveLock::take(spool)?;
+    spool.clean_maildir_tmp(now)?;
     let config = spool.config();
     let me = &config.component;
     let mut seen = Seen::open(&spool.dir(Area::State).join("seen.idx"), now)?;

@@ -274,7 +274,11 @@ impl Spool {
             root: root.to_path_buf(),
             config,
         };
-        spool.ensure_dirs()?;
+        // The newest area exists only if every area does (they are made
+        // together): one stat on the common path instead of one per area.
+        if !spool.dir(Area::Leases).is_dir() {
+            spool.ensure_dirs()?;
+        }
         Ok(spool)
     }
 
@@ -313,7 +317,8 @@ impl Spool {
         Spool::open(root)
     }
 
-    fn ensure_dirs(&self) -> Result<()> {
+    /// Creates any missing area (an operator may have removed one).
+    pub fn ensure_dirs(&self) -> Result<()> {
         for area in Area::ALL {
             let dir = self.dir(area);
             fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
@@ -347,24 +352,28 @@ impl Spool {
 
     // ------------------------------------------------------------ recovery
 
-    /// Removes files left in `tmp/` and `received/tmp/` by writers that
-    /// died. In `tmp/`, writers lock their files: a file is taken for a dead
-    /// writer's when it is unlocked and older than a minute, or older than
-    /// `[spool] tmp_max_age` whatever its lock. In `received/tmp/` (plain
-    /// Maildir writers) age alone decides. Returns how many were removed.
+    /// Removes files left in `tmp/` by writers that died. Writers lock their
+    /// files: a file is taken for a dead writer's when it is unlocked and
+    /// older than a minute, or older than `[spool] tmp_max_age` whatever its
+    /// lock. Returns how many were removed.
     pub fn clean_tmp(&self, now: Timestamp) -> Result<usize> {
         let max_age = i64::try_from(self.config.spool.tmp_max_age.as_secs()).unwrap_or(i64::MAX);
-        let locked = clean_leftovers(
+        clean_leftovers(
             &self.dir(Area::Tmp),
             now,
             Leftover::UnlockedOrOlderThan(max_age),
-        )?;
-        let maildir = clean_leftovers(
+        )
+    }
+
+    /// Removes files left in `received/tmp/` by Maildir deliveries that died
+    /// (older than `[spool] tmp_max_age`). Returns how many were removed.
+    pub fn clean_maildir_tmp(&self, now: Timestamp) -> Result<usize> {
+        let max_age = i64::try_from(self.config.spool.tmp_max_age.as_secs()).unwrap_or(i64::MAX);
+        clean_leftovers(
             &self.dir(Area::Received).join("tmp"),
             now,
             Leftover::OlderThan(max_age),
-        )?;
-        Ok(locked + maildir)
+        )
     }
 
     /// Refuses a new message of about `size` bytes when it would leave less
