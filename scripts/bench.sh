@@ -3,8 +3,8 @@
 # in one run, and prints one table: workload, rs median, NNCP median, ratio,
 # min-max, runs. Not part of the tests (machines are shared and noisy).
 #
-#   scripts/bench.sh             every workload (about 10 minutes on 2 cores)
-#   scripts/bench.sh w1 w3       only those (w1 w2 w3 w4)
+#   scripts/bench.sh             every workload (about 12 minutes on 2 cores)
+#   scripts/bench.sh w1 w3       only those (w1 w2 w3 w4 protect)
 #
 # W1 per-invocation enqueue: 2,000 processes each queue one 1 KiB message.
 # W2 removable media: 10,000 queued 1 KiB messages exported, imported
@@ -13,6 +13,8 @@
 #    OpenPGP, NNCP (always encrypted). MB/s and peak RSS.
 # W4 queue at scale (rs only: NNCP has no equivalent operations): list | head,
 #    stats, and an eviction, at 10^4, 10^5 and 10^6 queued messages.
+# protect: protection alone on one envelope: OpenPGP (1 GiB of data) beside
+#    gpg, S/MIME (256 MiB: rs holds S/MIME in memory) beside openssl cms.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -34,7 +36,7 @@ bin=$root/target/release
 work=$(mktemp -d /var/tmp/rs-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 which=("$@")
-[ ${#which[@]} -gt 0 ] || which=(w1 w2 w3 w4)
+[ ${#which[@]} -gt 0 ] || which=(w1 w2 w3 w4 protect)
 wants() { local w; for w in "${which[@]}"; do [ "$w" = "$1" ] && return 0; done; return 1; }
 
 table=$work/table
@@ -136,8 +138,10 @@ if wants w2; then
     for i in $(seq "$n"); do nncp-file -quiet -cfg "$work/w2p/nncp/alice.hjson" "$work/1k" "bob:m$i"; done
     for r in $(seq $runs); do
         echo "W2: run $r"
-        rm -rf "$work/w2"; cp -a "$work/w2p" "$work/w2"; sync
-        s1=$work/w2/stick1; s2=$work/w2/stick2; mkdir -p "$s1" "$s2"
+        rm -rf "$work/w2"; cp -a "$work/w2p" "$work/w2"
+        sed -i "s|$work/w2p/|$work/w2/|g" "$work"/w2/nncp/*.hjson
+        sync
+        s1=$work/w2/stick1; s2=$work/w2/stick2; mkdir -p "$s1/nncp" "$s2/nncp"
         A() { RS_SPOOL=$work/w2/a "$bin/$@"; }
         B() { RS_SPOOL=$work/w2/b "$bin/$@"; }
         measure "$work/w2.rs.export" A rs-queue export --to "$s1"
@@ -204,7 +208,7 @@ if wants w3; then
         rss "$work/w3.$mode.import" env RS_SPOOL="$d/b" "$bin/rs-relay" import --from "$d/stick"
         rm -rf "$d"
     done
-    c=$work/w3-nncp; nncp_nodes "$c"
+    c=$work/w3-nncp; nncp_nodes "$c"; mkdir -p "$c/stick"
     rss "$work/w3.nncp.queue" nncp-file -quiet -cfg "$c/alice.hjson" "$work/1g" bob:big
     rss "$work/w3.nncp.export" nncp-xfer -quiet -cfg "$c/alice.hjson" -tx -mkdir -node bob "$c/stick"
     /usr/bin/time -f "%e %M" -o "$work/t1" nncp-xfer -quiet -cfg "$c/bob.hjson" -rx "$c/stick" >/dev/null 2>&1
@@ -242,6 +246,61 @@ if wants w4; then
         done
         rm -rf "$d"
     done
+fi
+
+# ------------------------------------------------------------------ protect
+if wants protect; then
+    d=$work/protect; mkdir -p "$d"
+    export GNUPGHOME=$d/gnupg; mkdir -p "$GNUPGHOME"; chmod 700 "$GNUPGHOME"
+    for who in a b; do
+        gpg --batch --passphrase '' --quick-gen-key "$who <$who@bench>" future-default default 1y 2>/dev/null
+        gpg --batch --armor --export-secret-keys "$who@bench" > "$d/$who.key"
+        gpg --batch --armor --export "$who@bench" > "$d/$who.pub"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=$who" -addext "extendedKeyUsage=emailProtection" \
+            -keyout "$d/$who.pem.key" -out "$d/$who.pem" 2>/dev/null
+    done
+    rs_sites "$d" \
+        "$(printf 'protection = "openpgp"\nour_key = "%s"\npeer_cert = "%s"' "$d/a.key" "$d/b.pub")" \
+        "$(printf 'protection = "openpgp"\nour_key = "%s"\npeer_cert = "%s"' "$d/b.key" "$d/a.pub")"
+    mkdir -p "$d/s"
+    RS_SPOOL=$d/s "$bin/rs-queue" init --site s --component s.host >/dev/null
+    printf '\n[[peer]]\nid = "b.hub"\nprotection = "smime"\nour_key = "%s"\nour_cert = "%s"\npeer_cert = "%s"\n' "$d/a.pem.key" "$d/a.pem" "$d/b.pem" >> "$d/s/config.toml"
+    printf '\n[[peer]]\nid = "a.host"\nprotection = "smime"\nour_key = "%s"\nour_cert = "%s"\npeer_cert = "%s"\n' "$d/b.pem.key" "$d/b.pem" "$d/a.pem" >> "$d/s/config.toml"
+    for size in 1073741824 268435456; do
+        head -c $size /dev/urandom > "$d/data"
+        RS_SPOOL=$d/a "$bin/rs-send" --class bench --subclass protect --file "$d/data" >/dev/null
+        mv "$d"/a/queue/normal/* "$d/envelope.$size"
+    done
+    rm -f "$d/data"
+    env1g=$d/envelope.1073741824; env256=$d/envelope.268435456
+    mbs() { awk -v b="$1" -v s="$2" 'BEGIN{printf "%.1f", b/1048576/s}'; }
+    sz=$(stat -c %s "$env1g")
+    rss "$work/p.rs.protect" "$bin/examples/protect" protect "$d/a" b.hub "$env1g" "$d/out.pgp"
+    rss "$work/p.rs.unprotect" "$bin/examples/protect" unprotect "$d/b" a.host "$d/out.pgp" "$d/back"
+    cmp -s "$env1g" "$d/back" || { echo "protect: OpenPGP round trip differs" >&2; exit 1; }
+    rm -f "$d/out.pgp" "$d/back"
+    rss "$work/p.gpg.protect" gpg --batch --yes --armor --compress-algo none --sign --encrypt -u a@bench -r b@bench -o "$d/out.asc" "$env1g"
+    rss "$work/p.gpg.unprotect" gpg --batch --yes --decrypt -o "$d/back" "$d/out.asc"
+    rm -f "$d/out.asc" "$d/back"
+    for step in protect unprotect; do
+        read -r rs rr < "$work/p.rs.$step"; read -r gs gr < "$work/p.gpg.$step"
+        row "OpenPGP $step, 1 GiB of data ($((sz/1048576)) MiB envelope), MB/s (peak RSS MiB); peer: gpg|$(mbs "$sz" "$rs") ($((rr/1024)))|$(mbs "$sz" "$gs") ($((gr/1024)))|$(awk -v a="$rs" -v b="$gs" 'BEGIN{printf "%.2fx", b/a}')|rs $rs s, gpg $gs s|1"
+    done
+    sz=$(stat -c %s "$env256")
+    rss "$work/s.rs.protect" "$bin/examples/protect" protect "$d/s" b.hub "$env256" "$d/out.p7m"
+    rss "$work/s.rs.unprotect" "$bin/examples/protect" unprotect "$d/s" a.host "$d/out.p7m" "$d/back"
+    rm -f "$d/out.p7m" "$d/back"
+    /usr/bin/time -f "%e %M" -o "$work/t1" openssl cms -sign -binary -signer "$d/a.pem" -inkey "$d/a.pem.key" -in "$env256" -out "$d/signed" >/dev/null 2>&1
+    /usr/bin/time -f "%e %M" -o "$work/t2" openssl cms -encrypt -binary -aes256 -in "$d/signed" -out "$d/enc" "$d/b.pem" >/dev/null 2>&1
+    paste "$work/t1" "$work/t2" | awk '{printf "%.2f %d\n", $1+$3, ($2>$4)?$2:$4}' > "$work/s.ossl.protect"
+    /usr/bin/time -f "%e %M" -o "$work/t1" openssl cms -decrypt -binary -recip "$d/b.pem" -inkey "$d/b.pem.key" -in "$d/enc" -out "$d/dec" >/dev/null 2>&1
+    /usr/bin/time -f "%e %M" -o "$work/t2" openssl cms -verify -binary -CAfile "$d/a.pem" -in "$d/dec" -out "$d/back" >/dev/null 2>&1
+    paste "$work/t1" "$work/t2" | awk '{printf "%.2f %d\n", $1+$3, ($2>$4)?$2:$4}' > "$work/s.ossl.unprotect"
+    for step in protect unprotect; do
+        read -r rs rr < "$work/s.rs.$step"; read -r os or < "$work/s.ossl.$step"
+        row "S/MIME $step, 256 MiB of data ($((sz/1048576)) MiB envelope), MB/s (peak RSS MiB); peer: openssl cms|$(mbs "$sz" "$rs") ($((rr/1024)))|$(mbs "$sz" "$os") ($((or/1024)))|$(awk -v a="$rs" -v b="$os" 'BEGIN{printf "%.2fx", b/a}')|rs $rs s, openssl $os s|1"
+    done
+    rm -rf "$d"
 fi
 
 echo
