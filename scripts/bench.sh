@@ -153,24 +153,25 @@ if wants w2; then
         echo "$t0 $t1" | awk '{printf "%.6f\n", ($2-$1)/1e6}' >> "$work/w2.rs.acks"
         left=$(A rs-queue stats --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["outbound"]["total"]["messages"])')
         [ "$left" = 0 ] || { echo "W2: $left messages left at A" >&2; exit 1; }
-        # NNCP: keep packets until acknowledged, as rs does.
+        # NNCP: keep packets until acknowledged, as rs does. NNCP acknowledges
+        # what sits in the receiver's rx spool, so nncp-ack runs between
+        # nncp-xfer -rx and nncp-toss; each command's time goes to its step.
         c=$work/w2/nncp
         measure "$work/w2.nncp.export" nncp-xfer -quiet -cfg "$c/alice.hjson" -keep -tx -mkdir -node bob "$s1/nncp"
-        t0=$(now_us)
-        nncp-xfer -quiet -cfg "$c/bob.hjson" -rx "$s1/nncp" >/dev/null 2>&1
-        nncp-toss -quiet -cfg "$c/bob.hjson" >/dev/null 2>&1
-        t1=$(now_us)
-        echo "$t0 $t1" | awk '{printf "%.6f\n", ($2-$1)/1e6}' >> "$work/w2.nncp.import"
+        step_time() { local t0 t1; t0=$(now_us); "$@" >/dev/null 2>&1; t1=$(now_us); echo "$t0 $t1" | awk '{printf "%.6f\n", ($2-$1)/1e6}'; }
+        i1=$(step_time nncp-xfer -quiet -cfg "$c/bob.hjson" -rx "$s1/nncp")
+        a1=$(step_time bash -c "nncp-ack -quiet -cfg '$c/bob.hjson' -node alice 4>'$work/acks'")
+        i2=$(step_time nncp-toss -quiet -cfg "$c/bob.hjson")
+        echo "$i1 $i2" | awk '{printf "%.6f\n", $1+$2}' >> "$work/w2.nncp.import"
         got=$(ls "$c/bob/incoming" | wc -l)
         [ "$got" = "$n" ] || { echo "W2: NNCP delivered $got of $n" >&2; exit 1; }
-        t0=$(now_us)
-        nncp-ack -quiet -cfg "$c/bob.hjson" -node alice 4>"$work/acks" >/dev/null 2>&1
-        nncp-xfer -quiet -cfg "$c/bob.hjson" -tx -mkdir -node alice "$s2/nncp" >/dev/null 2>&1
-        nncp-rm -quiet -cfg "$c/bob.hjson" -node alice -pkt < "$work/acks" >/dev/null 2>&1 || true
-        nncp-xfer -quiet -cfg "$c/alice.hjson" -rx "$s2/nncp" >/dev/null 2>&1
-        nncp-toss -quiet -cfg "$c/alice.hjson" >/dev/null 2>&1
-        t1=$(now_us)
-        echo "$t0 $t1" | awk '{printf "%.6f\n", ($2-$1)/1e6}' >> "$work/w2.nncp.acks"
+        a2=$(step_time nncp-xfer -quiet -cfg "$c/bob.hjson" -tx -mkdir -node alice "$s2/nncp")
+        a3=$(step_time bash -c "nncp-rm -quiet -cfg '$c/bob.hjson' -node alice -pkt < '$work/acks'")
+        a4=$(step_time nncp-xfer -quiet -cfg "$c/alice.hjson" -rx "$s2/nncp")
+        a5=$(step_time nncp-toss -quiet -cfg "$c/alice.hjson")
+        echo "$a1 $a2 $a3 $a4 $a5" | awk '{printf "%.6f\n", $1+$2+$3+$4+$5}' >> "$work/w2.nncp.acks"
+        kept=$(find "$c/alice/spool" -path '*/tx/*' -type f | wc -l)
+        [ "$kept" = 0 ] || { echo "W2: NNCP's acknowledgements left $kept packets at alice" >&2; exit 1; }
     done
     for step in export import acks; do
         read -r rm rmin rmax rn < <(stats "$work/w2.rs.$step")

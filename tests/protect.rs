@@ -896,3 +896,115 @@ fn smime_refusals() {
     assert!(r.stderr.contains("expired"), "{}", r.stderr);
     assert_eq!(outbound(&a2), 1);
 }
+
+#[test]
+fn a_passphrase_protected_key_is_unlocked_from_its_file_only() {
+    let scratch = Site::new();
+    let keys = PgpKeys::new(&scratch);
+    let dir = &keys.dir;
+    // A second key for A, protected by a passphrase.
+    let locked = |args: &[&str]| {
+        let mut c = Command::new("gpg");
+        c.env("GNUPGHOME", &keys.gpg.home)
+            .args([
+                "--batch",
+                "--yes",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "sekret",
+            ])
+            .args(args);
+        run(c)
+    };
+    locked(&[
+        "--quick-gen-key",
+        "Site <locked@test>",
+        "future-default",
+        "default",
+        "1y",
+    ]);
+    std::fs::write(
+        dir.join("locked.key"),
+        locked(&["--armor", "--export-secret-keys", "locked@test"]).stdout,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("locked.pub"),
+        locked(&["--armor", "--export", "locked@test"]).stdout,
+    )
+    .unwrap();
+    std::fs::write(dir.join("passphrase"), "sekret\n").unwrap();
+
+    let b = Site::component("b.hub");
+    b.peer(
+        "a.host",
+        &pgp_peer(&keys.path("b.key"), &keys.path("locked.pub"), ""),
+    );
+    // Without the passphrase file the key cannot be used, and the error says so.
+    let a = Site::component("a.host");
+    a.peer(
+        "b.hub",
+        &pgp_peer(
+            &keys.path("locked.key"),
+            &keys.path("b.pub"),
+            "upstream = true",
+        ),
+    );
+    let id = a.send(&[], b"signed with a locked key");
+    let s = stick(&a, "s");
+    let r = a
+        .cmd("rs-queue")
+        .args(["export", "--to"])
+        .args([&s])
+        .run()
+        .code(75);
+    assert!(r.stderr.contains("passphrase_file"), "{}", r.stderr);
+    // With it, the message goes, and B verifies the signature.
+    let config = a.spool.join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text + &format!("passphrase_file = \"{}\"\n", keys.path("passphrase")),
+    )
+    .unwrap();
+    let s2 = stick(&a, "s2");
+    export(&a, &s2);
+    let r = import(&b, &s2).json();
+    assert_eq!(r["delivered"], 1, "{r}");
+    assert!(b.received().iter().any(|(i, _)| *i == id));
+}
+
+#[test]
+fn smime_tampered_signature_is_refused() {
+    let scratch = Site::new();
+    let pki = Pki::new(&scratch);
+    let (_a, b) = smime_pair(&pki);
+    let (id, env, _k) = plain_envelope("a.host", "tampered signature");
+    let signed = scratch.root().join("signed.eml");
+    run(pki
+        .openssl(&["cms", "-sign", "-signer", "a.pem", "-inkey", "a.key", "-in"])
+        .arg(&env)
+        .arg("-out")
+        .arg(&signed));
+    // Change one base64 character inside the detached signature.
+    let text = std::fs::read_to_string(&signed).unwrap();
+    let at = text.rfind("smime.p7s").unwrap();
+    let body = text[at..]
+        .find("\r\n\r\n")
+        .map(|i| i + 4)
+        .or_else(|| text[at..].find("\n\n").map(|i| i + 2))
+        .expect("the signature part has a body");
+    let sig_start = at + body + 120;
+    let mut bytes = text.into_bytes();
+    bytes[sig_start] = if bytes[sig_start] == b'A' { b'B' } else { b'A' };
+    std::fs::write(&signed, bytes).unwrap();
+    let enc = scratch.root().join("enc.p7m");
+    run(pki
+        .openssl(&["cms", "-encrypt", "-aes256", "-in"])
+        .arg(&signed)
+        .arg("-out")
+        .arg(&enc)
+        .arg("b.pem"));
+    refused(&b, &id, &std::fs::read(&enc).unwrap(), "signature");
+}
