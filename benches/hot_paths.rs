@@ -57,7 +57,7 @@ fn envelope_benches(c: &mut Criterion) {
 
 fn seen_benches(c: &mut Criterion) {
     let sizes: Vec<u64> = std::env::var("RS_BENCH_SEEN_SIZES")
-        .unwrap_or_else(|_| "1000,1000000".into())
+        .unwrap_or_else(|_| "1000,10000000".into())
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();

@@ -107,19 +107,23 @@ head -c 1024 /dev/urandom > "$work/1k"
 
 # ------------------------------------------------------------------ W1
 if wants w1; then
-    n=${RS_BENCH_W1:-2000}; runs=3
+    # Five runs; the tool that goes first alternates, so that both meet the
+    # same disk (fsync latency here drifts by 2x over minutes).
+    n=${RS_BENCH_W1:-2000}; runs=5
     echo "W1: $n enqueues per run, $runs runs"
+    w1_rs() { local i; for i in $(seq "$n"); do RS_SPOOL=$work/w1/a "$bin/rs-send" --class bench --subclass w1 --file "$work/1k" >/dev/null; done; }
+    w1_nncp() { local i; for i in $(seq "$n"); do nncp-file -quiet -cfg "$work/w1/nncp/alice.hjson" "$work/1k" "bob:m$i"; done; }
+    per_call() { local t0 t1; t0=$(now_us); "$@"; t1=$(now_us); echo "$t0 $t1 $n" | awk '{printf "%.4f\n", ($2-$1)/1e3/$3}'; }
     for r in $(seq $runs); do
         rm -rf "$work/w1"; mkdir -p "$work/w1"
         rs_sites "$work/w1"
         nncp_nodes "$work/w1/nncp"
-        t0=$(now_us)
-        for i in $(seq $n); do RS_SPOOL=$work/w1/a "$bin/rs-send" --class bench --subclass w1 --file "$work/1k" >/dev/null; done
-        t1=$(now_us)
-        for i in $(seq $n); do nncp-file -quiet -cfg "$work/w1/nncp/alice.hjson" "$work/1k" "bob:m$i"; done
-        t2=$(now_us)
-        echo "$t0 $t1 $n" | awk '{printf "%.4f\n", ($2-$1)/1e3/$3}' >> "$work/w1.rs"
-        echo "$t1 $t2 $n" | awk '{printf "%.4f\n", ($2-$1)/1e3/$3}' >> "$work/w1.nncp"
+        sync
+        if [ $((r % 2)) = 1 ]; then
+            per_call w1_rs >> "$work/w1.rs"; per_call w1_nncp >> "$work/w1.nncp"
+        else
+            per_call w1_nncp >> "$work/w1.nncp"; per_call w1_rs >> "$work/w1.rs"
+        fi
     done
     read -r rm rmin rmax rn < <(stats "$work/w1.rs")
     read -r nm nmin nmax nn < <(stats "$work/w1.nncp")
