@@ -11,7 +11,7 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test"
-cargo test --all-targets --quiet
+cargo test --workspace --all-targets --quiet
 echo "== man pages"
 scripts/man.sh --check
 echo "all tests passed in $((SECONDS - start)) s"

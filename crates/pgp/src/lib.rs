@@ -6,6 +6,8 @@
 //! from a static constructor, which runs in every binary that has this
 //! crate in its dependency graph: `rs-send` must not pay for that.
 
+mod armor;
+
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::time::SystemTime;
@@ -19,7 +21,7 @@ use openpgp::parse::stream::{
 };
 use openpgp::parse::Parse;
 use openpgp::policy::StandardPolicy;
-use openpgp::serialize::stream::{Armorer, Encryptor, LiteralWriter, Message, Signer};
+use openpgp::serialize::stream::{Encryptor, LiteralWriter, Message, Signer};
 use openpgp::types::SymmetricAlgorithm;
 use openpgp::{Cert, Fingerprint, KeyHandle};
 
@@ -117,7 +119,7 @@ impl Keys {
     }
 
     /// Signs and encrypts `input` for the peer, writing an armored OpenPGP
-    /// message to `out`.
+    /// message to `out` (armored by [`armor`], not by Sequoia: faster).
     pub fn protect(
         &self,
         input: &mut (dyn Read + Send + Sync),
@@ -141,10 +143,8 @@ impl Keys {
             ));
         }
         let signer = self.signer()?;
-        let e = |e: openpgp::Error| e.to_string();
-        let _ = e;
-        let message = Message::new(out);
-        let message = Armorer::new(message).build().map_err(|e| e.to_string())?;
+        let mut armored = armor::Armorer::new(out).map_err(|e| e.to_string())?;
+        let message = Message::new(&mut armored);
         let message = Encryptor::for_recipients(message, recipients)
             .build()
             .map_err(|e| e.to_string())?;
@@ -156,7 +156,9 @@ impl Keys {
             .build()
             .map_err(|e| e.to_string())?;
         io::copy(input, &mut message).map_err(|e| format!("encrypting: {e}"))?;
-        message.finalize().map_err(|e| e.to_string())
+        message.finalize().map_err(|e| e.to_string())?;
+        armored.finish().map_err(|e| e.to_string())?;
+        Ok(())
     }
 
     /// Decrypts `input` (an OpenPGP message, armored or not) into `out`,
@@ -175,6 +177,19 @@ impl Keys {
             require_signature,
             now,
         };
+        // Armored (as RFC 3156 has it) or binary: look at the start.
+        let mut prefix = Vec::with_capacity(64);
+        input
+            .take(64)
+            .read_to_end(&mut prefix)
+            .map_err(|e| e.to_string())?;
+        let input = io::Cursor::new(prefix).chain(input);
+        let input: Box<dyn Read + Send + Sync + '_> =
+            if armor::is_armored(input.get_ref().0.get_ref()) {
+                Box::new(armor::Dearmor::new(input))
+            } else {
+                Box::new(input)
+            };
         let mut decryptor = DecryptorBuilder::from_reader(input)
             .map_err(|e| format!("not an OpenPGP message: {e}"))?
             .buffer_size(BUFFER)
