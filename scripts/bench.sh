@@ -4,7 +4,7 @@
 # min-max, runs. Not part of the tests (machines are shared and noisy).
 #
 #   scripts/bench.sh             every workload (about 12 minutes on 2 cores)
-#   scripts/bench.sh w1 w3       only those (w1 w2 w3 w4 protect)
+#   scripts/bench.sh w1 w3       only those (w1 w2 w3 w4 protect limits)
 #
 # W1 per-invocation enqueue: 2,000 processes each queue one 1 KiB message.
 # W2 removable media: 10,000 queued 1 KiB messages exported, imported
@@ -15,6 +15,8 @@
 #    stats, and an eviction, at 10^4, 10^5 and 10^6 queued messages.
 # protect: protection alone on one envelope: OpenPGP (1 GiB of data) beside
 #    gpg, S/MIME (256 MiB: rs holds S/MIME in memory) beside openssl cms.
+# limits: the physical limits beside them: process start, a durable small
+#    file, sequential disk write, the ciphers and hashes (BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -23,6 +25,8 @@ need=()
 command -v nncp-file >/dev/null || need+=(nncp)
 [ -x /usr/bin/time ] || need+=(time)
 command -v gpg >/dev/null || need+=(gnupg)
+command -v openssl >/dev/null || need+=(openssl)
+command -v python3 >/dev/null || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
     echo "bench: installing ${need[*]}"
     sudo=""
@@ -36,7 +40,7 @@ bin=$root/target/release
 work=$(mktemp -d /var/tmp/rs-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 which=("$@")
-[ ${#which[@]} -gt 0 ] || which=(w1 w2 w3 w4 protect)
+[ ${#which[@]} -gt 0 ] || which=(w1 w2 w3 w4 protect limits)
 wants() { local w; for w in "${which[@]}"; do [ "$w" = "$1" ] && return 0; done; return 1; }
 
 table=$work/table
@@ -111,13 +115,16 @@ if wants w1; then
     # same disk (fsync latency here drifts by 2x over minutes).
     n=${RS_BENCH_W1:-2000}; runs=5
     echo "W1: $n enqueues per run, $runs runs"
-    w1_rs() { local i; for i in $(seq "$n"); do RS_SPOOL=$work/w1/a "$bin/rs-send" --class bench --subclass w1 --file "$work/1k" >/dev/null; done; }
-    w1_nncp() { local i; for i in $(seq "$n"); do nncp-file -quiet -cfg "$work/w1/nncp/alice.hjson" "$work/1k" "bob:m$i"; done; }
+    # Each run has its own directories, removed after the last run: ext4
+    # scans past recently deleted inodes when it allocates one, so files
+    # created just after a mass deletion cost up to 10x more.
+    w1_rs() { local i; for i in $(seq "$n"); do RS_SPOOL=$w/a "$bin/rs-send" --class bench --subclass w1 --file "$work/1k" >/dev/null; done; }
+    w1_nncp() { local i; for i in $(seq "$n"); do nncp-file -quiet -cfg "$w/nncp/alice.hjson" "$work/1k" "bob:m$i"; done; }
     per_call() { local t0 t1; t0=$(now_us); "$@"; t1=$(now_us); echo "$t0 $t1 $n" | awk '{printf "%.4f\n", ($2-$1)/1e3/$3}'; }
     for r in $(seq $runs); do
-        rm -rf "$work/w1"; mkdir -p "$work/w1"
-        rs_sites "$work/w1"
-        nncp_nodes "$work/w1/nncp"
+        w=$work/w1-$r; mkdir -p "$w"
+        rs_sites "$w"
+        nncp_nodes "$w/nncp"
         sync
         if [ $((r % 2)) = 1 ]; then
             per_call w1_rs >> "$work/w1.rs"; per_call w1_nncp >> "$work/w1.nncp"
@@ -125,6 +132,7 @@ if wants w1; then
             per_call w1_nncp >> "$work/w1.nncp"; per_call w1_rs >> "$work/w1.rs"
         fi
     done
+    rm -rf "$work"/w1-*
     read -r rm rmin rmax rn < <(stats "$work/w1.rs")
     read -r nm nmin nmax nn < <(stats "$work/w1.nncp")
     row "W1 enqueue 1 KiB, ms per invocation|$rm|$nm|$(awk -v a="$rm" -v b="$nm" 'BEGIN{printf "%.2fx faster", b/a}')|rs $rmin-$rmax, NNCP $nmin-$nmax|$rn"
@@ -140,14 +148,13 @@ if wants w2; then
     for i in $(seq "$n"); do RS_SPOOL=$work/w2p/a "$bin/rs-send" --class bench --subclass w2 --file "$work/1k" >/dev/null; done
     nncp_nodes "$work/w2p/nncp"
     for i in $(seq "$n"); do nncp-file -quiet -cfg "$work/w2p/nncp/alice.hjson" "$work/1k" "bob:m$i"; done
-    for r in $(seq $runs); do
-        echo "W2: run $r"
-        rm -rf "$work/w2"; cp -a "$work/w2p" "$work/w2"
-        sed -i "s|$work/w2p/|$work/w2/|g" "$work"/w2/nncp/*.hjson
-        sync
-        s1=$work/w2/stick1; s2=$work/w2/stick2; mkdir -p "$s1/nncp" "$s2/nncp"
-        A() { RS_SPOOL=$work/w2/a "$bin/$@"; }
-        B() { RS_SPOOL=$work/w2/b "$bin/$@"; }
+    # One copy of the prepared spools per run, removed after the last run
+    # (see W1), and the tool that goes first alternates: each tool's
+    # acknowledgements delete 10,000 files, which slows whatever creates
+    # files next.
+    w2_rs() {
+        A() { RS_SPOOL=$w/a "$bin/$@"; }
+        B() { RS_SPOOL=$w/b "$bin/$@"; }
         measure "$work/w2.rs.export" A rs-queue export --to "$s1"
         measure "$work/w2.rs.import" B rs-relay import --from "$s1"
         t0=$(now_us)
@@ -157,26 +164,38 @@ if wants w2; then
         echo "$t0 $t1" | awk '{printf "%.6f\n", ($2-$1)/1e6}' >> "$work/w2.rs.acks"
         left=$(A rs-queue stats --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["outbound"]["total"]["messages"])')
         [ "$left" = 0 ] || { echo "W2: $left messages left at A" >&2; exit 1; }
-        # NNCP: keep packets until acknowledged, as rs does. NNCP acknowledges
-        # what sits in the receiver's rx spool, so nncp-ack runs between
-        # nncp-xfer -rx and nncp-toss; each command's time goes to its step.
-        c=$work/w2/nncp
+    }
+    # NNCP: keep packets until acknowledged, as rs does. NNCP acknowledges
+    # what sits in the receiver's rx spool, so nncp-ack runs between
+    # nncp-xfer -rx and nncp-toss; each command's time goes to its step.
+    step_time() { local t0 t1; t0=$(now_us); "$@" >/dev/null 2>&1; t1=$(now_us); echo "$t0 $t1" | awk '{printf "%.6f\n", ($2-$1)/1e6}'; }
+    w2_nncp() {
+        local c=$w/nncp i1 i2 a1 a2 a3 a4 a5 got kept
         measure "$work/w2.nncp.export" nncp-xfer -quiet -cfg "$c/alice.hjson" -keep -tx -mkdir -node bob "$s1/nncp"
-        step_time() { local t0 t1; t0=$(now_us); "$@" >/dev/null 2>&1; t1=$(now_us); echo "$t0 $t1" | awk '{printf "%.6f\n", ($2-$1)/1e6}'; }
         i1=$(step_time nncp-xfer -quiet -cfg "$c/bob.hjson" -rx "$s1/nncp")
-        a1=$(step_time bash -c "nncp-ack -quiet -cfg '$c/bob.hjson' -node alice 4>'$work/acks'")
+        a1=$(step_time bash -c "nncp-ack -quiet -cfg '$c/bob.hjson' -node alice 4>'$w/acks'")
         i2=$(step_time nncp-toss -quiet -cfg "$c/bob.hjson")
         echo "$i1 $i2" | awk '{printf "%.6f\n", $1+$2}' >> "$work/w2.nncp.import"
         got=$(ls "$c/bob/incoming" | wc -l)
         [ "$got" = "$n" ] || { echo "W2: NNCP delivered $got of $n" >&2; exit 1; }
         a2=$(step_time nncp-xfer -quiet -cfg "$c/bob.hjson" -tx -mkdir -node alice "$s2/nncp")
-        a3=$(step_time bash -c "nncp-rm -quiet -cfg '$c/bob.hjson' -node alice -pkt < '$work/acks'")
+        a3=$(step_time bash -c "nncp-rm -quiet -cfg '$c/bob.hjson' -node alice -pkt < '$w/acks'")
         a4=$(step_time nncp-xfer -quiet -cfg "$c/alice.hjson" -rx "$s2/nncp")
         a5=$(step_time nncp-toss -quiet -cfg "$c/alice.hjson")
         echo "$a1 $a2 $a3 $a4 $a5" | awk '{printf "%.6f\n", $1+$2+$3+$4+$5}' >> "$work/w2.nncp.acks"
         kept=$(find "$c/alice/spool" -path '*/tx/*' -type f | wc -l)
         [ "$kept" = 0 ] || { echo "W2: NNCP's acknowledgements left $kept packets at alice" >&2; exit 1; }
+    }
+    for r in $(seq $runs); do
+        echo "W2: run $r"
+        w=$work/w2-$r
+        cp -a "$work/w2p" "$w"
+        sed -i "s|$work/w2p/|$w/|g" "$w"/nncp/*.hjson
+        s1=$w/stick1; s2=$w/stick2; mkdir -p "$s1/nncp" "$s2/nncp"
+        sync
+        if [ $((r % 2)) = 1 ]; then w2_rs; w2_nncp; else w2_nncp; w2_rs; fi
     done
+    rm -rf "$work"/w2-*
     for step in export import acks; do
         read -r rm rmin rmax rn < <(stats "$work/w2.rs.$step")
         read -r nm nmin nmax nn < <(stats "$work/w2.nncp.$step")
@@ -308,12 +327,58 @@ if wants protect; then
     rm -rf "$d"
 fi
 
+# ------------------------------------------------------------------ limits
+# What bounds the figures above, measured here in the same run.
+if wants limits; then
+    echo "limits: process start, durable writes, disk, crypto"
+    d=$work/limits; mkdir -p "$d/tmp" "$d/queue"
+    lrow() { printf '%s\n' "$*" >> "$work/limits.table"; }
+    n=2000; t0=$(now_us); for i in $(seq $n); do /bin/true; done; t1=$(now_us)
+    lrow "process start: /bin/true from a shell loop, ms each|$(echo "$t0 $t1 $n" | awk '{printf "%.3f", ($2-$1)/1e3/$3}')|W1"
+    # What rs-send must do at least: write a 2.5 KB file, fsync it, rename
+    # it into the queue, fsync the directory. Median of 500.
+    lrow "durable 2.5 KB file (write, fsync, rename, fsync dir), ms each|$(python3 - "$d" <<'PY'
+import os, sys, time, statistics
+d = sys.argv[1]; data = os.urandom(2546); dirfd = os.open(d + "/queue", os.O_RDONLY); ts = []
+for i in range(500):
+    t = time.perf_counter()
+    fd = os.open(f"{d}/tmp/{i}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, data); os.fsync(fd); os.close(fd)
+    os.rename(f"{d}/tmp/{i}", f"{d}/queue/{i}"); os.fsync(dirfd)
+    ts.append(time.perf_counter() - t)
+print(f"{statistics.median(ts) * 1e3:.3f}")
+PY
+)|W1, W2"
+    t0=$(now_us); dd if=/dev/zero of="$d/seq" bs=1M count=1024 conv=fsync status=none; t1=$(now_us)
+    lrow "sequential write 1 GiB + fsync, MiB/s|$(echo "$t0 $t1" | awk '{printf "%.0f", 1024/(($2-$1)/1e6)}')|W3"
+    t0=$(now_us); dd if="$d/seq" of="$d/copy" bs=1M conv=fsync status=none; t1=$(now_us)
+    lrow "durable copy of a cached 1 GiB file (dd conv=fsync), MiB/s|$(echo "$t0 $t1" | awk '{printf "%.0f", 1024/(($2-$1)/1e6)}')|W3"
+    rm -f "$d/seq" "$d/copy"
+    for a in aes-256-cfb sha1 sha512 chacha20-poly1305; do
+        v=$(openssl speed -seconds 2 -bytes 16384 -mr -evp $a 2>/dev/null | awk -F: '/^\+F:/ {printf "%.0f", $4/1e6}')
+        case $a in
+            aes-256-cfb) use="OpenPGP SEIPDv1 cipher (rs, gpg); CFB is serial";;
+            sha1) use="OpenPGP MDC (Sequoia uses SHA-1 with collision detection, several times slower)";;
+            sha512) use="the signature's hash (rs, gpg)";;
+            chacha20-poly1305) use="NNCP's cipher";;
+        esac
+        lrow "openssl speed $a, 16 KiB blocks, MB/s|$v|$use"
+    done
+    rm -rf "$d"
+fi
+
 echo
 cores=$(nproc); disk=$(df -h /var/tmp | awk 'NR==2 {print $1 " (" $2 ")"}')
 echo "rs $(git describe --always --dirty 2>/dev/null) vs NNCP $(nncp-file -version 2>&1 | head -1 | awk '{print $3}'); $cores cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), disk $disk, $(date -u +%Y-%m-%d)"
 echo
-{
+if [ -s "$table" ]; then
     echo "| workload | rs median | NNCP median | ratio (rs vs NNCP) | min-max | runs |"
     echo "| --- | --- | --- | --- | --- | --- |"
     awk -F'|' '{printf "|"; for (i = 1; i <= NF; i++) printf " %s |", $i; print ""}' "$table"
-}
+fi
+if [ -s "$work/limits.table" ]; then
+    echo
+    echo "| physical limit on this machine | value | bounds |"
+    echo "| --- | --- | --- |"
+    awk -F'|' '{printf "|"; for (i = 1; i <= NF; i++) printf " %s |", $i; print ""}' "$work/limits.table"
+fi
