@@ -542,12 +542,195 @@ fn tls_routes_verify_the_relay(env: &Env) {
 /// A scenario's name and body.
 type Scenario = (&'static str, fn(&Env));
 
+/// Protection over mail, OpenPGP then S/MIME: A signs and encrypts what it
+/// mails to B, B's pipe decrypts and verifies before delivering, and B's
+/// acknowledgements come back signed and encrypted too. A plain mail that
+/// claims to come from A is quarantined, never delivered.
+fn protected_mail_both_formats(env: &Env) {
+    let keys = env.pf.root.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let gnupg = keys.join("gnupg");
+    std::fs::create_dir_all(&gnupg).unwrap();
+    let tool = |cmd: &mut std::process::Command| {
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    tool(std::process::Command::new("chmod").arg("700").arg(&gnupg));
+    let gpg = || {
+        let mut c = std::process::Command::new("gpg");
+        c.env("GNUPGHOME", &gnupg).args([
+            "--batch",
+            "--yes",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+        ]);
+        c
+    };
+    for who in ["a", "b"] {
+        let email = format!("{who}@keys.test");
+        tool(gpg().args(["--quick-gen-key", &email, "future-default", "default", "1y"]));
+        let secret = tool(gpg().args(["--armor", "--export-secret-keys", &email]));
+        std::fs::write(keys.join(format!("{who}.key")), secret).unwrap();
+        let public = tool(gpg().args(["--armor", "--export", &email]));
+        std::fs::write(keys.join(format!("{who}.pub")), public).unwrap();
+        tool(std::process::Command::new("openssl").args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+            &format!("/CN={who}"),
+            "-addext",
+            "extendedKeyUsage=emailProtection",
+            "-keyout",
+            &keys.join(format!("{who}.pem.key")).display().to_string(),
+            "-out",
+            &keys.join(format!("{who}.pem")).display().to_string(),
+        ]));
+    }
+    // B's pipe runs as nobody: its keys are in its spool, owned by it.
+    for (site, me) in [(&env.a, "a"), (&env.b, "b")] {
+        let dir = site.spool.join("keys");
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in std::fs::read_dir(&keys).unwrap().flatten() {
+            if f.path().is_file() {
+                std::fs::copy(f.path(), dir.join(f.file_name())).unwrap();
+            }
+        }
+        if me == "b" {
+            chown(&dir, NOBODY);
+            for f in std::fs::read_dir(&dir).unwrap().flatten() {
+                chown(&f.path(), NOBODY);
+            }
+        }
+    }
+    let originals: Vec<String> = [&env.a, &env.b]
+        .iter()
+        .map(|s| std::fs::read_to_string(s.spool.join("config.toml")).unwrap())
+        .collect();
+    let protect = |site: &Site, peer: &str, me: &str, them: &str, kind: &str, original: &str| {
+        let k = site.spool.join("keys");
+        let settings = if kind == "openpgp" {
+            format!(
+                "protection = \"openpgp\"\nour_key = \"{}\"\npeer_cert = \"{}\"",
+                k.join(format!("{me}.key")).display(),
+                k.join(format!("{them}.pub")).display()
+            )
+        } else {
+            format!(
+                "protection = \"smime\"\nour_key = \"{}\"\nour_cert = \"{}\"\npeer_cert = \"{}\"",
+                k.join(format!("{me}.pem.key")).display(),
+                k.join(format!("{me}.pem")).display(),
+                k.join(format!("{them}.pem")).display()
+            )
+        };
+        let from = format!("[[peer]]\nid = \"{peer}\"\n");
+        assert!(original.contains(&from));
+        let path = site.spool.join("config.toml");
+        std::fs::write(
+            &path,
+            original.replacen(&from, &format!("{from}{settings}\n"), 1),
+        )
+        .unwrap();
+        if me == "b" {
+            chown(&path, NOBODY);
+        }
+    };
+    for kind in ["openpgp", "smime"] {
+        protect(&env.a, "b.hub", "a", "b", kind, &originals[0]);
+        protect(&env.b, "a.host", "b", "a", kind, &originals[1]);
+        let before = env.b_received().len();
+        let mut sent = HashMap::new();
+        for i in 0..20usize {
+            let content: Vec<u8> = if i == 0 {
+                (0..1_000_000u32).map(|j| (j * 7 + j / 251) as u8).collect()
+            } else {
+                format!("{kind} message {i} über Mail").into_bytes()
+            };
+            sent.insert(send(&env.a, &[], &content), content);
+        }
+        env.a
+            .cmd("rs-queue")
+            .args(["flush", "--force"])
+            .run()
+            .success();
+        env.pf.wait(
+            Duration::from_secs(120),
+            "B to receive the protected mail",
+            || env.b_received().len() >= before + 20,
+        );
+        let got: HashMap<String, Vec<u8>> = env.b_received().into_iter().collect();
+        for (id, content) in &sent {
+            assert_eq!(got.get(id), Some(content), "{kind}: {id} arrived intact");
+        }
+        env.acknowledge(0);
+
+        // A plain mail naming A as its sender is refused.
+        let quarantined = env.b.files("quarantine").len();
+        let plain = {
+            let s = Site::component("a.host");
+            s.send(&[], b"unprotected, claims to be from a.host");
+            let f = std::fs::read_dir(s.spool.join("queue/normal"))
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+                .path();
+            std::fs::read(f).unwrap()
+        };
+        let mailer = lettre::SmtpTransport::builder_dangerous("127.0.0.1")
+            .port(env.pf.port)
+            .build();
+        let envelope = lettre::address::Envelope::new(
+            Some("a@maildir.test".parse().unwrap()),
+            vec!["b@pipe.test".parse().unwrap()],
+        )
+        .unwrap();
+        let mut mail = b"From: a@maildir.test\r\nTo: b@pipe.test\r\nX-Rs-From: a.host\r\n".to_vec();
+        mail.extend_from_slice(&rs::transport::smtp::to_crlf(&plain));
+        lettre::Transport::send_raw(&mailer, &envelope, &mail).unwrap();
+        env.pf.wait(
+            Duration::from_secs(60),
+            "the plain mail to be quarantined",
+            || env.b.files("quarantine").len() > quarantined,
+        );
+        let reason = env.b.files("quarantine").iter().find_map(|q| {
+            let p = env.b.spool.join("quarantine").join(format!("{q}.reason"));
+            std::fs::read_to_string(p)
+                .ok()
+                .filter(|r| r.contains("not protected"))
+        });
+        assert!(
+            reason.is_some(),
+            "{kind}: the plain mail's reason says it was not protected"
+        );
+        assert_eq!(
+            env.b_received().len(),
+            before + 20,
+            "{kind}: nothing more delivered"
+        );
+    }
+    std::fs::write(env.a.spool.join("config.toml"), &originals[0]).unwrap();
+    std::fs::write(env.b.spool.join("config.toml"), &originals[1]).unwrap();
+    chown(&env.b.spool.join("config.toml"), NOBODY);
+}
+
 fn main() {
     let filter: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let scenarios: [Scenario; 7] = [
+    let scenarios: [Scenario; 8] = [
         ("round_trip_of_500_messages", round_trip_of_500_messages),
         ("tls_routes_verify_the_relay", tls_routes_verify_the_relay),
         (
@@ -567,6 +750,7 @@ fn main() {
             fifty_malformed_mails_are_quarantined,
         ),
         ("mta_stopped_during_a_flush", mta_stopped_during_a_flush),
+        ("protected_mail_both_formats", protected_mail_both_formats),
     ];
     let chosen: Vec<_> = scenarios
         .iter()
