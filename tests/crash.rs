@@ -371,3 +371,45 @@ fn the_delivery_cycle_survives_sigkill_at_any_step() {
         );
     }
 }
+
+/// A delivery killed between writing into `received/tmp/` and the rename
+/// leaves a file there; any later command removes it once it is older than
+/// `tmp_max_age` (1 hour by default), and leaves a fresh one alone (it may
+/// belong to a delivery in progress).
+#[test]
+fn leftovers_of_interrupted_deliveries_are_swept() {
+    let site = Site::new();
+    let tmp = site.spool.join("received/tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::write(
+        tmp.join("1795550976.20261124T200936-985067-259ca51e1570c9a0.vm"),
+        b"half",
+    )
+    .unwrap();
+    let r = site.cmd("rs-queue").args(["stats"]).run().success();
+    assert_eq!(
+        site.files("received/tmp").len(),
+        1,
+        "a fresh file is kept\n{}",
+        r.stderr
+    );
+    let later =
+        rs::time::Timestamp::from_micros(rs::time::system_now().as_micros() + 2 * 3600 * 1_000_000)
+            .to_rfc3339();
+    let r = site
+        .cmd("rs-queue")
+        .env("RS_NOW", &later)
+        .args(["stats"])
+        .run()
+        .success();
+    assert!(
+        site.files("received/tmp").is_empty(),
+        "{:?}",
+        site.files("received/tmp")
+    );
+    assert!(
+        r.stderr.contains("removed 1 file(s) left in received/tmp/"),
+        "{}",
+        r.stderr
+    );
+}

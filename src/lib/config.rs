@@ -559,7 +559,8 @@ component = "{component}"
 # windows = ["22:00-06:00"]
 
 [spool]
-# Files left in tmp/ by a crashed writer are removed after this long.
+# Files left in tmp/ (and received/tmp/) by a crashed writer are removed
+# after this long.
 tmp_max_age = "1h"
 # New messages are refused while the file system has less free space.
 min_free = "64 MiB"

@@ -61,6 +61,15 @@ impl Context {
                 "removed {cleaned} file(s) left in tmp/ by crashed writers"
             ));
         }
+        // Deliveries into the Maildir that died (an import killed, say)
+        // leave files in received/tmp/ that no later delivery may touch:
+        // any command sweeps them once they are older than tmp_max_age.
+        let cleaned = spool.clean_maildir_tmp(now)?;
+        if cleaned > 0 {
+            self.log(format!(
+                "removed {cleaned} file(s) left in received/tmp/ by interrupted deliveries"
+            ));
+        }
         Ok(spool)
     }
 }
