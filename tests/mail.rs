@@ -140,6 +140,37 @@ fn send(site: &Site, args: &[&str], content: &[u8]) -> String {
     site.send(args, content)
 }
 
+/// The envelope a fresh site for `component` makes of `content`, as it
+/// would travel unprotected.
+fn envelope_of(component: &str, content: &[u8]) -> Vec<u8> {
+    let s = Site::component(component);
+    s.send(&[], content);
+    let f = std::fs::read_dir(s.spool.join("queue/normal"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::read(f).unwrap()
+}
+
+/// Mails each body straight to B's pipe, as if from A.
+fn mail_to_b_as_a(env: &Env, bodies: &[Vec<u8>]) {
+    let mailer = lettre::SmtpTransport::builder_dangerous("127.0.0.1")
+        .port(env.pf.port)
+        .build();
+    let envelope = lettre::address::Envelope::new(
+        Some("a@maildir.test".parse().unwrap()),
+        vec!["b@pipe.test".parse().unwrap()],
+    )
+    .unwrap();
+    for body in bodies {
+        let mut mail = b"From: a@maildir.test\r\nTo: b@pipe.test\r\nX-Rs-From: a.host\r\n".to_vec();
+        mail.extend_from_slice(&rs::transport::smtp::to_crlf(body));
+        lettre::Transport::send_raw(&mailer, &envelope, &mail).unwrap();
+    }
+}
+
 /// The 500-message round trip: mixed precedence, a 5 MiB binary message,
 /// non-ASCII text.
 fn round_trip_of_500_messages(env: &Env) {
@@ -355,18 +386,7 @@ fn fifty_malformed_mails_are_quarantined(env: &Env) {
     bodies.sort();
     // Ten more: a real envelope cut short at several points, a wrong
     // boundary, a huge header, invalid XML.
-    let good = {
-        let s = Site::new();
-        let id = s.send(&[], &vec![b'g'; 2000]);
-        let _ = id;
-        let f = std::fs::read_dir(s.spool.join("queue/normal"))
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
-        std::fs::read(f).unwrap()
-    };
+    let good = envelope_of("a.host", &[b'g'; 2000]);
     for cut in [200, 600, 900, 1400, 2100, 2600] {
         bodies.push(good[..cut.min(good.len() - 1)].to_vec());
     }
@@ -382,19 +402,7 @@ fn fifty_malformed_mails_are_quarantined(env: &Env) {
 
     let before = env.b.files("quarantine").len();
     let sent_before = env.pf.log().matches("delivered via rspipe service").count();
-    let mailer = lettre::SmtpTransport::builder_dangerous("127.0.0.1")
-        .port(env.pf.port)
-        .build();
-    let envelope = lettre::address::Envelope::new(
-        Some("a@maildir.test".parse().unwrap()),
-        vec!["b@pipe.test".parse().unwrap()],
-    )
-    .unwrap();
-    for body in &bodies {
-        let mut mail = b"From: a@maildir.test\r\nTo: b@pipe.test\r\nX-Rs-From: a.host\r\n".to_vec();
-        mail.extend_from_slice(&rs::transport::smtp::to_crlf(body));
-        lettre::Transport::send_raw(&mailer, &envelope, &mail).unwrap();
-    }
+    mail_to_b_as_a(env, &bodies);
     env.pf.wait(
         Duration::from_secs(120),
         "50 junk mails to be piped",
@@ -677,28 +685,8 @@ fn protected_mail_both_formats(env: &Env) {
 
         // A plain mail naming A as its sender is refused.
         let quarantined = env.b.files("quarantine").len();
-        let plain = {
-            let s = Site::component("a.host");
-            s.send(&[], b"unprotected, claims to be from a.host");
-            let f = std::fs::read_dir(s.spool.join("queue/normal"))
-                .unwrap()
-                .next()
-                .unwrap()
-                .unwrap()
-                .path();
-            std::fs::read(f).unwrap()
-        };
-        let mailer = lettre::SmtpTransport::builder_dangerous("127.0.0.1")
-            .port(env.pf.port)
-            .build();
-        let envelope = lettre::address::Envelope::new(
-            Some("a@maildir.test".parse().unwrap()),
-            vec!["b@pipe.test".parse().unwrap()],
-        )
-        .unwrap();
-        let mut mail = b"From: a@maildir.test\r\nTo: b@pipe.test\r\nX-Rs-From: a.host\r\n".to_vec();
-        mail.extend_from_slice(&rs::transport::smtp::to_crlf(&plain));
-        lettre::Transport::send_raw(&mailer, &envelope, &mail).unwrap();
+        let plain = envelope_of("a.host", b"unprotected, claims to be from a.host");
+        mail_to_b_as_a(env, &[plain]);
         env.pf.wait(
             Duration::from_secs(60),
             "the plain mail to be quarantined",
