@@ -100,6 +100,17 @@ exec $RS --spool $SPOOL receive"#,
         s["outbound"]["total"]["messages"].as_u64().unwrap()
     }
 
+    /// A flushes everything now; waits until B holds `at_least` messages.
+    fn flush_until_b_holds(&self, at_least: usize, limit: Duration, what: &str) {
+        self.a
+            .cmd("rs-queue")
+            .args(["flush", "--force"])
+            .run()
+            .success();
+        self.pf
+            .wait(limit, what, || self.b_received().len() >= at_least);
+    }
+
     /// B acknowledges by mail; A reads its Maildir; waits until A holds nothing.
     fn acknowledge(&self, expected_left: u64) {
         self.pf.wait(
@@ -280,15 +291,11 @@ fn mta_stopped_during_a_flush(env: &Env) {
     let again = env.a.cmd("rs-queue").args(["flush"]).run().code(75);
     assert!(again.stderr.contains("next try at"), "{}", again.stderr);
     env.pf.start_again();
-    env.a
-        .cmd("rs-queue")
-        .args(["flush", "--force"])
-        .run()
-        .success();
-    env.pf
-        .wait(Duration::from_secs(120), "B to receive the rest", || {
-            env.b_received().len() >= before + 300
-        });
+    env.flush_until_b_holds(
+        before + 300,
+        Duration::from_secs(120),
+        "B to receive the rest",
+    );
     env.acknowledge(0);
     let got = env.b_received();
     let unique: HashSet<&String> = got.iter().map(|(id, _)| id).collect();
@@ -454,15 +461,11 @@ fn batched_emails_carry_many_messages_each(env: &Env) {
     let ids: Vec<String> = (0..100)
         .map(|i| send(&env.a, &[], format!("batched {i}").as_bytes()))
         .collect();
-    env.a
-        .cmd("rs-queue")
-        .args(["flush", "--force"])
-        .run()
-        .success();
-    env.pf
-        .wait(Duration::from_secs(60), "100 batched messages", || {
-            env.b_received().len() >= before + 100
-        });
+    env.flush_until_b_holds(
+        before + 100,
+        Duration::from_secs(60),
+        "100 batched messages",
+    );
     env.pf
         .wait(Duration::from_secs(30), "the queue to drain", || {
             env.pf.queue_is_empty()
@@ -503,14 +506,7 @@ fn tls_routes_verify_the_relay(env: &Env) {
         std::fs::write(&config, original.replacen(&plain, &route, 1)).unwrap();
         let before = env.b_received().len();
         let id = send(&env.a, &[], name.as_bytes());
-        env.a
-            .cmd("rs-queue")
-            .args(["flush", "--force"])
-            .run()
-            .success();
-        env.pf.wait(Duration::from_secs(60), name, || {
-            env.b_received().len() > before
-        });
+        env.flush_until_b_holds(before + 1, Duration::from_secs(60), name);
         assert!(env.b_received().iter().any(|(i, _)| *i == id), "{name}");
     }
     let log = env.pf.log();
@@ -667,15 +663,10 @@ fn protected_mail_both_formats(env: &Env) {
             };
             sent.insert(send(&env.a, &[], &content), content);
         }
-        env.a
-            .cmd("rs-queue")
-            .args(["flush", "--force"])
-            .run()
-            .success();
-        env.pf.wait(
+        env.flush_until_b_holds(
+            before + 20,
             Duration::from_secs(120),
             "B to receive the protected mail",
-            || env.b_received().len() >= before + 20,
         );
         let got: HashMap<String, Vec<u8>> = env.b_received().into_iter().collect();
         for (id, content) in &sent {
