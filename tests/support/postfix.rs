@@ -183,6 +183,15 @@ rspipe    unix  -  n  n  -   -  pipe user=nobody argv={r}/pipe.sh
         }
         run(Command::new("postconf")
             .args(["-e", &format!("alternate_config_directories = {r}/etc")]));
+        // Postfix 3.4 to 3.9 open the maillog for postsuper's warnings after
+        // dropping root privileges (fixed upstream 2024-11): a restart that
+        // finds a file a killed cleanup left behind ("bogus file name") then
+        // dies with "open logfile: Permission denied" unless the file
+        // already exists and belongs to the mail owner.
+        std::fs::write(root.join("maillog"), b"").unwrap();
+        run(Command::new("chown")
+            .args(["postfix:postfix"])
+            .arg(root.join("maillog")));
         let pf = Postfix {
             root: root.to_path_buf(),
             port,
