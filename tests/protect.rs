@@ -178,9 +178,14 @@ fn outbound(site: &Site) -> u64 {
 
 /// The 1,000-message round trip of the delivery issue, over protected files.
 fn protected_round_trip(a: &Site, b: &Site, marker: &str) {
-    let sent = send_many(a, 1000);
+    round_trip_of(a, b, marker, 1000);
+}
+
+/// `n` messages from A to B over protected files, and B's acknowledgements back.
+fn round_trip_of(a: &Site, b: &Site, marker: &str, n: usize) {
+    let sent = send_many(a, n);
     let s = stick(a, "round");
-    assert_eq!(export(a, &s)["sent"], 1000);
+    assert_eq!(export(a, &s)["sent"], n);
     // What is on the stick is protected: the payloads are not readable there.
     let f = std::fs::read_dir(s.join("b.hub/a.host"))
         .unwrap()
@@ -192,16 +197,16 @@ fn protected_round_trip(a: &Site, b: &Site, marker: &str) {
     assert!(text.contains(marker), "{}", &text[..300.min(text.len())]);
     assert!(!text.contains("<header"), "the envelope travels encrypted");
     let r = import(b, &s).json();
-    assert_eq!(r["delivered"], 1000, "{r}");
+    assert_eq!(r["delivered"], n, "{r}");
     export(b, &s);
     let r = import(a, &s).json();
     assert_eq!(
-        r["acks"]["discarded"], 1000,
+        r["acks"]["discarded"], n,
         "signed acknowledgements are applied"
     );
     assert_eq!(outbound(a), 0);
     let got = b.received();
-    assert_eq!(got.len(), 1000);
+    assert_eq!(got.len(), n);
     for (id, content) in &got {
         assert_eq!(sent.get(id), Some(content), "{id}");
     }
@@ -649,8 +654,17 @@ struct Pki {
     dir: PathBuf,
 }
 
+/// How `openssl req` makes the PKI's keys.
+const RSA: &[&str] = &["-newkey", "rsa:2048"];
+const EC_P256: &[&str] = &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+
 impl Pki {
     fn new(site: &Site) -> Pki {
+        Pki::of_keys(site, RSA)
+    }
+
+    /// A PKI whose keys `openssl req` makes with `key` (e.g. [`EC_P256`]).
+    fn of_keys(site: &Site, key: &[&str]) -> Pki {
         let dir = site.root().join("pki");
         for d in ["", "newcerts"] {
             std::fs::create_dir_all(dir.join(d)).unwrap();
@@ -664,17 +678,13 @@ impl Pki {
                 "[ca]\ndefault_ca = ca_default\n[ca_default]\ndir = {d}\ndatabase = $dir/index.txt\nnew_certs_dir = $dir/newcerts\n\
                  certificate = $dir/ca.pem\nprivate_key = $dir/ca.key\nserial = $dir/serial\ncrlnumber = $dir/crlnumber\n\
                  default_md = sha256\npolicy = any\ndefault_days = 30\ndefault_crl_days = 30\nunique_subject = no\n\
-                 [any]\ncommonName = supplied\n[usr]\nkeyUsage = digitalSignature,keyEncipherment\nextendedKeyUsage = emailProtection\n",
+                 [any]\ncommonName = supplied\n[usr]\nkeyUsage = digitalSignature,keyEncipherment,keyAgreement\nextendedKeyUsage = emailProtection\n",
                 d = dir.display()
             ),
         )
         .unwrap();
         let pki = Pki { dir };
-        run(pki.openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
+        run(pki.openssl(&["req", "-x509"]).args(key).args([
             "-nodes",
             "-days",
             "30",
@@ -692,10 +702,7 @@ impl Pki {
             ("a-expired", Some(("20200101000000Z", "20200201000000Z"))),
             ("a-revoked", None),
         ] {
-            run(pki.openssl(&[
-                "req",
-                "-newkey",
-                "rsa:2048",
+            run(pki.openssl(&["req"]).args(key).args([
                 "-nodes",
                 "-subj",
                 &format!("/CN={name}"),
@@ -1007,4 +1014,44 @@ fn smime_tampered_signature_is_refused() {
         .arg(&enc)
         .arg("b.pem"));
     refused(&b, &id, &std::fs::read(&enc).unwrap(), "signature");
+}
+
+/// Keys of other kinds than the other tests': RSA for OpenPGP (what many
+/// operators' gpg keys are), elliptic-curve (P-256) certificates for S/MIME
+/// (key agreement instead of key transport).
+#[test]
+fn rsa_openpgp_keys_and_ec_smime_certificates_work() {
+    let scratch = Site::new();
+    let dir = scratch.root().join("rsa");
+    std::fs::create_dir_all(&dir).unwrap();
+    let gpg = Gpg::new(&dir, "gnupg");
+    for who in ["a", "b"] {
+        let uid = format!("Site <{who}@rsa>");
+        run(gpg
+            .cmd()
+            .args(["--quick-gen-key", &uid, "rsa3072", "sign,cert", "1y"]));
+        let fpr = gpg.fingerprint(&format!("{who}@rsa"));
+        run(gpg
+            .cmd()
+            .args(["--quick-add-key", &fpr, "rsa3072", "encr", "1y"]));
+        gpg.export(&format!("{who}@rsa"), true, &dir.join(format!("{who}.key")));
+        gpg.export(
+            &format!("{who}@rsa"),
+            false,
+            &dir.join(format!("{who}.pub")),
+        );
+    }
+    let path = |f: &str| dir.join(f).display().to_string();
+    let a = Site::component("a.host");
+    a.peer(
+        "b.hub",
+        &pgp_peer(&path("a.key"), &path("b.pub"), "upstream = true"),
+    );
+    let b = Site::component("b.hub");
+    b.peer("a.host", &pgp_peer(&path("b.key"), &path("a.pub"), ""));
+    round_trip_of(&a, &b, "application/pgp-encrypted", 50);
+
+    let pki = Pki::of_keys(&scratch, EC_P256);
+    let (a, b) = smime_pair(&pki);
+    round_trip_of(&a, &b, "application/pkcs7-mime", 50);
 }
