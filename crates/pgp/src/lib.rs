@@ -7,6 +7,7 @@
 //! crate in its dependency graph: `rs-send` must not pay for that.
 
 mod armor;
+mod handoff;
 
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -143,22 +144,42 @@ impl Keys {
             ));
         }
         let signer = self.signer()?;
-        let mut armored = armor::Armorer::new(out).map_err(|e| e.to_string())?;
-        let message = Message::new(&mut armored);
-        let message = Encryptor::for_recipients(message, recipients)
-            .build()
-            .map_err(|e| e.to_string())?;
-        let message = Signer::new(message, signer)
-            .map_err(|e| e.to_string())?
-            .build()
-            .map_err(|e| e.to_string())?;
-        let mut message = LiteralWriter::new(message)
-            .build()
-            .map_err(|e| e.to_string())?;
-        io::copy(input, &mut message).map_err(|e| format!("encrypting: {e}"))?;
-        message.finalize().map_err(|e| e.to_string())?;
-        armored.finish().map_err(|e| e.to_string())?;
-        Ok(())
+        // Sequoia signs and encrypts here; a second thread armors and writes.
+        let (tx, rx) = handoff::channel();
+        std::thread::scope(|s| {
+            let armorer = s.spawn(move || -> io::Result<()> {
+                let mut armored = armor::Armorer::new(out)?;
+                for chunk in rx {
+                    armored.write_all(&chunk?)?;
+                }
+                armored.finish()?;
+                Ok(())
+            });
+            let sealed = (|| -> Result<(), String> {
+                let mut sink = handoff::ChunkWriter::new(tx);
+                let message = Message::new(&mut sink);
+                let message = Encryptor::for_recipients(message, recipients)
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                let message = Signer::new(message, signer)
+                    .map_err(|e| e.to_string())?
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                let mut message = LiteralWriter::new(message)
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                io::copy(input, &mut message).map_err(|e| format!("encrypting: {e}"))?;
+                message.finalize().map_err(|e| e.to_string())?;
+                sink.finish().map_err(|e| e.to_string())
+            })();
+            let armored = armorer
+                .join()
+                .map_err(|_| "the armor thread panicked".to_string())?;
+            // The armorer's error is the cause when both failed: the
+            // encrypting side then only saw the stream break.
+            armored.map_err(|e| format!("writing the armored message: {e}"))?;
+            sealed
+        })
     }
 
     /// Decrypts `input` (an OpenPGP message, armored or not) into `out`,
@@ -171,12 +192,6 @@ impl Keys {
         require_signature: bool,
         now: SystemTime,
     ) -> Result<(), String> {
-        let p = policy();
-        let helper = Helper {
-            keys: self,
-            require_signature,
-            now,
-        };
         // Armored (as RFC 3156 has it) or binary: look at the start.
         let mut prefix = Vec::with_capacity(64);
         input
@@ -184,12 +199,38 @@ impl Keys {
             .read_to_end(&mut prefix)
             .map_err(|e| e.to_string())?;
         let input = io::Cursor::new(prefix).chain(input);
-        let input: Box<dyn Read + Send + Sync + '_> =
-            if armor::is_armored(input.get_ref().0.get_ref()) {
-                Box::new(armor::Dearmor::new(input))
-            } else {
-                Box::new(input)
-            };
+        if !armor::is_armored(input.get_ref().0.get_ref()) {
+            return self.open(input, out, require_signature, now);
+        }
+        // A second thread reads and dearmors; Sequoia decrypts and verifies here.
+        let (tx, rx) = handoff::channel();
+        std::thread::scope(|s| {
+            let dearmorer = s.spawn(move || handoff::pump(armor::Dearmor::new(input), tx));
+            let opened = self.open(handoff::ChunkReader::new(rx), out, require_signature, now);
+            // Broken armor (a message cut short on the way, say) is the
+            // cause of whatever Sequoia made of the stream it broke.
+            dearmorer
+                .join()
+                .map_err(|_| "the dearmor thread panicked".to_string())?
+                .map_err(|e| e.to_string())?;
+            opened
+        })
+    }
+
+    /// Decrypts and verifies a binary OpenPGP message.
+    fn open(
+        &self,
+        input: impl Read + Send + Sync,
+        out: &mut (dyn Write + Send + Sync),
+        require_signature: bool,
+        now: SystemTime,
+    ) -> Result<(), String> {
+        let p = policy();
+        let helper = Helper {
+            keys: self,
+            require_signature,
+            now,
+        };
         let mut decryptor = DecryptorBuilder::from_reader(input)
             .map_err(|e| format!("not an OpenPGP message: {e}"))?
             .buffer_size(BUFFER)
@@ -312,5 +353,102 @@ impl DecryptionHelper for Helper<'_> {
         Err(anyhow_msg(
             "cannot decrypt: not encrypted to our key".into(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openpgp::cert::CertBuilder;
+    use openpgp::serialize::Serialize;
+
+    /// A's keys (sending to B) and B's (receiving from A), in `dir`.
+    fn pair(dir: &Path) -> (Keys, Keys) {
+        let mut files = Vec::new();
+        for who in ["a", "b"] {
+            let (cert, _) = CertBuilder::general_purpose(Some(format!("{who} <{who}@test>")))
+                .generate()
+                .unwrap();
+            let key = dir.join(format!("{who}.key"));
+            let public = dir.join(format!("{who}.pub"));
+            cert.as_tsk()
+                .serialize(&mut std::fs::File::create(&key).unwrap())
+                .unwrap();
+            cert.serialize(&mut std::fs::File::create(&public).unwrap())
+                .unwrap();
+            files.push((key, public));
+        }
+        let a = Keys::load(&files[0].0, &files[1].1, None).unwrap();
+        let b = Keys::load(&files[1].0, &files[0].1, None).unwrap();
+        (a, b)
+    }
+
+    fn protect(a: &Keys, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        a.protect(&mut &data[..], &mut out).unwrap();
+        out
+    }
+
+    fn unprotect(b: &Keys, sealed: &[u8]) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        b.unprotect(&mut &sealed[..], &mut out, true, SystemTime::now())
+            .map(|()| out)
+    }
+
+    /// A writer that fails after `0` bytes, as a full disk does.
+    struct Full(usize);
+    impl Write for Full {
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            if self.0 == 0 {
+                return Err(io::Error::other("No space left on device"));
+            }
+            let n = data.len().min(self.0);
+            self.0 -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn round_trips_across_many_chunks_and_names_the_failures_of_either_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = pair(dir.path());
+        let data: Vec<u8> = (0..3_000_000u32)
+            .map(|i| (i * 7 + i / 4099) as u8)
+            .collect();
+        let sealed = protect(&a, &data);
+        assert!(sealed.starts_with(b"-----BEGIN PGP MESSAGE-----"));
+        assert_eq!(unprotect(&b, &sealed).unwrap(), data);
+        assert!(unprotect(&a, &sealed).is_err(), "only B can read it");
+
+        // Armor that stops short, and armor with garbage in the middle:
+        // the dearmoring thread's error reaches the caller.
+        let text = String::from_utf8(sealed.clone()).unwrap();
+        let cut = &text[..text[..text.len() * 3 / 5].rfind('\n').unwrap() + 1];
+        let err = unprotect(&b, cut.as_bytes()).map(|_| ()).unwrap_err();
+        assert!(err.contains("armor ends before"), "{err}");
+        let mut lines: Vec<&str> = text.lines().collect();
+        let mid = lines.len() / 2;
+        lines.insert(mid, "!!!! not base64 !!!!");
+        let err = unprotect(&b, lines.join("\n").as_bytes())
+            .map(|_| ())
+            .unwrap_err();
+        assert!(err.contains("bad armor"), "{err}");
+
+        // A full disk under the armoring thread is the error reported.
+        let err = a.protect(&mut &data[..], &mut Full(100_000)).unwrap_err();
+        assert!(err.contains("No space left on device"), "{err}");
+        // And under the decrypting side.
+        let err = b
+            .unprotect(
+                &mut &sealed[..],
+                &mut Full(100_000),
+                true,
+                SystemTime::now(),
+            )
+            .unwrap_err();
+        assert!(err.contains("No space left on device"), "{err}");
     }
 }
