@@ -4,8 +4,12 @@
 //! MDC cannot be split), the armor around it need not wait for it.
 //!
 //! A bounded channel of a few chunks keeps memory bounded: the faster side
-//! blocks when the slower one is `DEPTH` chunks behind.
+//! blocks when the slower one is `DEPTH` chunks behind. The end of a stream
+//! is said (an empty chunk), never inferred: a sender that stops without
+//! saying so (an error, a panic) leaves its reader with an error, so a cut
+//! stream is never taken for a whole one.
 
+use std::fmt;
 use std::io::{self, Read, Write};
 use std::mem;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -16,7 +20,7 @@ const CHUNK: usize = 256 * 1024;
 /// Chunks in flight at most (so at most `CHUNK * (DEPTH + 2)` bytes held).
 const DEPTH: usize = 4;
 
-/// What travels: a chunk, or the error that ended the stream.
+/// What travels: a chunk (empty: the end), or the error that ended the stream.
 type Chunk = io::Result<Vec<u8>>;
 
 /// A channel for chunks.
@@ -31,8 +35,26 @@ fn gone() -> io::Error {
     )
 }
 
+/// The error a reader gets when its sender stopped before the end.
+#[derive(Debug)]
+pub struct Abandoned;
+
+impl fmt::Display for Abandoned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the stream stopped before its end")
+    }
+}
+
+impl std::error::Error for Abandoned {}
+
+/// Whether `e` says only that the sender stopped early (its own error is
+/// the one worth reporting).
+pub fn is_abandoned(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Abandoned>())
+}
+
 /// Collects what is written into chunks and sends each when full;
-/// [`ChunkWriter::finish`] sends the rest.
+/// [`ChunkWriter::finish`] sends the rest and the end.
 pub struct ChunkWriter {
     tx: SyncSender<Chunk>,
     buf: Vec<u8>,
@@ -51,12 +73,13 @@ impl ChunkWriter {
         self.tx.send(Ok(full)).map_err(|_| gone())
     }
 
-    /// Sends what is left; dropping the writer then ends the stream.
+    /// Sends what is left, then the end. A writer dropped without
+    /// `finish` leaves its reader with [`Abandoned`].
     pub fn finish(mut self) -> io::Result<()> {
         if !self.buf.is_empty() {
             self.send()?;
         }
-        Ok(())
+        self.tx.send(Ok(Vec::new())).map_err(|_| gone())
     }
 }
 
@@ -77,8 +100,8 @@ impl Write for ChunkWriter {
     }
 }
 
-/// Reads `from` in chunks and sends them until end of input, an error
-/// (a copy sent on, then returned) or the receiver going away (stop).
+/// Reads `from` in chunks and sends them, then the end; on a read error,
+/// sends a copy of it and returns it. Stops quietly if the receiver goes.
 pub fn pump(mut from: impl Read, tx: SyncSender<Chunk>) -> io::Result<()> {
     loop {
         let mut chunk = vec![0; CHUNK];
@@ -97,7 +120,8 @@ pub fn pump(mut from: impl Read, tx: SyncSender<Chunk>) -> io::Result<()> {
             }
         };
         chunk.truncate(len);
-        let last = len < CHUNK;
+        // Less than a whole chunk without an error: end of input.
+        let end = len < CHUNK;
         if len > 0 && tx.send(Ok(chunk)).is_err() {
             return Ok(());
         }
@@ -105,20 +129,21 @@ pub fn pump(mut from: impl Read, tx: SyncSender<Chunk>) -> io::Result<()> {
             let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
             return Err(e);
         }
-        if last {
+        if end {
+            let _ = tx.send(Ok(Vec::new()));
             return Ok(());
         }
     }
 }
 
-/// Reads what a [`pump`] (or a [`ChunkWriter`]) sends; end of input when
-/// the sender is gone.
+/// Reads what a [`pump`] or a [`ChunkWriter`] sends.
 pub struct ChunkReader {
     /// In a mutex only to be `Sync`, as Sequoia wants its readers: `read`
     /// has `&mut self` and reaches it with `get_mut`, which takes no lock.
     rx: Mutex<Receiver<Chunk>>,
     chunk: Vec<u8>,
     pos: usize,
+    ended: bool,
 }
 
 impl ChunkReader {
@@ -127,6 +152,7 @@ impl ChunkReader {
             rx: Mutex::new(rx),
             chunk: Vec::new(),
             pos: 0,
+            ended: false,
         }
     }
 }
@@ -134,14 +160,18 @@ impl ChunkReader {
 impl Read for ChunkReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.pos == self.chunk.len() {
+            if self.ended {
+                return Ok(0);
+            }
             let rx = self.rx.get_mut().unwrap_or_else(|e| e.into_inner());
             match rx.recv() {
+                Ok(Ok(chunk)) if chunk.is_empty() => self.ended = true,
                 Ok(Ok(chunk)) => {
                     self.chunk = chunk;
                     self.pos = 0;
                 }
                 Ok(Err(e)) => return Err(e),
-                Err(_) => return Ok(0),
+                Err(_) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, Abandoned)),
             }
         }
         let n = out.len().min(self.chunk.len() - self.pos);
@@ -224,5 +254,23 @@ mod tests {
         let mut w = ChunkWriter::new(tx);
         let err = w.write_all(&bytes(2 * CHUNK)).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    #[test]
+    fn a_sender_that_stops_without_finishing_leaves_an_error_not_an_end() {
+        let (tx, rx) = channel();
+        let err = std::thread::scope(|s| {
+            s.spawn(move || {
+                let mut w = ChunkWriter::new(tx);
+                w.write_all(&bytes(CHUNK + 5)).unwrap();
+                // dropped here, without finish: as on an error or a panic
+            });
+            let mut got = Vec::new();
+            let err = ChunkReader::new(rx).read_to_end(&mut got).unwrap_err();
+            assert_eq!(got.len(), CHUNK, "the whole chunks sent before");
+            err
+        });
+        assert!(is_abandoned(&err), "{err}");
+        assert!(!is_abandoned(&gone()));
     }
 }

@@ -149,9 +149,7 @@ impl Keys {
         std::thread::scope(|s| {
             let armorer = s.spawn(move || -> io::Result<()> {
                 let mut armored = armor::Armorer::new(out)?;
-                for chunk in rx {
-                    armored.write_all(&chunk?)?;
-                }
+                io::copy(&mut handoff::ChunkReader::new(rx), &mut armored)?;
                 armored.finish()?;
                 Ok(())
             });
@@ -175,10 +173,13 @@ impl Keys {
             let armored = armorer
                 .join()
                 .map_err(|_| "the armor thread panicked".to_string())?;
-            // The armorer's error is the cause when both failed: the
-            // encrypting side then only saw the stream break.
-            armored.map_err(|e| format!("writing the armored message: {e}"))?;
-            sealed
+            // Whichever side failed first has the cause: the other one
+            // only saw the stream break (and the armor was left unfinished).
+            match (sealed, armored) {
+                (Err(e), Err(a)) if handoff::is_abandoned(&a) => Err(e),
+                (_, Err(a)) => Err(format!("writing the armored message: {a}")),
+                (sealed, Ok(())) => sealed,
+            }
         })
     }
 
@@ -440,6 +441,24 @@ mod tests {
         // A full disk under the armoring thread is the error reported.
         let err = a.protect(&mut &data[..], &mut Full(100_000)).unwrap_err();
         assert!(err.contains("No space left on device"), "{err}");
+        // An input that fails: its error, and no armor footer that would
+        // make the cut message look whole.
+        struct Failing(usize);
+        impl Read for Failing {
+            fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(io::Error::other("Input/output error"));
+                }
+                let n = out.len().min(self.0);
+                out[..n].fill(b'x');
+                self.0 -= n;
+                Ok(n)
+            }
+        }
+        let mut cut = Vec::new();
+        let err = a.protect(&mut Failing(1_000_000), &mut cut).unwrap_err();
+        assert!(err.contains("Input/output error"), "{err}");
+        assert!(!String::from_utf8_lossy(&cut).contains("-----END"));
         // And under the decrypting side.
         let err = b
             .unprotect(
