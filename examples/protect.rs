@@ -24,7 +24,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let now = rs::time::system_now();
     match mode.as_str() {
         "protect" => protector.protect(&mut input, &mut out, now)?,
-        "unprotect" => protector.unprotect(&mut input, &mut out, now)?,
+        "unprotect" => {
+            if !protector.unprotect(&mut input, &mut out, now)? {
+                eprintln!("protect: the message was not signed");
+            }
+        }
         other => return Err(format!("unknown mode {other}").into()),
     }
     out.flush()?;

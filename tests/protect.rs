@@ -570,6 +570,21 @@ fn expired_and_revoked_openpgp_keys_are_refused() {
     assert_eq!(outbound(&a2), 1, "the message stays queued");
 }
 
+/// Makes `site` (posing as B) acknowledge `ids` to A without having
+/// received them, and export the acknowledgements to `dir`.
+fn ack_blind<'a>(site: &Site, ids: impl Iterator<Item = &'a String>, dir: &Path) {
+    let owed: String = ids
+        .map(|id| format!("{id} accepted delivered a.host \n"))
+        .collect();
+    std::fs::create_dir_all(site.spool.join("acks/pending")).unwrap();
+    std::fs::write(site.spool.join("acks/pending/a.host"), owed).unwrap();
+    site.cmd("rs-queue")
+        .args(["export", "--to"])
+        .args([dir])
+        .run()
+        .success();
+}
+
 #[test]
 fn a_forged_acknowledgement_discards_nothing() {
     let scratch = Site::new();
@@ -596,18 +611,7 @@ fn a_forged_acknowledgement_discards_nothing() {
     std::fs::create_dir_all(plain.join("b.hub/a.host")).unwrap();
     // Both "receive" the messages: Mallory cannot decrypt them, so she acks them blind.
     for (site, dir) in [(&forger, &fake), (&plain_forger, &plain)] {
-        let ids: Vec<&String> = sent.keys().collect();
-        let owed: String = ids
-            .iter()
-            .map(|id| format!("{id} accepted delivered a.host \n"))
-            .collect();
-        std::fs::create_dir_all(site.spool.join("acks/pending")).unwrap();
-        std::fs::write(site.spool.join("acks/pending/a.host"), owed).unwrap();
-        site.cmd("rs-queue")
-            .args(["export", "--to"])
-            .args([dir])
-            .run()
-            .success();
+        ack_blind(site, sent.keys(), dir);
         let r = a
             .cmd("rs-relay")
             .args(["import", "--json", "--from"])
@@ -1054,4 +1058,109 @@ fn rsa_openpgp_keys_and_ec_smime_certificates_work() {
     let pki = Pki::of_keys(&scratch, EC_P256);
     let (a, b) = smime_pair(&pki);
     round_trip_of(&a, &b, "application/pkcs7-mime", 50);
+}
+
+/// `require_signature = false` lets a peer's unsigned messages in, but an
+/// acknowledgement that is not signed by the peer's key (plain, or
+/// encrypted to us without a signature: `encrypt_to_a` makes that) discards
+/// nothing and is logged; the peer's signed ones still do. A and B are
+/// configured so, A with `require_signature = false`.
+fn unsigned_acks_discard_nothing(a: &Site, b: &Site, encrypt_to_a: impl Fn(&Path) -> Vec<u8>) {
+    let sent = send_many(a, 3);
+    let s = stick(a, "s");
+    export(a, &s);
+
+    let plain_forger = Site::component("b.hub");
+    plain_forger.peer("a.host", "");
+    let plain = stick(&plain_forger, "plain");
+    ack_blind(&plain_forger, sent.keys(), &plain);
+    let acks_file = std::fs::read_dir(plain.join("a.host/b.hub"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let sealed = stick(a, "sealed");
+    let d = sealed.join("a.host/b.hub");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(
+        d.join(acks_file.file_name().unwrap()),
+        encrypt_to_a(&acks_file),
+    )
+    .unwrap();
+
+    for dir in [&plain, &sealed] {
+        let r = import(a, dir);
+        let j = r.json();
+        assert_eq!(j["quarantined"], 0, "{j}");
+        assert_eq!(j["acks"]["discarded"], 0, "{j}");
+        assert_eq!(j["acks"]["unsigned"], 3, "{j}");
+        assert!(
+            r.stderr.contains("not signed by b.hub's key"),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(outbound(a), 3, "A keeps every copy");
+    }
+    // B's signed acknowledgements discard.
+    import(b, &s);
+    export(b, &s);
+    let r = import(a, &s).json();
+    assert_eq!(r["acks"]["discarded"], 3, "{r}");
+    assert_eq!(outbound(a), 0);
+}
+
+#[test]
+fn unsigned_openpgp_acknowledgements_discard_nothing() {
+    let scratch = Site::new();
+    let keys = PgpKeys::new(&scratch);
+    let a = Site::component("a.host");
+    a.peer(
+        "b.hub",
+        &pgp_peer(
+            &keys.path("a.key"),
+            &keys.path("b.pub"),
+            "upstream = true\nack_timeout = \"10m\"\nrequire_signature = false",
+        ),
+    );
+    let b = Site::component("b.hub");
+    b.peer(
+        "a.host",
+        &pgp_peer(&keys.path("b.key"), &keys.path("a.pub"), ""),
+    );
+    unsigned_acks_discard_nothing(&a, &b, |plain| {
+        let out = run(keys
+            .gpg
+            .cmd()
+            .args(["--armor", "--encrypt", "-r", "a@test", "-o", "-"])
+            .arg(plain));
+        pgp_mime(&String::from_utf8(out.stdout).unwrap()).into_bytes()
+    });
+}
+
+#[test]
+fn unsigned_smime_acknowledgements_discard_nothing() {
+    let scratch = Site::new();
+    let pki = Pki::new(&scratch);
+    let a = Site::component("a.host");
+    a.peer(
+        "b.hub",
+        &pki.peer(
+            "a",
+            "b",
+            "upstream = true\nack_timeout = \"10m\"\nrequire_signature = false",
+        ),
+    );
+    let b = Site::component("b.hub");
+    b.peer("a.host", &pki.peer("b", "a", ""));
+    unsigned_acks_discard_nothing(&a, &b, |plain| {
+        let enc = scratch.root().join("unsigned.p7m");
+        run(pki
+            .openssl(&["cms", "-encrypt", "-aes256", "-in"])
+            .arg(plain)
+            .arg("-out")
+            .arg(&enc)
+            .arg("a.pem"));
+        std::fs::read(&enc).unwrap()
+    });
 }

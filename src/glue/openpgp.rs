@@ -23,7 +23,7 @@ impl rs::protect::OpenPgpKeys for Keys {
         out: &mut (dyn Write + Send + Sync),
         require_signature: bool,
         now: SystemTime,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         self.0.unprotect(input, out, require_signature, now)
     }
 }

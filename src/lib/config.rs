@@ -589,7 +589,9 @@ transmit_max = "1h"
 # our_cert = "/etc/rs/site.pem"  # smime only: our certificate
 # peer_cert = "/etc/rs/hub.pub"  # gpg --export of the peer, or its PEM certificate
 # passphrase_file = "/etc/rs/passphrase"   # if our_key has a passphrase
-# require_signature = true       # refuse the peer's unsigned messages (default)
+# require_signature = true       # refuse the peer's unsigned messages (default);
+#                                # false admits them, but an unsigned
+#                                # acknowledgement never discards anything
 # ca = "/etc/rs/ca.pem"          # smime: CA the peer's certificate chains to
 # crl = "/etc/rs/crl.pem"        # smime: revoked certificates
 "#

@@ -184,15 +184,17 @@ impl Keys {
     }
 
     /// Decrypts `input` (an OpenPGP message, armored or not) into `out`,
-    /// requiring a valid signature by the peer when `require_signature`.
-    /// On error, `out` may hold a prefix of the plaintext: discard it.
+    /// requiring a valid signature by the peer when `require_signature`;
+    /// says whether the peer's valid signature was there (it may be absent
+    /// only when not required). On error, `out` may hold a prefix of the
+    /// plaintext: discard it.
     pub fn unprotect(
         &self,
         input: &mut (dyn Read + Send + Sync),
         out: &mut (dyn Write + Send + Sync),
         require_signature: bool,
         now: SystemTime,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         // Armored (as RFC 3156 has it) or binary: look at the start.
         let mut prefix = Vec::with_capacity(64);
         input
@@ -218,19 +220,20 @@ impl Keys {
         })
     }
 
-    /// Decrypts and verifies a binary OpenPGP message.
+    /// Decrypts and verifies a binary OpenPGP message; whether the peer signed it.
     fn open(
         &self,
         input: impl Read + Send + Sync,
         out: &mut (dyn Write + Send + Sync),
         require_signature: bool,
         now: SystemTime,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         let p = policy();
         let helper = Helper {
             keys: self,
             require_signature,
             now,
+            signed: false,
         };
         let mut decryptor = DecryptorBuilder::from_reader(input)
             .map_err(|e| format!("not an OpenPGP message: {e}"))?
@@ -241,7 +244,8 @@ impl Keys {
             Some(inner) => inner.to_string(),
             None => e.to_string(),
         })?;
-        Ok(())
+        // The whole message is read: `check` has run.
+        Ok(decryptor.helper_ref().signed)
     }
 }
 
@@ -263,6 +267,8 @@ struct Helper<'a> {
     require_signature: bool,
     #[allow(dead_code)]
     now: SystemTime,
+    /// Set by `check`: the peer's valid signature was found.
+    signed: bool,
 }
 
 impl VerificationHelper for Helper<'_> {
@@ -306,6 +312,7 @@ impl VerificationHelper for Helper<'_> {
                 "the message is not signed, and this peer's messages must be".into(),
             ));
         }
+        self.signed = signed;
         Ok(())
     }
 }
@@ -393,7 +400,10 @@ mod tests {
     fn unprotect(b: &Keys, sealed: &[u8]) -> Result<Vec<u8>, String> {
         let mut out = Vec::new();
         b.unprotect(&mut &sealed[..], &mut out, true, SystemTime::now())
-            .map(|()| out)
+            .map(|signed| {
+                assert!(signed);
+                out
+            })
     }
 
     /// A writer that fails after `0` bytes, as a full disk does.

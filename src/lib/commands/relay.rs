@@ -230,13 +230,14 @@ pub fn print_report(ctx: &Context, out: &mut Out, r: &Report, source: &str) -> R
             "retry": r.retry,
             "quarantined": r.quarantined,
             "acks_passed_on": r.passed_on,
-            "acks": {"discarded": r.acks.discarded, "rejected": r.acks.rejected, "recorded": r.acks.recorded},
+            "acks": {"discarded": r.acks.discarded, "rejected": r.acks.rejected, "recorded": r.acks.recorded, "unsigned": r.unsigned_acks},
         }));
     }
     ctx.log(format!(
-        "{source}: {} message(s): {} delivered, {} queued onward, {} duplicate(s), {} rejected, {} to retry, {} quarantined; acknowledgements: {} copies discarded, {} refused, {} recorded, {} passed on",
+        "{source}: {} message(s): {} delivered, {} queued onward, {} duplicate(s), {} rejected, {} to retry, {} quarantined; acknowledgements: {} copies discarded, {} refused, {} recorded, {} passed on{}",
         r.messages, r.delivered, r.relayed, r.duplicates, r.rejected, r.retry, r.quarantined,
-        r.acks.discarded, r.acks.rejected, r.acks.recorded, r.passed_on
+        r.acks.discarded, r.acks.rejected, r.acks.recorded, r.passed_on,
+        if r.unsigned_acks > 0 { format!(", {} ignored (unsigned)", r.unsigned_acks) } else { String::new() }
     ));
     Ok(())
 }

@@ -36,14 +36,15 @@ pub trait OpenPgpKeys: Send + Sync {
         input: &mut (dyn Read + Send + Sync),
         out: &mut (dyn Write + Send + Sync),
     ) -> Result<(), String>;
-    /// Decrypts and verifies an OpenPGP message into `out`.
+    /// Decrypts and verifies an OpenPGP message into `out`; whether the
+    /// peer's valid signature was there (absent only if not required).
     fn unprotect(
         &self,
         input: &mut (dyn Read + Send + Sync),
         out: &mut (dyn Write + Send + Sync),
         require_signature: bool,
         now: SystemTime,
-    ) -> Result<(), String>;
+    ) -> Result<bool, String>;
 }
 
 /// Loads OpenPGP keys: our secret key file, the peer's certificate file,
@@ -168,14 +169,15 @@ impl Protector {
     }
 
     /// Decrypts and verifies a protected entity from `input` into `out`
-    /// (the plain envelope). On error `out` may hold part of the plaintext:
-    /// the caller discards it.
+    /// (the plain envelope); whether the peer's valid signature was there
+    /// (it may be absent only where `require_signature = false`). On error
+    /// `out` may hold part of the plaintext: the caller discards it.
     pub fn unprotect(
         &self,
         input: &mut (dyn Read + Send + Sync),
         out: &mut (dyn Write + Send + Sync),
         now: Timestamp,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         let mut reader = BufReader::with_capacity(256 * 1024, input);
         let top = header_block(&mut reader)?;
         let wire = wire_of(&top);

@@ -175,20 +175,21 @@ impl Keys {
     }
 
     /// Decrypts `entity` (a whole S/MIME message), checks the signature is
-    /// the peer's, and writes the signed content (the envelope) to `out`.
+    /// the peer's, and writes the signed content (the envelope) to `out`;
+    /// whether it was signed (it may not be only if not required).
     pub fn unprotect(
         &self,
         entity: &[u8],
         out: &mut (dyn Write + Send + Sync),
         require_signature: bool,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         let cms = CmsContentInfo::smime_read_cms(entity)
             .map_err(|e| format!("not an S/MIME message: {e}"))?;
         let inner = cms.decrypt(&self.key, &self.cert).map_err(|e| {
             format!("cannot decrypt (not encrypted to our certificate, or tampered): {e}")
         })?;
         let mail = mailparse::parse_mail(&inner).map_err(|e| format!("decrypted content: {e}"))?;
-        let content: &[u8] = match mail.ctype.mimetype.as_str() {
+        let (content, signed): (&[u8], bool) = match mail.ctype.mimetype.as_str() {
             "multipart/signed" => {
                 if mail.subparts.len() != 2 {
                     return Err("multipart/signed without exactly a content and a signature".into());
@@ -209,14 +210,15 @@ impl Keys {
                     CMSOptions::NOINTERN,
                 )
                 .map_err(|e| format!("the signature is not the peer's, or not valid: {e}"))?;
-                content
+                (content, true)
             }
             _ if require_signature => {
                 return Err("the message is not signed, and this peer's messages must be".into())
             }
-            _ => &inner,
+            _ => (&inner, false),
         };
-        out.write_all(content).map_err(|e| e.to_string())
+        out.write_all(content).map_err(|e| e.to_string())?;
+        Ok(signed)
     }
 }
 

@@ -106,17 +106,26 @@ fn unwrap(payload: &Payload) -> std::result::Result<Vec<Incoming>, String> {
     }
 }
 
+/// An inbound envelope its peer's protection let in.
+struct Cleared {
+    /// The envelope decrypted, when it was protected (else the item's own).
+    plain: Option<Payload>,
+    /// Whether its acknowledgements may discard anything: it comes from a
+    /// peer without protection, or carries that peer's valid signature.
+    /// (`require_signature = false` admits a peer's unsigned messages,
+    /// never its unsigned acknowledgements.)
+    acks_trusted: bool,
+}
+
 /// Removes the protection of an inbound envelope, as its peer's
-/// configuration requires: `Ok(None)` when it travels in the clear,
-/// `Ok(Some(plain))` once decrypted and verified, `Err(reason)` when it
-/// must be refused.
+/// configuration requires; `Err(reason)` when it must be refused.
 fn clear(
     spool: &Spool,
     item: &Inbound,
     protectors: &mut HashMap<Name, Option<Protector>>,
     plaintexts: &mut Vec<crate::spool::Staged>,
     now: Timestamp,
-) -> Result<std::result::Result<Option<Payload>, String>> {
+) -> Result<std::result::Result<Cleared, String>> {
     let Some(peer) = spool.config().peer(item.from.as_str()) else {
         return Ok(Err(format!("{} is not a configured peer", item.from)));
     };
@@ -140,7 +149,10 @@ fn clear(
     let wire = protect::wire(&prefix);
     let Some(protector) = protector else {
         return Ok(match wire {
-            protect::Wire::Plain => Ok(None),
+            protect::Wire::Plain => Ok(Cleared {
+                plain: None,
+                acks_trusted: true,
+            }),
             _ => Err(format!(
                 "a protected message from {}, whose protection is not configured (set protection, our_key and peer_cert in config.toml)",
                 item.from
@@ -149,7 +161,10 @@ fn clear(
     };
     if wire == protect::Wire::Plain {
         return Ok(if protector.accepts_plain() {
-            Ok(None)
+            Ok(Cleared {
+                plain: None,
+                acks_trusted: false,
+            })
         } else {
             Err(format!(
                 "the message is not protected, and {}'s messages must be signed",
@@ -169,10 +184,14 @@ fn clear(
                 protector.unprotect(&mut f, &mut out, now)
             }
         };
-        r.and_then(|()| out.flush().map_err(|e| protect::Error::Io(e.to_string())))
+        r.and_then(|signed| {
+            out.flush()
+                .map(|()| signed)
+                .map_err(|e| protect::Error::Io(e.to_string()))
+        })
     };
-    match result {
-        Ok(()) => {}
+    let signed = match result {
+        Ok(signed) => signed,
         Err(protect::Error::Refused(why)) => return Ok(Err(why)),
         Err(protect::Error::Keys(reason)) => {
             return Err(Error::Keys {
@@ -183,13 +202,18 @@ fn clear(
         Err(protect::Error::Io(e)) => {
             return Err(Error::io("decrypt into", &path, std::io::Error::other(e)))
         }
-    }
-    if staged.size() <= stream::THRESHOLD {
+    };
+    let plain = if staged.size() <= stream::THRESHOLD {
         let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
-        return Ok(Ok(Some(Payload::Bytes(bytes))));
-    }
-    plaintexts.push(staged);
-    Ok(Ok(Some(Payload::File(path))))
+        Payload::Bytes(bytes)
+    } else {
+        plaintexts.push(staged);
+        Payload::File(path)
+    };
+    Ok(Ok(Cleared {
+        plain: Some(plain),
+        acks_trusted: signed,
+    }))
 }
 
 /// What a batch did.
@@ -211,6 +235,9 @@ pub struct Report {
     pub quarantined: usize,
     /// Acknowledgements passed on toward other components.
     pub passed_on: usize,
+    /// Acknowledgements ignored because their peer's signature was missing
+    /// (a protected peer with `require_signature = false`).
+    pub unsigned_acks: usize,
     pub acks: Applied,
 }
 
@@ -225,6 +252,7 @@ impl Report {
         self.retry += o.retry;
         self.quarantined += o.quarantined;
         self.passed_on += o.passed_on;
+        self.unsigned_acks += o.unsigned_acks;
         self.acks.discarded += o.acks.discarded;
         self.acks.rejected += o.acks.rejected;
         self.acks.recorded += o.acks.recorded;
@@ -479,7 +507,7 @@ pub fn receive(
                 continue;
             }
         };
-        let payload = cleared.as_ref().unwrap_or(&item.payload);
+        let payload = cleared.plain.as_ref().unwrap_or(&item.payload);
         let messages = match unwrap(payload) {
             Ok(m) => m,
             Err(e) => {
@@ -501,6 +529,14 @@ pub fn receive(
         };
         for m in messages {
             let m = match m {
+                Incoming::Small(a) if ack::is_ack(&a) && !cleared.acks_trusted => {
+                    log(format!(
+                        "acknowledgement {} from {} ignored: not signed by {}'s key, so it discards nothing (require_signature = false admits unsigned messages, not unsigned acknowledgements)",
+                        a.header.id, item.from, item.from
+                    ));
+                    report.unsigned_acks += 1;
+                    continue;
+                }
                 Incoming::Small(a) if ack::is_ack(&a) => {
                     match route::next_hop(&a.header, config, &learned) {
                         NextHop::Local => acks_from.entry(item.from.clone()).or_default().push(a),
