@@ -213,13 +213,18 @@ fn round_trip_of(a: &Site, b: &Site, marker: &str, n: usize) {
 }
 
 fn pgp_pair(keys: &PgpKeys) -> (Site, Site) {
+    pgp_pair_with(keys, "")
+}
+
+/// A and B with OpenPGP; `a_extra` goes into A's configuration of B.
+fn pgp_pair_with(keys: &PgpKeys, a_extra: &str) -> (Site, Site) {
     let a = Site::component("a.host");
     a.peer(
         "b.hub",
         &pgp_peer(
             &keys.path("a.key"),
             &keys.path("b.pub"),
-            "upstream = true\nack_timeout = \"10m\"",
+            &format!("upstream = true\nack_timeout = \"10m\"\n{a_extra}"),
         ),
     );
     let b = Site::component("b.hub");
@@ -760,10 +765,19 @@ impl Pki {
 }
 
 fn smime_pair(pki: &Pki) -> (Site, Site) {
+    smime_pair_with(pki, "")
+}
+
+/// A and B with S/MIME; `a_extra` goes into A's configuration of B.
+fn smime_pair_with(pki: &Pki, a_extra: &str) -> (Site, Site) {
     let a = Site::component("a.host");
     a.peer(
         "b.hub",
-        &pki.peer("a", "b", "upstream = true\nack_timeout = \"10m\""),
+        &pki.peer(
+            "a",
+            "b",
+            &format!("upstream = true\nack_timeout = \"10m\"\n{a_extra}"),
+        ),
     );
     let b = Site::component("b.hub");
     b.peer("a.host", &pki.peer("b", "a", ""));
@@ -1114,20 +1128,7 @@ fn unsigned_acks_discard_nothing(a: &Site, b: &Site, encrypt_to_a: impl Fn(&Path
 fn unsigned_openpgp_acknowledgements_discard_nothing() {
     let scratch = Site::new();
     let keys = PgpKeys::new(&scratch);
-    let a = Site::component("a.host");
-    a.peer(
-        "b.hub",
-        &pgp_peer(
-            &keys.path("a.key"),
-            &keys.path("b.pub"),
-            "upstream = true\nack_timeout = \"10m\"\nrequire_signature = false",
-        ),
-    );
-    let b = Site::component("b.hub");
-    b.peer(
-        "a.host",
-        &pgp_peer(&keys.path("b.key"), &keys.path("a.pub"), ""),
-    );
+    let (a, b) = pgp_pair_with(&keys, "require_signature = false");
     unsigned_acks_discard_nothing(&a, &b, |plain| {
         let out = run(keys
             .gpg
@@ -1142,17 +1143,7 @@ fn unsigned_openpgp_acknowledgements_discard_nothing() {
 fn unsigned_smime_acknowledgements_discard_nothing() {
     let scratch = Site::new();
     let pki = Pki::new(&scratch);
-    let a = Site::component("a.host");
-    a.peer(
-        "b.hub",
-        &pki.peer(
-            "a",
-            "b",
-            "upstream = true\nack_timeout = \"10m\"\nrequire_signature = false",
-        ),
-    );
-    let b = Site::component("b.hub");
-    b.peer("a.host", &pki.peer("b", "a", ""));
+    let (a, b) = smime_pair_with(&pki, "require_signature = false");
     unsigned_acks_discard_nothing(&a, &b, |plain| {
         let enc = scratch.root().join("unsigned.p7m");
         run(pki
