@@ -37,6 +37,12 @@ impl Rng {
     }
 }
 
+/// The time `secs` seconds from now, for `RS_NOW`.
+fn from_now(secs: i64) -> String {
+    rs::time::Timestamp::from_micros(rs::time::system_now().as_micros() + secs * 1_000_000)
+        .to_rfc3339()
+}
+
 fn outbound_ids(site: &Site) -> Vec<String> {
     site.listed_ids()
 }
@@ -93,8 +99,7 @@ fn send_killed_at_random_moments_loses_nothing_and_shows_nothing_half_written() 
     );
 
     // The next run (a few minutes on) removes what dead writers left in tmp/.
-    let later = rs::time::Timestamp::from_micros(rs::time::system_now().as_micros() + 180_000_000)
-        .to_rfc3339();
+    let later = from_now(180);
     let r = site
         .cmd("rs-queue")
         .env("RS_NOW", &later)
@@ -303,9 +308,7 @@ fn the_delivery_cycle_survives_sigkill_at_any_step() {
     eprintln!("kills that landed mid-run, per operation {ops:?}: {landed:?} (of 50 each)");
 
     // Settle: an hour later anything unacknowledged is sent again.
-    let later =
-        rs::time::Timestamp::from_micros(rs::time::system_now().as_micros() + 3 * 3600 * 1_000_000)
-            .to_rfc3339();
+    let later = from_now(3 * 3600);
     for _ in 0..2 {
         a.cmd("rs-queue")
             .env("RS_NOW", &later)
@@ -393,9 +396,7 @@ fn leftovers_of_interrupted_deliveries_are_swept() {
         "a fresh file is kept\n{}",
         r.stderr
     );
-    let later =
-        rs::time::Timestamp::from_micros(rs::time::system_now().as_micros() + 2 * 3600 * 1_000_000)
-            .to_rfc3339();
+    let later = from_now(2 * 3600);
     let r = site
         .cmd("rs-queue")
         .env("RS_NOW", &later)

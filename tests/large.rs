@@ -204,12 +204,7 @@ fn a_truncated_large_message_is_quarantined_not_delivered() {
         .args([&stick])
         .run()
         .success();
-    let f = std::fs::read_dir(stick.join("b.hub/a.host"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let f = support::first_file(&stick.join("b.hub/a.host"));
     let len = std::fs::metadata(&f).unwrap().len();
     std::fs::OpenOptions::new()
         .write(true)

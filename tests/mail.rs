@@ -156,12 +156,7 @@ fn send(site: &Site, args: &[&str], content: &[u8]) -> String {
 fn envelope_of(component: &str, content: &[u8]) -> Vec<u8> {
     let s = Site::component(component);
     s.send(&[], content);
-    let f = std::fs::read_dir(s.spool.join("queue/normal"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let f = support::first_file(&s.spool.join("queue/normal"));
     std::fs::read(f).unwrap()
 }
 
@@ -588,23 +583,12 @@ fn protected_mail_both_formats(env: &Env) {
         std::fs::write(keys.join(format!("{who}.key")), secret).unwrap();
         let public = tool(gpg().args(["--armor", "--export", &email]));
         std::fs::write(keys.join(format!("{who}.pub")), public).unwrap();
-        tool(std::process::Command::new("openssl").args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "30",
-            "-subj",
-            &format!("/CN={who}"),
-            "-addext",
+        support::self_signed(
+            who,
             "extendedKeyUsage=emailProtection",
-            "-keyout",
-            &keys.join(format!("{who}.pem.key")).display().to_string(),
-            "-out",
-            &keys.join(format!("{who}.pem")).display().to_string(),
-        ]));
+            &keys.join(format!("{who}.pem.key")),
+            &keys.join(format!("{who}.pem")),
+        );
     }
     // B's pipe runs as nobody: its keys are in its spool, owned by it.
     for (site, me) in [(&env.a, "a"), (&env.b, "b")] {

@@ -187,12 +187,7 @@ fn round_trip_of(a: &Site, b: &Site, marker: &str, n: usize) {
     let s = stick(a, "round");
     assert_eq!(export(a, &s)["sent"], n);
     // What is on the stick is protected: the payloads are not readable there.
-    let f = std::fs::read_dir(s.join("b.hub/a.host"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let f = support::first_file(&s.join("b.hub/a.host"));
     let text = std::fs::read_to_string(&f).unwrap();
     assert!(text.contains(marker), "{}", &text[..300.min(text.len())]);
     assert!(!text.contains("<header"), "the envelope travels encrypted");
@@ -262,12 +257,7 @@ fn pgp_mime(armored: &str) -> String {
 fn plain_envelope(from: &str, text: &str) -> (String, PathBuf, Site) {
     let s = Site::component(from);
     let id = s.send(&[], text.as_bytes());
-    let f = std::fs::read_dir(s.spool.join("queue/normal"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let f = support::first_file(&s.spool.join("queue/normal"));
     (id, f, s)
 }
 
@@ -286,12 +276,7 @@ fn openpgp_interoperates_with_gpg_both_ways() {
     a.send(&[], b"for gpg to read");
     let s = stick(&a, "s");
     export(&a, &s);
-    let f = std::fs::read_dir(s.join("b.hub/a.host"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let f = support::first_file(&s.join("b.hub/a.host"));
     let asc = scratch.root().join("m.asc");
     std::fs::write(&asc, armored(&f)).unwrap();
     let out = run(keys
@@ -801,12 +786,7 @@ fn smime_interoperates_with_openssl_both_ways() {
     a.send(&[], b"for openssl to read");
     let s = stick(&a, "s");
     export(&a, &s);
-    let f = std::fs::read_dir(s.join("b.hub/a.host"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let f = support::first_file(&s.join("b.hub/a.host"));
     let dec = scratch.root().join("dec.eml");
     run(pki
         .openssl(&[
@@ -1088,12 +1068,7 @@ fn unsigned_acks_discard_nothing(a: &Site, b: &Site, encrypt_to_a: impl Fn(&Path
     plain_forger.peer("a.host", "");
     let plain = stick(&plain_forger, "plain");
     ack_blind(&plain_forger, sent.keys(), &plain);
-    let acks_file = std::fs::read_dir(plain.join("a.host/b.hub"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let acks_file = support::first_file(&plain.join("a.host/b.hub"));
     let sealed = stick(a, "sealed");
     let d = sealed.join("a.host/b.hub");
     std::fs::create_dir_all(&d).unwrap();

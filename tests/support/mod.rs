@@ -330,3 +330,36 @@ impl Run {
             .collect()
     }
 }
+
+/// The first file `read_dir` lists in `dir`: the one file a test put
+/// there (an export of one message, a queue of one).
+pub fn first_file(dir: &Path) -> PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .next()
+        .unwrap_or_else(|| panic!("{} is empty", dir.display()))
+        .unwrap()
+        .path()
+}
+
+/// Makes a self-signed RSA certificate for `/CN=cn` with one extension
+/// (`extendedKeyUsage=emailProtection`, `subjectAltName=DNS:localhost`...),
+/// its unencrypted key in `key`, the certificate in `cert`.
+pub fn self_signed(cn: &str, extension: &str, key: &Path, cert: &Path) {
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+        ])
+        .args(["-subj", &format!("/CN={cn}"), "-addext", extension])
+        .arg("-keyout")
+        .arg(key)
+        .arg("-out")
+        .arg(cert)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl req: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -70,22 +70,12 @@ impl Postfix {
         chown(&root.join("mail"), NOBODY);
         chown(&root.join("flags"), NOBODY);
         run(Command::new("chmod").args(["755"]).arg(root));
-        run(Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=localhost",
-            ])
-            .args(["-addext", "subjectAltName=DNS:localhost", "-keyout"])
-            .arg(root.join("etc/key.pem"))
-            .arg("-out")
-            .arg(root.join("etc/cert.pem")));
+        super::self_signed(
+            "localhost",
+            "subjectAltName=DNS:localhost",
+            &root.join("etc/key.pem"),
+            &root.join("etc/cert.pem"),
+        );
         std::fs::write(
             root.join("etc/main.cf"),
             format!(
