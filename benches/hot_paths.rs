@@ -74,6 +74,7 @@ fn seen_benches(c: &mut Criterion) {
                 Kind::Id,
                 &format!("20261124T160512-{i:06}-{i:016x}"),
                 Timestamp::from_secs(1 << 40),
+                Timestamp::from_secs(0),
             )
             .unwrap();
         }

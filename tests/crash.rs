@@ -381,7 +381,7 @@ fn the_delivery_cycle_survives_sigkill_at_any_step() {
 /// belong to a delivery in progress).
 #[test]
 fn leftovers_of_interrupted_deliveries_are_swept() {
-    let site = Site::new();
+    let site = Site::component("a.host");
     let tmp = site.spool.join("received/tmp");
     std::fs::create_dir_all(&tmp).unwrap();
     std::fs::write(

@@ -95,6 +95,8 @@ fn a_large_message_travels_in_bounded_memory() {
 
     let ab = a.root().join("ab");
     let bc = a.root().join("bc");
+    std::fs::create_dir_all(&ab).unwrap();
+    std::fs::create_dir_all(&bc).unwrap();
     check(
         "export",
         a.cmd("rs-queue")
@@ -199,6 +201,7 @@ fn a_truncated_large_message_is_quarantined_not_delivered() {
         .run()
         .success();
     let stick = a.root().join("s");
+    std::fs::create_dir_all(&stick).unwrap();
     a.cmd("rs-queue")
         .args(["export", "--to"])
         .args([&stick])

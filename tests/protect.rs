@@ -568,6 +568,7 @@ fn ack_blind<'a>(site: &Site, ids: impl Iterator<Item = &'a String>, dir: &Path)
         .collect();
     std::fs::create_dir_all(site.spool.join("acks/pending")).unwrap();
     std::fs::write(site.spool.join("acks/pending/a.host"), owed).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
     site.cmd("rs-queue")
         .args(["export", "--to"])
         .args([dir])

@@ -2,6 +2,8 @@
 
 mod support;
 
+use std::path::{Path, PathBuf};
+
 use rs::message::*;
 use rs::time::Timestamp;
 use support::Site;
@@ -90,4 +92,733 @@ fn rs_send_does_not_load_openssl() {
         !libs.contains("libssl") && !libs.contains("libcrypto"),
         "{libs}"
     );
+}
+
+// ---------------------------------------------------------------- media
+// Issue 11: what a hostile stick, a replay or a wrong clock could do.
+
+const T0: &str = "2026-11-24T10:00:00Z";
+
+/// `a.host` (upstream `b.hub`, ack timeout 10 minutes) and `b.hub`, both at T0.
+fn media_pair() -> (Site, Site) {
+    let mut a = Site::component("a.host");
+    a.peer(
+        "b.hub",
+        "upstream = true\nack_timeout = \"10m\"\nretry_cap = \"1h\"",
+    );
+    let mut b = Site::component("b.hub");
+    b.peer("a.host", "");
+    a.at(T0);
+    b.at(T0);
+    (a, b)
+}
+
+/// A new, empty stick under `site`'s temporary directory.
+fn new_stick(site: &Site, name: &str) -> PathBuf {
+    let p = site.root().join(name);
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+fn export_to(site: &Site, stick: &Path) -> support::Run {
+    site.cmd("rs-queue")
+        .args(["export", "--json", "--to"])
+        .args([stick])
+        .run()
+}
+
+fn import_from(site: &Site, stick: &Path) -> support::Run {
+    site.cmd("rs-relay")
+        .args(["import", "--json", "--from"])
+        .args([stick])
+        .run()
+}
+
+/// Copies a stick (its directory tree of regular files), as someone who
+/// keeps a copy in a drawer would.
+fn copy_stick(from: &Path, to: &Path) {
+    for e in walkdir::WalkDir::new(from) {
+        let e = e.unwrap();
+        let dest = to.join(e.path().strip_prefix(from).unwrap());
+        if e.file_type().is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
+/// Days after T0, as RS_NOW text.
+fn t0_plus_days(days: i64) -> String {
+    Timestamp::from_secs(Timestamp::parse(T0).unwrap().as_secs() + days * 86_400).to_rfc3339()
+}
+
+/// Every byte quarantined at `site`, concatenated.
+fn quarantined_bytes(site: &Site) -> Vec<u8> {
+    let mut all = Vec::new();
+    for f in site.files("quarantine") {
+        all.extend(std::fs::read(site.spool.join("quarantine").join(f)).unwrap());
+    }
+    all
+}
+
+fn quarantine_reasons(site: &Site) -> String {
+    let mut all = String::new();
+    for e in std::fs::read_dir(site.spool.join("quarantine"))
+        .unwrap()
+        .flatten()
+    {
+        if e.file_name().to_string_lossy().ends_with(".reason") {
+            all.push_str(&std::fs::read_to_string(e.path()).unwrap());
+        }
+    }
+    all
+}
+
+/// A secret file outside every spool and stick.
+fn secret(site: &Site) -> PathBuf {
+    let p = site.root().join("secret");
+    std::fs::write(&p, "root:SECRET-HASH:19000::::::\n").unwrap();
+    p
+}
+
+/// A symbolic link named like a message (and one named like an
+/// acknowledgement envelope) on the stick, pointing at a secret: import and
+/// `rs-ack apply` read the secret into quarantine/ and exited 0.
+#[test]
+fn a_symlinked_message_on_a_stick_is_not_followed() {
+    let (a, b) = media_pair();
+    let s = new_stick(&a, "s");
+    let id = a.send(&[], b"fine");
+    export_to(&a, &s).success();
+    let inbox = s.join("b.hub/a.host");
+    let secret = secret(&a);
+    std::os::unix::fs::symlink(&secret, inbox.join("1-0000000000000009-evil.msg")).unwrap();
+    std::os::unix::fs::symlink(&secret, inbox.join("ack-1-2-3.msg")).unwrap();
+
+    let r = b
+        .cmd("rs-ack")
+        .args(["apply", "--json", "--from"])
+        .args([&s])
+        .run()
+        .code(65);
+    assert!(r.stderr.contains("symbolic link"), "{}", r.stderr);
+    let r = import_from(&b, &s).code(65);
+    assert!(r.stderr.contains("symbolic link"), "{}", r.stderr);
+    assert_eq!(r.json()["delivered"], 1, "the valid message still arrives");
+    assert_eq!(r.json()["skipped"], 2);
+    assert_eq!(b.received()[0].0, id);
+    assert!(
+        !String::from_utf8_lossy(&quarantined_bytes(&b)).contains("SECRET"),
+        "the link's target was read"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&secret).unwrap(),
+        "root:SECRET-HASH:19000::::::\n"
+    );
+}
+
+/// `STICK/TO/FROM` as a link to another directory: import read every
+/// `*.msg` there, quarantined it and deleted the original; export wrote
+/// message files into it.
+#[test]
+fn a_symlinked_peer_directory_on_a_stick_is_not_followed() {
+    let (a, b) = media_pair();
+    let elsewhere = a.root().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::write(
+        elsewhere.join("1-0000000000000001-precious.msg"),
+        "precious",
+    )
+    .unwrap();
+
+    // Import through a linked peer directory.
+    let s = new_stick(&a, "s");
+    std::fs::create_dir_all(s.join("b.hub")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, s.join("b.hub/a.host")).unwrap();
+    let r = import_from(&b, &s).code(65);
+    assert!(r.stderr.contains("symbolic link"), "{}", r.stderr);
+    assert_eq!(
+        std::fs::read_to_string(elsewhere.join("1-0000000000000001-precious.msg")).unwrap(),
+        "precious",
+        "a file behind the link was touched"
+    );
+    assert!(b.files("quarantine").is_empty());
+
+    // Export through a linked peer directory, and through a linked
+    // destination directory.
+    a.send(&[], b"payload");
+    for (link, target) in [("b.hub/a.host", "s2"), ("b.hub", "s3")] {
+        let s = new_stick(&a, target);
+        std::fs::create_dir_all(s.join(link).parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, s.join(link)).unwrap();
+        let r = a
+            .cmd("rs-queue")
+            .args(["export", "--to"])
+            .args([&s])
+            .run()
+            .code(75);
+        assert!(r.stderr.contains("symbolic link"), "{}", r.stderr);
+        let names: Vec<String> = std::fs::read_dir(&elsewhere)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["1-0000000000000001-precious.msg".to_string()]);
+        assert_eq!(a.list()[0]["state"], "queued", "nothing was marked sent");
+    }
+}
+
+/// A link planted on the stick under the name export writes to (its
+/// `.tmp-` name, or the final name) redirected the write.
+#[test]
+fn export_never_writes_through_a_planted_link() {
+    let (mut a, _b) = media_pair();
+    let s = new_stick(&a, "s");
+    a.send(&[], b"payload");
+    export_to(&a, &s).success();
+    let dir = s.join("b.hub/a.host");
+    let name = support::first_file(&dir);
+    let name = name.file_name().unwrap().to_string_lossy().into_owned();
+    std::fs::remove_file(dir.join(&name)).unwrap();
+    let victim = a.root().join("victim");
+    std::fs::write(&victim, "untouched").unwrap();
+    std::os::unix::fs::symlink(&victim, dir.join(format!(".tmp-{name}"))).unwrap();
+    std::os::unix::fs::symlink(&victim, dir.join(&name)).unwrap();
+    // Past the ack timeout: the message is sent again.
+    a.at(&t0_plus_days(1));
+    export_to(&a, &s).success();
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+    let meta = std::fs::symlink_metadata(dir.join(&name)).unwrap();
+    assert!(meta.is_file(), "the message is a regular file on the stick");
+}
+
+/// A FIFO named like a message or an acknowledgement envelope made import
+/// and `rs-ack apply` block forever.
+#[test]
+fn a_fifo_on_a_stick_does_not_block_import() {
+    let (a, b) = media_pair();
+    let s = new_stick(&a, "s");
+    a.send(&[], b"fine");
+    export_to(&a, &s).success();
+    let inbox = s.join("b.hub/a.host");
+    for name in ["1-0000000000000009-fifo.msg", "ack-fifo.msg"] {
+        let status = std::process::Command::new("mkfifo")
+            .arg(inbox.join(name))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let limit = std::time::Duration::from_secs(30);
+    let r = b
+        .cmd("rs-ack")
+        .args(["apply", "--from"])
+        .args([&s])
+        .run_within(limit)
+        .expect("rs-ack apply hung on a FIFO");
+    assert_eq!(r.code, Some(65), "{}", r.stderr);
+    let r = b
+        .cmd("rs-relay")
+        .args(["import", "--from"])
+        .args([&s])
+        .run_within(limit)
+        .expect("rs-relay import hung on a FIFO");
+    assert_eq!(r.code, Some(65), "{}", r.stderr);
+    assert!(r.stderr.contains("FIFO"), "{}", r.stderr);
+    assert_eq!(b.received().len(), 1);
+}
+
+/// A stick kept in a drawer and imported again a year later delivered its
+/// messages a second time: their IDs had been forgotten after 30 days.
+#[test]
+fn a_stick_imported_again_a_year_later_delivers_nothing_twice() {
+    let (a, mut b) = media_pair();
+    let s = new_stick(&a, "s");
+    let drawer = a.root().join("drawer");
+    a.send(&[], b"once");
+    export_to(&a, &s).success();
+    copy_stick(&s, &drawer);
+    import_from(&b, &s).success();
+    b.at(&t0_plus_days(365));
+    let r = import_from(&b, &drawer).success().json();
+    assert_eq!(
+        (r["delivered"].as_u64(), r["duplicates"].as_u64()),
+        (Some(0), Some(1))
+    );
+    assert_eq!(b.received().len(), 1);
+}
+
+/// Once newer traffic lets the receiver forget old IDs, a replayed old
+/// message can no longer be proven new: it is refused (and its origin
+/// told), never delivered a second time.
+#[test]
+fn a_replay_older_than_the_duplicate_memory_is_refused_and_its_origin_told() {
+    let (mut a, mut b) = media_pair();
+    let s = new_stick(&a, "s");
+    let drawer = a.root().join("drawer");
+    let old = a.send(&[], b"old");
+    export_to(&a, &s).success();
+    copy_stick(&s, &drawer);
+    import_from(&b, &s).success();
+
+    // Forty days later, new traffic: the old ID is past its 30 days.
+    a.at(&t0_plus_days(40));
+    b.at(&t0_plus_days(40));
+    let s2 = new_stick(&a, "s2");
+    a.send(&[], b"new");
+    export_to(&a, &s2).success();
+    import_from(&b, &s2).success();
+
+    b.at(&t0_plus_days(41));
+    let r = import_from(&b, &drawer).success().json();
+    assert_eq!(
+        (r["delivered"].as_u64(), r["rejected"].as_u64()),
+        (Some(0), Some(1)),
+        "{r}"
+    );
+    assert_eq!(b.received().len(), 2, "old delivered once, new once");
+    let owed = std::fs::read_to_string(b.spool.join("acks/pending/a.host")).unwrap();
+    assert!(
+        owed.lines()
+            .any(|l| l.starts_with(&format!("{old} rejected"))),
+        "the origin is told: {owed}"
+    );
+}
+
+/// A message that expired before it arrived was delivered anyway.
+#[test]
+fn a_message_that_expired_in_transit_is_refused_and_its_origin_told() {
+    let (mut a, mut b) = media_pair();
+    let s = new_stick(&a, "s");
+    let id = a.send(&["--ttl", "1d"], b"stale");
+    export_to(&a, &s).success();
+    b.at(&t0_plus_days(2));
+    let r = import_from(&b, &s).success().json();
+    assert_eq!(
+        (r["delivered"].as_u64(), r["rejected"].as_u64()),
+        (Some(0), Some(1)),
+        "{r}"
+    );
+    assert!(b.received().is_empty());
+    // The refusal travels back: the sender's copy goes to dead/ with why.
+    let back = new_stick(&b, "back");
+    export_to(&b, &back).success();
+    a.at(&t0_plus_days(2));
+    // The sender's own expiry pass may bury it first; either way it is dead
+    // and never acknowledged as delivered.
+    import_from(&a, &back).success();
+    let st = a
+        .cmd("rs-ack")
+        .args(["status", "--json", &id])
+        .run()
+        .success()
+        .json();
+    assert_eq!(st["state"], "dead", "{st}");
+}
+
+/// One import with the clock 400 days ahead forgot every accepted ID, and
+/// the next import at the right time delivered an old stick again.
+#[test]
+fn an_import_with_the_clock_far_ahead_forgets_nothing() {
+    let (a, mut b) = media_pair();
+    let s1 = new_stick(&a, "s1");
+    let drawer = a.root().join("drawer");
+    a.send(&[], b"first");
+    export_to(&a, &s1).success();
+    copy_stick(&s1, &drawer);
+    import_from(&b, &s1).success();
+
+    let s2 = new_stick(&a, "s2");
+    a.send(&[], b"second");
+    export_to(&a, &s2).success();
+    b.at(&t0_plus_days(400));
+    import_from(&b, &s2).success();
+
+    b.at(&t0_plus_days(1));
+    let r = import_from(&b, &drawer).success().json();
+    assert_eq!(
+        (r["delivered"].as_u64(), r["duplicates"].as_u64()),
+        (Some(0), Some(1)),
+        "{r}"
+    );
+    assert_eq!(b.received().len(), 2);
+}
+
+/// An import with the clock 400 days behind remembered what it accepted
+/// only until a date long past, so the next run forgot it.
+#[test]
+fn an_import_with_the_clock_far_behind_forgets_nothing() {
+    let (mut a, mut b) = media_pair();
+    let s1 = new_stick(&a, "s1");
+    a.send(&[], b"first");
+    export_to(&a, &s1).success();
+    import_from(&b, &s1).success();
+
+    let s2 = new_stick(&a, "s2");
+    let drawer = a.root().join("drawer");
+    a.send(&[], b"second");
+    export_to(&a, &s2).success();
+    copy_stick(&s2, &drawer);
+    b.at(&t0_plus_days(-400));
+    import_from(&b, &s2).success();
+
+    // A day later (right clock), new traffic; then the replay.
+    a.at(&t0_plus_days(1));
+    b.at(&t0_plus_days(1));
+    let s3 = new_stick(&a, "s3");
+    a.send(&[], b"third");
+    export_to(&a, &s3).success();
+    import_from(&b, &s3).success();
+    b.at(&t0_plus_days(2));
+    let r = import_from(&b, &drawer).success().json();
+    assert_eq!(
+        (r["delivered"].as_u64(), r["duplicates"].as_u64()),
+        (Some(0), Some(1)),
+        "{r}"
+    );
+    assert_eq!(b.received().len(), 3);
+}
+
+/// A stick holding more than the receiver's free space was never imported:
+/// the whole batch went to received/tmp/ first, the run failed with 75, and
+/// the next run did the same. Now each run delivers what fits.
+#[test]
+fn a_stick_larger_than_free_space_is_imported_in_part_each_run() {
+    let (a, _) = media_pair();
+    let mut b = Site::component_on_tmpfs("b.hub", "40m");
+    b.peer("a.host", "");
+    b.append_config("[spool]\ntmp_max_age = \"1h\"\nmin_free = \"4 MiB\"\n");
+    b.at(T0);
+    let s = new_stick(&a, "s");
+    let mut sent = std::collections::HashMap::new();
+    for i in 0..20u32 {
+        let payload: Vec<u8> = (0..2 * 1024 * 1024u32)
+            .map(|j| (j.wrapping_mul(2_654_435_761).wrapping_add(i) >> 13) as u8)
+            .collect();
+        sent.insert(a.send(&[], &payload), payload);
+    }
+    export_to(&a, &s).success();
+
+    let r = import_from(&b, &s).code(75);
+    let first = r.json()["delivered"].as_u64().unwrap();
+    assert!((5..20).contains(&first), "delivered {first}: {}", r.stderr);
+    assert!(
+        std::fs::read_dir(b.spool.join("received/tmp"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "nothing left behind in received/tmp/"
+    );
+    let left = std::fs::read_dir(s.join("b.hub/a.host")).unwrap().count() as u64;
+    assert_eq!(
+        left,
+        20 - first,
+        "what was delivered left the stick, the rest stayed"
+    );
+
+    // The consumer takes what arrived; the next run delivers the rest.
+    let got = b.received();
+    for e in std::fs::read_dir(b.spool.join("received/new")).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    let r = import_from(&b, &s).success();
+    assert_eq!(r.json()["delivered"].as_u64().unwrap(), 20 - first);
+    let mut all = got;
+    all.extend(b.received());
+    assert_eq!(all.len(), 20);
+    for (id, content) in all {
+        assert_eq!(sent.get(&id), Some(&content), "{id}");
+    }
+}
+
+/// A directory named like a message, or a regular file where a peer's
+/// directory belongs, aborted the import (74) and every valid message
+/// after it waited.
+#[test]
+fn one_bad_entry_does_not_block_the_rest_of_a_stick() {
+    let (a, b) = media_pair();
+    b.peer("c.host", "");
+    b.peer("d.host", "");
+    let s = new_stick(&a, "s");
+    a.send(&[], b"one");
+    a.send(&[], b"two");
+    export_to(&a, &s).success();
+    std::fs::create_dir_all(s.join("b.hub/a.host/1-0000000000000000-adir.msg")).unwrap();
+    std::fs::write(s.join("b.hub/c.host"), "a file, not a directory").unwrap();
+    let mut d = Site::component("d.host");
+    d.peer("b.hub", "upstream = true");
+    d.at(T0);
+    d.send(&[], b"three");
+    export_to(&d, &s).success();
+
+    let r = import_from(&b, &s).code(65);
+    assert_eq!(r.json()["delivered"], 3, "{}", r.stderr);
+    assert!(r.stderr.contains("adir.msg"), "{}", r.stderr);
+    assert!(r.stderr.contains("c.host"), "{}", r.stderr);
+    assert!(String::from_utf8_lossy(&quarantined_bytes(&b)).contains("a file, not a directory"));
+    assert!(
+        !s.join("b.hub/c.host").exists(),
+        "its bytes are in quarantine now"
+    );
+}
+
+/// A full spool could not apply acknowledgements (the only thing that
+/// would free it): the run failed writing its statistics.
+#[test]
+fn acknowledgements_apply_on_a_full_spool() {
+    let mut a = Site::component_on_tmpfs("a.host", "8m");
+    a.peer(
+        "b.hub",
+        "upstream = true\nack_timeout = \"10m\"\nretry_cap = \"1h\"",
+    );
+    a.append_config("[spool]\ntmp_max_age = \"1h\"\nmin_free = 0\n");
+    a.at(T0);
+    let mut b = Site::component("b.hub");
+    b.peer("a.host", "");
+    b.at(T0);
+    let s = new_stick(&b, "s");
+    for i in 0..20 {
+        a.send(&[], format!("message {i}").as_bytes());
+    }
+    export_to(&a, &s).success();
+    import_from(&b, &s).success();
+    export_to(&b, &s).success();
+    a.fill_disk();
+
+    for (cmd, args) in [
+        ("rs-ack", ["apply", "--from"]),
+        ("rs-relay", ["import", "--from"]),
+    ] {
+        let r = a.cmd(cmd).args(args).args([&s]).run();
+        assert_eq!(r.code, Some(0), "{cmd}: {}", r.stderr);
+    }
+    assert!(a.list().is_empty(), "every acknowledged copy discarded");
+}
+
+/// A 200 MB header line was read whole (200 MB of memory) before it was
+/// refused.
+#[test]
+fn a_huge_header_line_is_refused_in_bounded_memory() {
+    let (a, b) = media_pair();
+    let s = new_stick(&a, "s");
+    let dir = s.join("b.hub/a.host");
+    std::fs::create_dir_all(&dir).unwrap();
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(
+            std::fs::File::create(dir.join("1-0000000000000001-huge.msg")).unwrap(),
+        );
+        f.write_all(b"MIME-Version: 1.0\nSubject: ").unwrap();
+        let chunk = vec![b'a'; 1 << 20];
+        for _ in 0..200 {
+            f.write_all(&chunk).unwrap();
+        }
+        f.write_all(b"\nContent-Type: multipart/related; boundary=x\n\n--x--\n")
+            .unwrap();
+    }
+    let (code, peak_kib) = b
+        .cmd("rs-relay")
+        .args(["import", "--from"])
+        .args([&s])
+        .run_measured(None);
+    assert_eq!(code, Some(0));
+    assert!(peak_kib < 64 * 1024, "peak {peak_kib} KiB");
+    assert_eq!(b.files("quarantine").len(), 1);
+    assert!(
+        quarantine_reasons(&b).contains("line"),
+        "{}",
+        quarantine_reasons(&b)
+    );
+}
+
+/// A message in acme's directory claiming another component as its source
+/// was delivered: a peer could speak for anyone.
+#[test]
+fn a_peer_may_not_speak_for_another_component() {
+    let b = Site::component("b.hub");
+    b.peer("a.host", "");
+    b.peer("c.host", "");
+    b.peer("r.relay", "components = [\"x.host\"]");
+    let s = new_stick(&b, "s");
+    // Messages made by sites that claim these components, carried in the
+    // directory of the peer named second.
+    let forge = |claimed: &str, carrier: &str| {
+        let f = Site::component(claimed);
+        // A site may not name itself as its peer: the one claiming to be
+        // b.hub exports toward another hub.
+        let hub = if claimed == "b.hub" { "q.hub" } else { "b.hub" };
+        f.peer(hub, "upstream = true");
+        f.send(&[], format!("from {claimed} via {carrier}").as_bytes());
+        let tmp = new_stick(&f, "tmp");
+        export_to(&f, &tmp).success();
+        let to = s.join("b.hub").join(carrier);
+        std::fs::create_dir_all(&to).unwrap();
+        for e in std::fs::read_dir(tmp.join(hub).join(claimed)).unwrap() {
+            let e = e.unwrap();
+            std::fs::rename(e.path(), to.join(e.file_name())).unwrap();
+        }
+        import_from(&b, &s)
+    };
+    // Refused: a configured peer, this site itself, a component configured
+    // behind another peer.
+    for (claimed, carrier) in [
+        ("c.host", "a.host"),
+        ("b.hub", "a.host"),
+        ("x.host", "a.host"),
+    ] {
+        let r = forge(claimed, carrier).success();
+        assert_eq!(r.json()["quarantined"], 1, "{claimed} via {carrier}");
+        assert!(
+            quarantine_reasons(&b).contains(&format!("{carrier} may not speak for {claimed}")),
+            "{}",
+            quarantine_reasons(&b)
+        );
+    }
+    // Allowed: a component configured behind its carrier; an unknown one,
+    // learned behind the first peer that carries it, and then refused from
+    // another.
+    assert_eq!(forge("x.host", "r.relay").success().json()["delivered"], 1);
+    assert_eq!(forge("z.host", "a.host").success().json()["delivered"], 1);
+    assert_eq!(forge("z.host", "c.host").success().json()["quarantined"], 1);
+    assert_eq!(forge("z.host", "a.host").success().json()["delivered"], 1);
+    assert_eq!(b.received().len(), 3);
+}
+
+/// A 0-byte file was quarantined as "top-level type is text/plain".
+#[test]
+fn an_empty_file_is_quarantined_as_empty() {
+    let (a, b) = media_pair();
+    let s = new_stick(&a, "s");
+    std::fs::create_dir_all(s.join("b.hub/a.host")).unwrap();
+    std::fs::write(s.join("b.hub/a.host/1-0000000000000001-zero.msg"), "").unwrap();
+    import_from(&b, &s).success();
+    assert!(
+        quarantine_reasons(&b).contains("is empty (0 bytes)"),
+        "{}",
+        quarantine_reasons(&b)
+    );
+}
+
+// ---------------------------------------------------------------- configuration
+
+/// A spool whose config.toml went missing was silently given a default
+/// one (and a dangling config.toml link was overwritten).
+#[test]
+fn a_missing_or_dangling_config_in_an_existing_spool_is_an_error() {
+    let a = Site::component("a.host");
+    let config = a.spool.join("config.toml");
+    std::fs::remove_file(&config).unwrap();
+    let r = a.cmd("rs-queue").args(["list"]).run().code(78);
+    assert!(r.stderr.contains("config.toml"), "{}", r.stderr);
+    assert!(!config.exists(), "no default configuration was written");
+
+    std::os::unix::fs::symlink(a.root().join("etc/rs.toml"), &config).unwrap();
+    let r = a.cmd("rs-queue").args(["list"]).run().code(78);
+    assert!(r.stderr.contains("etc/rs.toml"), "{}", r.stderr);
+    a.cmd("rs-queue")
+        .args(["init", "--site", "a"])
+        .run()
+        .code(73);
+    assert!(std::fs::symlink_metadata(&config)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
+/// A config.toml that is a directory exited 74 (I/O) instead of 78.
+#[test]
+fn a_config_that_is_a_directory_is_a_configuration_error() {
+    let a = Site::component("a.host");
+    let config = a.spool.join("config.toml");
+    std::fs::remove_file(&config).unwrap();
+    std::fs::create_dir(&config).unwrap();
+    let r = a.cmd("rs-queue").args(["list"]).run().code(78);
+    assert!(r.stderr.contains("directory"), "{}", r.stderr);
+}
+
+/// A `dir:` route to a missing directory (an unmounted stick) was created
+/// and the messages marked sent.
+#[test]
+fn a_dir_route_to_a_missing_directory_defers() {
+    let a = Site::component("a.host");
+    let mount = a.root().join("media/usb");
+    a.peer(
+        "b.hub",
+        &format!("upstream = true\nroutes = [\"dir:{}\"]", mount.display()),
+    );
+    a.send(&[], b"waiting");
+    let r = a.cmd("rs-queue").args(["flush"]).run().code(75);
+    assert!(r.stderr.contains("media/usb"), "{}", r.stderr);
+    assert!(!mount.exists(), "the mount point was created");
+    assert_eq!(a.list()[0]["state"], "queued");
+    let r = a
+        .cmd("rs-queue")
+        .args(["export", "--to"])
+        .args([&mount])
+        .run()
+        .code(75);
+    assert!(r.stderr.contains("media/usb"), "{}", r.stderr);
+    assert!(!mount.exists());
+}
+
+/// A peer configured twice, or a binary config.toml, was reported with no
+/// line number.
+#[test]
+fn configuration_errors_name_the_line() {
+    let a = Site::component("a.host");
+    a.peer("b.hub", "");
+    a.peer("b.hub", "");
+    let text = std::fs::read_to_string(a.spool.join("config.toml")).unwrap();
+    let second = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim() == "[[peer]]")
+        .nth(1)
+        .unwrap()
+        .0
+        + 1;
+    let r = a.cmd("rs-queue").args(["list"]).run().code(78);
+    assert!(r.stderr.contains(&format!("line {second}")), "{}", r.stderr);
+
+    let mut bytes = b"site = \"a\"\ncomponent = \"a.host\"\n".to_vec();
+    bytes.extend_from_slice(&[0xff, 0xfe, 0x00, 0x01, b'\n']);
+    std::fs::write(a.spool.join("config.toml"), bytes).unwrap();
+    let r = a.cmd("rs-queue").args(["list"]).run().code(78);
+    assert!(r.stderr.contains("line 3"), "{}", r.stderr);
+}
+
+/// `rs-queue due --json` printed one object while its help promised one per
+/// line. Every listing's output now has the shape its help states.
+#[test]
+fn json_output_has_the_shape_help_states() {
+    let a = Site::component("a.host");
+    a.peer("b.hub", "upstream = true\nack_timeout = \"1m\"");
+    let id = a.send(&[], b"one");
+    a.send(&[], b"two");
+    for (bin, args) in [
+        ("rs-queue", vec!["list"]),
+        ("rs-queue", vec!["due"]),
+        ("rs-queue", vec!["stats"]),
+        ("rs-ack", vec!["overdue"]),
+        ("rs-ack", vec!["status", id.as_str()]),
+    ] {
+        let help = a.cmd(bin).args(&args).arg_help().run().success().stdout;
+        let per_line = help.replace('\n', " ").contains("object per line");
+        let out = a.cmd(bin).args(&args).args(["--json"]).run().success();
+        let lines: Vec<serde_json::Value> = out.json_lines();
+        if per_line {
+            assert!(
+                lines.iter().all(|v| v.is_object()),
+                "{bin} {args:?}: {}",
+                out.stdout
+            );
+        } else {
+            assert_eq!(lines.len(), 1, "{bin} {args:?}: one object\n{}", out.stdout);
+        }
+        if args == ["due"] || args == ["list"] {
+            let ids = lines.iter().filter(|v| v.get("id").is_some()).count();
+            let arrays = lines.iter().filter(|v| v.get("due").is_some()).count();
+            assert!(ids == 2 || arrays == 1, "{bin} {args:?}: {}", out.stdout);
+            assert_eq!(per_line, ids == 2, "{bin} {args:?}: help and output differ");
+        }
+    }
 }

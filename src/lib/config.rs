@@ -24,6 +24,10 @@ pub enum Error {
     },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error("{path} is a symbolic link to {target}, which does not exist: restore it, or point the link at the configuration")]
+    Dangling { path: PathBuf, target: PathBuf },
+    #[error("{path} is {what}, not a file: move it aside and restore the configuration file")]
+    NotAFile { path: PathBuf, what: &'static str },
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
@@ -266,15 +270,22 @@ impl<'de> Deserialize<'de> for Route {
 #[serde(deny_unknown_fields, default)]
 pub struct ReceiveSettings {
     /// How long an accepted ID is remembered (to drop retransmissions) when
-    /// the message itself has no expiry; with an expiry, the later of the two.
+    /// the message itself has no expiry; with an expiry, the later of the
+    /// two. A message created before the IDs forgotten so far cannot be
+    /// proven new, and is refused.
     #[serde(deserialize_with = "duration")]
     pub dedupe_retention: Duration,
+    /// A message created later than this site's time by more than this is
+    /// refused (its sender's clock is wrong).
+    #[serde(deserialize_with = "duration")]
+    pub max_clock_skew: Duration,
 }
 
 impl Default for ReceiveSettings {
     fn default() -> Self {
         ReceiveSettings {
             dedupe_retention: Duration::from_secs(30 * 86_400),
+            max_clock_skew: Duration::from_secs(86_400),
         }
     }
 }
@@ -481,35 +492,87 @@ fn windows<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Window>, D::Error> {
 pub const FILE_NAME: &str = "config.toml";
 
 impl Config {
+    /// Reads `config.toml` in `spool`. Refuses, naming the file, a dangling
+    /// link, anything but a regular file, text that is not UTF-8 (with the
+    /// line of the first bad byte) and invalid settings (with their line).
     pub fn load(spool: &Path) -> Result<Config, Error> {
         let path = spool.join(FILE_NAME);
-        let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
+        let read = |source| Error::Read {
             path: path.clone(),
             source,
+        };
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(match std::fs::read_link(&path) {
+                    Ok(target) => Error::Dangling { path, target },
+                    Err(_) => read(e),
+                })
+            }
+            Err(e) => return Err(read(e)),
+        };
+        if !meta.is_file() {
+            let what = if meta.is_dir() {
+                "a directory"
+            } else {
+                "a special file (FIFO, socket or device)"
+            };
+            return Err(Error::NotAFile { path, what });
+        }
+        let bytes = std::fs::read(&path).map_err(read)?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+            Error::Parse {
+                path: path.clone(),
+                message: format!(
+                    "line {line}: not UTF-8 text (byte {:#04x}); is this the configuration file?",
+                    e.as_bytes()[good.len()]
+                ),
+            }
         })?;
         Config::parse(&text).map_err(|message| Error::Parse { path, message })
     }
 
     pub fn parse(text: &str) -> Result<Config, String> {
         let c: Config = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
-        c.validate()?;
+        c.validate()
+            .map_err(|(peer, message)| match peer_line(text, peer) {
+                Some(line) => format!("line {line}: {message}"),
+                None => message,
+            })?;
         Ok(c)
     }
 
-    fn validate(&self) -> Result<(), String> {
-        let upstream = self.peers.iter().filter(|p| p.upstream).count();
-        if upstream > 1 {
-            return Err("more than one [[peer]] has upstream = true".into());
+    /// Checks what serde cannot; an error names the index of the peer it
+    /// concerns, if any.
+    fn validate(&self) -> Result<(), (Option<usize>, String)> {
+        if let Some(second) = self
+            .peers
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.upstream)
+            .nth(1)
+        {
+            return Err((
+                Some(second.0),
+                "more than one [[peer]] has upstream = true".into(),
+            ));
         }
         for (i, p) in self.peers.iter().enumerate() {
+            let fail = |message: String| Err((Some(i), message));
             if p.id == self.component {
-                return Err(format!("[[peer]] {} is this site's own component ID", p.id));
+                return fail(format!("[[peer]] {} is this site's own component ID", p.id));
             }
-            if self.peers[..i].iter().any(|q| q.id == p.id) {
-                return Err(format!("[[peer]] {} is configured twice", p.id));
+            if let Some(first) = self.peers[..i].iter().position(|q| q.id == p.id) {
+                return fail(format!(
+                    "[[peer]] {} is configured twice (first as [[peer]] number {})",
+                    p.id,
+                    first + 1
+                ));
             }
             if p.ack_timeout.is_zero() {
-                return Err(format!(
+                return fail(format!(
                     "[[peer]] {}: ack_timeout must be longer than zero",
                     p.id
                 ));
@@ -567,8 +630,14 @@ min_free = "64 MiB"
 
 [receive]
 # Accepted message IDs are remembered (to drop retransmissions and copies
-# that came by another path) until the message expires, and at least this long.
+# that came by another path) until the message expires, and at least this
+# long. A message created before the IDs forgotten so far cannot be proven
+# new: it is refused (never delivered twice) and its origin told. Keep this
+# longer than a message may take to arrive (a stick's round trip).
 dedupe_retention = "30d"
+# Messages created later than this site's time by more than this are
+# refused: their sender's clock is wrong.
+max_clock_skew = "1d"
 
 [lease]
 # A run sending messages holds a lease on them; if it dies, they are free
@@ -597,6 +666,18 @@ transmit_max = "1h"
 "#
         )
     }
+}
+
+/// The line where the `index`th `[[peer]]` table starts in `text`.
+fn peer_line(text: &str, index: Option<usize>) -> Option<usize> {
+    let doc = toml_edit::Document::parse(text).ok()?;
+    let span = doc
+        .as_item()
+        .get("peer")?
+        .as_array_of_tables()?
+        .get(index?)?
+        .span()?;
+    Some(text[..span.start.min(text.len())].matches('\n').count() + 1)
 }
 
 /// Sets (or with `None` removes) one key of `config.toml`, keeping every

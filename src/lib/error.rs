@@ -78,7 +78,7 @@ impl From<crate::spool::Error> for Error {
             E::Io { op, .. } if op.starts_with("create") => ExitCode::CantCreat,
             E::Io { .. } => ExitCode::IoErr,
             E::Config(_) => ExitCode::Config,
-            E::NotASpool { .. } => ExitCode::Config,
+            E::NotASpool { .. } | E::ConfigMissing { .. } => ExitCode::Config,
             E::DiskFull { .. } => ExitCode::TempFail,
             E::NotFound { .. } => ExitCode::NoInput,
             E::Keys { .. } => ExitCode::Config,

@@ -7,8 +7,11 @@
 //! from forward traffic (the first peer a component's messages came through
 //! wins), else upstream.
 //!
-//! The learned table is `state/routes`, lines of `COMPONENT PEER`: a cache,
-//! relearned from traffic if lost.
+//! The learned table is `state/routes`, lines of `COMPONENT PEER`. It also
+//! anchors who may speak for whom ([`may_speak_for`]): a peer speaks for
+//! itself, for the components configured behind it, and for those whose
+//! first message it carried; never for this site, another configured peer,
+//! or a component configured or learned behind another peer.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -107,6 +110,51 @@ pub fn next_hop(header: &Header, config: &Config, learned: &Learned) -> NextHop 
     }
 }
 
+/// Whether `peer` may carry forward-path messages whose source is
+/// `component`: `Err(reason)` when it may not (the message is forged, or a
+/// route is misconfigured). A component never seen before may be claimed
+/// by the first peer that carries it, which it is then learned behind.
+pub fn may_speak_for(
+    peer: &Name,
+    component: &Name,
+    config: &Config,
+    learned: &Learned,
+) -> Result<(), String> {
+    let refuse = |why: String| {
+        Err(format!(
+            "{peer} may not speak for {component}: {why} (list {component} in the `components` of peer {peer} in config.toml if {peer} may carry its messages)"
+        ))
+    };
+    if component == peer {
+        return Ok(());
+    }
+    if *component == config.component {
+        return refuse("it is this site's own component ID".into());
+    }
+    if config
+        .peer(peer.as_str())
+        .is_some_and(|p| p.components.contains(component))
+    {
+        return Ok(());
+    }
+    if config.peer(component.as_str()).is_some() {
+        return refuse("it is a configured peer of this site, which speaks for itself".into());
+    }
+    if let Some(q) = config
+        .peers
+        .iter()
+        .find(|q| q.components.contains(component))
+    {
+        return refuse(format!("it is configured behind peer {}", q.id));
+    }
+    match learned.peer_for(component.as_str()) {
+        Some(q) if q != peer.as_str() => refuse(format!(
+            "it was learned behind peer {q}, which carried its first message"
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The way to one component, without falling back to upstream.
 pub fn toward(component: &Name, config: &Config, learned: &Learned) -> Option<NextHop> {
     if *component == config.component {
@@ -182,6 +230,25 @@ mod tests {
         );
         let top = config("[[peer]]\nid='a.host'\n");
         assert_eq!(next_hop(&fwd, &top, &Learned::default()), NextHop::Local);
+    }
+
+    #[test]
+    fn a_peer_speaks_for_itself_its_components_and_what_it_carried_first() {
+        let c = config("[[peer]]\nid='a.host'\ncomponents=['a.sensor']\n[[peer]]\nid='c.host'\n");
+        let mut learned = Learned::default();
+        learned.learn(&name("x.far"), &name("c.host"));
+        let check = |peer: &str, component: &str, ok: bool| {
+            let r = may_speak_for(&name(peer), &name(component), &c, &learned);
+            assert_eq!(r.is_ok(), ok, "{peer} for {component}: {r:?}");
+        };
+        check("a.host", "a.host", true);
+        check("a.host", "a.sensor", true);
+        check("a.host", "y.new", true);
+        check("c.host", "x.far", true);
+        check("a.host", "b.relay", false);
+        check("a.host", "c.host", false);
+        check("c.host", "a.sensor", false);
+        check("a.host", "x.far", false);
     }
 
     #[test]

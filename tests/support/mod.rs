@@ -26,6 +26,8 @@ pub struct Site {
     dir: Option<tempfile::TempDir>,
     pub spool: PathBuf,
     env: HashMap<String, String>,
+    /// A tmpfs mounted on the spool (unmounted when the site is dropped).
+    mounted: bool,
 }
 
 impl Site {
@@ -39,7 +41,47 @@ impl Site {
             dir: Some(dir),
             spool,
             env: HashMap::new(),
+            mounted: false,
         }
+    }
+
+    /// A site with component ID `component` whose spool is a tmpfs of
+    /// `size` (`16m`), so that a test can fill its disk. Needs root (the
+    /// tests run as root).
+    pub fn component_on_tmpfs(component: &str, size: &str) -> Site {
+        let mut site = Site::new();
+        std::fs::create_dir_all(&site.spool).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&site.spool)
+            .output()
+            .expect("mount");
+        assert!(
+            out.status.success(),
+            "mount tmpfs (the tests run as root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        site.mounted = true;
+        let site_id = component.split('.').next().unwrap_or(component);
+        site.cmd("rs-queue")
+            .args(["init", "--site", site_id, "--component", component])
+            .run()
+            .success();
+        site
+    }
+
+    /// Fills the spool's file system until a write fails with ENOSPC.
+    pub fn fill_disk(&self) {
+        let mut f = std::fs::File::create(self.spool.join("filler")).unwrap();
+        let block = vec![0xa5u8; 64 * 1024];
+        loop {
+            if let Err(e) = f.write_all(&block) {
+                assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+                break;
+            }
+        }
+        // The last partial block too.
+        while f.write_all(&[0u8]).is_ok() {}
     }
 
     /// Creates the spool with `rs-queue init` and appends `config` to its configuration.
@@ -195,6 +237,9 @@ impl Site {
 
 impl Drop for Site {
     fn drop(&mut self) {
+        if self.mounted {
+            let _ = Command::new("umount").arg("-l").arg(&self.spool).status();
+        }
         if std::thread::panicking() {
             if let Some(dir) = self.dir.take() {
                 let kept = dir.keep();
@@ -217,6 +262,12 @@ impl Cmd {
         S: AsRef<std::ffi::OsStr>,
     {
         self.inner.args(args);
+        self
+    }
+
+    /// Adds `--help`.
+    pub fn arg_help(mut self) -> Cmd {
+        self.inner.arg("--help");
         self
     }
 
@@ -264,6 +315,29 @@ impl Cmd {
         assert_eq!(rc, child.id() as libc::pid_t, "wait4");
         let status = std::process::ExitStatus::from_raw(status);
         (status.code(), usage.ru_maxrss as u64)
+    }
+
+    /// Runs the command, killing it if it has not ended after `limit`;
+    /// `None` if it had to be killed (it hung).
+    pub fn run_within(mut self, limit: std::time::Duration) -> Option<Run> {
+        self.inner
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = self.inner.spawn().expect("spawn");
+        let start = std::time::Instant::now();
+        loop {
+            if child.try_wait().expect("wait").is_some() {
+                let out = child.wait_with_output().expect("wait");
+                return Some(Run::from(out, self.spool));
+            }
+            if start.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     pub fn run(mut self) -> Run {

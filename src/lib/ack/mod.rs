@@ -285,7 +285,15 @@ pub fn apply(
         ));
     }
     let day = &now.to_rfc3339()[..10].replace('-', "");
-    durable::append_durable(&spool.dir(Area::Journal).join(day), journal.as_bytes())?;
+    // The journal is history: a full disk must not stop the acknowledgements
+    // that free it.
+    let path = spool.dir(Area::Journal).join(day);
+    if let Err(e) = durable::append_durable(&path, journal.as_bytes()) {
+        log(format!(
+            "{} acknowledgement(s) applied without their journal lines (rs-ack status will not show them): {e}",
+            acks.len()
+        ));
+    }
     applied.recorded = acks.len() - discard.len() - reject.len();
     applied.discarded = locked.discard_acknowledged(&discard)?;
     for (e, reason) in &reject {

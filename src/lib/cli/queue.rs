@@ -101,7 +101,8 @@ pub enum QueueCommand {
         no_windows: bool,
     },
     /// List what may be sent now, in send order, as the throttle and holds
-    /// allow. With --json, one JSON object per line, then a summary object.
+    /// allow. With --json, one JSON object: `due` holds the messages (each
+    /// as `list` prints it), then the counts and why sending stopped.
     Due,
     /// Verify every outbound file parses; quarantine those that do not, and
     /// clean up after crashed writers.

@@ -55,7 +55,7 @@ pub fn run(args: AckArgs) -> Result<ExitCode, Error> {
             let log = |s: String| ctx.log(s);
             let report = dir::import(&spool, &from, Select::AcksOnly, after, now, &log)?;
             super::relay::print_report(&ctx, &mut out, &report, &from.display().to_string())?;
-            Ok(ExitCode::Ok)
+            Ok(super::relay::report_code(&report))
         }
         AckCommand::Status { id } => {
             let s = status(&spool, &id, now)?;

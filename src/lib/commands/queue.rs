@@ -244,7 +244,7 @@ fn init(
     now: Timestamp,
 ) -> Result<ExitCode, Error> {
     let dir = &ctx.spool_dir;
-    if dir.join(config::FILE_NAME).exists() {
+    if crate::spool::has_config(dir) {
         return Err(Error::new(
             ExitCode::CantCreat,
             format!(

@@ -43,7 +43,7 @@ fn run_command(args: RelayArgs) -> Result<ExitCode, Error> {
             let log = |s: String| ctx.log(s);
             let report = dir::import(&spool, &from, Select::Everything, after, now, &log)?;
             print_report(&ctx, &mut out, &report, &from.display().to_string())?;
-            Ok(ExitCode::Ok)
+            Ok(report_code(&report))
         }
         RelayCommand::Receive => receive_stdin(&ctx, &spool, &mut out, now),
         RelayCommand::Fetch { maildir } => fetch(&ctx, &spool, &mut out, &maildir, now),
@@ -82,8 +82,10 @@ fn receive_stdin(
         staged.write_all(&head).map_err(write_err)?;
         std::io::copy(&mut lock, &mut staged).map_err(read_err)?;
         staged.flush().map_err(write_err)?;
+        let file = std::fs::File::open(&path)
+            .map_err(|e| Error::from(crate::spool::Error::io("read", &path, e)))?;
         spill = Some(staged);
-        Payload::File(path)
+        Payload::File(file)
     } else {
         Payload::Bytes(head)
     };
@@ -91,11 +93,20 @@ fn receive_stdin(
     let report = take_mail(spool, payload, "stdin", now, &log)?;
     drop(spill);
     print_report(ctx, out, &report, "stdin")?;
-    Ok(if report.retry > 0 {
-        ExitCode::TempFail
-    } else {
-        ExitCode::Ok
-    })
+    Ok(report_code(&report))
+}
+
+/// The exit status a receive run's report calls for: 75 when something is
+/// to be retried (the source keeps it), 65 when entries were skipped unread.
+pub fn report_code(r: &Report) -> ExitCode {
+    let mut code = ExitCode::Ok;
+    if r.skipped > 0 {
+        code = code.merge(ExitCode::DataErr);
+    }
+    if r.retry > 0 {
+        code = code.merge(ExitCode::TempFail);
+    }
+    code
 }
 
 /// Receives one mail: from its sender peer, or into quarantine if it names none.
@@ -106,19 +117,9 @@ fn take_mail(
     now: crate::time::Timestamp,
     log: &dyn Fn(String),
 ) -> Result<Report, Error> {
-    let head = match &payload {
-        Payload::Bytes(b) => b[..b.len().min(HEAD)].to_vec(),
-        Payload::File(p) => {
-            use std::io::Read;
-            let mut h = Vec::new();
-            std::fs::File::open(p)
-                .and_then(|f| f.take(HEAD as u64).read_to_end(&mut h))
-                .map_err(|e| {
-                    Error::new(ExitCode::IoErr, format!("cannot read {}: {e}", p.display()))
-                })?;
-            h
-        }
-    };
+    let head = payload
+        .prefix(HEAD)
+        .map_err(|e| Error::new(ExitCode::IoErr, format!("cannot read {label}: {e}")))?;
     match crate::receive::mail::sender(spool.config(), &head) {
         Ok(from) => Ok(crate::receive::receive(
             spool,
@@ -129,12 +130,13 @@ fn take_mail(
             }],
             now,
             log,
-        )?),
+        )?
+        .report),
         Err(why) => {
             let detail = format!("{label}: {why}");
             let q = match &payload {
                 Payload::Bytes(b) => spool.quarantine_bytes(b, "mail", label, &detail, now)?,
-                Payload::File(p) => spool.quarantine_copy(p, label, &detail, now)?,
+                Payload::File(f) => spool.quarantine_file(f, label, &detail, now)?,
             };
             log(format!("quarantined {label} as {}: {why}", q.display()));
             Ok(Report {
@@ -155,38 +157,56 @@ fn fetch(
     maildir: &std::path::Path,
     now: crate::time::Timestamp,
 ) -> Result<ExitCode, Error> {
+    use crate::transport::untrusted::{self, Kind};
     let (new, cur) = (maildir.join("new"), maildir.join("cur"));
-    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&new)
-        .map_err(|e| {
-            Error::new(
-                ExitCode::NoInput,
-                format!(
-                    "cannot read {}: {e} (is {} a Maildir?)",
-                    new.display(),
-                    maildir.display()
-                ),
-            )
-        })?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
+    let no_maildir = |e: std::io::Error| {
+        Error::new(
+            ExitCode::NoInput,
+            format!(
+                "cannot read {}: {e} (is {} a Maildir?)",
+                new.display(),
+                maildir.display()
+            ),
+        )
+    };
+    let dir = untrusted::Dir::open_root(&new).map_err(no_maildir)?;
     let log = |s: String| ctx.log(s);
     let mut total = Report::default();
     let mut code = ExitCode::Ok;
-    for path in files {
+    for item in dir.list().map_err(no_maildir)? {
+        let path = dir.join(&item.name);
+        if item.kind != Kind::File {
+            log(format!(
+                "skipped {}: {}, not a regular file: not read",
+                path.display(),
+                item.kind.describe()
+            ));
+            total.skipped += 1;
+            continue;
+        }
         let io_err = |e: std::io::Error| {
             Error::new(
                 ExitCode::IoErr,
                 format!("cannot read {}: {e}", path.display()),
             )
         };
-        let size = std::fs::metadata(&path).map_err(io_err)?.len();
+        let file = match dir.open_file(&item.name) {
+            Ok(f) => f,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => {
+                log(format!("skipped {e}"));
+                total.skipped += 1;
+                continue;
+            }
+        };
+        let size = file.metadata().map_err(io_err)?.len();
         let payload = if size > stream::THRESHOLD {
-            Payload::File(path.clone())
+            Payload::File(file)
         } else {
-            Payload::Bytes(std::fs::read(&path).map_err(io_err)?)
+            let mut b = Vec::with_capacity(size as usize);
+            std::io::Read::read_to_end(&mut std::io::Read::take(&file, size + 1), &mut b)
+                .map_err(io_err)?;
+            Payload::Bytes(b)
         };
         let r = take_mail(spool, payload, &path.display().to_string(), now, &log)?;
         total.add(&r);
@@ -195,10 +215,7 @@ fn fetch(
             code = ExitCode::TempFail;
             continue;
         }
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = item.name_lossy();
         let seen = if name.contains(":2,") {
             name
         } else {
@@ -214,7 +231,7 @@ fn fetch(
     crate::spool::durable::fsync_dir(&cur)?;
     crate::spool::durable::fsync_dir(&new)?;
     print_report(ctx, out, &total, &maildir.display().to_string())?;
-    Ok(code)
+    Ok(code.merge(report_code(&total)))
 }
 
 /// Prints what a receive did: JSON, or one line for people.
@@ -229,13 +246,14 @@ pub fn print_report(ctx: &Context, out: &mut Out, r: &Report, source: &str) -> R
             "rejected": r.rejected,
             "retry": r.retry,
             "quarantined": r.quarantined,
+            "skipped": r.skipped,
             "acks_passed_on": r.passed_on,
             "acks": {"discarded": r.acks.discarded, "rejected": r.acks.rejected, "recorded": r.acks.recorded, "unsigned": r.unsigned_acks},
         }));
     }
     ctx.log(format!(
-        "{source}: {} message(s): {} delivered, {} queued onward, {} duplicate(s), {} rejected, {} to retry, {} quarantined; acknowledgements: {} copies discarded, {} refused, {} recorded, {} passed on{}",
-        r.messages, r.delivered, r.relayed, r.duplicates, r.rejected, r.retry, r.quarantined,
+        "{source}: {} message(s): {} delivered, {} queued onward, {} duplicate(s), {} rejected, {} to retry, {} quarantined, {} skipped unread; acknowledgements: {} copies discarded, {} refused, {} recorded, {} passed on{}",
+        r.messages, r.delivered, r.relayed, r.duplicates, r.rejected, r.retry, r.quarantined, r.skipped,
         r.acks.discarded, r.acks.rejected, r.acks.recorded, r.passed_on,
         if r.unsigned_acks > 0 { format!(", {} ignored (unsigned)", r.unsigned_acks) } else { String::new() }
     ));

@@ -50,6 +50,9 @@ pub mod limits {
     pub const ENVELOPE_HEADER_BYTES: usize = 64 * 1024;
     /// Most bytes of header lines of one part.
     pub const PART_HEADER_BYTES: usize = 16 * 1024;
+    /// Longest line of an envelope that is read into memory (envelopes rs
+    /// writes keep lines under 998 bytes, as mail requires).
+    pub const LINE_BYTES: usize = 64 * 1024;
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -451,8 +451,15 @@ pub enum Loaded {
 /// ([`scan`]), falling back to memory for other forms up to
 /// [`MAX_IN_MEMORY`]; small files in memory.
 pub fn load(path: &std::path::Path) -> Result<Loaded> {
-    let io_err = |e: io::Error| Error::Mime(format!("{}: {e}", path.display()));
-    let mut f = File::open(path).map_err(io_err)?;
+    let f = File::open(path).map_err(|e| Error::Mime(format!("{}: {e}", path.display())))?;
+    load_file(&f)
+}
+
+/// [`load`] for a file already open (read from its start; the descriptor's
+/// offset is not relied on).
+pub fn load_file(file: &File) -> Result<Loaded> {
+    let io_err = |e: io::Error| Error::Mime(format!("read: {e}"));
+    let mut f = file.try_clone().map_err(io_err)?;
     let size = f.metadata().map_err(io_err)?.len();
     if size > THRESHOLD {
         match scan(&mut f) {
@@ -464,9 +471,27 @@ pub fn load(path: &std::path::Path) -> Result<Loaded> {
             }
             Err(_) => {}
         }
+        // Before holding it in memory, make sure no line is absurdly long:
+        // a parser would otherwise hold the whole line before refusing it.
+        check_lines(&mut f)?;
     }
-    let bytes = std::fs::read(path).map_err(io_err)?;
+    f.seek(SeekFrom::Start(0)).map_err(io_err)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    f.read_to_end(&mut bytes).map_err(io_err)?;
     super::envelope::parse(&bytes).map(Loaded::Messages)
+}
+
+/// Reads `f` from its start in bounded memory, failing at the first line
+/// longer than [`limits::LINE_BYTES`].
+fn check_lines(f: &mut File) -> Result<()> {
+    f.seek(SeekFrom::Start(0))
+        .map_err(|e| Error::Mime(format!("seek: {e}")))?;
+    let mut lines = Lines {
+        r: BufReader::with_capacity(256 * 1024, f),
+        offset: 0,
+    };
+    while lines.next(limits::LINE_BYTES)?.is_some() {}
+    Ok(())
 }
 
 /// Writes the envelope in `file` (laid out as `layout` says) with its header

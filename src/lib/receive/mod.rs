@@ -2,17 +2,24 @@
 //! drop duplicates, deliver here or queue onward, remember, acknowledge.
 //!
 //! For a batch of inbound envelopes (all from one peer or several):
-//! 1. parse; what cannot be parsed goes to quarantine with its reason and is
-//!    never acknowledged;
+//! 1. clear and parse; what cannot be parsed, what fails its peer's
+//!    protection, and an envelope whose peer speaks for a component it may
+//!    not ([`route::may_speak_for`]) go to quarantine with the reason and
+//!    are never acknowledged;
 //! 2. acknowledgements are applied (or passed on toward the component they
 //!    are addressed to);
 //! 3. a message whose ID (or, for final delivery, origin key) is remembered
 //!    is a duplicate: dropped, counted, and acknowledged again so a lost
 //!    acknowledgement heals;
-//! 4. the others are written down as intended (`state/receive.intent`),
+//! 4. a new message that cannot be proven new or is worthless is refused
+//!    and its origin told: expired before it arrived, created in the future
+//!    (beyond `max_clock_skew`), or created at or before the duplicate
+//!    memory's horizon (`spool::seen`);
+//! 5. the others are written down as intended (`state/receive.intent`),
 //!    then delivered into the Maildir or admitted to this site's queue
-//!    toward the next hop, then remembered (`state/seen.idx`), and only then
-//!    acknowledged (`acks/pending/PEER`).
+//!    toward the next hop, as far as the disk has room above `min_free`
+//!    (the rest is answered "retry later"), then remembered
+//!    (`state/seen.idx`), and only then acknowledged (`acks/pending/PEER`).
 //!
 //! Architecture invariant: an acknowledgement is owed only after the
 //! message is durable here (delivered or queued onward) and its ID is
@@ -20,17 +27,20 @@
 //! a run dies between delivering and remembering (the intent file lets the
 //! next run find what was delivered and finish). Batches hold the receive
 //! lock (`state/receive.lock`), so two runs never decide on the same ID at once.
+//!
+//! Architecture invariant: a batch of acknowledgements alone writes nothing
+//! but the journal (best effort) and unlinks, so it applies on a full disk.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
-use std::io::{Read, Write};
-use std::time::Duration;
+use std::io::{Seek, Write};
+use std::os::unix::fs::FileExt;
 
 pub mod mail;
 
 use crate::ack::{self, Applied, Owed};
 use crate::message::{
-    envelope, stream, Header, Locator, Message, MessageId, Name, ResponseStatus, Routing,
+    envelope, stream, Content, Header, Locator, Message, MessageId, Name, ResponseStatus, Routing,
 };
 use crate::protect::{self, Protector};
 use crate::route::{self, Learned, NextHop};
@@ -47,10 +57,60 @@ pub struct Inbound {
 }
 
 /// An inbound envelope's bytes: in memory, or (when large) in a file that
-/// is read as a stream.
+/// is read as a stream through this descriptor, never reopened by name.
 pub enum Payload {
     Bytes(Vec<u8>),
-    File(std::path::PathBuf),
+    File(File),
+}
+
+impl Payload {
+    /// The envelope's size in bytes.
+    pub fn len(&self) -> Result<u64> {
+        match self {
+            Payload::Bytes(b) => Ok(b.len() as u64),
+            Payload::File(f) => f
+                .metadata()
+                .map(|m| m.len())
+                .map_err(|e| Error::io("read", std::path::Path::new("inbound file"), e)),
+        }
+    }
+
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// At most the first `n` bytes.
+    pub fn prefix(&self, n: usize) -> std::io::Result<Vec<u8>> {
+        match self {
+            Payload::Bytes(b) => Ok(b[..b.len().min(n)].to_vec()),
+            Payload::File(f) => {
+                let mut buf = vec![0u8; n];
+                let mut got = 0;
+                while got < n {
+                    match f.read_at(&mut buf[got..], got as u64)? {
+                        0 => break,
+                        k => got += k,
+                    }
+                }
+                buf.truncate(got);
+                Ok(buf)
+            }
+        }
+    }
+
+    /// Stores the bytes in quarantine/ with `detail` as the reason.
+    fn quarantine(
+        &self,
+        spool: &Spool,
+        label: &str,
+        detail: &str,
+        now: Timestamp,
+    ) -> Result<std::path::PathBuf> {
+        match self {
+            Payload::Bytes(b) => spool.quarantine_bytes(b, "in", label, detail, now),
+            Payload::File(f) => spool.quarantine_file(f, label, detail, now),
+        }
+    }
 }
 
 /// A message taken from an inbound envelope.
@@ -59,7 +119,7 @@ enum Incoming {
     /// A one-message data envelope checked in bounded memory ([`stream::scan`]).
     Large {
         layout: stream::Layout,
-        path: std::path::PathBuf,
+        file: File,
     },
 }
 
@@ -69,6 +129,18 @@ impl Incoming {
             Incoming::Small(m) => &m.header,
             Incoming::Large { layout, .. } => &layout.header,
         }
+    }
+
+    /// About how many bytes storing it takes (for the free-space check).
+    fn stored_size(&self) -> u64 {
+        let data = match self {
+            Incoming::Small(m) => match &m.content {
+                Content::Data(d) => d.bytes.len() as u64,
+                _ => 0,
+            },
+            Incoming::Large { layout, .. } => layout.size,
+        };
+        data / 3 * 4 + 8192
     }
 
     /// Writes the message's envelope with `header` in place of its own.
@@ -82,8 +154,8 @@ impl Incoming {
                 let mut out = out;
                 envelope::write(std::slice::from_ref(&m), &mut out)
             }
-            Incoming::Large { layout, path } => {
-                let mut f = File::open(path)?;
+            Incoming::Large { layout, file } => {
+                let mut f = file.try_clone()?;
                 stream::write_with_header(&mut f, layout, header, out)
             }
         }
@@ -92,15 +164,18 @@ impl Incoming {
 
 /// Reads the messages of an inbound envelope.
 fn unwrap(payload: &Payload) -> std::result::Result<Vec<Incoming>, String> {
+    if payload.is_empty().map_err(|e| e.to_string())? {
+        return Err("the file is empty (0 bytes): it holds no envelope".into());
+    }
     match payload {
         Payload::Bytes(b) => envelope::parse(b)
             .map(|ms| ms.into_iter().map(Incoming::Small).collect())
             .map_err(|e| e.to_string()),
-        Payload::File(path) => match stream::load(path).map_err(|e| e.to_string())? {
+        Payload::File(file) => match stream::load_file(file).map_err(|e| e.to_string())? {
             stream::Loaded::Messages(ms) => Ok(ms.into_iter().map(Incoming::Small).collect()),
             stream::Loaded::Large(layout) => Ok(vec![Incoming::Large {
                 layout: *layout,
-                path: path.clone(),
+                file: file.try_clone().map_err(|e| e.to_string())?,
             }]),
         },
     }
@@ -137,15 +212,10 @@ fn clear(
         protectors.insert(item.from.clone(), p);
     }
     let protector = protectors.get(&item.from).and_then(Option::as_ref);
-    let mut prefix = Vec::new();
-    match &item.payload {
-        Payload::Bytes(b) => prefix.extend_from_slice(&b[..b.len().min(65_536)]),
-        Payload::File(p) => {
-            File::open(p)
-                .and_then(|f| f.take(65_536).read_to_end(&mut prefix))
-                .map_err(|e| Error::io("read", p, e))?;
-        }
-    }
+    let prefix = item
+        .payload
+        .prefix(65_536)
+        .map_err(|e| Error::io("read", std::path::Path::new(&item.label), e))?;
     let wire = protect::wire(&prefix);
     let Some(protector) = protector else {
         return Ok(match wire {
@@ -178,9 +248,10 @@ fn clear(
         let mut out = std::io::BufWriter::new(&mut staged);
         let r = match &item.payload {
             Payload::Bytes(b) => protector.unprotect(&mut &b[..], &mut out, now),
-            Payload::File(p) => {
-                let mut f =
-                    std::io::BufReader::new(File::open(p).map_err(|e| Error::io("read", p, e))?);
+            Payload::File(f) => {
+                let mut f = std::io::BufReader::new(f);
+                f.seek(std::io::SeekFrom::Start(0))
+                    .map_err(|e| Error::io("read", std::path::Path::new(&item.label), e))?;
                 protector.unprotect(&mut f, &mut out, now)
             }
         };
@@ -207,8 +278,9 @@ fn clear(
         let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
         Payload::Bytes(bytes)
     } else {
+        let file = File::open(&path).map_err(|e| Error::io("read", &path, e))?;
         plaintexts.push(staged);
-        Payload::File(path)
+        Payload::File(file)
     };
     Ok(Ok(Cleared {
         plain: Some(plain),
@@ -227,12 +299,17 @@ pub struct Report {
     pub relayed: usize,
     /// Dropped as duplicates (and acknowledged again).
     pub duplicates: usize,
-    /// Refused for good (no route), acknowledged as rejected.
+    /// Refused for good (no route, expired, not provably new), acknowledged
+    /// as rejected.
     pub rejected: usize,
-    /// Not taken now (queue full): the sender keeps its copy and retries.
+    /// Not taken now (queue full, disk nearly full): the sender keeps its
+    /// copy and retries.
     pub retry: usize,
     /// Envelopes that could not be parsed, now in quarantine/.
     pub quarantined: usize,
+    /// Entries of the source that were not read at all (links, FIFOs,
+    /// devices, directories where files belong); left where they are.
+    pub skipped: usize,
     /// Acknowledgements passed on toward other components.
     pub passed_on: usize,
     /// Acknowledgements ignored because their peer's signature was missing
@@ -251,12 +328,23 @@ impl Report {
         self.rejected += o.rejected;
         self.retry += o.retry;
         self.quarantined += o.quarantined;
+        self.skipped += o.skipped;
         self.passed_on += o.passed_on;
         self.unsigned_acks += o.unsigned_acks;
         self.acks.discarded += o.acks.discarded;
         self.acks.rejected += o.acks.rejected;
         self.acks.recorded += o.acks.recorded;
     }
+}
+
+/// What [`receive`] did with a batch.
+#[derive(Debug, Default)]
+pub struct Received {
+    pub report: Report,
+    /// Per inbound envelope, in the batch's order: whether all it held was
+    /// dealt with (stored, refused, a duplicate, quarantined). `false` when
+    /// some message in it is to be retried later: its source should keep it.
+    pub taken: Vec<bool>,
 }
 
 /// Running totals of what this site received (`state/counters.json`), for
@@ -279,7 +367,12 @@ impl Counters {
             .unwrap_or_default()
     }
 
+    /// Adds a batch's counts. A cache: on failure (a full disk) the
+    /// statistics lag, nothing else.
     fn add(spool: &Spool, r: &Report, now: Timestamp) -> Result<()> {
+        if *r == Report::default() {
+            return Ok(());
+        }
         let mut c = Counters::load(spool);
         c.messages += r.messages as u64;
         c.delivered += r.delivered as u64;
@@ -331,6 +424,8 @@ struct Intent {
     from: Name,
     keep_until: Timestamp,
     disposition: Disposition,
+    /// The message's creation time (absent in lines of earlier versions).
+    created: Option<Timestamp>,
 }
 
 impl Intent {
@@ -339,8 +434,11 @@ impl Intent {
             Disposition::Local => "local",
             Disposition::Relay => "relay",
         };
+        let created = self
+            .created
+            .map_or(String::new(), |c| format!(" {}", c.as_secs()));
         format!(
-            "{} {} {} {d}\n",
+            "{} {} {} {d}{created}\n",
             self.id,
             self.from,
             self.keep_until.as_secs()
@@ -358,19 +456,16 @@ impl Intent {
                 "relay" => Disposition::Relay,
                 _ => return None,
             },
+            created: f
+                .next()
+                .and_then(|c| c.parse().ok())
+                .map(Timestamp::from_secs),
         })
     }
 }
 
 fn intent_path(spool: &Spool) -> std::path::PathBuf {
     spool.dir(Area::State).join("receive.intent")
-}
-
-/// How long to remember a message's ID: until it expires, and at least the
-/// configured retention.
-fn keep_until(h: &Header, now: Timestamp, retention: Duration) -> Timestamp {
-    let floor = now.saturating_add(retention);
-    h.qos().expiry.map_or(floor, |e| e.max(floor))
 }
 
 /// Finishes what a run that died mid-batch left in the intent file: what it
@@ -381,6 +476,7 @@ fn recover(spool: &Spool, seen: &mut Seen, now: Timestamp, log: &dyn Fn(String))
     let Ok(text) = fs::read_to_string(&path) else {
         return Ok(());
     };
+    let retention = spool.config().receive.dedupe_retention;
     let intents: Vec<Intent> = text.lines().filter_map(Intent::parse).collect();
     let mut delivered: Option<HashSet<String>> = None;
     let mut queued: Option<HashSet<String>> = None;
@@ -413,7 +509,10 @@ fn recover(spool: &Spool, seen: &mut Seen, now: Timestamp, log: &dyn Fn(String))
             }
         };
         if present {
-            seen.insert(Kind::Id, i.id.as_str(), i.keep_until)?;
+            let created = i
+                .created
+                .unwrap_or_else(|| i.keep_until.saturating_sub(retention));
+            seen.insert(Kind::Id, i.id.as_str(), i.keep_until, created)?;
             let code = if i.disposition == Disposition::Local {
                 "delivered"
             } else {
@@ -442,35 +541,144 @@ fn recover(spool: &Spool, seen: &mut Seen, now: Timestamp, log: &dyn Fn(String))
     Ok(())
 }
 
+/// An inbound envelope, cleared and parsed.
+struct Parsed {
+    index: usize,
+    item: Inbound,
+    cleared: Cleared,
+    messages: Vec<Incoming>,
+}
+
+impl Parsed {
+    fn payload(&self) -> &Payload {
+        self.cleared.plain.as_ref().unwrap_or(&self.item.payload)
+    }
+
+    fn has_messages(&self) -> bool {
+        self.messages.iter().any(|m| match m {
+            Incoming::Small(a) => !ack::is_ack(a),
+            Incoming::Large { .. } => true,
+        })
+    }
+}
+
+/// A new message that will be stored here.
+struct ToStore {
+    m: Incoming,
+    from: Name,
+    index: usize,
+    disposition: Disposition,
+}
+
+/// Why a new message cannot be taken, whatever its route: it expired in
+/// transit, claims to come from the future, or is too old to be proven new.
+fn unprovable(
+    h: &Header,
+    seen: &Seen,
+    now: Timestamp,
+    skew: std::time::Duration,
+) -> Option<String> {
+    if let Some(expiry) = h.qos().expiry.filter(|e| *e <= now) {
+        return Some(format!("it expired at {expiry}, before it arrived here"));
+    }
+    let latest = seen.receive_time().saturating_add(skew);
+    if h.created > latest {
+        return Some(format!(
+            "it was created at {}, later than this site's time {} by more than max_clock_skew: the clock of its sender is wrong",
+            h.created,
+            seen.receive_time()
+        ));
+    }
+    match seen.horizon() {
+        Some(z) if h.created <= z => Some(format!(
+            "it was created at {}, at or before {z}, the newest creation time among the IDs this site has forgotten: it cannot be proven new, so it is not delivered (raise [receive] dedupe_retention to remember IDs longer)",
+            h.created
+        )),
+        _ => None,
+    }
+}
+
 /// Receives a batch of inbound envelopes. See the module documentation.
 pub fn receive(
     spool: &Spool,
     batch: Vec<Inbound>,
     now: Timestamp,
     log: &dyn Fn(String),
-) -> Result<Report> {
+) -> Result<Received> {
     let _lock = ReceiveLock::take(spool)?;
     spool.clean_maildir_tmp(now)?;
     let config = spool.config();
     let me = &config.component;
-    let mut seen = Seen::open(&spool.dir(Area::State).join("seen.idx"), now)?;
-    let pruned = seen.prune_if_due(now)?;
-    if pruned > 0 {
-        log(format!(
-            "forgot {pruned} accepted ID(s) past their retention"
-        ));
-    }
-    recover(spool, &mut seen, now, log)?;
-    let mut learned = Learned::load(spool);
     let retention = config.receive.dedupe_retention;
-
+    let mut taken = vec![true; batch.len()];
     let mut report = Report::default();
+
+    // Clear and parse.
+    let mut protectors: HashMap<Name, Option<Protector>> = HashMap::new();
+    // Decrypted envelopes in tmp/, removed when the batch ends.
+    let mut plaintexts: Vec<crate::spool::Staged> = Vec::new();
+    let mut parsed: Vec<Parsed> = Vec::with_capacity(batch.len());
+    for (index, item) in batch.into_iter().enumerate() {
+        let cleared = match clear(spool, &item, &mut protectors, &mut plaintexts, now)? {
+            Ok(c) => c,
+            Err(why) => {
+                let detail = format!("{}: {why}", item.label);
+                let q = item.payload.quarantine(spool, &item.label, &detail, now)?;
+                log(format!(
+                    "quarantined {} as {}: {why}",
+                    item.label,
+                    q.display()
+                ));
+                report.quarantined += 1;
+                continue;
+            }
+        };
+        let payload = cleared.plain.as_ref().unwrap_or(&item.payload);
+        match unwrap(payload) {
+            Ok(messages) => parsed.push(Parsed {
+                index,
+                item,
+                cleared,
+                messages,
+            }),
+            Err(e) => {
+                let detail = format!("{}: {e}", item.label);
+                let q = payload.quarantine(spool, &item.label, &detail, now)?;
+                log(format!(
+                    "quarantined {} as {}: {e}",
+                    item.label,
+                    q.display()
+                ));
+                report.quarantined += 1;
+            }
+        }
+    }
+
+    // The duplicate memory, only when there is something to remember (a
+    // batch of acknowledgements alone must work on a full disk).
+    let intent_left = intent_path(spool).exists();
+    let mut seen = if intent_left || parsed.iter().any(Parsed::has_messages) {
+        let mut seen = Seen::open(&spool.dir(Area::State).join("seen.idx"), now)?;
+        match seen.prune_if_due(retention) {
+            Ok(0) => {}
+            Ok(n) => log(format!(
+                "forgot {n} accepted ID(s) past their retention; messages created before {} are refused as not provably new",
+                seen.horizon().unwrap_or_default()
+            )),
+            Err(e) => log(format!("duplicate memory not compacted now: {e}")),
+        }
+        recover(spool, &mut seen, now, log)?;
+        Some(seen)
+    } else {
+        None
+    };
+    let mut learned = Learned::load(spool);
+
     let mut owed: HashMap<Name, Vec<Owed>> = HashMap::new();
     let mut acks_from: HashMap<Name, Vec<Message>> = HashMap::new();
     let mut pass_on: HashMap<Name, Vec<Message>> = HashMap::new();
-    let mut locals: Vec<(Incoming, Name)> = Vec::new();
-    let mut relays: Vec<(Incoming, Name)> = Vec::new();
-    let mut remember_only: Vec<(MessageId, Timestamp)> = Vec::new();
+    let mut to_store: Vec<ToStore> = Vec::new();
+    let mut remember_only: Vec<(MessageId, Timestamp, Timestamp)> = Vec::new();
     let mut batch_ids: HashSet<String> = HashSet::new();
     let mut batch_keys: HashSet<String> = HashSet::new();
     let mut duplicate_ids: Vec<String> = Vec::new();
@@ -484,62 +692,39 @@ pub fn receive(
         });
     };
 
-    let mut protectors: HashMap<Name, Option<Protector>> = HashMap::new();
-    // Decrypted envelopes in tmp/, removed when the batch ends.
-    let mut plaintexts: Vec<crate::spool::Staged> = Vec::new();
-    for item in batch {
-        let cleared = match clear(spool, &item, &mut protectors, &mut plaintexts, now)? {
-            Ok(c) => c,
-            Err(why) => {
-                let detail = format!("{}: {why}", item.label);
-                let q = match &item.payload {
-                    Payload::Bytes(b) => {
-                        spool.quarantine_bytes(b, "in", &item.label, &detail, now)?
-                    }
-                    Payload::File(p) => spool.quarantine_copy(p, &item.label, &detail, now)?,
-                };
-                log(format!(
-                    "quarantined {} as {}: {why}",
-                    item.label,
-                    q.display()
-                ));
-                report.quarantined += 1;
-                continue;
-            }
-        };
-        let payload = cleared.plain.as_ref().unwrap_or(&item.payload);
-        let messages = match unwrap(payload) {
-            Ok(m) => m,
-            Err(e) => {
-                let detail = format!("{}: {e}", item.label);
-                let q = match payload {
-                    Payload::Bytes(b) => {
-                        spool.quarantine_bytes(b, "in", &item.label, &detail, now)?
-                    }
-                    Payload::File(p) => spool.quarantine_copy(p, &item.label, &detail, now)?,
-                };
-                log(format!(
-                    "quarantined {} as {}: {e}",
-                    item.label,
-                    q.display()
-                ));
-                report.quarantined += 1;
-                continue;
-            }
-        };
-        for m in messages {
+    for p in parsed {
+        let from = p.item.from.clone();
+        // A peer speaks only for itself and what is behind it.
+        let forged = p.messages.iter().find_map(|m| match &m.header().locator {
+            Locator::Source(s) => route::may_speak_for(&from, &s.component, config, &learned)
+                .err()
+                .map(|why| (m.header().id.clone(), why)),
+            Locator::Destination(_) => None,
+        });
+        if let Some((id, why)) = forged {
+            let detail = format!("{}: message {id}: {why}", p.item.label);
+            let q = p.payload().quarantine(spool, &p.item.label, &detail, now)?;
+            log(format!(
+                "quarantined {} as {}: {id}: {why}",
+                p.item.label,
+                q.display()
+            ));
+            report.quarantined += 1;
+            continue;
+        }
+        for m in p.messages {
             let m = match m {
-                Incoming::Small(a) if ack::is_ack(&a) && !cleared.acks_trusted => {
+                Incoming::Small(a) if ack::is_ack(&a) && !p.cleared.acks_trusted => {
                     log(format!(
-                        "acknowledgement {} from {} ignored: not signed by {}'s key, so it discards nothing (require_signature = false admits unsigned messages, not unsigned acknowledgements)",
-                        a.header.id, item.from, item.from
+                        "acknowledgement {} from {from} ignored: not signed by {from}'s key, so it discards nothing (require_signature = false admits unsigned messages, not unsigned acknowledgements)",
+                        a.header.id
                     ));
                     report.unsigned_acks += 1;
                     continue;
                 }
                 Incoming::Small(a) if ack::is_ack(&a) => {
                     match route::next_hop(&a.header, config, &learned) {
-                        NextHop::Local => acks_from.entry(item.from.clone()).or_default().push(a),
+                        NextHop::Local => acks_from.entry(from.clone()).or_default().push(a),
                         NextHop::Peer(p) => pass_on.entry(p).or_default().push(a),
                         NextHop::Unknown(why) => {
                             log(format!("acknowledgement {} dropped: {why}", a.header.id))
@@ -549,33 +734,59 @@ pub fn receive(
                 }
                 other => other,
             };
+            let Some(seen) = seen.as_ref() else {
+                unreachable!("the duplicate memory is open when messages arrive")
+            };
             report.messages += 1;
             let id = m.header().id.clone();
             if batch_ids.contains(id.as_str()) || seen.contains(Kind::Id, id.as_str())? {
                 report.duplicates += 1;
                 duplicate_ids.push(id.to_string());
                 owe(
-                    &item.from,
+                    &from,
                     &id,
                     ResponseStatus::Accepted,
                     "duplicate",
-                    &item.from,
+                    &from,
                     String::new(),
                 );
                 continue;
             }
             batch_ids.insert(id.to_string());
+            if let Some(why) = unprovable(m.header(), seen, now, config.receive.max_clock_skew) {
+                report.rejected += 1;
+                log(format!("{id} from {from} refused: {why}"));
+                owe(
+                    &from,
+                    &id,
+                    ResponseStatus::Rejected,
+                    "rejected",
+                    &from,
+                    why.clone(),
+                );
+                notify_origin(
+                    m.header(),
+                    &from,
+                    me,
+                    config,
+                    &learned,
+                    ResponseStatus::Rejected,
+                    "final-rejected",
+                    &format!("refused at {me}: {why}"),
+                    &mut owe,
+                );
+                continue;
+            }
             if let Locator::Source(s) = &m.header().locator {
-                if s.component != *me {
-                    learned.learn(&s.component, &item.from);
-                }
+                learned.learn(&s.component, &from);
             }
             let hop = match route::next_hop(m.header(), config, &learned) {
-                NextHop::Peer(p) if p == item.from => {
+                NextHop::Peer(p) if p == from => {
                     NextHop::Unknown(format!("its next hop would be {p}, the peer it came from"))
                 }
                 other => other,
             };
+            let keep = seen.keep_until(m.header().qos().expiry, retention);
             match hop {
                 NextHop::Local => {
                     if let Some(key) = &m.header().origin_key {
@@ -584,38 +795,47 @@ pub fn receive(
                         {
                             report.duplicates += 1;
                             log(format!("{id} dropped: origin key {key} was delivered already (a redundant sender's report)"));
-                            remember_only
-                                .push((id.clone(), keep_until(m.header(), now, retention)));
+                            remember_only.push((id.clone(), keep, m.header().created));
                             owe(
-                                &item.from,
+                                &from,
                                 &id,
                                 ResponseStatus::Accepted,
                                 "duplicate",
-                                &item.from,
+                                &from,
                                 "same origin key as a message delivered earlier".into(),
                             );
                             continue;
                         }
                         batch_keys.insert(key.to_string());
                     }
-                    locals.push((m, item.from.clone()));
+                    to_store.push(ToStore {
+                        m,
+                        from: from.clone(),
+                        index: p.index,
+                        disposition: Disposition::Local,
+                    });
                 }
-                NextHop::Peer(_) => relays.push((m, item.from.clone())),
+                NextHop::Peer(_) => to_store.push(ToStore {
+                    m,
+                    from: from.clone(),
+                    index: p.index,
+                    disposition: Disposition::Relay,
+                }),
                 NextHop::Unknown(why) => {
                     report.rejected += 1;
-                    log(format!("{id} from {} rejected: {why}", item.from));
-                    remember_only.push((id.clone(), keep_until(m.header(), now, retention)));
+                    log(format!("{id} from {from} rejected: {why}"));
+                    remember_only.push((id.clone(), keep, m.header().created));
                     owe(
-                        &item.from,
+                        &from,
                         &id,
                         ResponseStatus::Rejected,
                         "rejected",
-                        &item.from,
+                        &from,
                         why.clone(),
                     );
                     notify_origin(
                         m.header(),
-                        &item.from,
+                        &from,
                         me,
                         config,
                         &learned,
@@ -629,156 +849,203 @@ pub fn receive(
         }
     }
 
-    // Write down what is about to be stored, so a crash cannot make us
-    // deliver twice or forget to acknowledge.
-    let intents: String = locals
-        .iter()
-        .map(|(m, from)| (m, from, Disposition::Local))
-        .chain(relays.iter().map(|(m, from)| (m, from, Disposition::Relay)))
-        .map(|(m, from, disposition)| {
-            Intent {
-                id: m.header().id.clone(),
-                from: from.clone(),
-                keep_until: keep_until(m.header(), now, retention),
-                disposition,
+    // Only what the disk has room for (above min_free) is stored now; the
+    // rest is answered "retry later" and its envelope stays with its source.
+    if !to_store.is_empty() {
+        let mut room = spool.room()?;
+        let mut fits = 0;
+        for t in &to_store {
+            let size = t.m.stored_size();
+            if size > room {
+                break;
             }
-            .line()
-        })
-        .collect();
-    if !intents.is_empty() {
-        durable::write_durable(
-            &spool.dir(Area::Tmp),
-            &spool.dir(Area::State),
-            "receive.intent",
-            intents.as_bytes(),
-            now.as_micros(),
-        )?;
-    }
-
-    let stamp = |h: &Header| {
-        let mut h = h.clone();
-        h.routing.push(Routing {
-            component: me.clone(),
-            received: Some(now),
-            sent: None,
-        });
-        h
-    };
-    let mut remember: Vec<(MessageId, Timestamp)> = remember_only;
-
-    // Final delivery.
-    let items: Vec<(MessageId, maildir::Writer<'_>)> = locals
-        .iter()
-        .map(|(m, _)| {
-            let header = stamp(m.header());
-            let write: maildir::Writer<'_> =
-                Box::new(move |out: &mut dyn Write| m.write_with(&header, out));
-            (m.header().id.clone(), write)
-        })
-        .collect();
-    maildir::deliver(spool, &items, now)?;
-    for (m, from) in &locals {
-        report.delivered += 1;
-        remember.push((
-            m.header().id.clone(),
-            keep_until(m.header(), now, retention),
-        ));
-        owe(
-            from,
-            &m.header().id,
-            ResponseStatus::Accepted,
-            "delivered",
-            from,
-            String::new(),
-        );
-        notify_origin(
-            m.header(),
-            from,
-            me,
-            config,
-            &learned,
-            ResponseStatus::Accepted,
-            "final-delivered",
-            &format!("delivered at {me}"),
-            &mut owe,
-        );
-    }
-
-    // Custody on the way to a next hop: admitted to this site's queue.
-    if !relays.is_empty() {
-        let mut staged = Vec::with_capacity(relays.len());
-        for (m, _) in &relays {
-            let mut s = spool.stage(now)?;
-            let path = s.path().to_path_buf();
-            m.write_with(&stamp(m.header()), &mut s)
-                .map_err(|e| Error::io("write", &path, e))?;
-            let q = m.header().qos();
-            let name = EntryName {
-                arrival: 0,
-                id: m.header().id.clone(),
-                precedence: q.precedence,
-                persistence: q.persistence,
-                addressed: matches!(m.header().locator, Locator::Destination(_)),
-                created: m.header().created,
-                expiry: q.expiry,
-                size: s.size(),
-            };
-            staged.push((s, name));
+            room -= size;
+            fits += 1;
         }
-        durable::sync_filesystem(&spool.dir(Area::Tmp))?;
-        let admissions = spool.lock(now)?.admit_many(staged, now)?;
-        for ((m, from), admission) in relays.iter().zip(admissions) {
-            match admission {
-                Admission::Queued { evicted, .. } => {
-                    for (victim, detail) in evicted {
-                        log(format!("{} moved to dead/: {detail}", victim.id));
-                    }
-                    report.relayed += 1;
-                    remember.push((
-                        m.header().id.clone(),
-                        keep_until(m.header(), now, retention),
-                    ));
-                    owe(
-                        from,
-                        &m.header().id,
-                        ResponseStatus::Accepted,
-                        "custody",
-                        from,
-                        String::new(),
-                    );
-                }
-                Admission::Rejected { detail, .. } => {
-                    report.retry += 1;
-                    log(format!(
-                        "{} from {from} not taken now: {detail}",
-                        m.header().id
-                    ));
-                    owe(
-                        from,
-                        &m.header().id,
-                        ResponseStatus::RejectedRetry,
-                        "retry",
-                        from,
-                        detail,
-                    );
-                }
+        if fits < to_store.len() {
+            let why = format!(
+                "the disk of {me} is nearly full (less than [spool] min_free = {} would be left)",
+                config.spool.min_free
+            );
+            log(format!(
+                "{} message(s) not taken now: {why}; they stay with their senders",
+                to_store.len() - fits
+            ));
+            for t in to_store.drain(fits..) {
+                report.retry += 1;
+                taken[t.index] = false;
+                let id = t.m.header().id.clone();
+                owe(
+                    &t.from,
+                    &id,
+                    ResponseStatus::RejectedRetry,
+                    "retry",
+                    &t.from,
+                    why.clone(),
+                );
             }
         }
     }
 
-    for (id, keep) in &remember {
-        seen.insert(Kind::Id, id.as_str(), *keep)?;
-    }
-    for (m, _) in &locals {
-        if let Some(key) = &m.header().origin_key {
-            seen.insert(
-                Kind::OriginKey,
-                key.as_str(),
-                keep_until(m.header(), now, retention),
+    let mut remember: Vec<(MessageId, Timestamp, Timestamp)> = remember_only;
+    if let Some(seen) = seen.as_mut() {
+        // Write down what is about to be stored, so a crash cannot make us
+        // deliver twice or forget to acknowledge.
+        let intents: String = to_store
+            .iter()
+            .map(|t| {
+                Intent {
+                    id: t.m.header().id.clone(),
+                    from: t.from.clone(),
+                    keep_until: seen.keep_until(t.m.header().qos().expiry, retention),
+                    disposition: t.disposition,
+                    created: Some(t.m.header().created),
+                }
+                .line()
+            })
+            .collect();
+        if !intents.is_empty() {
+            durable::write_durable(
+                &spool.dir(Area::Tmp),
+                &spool.dir(Area::State),
+                "receive.intent",
+                intents.as_bytes(),
+                now.as_micros(),
             )?;
         }
+
+        let stamp = |h: &Header| {
+            let mut h = h.clone();
+            h.routing.push(Routing {
+                component: me.clone(),
+                received: Some(now),
+                sent: None,
+            });
+            h
+        };
+        let (locals, relays): (Vec<&ToStore>, Vec<&ToStore>) = to_store
+            .iter()
+            .partition(|t| t.disposition == Disposition::Local);
+
+        // Final delivery.
+        let items: Vec<(MessageId, maildir::Writer<'_>)> = locals
+            .iter()
+            .map(|t| {
+                let header = stamp(t.m.header());
+                let write: maildir::Writer<'_> =
+                    Box::new(move |out: &mut dyn Write| t.m.write_with(&header, out));
+                (t.m.header().id.clone(), write)
+            })
+            .collect();
+        maildir::deliver(spool, &items, now)?;
+        for t in &locals {
+            let h = t.m.header();
+            report.delivered += 1;
+            remember.push((
+                h.id.clone(),
+                seen.keep_until(h.qos().expiry, retention),
+                h.created,
+            ));
+            owe(
+                &t.from,
+                &h.id,
+                ResponseStatus::Accepted,
+                "delivered",
+                &t.from,
+                String::new(),
+            );
+            notify_origin(
+                h,
+                &t.from,
+                me,
+                config,
+                &learned,
+                ResponseStatus::Accepted,
+                "final-delivered",
+                &format!("delivered at {me}"),
+                &mut owe,
+            );
+        }
+
+        // Custody on the way to a next hop: admitted to this site's queue.
+        if !relays.is_empty() {
+            let mut staged = Vec::with_capacity(relays.len());
+            for t in &relays {
+                let h = t.m.header();
+                let mut s = spool.stage(now)?;
+                let path = s.path().to_path_buf();
+                t.m.write_with(&stamp(h), &mut s)
+                    .map_err(|e| Error::io("write", &path, e))?;
+                let q = h.qos();
+                let name = EntryName {
+                    arrival: 0,
+                    id: h.id.clone(),
+                    precedence: q.precedence,
+                    persistence: q.persistence,
+                    addressed: matches!(h.locator, Locator::Destination(_)),
+                    created: h.created,
+                    expiry: q.expiry,
+                    size: s.size(),
+                };
+                staged.push((s, name));
+            }
+            durable::sync_filesystem(&spool.dir(Area::Tmp))?;
+            let admissions = spool.lock(now)?.admit_many(staged, now)?;
+            for (t, admission) in relays.iter().zip(admissions) {
+                let h = t.m.header();
+                match admission {
+                    Admission::Queued { evicted, .. } => {
+                        for (victim, detail) in evicted {
+                            log(format!("{} moved to dead/: {detail}", victim.id));
+                        }
+                        report.relayed += 1;
+                        remember.push((
+                            h.id.clone(),
+                            seen.keep_until(h.qos().expiry, retention),
+                            h.created,
+                        ));
+                        owe(
+                            &t.from,
+                            &h.id,
+                            ResponseStatus::Accepted,
+                            "custody",
+                            &t.from,
+                            String::new(),
+                        );
+                    }
+                    Admission::Rejected { detail, .. } => {
+                        report.retry += 1;
+                        taken[t.index] = false;
+                        log(format!("{} from {} not taken now: {detail}", h.id, t.from));
+                        owe(
+                            &t.from,
+                            &h.id,
+                            ResponseStatus::RejectedRetry,
+                            "retry",
+                            &t.from,
+                            detail,
+                        );
+                    }
+                }
+            }
+        }
+
+        for (id, keep, created) in &remember {
+            seen.insert(Kind::Id, id.as_str(), *keep, *created)?;
+        }
+        for t in &locals {
+            let h = t.m.header();
+            if let Some(key) = &h.origin_key {
+                seen.insert(
+                    Kind::OriginKey,
+                    key.as_str(),
+                    seen.keep_until(h.qos().expiry, retention),
+                    h.created,
+                )?;
+            }
+        }
+        seen.sync()?;
     }
-    seen.sync()?;
     for (peer, o) in &owed {
         ack::owe(spool, peer, o)?;
     }
@@ -800,7 +1067,9 @@ pub fn receive(
             }
         ));
     }
-    Counters::add(spool, &report, now)?;
+    if let Err(e) = Counters::add(spool, &report, now) {
+        log(format!("statistics not updated: {e}"));
+    }
     let intent = intent_path(spool);
     if intent.exists() {
         fs::remove_file(&intent).map_err(|e| Error::io("remove", &intent, e))?;
@@ -812,7 +1081,7 @@ pub fn receive(
             ..Report::default()
         });
     }
-    Ok(report)
+    Ok(Received { report, taken })
 }
 
 /// Owes the message's origin a notice (delivered, or rejected) when the
@@ -854,12 +1123,21 @@ mod tests {
             from: Name::new("p", "a.host").unwrap(),
             keep_until: Timestamp::from_secs(99),
             disposition: Disposition::Relay,
+            created: Some(Timestamp::from_secs(7)),
         };
         let back = Intent::parse(i.line().trim_end()).unwrap();
         assert_eq!(
-            (back.id, back.from, back.keep_until, back.disposition),
-            (i.id, i.from, i.keep_until, i.disposition)
+            (
+                back.id,
+                back.from,
+                back.keep_until,
+                back.disposition,
+                back.created
+            ),
+            (i.id, i.from, i.keep_until, i.disposition, i.created)
         );
         assert!(Intent::parse("m1 a.host 99 sideways").is_none());
+        let old = Intent::parse("m1 a.host 99 local").unwrap();
+        assert_eq!(old.created, None, "lines of earlier versions still parse");
     }
 }

@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::{durable, Area, Error, Result, Spool};
 use crate::message::MessageId;
@@ -43,30 +43,51 @@ pub fn deliver(
     let root = spool.dir(Area::Received);
     let (tmp, new) = (root.join("tmp"), root.join("new"));
     let host = host();
-    let mut staged = Vec::with_capacity(items.len());
+    let mut staged: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(items.len());
+    let result = write_and_rename(&tmp, &new, &host, items, now, &mut staged);
+    if result.is_err() {
+        // Nothing half-written stays behind (a full disk must not fill
+        // received/tmp/ until tmp_max_age): what was not renamed goes.
+        for (from, _) in &staged {
+            let _ = fs::remove_file(from);
+        }
+    }
+    result?;
+    Ok(staged.into_iter().map(|(_, to)| to).collect())
+}
+
+fn write_and_rename(
+    tmp: &Path,
+    new: &Path,
+    host: &str,
+    items: &[(MessageId, Writer<'_>)],
+    now: Timestamp,
+    staged: &mut Vec<(PathBuf, PathBuf)>,
+) -> Result<()> {
     for (id, write) in items {
         let base = format!("{}.{id}.{host}", now.as_secs());
         let path = tmp.join(&base);
-        let mut f = std::io::BufWriter::new(
-            fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&path)
-                .map_err(|e| Error::io("create", &path, e))?,
-        );
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(|e| Error::io("create", &path, e))?;
+        staged.push((path.clone(), PathBuf::new()));
+        let mut f = std::io::BufWriter::new(file);
         write(&mut f)
             .and_then(|_| f.flush())
             .map_err(|e| Error::io("write", &path, e))?;
         let size = f.get_ref().metadata().map(|m| m.len()).unwrap_or(0);
-        staged.push((path, new.join(format!("{base},S={size}"))));
+        if let Some(last) = staged.last_mut() {
+            last.1 = new.join(format!("{base},S={size}"));
+        }
     }
-    durable::sync_filesystem(&tmp)?;
-    for (from, to) in &staged {
+    durable::sync_filesystem(tmp)?;
+    for (from, to) in staged.iter() {
         durable::rename(from, to)?;
     }
-    durable::fsync_dir(&new)?;
-    Ok(staged.into_iter().map(|(_, to)| to).collect())
+    durable::fsync_dir(new)
 }
 
 /// The IDs of every message in `new/` and `cur/`.

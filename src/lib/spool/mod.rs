@@ -47,6 +47,8 @@ pub enum Error {
     Config(#[from] config::Error),
     #[error("{path} is not an rs spool (it has no config.toml): create one with `rs-queue init --spool {path}`, or choose another spool with --spool or RS_SPOOL")]
     NotASpool { path: PathBuf },
+    #[error("{path} holds a spool but its config.toml is missing: restore it from backup, or write a new one with `rs-queue init --site SITE --component ID --spool {path}` (the spool's messages are kept)")]
+    ConfigMissing { path: PathBuf },
     #[error("the spool's file system has {free} free, below the {min} kept free ([spool] min_free in {config}): free some space, or lower min_free")]
     DiskFull {
         free: Size,
@@ -264,9 +266,15 @@ const TMP_MIN_AGE_SECS: i64 = 60;
 impl Spool {
     /// Opens an existing spool.
     pub fn open(root: &Path) -> Result<Spool> {
-        if !root.join(config::FILE_NAME).is_file() {
-            return Err(Error::NotASpool {
-                path: root.to_path_buf(),
+        if fs::symlink_metadata(root.join(config::FILE_NAME)).is_err() {
+            return Err(if holds_a_spool(root) {
+                Error::ConfigMissing {
+                    path: root.to_path_buf(),
+                }
+            } else {
+                Error::NotASpool {
+                    path: root.to_path_buf(),
+                }
             });
         }
         let config = Config::load(root)?;
@@ -285,7 +293,10 @@ impl Spool {
     /// Opens the spool, creating it with default settings if `root` holds no
     /// spool yet. Returns whether it was created.
     pub fn open_or_create(root: &Path, now: Timestamp) -> Result<(Spool, bool)> {
-        if root.join(config::FILE_NAME).is_file() {
+        // Anything named config.toml (a dangling link, a directory) or a
+        // spool's areas without one is the operator's to repair: never
+        // replaced by a default.
+        if fs::symlink_metadata(root.join(config::FILE_NAME)).is_ok() || holds_a_spool(root) {
             return Ok((Spool::open(root)?, false));
         }
         let site = Name::new("site", "local").map_err(|_| unreachable_name())?;
@@ -455,29 +466,49 @@ impl Spool {
         self.quarantine(&tmp_path, from, detail, now)
     }
 
-    /// Copies the file at `path` (which stays where it is) into
-    /// `quarantine/` with a `.reason` file.
-    pub fn quarantine_copy(
+    /// Copies an open file (from its start; the file stays where it is)
+    /// into `quarantine/` with a `.reason` file. `label` names where it came
+    /// from; its last path component names the copy.
+    pub fn quarantine_file(
         &self,
-        path: &Path,
-        from: &str,
+        file: &fs::File,
+        label: &str,
         detail: &str,
         now: Timestamp,
     ) -> Result<PathBuf> {
         let staged = self.stage(now)?;
-        let base = path
+        let base = Path::new(label)
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let mut tmp_name = staged.path().as_os_str().to_os_string();
         tmp_name.push(format!(".{base}"));
         let tmp_path = PathBuf::from(tmp_name);
-        fs::copy(path, &tmp_path).map_err(|e| Error::io("copy", path, e))?;
-        fs::File::open(&tmp_path)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| Error::io("fsync", &tmp_path, e))?;
+        let copy = || -> std::io::Result<()> {
+            // Whatever it is, it may be secret: readable by the spool's owner only.
+            let mut out = std::os::unix::fs::OpenOptionsExt::mode(
+                fs::OpenOptions::new().write(true).create_new(true),
+                0o600,
+            )
+            .open(&tmp_path)?;
+            let mut input = std::io::BufReader::new(file);
+            std::io::Seek::seek(&mut input, std::io::SeekFrom::Start(0))?;
+            std::io::copy(&mut input, &mut out)?;
+            out.sync_all()
+        };
+        if let Err(e) = copy() {
+            let _ = fs::remove_file(&tmp_path);
+            return Err(Error::io("copy into quarantine", Path::new(label), e));
+        }
         drop(staged);
-        self.quarantine(&tmp_path, from, detail, now)
+        self.quarantine(&tmp_path, label, detail, now)
+    }
+
+    /// Bytes free for rs on the spool's file system, less `[spool] min_free`.
+    pub fn room(&self) -> Result<u64> {
+        let free = fs2::available_space(&self.root)
+            .map_err(|e| Error::io("query free space of", &self.root, e))?;
+        Ok(free.saturating_sub(self.config.spool.min_free.0))
     }
 
     // ------------------------------------------------------------ reading
@@ -686,6 +717,18 @@ fn clean_leftovers(dir: &Path, now: Timestamp, rule: Leftover) -> Result<usize> 
         }
     }
     Ok(removed)
+}
+
+/// Whether `root` holds a spool's areas (with or without its configuration).
+fn holds_a_spool(root: &Path) -> bool {
+    [Area::State, Area::Sent, Area::Received]
+        .iter()
+        .any(|a| root.join(a.dir_name()).is_dir())
+}
+
+/// Whether anything (a dangling link included) is named config.toml in `root`.
+pub fn has_config(root: &Path) -> bool {
+    fs::symlink_metadata(root.join(config::FILE_NAME)).is_ok()
 }
 
 fn unreachable_name() -> Error {

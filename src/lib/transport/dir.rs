@@ -7,19 +7,27 @@
 //! `syncfs`, then each is renamed to its name and the directory fsynced: a
 //! stick pulled out mid-export holds only whole files under final names
 //! (and `.tmp-` leftovers that importers ignore and the next export
-//! overwrites).
+//! replaces).
+//!
+//! Everything below `DIR` is hostile: it is reached only through
+//! [`super::untrusted`], which never follows a link, reads only regular
+//! files, and writes only files it creates. `DIR` itself must exist (an
+//! unmounted stick is a deferral, not a directory to create).
 
 use std::collections::HashSet;
+use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::untrusted::{self, Kind};
 use super::{Outcome, Outgoing, Transport};
 use crate::message::Name;
 use crate::protect::Protector;
-use crate::spool::durable;
 
 pub struct DirTransport {
-    dir: PathBuf,
+    root: PathBuf,
+    to: Name,
+    from: Name,
     protector: Option<std::sync::Arc<Protector>>,
     now: crate::time::Timestamp,
 }
@@ -35,50 +43,67 @@ impl DirTransport {
         now: crate::time::Timestamp,
     ) -> DirTransport {
         DirTransport {
-            dir: root.join(to.as_str()).join(from.as_str()),
+            root: root.to_path_buf(),
+            to: to.clone(),
+            from: from.clone(),
             protector,
             now,
         }
     }
 
-    /// Writes `src` to `tmp`: copied, or protected for the peer.
-    fn write_one(&self, src: &Path, tmp: &Path) -> Result<(), String> {
-        match &self.protector {
-            None => fs::copy(src, tmp).map(|_| ()).map_err(|e| e.to_string()),
-            Some(p) => {
-                let mut input =
-                    std::io::BufReader::new(fs::File::open(src).map_err(|e| e.to_string())?);
-                let mut out =
-                    std::io::BufWriter::new(fs::File::create(tmp).map_err(|e| e.to_string())?);
-                p.protect(&mut input, &mut out, self.now)
-                    .map_err(|e| e.to_string())?;
-                std::io::Write::flush(&mut out).map_err(|e| e.to_string())
+    /// Opens (creating below the root as needed) `ROOT/TO/FROM`.
+    fn open(&self, create: bool) -> Result<untrusted::Dir, String> {
+        let root = untrusted::Dir::open_root(&self.root).map_err(|e| {
+            format!(
+                "cannot use {}: {e} (is the medium mounted? rs does not create the directory of a dir: route)",
+                self.root.display()
+            )
+        })?;
+        let sub = |d: &untrusted::Dir, name: &Name| {
+            if create {
+                d.create_dir(name.as_str())
+            } else {
+                d.open_dir(name.as_str())
             }
-        }
+            .map_err(|e| e.to_string())
+        };
+        let to = sub(&root, &self.to)?;
+        sub(&to, &self.from)
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// Writes `src` into `dir` as the new file `name`: copied, or protected
+    /// for the peer.
+    fn write_one(&self, src: &Path, dir: &untrusted::Dir, name: &str) -> Result<(), String> {
+        let out = dir.create_file(name).map_err(|e| e.to_string())?;
+        let mut out = std::io::BufWriter::new(out);
+        let mut input = std::io::BufReader::new(fs::File::open(src).map_err(|e| e.to_string())?);
+        match &self.protector {
+            None => std::io::copy(&mut input, &mut out)
+                .map(|_| ())
+                .map_err(|e| e.to_string())?,
+            Some(p) => p
+                .protect(&mut input, &mut out, self.now)
+                .map_err(|e| e.to_string())?,
+        }
+        std::io::Write::flush(&mut out).map_err(|e| e.to_string())
     }
 
     /// Removes message files the next hop no longer needs: those whose
     /// message ID is not in `outbound` (acknowledged, or dead). Returns how
     /// many were removed.
     pub fn prune(&self, outbound: &HashSet<String>) -> usize {
-        let Ok(entries) = fs::read_dir(&self.dir) else {
+        let Ok(dir) = self.open(false) else {
             return 0;
         };
-        let mut removed = 0;
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some(id) = message_id_of(&name) else {
-                continue;
-            };
-            if !outbound.contains(id) && fs::remove_file(e.path()).is_ok() {
-                removed += 1;
-            }
-        }
-        removed
+        let Ok(items) = dir.list() else {
+            return 0;
+        };
+        items
+            .iter()
+            .filter(|i| i.kind == Kind::File)
+            .filter(|i| message_id_of(&i.name_lossy()).is_some_and(|id| !outbound.contains(id)))
+            .filter(|i| dir.remove(&i.name).is_ok())
+            .count()
     }
 }
 
@@ -107,55 +132,62 @@ pub fn is_ack_file(wire_name: &str) -> bool {
 
 impl Transport for DirTransport {
     fn describe(&self) -> String {
-        format!("dir:{}", self.dir.display())
+        format!(
+            "dir:{}",
+            self.root
+                .join(self.to.as_str())
+                .join(self.from.as_str())
+                .display()
+        )
     }
 
     fn send(&mut self, batch: &[Outgoing]) -> Vec<Outcome> {
         if batch.is_empty() {
             return Vec::new();
         }
-        if let Err(e) = fs::create_dir_all(&self.dir) {
-            let why = format!("cannot create {}: {e}", self.dir.display());
-            return batch
+        let all = |why: String| {
+            batch
                 .iter()
                 .map(|_| Outcome::Deferred(why.clone()))
-                .collect();
-        }
+                .collect()
+        };
+        let dir = match self.open(true) {
+            Ok(d) => d,
+            Err(why) => return all(why),
+        };
         let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
         let mut staged = Vec::with_capacity(batch.len());
         for (i, item) in batch.iter().enumerate() {
-            let tmp = self.dir.join(format!(".tmp-{}", item.wire_name));
-            match self.write_one(&item.path, &tmp) {
+            let tmp = format!(".tmp-{}", item.wire_name);
+            // A leftover (or anything planted) under the temporary name goes
+            // first: a link is removed itself, never written through.
+            let _ = dir.remove(&tmp);
+            match self.write_one(&item.path, &dir, &tmp) {
                 Ok(()) => staged.push((i, tmp)),
                 Err(e) => {
-                    let _ = fs::remove_file(&tmp);
+                    let _ = dir.remove(&tmp);
                     outcomes[i] = Some(Outcome::Deferred(format!(
                         "cannot write {}: {e}",
-                        tmp.display()
+                        dir.join(&tmp).display()
                     )));
                 }
             }
         }
-        if let Err(e) = durable::sync_filesystem(&self.dir) {
-            let why = e.to_string();
-            return batch
-                .iter()
-                .map(|_| Outcome::Deferred(why.clone()))
-                .collect();
+        if let Err(e) = dir.sync_filesystem() {
+            return all(format!("cannot sync {}: {e}", dir.path().display()));
         }
         for (i, tmp) in staged {
-            let dest = self.dir.join(&batch[i].wire_name);
-            outcomes[i] = Some(match fs::rename(&tmp, &dest) {
+            let name = &batch[i].wire_name;
+            outcomes[i] = Some(match dir.rename(&tmp, name) {
                 Ok(()) => Outcome::Handed,
-                Err(e) => Outcome::Deferred(format!("cannot rename into {}: {e}", dest.display())),
+                Err(e) => Outcome::Deferred(format!(
+                    "cannot rename into {}: {e}",
+                    dir.join(name).display()
+                )),
             });
         }
-        if let Err(e) = durable::fsync_dir(&self.dir) {
-            let why = e.to_string();
-            return batch
-                .iter()
-                .map(|_| Outcome::Deferred(why.clone()))
-                .collect();
+        if let Err(e) = dir.sync() {
+            return all(format!("cannot sync {}: {e}", dir.path().display()));
         }
         outcomes
             .into_iter()
@@ -200,12 +232,19 @@ pub enum AfterImport {
     Keep,
 }
 
-/// How many files an import reads into memory at once.
+/// Most files an import reads before handing them to the receive path.
 const IMPORT_BATCH: usize = 1000;
+/// Most bytes of files in one import batch: bounds memory (small files are
+/// read whole) and what a full disk can refuse at once.
+const IMPORT_BATCH_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Takes what `root` holds for this site (`root/ME/PEER/*.msg`, from
 /// configured peers only) through the receive path, in batches, in name
-/// (send) order. Returns the combined report.
+/// (send) order. Links, FIFOs, devices and directories where files belong
+/// are reported (counted as skipped) and left alone; a regular file where a
+/// peer's directory belongs is quarantined. Stops after a batch with
+/// messages that could not be taken now (a full disk), leaving them on the
+/// medium. Returns the combined report.
 pub fn import(
     spool: &crate::spool::Spool,
     root: &Path,
@@ -214,74 +253,189 @@ pub fn import(
     now: crate::time::Timestamp,
     log: &dyn Fn(String),
 ) -> crate::spool::Result<crate::receive::Report> {
-    use crate::receive::{receive, Inbound, Payload, Report};
+    use crate::receive::Report;
     let me = &spool.config().component;
-    let inbox = root.join(me.as_str());
     let mut total = Report::default();
-    let peers = match fs::read_dir(&inbox) {
+    let io = |op, path: &Path, e| crate::spool::Error::io(op, path, e);
+    let root_dir = untrusted::Dir::open_root(root).map_err(|e| io("open", root, e))?;
+    let inbox = match root_dir.open_dir(me.as_str()) {
         Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(e) if e.is_not_found() => {
             log(format!("{} holds nothing for {me}", root.display()));
             return Ok(total);
         }
-        Err(e) => return Err(crate::spool::Error::io("read", &inbox, e)),
+        Err(e) => {
+            log(format!("skipped {e}"));
+            total.skipped += 1;
+            return Ok(total);
+        }
     };
-    let mut peer_dirs: Vec<(Name, PathBuf)> = Vec::new();
-    for p in peers.flatten() {
-        let name = p.file_name().to_string_lossy().into_owned();
-        match spool.config().peer(&name) {
-            Some(peer) => peer_dirs.push((peer.id.clone(), p.path())),
-            None => log(format!(
+    let mut peer_dirs: Vec<(Name, untrusted::Dir)> = Vec::new();
+    for item in inbox.list().map_err(|e| io("read", inbox.path(), e))? {
+        let name = item.name_lossy();
+        let path = inbox.join(&item.name);
+        let Some(peer) = spool.config().peer(&name) else {
+            log(format!(
                 "ignoring {}: {name} is not a configured peer",
-                p.path().display()
-            )),
+                path.display()
+            ));
+            continue;
+        };
+        match item.kind {
+            Kind::Dir => match inbox.open_dir(&item.name) {
+                Ok(d) => peer_dirs.push((peer.id.clone(), d)),
+                Err(e) => {
+                    log(format!("skipped {e}"));
+                    total.skipped += 1;
+                }
+            },
+            Kind::File if select == Select::Everything => {
+                let why = format!("a regular file where the directory of peer {name} belongs");
+                quarantine_entry(spool, &inbox, &item.name, &why, after, now, log)?;
+                total.quarantined += 1;
+            }
+            Kind::File => {}
+            kind => {
+                log(format!(
+                    "skipped {}: {}, not a directory: not followed",
+                    path.display(),
+                    kind.describe()
+                ));
+                total.skipped += 1;
+            }
         }
     }
-    peer_dirs.sort();
     for (peer, dir) in peer_dirs {
-        let mut files: Vec<PathBuf> = fs::read_dir(&dir)
-            .map_err(|e| crate::spool::Error::io("read", &dir, e))?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                let name = p
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                name.ends_with(".msg")
-                    && !name.starts_with(".tmp-")
-                    && (select == Select::Everything || is_ack_file(&name))
-            })
-            .collect();
-        files.sort();
-        for chunk in files.chunks(IMPORT_BATCH) {
-            let mut batch = Vec::with_capacity(chunk.len());
-            for path in chunk {
-                let size = fs::metadata(path)
-                    .map_err(|e| crate::spool::Error::io("read", path, e))?
-                    .len();
-                let payload = if size > crate::message::stream::THRESHOLD {
-                    Payload::File(path.clone())
-                } else {
-                    Payload::Bytes(
-                        fs::read(path).map_err(|e| crate::spool::Error::io("read", path, e))?,
-                    )
-                };
-                batch.push(Inbound {
-                    payload,
-                    from: peer.clone(),
-                    label: path.display().to_string(),
-                });
+        let mut names = Vec::new();
+        for item in dir.list().map_err(|e| io("read", dir.path(), e))? {
+            let name = item.name_lossy();
+            let wanted = name.ends_with(".msg")
+                && !name.starts_with(".tmp-")
+                && (select == Select::Everything || is_ack_file(&name));
+            if !wanted {
+                continue;
             }
-            let r = receive(spool, batch, now, log)?;
-            total.add(&r);
-            if after == AfterImport::Remove {
-                for path in chunk {
-                    let _ = fs::remove_file(path);
-                }
-                durable::fsync_dir(&dir)?;
+            if item.kind == Kind::File {
+                names.push(item.name);
+            } else {
+                log(format!(
+                    "skipped {}: {}, not a regular file: not read",
+                    dir.join(&item.name).display(),
+                    item.kind.describe()
+                ));
+                total.skipped += 1;
             }
+        }
+        let done = import_files(spool, &peer, &dir, names, after, &mut total, now, log)?;
+        if !done {
+            return Ok(total);
         }
     }
     Ok(total)
+}
+
+/// Imports the named files of one peer's directory in batches. Returns
+/// false when a batch left messages to retry (the import should stop).
+#[allow(clippy::too_many_arguments)]
+fn import_files(
+    spool: &crate::spool::Spool,
+    peer: &Name,
+    dir: &untrusted::Dir,
+    names: Vec<std::ffi::OsString>,
+    after: AfterImport,
+    total: &mut crate::receive::Report,
+    now: crate::time::Timestamp,
+    log: &dyn Fn(String),
+) -> crate::spool::Result<bool> {
+    use crate::receive::{receive, Inbound, Payload};
+    let mut pending = names.into_iter().peekable();
+    while pending.peek().is_some() {
+        let mut batch = Vec::new();
+        let mut batch_names = Vec::new();
+        let mut bytes = 0u64;
+        while batch.len() < IMPORT_BATCH && bytes < IMPORT_BATCH_BYTES {
+            let Some(name) = pending.next() else { break };
+            let path = dir.join(&name);
+            let file = match dir.open_file(&name) {
+                Ok(f) => f,
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => {
+                    log(format!("skipped {e}"));
+                    total.skipped += 1;
+                    continue;
+                }
+            };
+            let size = file
+                .metadata()
+                .map_err(|e| crate::spool::Error::io("read", &path, e))?
+                .len();
+            bytes += size;
+            let payload = if size > crate::message::stream::THRESHOLD {
+                Payload::File(file)
+            } else {
+                let mut b = Vec::with_capacity(size as usize);
+                std::io::Read::read_to_end(&mut std::io::Read::take(&file, size + 1), &mut b)
+                    .map_err(|e| crate::spool::Error::io("read", &path, e))?;
+                Payload::Bytes(b)
+            };
+            batch.push(Inbound {
+                payload,
+                from: peer.clone(),
+                label: path.display().to_string(),
+            });
+            batch_names.push(name);
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let received = receive(spool, batch, now, log)?;
+        total.add(&received.report);
+        if after == AfterImport::Remove {
+            for (name, taken) in batch_names.iter().zip(&received.taken) {
+                if *taken {
+                    let _ = dir.remove(name);
+                }
+            }
+            dir.sync()
+                .map_err(|e| crate::spool::Error::io("fsync directory", dir.path(), e))?;
+        }
+        if received.taken.iter().any(|t| !t) {
+            let left = received.taken.iter().filter(|t| !**t).count() + pending.count();
+            log(format!(
+                "stopped importing from {}: {left} file(s) stay on the medium for the next import",
+                dir.path().display()
+            ));
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Copies the regular file `name` of `dir` into quarantine with `why`,
+/// removing it from the medium when imports remove what they take.
+fn quarantine_entry(
+    spool: &crate::spool::Spool,
+    dir: &untrusted::Dir,
+    name: &OsStr,
+    why: &str,
+    after: AfterImport,
+    now: crate::time::Timestamp,
+    log: &dyn Fn(String),
+) -> crate::spool::Result<()> {
+    let path = dir.join(name);
+    let label = path.display().to_string();
+    let file = match dir.open_file(name) {
+        Ok(f) => f,
+        Err(e) => {
+            log(format!("skipped {e}"));
+            return Ok(());
+        }
+    };
+    let q = spool.quarantine_file(&file, &label, &format!("{label}: {why}"), now)?;
+    log(format!("quarantined {label} as {}: {why}", q.display()));
+    if after == AfterImport::Remove {
+        let _ = dir.remove(name);
+        let _ = dir.sync();
+    }
+    Ok(())
 }

@@ -11,6 +11,7 @@ pub mod dir;
 pub mod flush;
 pub mod link;
 pub mod smtp;
+pub mod untrusted;
 
 use std::path::PathBuf;
 
