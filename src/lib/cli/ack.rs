@@ -12,8 +12,10 @@ use super::Common;
 /// sends again (the wait doubles up to a cap), until the message is
 /// acknowledged or expires; an expired or refused message is reported dead.
 ///
-/// Exit status: 0 success; 64 bad usage; 66 unknown message ID; 69 (wait)
-/// the message is dead: undeliverable; 75 (wait) timed out; 74 I/O error.
+/// Exit status: 0 success; 64 bad usage; 65 (apply) entries of the
+/// directory were skipped unread (links, FIFOs, devices); 66 unknown message
+/// ID; 69 (wait) the message is dead: undeliverable; 75 (wait) timed out;
+/// 74 I/O error.
 #[derive(Parser, Debug)]
 #[command(name = "rs-ack", version, verbatim_doc_comment)]
 pub struct AckArgs {

@@ -113,7 +113,9 @@ pub enum QueueCommand {
     /// ones) and the acknowledgements owed. Files appear whole or not at all.
     /// What was written is marked sent, awaiting acknowledgement.
     Export {
-        /// The directory to write to (the stick's mount point).
+        /// The directory to write to (the stick's mount point). It must
+        /// exist: a medium that is not mounted is a temporary failure (exit
+        /// 75), and nothing is marked sent.
         #[arg(long, value_name = "DIR")]
         to: std::path::PathBuf,
         /// Only for this peer (default: every configured peer).
@@ -121,8 +123,8 @@ pub enum QueueCommand {
         peer: Option<String>,
     },
     /// Send what is due over each peer's configured routes (dir: routes
-    /// write to their directory). Exit status 75 if something due could
-    /// not be sent (try again later).
+    /// write to their directory, which must exist). Exit status 75 if
+    /// something due could not be sent (try again later).
     Flush {
         /// Only to this peer (default: every configured peer).
         #[arg(long, value_name = "PEER")]

@@ -12,11 +12,20 @@ use super::Common;
 /// is acknowledged; a message seen before is dropped and acknowledged again,
 /// so retransmissions and copies that came by another path are delivered
 /// once. Acknowledgements received are applied. Files that cannot be read
-/// are kept in quarantine/ with the reason.
+/// are kept in quarantine/ with the reason. A message that expired on the
+/// way, claims a creation time in the future, or is older than what the
+/// duplicate memory still remembers is refused, never delivered, and its
+/// origin told.
+///
+/// Everything read from a directory (a stick, a Maildir) is hostile input:
+/// symbolic links are never followed, only regular files are read, and
+/// nothing outside the directory is read, written or removed.
 ///
 /// Exit status: 0 success (including input quarantined as unreadable); 64
-/// bad usage; 66 the directory cannot be read; 74 I/O error; 75 temporary
-/// failure (try again); 78 bad configuration.
+/// bad usage; 65 entries were skipped unread (links, FIFOs, devices,
+/// directories named like messages; the rest was taken); 66 the directory
+/// cannot be read; 74 I/O error; 75 temporary failure: something could not
+/// be taken now (queue or disk full), try again; 78 bad configuration.
 #[derive(Parser, Debug)]
 #[command(name = "rs-relay", version, verbatim_doc_comment)]
 pub struct RelayArgs {
@@ -31,7 +40,9 @@ pub struct RelayArgs {
 pub enum RelayCommand {
     /// Take every message addressed to this site from DIR (removable media
     /// written by `rs-queue export`): DIR/THIS-COMPONENT/PEER/*.msg. Safe to
-    /// run on the same directory any number of times.
+    /// run on the same directory any number of times. Works in batches: when
+    /// the disk has too little room left above [spool] min_free, what was
+    /// taken is removed from DIR, the rest stays for the next run (exit 75).
     Import {
         /// The directory to read (the stick's mount point).
         #[arg(long, value_name = "DIR")]
