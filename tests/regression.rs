@@ -822,3 +822,51 @@ fn json_output_has_the_shape_help_states() {
         }
     }
 }
+
+/// Junk larger than the room left above min_free was copied into
+/// quarantine until the disk filled, failing the import (and every later
+/// one at the same file). It is now left on the medium, and the rest taken.
+#[test]
+fn junk_too_large_to_quarantine_is_left_and_the_rest_imported() {
+    let (a, _) = media_pair();
+    let mut b = Site::component_on_tmpfs("b.hub", "16m");
+    b.peer("a.host", "");
+    b.append_config("[spool]\ntmp_max_age = \"1h\"\nmin_free = \"1 MiB\"\n");
+    b.at(T0);
+    let s = new_stick(&a, "s");
+    a.send(&[], b"fine");
+    export_to(&a, &s).success();
+    let junk = s.join("b.hub/a.host/0-0000000000000000-junk.msg");
+    std::fs::write(&junk, vec![b'x'; 20 << 20]).unwrap();
+    let r = import_from(&b, &s).code(65);
+    assert_eq!(r.json()["delivered"], 1, "{}", r.stderr);
+    assert!(junk.exists(), "the junk stays on the medium");
+    assert!(b.files("quarantine").is_empty());
+}
+
+/// A mail whose X-Rs-From names one peer but whose message claims another
+/// component as its source was delivered.
+#[test]
+fn a_mail_may_not_speak_for_another_component() {
+    let mut b = Site::component("b.hub");
+    b.peer("a.host", "");
+    b.peer("c.host", "");
+    b.at(T0);
+    let mut c = Site::component("c.host");
+    c.peer("b.hub", "upstream = true");
+    c.at(T0);
+    c.send(&[], b"claims c.host");
+    let s = new_stick(&c, "s");
+    export_to(&c, &s).success();
+    let mut mail = b"X-Rs-From: a.host\n".to_vec();
+    mail.extend(std::fs::read(support::first_file(&s.join("b.hub/c.host"))).unwrap());
+    let r = b
+        .cmd("rs-relay")
+        .args(["receive", "--json"])
+        .stdin(&mail)
+        .run()
+        .success();
+    assert_eq!(r.json()["quarantined"], 1, "{}", r.stderr);
+    assert!(quarantine_reasons(&b).contains("a.host may not speak for c.host"));
+    assert!(b.received().is_empty());
+}

@@ -93,6 +93,10 @@ fn receive_stdin(
     let report = take_mail(spool, payload, "stdin", now, &log)?;
     drop(spill);
     print_report(ctx, out, &report, "stdin")?;
+    // A mail left unread (no room to quarantine it) is the MTA's to keep.
+    if report.skipped > 0 {
+        return Ok(ExitCode::TempFail);
+    }
     Ok(report_code(&report))
 }
 
@@ -133,16 +137,9 @@ fn take_mail(
         )?
         .report),
         Err(why) => {
-            let detail = format!("{label}: {why}");
-            let q = match &payload {
-                Payload::Bytes(b) => spool.quarantine_bytes(b, "mail", label, &detail, now)?,
-                Payload::File(f) => spool.quarantine_file(f, label, &detail, now)?,
-            };
-            log(format!("quarantined {label} as {}: {why}", q.display()));
-            Ok(Report {
-                quarantined: 1,
-                ..Report::default()
-            })
+            let mut report = Report::default();
+            crate::receive::set_aside(spool, &payload, label, &why, now, log, &mut report)?;
+            Ok(report)
         }
     }
 }
@@ -210,7 +207,7 @@ fn fetch(
         };
         let r = take_mail(spool, payload, &path.display().to_string(), now, &log)?;
         total.add(&r);
-        if r.retry > 0 {
+        if r.retry > 0 || r.skipped > 0 {
             // Not all of it could be taken now: leave it in new/ for the next run.
             code = ExitCode::TempFail;
             continue;

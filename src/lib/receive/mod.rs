@@ -337,14 +337,51 @@ impl Report {
     }
 }
 
+/// What became of one inbound envelope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fate {
+    /// All it held was dealt with (stored, refused, a duplicate, or the
+    /// envelope quarantined): its source may drop it.
+    Taken,
+    /// Some message in it is to be retried later (queue or disk full): its
+    /// source keeps it, and should stop sending more for now.
+    Retry,
+    /// Unreadable, and too large to quarantine with the room left above
+    /// `min_free`: its source keeps it (counted as skipped).
+    Left,
+}
+
 /// What [`receive`] did with a batch.
 #[derive(Debug, Default)]
 pub struct Received {
     pub report: Report,
-    /// Per inbound envelope, in the batch's order: whether all it held was
-    /// dealt with (stored, refused, a duplicate, quarantined). `false` when
-    /// some message in it is to be retried later: its source should keep it.
-    pub taken: Vec<bool>,
+    /// Per inbound envelope, in the batch's order.
+    pub fates: Vec<Fate>,
+}
+
+/// Quarantines an inbound envelope with `why`, or, when the disk has no
+/// room for it above `min_free`, leaves it with its source.
+pub fn set_aside(
+    spool: &Spool,
+    payload: &Payload,
+    label: &str,
+    why: &str,
+    now: Timestamp,
+    log: &dyn Fn(String),
+    report: &mut Report,
+) -> Result<Fate> {
+    let size = payload.len()?;
+    if size > spool.room()? {
+        log(format!(
+            "left {label} where it is ({why}): quarantining its {size} bytes would leave less than [spool] min_free"
+        ));
+        report.skipped += 1;
+        return Ok(Fate::Left);
+    }
+    let q = payload.quarantine(spool, label, &format!("{label}: {why}"), now)?;
+    log(format!("quarantined {label} as {}: {why}", q.display()));
+    report.quarantined += 1;
+    Ok(Fate::Taken)
 }
 
 /// Running totals of what this site received (`state/counters.json`), for
@@ -610,7 +647,7 @@ pub fn receive(
     let config = spool.config();
     let me = &config.component;
     let retention = config.receive.dedupe_retention;
-    let mut taken = vec![true; batch.len()];
+    let mut fates = vec![Fate::Taken; batch.len()];
     let mut report = Report::default();
 
     // Clear and parse.
@@ -622,14 +659,15 @@ pub fn receive(
         let cleared = match clear(spool, &item, &mut protectors, &mut plaintexts, now)? {
             Ok(c) => c,
             Err(why) => {
-                let detail = format!("{}: {why}", item.label);
-                let q = item.payload.quarantine(spool, &item.label, &detail, now)?;
-                log(format!(
-                    "quarantined {} as {}: {why}",
-                    item.label,
-                    q.display()
-                ));
-                report.quarantined += 1;
+                fates[index] = set_aside(
+                    spool,
+                    &item.payload,
+                    &item.label,
+                    &why,
+                    now,
+                    log,
+                    &mut report,
+                )?;
                 continue;
             }
         };
@@ -642,14 +680,7 @@ pub fn receive(
                 messages,
             }),
             Err(e) => {
-                let detail = format!("{}: {e}", item.label);
-                let q = payload.quarantine(spool, &item.label, &detail, now)?;
-                log(format!(
-                    "quarantined {} as {}: {e}",
-                    item.label,
-                    q.display()
-                ));
-                report.quarantined += 1;
+                fates[index] = set_aside(spool, payload, &item.label, &e, now, log, &mut report)?;
             }
         }
     }
@@ -702,14 +733,16 @@ pub fn receive(
             Locator::Destination(_) => None,
         });
         if let Some((id, why)) = forged {
-            let detail = format!("{}: message {id}: {why}", p.item.label);
-            let q = p.payload().quarantine(spool, &p.item.label, &detail, now)?;
-            log(format!(
-                "quarantined {} as {}: {id}: {why}",
-                p.item.label,
-                q.display()
-            ));
-            report.quarantined += 1;
+            let why = format!("message {id}: {why}");
+            fates[p.index] = set_aside(
+                spool,
+                p.payload(),
+                &p.item.label,
+                &why,
+                now,
+                log,
+                &mut report,
+            )?;
             continue;
         }
         for m in p.messages {
@@ -873,7 +906,7 @@ pub fn receive(
             ));
             for t in to_store.drain(fits..) {
                 report.retry += 1;
-                taken[t.index] = false;
+                fates[t.index] = Fate::Retry;
                 let id = t.m.header().id.clone();
                 owe(
                     &t.from,
@@ -1015,7 +1048,7 @@ pub fn receive(
                     }
                     Admission::Rejected { detail, .. } => {
                         report.retry += 1;
-                        taken[t.index] = false;
+                        fates[t.index] = Fate::Retry;
                         log(format!("{} from {} not taken now: {detail}", h.id, t.from));
                         owe(
                             &t.from,
@@ -1081,7 +1114,7 @@ pub fn receive(
             ..Report::default()
         });
     }
-    Ok(Received { report, taken })
+    Ok(Received { report, fates })
 }
 
 /// Owes the message's origin a notice (delivered, or rejected) when the

@@ -291,8 +291,7 @@ pub fn import(
             },
             Kind::File if select == Select::Everything => {
                 let why = format!("a regular file where the directory of peer {name} belongs");
-                quarantine_entry(spool, &inbox, &item.name, &why, after, now, log)?;
-                total.quarantined += 1;
+                quarantine_entry(spool, &inbox, &item.name, &why, after, &mut total, now, log)?;
             }
             Kind::File => {}
             kind => {
@@ -347,7 +346,7 @@ fn import_files(
     now: crate::time::Timestamp,
     log: &dyn Fn(String),
 ) -> crate::spool::Result<bool> {
-    use crate::receive::{receive, Inbound, Payload};
+    use crate::receive::{receive, Fate, Inbound, Payload};
     let mut pending = names.into_iter().peekable();
     while pending.peek().is_some() {
         let mut batch = Vec::new();
@@ -391,19 +390,20 @@ fn import_files(
         let received = receive(spool, batch, now, log)?;
         total.add(&received.report);
         if after == AfterImport::Remove {
-            for (name, taken) in batch_names.iter().zip(&received.taken) {
-                if *taken {
+            for (name, fate) in batch_names.iter().zip(&received.fates) {
+                if *fate == Fate::Taken {
                     let _ = dir.remove(name);
                 }
             }
             dir.sync()
                 .map_err(|e| crate::spool::Error::io("fsync directory", dir.path(), e))?;
         }
-        if received.taken.iter().any(|t| !t) {
-            let left = received.taken.iter().filter(|t| !**t).count() + pending.count();
+        let retry = received.fates.iter().filter(|f| **f == Fate::Retry).count();
+        if retry > 0 {
             log(format!(
-                "stopped importing from {}: {left} file(s) stay on the medium for the next import",
-                dir.path().display()
+                "stopped importing from {}: {} file(s) stay on the medium for the next import",
+                dir.path().display(),
+                retry + pending.count()
             ));
             return Ok(false);
         }
@@ -411,29 +411,32 @@ fn import_files(
     Ok(true)
 }
 
-/// Copies the regular file `name` of `dir` into quarantine with `why`,
-/// removing it from the medium when imports remove what they take.
+/// Copies the regular file `name` of `dir` into quarantine with `why`
+/// (room permitting), removing it from the medium when imports remove what
+/// they take.
+#[allow(clippy::too_many_arguments)]
 fn quarantine_entry(
     spool: &crate::spool::Spool,
     dir: &untrusted::Dir,
     name: &OsStr,
     why: &str,
     after: AfterImport,
+    total: &mut crate::receive::Report,
     now: crate::time::Timestamp,
     log: &dyn Fn(String),
 ) -> crate::spool::Result<()> {
-    let path = dir.join(name);
-    let label = path.display().to_string();
+    use crate::receive::{set_aside, Fate, Payload};
+    let label = dir.join(name).display().to_string();
     let file = match dir.open_file(name) {
         Ok(f) => f,
         Err(e) => {
             log(format!("skipped {e}"));
+            total.skipped += 1;
             return Ok(());
         }
     };
-    let q = spool.quarantine_file(&file, &label, &format!("{label}: {why}"), now)?;
-    log(format!("quarantined {label} as {}: {why}", q.display()));
-    if after == AfterImport::Remove {
+    let fate = set_aside(spool, &Payload::File(file), &label, why, now, log, total)?;
+    if fate == Fate::Taken && after == AfterImport::Remove {
         let _ = dir.remove(name);
         let _ = dir.sync();
     }
