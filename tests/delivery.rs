@@ -5,7 +5,7 @@
 mod support;
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use support::Site;
 
@@ -21,12 +21,6 @@ fn pair() -> (Site, Site) {
     let b = Site::component("b.hub");
     b.peer("a.host", "");
     (a, b)
-}
-
-fn stick(site: &Site, name: &str) -> PathBuf {
-    let p = site.root().join(name);
-    std::fs::create_dir_all(&p).unwrap();
-    p
 }
 
 fn export(site: &Site, dir: &Path) -> serde_json::Value {
@@ -113,7 +107,7 @@ fn assert_received_exactly(b: &Site, sent: &HashMap<String, Vec<u8>>) {
 fn round_trip_of_1000_messages_leaves_nothing_behind() {
     let (a, b) = pair();
     let sent = send_many(&a, 1000);
-    let s1 = stick(&a, "stick1");
+    let s1 = a.stick("stick1");
     let e = export(&a, &s1);
     assert_eq!(e["sent"], 1000);
     let r = import(&b, &s1, false);
@@ -153,7 +147,7 @@ fn the_same_stick_three_times_and_a_second_stick_of_retransmissions_deliver_once
     let (mut a, b) = pair();
     a.at(T0);
     let sent = send_many(&a, 120);
-    let s1 = stick(&a, "stick1");
+    let s1 = a.stick("stick1");
     export(&a, &s1);
     for _ in 0..3 {
         import(&b, &s1, true);
@@ -161,7 +155,7 @@ fn the_same_stick_three_times_and_a_second_stick_of_retransmissions_deliver_once
     // No acknowledgement reaches A; after the timeout it sends everything again,
     // on a second stick.
     a.at("2026-11-24T10:11:00Z");
-    let s2 = stick(&a, "stick2");
+    let s2 = a.stick("stick2");
     let e = export(&a, &s2);
     assert_eq!(e["retransmitted"], 120);
     let r = import(&b, &s2, false);
@@ -170,7 +164,7 @@ fn the_same_stick_three_times_and_a_second_stick_of_retransmissions_deliver_once
     import(&b, &s1, false);
     assert_received_exactly(&b, &sent);
     // B acknowledged every copy; applying all of it empties A.
-    let back = stick(&b, "back");
+    let back = b.stick("back");
     export(&b, &back);
     let r = import(&a, &back, false);
     assert_eq!(r["acks"]["discarded"], 120);
@@ -182,10 +176,10 @@ fn a_lost_acknowledgement_heals_by_retransmission() {
     let (mut a, b) = pair();
     a.at(T0);
     let sent = send_many(&a, 30);
-    let s1 = stick(&a, "s1");
+    let s1 = a.stick("s1");
     export(&a, &s1);
     import(&b, &s1, false);
-    let lost = stick(&b, "lost");
+    let lost = b.stick("lost");
     export(&b, &lost); // the return stick is lost: never imported
 
     // Before the timeout nothing is due again; the acknowledgements are overdue after it.
@@ -211,7 +205,7 @@ fn a_lost_acknowledgement_heals_by_retransmission() {
     assert_eq!(e["retransmitted"], 30);
     let r = import(&b, &s1, false);
     assert_eq!(r["duplicates"], 30, "B drops the duplicates...");
-    let back = stick(&b, "back");
+    let back = b.stick("back");
     export(&b, &back); // ...and acknowledges them again
     import(&a, &back, false);
     assert_eq!(outbound_count(&a), 0);
@@ -258,8 +252,8 @@ fn a_two_hop_chain_delivers_and_acknowledges_end_to_end() {
     c.peer("b.relay", "");
 
     let sent = send_many(&a, 60);
-    let ab = stick(&a, "ab");
-    let bc = stick(&a, "bc");
+    let ab = a.stick("ab");
+    let bc = a.stick("bc");
     export(&a, &ab);
     let r = import(&b, &ab, false);
     assert_eq!(
@@ -328,7 +322,7 @@ fn a_message_that_expires_before_it_is_sent_is_never_sent_and_reported_dead() {
     let short = a.send(&["--ttl", "5m"], b"short");
     let long = a.send(&[], b"long");
     a.at("2026-11-24T10:06:00Z");
-    let s1 = stick(&a, "s1");
+    let s1 = a.stick("s1");
     let e = export(&a, &s1);
     assert_eq!(
         (e["sent"].as_u64(), e["expired"].as_u64()),
@@ -368,7 +362,7 @@ fn an_acknowledgement_from_the_wrong_peer_discards_nothing() {
     let m = Site::component("m.other");
     m.peer("a.host", "");
     let id = a.send(&[], b"x");
-    let s1 = stick(&a, "s1");
+    let s1 = a.stick("s1");
     export(&a, &s1);
     // m.other received a copy by other means and acknowledges it to A.
     std::fs::create_dir_all(s1.join("m.other/a.host")).unwrap();
@@ -405,8 +399,8 @@ fn an_acknowledgement_from_the_wrong_peer_discards_nothing() {
 fn concurrent_exports_never_take_the_same_message() {
     let (a, _b) = pair();
     let sent = send_many(&a, 200);
-    let d1 = stick(&a, "one");
-    let d2 = stick(&a, "two");
+    let d1 = a.stick("one");
+    let d2 = a.stick("two");
     let spawn = |d: &Path| {
         let mut c = a
             .cmd("rs-queue")
@@ -452,7 +446,7 @@ fn an_export_killed_mid_transfer_leaves_a_lease_that_frees_its_messages() {
         text.push_str(&format!("message: {id}\n"));
     }
     std::fs::write(a.spool.join("leases/1.lease"), text).unwrap();
-    let e = export(&a, &stick(&a, "s"));
+    let e = export(&a, &a.stick("s"));
     assert_eq!(e["sent"], 5, "a lease without a live holder is void");
     assert!(!a.spool.join("leases/1.lease").exists());
 }
@@ -461,7 +455,7 @@ fn an_export_killed_mid_transfer_leaves_a_lease_that_frees_its_messages() {
 fn wait_returns_when_acknowledged_and_times_out_otherwise() {
     let (a, b) = pair();
     let id = a.send(&[], b"x");
-    let s1 = stick(&a, "s1");
+    let s1 = a.stick("s1");
     export(&a, &s1);
     let r = a
         .cmd("rs-ack")
@@ -483,7 +477,7 @@ fn wait_returns_when_acknowledged_and_times_out_otherwise() {
 fn junk_on_a_stick_is_quarantined_and_never_acknowledged() {
     let (a, b) = pair();
     let id = a.send(&[], b"good");
-    let s1 = stick(&a, "s1");
+    let s1 = a.stick("s1");
     export(&a, &s1);
     let dir = s1.join("b.hub/a.host");
     std::fs::write(dir.join("1-0000000000000001-junk.msg"), b"not an envelope").unwrap();
@@ -506,7 +500,7 @@ fn junk_on_a_stick_is_quarantined_and_never_acknowledged() {
     assert_eq!(r["delivered"], 1);
     assert_eq!(r["quarantined"], 2);
     assert_eq!(b.files("quarantine").len(), 2);
-    let back = stick(&b, "back");
+    let back = b.stick("back");
     export(&b, &back);
     let r = import(&a, &back, false);
     assert_eq!(
@@ -519,7 +513,7 @@ fn junk_on_a_stick_is_quarantined_and_never_acknowledged() {
 fn a_message_with_no_route_is_rejected_and_the_sender_told() {
     let (a, b) = pair();
     let id = a.send(&["--to", "x.nowhere"], b"lost cause");
-    let s1 = stick(&a, "s1");
+    let s1 = a.stick("s1");
     export(&a, &s1);
     let r = import(&b, &s1, false);
     assert_eq!(r["rejected"], 1);
@@ -547,7 +541,7 @@ fn redundant_senders_reporting_one_event_deliver_it_once() {
     let b = Site::component("b.hub");
     b.peer("a1.host", "");
     b.peer("a2.host", "");
-    let s = stick(&b, "s");
+    let s = b.stick("s");
     let mut ids = Vec::new();
     for name in ["a1.host", "a2.host"] {
         let a = Site::component(name);

@@ -125,12 +125,6 @@ fn pgp_peer(our_key: &str, peer_cert: &str, extra: &str) -> String {
     )
 }
 
-fn stick(site: &Site, name: &str) -> PathBuf {
-    let p = site.root().join(name);
-    std::fs::create_dir_all(&p).unwrap();
-    p
-}
-
 fn export(site: &Site, dir: &Path) -> serde_json::Value {
     site.cmd("rs-queue")
         .args(["export", "--json", "--to"])
@@ -184,7 +178,7 @@ fn protected_round_trip(a: &Site, b: &Site, marker: &str) {
 /// `n` messages from A to B over protected files, and B's acknowledgements back.
 fn round_trip_of(a: &Site, b: &Site, marker: &str, n: usize) {
     let sent = send_many(a, n);
-    let s = stick(a, "round");
+    let s = a.stick("round");
     assert_eq!(export(a, &s)["sent"], n);
     // What is on the stick is protected: the payloads are not readable there.
     let f = support::first_file(&s.join("b.hub/a.host"));
@@ -274,7 +268,7 @@ fn openpgp_interoperates_with_gpg_both_ways() {
     let (a, b) = pgp_pair(&keys);
     // rs → gpg: gpg (holding B's key) decrypts and verifies A's signature.
     a.send(&[], b"for gpg to read");
-    let s = stick(&a, "s");
+    let s = a.stick("s");
     export(&a, &s);
     let f = support::first_file(&s.join("b.hub/a.host"));
     let asc = scratch.root().join("m.asc");
@@ -316,7 +310,7 @@ fn openpgp_interoperates_with_gpg_both_ways() {
             "-",
         ])
         .arg(&inner));
-    let s2 = stick(&a, "s2");
+    let s2 = a.stick("s2");
     drop_on_stick(
         &s2,
         "b.hub",
@@ -335,7 +329,7 @@ fn openpgp_interoperates_with_gpg_both_ways() {
 /// Imports `bytes` as a message from A on a fresh stick; asserts it is
 /// quarantined with a reason containing `why`, and not delivered.
 fn refused(b: &Site, id: &str, bytes: &[u8], why: &str) {
-    let s = stick(b, &format!("refused-{}", why.replace(' ', "-")));
+    let s = b.stick(&format!("refused-{}", why.replace(' ', "-")));
     drop_on_stick(&s, "b.hub", "a.host", id, bytes);
     let before = b.files("quarantine").len();
     let r = import(b, &s);
@@ -358,7 +352,7 @@ fn refused(b: &Site, id: &str, bytes: &[u8], why: &str) {
     );
     assert!(!b.received().iter().any(|(i, _)| i == id));
     // Nothing is acknowledged for it.
-    let back = stick(b, &format!("back-{}", why.replace(' ', "-")));
+    let back = b.stick(&format!("back-{}", why.replace(' ', "-")));
     export(b, &back);
     assert!(
         !back.join("a.host/b.hub").exists()
@@ -516,7 +510,7 @@ fn expired_and_revoked_openpgp_keys_are_refused() {
     let b = Site::component("b.hub");
     b.peer("a.host", &pgp_peer(&p("b.key"), &p("a-expired.pub"), ""));
     let id = a.send(&[], b"from a key B thinks expired");
-    let s = stick(&a, "s");
+    let s = a.stick("s");
     export(&a, &s);
     let r = import(&b, &s);
     assert_eq!(r.json()["quarantined"], 1, "{}", r.stderr);
@@ -532,7 +526,7 @@ fn expired_and_revoked_openpgp_keys_are_refused() {
     let b2 = Site::component("b.hub");
     b2.peer("a.host", &pgp_peer(&p("b.key"), &p("a-revoked.pub"), ""));
     let id2 = a.send(&[], b"from a revoked key");
-    let s3 = stick(&a, "s3");
+    let s3 = a.stick("s3");
     export(&a, &s3);
     let r = import(&b2, &s3);
     assert!(
@@ -549,7 +543,7 @@ fn expired_and_revoked_openpgp_keys_are_refused() {
         &pgp_peer(&p("b.key"), &p("a-revoked.pub"), "upstream = true"),
     );
     a2.send(&[], b"never leaves");
-    let s4 = stick(&a2, "s4");
+    let s4 = a2.stick("s4");
     let r = a2
         .cmd("rs-queue")
         .args(["export", "--to"])
@@ -582,7 +576,7 @@ fn a_forged_acknowledgement_discards_nothing() {
     let keys = PgpKeys::new(&scratch);
     let (a, b) = pgp_pair(&keys);
     let sent = send_many(&a, 5);
-    let s = stick(&a, "s");
+    let s = a.stick("s");
     export(&a, &s);
     // Mallory, who has B's public certificate but not its key, forges
     // acknowledgements for the real IDs: signed with her own key, or unsigned.
@@ -591,14 +585,14 @@ fn a_forged_acknowledgement_discards_nothing() {
         "a.host",
         &pgp_peer(&keys.path("m.key"), &keys.path("a.pub"), ""),
     );
-    let fake = stick(&forger, "fake");
+    let fake = forger.stick("fake");
     std::fs::create_dir_all(fake.join("b.hub/a.host")).unwrap();
     for f in std::fs::read_dir(s.join("b.hub/a.host")).unwrap().flatten() {
         std::fs::copy(f.path(), fake.join("b.hub/a.host").join(f.file_name())).unwrap();
     }
     let plain_forger = Site::component("b.hub");
     plain_forger.peer("a.host", "");
-    let plain = stick(&plain_forger, "plain");
+    let plain = plain_forger.stick("plain");
     std::fs::create_dir_all(plain.join("b.hub/a.host")).unwrap();
     // Both "receive" the messages: Mallory cannot decrypt them, so she acks them blind.
     for (site, dir) in [(&forger, &fake), (&plain_forger, &plain)] {
@@ -624,7 +618,7 @@ fn a_forged_acknowledgement_discards_nothing() {
     let r = import(&a, &s).json();
     assert_eq!(r["acks"]["discarded"], 5);
     // A replayed message (captured signed copy re-sent later) is a duplicate.
-    let replay = stick(&a, "replay");
+    let replay = a.stick("replay");
     std::fs::create_dir_all(replay.join("b.hub/a.host")).unwrap();
     for f in std::fs::read_dir(fake.join("b.hub/a.host"))
         .unwrap()
@@ -785,7 +779,7 @@ fn smime_interoperates_with_openssl_both_ways() {
     let (a, b) = smime_pair(&pki);
     // rs → openssl cms: decrypt with B's key, verify A's signature against the CA.
     a.send(&[], b"for openssl to read");
-    let s = stick(&a, "s");
+    let s = a.stick("s");
     export(&a, &s);
     let f = support::first_file(&s.join("b.hub/a.host"));
     let dec = scratch.root().join("dec.eml");
@@ -827,7 +821,7 @@ fn smime_interoperates_with_openssl_both_ways() {
             .arg("-out")
             .arg(&enc)
             .arg("b.pem"));
-        let s2 = stick(&a, &format!("from-{tool}"));
+        let s2 = a.stick(&format!("from-{tool}"));
         drop_on_stick(&s2, "b.hub", "a.host", &id, &std::fs::read(&enc).unwrap());
         let r = import(&b, &s2).json();
         assert_eq!(r["delivered"], 1, "{tool}: {r}");
@@ -892,7 +886,7 @@ fn smime_refusals() {
     let a2 = Site::component("a.host");
     a2.peer("b.hub", &pki.peer("a-expired", "b", "upstream = true"));
     a2.send(&[], b"never leaves");
-    let s = stick(&a2, "s");
+    let s = a2.stick("s");
     let r = a2
         .cmd("rs-queue")
         .args(["export", "--to"])
@@ -958,7 +952,7 @@ fn a_passphrase_protected_key_is_unlocked_from_its_file_only() {
         ),
     );
     let id = a.send(&[], b"signed with a locked key");
-    let s = stick(&a, "s");
+    let s = a.stick("s");
     let r = a
         .cmd("rs-queue")
         .args(["export", "--to"])
@@ -974,7 +968,7 @@ fn a_passphrase_protected_key_is_unlocked_from_its_file_only() {
         text + &format!("passphrase_file = \"{}\"\n", keys.path("passphrase")),
     )
     .unwrap();
-    let s2 = stick(&a, "s2");
+    let s2 = a.stick("s2");
     export(&a, &s2);
     let r = import(&b, &s2).json();
     assert_eq!(r["delivered"], 1, "{r}");
@@ -1062,15 +1056,15 @@ fn rsa_openpgp_keys_and_ec_smime_certificates_work() {
 /// configured so, A with `require_signature = false`.
 fn unsigned_acks_discard_nothing(a: &Site, b: &Site, encrypt_to_a: impl Fn(&Path) -> Vec<u8>) {
     let sent = send_many(a, 3);
-    let s = stick(a, "s");
+    let s = a.stick("s");
     export(a, &s);
 
     let plain_forger = Site::component("b.hub");
     plain_forger.peer("a.host", "");
-    let plain = stick(&plain_forger, "plain");
+    let plain = plain_forger.stick("plain");
     ack_blind(&plain_forger, sent.keys(), &plain);
     let acks_file = support::first_file(&plain.join("a.host/b.hub"));
-    let sealed = stick(a, "sealed");
+    let sealed = a.stick("sealed");
     let d = sealed.join("a.host/b.hub");
     std::fs::create_dir_all(&d).unwrap();
     std::fs::write(

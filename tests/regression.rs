@@ -113,27 +113,6 @@ fn media_pair() -> (Site, Site) {
     (a, b)
 }
 
-/// A new, empty stick under `site`'s temporary directory.
-fn new_stick(site: &Site, name: &str) -> PathBuf {
-    let p = site.root().join(name);
-    std::fs::create_dir_all(&p).unwrap();
-    p
-}
-
-fn export_to(site: &Site, stick: &Path) -> support::Run {
-    site.cmd("rs-queue")
-        .args(["export", "--json", "--to"])
-        .args([stick])
-        .run()
-}
-
-fn import_from(site: &Site, stick: &Path) -> support::Run {
-    site.cmd("rs-relay")
-        .args(["import", "--json", "--from"])
-        .args([stick])
-        .run()
-}
-
 /// Copies a stick (its directory tree of regular files), as someone who
 /// keeps a copy in a drawer would.
 fn copy_stick(from: &Path, to: &Path) {
@@ -188,9 +167,9 @@ fn secret(site: &Site) -> PathBuf {
 #[test]
 fn a_symlinked_message_on_a_stick_is_not_followed() {
     let (a, b) = media_pair();
-    let s = new_stick(&a, "s");
+    let s = a.stick("s");
     let id = a.send(&[], b"fine");
-    export_to(&a, &s).success();
+    a.export_to(&s).run().success();
     let inbox = s.join("b.hub/a.host");
     let secret = secret(&a);
     std::os::unix::fs::symlink(&secret, inbox.join("1-0000000000000009-evil.msg")).unwrap();
@@ -203,7 +182,7 @@ fn a_symlinked_message_on_a_stick_is_not_followed() {
         .run()
         .code(65);
     assert!(r.stderr.contains("symbolic link"), "{}", r.stderr);
-    let r = import_from(&b, &s).code(65);
+    let r = b.import_from(&s).run().code(65);
     assert!(r.stderr.contains("symbolic link"), "{}", r.stderr);
     assert_eq!(r.json()["delivered"], 1, "the valid message still arrives");
     assert_eq!(r.json()["skipped"], 2);
@@ -233,10 +212,10 @@ fn a_symlinked_peer_directory_on_a_stick_is_not_followed() {
     .unwrap();
 
     // Import through a linked peer directory.
-    let s = new_stick(&a, "s");
+    let s = a.stick("s");
     std::fs::create_dir_all(s.join("b.hub")).unwrap();
     std::os::unix::fs::symlink(&elsewhere, s.join("b.hub/a.host")).unwrap();
-    let r = import_from(&b, &s).code(65);
+    let r = b.import_from(&s).run().code(65);
     assert!(r.stderr.contains("symbolic link"), "{}", r.stderr);
     assert_eq!(
         std::fs::read_to_string(elsewhere.join("1-0000000000000001-precious.msg")).unwrap(),
@@ -249,7 +228,7 @@ fn a_symlinked_peer_directory_on_a_stick_is_not_followed() {
     // destination directory.
     a.send(&[], b"payload");
     for (link, target) in [("b.hub/a.host", "s2"), ("b.hub", "s3")] {
-        let s = new_stick(&a, target);
+        let s = a.stick(target);
         std::fs::create_dir_all(s.join(link).parent().unwrap()).unwrap();
         std::os::unix::fs::symlink(&elsewhere, s.join(link)).unwrap();
         let r = a
@@ -273,9 +252,9 @@ fn a_symlinked_peer_directory_on_a_stick_is_not_followed() {
 #[test]
 fn export_never_writes_through_a_planted_link() {
     let (mut a, _b) = media_pair();
-    let s = new_stick(&a, "s");
+    let s = a.stick("s");
     a.send(&[], b"payload");
-    export_to(&a, &s).success();
+    a.export_to(&s).run().success();
     let dir = s.join("b.hub/a.host");
     let name = support::first_file(&dir);
     let name = name.file_name().unwrap().to_string_lossy().into_owned();
@@ -286,7 +265,7 @@ fn export_never_writes_through_a_planted_link() {
     std::os::unix::fs::symlink(&victim, dir.join(&name)).unwrap();
     // Past the ack timeout: the message is sent again.
     a.at(&t0_plus_days(1));
-    export_to(&a, &s).success();
+    a.export_to(&s).run().success();
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
     let meta = std::fs::symlink_metadata(dir.join(&name)).unwrap();
     assert!(meta.is_file(), "the message is a regular file on the stick");
@@ -297,9 +276,9 @@ fn export_never_writes_through_a_planted_link() {
 #[test]
 fn a_fifo_on_a_stick_does_not_block_import() {
     let (a, b) = media_pair();
-    let s = new_stick(&a, "s");
+    let s = a.stick("s");
     a.send(&[], b"fine");
-    export_to(&a, &s).success();
+    a.export_to(&s).run().success();
     let inbox = s.join("b.hub/a.host");
     for name in ["1-0000000000000009-fifo.msg", "ack-fifo.msg"] {
         let status = std::process::Command::new("mkfifo")
@@ -332,14 +311,14 @@ fn a_fifo_on_a_stick_does_not_block_import() {
 #[test]
 fn a_stick_imported_again_a_year_later_delivers_nothing_twice() {
     let (a, mut b) = media_pair();
-    let s = new_stick(&a, "s");
+    let s = a.stick("s");
     let drawer = a.root().join("drawer");
     a.send(&[], b"once");
-    export_to(&a, &s).success();
+    a.export_to(&s).run().success();
     copy_stick(&s, &drawer);
-    import_from(&b, &s).success();
+    b.import_from(&s).run().success();
     b.at(&t0_plus_days(365));
-    let r = import_from(&b, &drawer).success().json();
+    let r = b.import_from(&drawer).run().success().json();
     assert_eq!(
         (r["delivered"].as_u64(), r["duplicates"].as_u64()),
         (Some(0), Some(1))
@@ -353,23 +332,23 @@ fn a_stick_imported_again_a_year_later_delivers_nothing_twice() {
 #[test]
 fn a_replay_older_than_the_duplicate_memory_is_refused_and_its_origin_told() {
     let (mut a, mut b) = media_pair();
-    let s = new_stick(&a, "s");
+    let s = a.stick("s");
     let drawer = a.root().join("drawer");
     let old = a.send(&[], b"old");
-    export_to(&a, &s).success();
+    a.export_to(&s).run().success();
     copy_stick(&s, &drawer);
-    import_from(&b, &s).success();
+    b.import_from(&s).run().success();
 
     // Forty days later, new traffic: the old ID is past its 30 days.
     a.at(&t0_plus_days(40));
     b.at(&t0_plus_days(40));
-    let s2 = new_stick(&a, "s2");
+    let s2 = a.stick("s2");
     a.send(&[], b"new");
-    export_to(&a, &s2).success();
-    import_from(&b, &s2).success();
+    a.export_to(&s2).run().success();
+    b.import_from(&s2).run().success();
 
     b.at(&t0_plus_days(41));
-    let r = import_from(&b, &drawer).success().json();
+    let r = b.import_from(&drawer).run().success().json();
     assert_eq!(
         (r["delivered"].as_u64(), r["rejected"].as_u64()),
         (Some(0), Some(1)),
@@ -388,11 +367,11 @@ fn a_replay_older_than_the_duplicate_memory_is_refused_and_its_origin_told() {
 #[test]
 fn a_message_that_expired_in_transit_is_refused_and_its_origin_told() {
     let (mut a, mut b) = media_pair();
-    let s = new_stick(&a, "s");
+    let s = a.stick("s");
     let id = a.send(&["--ttl", "1d"], b"stale");
-    export_to(&a, &s).success();
+    a.export_to(&s).run().success();
     b.at(&t0_plus_days(2));
-    let r = import_from(&b, &s).success().json();
+    let r = b.import_from(&s).run().success().json();
     assert_eq!(
         (r["delivered"].as_u64(), r["rejected"].as_u64()),
         (Some(0), Some(1)),
@@ -400,12 +379,12 @@ fn a_message_that_expired_in_transit_is_refused_and_its_origin_told() {
     );
     assert!(b.received().is_empty());
     // The refusal travels back: the sender's copy goes to dead/ with why.
-    let back = new_stick(&b, "back");
-    export_to(&b, &back).success();
+    let back = b.stick("back");
+    b.export_to(&back).run().success();
     a.at(&t0_plus_days(2));
     // The sender's own expiry pass may bury it first; either way it is dead
     // and never acknowledged as delivered.
-    import_from(&a, &back).success();
+    a.import_from(&back).run().success();
     let st = a
         .cmd("rs-ack")
         .args(["status", "--json", &id])
@@ -420,21 +399,21 @@ fn a_message_that_expired_in_transit_is_refused_and_its_origin_told() {
 #[test]
 fn an_import_with_the_clock_far_ahead_forgets_nothing() {
     let (a, mut b) = media_pair();
-    let s1 = new_stick(&a, "s1");
+    let s1 = a.stick("s1");
     let drawer = a.root().join("drawer");
     a.send(&[], b"first");
-    export_to(&a, &s1).success();
+    a.export_to(&s1).run().success();
     copy_stick(&s1, &drawer);
-    import_from(&b, &s1).success();
+    b.import_from(&s1).run().success();
 
-    let s2 = new_stick(&a, "s2");
+    let s2 = a.stick("s2");
     a.send(&[], b"second");
-    export_to(&a, &s2).success();
+    a.export_to(&s2).run().success();
     b.at(&t0_plus_days(400));
-    import_from(&b, &s2).success();
+    b.import_from(&s2).run().success();
 
     b.at(&t0_plus_days(1));
-    let r = import_from(&b, &drawer).success().json();
+    let r = b.import_from(&drawer).run().success().json();
     assert_eq!(
         (r["delivered"].as_u64(), r["duplicates"].as_u64()),
         (Some(0), Some(1)),
@@ -448,28 +427,28 @@ fn an_import_with_the_clock_far_ahead_forgets_nothing() {
 #[test]
 fn an_import_with_the_clock_far_behind_forgets_nothing() {
     let (mut a, mut b) = media_pair();
-    let s1 = new_stick(&a, "s1");
+    let s1 = a.stick("s1");
     a.send(&[], b"first");
-    export_to(&a, &s1).success();
-    import_from(&b, &s1).success();
+    a.export_to(&s1).run().success();
+    b.import_from(&s1).run().success();
 
-    let s2 = new_stick(&a, "s2");
+    let s2 = a.stick("s2");
     let drawer = a.root().join("drawer");
     a.send(&[], b"second");
-    export_to(&a, &s2).success();
+    a.export_to(&s2).run().success();
     copy_stick(&s2, &drawer);
     b.at(&t0_plus_days(-400));
-    import_from(&b, &s2).success();
+    b.import_from(&s2).run().success();
 
     // A day later (right clock), new traffic; then the replay.
     a.at(&t0_plus_days(1));
     b.at(&t0_plus_days(1));
-    let s3 = new_stick(&a, "s3");
+    let s3 = a.stick("s3");
     a.send(&[], b"third");
-    export_to(&a, &s3).success();
-    import_from(&b, &s3).success();
+    a.export_to(&s3).run().success();
+    b.import_from(&s3).run().success();
     b.at(&t0_plus_days(2));
-    let r = import_from(&b, &drawer).success().json();
+    let r = b.import_from(&drawer).run().success().json();
     assert_eq!(
         (r["delivered"].as_u64(), r["duplicates"].as_u64()),
         (Some(0), Some(1)),
@@ -488,7 +467,7 @@ fn a_stick_larger_than_free_space_is_imported_in_part_each_run() {
     b.peer("a.host", "");
     b.append_config("[spool]\ntmp_max_age = \"1h\"\nmin_free = \"4 MiB\"\n");
     b.at(T0);
-    let s = new_stick(&a, "s");
+    let s = a.stick("s");
     let mut sent = std::collections::HashMap::new();
     for i in 0..20u32 {
         let payload: Vec<u8> = (0..2 * 1024 * 1024u32)
@@ -496,9 +475,9 @@ fn a_stick_larger_than_free_space_is_imported_in_part_each_run() {
             .collect();
         sent.insert(a.send(&[], &payload), payload);
     }
-    export_to(&a, &s).success();
+    a.export_to(&s).run().success();
 
-    let r = import_from(&b, &s).code(75);
+    let r = b.import_from(&s).run().code(75);
     let first = r.json()["delivered"].as_u64().unwrap();
     assert!((5..20).contains(&first), "delivered {first}: {}", r.stderr);
     assert!(
@@ -520,7 +499,7 @@ fn a_stick_larger_than_free_space_is_imported_in_part_each_run() {
     for e in std::fs::read_dir(b.spool.join("received/new")).unwrap() {
         std::fs::remove_file(e.unwrap().path()).unwrap();
     }
-    let r = import_from(&b, &s).success();
+    let r = b.import_from(&s).run().success();
     assert_eq!(r.json()["delivered"].as_u64().unwrap(), 20 - first);
     let mut all = got;
     all.extend(b.received());
@@ -538,19 +517,19 @@ fn one_bad_entry_does_not_block_the_rest_of_a_stick() {
     let (a, b) = media_pair();
     b.peer("c.host", "");
     b.peer("d.host", "");
-    let s = new_stick(&a, "s");
+    let s = a.stick("s");
     a.send(&[], b"one");
     a.send(&[], b"two");
-    export_to(&a, &s).success();
+    a.export_to(&s).run().success();
     std::fs::create_dir_all(s.join("b.hub/a.host/1-0000000000000000-adir.msg")).unwrap();
     std::fs::write(s.join("b.hub/c.host"), "a file, not a directory").unwrap();
     let mut d = Site::component("d.host");
     d.peer("b.hub", "upstream = true");
     d.at(T0);
     d.send(&[], b"three");
-    export_to(&d, &s).success();
+    d.export_to(&s).run().success();
 
-    let r = import_from(&b, &s).code(65);
+    let r = b.import_from(&s).run().code(65);
     assert_eq!(r.json()["delivered"], 3, "{}", r.stderr);
     assert!(r.stderr.contains("adir.msg"), "{}", r.stderr);
     assert!(r.stderr.contains("c.host"), "{}", r.stderr);
@@ -575,13 +554,13 @@ fn acknowledgements_apply_on_a_full_spool() {
     let mut b = Site::component("b.hub");
     b.peer("a.host", "");
     b.at(T0);
-    let s = new_stick(&b, "s");
+    let s = b.stick("s");
     for i in 0..20 {
         a.send(&[], format!("message {i}").as_bytes());
     }
-    export_to(&a, &s).success();
-    import_from(&b, &s).success();
-    export_to(&b, &s).success();
+    a.export_to(&s).run().success();
+    b.import_from(&s).run().success();
+    b.export_to(&s).run().success();
     a.fill_disk();
 
     for (cmd, args) in [
@@ -599,7 +578,7 @@ fn acknowledgements_apply_on_a_full_spool() {
 #[test]
 fn a_huge_header_line_is_refused_in_bounded_memory() {
     let (a, b) = media_pair();
-    let s = new_stick(&a, "s");
+    let s = a.stick("s");
     let dir = s.join("b.hub/a.host");
     std::fs::create_dir_all(&dir).unwrap();
     {
@@ -638,7 +617,7 @@ fn a_peer_may_not_speak_for_another_component() {
     b.peer("a.host", "");
     b.peer("c.host", "");
     b.peer("r.relay", "components = [\"x.host\"]");
-    let s = new_stick(&b, "s");
+    let s = b.stick("s");
     // Messages made by sites that claim these components, carried in the
     // directory of the peer named second.
     let forge = |claimed: &str, carrier: &str| {
@@ -648,15 +627,15 @@ fn a_peer_may_not_speak_for_another_component() {
         let hub = if claimed == "b.hub" { "q.hub" } else { "b.hub" };
         f.peer(hub, "upstream = true");
         f.send(&[], format!("from {claimed} via {carrier}").as_bytes());
-        let tmp = new_stick(&f, "tmp");
-        export_to(&f, &tmp).success();
+        let tmp = f.stick("tmp");
+        f.export_to(&tmp).run().success();
         let to = s.join("b.hub").join(carrier);
         std::fs::create_dir_all(&to).unwrap();
         for e in std::fs::read_dir(tmp.join(hub).join(claimed)).unwrap() {
             let e = e.unwrap();
             std::fs::rename(e.path(), to.join(e.file_name())).unwrap();
         }
-        import_from(&b, &s)
+        b.import_from(&s).run()
     };
     // Refused: a configured peer, this site itself, a component configured
     // behind another peer.
@@ -687,10 +666,10 @@ fn a_peer_may_not_speak_for_another_component() {
 #[test]
 fn an_empty_file_is_quarantined_as_empty() {
     let (a, b) = media_pair();
-    let s = new_stick(&a, "s");
+    let s = a.stick("s");
     std::fs::create_dir_all(s.join("b.hub/a.host")).unwrap();
     std::fs::write(s.join("b.hub/a.host/1-0000000000000001-zero.msg"), "").unwrap();
-    import_from(&b, &s).success();
+    b.import_from(&s).run().success();
     assert!(
         quarantine_reasons(&b).contains("is empty (0 bytes)"),
         "{}",
@@ -833,12 +812,12 @@ fn junk_too_large_to_quarantine_is_left_and_the_rest_imported() {
     b.peer("a.host", "");
     b.append_config("[spool]\ntmp_max_age = \"1h\"\nmin_free = \"1 MiB\"\n");
     b.at(T0);
-    let s = new_stick(&a, "s");
+    let s = a.stick("s");
     a.send(&[], b"fine");
-    export_to(&a, &s).success();
+    a.export_to(&s).run().success();
     let junk = s.join("b.hub/a.host/0-0000000000000000-junk.msg");
     std::fs::write(&junk, vec![b'x'; 20 << 20]).unwrap();
-    let r = import_from(&b, &s).code(65);
+    let r = b.import_from(&s).run().code(65);
     assert_eq!(r.json()["delivered"], 1, "{}", r.stderr);
     assert!(junk.exists(), "the junk stays on the medium");
     assert!(b.files("quarantine").is_empty());
@@ -856,8 +835,8 @@ fn a_mail_may_not_speak_for_another_component() {
     c.peer("b.hub", "upstream = true");
     c.at(T0);
     c.send(&[], b"claims c.host");
-    let s = new_stick(&c, "s");
-    export_to(&c, &s).success();
+    let s = c.stick("s");
+    c.export_to(&s).run().success();
     let mut mail = b"X-Rs-From: a.host\n".to_vec();
     mail.extend(std::fs::read(support::first_file(&s.join("b.hub/c.host"))).unwrap());
     let r = b

@@ -160,6 +160,27 @@ impl Site {
         self.dir.as_ref().expect("dir").path()
     }
 
+    /// A new, empty directory `name` beside the spool: a stick.
+    pub fn stick(&self, name: &str) -> PathBuf {
+        let p = self.root().join(name);
+        std::fs::create_dir_all(&p).expect("create stick");
+        p
+    }
+
+    /// `rs-queue export --json --to DIR` (not yet checked).
+    pub fn export_to(&self, dir: &Path) -> Cmd {
+        self.cmd("rs-queue")
+            .args(["export", "--json", "--to"])
+            .args([dir])
+    }
+
+    /// `rs-relay import --json --from DIR` (not yet checked).
+    pub fn import_from(&self, dir: &Path) -> Cmd {
+        self.cmd("rs-relay")
+            .args(["import", "--json", "--from"])
+            .args([dir])
+    }
+
     /// Pins the clock of every later command (RS_NOW).
     pub fn at(&mut self, time: &str) -> &mut Site {
         self.env.insert("RS_NOW".into(), time.into());

@@ -181,12 +181,6 @@ fn fetch(
             total.skipped += 1;
             continue;
         }
-        let io_err = |e: std::io::Error| {
-            Error::new(
-                ExitCode::IoErr,
-                format!("cannot read {}: {e}", path.display()),
-            )
-        };
         let file = match dir.open_file(&item.name) {
             Ok(f) => f,
             Err(e) if e.is_not_found() => continue,
@@ -196,15 +190,7 @@ fn fetch(
                 continue;
             }
         };
-        let size = file.metadata().map_err(io_err)?.len();
-        let payload = if size > stream::THRESHOLD {
-            Payload::File(file)
-        } else {
-            let mut b = Vec::with_capacity(size as usize);
-            std::io::Read::read_to_end(&mut std::io::Read::take(&file, size + 1), &mut b)
-                .map_err(io_err)?;
-            Payload::Bytes(b)
-        };
+        let payload = Payload::of_file(file, &path)?;
         let r = take_mail(spool, payload, &path.display().to_string(), now, &log)?;
         total.add(&r);
         if r.retry > 0 || r.skipped > 0 {

@@ -64,6 +64,24 @@ pub enum Payload {
 }
 
 impl Payload {
+    /// The payload of an open inbound file: read into memory when small,
+    /// else kept open to be read as a stream. `path` names it in errors.
+    pub fn of_file(file: File, path: &std::path::Path) -> Result<Payload> {
+        let size = file
+            .metadata()
+            .map_err(|e| Error::io("read", path, e))?
+            .len();
+        if size > stream::THRESHOLD {
+            return Ok(Payload::File(file));
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        // A file growing while it is read is cut at its size, plus one byte
+        // that makes the envelope fail to parse rather than pass truncated.
+        std::io::Read::read_to_end(&mut std::io::Read::take(&file, size + 1), &mut bytes)
+            .map_err(|e| Error::io("read", path, e))?;
+        Ok(Payload::Bytes(bytes))
+    }
+
     /// The envelope's size in bytes.
     pub fn len(&self) -> Result<u64> {
         match self {
@@ -789,25 +807,7 @@ pub fn receive(
             if let Some(why) = unprovable(m.header(), seen, now, config.receive.max_clock_skew) {
                 report.rejected += 1;
                 log(format!("{id} from {from} refused: {why}"));
-                owe(
-                    &from,
-                    &id,
-                    ResponseStatus::Rejected,
-                    "rejected",
-                    &from,
-                    why.clone(),
-                );
-                notify_origin(
-                    m.header(),
-                    &from,
-                    me,
-                    config,
-                    &learned,
-                    ResponseStatus::Rejected,
-                    "final-rejected",
-                    &format!("refused at {me}: {why}"),
-                    &mut owe,
-                );
+                owe_rejection(m.header(), &from, config, &learned, &why, &mut owe);
                 continue;
             }
             if let Locator::Source(s) = &m.header().locator {
@@ -858,25 +858,7 @@ pub fn receive(
                     report.rejected += 1;
                     log(format!("{id} from {from} rejected: {why}"));
                     remember_only.push((id.clone(), keep, m.header().created));
-                    owe(
-                        &from,
-                        &id,
-                        ResponseStatus::Rejected,
-                        "rejected",
-                        &from,
-                        why.clone(),
-                    );
-                    notify_origin(
-                        m.header(),
-                        &from,
-                        me,
-                        config,
-                        &learned,
-                        ResponseStatus::Rejected,
-                        "final-rejected",
-                        &format!("rejected at {me}: {why}"),
-                        &mut owe,
-                    );
+                    owe_rejection(m.header(), &from, config, &learned, &why, &mut owe);
                 }
             }
         }
@@ -1115,6 +1097,38 @@ pub fn receive(
         });
     }
     Ok(Received { report, fates })
+}
+
+/// Owes `from` a rejection of the message with header `h`, and its origin
+/// a notice of it.
+fn owe_rejection(
+    h: &Header,
+    from: &Name,
+    config: &crate::config::Config,
+    learned: &Learned,
+    why: &str,
+    owe: &mut impl FnMut(&Name, &MessageId, ResponseStatus, &'static str, &Name, String),
+) {
+    let me = &config.component;
+    owe(
+        from,
+        &h.id,
+        ResponseStatus::Rejected,
+        "rejected",
+        from,
+        why.to_string(),
+    );
+    notify_origin(
+        h,
+        from,
+        me,
+        config,
+        learned,
+        ResponseStatus::Rejected,
+        "final-rejected",
+        &format!("rejected at {me}: {why}"),
+        owe,
+    );
 }
 
 /// Owes the message's origin a notice (delivered, or rejected) when the

@@ -364,19 +364,8 @@ fn import_files(
                     continue;
                 }
             };
-            let size = file
-                .metadata()
-                .map_err(|e| crate::spool::Error::io("read", &path, e))?
-                .len();
-            bytes += size;
-            let payload = if size > crate::message::stream::THRESHOLD {
-                Payload::File(file)
-            } else {
-                let mut b = Vec::with_capacity(size as usize);
-                std::io::Read::read_to_end(&mut std::io::Read::take(&file, size + 1), &mut b)
-                    .map_err(|e| crate::spool::Error::io("read", &path, e))?;
-                Payload::Bytes(b)
-            };
+            let payload = Payload::of_file(file, &path)?;
+            bytes += payload.len()?;
             batch.push(Inbound {
                 payload,
                 from: peer.clone(),
