@@ -172,7 +172,7 @@ fn mail_to_b_as_a(env: &Env, bodies: &[Vec<u8>]) {
     .unwrap();
     for body in bodies {
         let mut mail = b"From: a@maildir.test\r\nTo: b@pipe.test\r\nX-Rs-From: a.host\r\n".to_vec();
-        mail.extend_from_slice(&rs::transport::smtp::to_crlf(body));
+        mail.extend_from_slice(&rs::message::envelope::to_crlf(body));
         lettre::Transport::send_raw(&mailer, &envelope, &mail).unwrap();
     }
 }

@@ -181,6 +181,20 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Message>> {
     Ok(messages)
 }
 
+/// Turns bare LF line ends into CRLF (SMTP's), leaving CRLF as it is.
+pub fn to_crlf(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 40);
+    let mut prev = 0u8;
+    for &b in bytes {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev = b;
+    }
+    out
+}
+
 /// Parses only the header parts of an envelope; content parts are located
 /// but not decoded.
 pub fn parse_headers(bytes: &[u8]) -> Result<Vec<Header>> {
@@ -336,4 +350,15 @@ fn decode_header(part: &ParsedMail<'_>, id: &MessageId) -> Result<Header> {
         )));
     }
     Ok(header)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_ends_become_crlf_once() {
+        assert_eq!(to_crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
+        assert_eq!(to_crlf(b""), b"");
+    }
 }

@@ -129,7 +129,7 @@ impl Keys {
         if plain.len() > MAX_BYTES {
             return Err(format!("S/MIME protects messages up to {MAX_BYTES} bytes (held in memory); use OpenPGP for larger ones"));
         }
-        let content = crate::transport::smtp::to_crlf(&plain);
+        let content = crate::message::envelope::to_crlf(&plain);
         drop(plain);
         let signature = CmsContentInfo::sign(
             Some(&self.cert),

@@ -5,9 +5,9 @@
 //! anything is discarded, so a message that is rejected in the end costs the
 //! queue nothing but messages that had expired anyway.
 
+use super::entry::EntryName;
 use crate::config::{Limit, QueueLimits};
 use crate::message::{Persistence, Precedence};
-use crate::spool::entry::EntryName;
 use crate::time::Timestamp;
 
 /// Why an entry is discarded to make room.

@@ -5,11 +5,12 @@
 //! applies the decisions. That is what lets every rule be tested with a
 //! table of cases.
 
+pub mod entry;
 pub mod evict;
 pub mod retry;
 pub mod throttle;
 
-use crate::spool::entry::EntryName;
+use entry::EntryName;
 
 /// Sorts entries into send order: higher precedence first, then arrival.
 pub fn sort_send_order(entries: &mut [EntryName]) {

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::spool::SentInfo;
+use super::entry::SentInfo;
 use crate::time::Timestamp;
 
 /// The wait after the `attempts`-th send before the next one.

@@ -7,8 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::entry::EntryName;
 use crate::config::{Size, Throttle};
-use crate::spool::entry::EntryName;
 use crate::time::Timestamp;
 
 /// What was sent in the current hour and the current (local) day.

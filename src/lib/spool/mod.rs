@@ -14,7 +14,6 @@
 //!   written.
 
 pub mod durable;
-pub mod entry;
 pub mod lease;
 pub mod maildir;
 pub mod seen;
@@ -31,8 +30,8 @@ use crate::queue::evict::{self, Plan};
 use crate::queue::throttle::Sent;
 use crate::time::Timestamp;
 
+pub use crate::queue::entry::{self, EntryName, SentInfo};
 pub use durable::Staged;
-pub use entry::{EntryName, SentInfo};
 pub use usage::Usage;
 
 #[derive(Debug, thiserror::Error)]

@@ -12,9 +12,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::entry::EntryName;
 use super::{Error, Result};
 use crate::message::Precedence;
+use crate::queue::entry::EntryName;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {

@@ -134,7 +134,7 @@ impl SmtpTransport {
         )
         .into_bytes();
         email.extend_from_slice(&body);
-        Ok(to_crlf(&email))
+        Ok(envelope::to_crlf(&email))
     }
 }
 
@@ -178,20 +178,6 @@ fn set_nodelay_on_tcp_sockets() {
             );
         }
     }
-}
-
-/// Turns bare LF line ends into CRLF (SMTP's), leaving CRLF as it is.
-pub fn to_crlf(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 40);
-    let mut prev = 0u8;
-    for &b in bytes {
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        prev = b;
-    }
-    out
 }
 
 impl Transport for SmtpTransport {
@@ -248,16 +234,5 @@ impl Drop for SmtpTransport {
     fn drop(&mut self) {
         // QUIT the pooled connection.
         self.client.shutdown();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn line_ends_become_crlf_once() {
-        assert_eq!(to_crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
-        assert_eq!(to_crlf(b""), b"");
     }
 }
