@@ -1,6 +1,6 @@
 //! The one place errors become exit statuses (`sysexits.h`).
 
-use std::fmt;
+use std::path::PathBuf;
 
 /// Exit statuses from `sysexits.h`, so MTAs, cron and scripts can tell a
 /// temporary failure (try again) from a permanent one.
@@ -41,67 +41,143 @@ impl ExitCode {
     }
 }
 
-/// An error as a command reports it: what went wrong (naming the file or
-/// message), and the exit status.
-#[derive(Debug)]
-pub struct Error {
-    pub code: ExitCode,
-    pub message: String,
+/// An error as a command reports it: what went wrong, naming the file,
+/// message ID or limit it concerns, and (through [`Error::code`]) the exit
+/// status it calls for.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The command line is not as documented.
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Spool(#[from] crate::spool::Error),
+    #[error(transparent)]
+    Config(#[from] crate::config::Error),
+    /// A message or its content cannot be made or read as given.
+    #[error(transparent)]
+    Message(#[from] crate::message::Error),
+    #[error(transparent)]
+    Time(#[from] crate::time::Error),
+    /// The configuration of a peer or one of its routes cannot be used.
+    #[error("peer {peer} in {config}: {reason}")]
+    PeerSetup {
+        peer: String,
+        config: PathBuf,
+        reason: String,
+    },
+    #[error("no peers are configured: add a [[peer]] to {config}")]
+    NoPeers { config: PathBuf },
+    #[error("--peer {peer} is not a configured peer (configured: {known})")]
+    UnknownPeer { peer: String, known: String },
+    /// `config.toml` cannot be read or edited as a command needs.
+    #[error("{path}: {reason}")]
+    ConfigEdit { path: PathBuf, reason: String },
+    #[error("{path} already holds a spool (config.toml exists); edit that file to change its IDs")]
+    SpoolExists { path: PathBuf },
+    /// An input named on the command line is missing or unreadable.
+    #[error("cannot read {path}: {reason}")]
+    Input { path: PathBuf, reason: String },
+    #[error("no message {id} is known to {spool} (see rs-queue list)")]
+    UnknownMessage { id: String, spool: PathBuf },
+    /// A stored message cannot be read as its name promises.
+    #[error("{path} (message {id}): {reason}; run `rs-queue check` to quarantine it")]
+    Unreadable {
+        id: String,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("message {id} is {state} and cannot be {action}")]
+    WrongState {
+        id: String,
+        state: &'static str,
+        action: &'static str,
+    },
+    #[error("message {id} is {what}{size} bytes, more than [throttle] max_message_bytes = {max} in {config}: send it as bulk data, or raise the limit")]
+    TooLarge {
+        id: String,
+        what: &'static str,
+        size: u64,
+        max: crate::config::Size,
+        config: PathBuf,
+    },
+    #[error("message {id} was not queued: {detail}; it is kept as {kept}")]
+    NotQueued {
+        id: String,
+        detail: String,
+        kept: PathBuf,
+    },
+    #[error("{id} is undeliverable: {why}")]
+    Undeliverable { id: String, why: String },
+    #[error("{id} not acknowledged after {waited}: {status}")]
+    NotAcknowledged {
+        id: String,
+        waited: String,
+        status: String,
+    },
+    #[error("cannot read stdin: {0}")]
+    Stdin(std::io::Error),
+    #[error("cannot {op} {path}: {err}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        err: std::io::Error,
+    },
+    #[error("cannot write to stdout: {0}")]
+    Stdout(std::io::Error),
+    /// The reader of stdout went away (`| head`). For a command run by a
+    /// person this is the reader's choice and exits 0; for a server writing
+    /// a reply it means the reply was not delivered, and must never pass
+    /// for success: see [`Error::is_closed_stdout`].
+    #[error("stdout was closed before the output was written")]
+    StdoutClosed,
+    /// Anything that keeps this input from being taken now, for an MTA's
+    /// pipe: it must keep the mail and retry (exit 75).
+    #[error("{0}")]
+    Retry(Box<Error>),
 }
 
 impl Error {
-    pub fn new(code: ExitCode, message: impl Into<String>) -> Error {
-        Error {
-            code,
-            message: message.into(),
+    pub fn usage(message: impl Into<String>) -> Error {
+        Error::Usage(message.into())
+    }
+
+    /// The exit status (`sysexits.h`) this error calls for.
+    pub fn code(&self) -> ExitCode {
+        use crate::spool::Error as S;
+        match self {
+            Error::Usage(_) | Error::Time(_) | Error::UnknownPeer { .. } => ExitCode::Usage,
+            Error::Spool(e) => match e {
+                S::Io { err, .. } if err.raw_os_error() == Some(libc::ENOSPC) => ExitCode::TempFail,
+                S::Io { op, .. } if op.starts_with("create") => ExitCode::CantCreat,
+                S::Io { .. } => ExitCode::IoErr,
+                S::Config(_) | S::NotASpool { .. } | S::ConfigMissing { .. } | S::Keys { .. } => {
+                    ExitCode::Config
+                }
+                S::DiskFull { .. } => ExitCode::TempFail,
+                S::NotFound { .. } => ExitCode::NoInput,
+            },
+            Error::Config(_)
+            | Error::PeerSetup { .. }
+            | Error::NoPeers { .. }
+            | Error::ConfigEdit { .. } => ExitCode::Config,
+            Error::Message(_)
+            | Error::Unreadable { .. }
+            | Error::WrongState { .. }
+            | Error::TooLarge { .. } => ExitCode::DataErr,
+            Error::SpoolExists { .. } => ExitCode::CantCreat,
+            Error::Input { .. } | Error::UnknownMessage { .. } => ExitCode::NoInput,
+            Error::NotQueued { .. } | Error::NotAcknowledged { .. } | Error::Retry(_) => {
+                ExitCode::TempFail
+            }
+            Error::Undeliverable { .. } => ExitCode::Unavailable,
+            Error::Stdin(_) | Error::Io { .. } | Error::Stdout(_) => ExitCode::IoErr,
+            Error::StdoutClosed => ExitCode::Ok,
         }
     }
 
-    pub fn usage(message: impl Into<String>) -> Error {
-        Error::new(ExitCode::Usage, message)
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for Error {}
-
-impl From<crate::spool::Error> for Error {
-    fn from(e: crate::spool::Error) -> Error {
-        use crate::spool::Error as E;
-        let code = match &e {
-            E::Io { err, .. } if err.raw_os_error() == Some(libc::ENOSPC) => ExitCode::TempFail,
-            E::Io { op, .. } if op.starts_with("create") => ExitCode::CantCreat,
-            E::Io { .. } => ExitCode::IoErr,
-            E::Config(_) => ExitCode::Config,
-            E::NotASpool { .. } | E::ConfigMissing { .. } => ExitCode::Config,
-            E::DiskFull { .. } => ExitCode::TempFail,
-            E::NotFound { .. } => ExitCode::NoInput,
-            E::Keys { .. } => ExitCode::Config,
-        };
-        Error::new(code, e.to_string())
-    }
-}
-
-impl From<crate::config::Error> for Error {
-    fn from(e: crate::config::Error) -> Error {
-        Error::new(ExitCode::Config, e.to_string())
-    }
-}
-
-impl From<crate::time::Error> for Error {
-    fn from(e: crate::time::Error) -> Error {
-        Error::usage(e.to_string())
-    }
-}
-
-impl From<crate::message::Error> for Error {
-    fn from(e: crate::message::Error) -> Error {
-        Error::new(ExitCode::DataErr, e.to_string())
+    /// Whether this is only a closed stdout (a reader that stopped early).
+    pub fn is_closed_stdout(&self) -> bool {
+        matches!(self, Error::StdoutClosed)
     }
 }
 
@@ -123,6 +199,25 @@ mod tests {
             std::path::Path::new("/x"),
             std::io::Error::from_raw_os_error(libc::ENOSPC),
         );
-        assert_eq!(Error::from(e).code, ExitCode::TempFail);
+        assert_eq!(Error::from(e).code(), ExitCode::TempFail);
+    }
+
+    #[test]
+    fn a_closed_stdout_is_told_apart_from_success() {
+        let closed = Error::from(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        assert!(closed.is_closed_stdout());
+        assert_eq!(closed.code(), ExitCode::Ok, "for a person's `| head`");
+        let other = Error::from(std::io::Error::from(std::io::ErrorKind::StorageFull));
+        assert!(!other.is_closed_stdout());
+        assert_eq!(other.code(), ExitCode::IoErr);
+    }
+
+    #[test]
+    fn an_mta_pipe_retries_whatever_failed() {
+        let e = Error::Retry(Box::new(Error::usage("x")));
+        assert_eq!(
+            (e.code(), e.to_string().as_str()),
+            (ExitCode::TempFail, "x")
+        );
     }
 }

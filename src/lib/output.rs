@@ -59,14 +59,14 @@ impl Drop for Out {
     }
 }
 
-/// Writing to stdout failed: a closed pipe is the reader's choice, not an
-/// error (exit 0, say nothing); anything else is an I/O error.
+/// Writing to stdout failed: a closed pipe is the reader's choice (see
+/// [`Error::StdoutClosed`]); anything else is an I/O error.
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Error {
         if e.kind() == io::ErrorKind::BrokenPipe {
-            Error::new(ExitCode::Ok, String::new())
+            Error::StdoutClosed
         } else {
-            Error::new(ExitCode::IoErr, format!("cannot write to stdout: {e}"))
+            Error::Stdout(e)
         }
     }
 }
@@ -77,15 +77,16 @@ pub fn log(prog: &str, text: impl AsRef<str>) {
 }
 
 /// Runs a command's body and turns its result into the process's exit
-/// status, reporting an error as `PROG: error: ...` on stderr.
+/// status, reporting an error as `PROG: error: ...` on stderr (a closed
+/// stdout says nothing: its reader chose to stop).
 pub fn exit_with(prog: &str, result: Result<ExitCode, Error>) -> ! {
     let code = match result {
         Ok(code) => code,
         Err(e) => {
-            if !e.message.is_empty() {
-                log(prog, format!("error: {}", e.message));
+            if !e.is_closed_stdout() {
+                log(prog, format!("error: {e}"));
             }
-            e.code
+            e.code()
         }
     };
     std::process::exit(code.code())

@@ -42,10 +42,10 @@ pub fn run(args: AckArgs) -> Result<ExitCode, Error> {
         }
         AckCommand::Apply { from, keep } => {
             if !from.is_dir() {
-                return Err(Error::new(
-                    ExitCode::NoInput,
-                    format!("cannot read {}: not a directory", from.display()),
-                ));
+                return Err(Error::Input {
+                    path: from,
+                    reason: "not a directory".into(),
+                });
             }
             let after = if keep {
                 AfterImport::Keep
@@ -60,10 +60,10 @@ pub fn run(args: AckArgs) -> Result<ExitCode, Error> {
         AckCommand::Status { id } => {
             let s = status(&spool, &id, now)?;
             if s["state"] == "unknown" {
-                return Err(Error::new(
-                    ExitCode::NoInput,
-                    format!("no message {id} is known to {}", spool.root().display()),
-                ));
+                return Err(Error::UnknownMessage {
+                    id,
+                    spool: spool.root().to_path_buf(),
+                });
             }
             if ctx.json {
                 out.json(&s)?;
@@ -93,31 +93,25 @@ pub fn run(args: AckArgs) -> Result<ExitCode, Error> {
                         return Ok(ExitCode::Ok);
                     }
                     "dead" => {
-                        return Err(Error::new(
-                            ExitCode::Unavailable,
-                            format!(
-                                "{id} is undeliverable: {}",
-                                s["summary"].as_str().unwrap_or_default()
-                            ),
-                        ))
+                        return Err(Error::Undeliverable {
+                            id,
+                            why: s["summary"].as_str().unwrap_or_default().to_string(),
+                        })
                     }
                     "unknown" => {
-                        return Err(Error::new(
-                            ExitCode::NoInput,
-                            format!("no message {id} is known to {}", spool.root().display()),
-                        ))
+                        return Err(Error::UnknownMessage {
+                            id,
+                            spool: spool.root().to_path_buf(),
+                        })
                     }
                     _ => {}
                 }
                 if start.elapsed() >= timeout {
-                    return Err(Error::new(
-                        ExitCode::TempFail,
-                        format!(
-                            "{id} not acknowledged after {}: {}",
-                            crate::time::format_duration(timeout),
-                            s["summary"].as_str().unwrap_or_default()
-                        ),
-                    ));
+                    return Err(Error::NotAcknowledged {
+                        id,
+                        waited: crate::time::format_duration(timeout),
+                        status: s["summary"].as_str().unwrap_or_default().to_string(),
+                    });
                 }
                 std::thread::sleep(
                     interval

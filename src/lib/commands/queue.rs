@@ -82,22 +82,18 @@ pub fn run(args: QueueArgs) -> Result<ExitCode, Error> {
 fn peers<'a>(spool: &'a Spool, only: Option<&str>) -> Result<Vec<&'a config::Peer>, Error> {
     let all = &spool.config().peers;
     if all.is_empty() {
-        return Err(Error::new(
-            ExitCode::Config,
-            format!(
-                "no peers are configured: add a [[peer]] to {}",
-                spool.config_path().display()
-            ),
-        ));
+        return Err(Error::NoPeers {
+            config: spool.config_path(),
+        });
     }
     match only {
         None => Ok(all.iter().collect()),
         Some(p) => spool.config().peer(p).map(|p| vec![p]).ok_or_else(|| {
             let known: Vec<&str> = all.iter().map(|p| p.id.as_str()).collect();
-            Error::usage(format!(
-                "--peer {p} is not a configured peer (configured: {})",
-                known.join(", ")
-            ))
+            Error::UnknownPeer {
+                peer: p.to_string(),
+                known: known.join(", "),
+            }
         }),
     }
 }
@@ -149,11 +145,10 @@ fn send_to(
             }
         }
         let protector = crate::protect::Protector::for_peer(peer)
-            .map_err(|e| {
-                Error::new(
-                    ExitCode::Config,
-                    format!("{e} (in {})", spool.config_path().display()),
-                )
+            .map_err(|e| Error::PeerSetup {
+                peer: peer.id.to_string(),
+                config: spool.config_path(),
+                reason: e.to_string(),
             })?
             .map(std::sync::Arc::new);
         let mut pruned = 0;
@@ -167,10 +162,11 @@ fn send_to(
                 }
                 config::Route::Smtp(r) => Box::new(
                     SmtpTransport::new(r, &me, protector.clone(), now).map_err(|e| {
-                        Error::new(
-                            ExitCode::Config,
-                            format!("peer {} in {}: {e}", peer.id, spool.config_path().display()),
-                        )
+                        Error::PeerSetup {
+                            peer: peer.id.to_string(),
+                            config: spool.config_path(),
+                            reason: e.to_string(),
+                        }
                     })?,
                 ),
             };
@@ -245,13 +241,7 @@ fn init(
 ) -> Result<ExitCode, Error> {
     let dir = &ctx.spool_dir;
     if crate::spool::has_config(dir) {
-        return Err(Error::new(
-            ExitCode::CantCreat,
-            format!(
-                "{} already holds a spool (config.toml exists); edit that file to change its IDs",
-                dir.display()
-            ),
-        ));
+        return Err(Error::SpoolExists { path: dir.clone() });
     }
     let usage = |e: crate::message::Error| Error::usage(e.to_string());
     let site = Name::new("--site", site).map_err(usage)?;
@@ -431,13 +421,10 @@ fn locate(
                     let path = spool.dir(Area::Dead).join(n.to_string());
                     Ok((Area::Dead, n, path, Some(r)))
                 }
-                None => Err(Error::new(
-                    ExitCode::NoInput,
-                    format!(
-                        "no message {id} in {} (see rs-queue list)",
-                        spool.root().display()
-                    ),
-                )),
+                None => Err(Error::UnknownMessage {
+                    id: id.to_string(),
+                    spool: spool.root().to_path_buf(),
+                }),
             }
         }
         Err(e) => Err(e.into()),
@@ -453,25 +440,20 @@ fn show(
     content: bool,
 ) -> Result<ExitCode, Error> {
     let (area, name, path, reason) = locate(spool, id)?;
-    let io_err = |e: std::io::Error| {
-        Error::new(
-            ExitCode::IoErr,
-            format!("cannot read {}: {e}", path.display()),
-        )
+    let io_err = |err: std::io::Error| Error::Io {
+        op: "read",
+        path: path.clone(),
+        err,
     };
     if raw {
         let mut f = fs::File::open(&path).map_err(io_err)?;
         out.copy_from(&mut f)?;
         return Ok(ExitCode::Ok);
     }
-    let unreadable = |e: crate::message::Error| {
-        Error::new(
-            ExitCode::DataErr,
-            format!(
-                "{} (message {id}) cannot be parsed: {e}; run `rs-queue check` to quarantine it",
-                path.display()
-            ),
-        )
+    let unreadable = |e: crate::message::Error| Error::Unreadable {
+        id: id.to_string(),
+        path: path.clone(),
+        reason: format!("cannot be parsed: {e}"),
     };
     let m = match stream::load(&path).map_err(unreadable)? {
         stream::Loaded::Large(layout) => {
@@ -493,10 +475,11 @@ fn show(
         }
         stream::Loaded::Messages(messages) => {
             let Some(m) = messages.into_iter().find(|m| m.header.id.as_str() == id) else {
-                return Err(Error::new(
-                    ExitCode::DataErr,
-                    format!("{} does not hold message {id}", path.display()),
-                ));
+                return Err(Error::Unreadable {
+                    id: id.to_string(),
+                    path,
+                    reason: "the file does not hold this message".into(),
+                });
             };
             if content {
                 out.bytes(&content_bytes(&m))?;
@@ -830,14 +813,11 @@ fn hold(
                     Ok(Some(locked.move_entry(&e, Area::Queue(e.name.precedence))?))
                 }
                 (true, Area::Hold) | (false, Area::Queue(_)) => Ok(None),
-                (_, area) => Err(Error::new(
-                    ExitCode::DataErr,
-                    format!(
-                        "message {id} is {} and cannot be {}",
-                        area.state_word(),
-                        if hold { "held" } else { "released" }
-                    ),
-                )),
+                (_, area) => Err(Error::WrongState {
+                    id: id.to_string(),
+                    state: area.state_word(),
+                    action: if hold { "held" } else { "released" },
+                }),
             });
         match result {
             Ok(Some(_)) => ctx.log(format!("{id} {}", if hold { "held" } else { "released" })),
@@ -847,7 +827,7 @@ fn hold(
             )),
             Err(e) => {
                 ctx.log(format!("error: {e}"));
-                code = code.merge(e.code);
+                code = code.merge(e.code());
             }
         }
     }
@@ -871,7 +851,7 @@ fn delete(ctx: &Context, spool: &Spool, ids: &[String], now: Timestamp) -> Resul
             Err(e) => {
                 let e = Error::from(e);
                 ctx.log(format!("error: {e}"));
-                code = code.merge(e.code);
+                code = code.merge(e.code());
             }
         }
     }
@@ -912,16 +892,16 @@ fn throttle_cmd(
     now: Timestamp,
 ) -> Result<ExitCode, Error> {
     let path = spool.config_path();
-    let mut text = fs::read_to_string(&path).map_err(|e| {
-        Error::new(
-            ExitCode::Config,
-            format!("cannot read {}: {e}", path.display()),
-        )
+    let mut text = fs::read_to_string(&path).map_err(|e| Error::ConfigEdit {
+        path: path.clone(),
+        reason: format!("cannot read it: {e}"),
     })?;
     let original = text.clone();
     let edit = |text: &str, key: &str, value: Option<toml_edit::Value>| {
-        config::edit(text, "throttle", key, value)
-            .map_err(|e| Error::new(ExitCode::Config, format!("{}: {e}", path.display())))
+        config::edit(text, "throttle", key, value).map_err(|reason| Error::ConfigEdit {
+            path: path.clone(),
+            reason,
+        })
     };
     for (key, value) in sizes {
         if let Some(v) = value {
@@ -960,8 +940,10 @@ fn throttle_cmd(
         text = edit(&text, "windows", v)?;
     }
     let config = if text != original {
-        let c = config::Config::parse(&text)
-            .map_err(|e| Error::new(ExitCode::Config, format!("{}: {e}", path.display())))?;
+        let c = config::Config::parse(&text).map_err(|reason| Error::ConfigEdit {
+            path: path.clone(),
+            reason,
+        })?;
         durable::write_durable(
             &spool.dir(Area::Tmp),
             spool.root(),

@@ -17,7 +17,7 @@ pub fn run(args: RelayArgs) -> Result<ExitCode, Error> {
     if pipe {
         // An MTA must never bounce what rs could not store: any failure
         // short of junk (which is quarantined) asks it to retry.
-        return result.map_err(|e| Error::new(ExitCode::TempFail, e.message));
+        return result.map_err(|e| Error::Retry(Box::new(e)));
     }
     result
 }
@@ -30,10 +30,10 @@ fn run_command(args: RelayArgs) -> Result<ExitCode, Error> {
     match args.command {
         RelayCommand::Import { from, keep } => {
             if !from.is_dir() {
-                return Err(Error::new(
-                    ExitCode::NoInput,
-                    format!("cannot import from {}: not a directory", from.display()),
-                ));
+                return Err(Error::Input {
+                    path: from,
+                    reason: "not a directory".into(),
+                });
             }
             let after = if keep {
                 AfterImport::Keep
@@ -60,12 +60,7 @@ fn receive_stdin(
     now: crate::time::Timestamp,
 ) -> Result<ExitCode, Error> {
     use std::io::{Read, Write};
-    let read_err = |e: std::io::Error| {
-        Error::new(
-            ExitCode::TempFail,
-            format!("cannot read the mail on stdin: {e}"),
-        )
-    };
+    let read_err = |e: std::io::Error| Error::Retry(Box::new(Error::Stdin(e)));
     let stdin = std::io::stdin();
     let mut lock = stdin.lock().take(MAX_MAIL);
     let mut head = Vec::new();
@@ -121,9 +116,11 @@ fn take_mail(
     now: crate::time::Timestamp,
     log: &dyn Fn(String),
 ) -> Result<Report, Error> {
-    let head = payload
-        .prefix(HEAD)
-        .map_err(|e| Error::new(ExitCode::IoErr, format!("cannot read {label}: {e}")))?;
+    let head = payload.prefix(HEAD).map_err(|err| Error::Io {
+        op: "read",
+        path: label.into(),
+        err,
+    })?;
     match crate::receive::mail::sender(spool.config(), &head) {
         Ok(from) => Ok(crate::receive::receive(
             spool,
@@ -156,15 +153,9 @@ fn fetch(
 ) -> Result<ExitCode, Error> {
     use crate::transport::untrusted::{self, Kind};
     let (new, cur) = (maildir.join("new"), maildir.join("cur"));
-    let no_maildir = |e: std::io::Error| {
-        Error::new(
-            ExitCode::NoInput,
-            format!(
-                "cannot read {}: {e} (is {} a Maildir?)",
-                new.display(),
-                maildir.display()
-            ),
-        )
+    let no_maildir = |e: std::io::Error| Error::Input {
+        path: new.clone(),
+        reason: format!("{e} (is {} a Maildir?)", maildir.display()),
     };
     let dir = untrusted::Dir::open_root(&new).map_err(no_maildir)?;
     let log = |s: String| ctx.log(s);
@@ -204,11 +195,10 @@ fn fetch(
         } else {
             format!("{name}:2,S")
         };
-        std::fs::rename(&path, cur.join(&seen)).map_err(|e| {
-            Error::new(
-                ExitCode::IoErr,
-                format!("cannot move {} to {}: {e}", path.display(), cur.display()),
-            )
+        std::fs::rename(&path, cur.join(&seen)).map_err(|err| Error::Io {
+            op: "move into cur/",
+            path: path.clone(),
+            err,
         })?;
     }
     crate::spool::durable::fsync_dir(&cur)?;

@@ -25,15 +25,15 @@ pub fn run(args: SendArgs) -> Result<ExitCode, Error> {
 
     let (header, body) = build(&args, &config.component, &spool, now)?;
     let id = header.id.clone();
-    let too_big = |size: u64, what: &str| -> Result<(), Error> {
+    let too_big = |size: u64, what: &'static str| -> Result<(), Error> {
         match config.throttle.max_message_bytes {
-            Some(max) if size > max.0 => Err(Error::new(
-                ExitCode::DataErr,
-                format!(
-                    "message {id} is {what}{size} bytes, more than [throttle] max_message_bytes = {max} in {}: send it as bulk data, or raise the limit",
-                    spool.config_path().display()
-                ),
-            )),
+            Some(max) if size > max.0 => Err(Error::TooLarge {
+                id: id.to_string(),
+                what,
+                size,
+                max,
+                config: spool.config_path(),
+            }),
             _ => Ok(()),
         }
     };
@@ -109,16 +109,11 @@ pub fn run(args: SendArgs) -> Result<ExitCode, Error> {
             }
             Ok(ExitCode::Ok)
         }
-        Admission::Rejected { name, detail, .. } => Err(Error::new(
-            ExitCode::TempFail,
-            format!(
-                "message {id} was not queued: {detail}; it is kept as {}",
-                spool
-                    .dir(crate::spool::Area::Dead)
-                    .join(name.to_string())
-                    .display()
-            ),
-        )),
+        Admission::Rejected { name, detail, .. } => Err(Error::NotQueued {
+            id: id.to_string(),
+            detail,
+            kept: spool.dir(crate::spool::Area::Dead).join(name.to_string()),
+        }),
     }
 }
 
@@ -186,10 +181,14 @@ fn build(
     let text = || -> Result<Text, Error> {
         let text = match &args.text {
             Some(t) => t.clone(),
-            None => String::from_utf8(read_content(args)?)
-                .map_err(|_| Error::new(ExitCode::DataErr, "alarm and event text must be UTF-8"))?,
+            None => String::from_utf8(read_content(args)?).map_err(|_| {
+                crate::message::Error::Invalid {
+                    field: "text",
+                    reason: "alarm and event text must be UTF-8".into(),
+                }
+            })?,
         };
-        Text::new("text", text).map_err(|e| Error::new(ExitCode::DataErr, e.to_string()))
+        Ok(Text::new("text", text)?)
     };
     let body = match args.kind {
         Kind::Data => {
@@ -292,11 +291,9 @@ impl Large {
 fn data_source(args: &SendArgs, spool: &Spool, now: Timestamp) -> Result<Payload, Error> {
     let threshold = stream::THRESHOLD;
     if let Some(path) = &args.file {
-        let no_input = |e: std::io::Error| {
-            Error::new(
-                ExitCode::NoInput,
-                format!("cannot read content file {}: {e}", path.display()),
-            )
+        let no_input = |e: std::io::Error| Error::Input {
+            path: path.clone(),
+            reason: e.to_string(),
         };
         let mut file = std::fs::File::open(path).map_err(no_input)?;
         let size = file.metadata().map_err(no_input)?.len();
@@ -313,8 +310,7 @@ fn data_source(args: &SendArgs, spool: &Spool, now: Timestamp) -> Result<Payload
             "no content: give --file FILE, pipe the content to stdin, or (for alarms and events) --text",
         ));
     }
-    let read_err =
-        |e: std::io::Error| Error::new(ExitCode::IoErr, format!("cannot read stdin: {e}"));
+    let read_err = Error::Stdin;
     let mut lock = stdin.lock();
     let mut head = Vec::new();
     (&mut lock)
@@ -336,11 +332,9 @@ fn data_source(args: &SendArgs, spool: &Spool, now: Timestamp) -> Result<Payload
 
 fn read_content(args: &SendArgs) -> Result<Vec<u8>, Error> {
     match &args.file {
-        Some(path) => std::fs::read(path).map_err(|e| {
-            Error::new(
-                ExitCode::NoInput,
-                format!("cannot read content file {}: {e}", path.display()),
-            )
+        Some(path) => std::fs::read(path).map_err(|e| Error::Input {
+            path: path.clone(),
+            reason: e.to_string(),
         }),
         None => {
             let stdin = std::io::stdin();
@@ -350,10 +344,7 @@ fn read_content(args: &SendArgs) -> Result<Vec<u8>, Error> {
                 ));
             }
             let mut buf = Vec::new();
-            stdin
-                .lock()
-                .read_to_end(&mut buf)
-                .map_err(|e| Error::new(ExitCode::IoErr, format!("cannot read stdin: {e}")))?;
+            stdin.lock().read_to_end(&mut buf).map_err(Error::Stdin)?;
             Ok(buf)
         }
     }
