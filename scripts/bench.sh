@@ -35,7 +35,7 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 echo "bench: building (release)"
-cargo build --release --quiet --workspace --examples
+cargo build --release --quiet --workspace --bins --examples
 bin=$root/target/release
 work=$(mktemp -d /var/tmp/rs-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
