@@ -10,11 +10,11 @@ use crate::error::{Error, ExitCode};
 use crate::message::Name;
 use crate::output::Out;
 use crate::queue::retry;
+use crate::receive::media::{self, AfterImport, Select};
 use crate::receive::ReceiveLock;
 use crate::spool::seen::{Kind, Seen};
 use crate::spool::{Area, Spool};
 use crate::time::{parse_duration, Timestamp};
-use crate::transport::dir::{self, AfterImport, Select};
 
 use super::Context;
 
@@ -53,7 +53,7 @@ pub fn run(args: AckArgs) -> Result<ExitCode, Error> {
                 AfterImport::Remove
             };
             let log = |s: String| ctx.log(s);
-            let report = dir::import(&spool, &from, Select::AcksOnly, after, now, &log)?;
+            let report = media::import(&spool, &from, Select::AcksOnly, after, now, &log)?;
             super::relay::print_report(&ctx, &mut out, &report, &from.display().to_string())?;
             Ok(super::relay::report_code(&report))
         }

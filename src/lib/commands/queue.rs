@@ -8,6 +8,7 @@ use crate::cli::queue::{ListArea, QueueArgs, QueueCommand};
 use crate::config::{self, Size};
 use crate::error::{Error, ExitCode};
 use crate::message::{envelope, stream, Content, Locator, Message, Name, Precedence, Target};
+use crate::outbound::{self, Via};
 use crate::output::Out;
 use crate::queue::{sort_send_order, throttle};
 use crate::spool::{durable, Area, DeadKind, Entry, EntryName, Spool};
@@ -59,155 +60,56 @@ pub fn run(args: QueueArgs) -> Result<ExitCode, Error> {
         }
         QueueCommand::Due => due(&ctx, &spool, &mut out, now),
         QueueCommand::Check => check(&ctx, &spool, &mut out, now),
-        QueueCommand::Export { to, peer } => send_to(
-            &ctx,
-            &spool,
-            &mut out,
-            Via::Export(&to),
-            peer.as_deref(),
-            now,
-        ),
+        QueueCommand::Export { to, peer } => {
+            send_to(&ctx, &spool, &mut out, Via::Export(&to), peer.as_deref())
+        }
         QueueCommand::Flush { peer, force } => send_to(
             &ctx,
             &spool,
             &mut out,
             Via::Routes { force },
             peer.as_deref(),
-            now,
         ),
     }
 }
 
-/// The peers a command serves: the one named, or every configured peer.
-fn peers<'a>(spool: &'a Spool, only: Option<&str>) -> Result<Vec<&'a config::Peer>, Error> {
-    let all = &spool.config().peers;
-    if all.is_empty() {
-        return Err(Error::NoPeers {
-            config: spool.config_path(),
-        });
-    }
-    match only {
-        None => Ok(all.iter().collect()),
-        Some(p) => spool.config().peer(p).map(|p| vec![p]).ok_or_else(|| {
-            let known: Vec<&str> = all.iter().map(|p| p.id.as_str()).collect();
-            Error::UnknownPeer {
-                peer: p.to_string(),
-                known: known.join(", "),
-            }
-        }),
-    }
-}
-
-/// Where `send_to` sends.
-#[derive(Clone, Copy)]
-enum Via<'a> {
-    /// `export --to DIR`: that directory, whatever the peers' routes.
-    Export(&'a std::path::Path),
-    /// `flush`: each peer's routes, in order; `force` ignores a failed
-    /// link's retry time.
-    Routes { force: bool },
-}
-
-/// `export` and `flush`: for each peer, what is due, over the routes.
+/// `export` and `flush`: for each peer, what is due, over the routes
+/// (`outbound::run`); prints what each peer's run did.
 fn send_to(
     ctx: &Context,
     spool: &Spool,
     out: &mut Out,
     via: Via<'_>,
     only: Option<&str>,
-    now: Timestamp,
 ) -> Result<ExitCode, Error> {
-    use crate::transport::dir::DirTransport;
-    use crate::transport::smtp::SmtpTransport;
-    use crate::transport::{flush, link, Transport};
-    let me = spool.config().component.clone();
+    let log = |s: String| ctx.log(s);
+    let runs = outbound::run(spool, only, via, &ctx.clock, &log)?;
     let mut code = ExitCode::Ok;
     let mut reports = Vec::new();
-    let outbound = flush::outbound_ids(spool, now)?;
-    let log = |s: String| ctx.log(s);
-    for peer in peers(spool, only)? {
-        let routes: Vec<config::Route> = match via {
-            Via::Export(d) => vec![config::Route::Dir(d.to_path_buf())],
-            Via::Routes { .. } => peer.routes.clone(),
-        };
-        if routes.is_empty() {
-            ctx.log(format!("{}: no route configured; nothing sent", peer.id));
-            continue;
+    for run in &runs {
+        code = code.merge(run.code);
+        let r = &run.report;
+        if let Some(why) = &run.not_tried {
+            ctx.log(format!("{}: {why}", run.peer));
         }
-        if let (Via::Routes { force: false }, Some(state)) = (via, link::load(spool, peer)) {
-            if now < state.next_try {
-                ctx.log(format!(
-                    "{}: the link has failed {} time(s) since {} ({}); next try at {} (--force tries now)",
-                    peer.id, state.failures, state.since, state.last_error, state.next_try
-                ));
-                code = code.merge(ExitCode::TempFail);
-                continue;
-            }
-        }
-        let protector = crate::protect::Protector::for_peer(peer)
-            .map_err(|e| Error::PeerSetup {
-                peer: peer.id.to_string(),
-                config: spool.config_path(),
-                reason: e.to_string(),
-            })?
-            .map(std::sync::Arc::new);
-        let mut pruned = 0;
-        let mut last = None;
-        for route in &routes {
-            let mut transport: Box<dyn Transport> = match route {
-                config::Route::Dir(d) => {
-                    let t = DirTransport::new(d, &me, &peer.id, protector.clone(), now);
-                    pruned += t.prune(&outbound);
-                    Box::new(t)
-                }
-                config::Route::Smtp(r) => Box::new(
-                    SmtpTransport::new(r, &me, protector.clone(), now).map_err(|e| {
-                        Error::PeerSetup {
-                            peer: peer.id.to_string(),
-                            config: spool.config_path(),
-                            reason: e.to_string(),
-                        }
-                    })?,
-                ),
-            };
-            let r = flush::flush(spool, peer, transport.as_mut(), &ctx.clock, &log)?;
-            let route_failed = r.deferred > 0 && r.sent == 0;
-            last = Some((transport.describe(), r));
-            if !route_failed {
-                break;
-            }
-        }
-        let Some((target, r)) = last else { continue };
-        if let Via::Routes { .. } = via {
-            match &r.last_error {
-                Some(why) if r.deferred > 0 => {
-                    let state = link::failed(spool, peer, why, now)?;
-                    ctx.log(format!(
-                        "{}: link failed; next try at {}",
-                        peer.id, state.next_try
-                    ));
-                }
-                _ => link::succeeded(spool, peer),
-            }
-        }
-        if r.deferred > 0 {
-            code = code.merge(ExitCode::TempFail);
-        }
+        let Some(target) = &run.target else { continue };
         if ctx.json {
             reports.push(json!({
-                "peer": peer.id.as_str(), "to": target, "sent": r.sent, "retransmitted": r.retransmitted,
+                "peer": run.peer.as_str(), "to": target, "sent": r.sent, "retransmitted": r.retransmitted,
                 "bytes": r.bytes, "ack_files": r.ack_files, "deferred": r.deferred, "refused": r.refused,
                 "expired": r.expired, "waiting": r.waiting, "leased_elsewhere": r.leased_elsewhere,
-                "stopped": r.stopped, "lease_lapsed": r.lease_lapsed, "pruned": pruned,
-                "error": r.last_error,
+                "stopped": r.stopped, "lease_lapsed": r.lease_lapsed, "pruned": run.pruned,
+                "error": r.last_error, "exchanges": r.exchanges,
+                "received": super::relay::report_json(&r.received),
             }));
-        } else if r.sent + r.ack_files + r.deferred + r.refused + r.expired > 0
+        } else if r.sent + r.ack_files + r.deferred + r.refused + r.expired + r.received.messages
+            > 0
             || r.stopped.is_some()
             || !ctx.quiet_when_idle()
         {
             let mut line = format!(
                 "{}: {} message(s) ({} retransmitted, {}) and {} acknowledgement file(s) sent via {target}",
-                peer.id, r.sent, r.retransmitted, Size(r.bytes), r.ack_files
+                run.peer, r.sent, r.retransmitted, Size(r.bytes), r.ack_files
             );
             for (n, what) in [
                 (r.deferred, "deferred"),
@@ -215,7 +117,11 @@ fn send_to(
                 (r.expired, "expired to dead/"),
                 (r.waiting, "waiting"),
                 (r.leased_elsewhere, "being sent by another run"),
-                (pruned, "acknowledged file(s) removed from the directory"),
+                (
+                    run.pruned,
+                    "acknowledged file(s) removed from the directory",
+                ),
+                (r.received.messages, "message(s) received back"),
             ] {
                 if n > 0 {
                     line.push_str(&format!("; {n} {what}"));

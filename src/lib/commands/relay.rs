@@ -6,8 +6,8 @@ use crate::cli::relay::{RelayArgs, RelayCommand};
 use crate::error::{Error, ExitCode};
 use crate::message::stream;
 use crate::output::Out;
+use crate::receive::media::{self, AfterImport, Select};
 use crate::receive::{Payload, Report};
-use crate::transport::dir::{self, AfterImport, Select};
 
 use super::Context;
 
@@ -41,7 +41,7 @@ fn run_command(args: RelayArgs) -> Result<ExitCode, Error> {
                 AfterImport::Remove
             };
             let log = |s: String| ctx.log(s);
-            let report = dir::import(&spool, &from, Select::Everything, after, now, &log)?;
+            let report = media::import(&spool, &from, Select::Everything, after, now, &log)?;
             print_report(&ctx, &mut out, &report, &from.display().to_string())?;
             Ok(report_code(&report))
         }
@@ -207,22 +207,28 @@ fn fetch(
     Ok(code.merge(report_code(&total)))
 }
 
+/// What a receive did, as JSON (the schema `rs-relay --json` prints).
+pub fn report_json(r: &Report) -> serde_json::Value {
+    json!({
+        "messages": r.messages,
+        "delivered": r.delivered,
+        "relayed": r.relayed,
+        "duplicates": r.duplicates,
+        "rejected": r.rejected,
+        "retry": r.retry,
+        "quarantined": r.quarantined,
+        "skipped": r.skipped,
+        "acks_passed_on": r.passed_on,
+        "acks": {"discarded": r.acks.discarded, "rejected": r.acks.rejected, "recorded": r.acks.recorded, "unsigned": r.unsigned_acks},
+    })
+}
+
 /// Prints what a receive did: JSON, or one line for people.
 pub fn print_report(ctx: &Context, out: &mut Out, r: &Report, source: &str) -> Result<(), Error> {
     if ctx.json {
-        return out.json(&json!({
-            "source": source,
-            "messages": r.messages,
-            "delivered": r.delivered,
-            "relayed": r.relayed,
-            "duplicates": r.duplicates,
-            "rejected": r.rejected,
-            "retry": r.retry,
-            "quarantined": r.quarantined,
-            "skipped": r.skipped,
-            "acks_passed_on": r.passed_on,
-            "acks": {"discarded": r.acks.discarded, "rejected": r.acks.rejected, "recorded": r.acks.recorded, "unsigned": r.unsigned_acks},
-        }));
+        let mut v = report_json(r);
+        v["source"] = json!(source);
+        return out.json(&v);
     }
     ctx.log(format!(
         "{source}: {} message(s): {} delivered, {} queued onward, {} duplicate(s), {} rejected, {} to retry, {} quarantined, {} skipped unread; acknowledgements: {} copies discarded, {} refused, {} recorded, {} passed on{}",

@@ -34,9 +34,9 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{Seek, Write};
-use std::os::unix::fs::FileExt;
 
 pub mod mail;
+pub mod media;
 
 use crate::ack::{self, Applied, Owed};
 use crate::message::{
@@ -47,6 +47,7 @@ use crate::route::{self, Learned, NextHop};
 use crate::spool::seen::{Kind, Seen};
 use crate::spool::{durable, maildir, Admission, Area, EntryName, Error, Result, Spool};
 use crate::time::Timestamp;
+pub use crate::transport::Payload;
 
 /// One inbound envelope and the peer whose route carried it.
 pub struct Inbound {
@@ -54,81 +55,6 @@ pub struct Inbound {
     pub from: Name,
     /// Where it came from, for logs and quarantine reasons (a path, "stdin").
     pub label: String,
-}
-
-/// An inbound envelope's bytes: in memory, or (when large) in a file that
-/// is read as a stream through this descriptor, never reopened by name.
-pub enum Payload {
-    Bytes(Vec<u8>),
-    File(File),
-}
-
-impl Payload {
-    /// The payload of an open inbound file: read into memory when small,
-    /// else kept open to be read as a stream. `path` names it in errors.
-    pub fn of_file(file: File, path: &std::path::Path) -> Result<Payload> {
-        let size = file
-            .metadata()
-            .map_err(|e| Error::io("read", path, e))?
-            .len();
-        if size > stream::THRESHOLD {
-            return Ok(Payload::File(file));
-        }
-        let mut bytes = Vec::with_capacity(size as usize);
-        // A file growing while it is read is cut at its size, plus one byte
-        // that makes the envelope fail to parse rather than pass truncated.
-        std::io::Read::read_to_end(&mut std::io::Read::take(&file, size + 1), &mut bytes)
-            .map_err(|e| Error::io("read", path, e))?;
-        Ok(Payload::Bytes(bytes))
-    }
-
-    /// The envelope's size in bytes.
-    pub fn len(&self) -> Result<u64> {
-        match self {
-            Payload::Bytes(b) => Ok(b.len() as u64),
-            Payload::File(f) => f
-                .metadata()
-                .map(|m| m.len())
-                .map_err(|e| Error::io("read", std::path::Path::new("inbound file"), e)),
-        }
-    }
-
-    pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.len()? == 0)
-    }
-
-    /// At most the first `n` bytes.
-    pub fn prefix(&self, n: usize) -> std::io::Result<Vec<u8>> {
-        match self {
-            Payload::Bytes(b) => Ok(b[..b.len().min(n)].to_vec()),
-            Payload::File(f) => {
-                let mut buf = vec![0u8; n];
-                let mut got = 0;
-                while got < n {
-                    match f.read_at(&mut buf[got..], got as u64)? {
-                        0 => break,
-                        k => got += k,
-                    }
-                }
-                buf.truncate(got);
-                Ok(buf)
-            }
-        }
-    }
-
-    /// Stores the bytes in quarantine/ with `detail` as the reason.
-    fn quarantine(
-        &self,
-        spool: &Spool,
-        label: &str,
-        detail: &str,
-        now: Timestamp,
-    ) -> Result<std::path::PathBuf> {
-        match self {
-            Payload::Bytes(b) => spool.quarantine_bytes(b, "in", label, detail, now),
-            Payload::File(f) => spool.quarantine_file(f, label, detail, now),
-        }
-    }
 }
 
 /// A message taken from an inbound envelope.

@@ -1,19 +1,32 @@
-//! The seam where routes plug in. `flush` picks what is due for a peer (in
-//! send order, as the throttle, holds and leases allow) and hands it to the
-//! peer's transport; the transport carries the bytes and reports, per file,
-//! what became of it; `flush` applies the outcomes (to sent/ awaiting an
-//! acknowledgement, left queued for a retry, or to dead/).
+//! The seam where routes plug in. A route is an *exchange*: it is given
+//! the batch that is due for its peer (possibly empty), carries it, and
+//! reports per file what became of it, plus whatever the peer handed back
+//! (an HTTP reply's responses, acknowledgements and back-channel messages).
+//! The runner (`outbound`) decides what is due and applies the outcomes;
+//! what came back goes through `receive` like anything else inbound.
 //!
 //! Architecture invariant: a transport never moves spool files itself and
 //! never decides policy; it only carries bytes and reports.
 
 pub mod dir;
-pub mod flush;
-pub mod link;
 pub mod smtp;
 pub mod untrusted;
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::spool::{Error, Result, Spool};
+use crate::time::Timestamp;
+
+/// What an outgoing file holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cargo {
+    /// One queued message (its outcome is recorded against the queue).
+    Message,
+    /// Acknowledgements owed to the peer (removed once handed over).
+    Acks,
+}
 
 /// A file offered to a transport.
 #[derive(Clone, Debug)]
@@ -22,6 +35,7 @@ pub struct Outgoing {
     pub path: PathBuf,
     /// The name it travels under (sorts in send order).
     pub wire_name: String,
+    pub cargo: Cargo,
 }
 
 /// What a transport reports for one file.
@@ -36,18 +50,123 @@ pub enum Outcome {
     Refused(String),
 }
 
+/// An exchange's result: one outcome per file offered, in order, and the
+/// envelopes the peer handed back.
+#[derive(Debug, Default)]
+pub struct Exchanged {
+    pub outcomes: Vec<Outcome>,
+    pub returned: Vec<Payload>,
+}
+
+impl Exchanged {
+    /// Every file of `batch` with the same outcome, nothing handed back.
+    pub fn all(batch: &[Outgoing], outcome: Outcome) -> Exchanged {
+        Exchanged {
+            outcomes: batch.iter().map(|_| outcome.clone()).collect(),
+            returned: Vec::new(),
+        }
+    }
+}
+
 /// One kind of route (directory, SMTP, HTTP).
 pub trait Transport {
     /// A short name for logs (`dir:/media/usb`).
     fn describe(&self) -> String;
 
-    /// Carries `batch` (in send order) and reports one outcome per file, in
-    /// the same order.
-    fn send(&mut self, batch: &[Outgoing]) -> Vec<Outcome>;
+    /// Carries `batch` (in send order; possibly empty) to the peer and
+    /// reports one outcome per file, in the same order, with whatever the
+    /// peer handed back.
+    fn exchange(&mut self, batch: &[Outgoing]) -> Exchanged;
 
     /// How many messages to hand over between two records of progress
     /// (a run killed mid-flush sends at most this many again).
     fn chunk_size(&self) -> usize {
         1000
+    }
+
+    /// Whether an exchange with nothing to send is worth making: the peer
+    /// may hand something back (an HTTP poll). Media and mail cannot.
+    fn polls(&self) -> bool {
+        false
+    }
+}
+
+/// An inbound envelope's bytes, as a route carried them: in memory, or
+/// (when large) in a file that is read as a stream through this
+/// descriptor, never reopened by name.
+#[derive(Debug)]
+pub enum Payload {
+    Bytes(Vec<u8>),
+    File(File),
+}
+
+/// Envelopes above this size are kept in a file rather than in memory.
+pub const IN_MEMORY: u64 = crate::message::stream::THRESHOLD;
+
+impl Payload {
+    /// The payload of an open inbound file: read into memory when small,
+    /// else kept open to be read as a stream. `path` names it in errors.
+    pub fn of_file(file: File, path: &Path) -> Result<Payload> {
+        let size = file
+            .metadata()
+            .map_err(|e| Error::io("read", path, e))?
+            .len();
+        if size > IN_MEMORY {
+            return Ok(Payload::File(file));
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        // A file growing while it is read is cut at its size, plus one byte
+        // that makes the envelope fail to parse rather than pass truncated.
+        std::io::Read::read_to_end(&mut std::io::Read::take(&file, size + 1), &mut bytes)
+            .map_err(|e| Error::io("read", path, e))?;
+        Ok(Payload::Bytes(bytes))
+    }
+
+    /// The envelope's size in bytes.
+    pub fn len(&self) -> Result<u64> {
+        match self {
+            Payload::Bytes(b) => Ok(b.len() as u64),
+            Payload::File(f) => f
+                .metadata()
+                .map(|m| m.len())
+                .map_err(|e| Error::io("read", Path::new("inbound file"), e)),
+        }
+    }
+
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// At most the first `n` bytes.
+    pub fn prefix(&self, n: usize) -> std::io::Result<Vec<u8>> {
+        match self {
+            Payload::Bytes(b) => Ok(b[..b.len().min(n)].to_vec()),
+            Payload::File(f) => {
+                let mut buf = vec![0u8; n];
+                let mut got = 0;
+                while got < n {
+                    match f.read_at(&mut buf[got..], got as u64)? {
+                        0 => break,
+                        k => got += k,
+                    }
+                }
+                buf.truncate(got);
+                Ok(buf)
+            }
+        }
+    }
+
+    /// Stores the bytes in quarantine/ with `detail` as the reason.
+    pub fn quarantine(
+        &self,
+        spool: &Spool,
+        label: &str,
+        detail: &str,
+        now: Timestamp,
+    ) -> Result<PathBuf> {
+        match self {
+            Payload::Bytes(b) => spool.quarantine_bytes(b, "in", label, detail, now),
+            Payload::File(f) => spool.quarantine_file(f, label, detail, now),
+        }
     }
 }

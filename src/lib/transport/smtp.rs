@@ -18,7 +18,7 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::PoolConfig;
 use lettre::{Address, Transport as _};
 
-use super::{Outcome, Outgoing, Transport};
+use super::{Exchanged, Outcome, Outgoing, Transport};
 use crate::config::{SmtpRoute, SmtpTls};
 use crate::message::{envelope, Name};
 use crate::protect::Protector;
@@ -194,7 +194,7 @@ impl Transport for SmtpTransport {
         )
     }
 
-    fn send(&mut self, batch: &[Outgoing]) -> Vec<Outcome> {
+    fn exchange(&mut self, batch: &[Outgoing]) -> Exchanged {
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut link_down: Option<String> = None;
         let per_email = self.route.batch.max(1);
@@ -226,7 +226,10 @@ impl Transport for SmtpTransport {
             };
             outcomes.extend(group.iter().map(|_| outcome.clone()));
         }
-        outcomes
+        Exchanged {
+            outcomes,
+            returned: Vec::new(),
+        }
     }
 }
 

@@ -1,0 +1,523 @@
+//! The outbound runner: for each peer, over its routes in order, what is
+//! due is selected, leased, exchanged with the peer, and the outcomes
+//! recorded; what the peer handed back goes through `receive`.
+//!
+//! For one peer over one route ([`flush`]):
+//! 1. Acknowledgements owed to the peer become envelopes (`ack::emit`).
+//! 2. Under the spool lock: expired messages go to dead/; the candidates are
+//!    the queued messages whose next hop is the peer and the sent ones whose
+//!    retransmission is due; messages under another run's live lease are
+//!    passed over; the throttle and holds decide what is due; a transmit
+//!    lease is granted on it.
+//! 3. The route exchanges a chunk at a time (no lock held): the
+//!    acknowledgement envelopes ride the first; with nothing to send at all,
+//!    a route that polls (HTTP) is still called, so the peer can hand
+//!    things back.
+//! 4. Under the spool lock: if the lease is still ours, what was handed over
+//!    moves to sent/ (or its attempt count grows), what was refused goes to
+//!    dead/; acknowledgement envelopes carried are removed. If the lease
+//!    lapsed meanwhile, nothing is recorded: another run may have taken the
+//!    messages, and the receiver's duplicate memory absorbs a double send.
+//! 5. What the peer handed back is received from it (responses and
+//!    acknowledgements applied, back-channel messages delivered or queued
+//!    onward), after the outcomes are recorded, so a response discards the
+//!    copy that was just recorded as sent.
+//!
+//! [`run`] is the route loop around it: the peers served, each peer's routes
+//! in order (the next is tried only when one carries nothing), a failed
+//! link's retry time (`link`), and the transport each route calls for.
+
+pub mod link;
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use crate::ack;
+use crate::config::{self, Peer};
+use crate::error::{Error, ExitCode};
+use crate::message::{envelope, Name};
+use crate::queue::retry;
+use crate::queue::throttle::{self, Stop};
+use crate::receive::{self, Inbound, ReceiveLock};
+use crate::route::{self, Learned, NextHop};
+use crate::spool::lease::{self, Lease, Period, Policy, Request};
+use crate::spool::{Area, DeadKind, Entry, EntryName, Result, Spool};
+use crate::time::{Clock, Timestamp};
+use crate::transport::dir::{self, DirTransport};
+use crate::transport::smtp::SmtpTransport;
+use crate::transport::{Cargo, Exchanged, Outcome, Outgoing, Transport};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Messages handed over (first sends and retransmissions).
+    pub sent: usize,
+    pub retransmitted: usize,
+    pub bytes: u64,
+    /// Acknowledgement envelopes carried.
+    pub ack_files: usize,
+    pub deferred: usize,
+    pub refused: usize,
+    /// Expired messages moved to dead/ instead of being sent.
+    pub expired: usize,
+    /// Due messages another run holds a lease on.
+    pub leased_elsewhere: usize,
+    /// Messages for this peer left waiting (throttle, holds).
+    pub waiting: usize,
+    pub stopped: Option<String>,
+    /// The lease lapsed before the transfer ended: nothing was recorded.
+    pub lease_lapsed: bool,
+    /// Why the last message deferred was not sent.
+    pub last_error: Option<String>,
+    /// Exchanges made (calls to the route).
+    pub exchanges: usize,
+    /// What the peer handed back, as received here.
+    pub received: receive::Report,
+}
+
+/// Whether `e`'s next hop is `peer`.
+fn bound_for(spool: &Spool, e: &Entry, peer: &Peer, learned: &Learned) -> bool {
+    if let Some(s) = &e.sent {
+        return s.peer == peer.id;
+    }
+    if !e.name.addressed {
+        return peer.upstream;
+    }
+    let Ok(file) = std::fs::File::open(spool.entry_path(e)) else {
+        return false;
+    };
+    match envelope::first_header(file) {
+        Ok(h) => route::next_hop(&h, spool.config(), learned) == NextHop::Peer(peer.id.clone()),
+        Err(_) => false,
+    }
+}
+
+/// Sends what is due to `peer` through `transport`, and receives what the
+/// peer hands back. See the module documentation.
+pub fn flush(
+    spool: &Spool,
+    peer: &Peer,
+    transport: &mut dyn Transport,
+    clock: &Clock,
+    log: &dyn Fn(String),
+) -> Result<Report> {
+    let mut report = Report::default();
+    let now = clock.now();
+    {
+        let _r = ReceiveLock::take(spool)?;
+        ack::emit(spool, Some(&peer.id), now)?;
+    }
+    let policy = Policy {
+        max: spool.config().lease.transmit_max,
+        allow_infinite: false,
+        allow_zero: false,
+    };
+    let (lease, chosen) = select(spool, peer, clock, policy, &mut report, log)?;
+
+    // Acknowledgement envelopes ride the first exchange: they are small and
+    // free the far side.
+    let mut acks: Vec<Outgoing> = ack::outgoing(spool, &peer.id)
+        .into_iter()
+        .map(|p| Outgoing {
+            wire_name: format!(
+                "ack-{}",
+                p.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            ),
+            path: p,
+            cargo: Cargo::Acks,
+        })
+        .collect();
+    let Some(mut lease) = lease else {
+        if !acks.is_empty() || transport.polls() {
+            let ex = transport.exchange(&acks);
+            report.exchanges += 1;
+            let returned = settle_acks(&acks, ex, &mut report);
+            receive_returned(spool, peer, returned, clock, &mut report, log)?;
+        }
+        return Ok(report);
+    };
+
+    // Messages, a chunk at a time (the transport says how many): each
+    // chunk's outcome is recorded, and the lease renewed, before the next
+    // one goes.
+    for chunk in chosen.chunks(transport.chunk_size().max(1)) {
+        let mut batch: Vec<Outgoing> = std::mem::take(&mut acks);
+        let carried_acks = batch.len();
+        batch.extend(chunk.iter().map(|e| Outgoing {
+            path: spool.entry_path(e),
+            wire_name: dir::message_wire_name(
+                e.name.precedence.rank(),
+                e.name.arrival,
+                e.name.id.as_str(),
+            ),
+            cargo: Cargo::Message,
+        }));
+        let mut ex = transport.exchange(&batch);
+        report.exchanges += 1;
+        let outcomes = ex.outcomes.split_off(carried_acks.min(ex.outcomes.len()));
+        let returned = settle_acks(&batch[..carried_acks], ex, &mut report);
+        let now = clock.now();
+        let recorded = record(
+            spool,
+            peer,
+            transport,
+            &lease,
+            chunk,
+            &outcomes,
+            clock,
+            &mut report,
+            log,
+        );
+        receive_returned(spool, peer, returned, clock, &mut report, log)?;
+        if !recorded? {
+            return Ok(report);
+        }
+        lease.renew(Period::For(policy.max), policy, now)?;
+    }
+    lease.release()?;
+    Ok(report)
+}
+
+/// Under the spool lock: buries what expired, picks what is due for `peer`
+/// (in send order, as the throttle, holds and other runs' leases allow) and
+/// leases it. No lease when nothing is due.
+fn select(
+    spool: &Spool,
+    peer: &Peer,
+    clock: &Clock,
+    policy: Policy,
+    report: &mut Report,
+    log: &dyn Fn(String),
+) -> Result<(Option<Lease>, Vec<Entry>)> {
+    let now = clock.now();
+    let config = spool.config();
+    let learned = Learned::load(spool);
+    let mut locked = spool.lock(now)?;
+    let mut candidates: Vec<Entry> = Vec::new();
+    for e in spool.scan_outbound(now)? {
+        if e.name.is_expired(now) {
+            let detail = match e.area {
+                Area::Sent => format!(
+                    "expired at {} before it was acknowledged",
+                    e.name.expiry.unwrap_or_default()
+                ),
+                _ => format!(
+                    "expired at {} before it was sent",
+                    e.name.expiry.unwrap_or_default()
+                ),
+            };
+            locked.bury(&e, DeadKind::Expired, &detail, now)?;
+            log(format!("{} expired: moved to dead/", e.name.id));
+            report.expired += 1;
+            continue;
+        }
+        let eligible = match (&e.area, &e.sent) {
+            (Area::Queue(_), _) => true,
+            (Area::Sent, Some(s)) => {
+                retry::retransmit_at(s, peer.ack_timeout, peer.retry_cap) <= now
+            }
+            _ => false,
+        };
+        if eligible && bound_for(spool, &e, peer, &learned) {
+            candidates.push(e);
+        }
+    }
+    let leased = lease::live_messages(&spool.dir(Area::Leases), now)?;
+    let before = candidates.len();
+    candidates.retain(|e| !leased.contains(e.name.id.as_str()));
+    report.leased_elsewhere = before - candidates.len();
+    candidates.sort_by_key(|e| e.name.send_order_key());
+    let names: Vec<EntryName> = candidates.iter().map(|e| e.name.clone()).collect();
+    let due = throttle::due(
+        &names,
+        &config.throttle,
+        spool.is_held(),
+        spool.throttle_sent(),
+        now,
+        clock.utc_offset_secs(),
+    );
+    report.waiting = candidates.len() - due.due.len();
+    report.stopped = due.stop.as_ref().map(Stop::to_string);
+    let chosen: Vec<Entry> = due.due.iter().map(|&i| candidates[i].clone()).collect();
+    if chosen.is_empty() {
+        return Ok((None, chosen));
+    }
+    let generation = locked.next_generation(now)?;
+    let req = Request {
+        kind: lease::Kind::Transmit,
+        period: Period::For(policy.max),
+        policy,
+        messages: chosen.iter().map(|e| e.name.id.clone()).collect(),
+    };
+    let lease = Lease::grant(
+        &spool.dir(Area::Leases),
+        &spool.dir(Area::Tmp),
+        generation,
+        req,
+        now,
+    )?;
+    Ok((Some(lease), chosen))
+}
+
+/// Removes the acknowledgement envelopes the peer took; returns what it
+/// handed back.
+fn settle_acks(
+    acks: &[Outgoing],
+    ex: Exchanged,
+    report: &mut Report,
+) -> Vec<crate::transport::Payload> {
+    for (a, outcome) in acks.iter().zip(&ex.outcomes) {
+        if *outcome == Outcome::Handed {
+            let _ = std::fs::remove_file(&a.path);
+            report.ack_files += 1;
+        }
+    }
+    ex.returned
+}
+
+/// Records one chunk's outcomes under the spool lock, if the lease is still
+/// current. Returns false when it lapsed (nothing recorded).
+#[allow(clippy::too_many_arguments)]
+fn record(
+    spool: &Spool,
+    peer: &Peer,
+    transport: &dyn Transport,
+    lease: &Lease,
+    chunk: &[Entry],
+    outcomes: &[Outcome],
+    clock: &Clock,
+    report: &mut Report,
+    log: &dyn Fn(String),
+) -> Result<bool> {
+    let now = clock.now();
+    let mut locked = spool.lock(now)?;
+    if !lease.is_current(now) {
+        log(format!(
+            "the lease on {} message(s) lapsed before the transfer ended; not recording them as sent (they will be sent again; the receiver drops duplicates)",
+            chunk.len()
+        ));
+        report.lease_lapsed = true;
+        return Ok(false);
+    }
+    let mut bytes = 0;
+    let mut sent = 0;
+    let missing = Outcome::Deferred(format!("{} reported nothing for it", transport.describe()));
+    for (i, e) in chunk.iter().enumerate() {
+        match outcomes.get(i).unwrap_or(&missing) {
+            Outcome::Handed => {
+                if e.sent.is_some() {
+                    report.retransmitted += 1;
+                }
+                locked.mark_sent(e, &peer.id, now)?;
+                sent += 1;
+                bytes += e.name.size;
+            }
+            Outcome::Deferred(why) => {
+                report.deferred += 1;
+                if report.last_error.as_deref() != Some(why.as_str()) {
+                    log(format!("{} (and any later message deferred for the same reason) not sent now: {why}", e.name.id));
+                    report.last_error = Some(why.clone());
+                }
+            }
+            Outcome::Refused(why) => {
+                report.refused += 1;
+                let detail = format!("refused by {} via {}: {why}", peer.id, transport.describe());
+                locked.bury(e, DeadKind::Rejected, &detail, now)?;
+                log(format!("{} refused by {}: {why}", e.name.id, peer.id));
+            }
+        }
+    }
+    locked.sync_outbound()?;
+    locked.record_sent(sent as u64, bytes, now, clock.utc_offset_secs())?;
+    report.sent += sent;
+    report.bytes += bytes;
+    Ok(true)
+}
+
+/// Receives what the peer handed back, as coming from the peer.
+fn receive_returned(
+    spool: &Spool,
+    peer: &Peer,
+    returned: Vec<crate::transport::Payload>,
+    clock: &Clock,
+    report: &mut Report,
+    log: &dyn Fn(String),
+) -> Result<()> {
+    if returned.is_empty() {
+        return Ok(());
+    }
+    let batch = returned
+        .into_iter()
+        .enumerate()
+        .map(|(i, payload)| Inbound {
+            payload,
+            from: peer.id.clone(),
+            label: format!("reply {} from {}", i + 1, peer.id),
+        })
+        .collect();
+    let got = receive::receive(spool, batch, clock.now(), log)?;
+    report.received.add(&got.report);
+    Ok(())
+}
+
+/// IDs of every outbound message (for pruning a directory route).
+pub fn outbound_ids(spool: &Spool, now: Timestamp) -> Result<HashSet<String>> {
+    Ok(spool
+        .scan_outbound(now)?
+        .into_iter()
+        .map(|e| e.name.id.to_string())
+        .collect())
+}
+
+/// The peers a command serves: the one named, or every configured peer.
+pub fn peers<'a>(
+    spool: &'a Spool,
+    only: Option<&str>,
+) -> std::result::Result<Vec<&'a Peer>, Error> {
+    let all = &spool.config().peers;
+    if all.is_empty() {
+        return Err(Error::NoPeers {
+            config: spool.config_path(),
+        });
+    }
+    match only {
+        None => Ok(all.iter().collect()),
+        Some(p) => spool.config().peer(p).map(|p| vec![p]).ok_or_else(|| {
+            let known: Vec<&str> = all.iter().map(|p| p.id.as_str()).collect();
+            Error::UnknownPeer {
+                peer: p.to_string(),
+                known: known.join(", "),
+            }
+        }),
+    }
+}
+
+/// Where [`run`] sends.
+#[derive(Clone, Copy, Debug)]
+pub enum Via<'a> {
+    /// `export --to DIR`: that directory, whatever the peers' routes.
+    Export(&'a Path),
+    /// `flush`: each peer's routes, in order; `force` ignores a failed
+    /// link's retry time.
+    Routes { force: bool },
+}
+
+/// What [`run`] did for one peer.
+#[derive(Debug)]
+pub struct PeerRun {
+    pub peer: Name,
+    /// The route used last, when one was tried.
+    pub target: Option<String>,
+    pub report: Report,
+    /// Acknowledged message files removed from a directory route.
+    pub pruned: usize,
+    /// Why the peer was not tried now (no route; a failed link before its
+    /// retry time).
+    pub not_tried: Option<String>,
+    /// 0, or 75 when something due could not be sent (try again later).
+    pub code: ExitCode,
+}
+
+/// Opens the transport for one route of `peer`.
+pub fn open_route(
+    spool: &Spool,
+    route: &config::Route,
+    peer: &Peer,
+    protector: Option<std::sync::Arc<crate::protect::Protector>>,
+    now: Timestamp,
+) -> std::result::Result<Box<dyn Transport>, Error> {
+    let me = &spool.config().component;
+    Ok(match route {
+        config::Route::Dir(d) => Box::new(DirTransport::new(d, me, &peer.id, protector, now)),
+        config::Route::Smtp(r) => Box::new(SmtpTransport::new(r, me, protector, now).map_err(
+            |e| Error::PeerSetup {
+                peer: peer.id.to_string(),
+                config: spool.config_path(),
+                reason: e.to_string(),
+            },
+        )?),
+    })
+}
+
+/// For each peer (or the one named), what is due, over its routes in
+/// order, or to the directory of an export. See the module documentation.
+pub fn run(
+    spool: &Spool,
+    only: Option<&str>,
+    via: Via<'_>,
+    clock: &Clock,
+    log: &dyn Fn(String),
+) -> std::result::Result<Vec<PeerRun>, Error> {
+    let now = clock.now();
+    let outbound = outbound_ids(spool, now)?;
+    let mut runs = Vec::new();
+    for peer in peers(spool, only)? {
+        let mut run = PeerRun {
+            peer: peer.id.clone(),
+            target: None,
+            report: Report::default(),
+            pruned: 0,
+            not_tried: None,
+            code: ExitCode::Ok,
+        };
+        let routes: Vec<config::Route> = match via {
+            Via::Export(d) => vec![config::Route::Dir(d.to_path_buf())],
+            Via::Routes { .. } => peer.routes.clone(),
+        };
+        if routes.is_empty() {
+            run.not_tried = Some("no route configured; nothing sent".into());
+            runs.push(run);
+            continue;
+        }
+        if let (Via::Routes { force: false }, Some(state)) = (via, link::load(spool, peer)) {
+            if now < state.next_try {
+                run.not_tried = Some(format!(
+                    "the link has failed {} time(s) since {} ({}); next try at {} (--force tries now)",
+                    state.failures, state.since, state.last_error, state.next_try
+                ));
+                run.code = ExitCode::TempFail;
+                runs.push(run);
+                continue;
+            }
+        }
+        let protector = crate::protect::Protector::for_peer(peer)
+            .map_err(|e| Error::PeerSetup {
+                peer: peer.id.to_string(),
+                config: spool.config_path(),
+                reason: e.to_string(),
+            })?
+            .map(std::sync::Arc::new);
+        for route in &routes {
+            let mut transport = open_route(spool, route, peer, protector.clone(), now)?;
+            if let config::Route::Dir(d) = route {
+                run.pruned += DirTransport::new(d, &spool.config().component, &peer.id, None, now)
+                    .prune(&outbound);
+            }
+            let r = flush(spool, peer, transport.as_mut(), clock, log)?;
+            let route_failed = r.deferred > 0 && r.sent == 0;
+            run.target = Some(transport.describe());
+            run.report = r;
+            if !route_failed {
+                break;
+            }
+        }
+        if let Via::Routes { .. } = via {
+            match &run.report.last_error {
+                Some(why) if run.report.deferred > 0 => {
+                    let state = link::failed(spool, peer, why, now)?;
+                    log(format!(
+                        "{}: link failed; next try at {}",
+                        peer.id, state.next_try
+                    ));
+                }
+                _ => link::succeeded(spool, peer),
+            }
+        }
+        if run.report.deferred > 0 {
+            run.code = ExitCode::TempFail;
+        }
+        runs.push(run);
+    }
+    Ok(runs)
+}
