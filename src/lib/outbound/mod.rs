@@ -356,7 +356,7 @@ fn receive_returned(
             label: format!("reply {} from {}", i + 1, peer.id),
         })
         .collect();
-    let got = receive::receive(spool, batch, clock.now(), log)?;
+    let got = receive::receive(spool, batch, clock.now(), receive::Answer::Owe, log)?;
     report.received.add(&got.report);
     Ok(())
 }

@@ -1,4 +1,6 @@
-//! Mail in: which peer a mail comes from.
+//! Mail in: the adapters that take mail into the receive path, from an
+//! MTA's delivery pipe ([`read`] then [`take`]) or a Maildir ([`fetch`]),
+//! and which peer a mail comes from ([`sender`]).
 //!
 //! Outgoing mail carries `X-Rs-From: COMPONENT`; a mail without it is
 //! attributed by its `From:` address to the peer whose mail route sends to
@@ -6,10 +8,152 @@
 //! delivered and never acknowledged. (Without protection this identifies,
 //! it does not authenticate: see the protection settings.)
 
+use std::io::{Read, Write};
+use std::path::Path;
+
 use mailparse::MailHeaderMap;
 
+use super::{receive, set_aside, Answer, Inbound, Payload, Report};
 use crate::config::{Config, Route};
 use crate::message::Name;
+use crate::spool::{durable, Error, Result, Spool, Staged};
+use crate::time::Timestamp;
+use crate::transport::untrusted::{self, Kind};
+
+/// Most bytes one mail may have.
+pub const MAX_MAIL: u64 = 2 << 30;
+
+/// How much of a mail's beginning is read to find its sender.
+const HEAD: usize = 128 * 1024;
+
+/// A mail read from a pipe: in memory, or (when large) spilled to tmp/,
+/// removed when this is dropped.
+pub struct Piped {
+    pub payload: Payload,
+    _spill: Option<Staged>,
+}
+
+/// Reads one mail (at most [`MAX_MAIL`] bytes) from `input`, spilling a
+/// large one to the spool's tmp/ so memory stays bounded.
+pub fn read(spool: &Spool, input: &mut dyn Read, now: Timestamp) -> Result<Piped> {
+    let stdin = Path::new("stdin");
+    let mut input = input.take(MAX_MAIL);
+    let mut head = Vec::new();
+    (&mut input)
+        .take(super::parse::IN_MEMORY + 1)
+        .read_to_end(&mut head)
+        .map_err(|e| Error::io("read", stdin, e))?;
+    if head.len() as u64 <= super::parse::IN_MEMORY {
+        return Ok(Piped {
+            payload: Payload::Bytes(head),
+            _spill: None,
+        });
+    }
+    let mut staged = spool.stage(now)?;
+    let path = staged.path().to_path_buf();
+    staged
+        .write_all(&head)
+        .map_err(|e| Error::io("write", &path, e))?;
+    std::io::copy(&mut input, &mut staged).map_err(|e| Error::io("read", stdin, e))?;
+    staged.flush().map_err(|e| Error::io("write", &path, e))?;
+    let file = std::fs::File::open(&path).map_err(|e| Error::io("read", &path, e))?;
+    Ok(Piped {
+        payload: Payload::File(file),
+        _spill: Some(staged),
+    })
+}
+
+/// Receives one mail: from its sender peer, or into quarantine if it names
+/// none (or, when even that has no room, left with its source: skipped).
+pub fn take(
+    spool: &Spool,
+    payload: Payload,
+    label: &str,
+    now: Timestamp,
+    log: &dyn Fn(String),
+) -> Result<Report> {
+    let head = payload
+        .prefix(HEAD)
+        .map_err(|e| Error::io("read", Path::new(label), e))?;
+    match sender(spool.config(), &head) {
+        Ok(from) => {
+            let item = Inbound {
+                payload,
+                from,
+                label: label.to_string(),
+            };
+            Ok(receive(spool, vec![item], now, Answer::Owe, log)?.report)
+        }
+        Err(why) => {
+            let mut report = Report::default();
+            set_aside(spool, &payload, label, &why, now, log, &mut report)?;
+            Ok(report)
+        }
+    }
+}
+
+/// What [`fetch`] did.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    pub report: Report,
+    /// Mails left in `new/`, not taken now (to be fetched again).
+    pub left: usize,
+}
+
+/// Takes every mail a mail server delivered into the Maildir `maildir`:
+/// each file of `new/` (regular files only, no link followed) goes through
+/// [`take`] and moves to `cur/` once what it holds is durable here (or
+/// quarantined); what could not be taken now stays in `new/`.
+pub fn fetch(
+    spool: &Spool,
+    maildir: &Path,
+    now: Timestamp,
+    log: &dyn Fn(String),
+) -> Result<Fetched> {
+    let (new, cur) = (maildir.join("new"), maildir.join("cur"));
+    let dir = untrusted::Dir::open_root(&new).map_err(|e| Error::io("read", &new, e))?;
+    let mut fetched = Fetched::default();
+    for item in dir.list().map_err(|e| Error::io("read", &new, e))? {
+        let path = dir.join(&item.name);
+        if item.kind != Kind::File {
+            log(format!(
+                "skipped {}: {}, not a regular file: not read",
+                path.display(),
+                item.kind.describe()
+            ));
+            fetched.report.skipped += 1;
+            continue;
+        }
+        let file = match dir.open_file(&item.name) {
+            Ok(f) => f,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => {
+                log(format!("skipped {e}"));
+                fetched.report.skipped += 1;
+                continue;
+            }
+        };
+        let payload = Payload::of_file(file, &path)?;
+        let r = take(spool, payload, &path.display().to_string(), now, log)?;
+        fetched.report.add(&r);
+        if r.retry > 0 || r.skipped > 0 {
+            // Not all of it could be taken now: leave it for the next run.
+            fetched.left += 1;
+            continue;
+        }
+        let name = item.name_lossy();
+        let seen = if name.contains(":2,") {
+            name
+        } else {
+            format!("{name}:2,S")
+        };
+        std::fs::rename(&path, cur.join(&seen))
+            .map_err(|e| Error::io("move into cur/", &path, e))?;
+    }
+    durable::fsync_dir(&cur)?;
+    durable::fsync_dir(&new)?;
+    Ok(fetched)
+}
 
 /// The peer that sent `mail`, or why none can be named.
 pub fn sender(config: &Config, mail: &[u8]) -> Result<Name, String> {

@@ -170,7 +170,7 @@ fn import_files(
         if batch.is_empty() {
             continue;
         }
-        let received = receive(spool, batch, now, log)?;
+        let received = receive(spool, batch, now, super::Answer::Owe, log)?;
         total.add(&received.report);
         if after == AfterImport::Remove {
             for (name, fate) in batch_names.iter().zip(&received.fates) {

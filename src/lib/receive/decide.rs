@@ -1,0 +1,300 @@
+//! The decision step of the receive path, pure: given what is known of one
+//! inbound message (looked up beforehand) and the time, what to do with it.
+//!
+//! The order of the rules is the specification's:
+//! 1. a message whose ID was accepted before is a duplicate (acknowledged
+//!    again, so a lost acknowledgement heals);
+//! 2. one that cannot be proven new, or is worthless, is refused and its
+//!    origin told: it expired before it arrived, it claims to be created
+//!    beyond `max_clock_skew` in the future, or it was created at or before
+//!    the duplicate memory's horizon (`spool::seen`);
+//! 3. its next hop decides the rest: here (unless its origin key was
+//!    delivered already: a redundant sender's report), a peer (never the
+//!    one it came from), or nowhere (refused, origin told).
+//!
+//! Filters, aggregation and control messages (the relay, registration)
+//! plug in here as further rules and decisions.
+
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::message::{Header, Name};
+use crate::route::{self, Learned, NextHop};
+use crate::time::Timestamp;
+
+/// What is known of one message before deciding, besides its header.
+#[derive(Clone, Copy, Debug)]
+pub struct Facts<'a> {
+    pub header: &'a Header,
+    /// The peer whose route carried it.
+    pub from: &'a Name,
+    /// Its ID is remembered, or came earlier in this batch.
+    pub id_seen: bool,
+    /// Its origin key (if it has one) was delivered here already, or came
+    /// earlier in this batch.
+    pub origin_key_seen: bool,
+}
+
+/// The receiver's time, as the duplicate memory sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct When {
+    /// This run's clock.
+    pub now: Timestamp,
+    /// The later of the clock and the evidence of accepted creation times.
+    pub receive_time: Timestamp,
+    /// Newest creation time among forgotten IDs.
+    pub horizon: Option<Timestamp>,
+    pub max_clock_skew: Duration,
+}
+
+/// What to do with one message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Seen before: drop it, acknowledge it again. `by_origin_key` says it
+    /// is a redundant sender's report of an event delivered already (its
+    /// own ID is then remembered too).
+    Duplicate { by_origin_key: bool },
+    /// This site is its destination: deliver it into the Maildir.
+    Deliver,
+    /// Queue it toward this peer.
+    Forward(Name),
+    /// Refuse it for good, with the reason; its origin is told.
+    /// `remember` says whether its ID is remembered (so a retransmission is
+    /// a duplicate): not for messages refused as not provably new, which
+    /// would be refused again anyway.
+    Reject { reason: String, remember: bool },
+}
+
+/// Decides what to do with one message. See the module documentation.
+pub fn decide(f: &Facts<'_>, when: &When, config: &Config, learned: &Learned) -> Decision {
+    if f.id_seen {
+        return Decision::Duplicate {
+            by_origin_key: false,
+        };
+    }
+    if let Some(reason) = unprovable(f.header, when) {
+        return Decision::Reject {
+            reason,
+            remember: false,
+        };
+    }
+    match route::next_hop(f.header, config, learned) {
+        NextHop::Local if f.origin_key_seen => Decision::Duplicate {
+            by_origin_key: true,
+        },
+        NextHop::Local => Decision::Deliver,
+        NextHop::Peer(p) if p == *f.from => Decision::Reject {
+            reason: format!("its next hop would be {p}, the peer it came from"),
+            remember: true,
+        },
+        NextHop::Peer(p) => Decision::Forward(p),
+        NextHop::Unknown(reason) => Decision::Reject {
+            reason,
+            remember: true,
+        },
+    }
+}
+
+/// Why a new message cannot be taken, whatever its route.
+fn unprovable(h: &Header, when: &When) -> Option<String> {
+    if let Some(expiry) = h.qos().expiry.filter(|e| *e <= when.now) {
+        return Some(format!("it expired at {expiry}, before it arrived here"));
+    }
+    if h.created > when.receive_time.saturating_add(when.max_clock_skew) {
+        return Some(format!(
+            "it was created at {}, later than this site's time {} by more than max_clock_skew: the clock of its sender is wrong",
+            h.created, when.receive_time
+        ));
+    }
+    match when.horizon {
+        Some(z) if h.created <= z => Some(format!(
+            "it was created at {}, at or before {z}, the newest creation time among the IDs this site has forgotten: it cannot be proven new, so it is not delivered (raise [receive] dedupe_retention to remember IDs longer)",
+            h.created
+        )),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{
+        Destination, Locator, MessageId, Persistence, Precedence, Qos, Source, Target,
+    };
+
+    fn name(s: &str) -> Name {
+        Name::new("n", s).unwrap()
+    }
+
+    fn t(secs: i64) -> Timestamp {
+        Timestamp::from_secs(1_795_478_400 + secs)
+    }
+
+    /// A forward-path message from `source`, created at `created`,
+    /// expiring at `expiry`.
+    fn forward(source: &str, created: i64, expiry: Option<i64>) -> Header {
+        Header {
+            id: MessageId::parse("m1").unwrap(),
+            created: t(created),
+            class: name("c"),
+            subclass: name("s"),
+            locator: Locator::Source(Source {
+                component: name(source),
+                component_type: name("t"),
+                version: name("1"),
+                qos: Qos {
+                    expiry: expiry.map(t),
+                    precedence: Precedence::Normal,
+                    persistence: Persistence::Normal,
+                },
+            }),
+            in_reply_to: None,
+            origin_key: None,
+            epoch: None,
+            routing: vec![],
+        }
+    }
+
+    fn to(component: &str) -> Header {
+        let mut h = forward("x", 9 * DAY, None);
+        h.locator = Locator::Destination(Destination {
+            targets: vec![Target::Component(name(component))],
+            qos: Qos {
+                expiry: None,
+                precedence: Precedence::Normal,
+                persistence: Persistence::Normal,
+            },
+        });
+        h
+    }
+
+    const DAY: i64 = 86_400;
+
+    #[test]
+    fn decisions_in_the_specifications_order() {
+        let top = Config::parse(
+            "site='b'\ncomponent='b.hub'\n[[peer]]\nid='a.host'\n[[peer]]\nid='c.host'\n",
+        )
+        .unwrap();
+        let relay = Config::parse(
+            "site='b'\ncomponent='b.hub'\n[[peer]]\nid='a.host'\n[[peer]]\nid='up.hub'\nupstream=true\n",
+        )
+        .unwrap();
+        let when = When {
+            now: t(10 * DAY),
+            receive_time: t(10 * DAY),
+            horizon: Some(t(2 * DAY)),
+            max_clock_skew: Duration::from_secs(DAY as u64),
+        };
+        let learned = Learned::default();
+        let from = name("a.host");
+        // What the decision says, in few words: `deliver`, `duplicate`,
+        // `origin key`, `forward PEER`, `reject: REASON` (the ID
+        // remembered) or `refuse: REASON` (not remembered).
+        let check =
+            |config: &Config, header: Header, id_seen: bool, key_seen: bool, expected: &str| {
+                let f = Facts {
+                    header: &header,
+                    from: &from,
+                    id_seen,
+                    origin_key_seen: key_seen,
+                };
+                let got = match decide(&f, &when, config, &learned) {
+                    Decision::Deliver => "deliver".to_string(),
+                    Decision::Duplicate {
+                        by_origin_key: false,
+                    } => "duplicate".into(),
+                    Decision::Duplicate {
+                        by_origin_key: true,
+                    } => "origin key".into(),
+                    Decision::Forward(p) => format!("forward {p}"),
+                    Decision::Reject {
+                        reason,
+                        remember: true,
+                    } => format!("reject: {reason}"),
+                    Decision::Reject {
+                        reason,
+                        remember: false,
+                    } => format!("refuse: {reason}"),
+                };
+                let (kind, detail) = expected.split_once(": ").unwrap_or((expected, ""));
+                assert!(
+                    got.starts_with(kind) && got.contains(detail),
+                    "{header:?} seen={id_seen}/{key_seen}: {got}, expected {expected}"
+                );
+            };
+        check(
+            &top,
+            forward("a.host", 9 * DAY, None),
+            false,
+            false,
+            "deliver",
+        );
+        check(
+            &top,
+            forward("a.host", 9 * DAY, None),
+            true,
+            false,
+            "duplicate",
+        );
+        check(&top, forward("a.host", DAY, None), true, false, "duplicate");
+        check(
+            &top,
+            forward("a.host", 9 * DAY, None),
+            false,
+            true,
+            "origin key",
+        );
+        check(
+            &top,
+            forward("a.host", DAY, None),
+            false,
+            false,
+            "refuse: cannot be proven new",
+        );
+        check(
+            &top,
+            forward("a.host", 2 * DAY, None),
+            false,
+            false,
+            "refuse: cannot be proven new",
+        );
+        check(
+            &top,
+            forward("a.host", 9 * DAY, Some(10 * DAY)),
+            false,
+            false,
+            "refuse: expired",
+        );
+        check(
+            &top,
+            forward("a.host", 12 * DAY, None),
+            false,
+            false,
+            "refuse: clock",
+        );
+        check(
+            &top,
+            forward("a.host", 10 * DAY + 3600, None),
+            false,
+            false,
+            "deliver",
+        );
+        check(
+            &relay,
+            forward("a.host", 9 * DAY, None),
+            false,
+            false,
+            "forward up.hub",
+        );
+        check(&top, to("c.host"), false, false, "forward c.host");
+        check(
+            &top,
+            to("a.host"),
+            false,
+            false,
+            "reject: the peer it came from",
+        );
+        check(&top, to("z.nowhere"), false, false, "reject: no route");
+    }
+}

@@ -1,0 +1,214 @@
+//! Clearing and parsing an inbound envelope: its peer's protection removed
+//! (or refused), its messages read (large data in bounded memory), and what
+//! cannot be read set aside in quarantine with the reason.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Seek, Write};
+
+use super::{Fate, Inbound, Payload, Report};
+use crate::message::{envelope, stream, Content, Header, Message, Name};
+use crate::protect::{self, Protector};
+use crate::spool::{Error, Result, Spool};
+use crate::time::Timestamp;
+pub(super) use crate::transport::IN_MEMORY;
+
+/// A message taken from an inbound envelope.
+pub(super) enum Incoming {
+    Small(Message),
+    /// A one-message data envelope checked in bounded memory ([`stream::scan`]).
+    Large {
+        layout: stream::Layout,
+        file: File,
+    },
+}
+
+impl Incoming {
+    pub(super) fn header(&self) -> &Header {
+        match self {
+            Incoming::Small(m) => &m.header,
+            Incoming::Large { layout, .. } => &layout.header,
+        }
+    }
+
+    /// About how many bytes storing it takes (for the free-space check).
+    pub(super) fn stored_size(&self) -> u64 {
+        let data = match self {
+            Incoming::Small(m) => match &m.content {
+                Content::Data(d) => d.bytes.len() as u64,
+                _ => 0,
+            },
+            Incoming::Large { layout, .. } => layout.size,
+        };
+        data / 3 * 4 + 8192
+    }
+
+    /// Writes the message's envelope with `header` in place of its own.
+    pub(super) fn write_with(&self, header: &Header, out: &mut dyn Write) -> std::io::Result<()> {
+        match self {
+            Incoming::Small(m) => {
+                let m = Message {
+                    header: header.clone(),
+                    content: m.content.clone(),
+                };
+                let mut out = out;
+                envelope::write(std::slice::from_ref(&m), &mut out)
+            }
+            Incoming::Large { layout, file } => {
+                let mut f = file.try_clone()?;
+                stream::write_with_header(&mut f, layout, header, out)
+            }
+        }
+    }
+}
+
+/// Reads the messages of an inbound envelope.
+pub(super) fn unwrap(payload: &Payload) -> std::result::Result<Vec<Incoming>, String> {
+    if payload.is_empty().map_err(|e| e.to_string())? {
+        return Err("the file is empty (0 bytes): it holds no envelope".into());
+    }
+    match payload {
+        Payload::Bytes(b) => envelope::parse(b)
+            .map(|ms| ms.into_iter().map(Incoming::Small).collect())
+            .map_err(|e| e.to_string()),
+        Payload::File(file) => match stream::load_file(file).map_err(|e| e.to_string())? {
+            stream::Loaded::Messages(ms) => Ok(ms.into_iter().map(Incoming::Small).collect()),
+            stream::Loaded::Large(layout) => Ok(vec![Incoming::Large {
+                layout: *layout,
+                file: file.try_clone().map_err(|e| e.to_string())?,
+            }]),
+        },
+    }
+}
+
+/// An inbound envelope its peer's protection let in.
+pub(super) struct Cleared {
+    /// The envelope decrypted, when it was protected (else the item's own).
+    pub(super) plain: Option<Payload>,
+    /// Whether its acknowledgements may discard anything: it comes from a
+    /// peer without protection, or carries that peer's valid signature.
+    /// (`require_signature = false` admits a peer's unsigned messages,
+    /// never its unsigned acknowledgements.)
+    pub(super) acks_trusted: bool,
+}
+
+/// Removes the protection of an inbound envelope, as its peer's
+/// configuration requires; `Err(reason)` when it must be refused.
+pub(super) fn clear(
+    spool: &Spool,
+    item: &Inbound,
+    protectors: &mut HashMap<Name, Option<Protector>>,
+    plaintexts: &mut Vec<crate::spool::Staged>,
+    now: Timestamp,
+) -> Result<std::result::Result<Cleared, String>> {
+    let Some(peer) = spool.config().peer(item.from.as_str()) else {
+        return Ok(Err(format!("{} is not a configured peer", item.from)));
+    };
+    if !protectors.contains_key(&item.from) {
+        let p = Protector::for_peer(peer).map_err(|e| Error::Keys {
+            peer: peer.id.to_string(),
+            reason: e.to_string(),
+        })?;
+        protectors.insert(item.from.clone(), p);
+    }
+    let protector = protectors.get(&item.from).and_then(Option::as_ref);
+    let prefix = item
+        .payload
+        .prefix(65_536)
+        .map_err(|e| Error::io("read", std::path::Path::new(&item.label), e))?;
+    let wire = protect::wire(&prefix);
+    let Some(protector) = protector else {
+        return Ok(match wire {
+            protect::Wire::Plain => Ok(Cleared {
+                plain: None,
+                acks_trusted: true,
+            }),
+            _ => Err(format!(
+                "a protected message from {}, whose protection is not configured (set protection, our_key and peer_cert in config.toml)",
+                item.from
+            )),
+        });
+    };
+    if wire == protect::Wire::Plain {
+        return Ok(if protector.accepts_plain() {
+            Ok(Cleared {
+                plain: None,
+                acks_trusted: false,
+            })
+        } else {
+            Err(format!(
+                "the message is not protected, and {}'s messages must be signed",
+                item.from
+            ))
+        });
+    }
+    let mut staged = spool.stage(now)?;
+    let path = staged.path().to_path_buf();
+    let result = {
+        let mut out = std::io::BufWriter::new(&mut staged);
+        let r = match &item.payload {
+            Payload::Bytes(b) => protector.unprotect(&mut &b[..], &mut out, now),
+            Payload::File(f) => {
+                let mut f = std::io::BufReader::new(f);
+                f.seek(std::io::SeekFrom::Start(0))
+                    .map_err(|e| Error::io("read", std::path::Path::new(&item.label), e))?;
+                protector.unprotect(&mut f, &mut out, now)
+            }
+        };
+        r.and_then(|signed| {
+            out.flush()
+                .map(|()| signed)
+                .map_err(|e| protect::Error::Io(e.to_string()))
+        })
+    };
+    let signed = match result {
+        Ok(signed) => signed,
+        Err(protect::Error::Refused(why)) => return Ok(Err(why)),
+        Err(protect::Error::Keys(reason)) => {
+            return Err(Error::Keys {
+                peer: item.from.to_string(),
+                reason,
+            })
+        }
+        Err(protect::Error::Io(e)) => {
+            return Err(Error::io("decrypt into", &path, std::io::Error::other(e)))
+        }
+    };
+    let plain = if staged.size() <= stream::THRESHOLD {
+        let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+        Payload::Bytes(bytes)
+    } else {
+        let file = File::open(&path).map_err(|e| Error::io("read", &path, e))?;
+        plaintexts.push(staged);
+        Payload::File(file)
+    };
+    Ok(Ok(Cleared {
+        plain: Some(plain),
+        acks_trusted: signed,
+    }))
+}
+
+/// Quarantines an inbound envelope with `why`, or, when the disk has no
+/// room for it above `min_free`, leaves it with its source.
+pub fn set_aside(
+    spool: &Spool,
+    payload: &Payload,
+    label: &str,
+    why: &str,
+    now: Timestamp,
+    log: &dyn Fn(String),
+    report: &mut Report,
+) -> Result<Fate> {
+    let size = payload.len()?;
+    if size > spool.room()? {
+        log(format!(
+            "left {label} where it is ({why}): quarantining its {size} bytes would leave less than [spool] min_free"
+        ));
+        report.skipped += 1;
+        return Ok(Fate::Left);
+    }
+    let q = payload.quarantine(spool, label, &format!("{label}: {why}"), now)?;
+    log(format!("quarantined {label} as {}: {why}", q.display()));
+    report.quarantined += 1;
+    Ok(Fate::Taken)
+}

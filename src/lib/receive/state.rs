@@ -1,0 +1,149 @@
+//! The state a receiver keeps across runs, behind one interface: the
+//! duplicate memory, the components learned behind each peer, and the
+//! acknowledgements owed. The receive path talks only to [`Shared`]; the
+//! file spool ([`FileShared`]) is the implementation today, and a provider
+//! running many relays on one database implements the same trait.
+//!
+//! Authoritative: what a `commit` returns from is durable, and nothing is
+//! acknowledged before it.
+
+use std::time::Duration;
+
+use super::decide::When;
+use crate::ack::{self, Owed};
+use crate::message::Name;
+use crate::route::Learned;
+use crate::spool::seen::{Kind, Seen};
+use crate::spool::{Area, Result, Spool};
+use crate::time::Timestamp;
+
+/// What the receive path needs of the state it shares with other runs
+/// (and, at a provider, with other relays).
+pub trait Shared {
+    /// Whether `key` (a message ID or an origin key) was accepted before.
+    fn remembered(&mut self, kind: Kind, key: &str) -> Result<bool>;
+
+    /// The time as the duplicate memory sees it, for this run.
+    fn when(&mut self, max_clock_skew: Duration) -> Result<When>;
+
+    /// Until when to remember a message with this expiry, accepted now.
+    fn keep_until(&mut self, expiry: Option<Timestamp>) -> Result<Timestamp>;
+
+    /// Remembers `key` of a message created at `created`, until at least
+    /// `keep_until`. Durable after [`Shared::commit`].
+    fn remember(
+        &mut self,
+        kind: Kind,
+        key: &str,
+        keep_until: Timestamp,
+        created: Timestamp,
+    ) -> Result<()>;
+
+    /// The components learned behind each peer.
+    fn learned(&self) -> &Learned;
+
+    /// Records that `component` was seen arriving through `peer` (unless
+    /// it is known through another).
+    fn learn(&mut self, component: &Name, peer: &Name);
+
+    /// Makes what was remembered and learned durable.
+    fn commit(&mut self) -> Result<()>;
+
+    /// Records acknowledgements owed to `peer`; durable on return.
+    fn owe(&mut self, peer: &Name, owed: &[Owed]) -> Result<()>;
+}
+
+/// [`Shared`] in the spool: `state/seen.idx`, `state/routes`,
+/// `acks/pending/PEER`. The duplicate memory is opened only when first
+/// needed, so a batch of acknowledgements alone writes nothing there (and
+/// works on a full disk).
+pub struct FileShared<'s> {
+    spool: &'s Spool,
+    now: Timestamp,
+    seen: Option<Seen>,
+    learned: Learned,
+    log: &'s dyn Fn(String),
+}
+
+impl<'s> FileShared<'s> {
+    /// The state of `spool`, for a run whose clock reads `now`. The caller
+    /// holds the receive lock.
+    pub fn new(spool: &'s Spool, now: Timestamp, log: &'s dyn Fn(String)) -> FileShared<'s> {
+        FileShared {
+            spool,
+            now,
+            seen: None,
+            learned: Learned::load(spool),
+            log,
+        }
+    }
+
+    /// The duplicate memory, opened (and compacted when due) on first use.
+    pub fn seen(&mut self) -> Result<&mut Seen> {
+        if self.seen.is_none() {
+            let retention = self.spool.config().receive.dedupe_retention;
+            let mut seen = Seen::open(&self.spool.dir(Area::State).join("seen.idx"), self.now)?;
+            match seen.prune_if_due(retention) {
+                Ok(0) => {}
+                Ok(n) => (self.log)(format!(
+                    "forgot {n} accepted ID(s) past their retention; messages created before {} are refused as not provably new",
+                    seen.horizon().unwrap_or_default()
+                )),
+                Err(e) => (self.log)(format!("duplicate memory not compacted now: {e}")),
+            }
+            self.seen = Some(seen);
+        }
+        Ok(self.seen.as_mut().expect("opened above"))
+    }
+}
+
+impl Shared for FileShared<'_> {
+    fn remembered(&mut self, kind: Kind, key: &str) -> Result<bool> {
+        self.seen()?.contains(kind, key)
+    }
+
+    fn when(&mut self, max_clock_skew: Duration) -> Result<When> {
+        let now = self.now;
+        let seen = self.seen()?;
+        Ok(When {
+            now,
+            receive_time: seen.receive_time(),
+            horizon: seen.horizon(),
+            max_clock_skew,
+        })
+    }
+
+    fn keep_until(&mut self, expiry: Option<Timestamp>) -> Result<Timestamp> {
+        let retention = self.spool.config().receive.dedupe_retention;
+        Ok(self.seen()?.keep_until(expiry, retention))
+    }
+
+    fn remember(
+        &mut self,
+        kind: Kind,
+        key: &str,
+        keep_until: Timestamp,
+        created: Timestamp,
+    ) -> Result<()> {
+        self.seen()?.insert(kind, key, keep_until, created)
+    }
+
+    fn learned(&self) -> &Learned {
+        &self.learned
+    }
+
+    fn learn(&mut self, component: &Name, peer: &Name) {
+        self.learned.learn(component, peer);
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        if let Some(seen) = self.seen.as_mut() {
+            seen.sync()?;
+        }
+        self.learned.save(self.spool, self.now)
+    }
+
+    fn owe(&mut self, peer: &Name, owed: &[Owed]) -> Result<()> {
+        ack::owe(self.spool, peer, owed)
+    }
+}

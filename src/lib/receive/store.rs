@@ -1,0 +1,348 @@
+//! Storing what the receive path decided to keep: delivered into the
+//! Maildir, or admitted to this site's queue toward its next hop; the
+//! intent file that lets a run killed midway be finished without delivering
+//! twice; and what the disk has room for.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io::Write;
+
+use super::parse::Incoming;
+use super::state::Shared;
+use crate::ack::Owed;
+use crate::message::{Header, Locator, MessageId, Name, ResponseStatus, Routing};
+use crate::spool::seen::Kind;
+use crate::spool::{durable, maildir, Admission, Area, EntryName, Error, Result, Spool};
+use crate::time::Timestamp;
+
+/// How a new message is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Disposition {
+    /// Delivered into the Maildir: this site is its destination.
+    Local,
+    /// Admitted to this site's queue toward its next hop.
+    Relay,
+}
+
+/// A new message to keep here.
+pub(super) struct ToStore {
+    pub m: Incoming,
+    pub from: Name,
+    /// The inbound envelope it came in (its index in the batch).
+    pub index: usize,
+    pub disposition: Disposition,
+}
+
+/// What became of one message given to [`store`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Stored {
+    /// Durable here (the code says how: `delivered`, `custody`).
+    Kept(&'static str),
+    /// Not taken now, with the reason: the sender keeps it and retries.
+    Later(String),
+}
+
+/// A line of the intent file: a message being delivered or queued onward.
+pub(super) struct Intent {
+    id: MessageId,
+    from: Name,
+    keep_until: Timestamp,
+    disposition: Disposition,
+    /// The message's creation time (absent in lines of earlier versions).
+    created: Option<Timestamp>,
+}
+
+impl Intent {
+    fn line(&self) -> String {
+        let d = match self.disposition {
+            Disposition::Local => "local",
+            Disposition::Relay => "relay",
+        };
+        let created = self
+            .created
+            .map_or(String::new(), |c| format!(" {}", c.as_secs()));
+        format!(
+            "{} {} {} {d}{created}\n",
+            self.id,
+            self.from,
+            self.keep_until.as_secs()
+        )
+    }
+
+    fn parse(line: &str) -> Option<Intent> {
+        let mut f = line.split(' ');
+        Some(Intent {
+            id: MessageId::parse(f.next()?).ok()?,
+            from: Name::new("from", f.next()?).ok()?,
+            keep_until: Timestamp::from_secs(f.next()?.parse().ok()?),
+            disposition: match f.next()? {
+                "local" => Disposition::Local,
+                "relay" => Disposition::Relay,
+                _ => return None,
+            },
+            created: f
+                .next()
+                .and_then(|c| c.parse().ok())
+                .map(Timestamp::from_secs),
+        })
+    }
+}
+
+pub(super) fn intent_path(spool: &Spool) -> std::path::PathBuf {
+    spool.dir(Area::State).join("receive.intent")
+}
+
+/// Finishes what a run that died mid-batch left in the intent file: what it
+/// delivered or queued is remembered and acknowledged; what it did not is
+/// left for the sender's retransmission.
+pub(super) fn recover(
+    spool: &Spool,
+    state: &mut dyn Shared,
+    now: Timestamp,
+    log: &dyn Fn(String),
+) -> Result<()> {
+    let path = intent_path(spool);
+    let Ok(text) = fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    let retention = spool.config().receive.dedupe_retention;
+    let mut delivered: Option<HashSet<String>> = None;
+    let mut queued: Option<HashSet<String>> = None;
+    let mut owed: HashMap<Name, Vec<Owed>> = HashMap::new();
+    let mut finished = 0;
+    for i in text.lines().filter_map(Intent::parse) {
+        if state.remembered(Kind::Id, i.id.as_str())? {
+            continue;
+        }
+        let present = match i.disposition {
+            Disposition::Local => delivered
+                .get_or_insert(maildir::ids(spool)?)
+                .contains(i.id.as_str()),
+            Disposition::Relay => {
+                if queued.is_none() {
+                    queued = Some(
+                        spool
+                            .scan_outbound(now)?
+                            .into_iter()
+                            .map(|e| e.name.id.to_string())
+                            .collect(),
+                    );
+                }
+                queued.as_ref().is_some_and(|q| q.contains(i.id.as_str()))
+            }
+        };
+        if !present {
+            continue;
+        }
+        let created = i
+            .created
+            .unwrap_or_else(|| i.keep_until.saturating_sub(retention));
+        state.remember(Kind::Id, i.id.as_str(), i.keep_until, created)?;
+        let code = match i.disposition {
+            Disposition::Local => "delivered",
+            Disposition::Relay => "custody",
+        };
+        owed.entry(i.from.clone()).or_default().push(Owed {
+            id: i.id.clone(),
+            status: ResponseStatus::Accepted,
+            code,
+            to: i.from.clone(),
+            reason: String::new(),
+        });
+        finished += 1;
+    }
+    state.commit()?;
+    for (peer, o) in &owed {
+        state.owe(peer, o)?;
+    }
+    fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+    if finished > 0 {
+        log(format!(
+            "recovered {finished} message(s) an interrupted run had stored but not acknowledged"
+        ));
+    }
+    Ok(())
+}
+
+/// Keeps what it can of `items` durably here: as far as the disk has room
+/// above `min_free` (in order), delivered into the Maildir or admitted to
+/// the queue; returns what became of each, in order. The intent file is
+/// written first and must be removed by the caller once the batch is
+/// remembered and acknowledged.
+pub(super) fn store(
+    spool: &Spool,
+    state: &mut dyn Shared,
+    items: &[ToStore],
+    now: Timestamp,
+    log: &dyn Fn(String),
+) -> Result<Vec<Stored>> {
+    let mut stored: Vec<Option<Stored>> = vec![None; items.len()];
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let config = spool.config();
+    let me = &config.component;
+
+    // Only what the disk has room for is stored now.
+    let mut room = spool.room()?;
+    let mut fits = 0;
+    for t in items {
+        let size = t.m.stored_size();
+        if size > room {
+            break;
+        }
+        room -= size;
+        fits += 1;
+    }
+    if fits < items.len() {
+        let why = format!(
+            "the disk of {me} is nearly full (less than [spool] min_free = {} would be left)",
+            config.spool.min_free
+        );
+        log(format!(
+            "{} message(s) not taken now: {why}; they stay with their senders",
+            items.len() - fits
+        ));
+        for s in &mut stored[fits..] {
+            *s = Some(Stored::Later(why.clone()));
+        }
+    }
+    let items = &items[..fits];
+
+    // Write down what is about to be stored, so a crash cannot make us
+    // deliver twice or forget to acknowledge.
+    let mut intents = String::new();
+    for t in items {
+        intents.push_str(
+            &Intent {
+                id: t.m.header().id.clone(),
+                from: t.from.clone(),
+                keep_until: state.keep_until(t.m.header().qos().expiry)?,
+                disposition: t.disposition,
+                created: Some(t.m.header().created),
+            }
+            .line(),
+        );
+    }
+    if !intents.is_empty() {
+        durable::write_durable(
+            &spool.dir(Area::Tmp),
+            &spool.dir(Area::State),
+            "receive.intent",
+            intents.as_bytes(),
+            now.as_micros(),
+        )?;
+    }
+
+    let stamp = |h: &Header| {
+        let mut h = h.clone();
+        h.routing.push(Routing {
+            component: me.clone(),
+            received: Some(now),
+            sent: None,
+        });
+        h
+    };
+
+    // Final delivery.
+    let locals: Vec<usize> = (0..items.len())
+        .filter(|&i| items[i].disposition == Disposition::Local)
+        .collect();
+    let writers: Vec<(MessageId, maildir::Writer<'_>)> = locals
+        .iter()
+        .map(|&i| {
+            let t = &items[i];
+            let header = stamp(t.m.header());
+            let write: maildir::Writer<'_> =
+                Box::new(move |out: &mut dyn Write| t.m.write_with(&header, out));
+            (t.m.header().id.clone(), write)
+        })
+        .collect();
+    maildir::deliver(spool, &writers, now)?;
+    for &i in &locals {
+        stored[i] = Some(Stored::Kept("delivered"));
+    }
+
+    // Custody on the way to a next hop: admitted to this site's queue.
+    let relays: Vec<usize> = (0..items.len())
+        .filter(|&i| items[i].disposition == Disposition::Relay)
+        .collect();
+    if !relays.is_empty() {
+        let mut staged = Vec::with_capacity(relays.len());
+        for &i in &relays {
+            let h = items[i].m.header();
+            let mut s = spool.stage(now)?;
+            let path = s.path().to_path_buf();
+            items[i]
+                .m
+                .write_with(&stamp(h), &mut s)
+                .map_err(|e| Error::io("write", &path, e))?;
+            let q = h.qos();
+            let name = EntryName {
+                arrival: 0,
+                id: h.id.clone(),
+                precedence: q.precedence,
+                persistence: q.persistence,
+                addressed: matches!(h.locator, Locator::Destination(_)),
+                created: h.created,
+                expiry: q.expiry,
+                size: s.size(),
+            };
+            staged.push((s, name));
+        }
+        durable::sync_filesystem(&spool.dir(Area::Tmp))?;
+        let admissions = spool.lock(now)?.admit_many(staged, now)?;
+        for (&i, admission) in relays.iter().zip(admissions) {
+            stored[i] = Some(match admission {
+                Admission::Queued { evicted, .. } => {
+                    for (victim, detail) in evicted {
+                        log(format!("{} moved to dead/: {detail}", victim.id));
+                    }
+                    Stored::Kept("custody")
+                }
+                Admission::Rejected { detail, .. } => {
+                    log(format!(
+                        "{} from {} not taken now: {detail}",
+                        items[i].m.header().id,
+                        items[i].from
+                    ));
+                    Stored::Later(detail)
+                }
+            });
+        }
+    }
+    Ok(stored
+        .into_iter()
+        .map(|s| s.unwrap_or_else(|| Stored::Later("not stored".into())))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intent_lines_round_trip() {
+        let i = Intent {
+            id: MessageId::parse("m1").unwrap(),
+            from: Name::new("p", "a.host").unwrap(),
+            keep_until: Timestamp::from_secs(99),
+            disposition: Disposition::Relay,
+            created: Some(Timestamp::from_secs(7)),
+        };
+        let back = Intent::parse(i.line().trim_end()).unwrap();
+        assert_eq!(
+            (
+                back.id,
+                back.from,
+                back.keep_until,
+                back.disposition,
+                back.created
+            ),
+            (i.id, i.from, i.keep_until, i.disposition, i.created)
+        );
+        assert!(Intent::parse("m1 a.host 99 sideways").is_none());
+        let old = Intent::parse("m1 a.host 99 local").unwrap();
+        assert_eq!(old.created, None, "lines of earlier versions still parse");
+    }
+}
