@@ -54,6 +54,9 @@ pub struct Config {
     pub receive: ReceiveSettings,
     #[serde(default)]
     pub lease: LeaseSettings,
+    /// This site as an HTTP server (`rs-relay serve`, `rs-relay cgi`).
+    #[serde(default)]
+    pub http: HttpSettings,
     /// The sites this one exchanges messages with directly.
     #[serde(default, rename = "peer")]
     pub peers: Vec<Peer>,
@@ -102,6 +105,70 @@ pub struct Peer {
     pub ca: Option<PathBuf>,
     /// S/MIME: a CRL (PEM) to check the peer's certificate against.
     pub crl: Option<PathBuf>,
+    /// How the peer proves who it is when it calls this site over HTTP,
+    /// and whether this site may call it over plain `http://`.
+    #[serde(default)]
+    pub authentication: Authentication,
+    /// HTTP: the certificate (PEM) the peer presents as its client
+    /// certificate; without it, a verified certificate whose subject CN is
+    /// the peer's ID identifies it.
+    pub client_cert: Option<PathBuf>,
+    /// HTTP routes: with nothing to send, `rs-queue flush` still polls the
+    /// peer (to fetch back-channel messages) once this long has passed since
+    /// the last exchange.
+    #[serde(default, deserialize_with = "duration")]
+    pub poll: Duration,
+}
+
+/// How a peer that calls this site over HTTP proves who it is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Authentication {
+    /// A TLS client certificate (verified by this site's server or the web
+    /// server in front of `rs-relay cgi`).
+    #[default]
+    Certificate,
+    /// None: a link inside one network. The peer names itself
+    /// (`X-Rs-From`), and plain `http://` routes to it are allowed.
+    None,
+}
+
+/// This site as an HTTP server.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// `rs-relay serve`: the server's certificate (PEM, with its chain).
+    pub cert: Option<PathBuf>,
+    /// `rs-relay serve`: the server's private key (PEM).
+    pub key: Option<PathBuf>,
+    /// `rs-relay serve`: CA certificates (PEM) client certificates must
+    /// chain to. Without it, only peers with `authentication = "none"` can
+    /// call.
+    pub client_ca: Option<PathBuf>,
+    /// The largest request body taken; a larger one is answered 413.
+    pub max_body: Size,
+    /// The largest reply: back-channel messages beyond it wait for the next poll.
+    pub max_reply: Size,
+    /// `rs-relay serve`: connections served at once; more wait.
+    pub max_connections: usize,
+    /// `rs-relay serve`: the longest a request may take to arrive (headers
+    /// and body); a slower client is cut off.
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            cert: None,
+            key: None,
+            client_ca: None,
+            max_body: Size(64 << 20),
+            max_reply: Size(16 << 20),
+            max_connections: 16,
+            request_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 /// Protection of a peer's traffic.
@@ -140,6 +207,78 @@ pub enum Route {
     /// Mail through an SMTP relay:
     /// `smtp://HOST[:PORT]?from=ADDR&to=ADDR[&tls=none|starttls|tls][&ca=FILE][&auth=FILE][&batch=N][&timeout=DURATION]`.
     Smtp(SmtpRoute),
+    /// Session mode over HTTP(S):
+    /// `https://HOST[:PORT]/PATH[?ca=FILE][&cert=FILE&key=FILE][&batch=N][&timeout=DURATION]`,
+    /// or `http://` for a peer with `authentication = "none"`.
+    Http(HttpRoute),
+}
+
+/// A route to a peer's HTTP server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpRoute {
+    /// The URL posted to (without the rs parameters).
+    pub url: String,
+    /// Whether it is `https://`.
+    pub tls: bool,
+    /// PEM file of CA certificates the server's certificate must chain to
+    /// (default: the system's).
+    pub ca: Option<PathBuf>,
+    /// This site's client certificate (PEM) and its key (PEM).
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Messages per request.
+    pub batch: usize,
+    /// How long one exchange may take before the link counts as down.
+    pub timeout: Duration,
+}
+
+impl HttpRoute {
+    fn parse(text: &str) -> Result<HttpRoute, String> {
+        let mut url = url::Url::parse(text).map_err(|e| e.to_string())?;
+        if url.host_str().is_none() {
+            return Err("no host".into());
+        }
+        let mut r = HttpRoute {
+            url: String::new(),
+            tls: url.scheme() == "https",
+            ca: None,
+            cert: None,
+            key: None,
+            batch: 500,
+            timeout: Duration::from_secs(60),
+        };
+        let mut given = std::collections::HashSet::new();
+        for (k, v) in url.query_pairs() {
+            if !given.insert(k.to_string()) {
+                return Err(format!("`{k}` is given twice"));
+            }
+            match k.as_ref() {
+                "ca" => r.ca = Some(PathBuf::from(v.as_ref())),
+                "cert" => r.cert = Some(PathBuf::from(v.as_ref())),
+                "key" => r.key = Some(PathBuf::from(v.as_ref())),
+                "batch" => {
+                    r.batch = v
+                        .parse()
+                        .ok()
+                        .filter(|&n: &usize| n >= 1)
+                        .ok_or_else(|| format!("batch={v}: a number of messages, at least 1"))?
+                }
+                "timeout" => {
+                    r.timeout = crate::time::parse_duration(&v).map_err(|e| e.to_string())?
+                }
+                other => return Err(format!("unknown parameter `{other}`")),
+            }
+        }
+        if r.cert.is_some() != r.key.is_some() {
+            return Err("cert= and key= go together".into());
+        }
+        if !r.tls && (r.ca.is_some() || r.cert.is_some()) {
+            return Err("ca=, cert= and key= need https://".into());
+        }
+        url.set_query(None);
+        r.url = url.to_string();
+        Ok(r)
+    }
 }
 
 /// How to talk TLS to an SMTP relay.
@@ -180,10 +319,15 @@ impl Route {
                 .map(Route::Smtp)
                 .map_err(|e| format!("`{text}`: {e}"));
         }
+        if text.starts_with("https://") || text.starts_with("http://") {
+            return HttpRoute::parse(text)
+                .map(Route::Http)
+                .map_err(|e| format!("`{text}`: {e}"));
+        }
         match text.split_once(':') {
             Some(("dir", path)) if !path.is_empty() => Ok(Route::Dir(PathBuf::from(path))),
             _ => Err(format!(
-                "`{text}` is not a route: use dir:/path or smtp://host:port?from=ADDR&to=ADDR"
+                "`{text}` is not a route: use dir:/path, smtp://host:port?from=ADDR&to=ADDR or https://host/path"
             )),
         }
     }
@@ -255,6 +399,7 @@ impl fmt::Display for Route {
                 "smtp://{}:{} (from {} to {})",
                 s.host, s.port, s.from, s.to
             ),
+            Route::Http(h) => f.write_str(&h.url),
         }
     }
 }
@@ -577,6 +722,16 @@ impl Config {
                     p.id
                 ));
             }
+            let plain = p
+                .routes
+                .iter()
+                .any(|r| matches!(r, Route::Http(h) if !h.tls));
+            if plain && p.authentication != Authentication::None {
+                return fail(format!(
+                    "[[peer]] {}: a plain http:// route is allowed only inside one network: set authentication = \"none\" for this peer, or use https://",
+                    p.id
+                ));
+            }
         }
         Ok(())
     }
@@ -644,6 +799,17 @@ max_clock_skew = "1d"
 # again after at most this long (at once on this host).
 transmit_max = "1h"
 
+# This site as an HTTP server (rs-relay serve; rs-relay cgi behind a web
+# server, which then does the TLS). Peers call it; it never calls them.
+[http]
+# cert = "/etc/rs/server.pem"     # rs-relay serve: certificate and chain (PEM)
+# key = "/etc/rs/server.key"      # rs-relay serve: its private key (PEM)
+# client_ca = "/etc/rs/ca.pem"    # rs-relay serve: CA of the peers' client certificates
+max_body = "64 MiB"               # a larger request is answered 413
+max_reply = "16 MiB"              # back-channel messages beyond this wait for the next poll
+max_connections = 16              # rs-relay serve: connections served at once
+request_timeout = "60s"           # rs-relay serve: a slower request is cut off
+
 # Peers: the sites this one exchanges messages with directly. Forward-path
 # messages go to the upstream peer; a site without one delivers them here.
 # [[peer]]
@@ -663,6 +829,15 @@ transmit_max = "1h"
 #                                # acknowledgement never discards anything
 # ca = "/etc/rs/ca.pem"          # smime: CA the peer's certificate chains to
 # crl = "/etc/rs/crl.pem"        # smime: revoked certificates
+# HTTP(S) routes, session mode: this site calls the peer's server, and the
+# replies bring back what the peer holds for it (back-channel messages).
+# routes = ["https://hub.example/rs?ca=/etc/rs/ca.pem&cert=/etc/rs/site.pem&key=/etc/rs/site.key"]
+# poll = "5m"                    # with nothing to send, call anyway this often
+# When the peer calls this site's server:
+# authentication = "certificate" # or "none" (a link inside one network; also
+#                                # allows plain http:// routes to this peer)
+# client_cert = "/etc/rs/site2.pem"  # the certificate it presents (default:
+#                                    # any verified one whose CN is its ID)
 "#
         )
     }

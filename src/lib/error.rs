@@ -58,6 +58,9 @@ pub enum Error {
     Message(#[from] crate::message::Error),
     #[error(transparent)]
     Time(#[from] crate::time::Error),
+    /// The built-in HTTP server cannot start.
+    #[error(transparent)]
+    Server(#[from] crate::session::server::Error),
     /// The configuration of a peer or one of its routes cannot be used.
     #[error("peer {peer} in {config}: {reason}")]
     PeerSetup {
@@ -171,6 +174,8 @@ impl Error {
             }
             Error::Undeliverable { .. } => ExitCode::Unavailable,
             Error::Stdin(_) | Error::Io { .. } | Error::Stdout(_) => ExitCode::IoErr,
+            Error::Server(crate::session::server::Error::Tls { .. }) => ExitCode::Config,
+            Error::Server(_) => ExitCode::IoErr,
             Error::StdoutClosed => ExitCode::Ok,
         }
     }

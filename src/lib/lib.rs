@@ -18,6 +18,7 @@ pub mod protect;
 pub mod queue;
 pub mod receive;
 pub mod route;
+pub mod session;
 pub mod spool;
 pub mod time;
 pub mod transport;

@@ -183,6 +183,15 @@ impl Clock {
     pub fn utc_offset_secs(&self) -> i32 {
         self.utc_offset_secs.unwrap_or_else(local_offset_secs)
     }
+
+    /// This clock with the local UTC offset read now: for a process about
+    /// to start threads, after which it can no longer be read.
+    pub fn with_offset_resolved(self) -> Clock {
+        Clock {
+            utc_offset_secs: Some(self.utc_offset_secs()),
+            ..self
+        }
+    }
 }
 
 pub fn system_now() -> Timestamp {

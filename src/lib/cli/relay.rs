@@ -66,4 +66,23 @@ pub enum RelayCommand {
         #[arg(long, value_name = "DIR")]
         maildir: PathBuf,
     },
+    /// Answer one HTTP request as a CGI program behind a web server (nginx
+    /// with fcgiwrap, Apache): a peer's POST of messages and
+    /// acknowledgements, answered with a response per message, the
+    /// acknowledgements owed to it, and the back-channel messages waiting
+    /// for it. The web server does TLS and verifies client certificates; it
+    /// passes SSL_CLIENT_VERIFY and SSL_CLIENT_CERT (see README). A stdout
+    /// closed before the reply is written exits 74, never 0.
+    Cgi,
+    /// Run the built-in HTTP server (for tests and small sites): HTTPS with
+    /// client certificates when [http] cert, key and client_ca are set,
+    /// else plain HTTP (for peers with authentication = "none"). Runs until
+    /// stopped; bounded by [http] max_connections, request_timeout and
+    /// max_body.
+    Serve {
+        /// The address to listen on (`127.0.0.1:8443`; port 0 picks one,
+        /// which is printed on stderr).
+        #[arg(long, value_name = "ADDR")]
+        listen: String,
+    },
 }

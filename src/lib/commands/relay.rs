@@ -11,14 +11,55 @@ use crate::receive::{mail, Report};
 use super::Context;
 
 pub fn run(args: RelayArgs) -> Result<ExitCode, Error> {
-    let pipe = matches!(args.command, RelayCommand::Receive);
-    let result = run_command(args);
-    if pipe {
+    match args.command {
         // An MTA must never bounce what rs could not store: any failure
         // short of junk (which is quarantined) asks it to retry.
-        return result.map_err(|e| Error::Retry(Box::new(e)));
+        RelayCommand::Receive => run_command(args).map_err(|e| Error::Retry(Box::new(e))),
+        // A web server's caller did not get its answers when stdout closed.
+        RelayCommand::Cgi => cgi(&args.common).map_err(|e| match e {
+            Error::StdoutClosed => Error::Stdout(std::io::ErrorKind::BrokenPipe.into()),
+            other => other,
+        }),
+        _ => run_command(args),
     }
-    result
+}
+
+/// `rs-relay cgi`: one request from a web server; every outcome is an
+/// HTTP response on stdout.
+fn cgi(common: &crate::cli::Common) -> Result<ExitCode, Error> {
+    use crate::session::{cgi, Response};
+    let ctx = Context::new("rs-relay", common)?;
+    let log = |s: String| ctx.log(s);
+    let now = ctx.clock.now();
+    let resp = match ctx.open_spool(now) {
+        Ok(spool) => cgi::respond(
+            &spool,
+            &cgi::Env::from_process(),
+            &mut std::io::stdin().lock(),
+            &ctx.clock,
+            &log,
+        ),
+        Err(e) => {
+            log(format!("error: {e}"));
+            Response::text(503, "the spool cannot be opened now\n")
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    cgi::write(&resp, &mut out)?;
+    Ok(ExitCode::Ok)
+}
+
+/// `rs-relay serve`: the built-in server, until stopped.
+fn serve(ctx: &Context, spool: crate::spool::Spool, listen: &str) -> Result<ExitCode, Error> {
+    let prog = ctx.prog;
+    let log = std::sync::Arc::new(move |s: String| crate::output::log(prog, s));
+    crate::session::server::serve(spool, listen, ctx.clock, log, |addr, tls| {
+        ctx.log(format!(
+            "listening on {}://{addr}",
+            if tls { "https" } else { "http" }
+        ))
+    })?;
+    Ok(ExitCode::Ok)
 }
 
 fn run_command(args: RelayArgs) -> Result<ExitCode, Error> {
@@ -46,6 +87,8 @@ fn run_command(args: RelayArgs) -> Result<ExitCode, Error> {
         }
         RelayCommand::Receive => receive_stdin(&ctx, &spool, &mut out, now),
         RelayCommand::Fetch { maildir } => fetch(&ctx, &spool, &mut out, &maildir, now),
+        RelayCommand::Serve { listen } => serve(&ctx, spool, &listen),
+        RelayCommand::Cgi => cgi(&args.common),
     }
 }
 

@@ -3,6 +3,10 @@
 //! doubling up to the peer's `retry_cap`), so cron can run `rs-queue flush`
 //! often without hammering a dead relay. A cache: losing it only means one
 //! early retry.
+//!
+//! Also when this site last exchanged with each peer (`state/polled/PEER`),
+//! so that an HTTP peer is polled with nothing to send only once its
+//! `poll` interval has passed. A cache too: losing it means one early poll.
 
 use serde::{Deserialize, Serialize};
 
@@ -56,4 +60,31 @@ pub fn failed(spool: &Spool, peer: &Peer, why: &str, now: Timestamp) -> Result<L
 /// Records that the link works.
 pub fn succeeded(spool: &Spool, peer: &Peer) {
     let _ = std::fs::remove_file(path(spool, peer));
+}
+
+fn polled_path(spool: &Spool, peer: &Peer) -> std::path::PathBuf {
+    spool.dir(Area::State).join("polled").join(peer.id.as_str())
+}
+
+/// Whether a poll of `peer` (an exchange with nothing to send) is due: its
+/// `poll` interval has passed since the last exchange.
+pub fn poll_due(spool: &Spool, peer: &Peer, now: Timestamp) -> bool {
+    if peer.poll.is_zero() {
+        return true;
+    }
+    let last = std::fs::read_to_string(polled_path(spool, peer))
+        .ok()
+        .and_then(|t| Timestamp::parse(t.trim()).ok());
+    last.is_none_or(|t| now >= t.saturating_add(peer.poll) || now < t)
+}
+
+/// Records an exchange with `peer` at `now` (best effort: a cache).
+pub fn exchanged(spool: &Spool, peer: &Peer, now: Timestamp) {
+    if peer.poll.is_zero() {
+        return;
+    }
+    let dir = spool.dir(Area::State).join("polled");
+    if std::fs::create_dir_all(&dir).is_ok() {
+        let _ = std::fs::write(dir.join(peer.id.as_str()), now.to_rfc3339());
+    }
 }

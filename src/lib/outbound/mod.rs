@@ -44,6 +44,7 @@ use crate::spool::lease::{self, Lease, Period, Policy, Request};
 use crate::spool::{Area, DeadKind, Entry, EntryName, Result, Spool};
 use crate::time::{Clock, Timestamp};
 use crate::transport::dir::{self, DirTransport};
+use crate::transport::http::HttpTransport;
 use crate::transport::smtp::SmtpTransport;
 use crate::transport::{Cargo, Exchanged, Outcome, Outgoing, Transport};
 
@@ -129,11 +130,16 @@ pub fn flush(
         })
         .collect();
     let Some(mut lease) = lease else {
-        if !acks.is_empty() || transport.polls() {
+        let poll = transport.polls() && link::poll_due(spool, peer, now);
+        if !acks.is_empty() || poll {
             let ex = transport.exchange(&acks);
             report.exchanges += 1;
+            note_deferral(&ex, &mut report);
             let returned = settle_acks(&acks, ex, &mut report);
             receive_returned(spool, peer, returned, clock, &mut report, log)?;
+            if report.deferred == 0 {
+                link::exchanged(spool, peer, now);
+            }
         }
         return Ok(report);
     };
@@ -155,6 +161,7 @@ pub fn flush(
         }));
         let mut ex = transport.exchange(&batch);
         report.exchanges += 1;
+        link::exchanged(spool, peer, now);
         let outcomes = ex.outcomes.split_off(carried_acks.min(ex.outcomes.len()));
         let returned = settle_acks(&batch[..carried_acks], ex, &mut report);
         let now = clock.now();
@@ -258,6 +265,19 @@ fn select(
         now,
     )?;
     Ok((Some(lease), chosen))
+}
+
+/// Counts an exchange that carried no message and failed (a poll, or
+/// acknowledgements alone) as a deferral, so the link's failure is noted.
+fn note_deferral(ex: &Exchanged, report: &mut Report) {
+    let failed = ex.outcomes.iter().find_map(|o| match o {
+        Outcome::Deferred(why) => Some(why.clone()),
+        _ => None,
+    });
+    if let Some(why) = failed.or_else(|| ex.failure.clone()) {
+        report.deferred += 1;
+        report.last_error = Some(why);
+    }
 }
 
 /// Removes the acknowledgement envelopes the peer took; returns what it
@@ -437,6 +457,15 @@ pub fn open_route(
                 reason: e.to_string(),
             },
         )?),
+        config::Route::Http(r) => Box::new(
+            HttpTransport::new(r, me, protector, now, &spool.dir(Area::Tmp)).map_err(|e| {
+                Error::PeerSetup {
+                    peer: peer.id.to_string(),
+                    config: spool.config_path(),
+                    reason: e.to_string(),
+                }
+            })?,
+        ),
     })
 }
 

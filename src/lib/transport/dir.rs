@@ -189,6 +189,7 @@ impl Transport for DirTransport {
                 .map(|o| o.unwrap_or_else(|| Outcome::Deferred("not attempted".into())))
                 .collect(),
             returned: Vec::new(),
+            failure: None,
         }
     }
 }

@@ -9,6 +9,7 @@
 //! never decides policy; it only carries bytes and reports.
 
 pub mod dir;
+pub mod http;
 pub mod smtp;
 pub mod untrusted;
 
@@ -56,6 +57,8 @@ pub enum Outcome {
 pub struct Exchanged {
     pub outcomes: Vec<Outcome>,
     pub returned: Vec<Payload>,
+    /// Why an exchange that carried nothing (a poll) failed.
+    pub failure: Option<String>,
 }
 
 impl Exchanged {
@@ -64,6 +67,7 @@ impl Exchanged {
         Exchanged {
             outcomes: batch.iter().map(|_| outcome.clone()).collect(),
             returned: Vec::new(),
+            failure: None,
         }
     }
 }

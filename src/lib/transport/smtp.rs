@@ -229,6 +229,7 @@ impl Transport for SmtpTransport {
         Exchanged {
             outcomes,
             returned: Vec::new(),
+            failure: None,
         }
     }
 }

@@ -1,0 +1,173 @@
+//! `rs-relay cgi`: one request handed over by a web server (CGI/1.1, as
+//! nginx with fcgiwrap or Apache run it). The web server does TLS and
+//! verifies the client certificate; it passes what it found in
+//! `SSL_CLIENT_VERIFY` (`SUCCESS`, `NONE`, `FAILED:...`) and the
+//! certificate itself in `SSL_CLIENT_CERT` (PEM, URL-escaped as nginx's
+//! `$ssl_client_escaped_cert`, or plain as Apache's).
+//!
+//! The reply goes to stdout as a CGI response. A stdout that closes before
+//! the reply is written is an error (the caller did not get its answers):
+//! never a success.
+
+use std::io::{Read, Write};
+
+use super::{handle, Identity, Request, Response};
+use crate::spool::Spool;
+use crate::time::Clock;
+use crate::transport::Payload;
+
+/// The CGI variables the handler reads.
+#[derive(Clone, Debug, Default)]
+pub struct Env {
+    pub method: Option<String>,
+    pub content_length: Option<String>,
+    pub verify: Option<String>,
+    pub cert: Option<String>,
+    pub rs_from: Option<String>,
+}
+
+impl Env {
+    /// Reads the variables from this process's environment.
+    pub fn from_process() -> Env {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Env {
+            method: var("REQUEST_METHOD"),
+            content_length: var("CONTENT_LENGTH"),
+            verify: var("SSL_CLIENT_VERIFY"),
+            cert: var("SSL_CLIENT_CERT"),
+            rs_from: var("HTTP_X_RS_FROM"),
+        }
+    }
+
+    /// What the web server found of the client's certificate.
+    pub fn identity(&self) -> Identity {
+        match self.verify.as_deref() {
+            None | Some("NONE") => Identity::None,
+            Some("SUCCESS") => {
+                let Some(cert) = &self.cert else {
+                    return Identity::Failed(
+                        "SSL_CLIENT_VERIFY is SUCCESS but SSL_CLIENT_CERT is not passed (fastcgi_param SSL_CLIENT_CERT $ssl_client_escaped_cert)".into(),
+                    );
+                };
+                let pem = percent_decode(cert);
+                match openssl::x509::X509::from_pem(&pem).and_then(|c| c.to_der()) {
+                    Ok(der) => Identity::Verified(der),
+                    Err(e) => {
+                        Identity::Failed(format!("SSL_CLIENT_CERT is not a certificate: {e}"))
+                    }
+                }
+            }
+            Some(other) => Identity::Failed(other.to_string()),
+        }
+    }
+}
+
+/// `%XX` escapes decoded (nginx escapes the PEM it passes).
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Answers the request in `env` whose body is `input`; the response is
+/// what to write to stdout.
+pub fn respond(
+    spool: &Spool,
+    env: &Env,
+    input: &mut dyn Read,
+    clock: &Clock,
+    log: &dyn Fn(String),
+) -> Response {
+    if env.method.as_deref() != Some("POST") {
+        return Response::text(405, "rs answers POST only\n");
+    }
+    let max = spool.config().http.max_body.0;
+    let length: u64 = match env.content_length.as_deref().map(str::parse) {
+        None => 0,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return Response::text(400, "CONTENT_LENGTH is not a number\n"),
+    };
+    if length > max {
+        log(format!(
+            "request of {length} bytes refused (413): [http] max_body is {max}"
+        ));
+        return Response::text(
+            413,
+            format!("the body is {length} bytes, more than the {max} this site takes\n"),
+        );
+    }
+    let mut body = Vec::with_capacity(length as usize);
+    if let Err(e) = input.take(length).read_to_end(&mut body) {
+        return Response::text(400, format!("cannot read the body: {e}\n"));
+    }
+    if (body.len() as u64) < length {
+        return Response::text(400, "the body ended before CONTENT_LENGTH\n");
+    }
+    let req = Request {
+        identity: env.identity(),
+        claimed: env.rs_from.clone(),
+        body: Payload::Bytes(body),
+    };
+    handle(spool, req, clock, log)
+}
+
+/// Writes `resp` as a CGI response.
+pub fn write(resp: &Response, out: &mut dyn Write) -> std::io::Result<()> {
+    let body = resp.bytes();
+    write!(
+        out,
+        "Status: {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n",
+        resp.status,
+        resp.reason(),
+        resp.content_type(),
+        body.len()
+    )?;
+    out.write_all(body)?;
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaped_pem_decodes() {
+        assert_eq!(
+            percent_decode("-----BEGIN%20CERT-----%0AAB%2Bc%0A"),
+            b"-----BEGIN CERT-----\nAB+c\n"
+        );
+        assert_eq!(percent_decode("100%"), b"100%");
+        assert_eq!(percent_decode("%zz"), b"%zz");
+    }
+
+    #[test]
+    fn identities_from_the_web_server() {
+        let env = |verify: Option<&str>| Env {
+            verify: verify.map(String::from),
+            ..Env::default()
+        };
+        assert_eq!(env(None).identity(), Identity::None);
+        assert_eq!(env(Some("NONE")).identity(), Identity::None);
+        assert!(matches!(
+            env(Some("FAILED:certificate has expired")).identity(),
+            Identity::Failed(w) if w.contains("expired")
+        ));
+        assert!(matches!(
+            env(Some("SUCCESS")).identity(),
+            Identity::Failed(_)
+        ));
+    }
+}

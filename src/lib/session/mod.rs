@@ -1,0 +1,343 @@
+//! The server side of session mode over HTTP: one handler, run by
+//! `rs-relay cgi` (a request handed over by a web server) and by
+//! `rs-relay serve` (the built-in server).
+//!
+//! A request is a POST whose body is one envelope (possibly protected for
+//! this site) from the peer its client certificate proves (or, on a link
+//! with `authentication = "none"`, the peer it names in `X-Rs-From`):
+//! 1. the caller is identified; a request that proves no configured peer
+//!    stores nothing and is answered 403;
+//! 2. the body goes through the receive path, answering to the caller
+//!    (`Answer::Reply`): "accepted" only for what is durable here;
+//! 3. the reply is one envelope: one `message-response` per posted message,
+//!    then the acknowledgements this site owes the caller, then the
+//!    back-channel messages waiting for the caller and for every component
+//!    reachable through it, as far as `[http] max_reply` allows (chosen,
+//!    leased and recorded by the outbound runner, as any exchange: handing
+//!    one out is not delivering it; it stays in sent/ until the caller
+//!    acknowledges it in a later request).
+//!
+//! Statuses: 200 with the reply, 204 when there is nothing to say, 400 for
+//! a body that cannot be read (quarantined with the reason), 403, 405 for
+//! anything but POST, 413 for a body over `[http] max_body`, 503 when the
+//! spool cannot take it now (the caller keeps its copies and retries).
+
+pub mod cgi;
+pub mod server;
+
+use std::sync::Arc;
+
+use crate::ack;
+use crate::config::{Authentication, Config, Peer};
+use crate::message::{envelope, Message};
+use crate::outbound;
+use crate::protect::Protector;
+use crate::receive::{self, Answer, Fate, Inbound};
+use crate::spool::Spool;
+use crate::time::Clock;
+use crate::transport::{Exchanged, Outcome, Outgoing, Payload, Transport, IN_MEMORY};
+
+/// What a caller's TLS connection proved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Identity {
+    /// No client certificate.
+    None,
+    /// A client certificate verified against the trusted CA (DER).
+    Verified(Vec<u8>),
+    /// A certificate that failed verification, and why.
+    Failed(String),
+}
+
+/// A request, as the web server (or the built-in server) hands it over.
+pub struct Request {
+    pub identity: Identity,
+    /// `X-Rs-From`: the component the caller says it is.
+    pub claimed: Option<String>,
+    /// The body (at most `[http] max_body`, checked by the caller).
+    pub body: Payload,
+}
+
+/// A reply.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    /// The envelope (200), or a line of text saying why (errors).
+    pub body: ResponseBody,
+}
+
+#[derive(Debug)]
+pub enum ResponseBody {
+    Empty,
+    Text(String),
+    Envelope(Vec<u8>),
+}
+
+impl Response {
+    pub fn text(status: u16, text: impl Into<String>) -> Response {
+        Response {
+            status,
+            body: ResponseBody::Text(text.into()),
+        }
+    }
+
+    /// The reason phrase of the status.
+    pub fn reason(&self) -> &'static str {
+        match self.status {
+            200 => "OK",
+            204 => "No Content",
+            400 => "Bad Request",
+            403 => "Forbidden",
+            405 => "Method Not Allowed",
+            408 => "Request Timeout",
+            413 => "Content Too Large",
+            503 => "Service Unavailable",
+            _ => "Internal Server Error",
+        }
+    }
+
+    /// The media type of the body.
+    pub fn content_type(&self) -> &'static str {
+        match self.body {
+            ResponseBody::Envelope(_) => "multipart/related",
+            _ => "text/plain; charset=utf-8",
+        }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        match &self.body {
+            ResponseBody::Empty => b"",
+            ResponseBody::Text(t) => t.as_bytes(),
+            ResponseBody::Envelope(b) => b,
+        }
+    }
+}
+
+/// The subject CN of a certificate (DER), if it has one.
+fn common_name(der: &[u8]) -> Option<String> {
+    let cert = openssl::x509::X509::from_der(der).ok()?;
+    let cn = cert
+        .subject_name()
+        .entries_by_nid(openssl::nid::Nid::COMMONNAME)
+        .next()?;
+    cn.data().to_string().ok()
+}
+
+/// The certificate a peer's `client_cert` file holds (DER), if it can be read.
+fn pinned(peer: &Peer) -> Option<Vec<u8>> {
+    let pem = std::fs::read(peer.client_cert.as_ref()?).ok()?;
+    openssl::x509::X509::from_pem(&pem).ok()?.to_der().ok()
+}
+
+/// The peer a request speaks for, or why it speaks for none.
+pub fn identify<'c>(
+    config: &'c Config,
+    identity: &Identity,
+    claimed: Option<&str>,
+) -> Result<&'c Peer, String> {
+    let peer = match identity {
+        Identity::Failed(why) => {
+            return Err(format!("the client certificate did not verify: {why}"))
+        }
+        Identity::Verified(der) => {
+            let by_pin = config
+                .peers
+                .iter()
+                .find(|p| pinned(p).is_some_and(|c| c == *der));
+            let cn = common_name(der);
+            let by_cn = || {
+                cn.as_deref()
+                    .and_then(|cn| config.peer(cn).filter(|p| p.client_cert.is_none()))
+            };
+            by_pin.or_else(by_cn).ok_or_else(|| {
+                format!(
+                    "the client certificate (CN {}) is no configured peer's",
+                    cn.as_deref().unwrap_or("none")
+                )
+            })?
+        }
+        Identity::None => {
+            let Some(name) = claimed else {
+                return Err("no client certificate, and no X-Rs-From".into());
+            };
+            match config.peer(name.trim()) {
+                Some(p) if p.authentication == Authentication::None => p,
+                Some(p) => {
+                    return Err(format!(
+                        "peer {} must present its client certificate (authentication = \"certificate\")",
+                        p.id
+                    ))
+                }
+                None => return Err(format!("{} is not a configured peer", name.trim())),
+            }
+        }
+    };
+    if let Some(name) = claimed {
+        if name.trim() != peer.id.as_str() {
+            return Err(format!(
+                "X-Rs-From says {} but the certificate is {}'s",
+                name.trim(),
+                peer.id
+            ));
+        }
+    }
+    Ok(peer)
+}
+
+/// Answers one request. See the module documentation.
+pub fn handle(spool: &Spool, req: Request, clock: &Clock, log: &dyn Fn(String)) -> Response {
+    let config = spool.config();
+    let peer = match identify(config, &req.identity, req.claimed.as_deref()) {
+        Ok(p) => p,
+        Err(why) => {
+            log(format!("request refused (403): {why}"));
+            return Response::text(403, format!("forbidden: {why}\n"));
+        }
+    };
+    match answer(spool, peer, req.body, clock, log) {
+        Ok(r) => r,
+        Err(e) => {
+            log(format!("request from {} not taken now (503): {e}", peer.id));
+            Response::text(503, format!("not taken now: {e}\n"))
+        }
+    }
+}
+
+/// Receives what `peer` posted and builds the reply.
+fn answer(
+    spool: &Spool,
+    peer: &Peer,
+    body: Payload,
+    clock: &Clock,
+    log: &dyn Fn(String),
+) -> crate::spool::Result<Response> {
+    let now = clock.now();
+    let mut responses: Vec<Message> = Vec::new();
+    if !body.is_empty()? {
+        let item = Inbound {
+            payload: body,
+            from: peer.id.clone(),
+            label: format!("request from {}", peer.id),
+        };
+        let got = receive::receive(spool, vec![item], now, Answer::Reply, log)?;
+        match got.fates.first() {
+            Some(Fate::Left) => {
+                return Ok(Response::text(
+                    503,
+                    "the request cannot be read, and there is no room to keep it\n",
+                ))
+            }
+            Some(Fate::Taken) if got.report.quarantined > 0 => {
+                return Ok(Response::text(
+                    400,
+                    "the request cannot be taken; it is kept in quarantine with the reason\n",
+                ))
+            }
+            _ => {}
+        }
+        responses = got.replies.iter().map(|o| ack::message(o, now)).collect();
+    }
+    // What this site holds for the caller: acknowledgements and
+    // back-channel messages, chosen and recorded as any exchange.
+    let mut reply = Reply {
+        messages: responses,
+        bytes: 0,
+        limit: spool.config().http.max_reply.0,
+        large: None,
+    };
+    outbound::flush(spool, peer, &mut reply, clock, log)?;
+    let body = match reply.large {
+        Some(file) => {
+            std::fs::read(&file).map_err(|e| crate::spool::Error::io("read", &file, e))?
+        }
+        None if reply.messages.is_empty() => {
+            return Ok(Response {
+                status: 204,
+                body: ResponseBody::Empty,
+            })
+        }
+        None => envelope::to_bytes(&reply.messages),
+    };
+    let protector = Protector::for_peer(peer).map_err(|e| crate::spool::Error::Keys {
+        peer: peer.id.to_string(),
+        reason: e.to_string(),
+    })?;
+    let body = match protector {
+        None => body,
+        Some(p) => {
+            let mut out = Vec::with_capacity(body.len() * 4 / 3 + 4096);
+            p.protect(&mut &body[..], &mut out, now)
+                .map_err(|e| crate::spool::Error::Keys {
+                    peer: peer.id.to_string(),
+                    reason: e.to_string(),
+                })?;
+            out
+        }
+    };
+    Ok(Response {
+        status: 200,
+        body: ResponseBody::Envelope(body),
+    })
+}
+
+/// The reply being built, as the route the outbound runner hands the
+/// caller's due acknowledgements and back-channel messages to.
+struct Reply {
+    messages: Vec<Message>,
+    bytes: u64,
+    limit: u64,
+    /// A large back-channel message that goes alone, as its own envelope.
+    large: Option<std::path::PathBuf>,
+}
+
+impl Transport for Reply {
+    fn describe(&self) -> String {
+        "the reply".into()
+    }
+
+    fn exchange(&mut self, batch: &[Outgoing]) -> Exchanged {
+        let full = || Outcome::Deferred("the reply is full: it goes with the next poll".into());
+        let outcomes = batch
+            .iter()
+            .map(|o| {
+                let size = std::fs::metadata(&o.path).map(|m| m.len()).unwrap_or(0);
+                if self.large.is_some() || self.bytes + size > self.limit && self.bytes > 0 {
+                    return full();
+                }
+                if size > IN_MEMORY {
+                    if !self.messages.is_empty() {
+                        return full();
+                    }
+                    self.large = Some(o.path.clone());
+                    self.bytes += size;
+                    return Outcome::Handed;
+                }
+                match std::fs::read(&o.path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| envelope::parse(&b).map_err(|e| e.to_string()))
+                {
+                    Ok(ms) => {
+                        self.messages.extend(ms);
+                        self.bytes += size;
+                        Outcome::Handed
+                    }
+                    Err(why) => Outcome::Deferred(format!("{}: {why}", o.path.display())),
+                }
+            })
+            .collect();
+        Exchanged {
+            outcomes,
+            returned: Vec::new(),
+            failure: None,
+        }
+    }
+
+    fn chunk_size(&self) -> usize {
+        usize::MAX
+    }
+}
+
+/// What the built-in server and the CGI front share: the spool and clock.
+pub struct Site {
+    pub spool: Arc<Spool>,
+    pub clock: Clock,
+}

@@ -1,0 +1,248 @@
+//! `rs-relay serve`: the built-in HTTP(S) server, for tests and small
+//! sites, answering every request with [`super::handle`] (as CGI does).
+//!
+//! Bounded in every way a caller controls: connections served at once
+//! (`[http] max_connections`; more wait in the listen queue), the time a
+//! request may take to arrive (`[http] request_timeout`, headers and body;
+//! a slow or stalled client is cut off, holding no lock), and the body's
+//! size (`[http] max_body`, 413 without reading further). With `[http]
+//! cert` and `key` it speaks TLS, asking for a client certificate verified
+//! against `[http] client_ca`; a certificate that fails verification still
+//! completes the handshake, so the caller gets a 403 that says why.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use openssl::ssl::{Ssl, SslAcceptor, SslFiletype, SslMethod, SslVerifyMode};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use super::{handle, Identity, Request, Response};
+use crate::config::HttpSettings;
+use crate::spool::Spool;
+use crate::time::Clock;
+use crate::transport::Payload;
+
+/// Why the server cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot listen on {addr}: {err}")]
+    Listen { addr: String, err: std::io::Error },
+    #[error("[http] in {config}: {reason}")]
+    Tls { config: String, reason: String },
+    #[error("cannot start the server: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// The TLS acceptor for `[http]`, if cert and key are configured.
+fn acceptor(http: &HttpSettings, config: &str) -> Result<Option<SslAcceptor>, Error> {
+    let (Some(cert), Some(key)) = (&http.cert, &http.key) else {
+        return Ok(None);
+    };
+    let fail = |what: &str, e: openssl::error::ErrorStack| Error::Tls {
+        config: config.to_string(),
+        reason: format!("{what}: {e}"),
+    };
+    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())
+        .map_err(|e| fail("TLS", e))?;
+    b.set_certificate_chain_file(cert)
+        .map_err(|e| fail(&format!("cert {}", cert.display()), e))?;
+    b.set_private_key_file(key, SslFiletype::PEM)
+        .map_err(|e| fail(&format!("key {}", key.display()), e))?;
+    b.check_private_key()
+        .map_err(|e| fail("the key does not match the certificate", e))?;
+    if let Some(ca) = &http.client_ca {
+        b.set_ca_file(ca)
+            .map_err(|e| fail(&format!("client_ca {}", ca.display()), e))?;
+        let names = openssl::x509::X509::stack_from_pem(&std::fs::read(ca).unwrap_or_default())
+            .map_err(|e| fail(&format!("client_ca {}", ca.display()), e))?;
+        let mut list = openssl::stack::Stack::new().map_err(|e| fail("TLS", e))?;
+        for c in names {
+            list.push(c.subject_name().to_owned().map_err(|e| fail("TLS", e))?)
+                .map_err(|e| fail("TLS", e))?;
+        }
+        b.set_client_ca_list(list);
+        // Ask for a certificate, and finish the handshake whatever it is:
+        // the handler says 403, and why, to one that did not verify.
+        b.set_verify_callback(SslVerifyMode::PEER, |_, _| true);
+    }
+    Ok(Some(b.build()))
+}
+
+/// What the handshake proved of the caller.
+fn identity_of(ssl: &openssl::ssl::SslRef) -> Identity {
+    let Some(cert) = ssl.peer_certificate() else {
+        return Identity::None;
+    };
+    let result = ssl.verify_result();
+    if result != openssl::x509::X509VerifyResult::OK {
+        return Identity::Failed(result.error_string().to_string());
+    }
+    match cert.to_der() {
+        Ok(der) => Identity::Verified(der),
+        Err(e) => Identity::Failed(e.to_string()),
+    }
+}
+
+/// What each connection needs.
+struct Shared {
+    spool: Arc<Spool>,
+    clock: Clock,
+    log: Arc<dyn Fn(String) + Send + Sync>,
+}
+
+/// Serves `spool` on `listen` until the process is stopped. `ready` is
+/// called with the address bound (a port of 0 picks one).
+pub fn serve(
+    spool: Spool,
+    listen: &str,
+    clock: Clock,
+    log: Arc<dyn Fn(String) + Send + Sync>,
+    ready: impl FnOnce(SocketAddr, bool),
+) -> Result<(), Error> {
+    let http = spool.config().http.clone();
+    let tls = acceptor(&http, &spool.config_path().display().to_string())?.map(Arc::new);
+    let clock = clock.with_offset_resolved();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(http.max_connections.max(1))
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?;
+    let shared = Arc::new(Shared {
+        spool: Arc::new(spool),
+        clock,
+        log,
+    });
+    runtime.block_on(async move {
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|err| Error::Listen {
+                addr: listen.to_string(),
+                err,
+            })?;
+        let addr = listener.local_addr().map_err(Error::Runtime)?;
+        ready(addr, tls.is_some());
+        let permits = Arc::new(Semaphore::new(http.max_connections.max(1)));
+        loop {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return Ok(());
+            };
+            let (tcp, _) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    (shared.log)(format!("accept: {e}"));
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let (shared, tls, http) = (shared.clone(), tls.clone(), http.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                let timeout = http.request_timeout;
+                match tls {
+                    None => connection(TokioIo::new(tcp), Identity::None, shared, http).await,
+                    Some(acceptor) => {
+                        let Ok(ssl) = Ssl::new(acceptor.context()) else {
+                            return;
+                        };
+                        let Ok(mut stream) = tokio_openssl::SslStream::new(ssl, tcp) else {
+                            return;
+                        };
+                        let handshake = std::pin::Pin::new(&mut stream).accept();
+                        match tokio::time::timeout(timeout, handshake).await {
+                            Ok(Ok(())) => {}
+                            _ => return,
+                        }
+                        let identity = identity_of(stream.ssl());
+                        connection(TokioIo::new(stream), identity, shared, http).await
+                    }
+                }
+            });
+        }
+    })
+}
+
+/// Serves the requests of one connection.
+async fn connection<I>(io: TokioIo<I>, identity: Identity, shared: Arc<Shared>, http: HttpSettings)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let timeout = http.request_timeout;
+    let service = hyper::service::service_fn(move |req| {
+        let (identity, shared, http) = (identity.clone(), shared.clone(), http.clone());
+        async move { Ok::<_, Infallible>(request(req, identity, shared, http).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout)
+        .serve_connection(io, service)
+        .await;
+}
+
+/// Answers one request.
+async fn request(
+    req: hyper::Request<Incoming>,
+    identity: Identity,
+    shared: Arc<Shared>,
+    http: HttpSettings,
+) -> hyper::Response<Full<Bytes>> {
+    if req.method() != Method::POST {
+        return reply(Response::text(405, "rs answers POST only\n"));
+    }
+    let max = http.max_body.0;
+    let length = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if length.is_some_and(|n| n > max) {
+        return reply(Response::text(
+            413,
+            format!("the body is more than the {max} bytes this site takes\n"),
+        ));
+    }
+    let claimed = req
+        .headers()
+        .get("x-rs-from")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    let limited = Limited::new(req.into_body(), usize::try_from(max).unwrap_or(usize::MAX));
+    let body = match tokio::time::timeout(http.request_timeout, limited.collect()).await {
+        Err(_) => return reply(Response::text(408, "the body took too long to arrive\n")),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return reply(Response::text(
+                413,
+                format!("the body is more than the {max} bytes this site takes\n"),
+            ))
+        }
+        Ok(Err(e)) => return reply(Response::text(400, format!("cannot read the body: {e}\n"))),
+        Ok(Ok(c)) => c.to_bytes(),
+    };
+    let answered = tokio::task::spawn_blocking(move || {
+        let log = |s: String| (shared.log)(s);
+        let req = Request {
+            identity,
+            claimed,
+            body: Payload::Bytes(body.to_vec()),
+        };
+        handle(&shared.spool, req, &shared.clock, &log)
+    })
+    .await;
+    reply(answered.unwrap_or_else(|e| Response::text(500, format!("the handler failed: {e}\n"))))
+}
+
+fn reply(r: Response) -> hyper::Response<Full<Bytes>> {
+    let mut resp = hyper::Response::new(Full::new(Bytes::copy_from_slice(r.bytes())));
+    *resp.status_mut() =
+        StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Ok(v) = hyper::header::HeaderValue::from_str(r.content_type()) {
+        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    resp
+}

@@ -1,0 +1,295 @@
+//! The HTTP(S) route: session mode. One exchange is one POST (or, for a
+//! large message, one POST of its own) carrying the messages due and the
+//! acknowledgements owed, as one envelope (protected for the peer when
+//! protection is configured); the reply is one envelope holding a
+//! `message-response` per posted message, the acknowledgements the peer
+//! owes this site, and the back-channel messages waiting for it and for
+//! what is reachable through it. The customer side always calls; a route
+//! with nothing to send still calls (a poll), so that the back-channel
+//! flows.
+//!
+//! Outcomes: a 200 or 204 reply means the peer answered every posted
+//! message: each is handed, and the responses in the reply (returned to the
+//! runner, which receives them) discard, bury or keep the copies as they
+//! say. Anything else (403, 413, 5xx, a timeout, no connection) defers the
+//! whole exchange: nothing is recorded, the copies stay queued.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
+
+use super::{Exchanged, Outcome, Outgoing, Payload, Transport, IN_MEMORY};
+use crate::config::HttpRoute;
+use crate::message::{envelope, Message, Name};
+use crate::protect::Protector;
+use crate::spool::Staged;
+use crate::time::Timestamp;
+
+/// Most bytes of a reply this client reads.
+const MAX_REPLY: u64 = 4 << 30;
+
+pub struct HttpTransport {
+    route: HttpRoute,
+    me: Name,
+    protector: Option<std::sync::Arc<Protector>>,
+    now: Timestamp,
+    agent: ureq::Agent,
+    /// The spool's tmp/, for large bodies and replies.
+    tmp: PathBuf,
+}
+
+/// Why a route cannot be used at all (a configuration problem).
+#[derive(Debug, thiserror::Error)]
+#[error("route {url}: {reason}")]
+pub struct SetupError {
+    url: String,
+    reason: String,
+}
+
+impl HttpTransport {
+    /// The route to the server at `route` from component `me`; large
+    /// bodies are staged in `tmp`.
+    pub fn new(
+        route: &HttpRoute,
+        me: &Name,
+        protector: Option<std::sync::Arc<Protector>>,
+        now: Timestamp,
+        tmp: &Path,
+    ) -> Result<HttpTransport, SetupError> {
+        let fail = |reason: String| SetupError {
+            url: route.url.clone(),
+            reason,
+        };
+        let read = |what: &str, p: &Path| {
+            std::fs::read(p).map_err(|e| fail(format!("{what}={}: {e}", p.display())))
+        };
+        let mut tls = TlsConfig::builder().provider(TlsProvider::NativeTls);
+        tls = match &route.ca {
+            Some(ca) => {
+                let pem = read("ca", ca)?;
+                let certs = ureq::tls::parse_pem(&pem)
+                    .filter_map(|i| match i {
+                        Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                        _ => None,
+                    })
+                    .collect::<Vec<Certificate<'static>>>();
+                if certs.is_empty() {
+                    return Err(fail(format!("ca={}: no certificate in it", ca.display())));
+                }
+                tls.root_certs(RootCerts::new_with_certs(&certs))
+            }
+            None => tls.root_certs(RootCerts::PlatformVerifier),
+        };
+        if let (Some(cert), Some(key)) = (&route.cert, &route.key) {
+            let cert_pem = read("cert", cert)?;
+            let chain = ureq::tls::parse_pem(&cert_pem)
+                .filter_map(|i| match i {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                    _ => None,
+                })
+                .collect::<Vec<Certificate<'static>>>();
+            if chain.is_empty() {
+                return Err(fail(format!(
+                    "cert={}: no certificate in it",
+                    cert.display()
+                )));
+            }
+            let key_pem = read("key", key)?;
+            let key = PrivateKey::from_pem(&key_pem)
+                .map_err(|e| fail(format!("key={}: {e}", key.display())))?;
+            tls = tls.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
+        }
+        let config = ureq::Agent::config_builder()
+            .timeout_global(Some(route.timeout))
+            .timeout_connect(Some(route.timeout.min(Duration::from_secs(30))))
+            .http_status_as_error(false)
+            .user_agent(format!("rs/{}", env!("CARGO_PKG_VERSION")))
+            .tls_config(tls.build())
+            .build();
+        Ok(HttpTransport {
+            route: route.clone(),
+            me: me.clone(),
+            protector,
+            now,
+            agent: config.into(),
+            tmp: tmp.to_path_buf(),
+        })
+    }
+
+    /// One envelope holding every message of the small files in `files`.
+    fn merged(files: &[&Outgoing]) -> Result<Vec<u8>, String> {
+        let mut messages: Vec<Message> = Vec::new();
+        for f in files {
+            let bytes = std::fs::read(&f.path)
+                .map_err(|e| format!("cannot read {}: {e}", f.path.display()))?;
+            messages
+                .extend(envelope::parse(&bytes).map_err(|e| format!("{}: {e}", f.path.display()))?);
+        }
+        Ok(envelope::to_bytes(&messages))
+    }
+
+    /// Posts `body` (nothing for a poll); returns what the peer handed back.
+    fn post(&self, body: Option<Body>) -> Result<Option<Payload>, String> {
+        let req = self
+            .agent
+            .post(&self.route.url)
+            .header("X-Rs-From", self.me.as_str())
+            .header("Content-Type", "multipart/related");
+        let resp = match body {
+            None => req.send(&[][..]),
+            Some(Body::Bytes(b)) => req.send(&b[..]),
+            Some(Body::File(f)) => req.send(&f),
+        }
+        .map_err(|e| format!("{}: {e}", self.route.url))?;
+        let status = resp.status().as_u16();
+        let mut reader = resp
+            .into_body()
+            .into_with_config()
+            .limit(MAX_REPLY)
+            .reader();
+        match status {
+            200 => self.read_reply(&mut reader).map(Some),
+            204 => Ok(None),
+            _ => {
+                let mut text = Vec::new();
+                let _ = reader.take(1024).read_to_end(&mut text);
+                let text = String::from_utf8_lossy(&text);
+                Err(format!(
+                    "{} answered {status}: {}",
+                    self.route.url,
+                    text.trim().lines().next().unwrap_or("")
+                ))
+            }
+        }
+    }
+
+    /// Reads a reply: in memory when small, else into an unlinked file in tmp/.
+    fn read_reply(&self, reader: &mut dyn Read) -> Result<Payload, String> {
+        let mut head = Vec::new();
+        reader
+            .take(IN_MEMORY + 1)
+            .read_to_end(&mut head)
+            .map_err(|e| format!("{}: reading the reply: {e}", self.route.url))?;
+        if head.len() as u64 <= IN_MEMORY {
+            return Ok(Payload::Bytes(head));
+        }
+        let mut staged =
+            Staged::create(&self.tmp, self.now.as_micros()).map_err(|e| e.to_string())?;
+        let path = staged.path().to_path_buf();
+        staged.write_all(&head).map_err(|e| e.to_string())?;
+        std::io::copy(reader, &mut staged)
+            .map_err(|e| format!("{}: reading the reply: {e}", self.route.url))?;
+        staged.flush().map_err(|e| e.to_string())?;
+        // The open descriptor keeps the bytes; the name goes with `staged`.
+        File::open(&path)
+            .map(Payload::File)
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The body for `bytes`: protected for the peer when it must be.
+    fn protect_bytes(&self, bytes: Vec<u8>) -> Result<Body, String> {
+        match &self.protector {
+            None => Ok(Body::Bytes(bytes)),
+            Some(p) => {
+                let mut out = Vec::with_capacity(bytes.len() * 4 / 3 + 4096);
+                p.protect(&mut &bytes[..], &mut out, self.now)
+                    .map_err(|e| e.to_string())?;
+                Ok(Body::Bytes(out))
+            }
+        }
+    }
+
+    /// The body for a large envelope file, protected (streamed into tmp/)
+    /// when it must be.
+    fn protect_file(&self, path: &Path) -> Result<(Body, Option<Staged>), String> {
+        let file = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let Some(p) = &self.protector else {
+            return Ok((Body::File(file), None));
+        };
+        let mut staged =
+            Staged::create(&self.tmp, self.now.as_micros()).map_err(|e| e.to_string())?;
+        {
+            let mut out = std::io::BufWriter::new(&mut staged);
+            p.protect(&mut std::io::BufReader::new(file), &mut out, self.now)
+                .map_err(|e| e.to_string())?;
+            out.flush().map_err(|e| e.to_string())?;
+        }
+        let f = File::open(staged.path()).map_err(|e| e.to_string())?;
+        Ok((Body::File(f), Some(staged)))
+    }
+}
+
+/// A request body.
+enum Body {
+    Bytes(Vec<u8>),
+    File(File),
+}
+
+impl Transport for HttpTransport {
+    fn describe(&self) -> String {
+        self.route.url.clone()
+    }
+
+    fn exchange(&mut self, batch: &[Outgoing]) -> Exchanged {
+        let (large, small): (Vec<usize>, Vec<usize>) = (0..batch.len())
+            .partition(|&i| std::fs::metadata(&batch[i].path).is_ok_and(|m| m.len() > IN_MEMORY));
+        let mut ex = Exchanged {
+            outcomes: vec![Outcome::Handed; batch.len()],
+            returned: Vec::new(),
+            failure: None,
+        };
+        // The small ones (or, with nothing at all, a poll) in one request;
+        // each large one in a request of its own. A failed request defers
+        // what it carried and everything after it: the link is down.
+        let mut failed: Option<String> = None;
+        if !small.is_empty() || batch.is_empty() {
+            let files: Vec<&Outgoing> = small.iter().map(|&i| &batch[i]).collect();
+            let body = if files.is_empty() {
+                Ok(None)
+            } else {
+                Self::merged(&files)
+                    .and_then(|b| self.protect_bytes(b))
+                    .map(Some)
+            };
+            match body.and_then(|b| self.post(b)) {
+                Ok(back) => ex.returned.extend(back),
+                Err(why) => failed = Some(why),
+            }
+        }
+        let mut deferred: Vec<usize> = if failed.is_some() { small } else { Vec::new() };
+        for i in large {
+            if failed.is_some() {
+                deferred.push(i);
+                continue;
+            }
+            let sent = self
+                .protect_file(&batch[i].path)
+                .and_then(|(body, _staged)| self.post(Some(body)));
+            match sent {
+                Ok(back) => ex.returned.extend(back),
+                Err(why) => {
+                    failed = Some(why);
+                    deferred.push(i);
+                }
+            }
+        }
+        if let Some(why) = failed {
+            for i in deferred {
+                ex.outcomes[i] = Outcome::Deferred(why.clone());
+            }
+            ex.failure = Some(why);
+        }
+        ex
+    }
+
+    fn chunk_size(&self) -> usize {
+        self.route.batch
+    }
+
+    fn polls(&self) -> bool {
+        true
+    }
+}
