@@ -11,6 +11,9 @@ packages=(
     postfix
     gnupg
     openssl
+    nginx-light
+    fcgiwrap
+    curl
 )
 
 # Postfix asks how to configure itself; the tests configure their own instances.

@@ -4,6 +4,7 @@
 //! A test that fails keeps its spool and prints its path.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod postfix;
 
 use std::collections::HashMap;
@@ -179,6 +180,11 @@ impl Site {
         self.cmd("rs-relay")
             .args(["import", "--json", "--from"])
             .args([dir])
+    }
+
+    /// The time pinned with [`Site::at`], if any.
+    pub fn pinned_time(&self) -> Option<String> {
+        self.env.get("RS_NOW").cloned()
     }
 
     /// Pins the clock of every later command (RS_NOW).

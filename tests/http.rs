@@ -1,0 +1,358 @@
+//! Session mode over HTTP(S), through the real binaries: the built-in
+//! server (`rs-relay serve`) and nginx + fcgiwrap running `rs-relay cgi`,
+//! with TLS client certificates; a relay between a site and its provider;
+//! refusals (certificates, sizes, junk, slow clients).
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use support::http::{route, serve_tls, Nginx, Pair, Pki, Serve};
+use support::Site;
+
+/// Sends `n` messages of distinct content from `site` (to `to`, a
+/// component, when given); returns ID → content.
+fn send_many(site: &Site, n: usize, to: Option<&str>, tag: &str) -> HashMap<String, Vec<u8>> {
+    let mut sent = HashMap::new();
+    for i in 0..n {
+        let content: Vec<u8> = format!("{tag} {i} ")
+            .into_bytes()
+            .into_iter()
+            .chain((0..(100 + i % 900)).map(|j| ((i * 7 + j * 13) % 256) as u8))
+            .collect();
+        let mut args = vec!["--precedence", ["urgent", "normal", "bulk"][i % 3]];
+        if let Some(t) = to {
+            args.extend(["--to", t]);
+        }
+        sent.insert(site.send(&args, &content), content);
+    }
+    sent
+}
+
+fn flush(site: &Site) -> support::Run {
+    site.cmd("rs-queue").args(["flush", "--json"]).run()
+}
+
+fn outbound(site: &Site) -> usize {
+    site.list().len()
+}
+
+/// Asserts that `site` received exactly `sent`, each once, byte for byte.
+fn assert_received_exactly(site: &Site, sent: &HashMap<String, Vec<u8>>) {
+    let got = site.received();
+    assert_eq!(got.len(), sent.len(), "delivered count");
+    let mut ids = std::collections::HashSet::new();
+    for (id, content) in &got {
+        assert!(ids.insert(id.clone()), "{id} delivered twice");
+        assert_eq!(
+            sent.get(id),
+            Some(content),
+            "{id}: content differs or never sent"
+        );
+    }
+}
+
+/// Flushes `sites` in turn until `done` holds, at most `rounds` times.
+fn flush_until(sites: &[&Site], rounds: usize, done: impl Fn() -> bool) {
+    for _ in 0..rounds {
+        for s in sites {
+            flush(s);
+        }
+        if done() {
+            return;
+        }
+    }
+    assert!(done(), "not done after {rounds} rounds of flushes");
+}
+
+/// A provider `p.hub` serving HTTPS with client certificates, and a site
+/// `a.host` whose upstream it is, reaching it at `url` (filled in by the
+/// caller once a server runs).
+struct Pair2 {
+    pki: Pki,
+    server: Pair,
+    p: Site,
+    a: Site,
+    a_cert: Pair,
+}
+
+fn provider_and_site() -> Pair2 {
+    let p = Site::component("p.hub");
+    p.peer("a.host", "ack_timeout = \"1h\"");
+    let pki = Pki::new(p.root(), "ca");
+    let server = pki.server();
+    serve_tls(&p, &server, &pki.ca, "");
+    let a = Site::component("a.host");
+    let a_cert = pki.client("a.host");
+    Pair2 {
+        pki,
+        server,
+        p,
+        a,
+        a_cert,
+    }
+}
+
+fn a_uses(s: &Pair2, url: &str, cert: Option<&Pair>) {
+    s.a.peer(
+        "p.hub",
+        &format!(
+            "upstream = true\nack_timeout = \"1h\"\nroutes = [\"{}\"]",
+            route(url, &s.pki.ca, cert)
+        ),
+    );
+}
+
+/// A thousand messages each way, then both outbound areas empty.
+fn thousand_each_way(s: &Pair2) {
+    let up = send_many(&s.a, 1000, None, "up");
+    let down = send_many(&s.p, 1000, Some("a.host"), "down");
+    flush_until(&[&s.a], 6, || {
+        s.p.received().len() == 1000
+            && s.a.received().len() == 1000
+            && outbound(&s.a) == 0
+            && outbound(&s.p) == 0
+    });
+    assert_received_exactly(&s.p, &up);
+    assert_received_exactly(&s.a, &down);
+}
+
+#[test]
+fn a_thousand_messages_each_way_through_the_built_in_server() {
+    let s = provider_and_site();
+    let srv = Serve::start(&s.p);
+    a_uses(&s, &srv.url, Some(&s.a_cert));
+    thousand_each_way(&s);
+}
+
+#[test]
+fn a_thousand_messages_each_way_through_nginx_and_cgi() {
+    let s = provider_and_site();
+    let web = Nginx::start(&s.p.root().join("nginx"), &s.p, &s.server, &s.pki.ca);
+    a_uses(&s, &web.url, Some(&s.a_cert));
+    thousand_each_way(&s);
+}
+
+/// A wrong or missing client certificate: 403, nothing stored, the client
+/// keeps its messages and exits 75.
+#[test]
+fn a_wrong_or_missing_client_certificate_is_refused_and_nothing_is_stored() {
+    let s = provider_and_site();
+    let other = Pki::new(s.p.root(), "other-ca");
+    let forged = other.client("a.host");
+    let stranger = s.pki.client("z.host");
+    let srv = Serve::start(&s.p);
+    let web = Nginx::start(&s.p.root().join("nginx"), &s.p, &s.server, &s.pki.ca);
+    s.a.send(&[], b"keep me");
+    for (url, cert) in [
+        (&srv.url, None),
+        (&srv.url, Some(&forged)),
+        (&srv.url, Some(&stranger)),
+        (&web.url, None),
+        (&web.url, Some(&forged)),
+        (&web.url, Some(&stranger)),
+    ] {
+        let a = Site::component("a.host");
+        a.send(&[], b"keep me");
+        a.peer(
+            "p.hub",
+            &format!(
+                "upstream = true\nroutes = [\"{}\"]",
+                route(url, &s.pki.ca, cert)
+            ),
+        );
+        let r = a.cmd("rs-queue").args(["flush"]).run().code(75);
+        assert!(r.stderr.contains("403"), "{url} {cert:?}: {}", r.stderr);
+        assert_eq!(a.list()[0]["state"], "queued", "the client keeps it");
+    }
+    assert!(s.p.received().is_empty());
+    assert!(s.p.files("quarantine").is_empty());
+}
+
+/// The relay's poll to the provider brings back the back-channel messages
+/// for every component behind it; each component's poll to the relay
+/// returns only its own; the forward path goes through the relay and the
+/// final acknowledgement comes back to the origin.
+#[test]
+fn a_relay_carries_the_back_channel_of_everything_behind_it() {
+    let p = Site::component("p.hub");
+    let pki = Pki::new(p.root(), "ca");
+    let server = pki.server();
+    p.peer("r.relay", "components = [\"a.host\", \"c.host\"]");
+    serve_tls(&p, &server, &pki.ca, "");
+    let p_srv = Serve::start(&p);
+
+    let r = Site::component("r.relay");
+    let r_cert = pki.client("r.relay");
+    r.peer(
+        "p.hub",
+        &format!(
+            "upstream = true\nroutes = [\"{}\"]",
+            route(&p_srv.url, &pki.ca, Some(&r_cert))
+        ),
+    );
+    r.peer("a.host", "");
+    r.peer("c.host", "");
+    serve_tls(&r, &server, &pki.ca, "");
+    let r_srv = Serve::start(&r);
+
+    let mut leaves = Vec::new();
+    for name in ["a.host", "c.host"] {
+        let site = Site::component(name);
+        let cert = pki.client(name);
+        site.peer(
+            "r.relay",
+            &format!(
+                "upstream = true\nroutes = [\"{}\"]",
+                route(&r_srv.url, &pki.ca, Some(&cert))
+            ),
+        );
+        leaves.push(site);
+    }
+    let to_a = send_many(&p, 20, Some("a.host"), "for a");
+    let to_c = send_many(&p, 30, Some("c.host"), "for c");
+    let up = send_many(&leaves[0], 10, None, "from a");
+
+    // The relay's poll brings everything for both; the leaves then get
+    // their own only.
+    flush(&r).success();
+    assert_eq!(
+        outbound(&r),
+        50,
+        "the relay holds both components' messages"
+    );
+    flush(&leaves[0]).success();
+    assert_received_exactly(&leaves[0], &to_a);
+    assert!(leaves[1].received().is_empty());
+    flush(&leaves[1]).success();
+    assert_received_exactly(&leaves[1], &to_c);
+
+    let id = up.keys().next().unwrap().clone();
+    let status = || {
+        leaves[0]
+            .cmd("rs-ack")
+            .args(["status", "--json", &id])
+            .run()
+            .success()
+            .json()["summary"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // The final acknowledgement travels back: p.hub → r.relay (in the
+    // reply to its poll) → a.host (in the reply to a.host's).
+    flush_until(&[&leaves[0], &leaves[1], &r], 8, || {
+        outbound(&p) == 0
+            && outbound(&r) == 0
+            && outbound(&leaves[0]) == 0
+            && outbound(&leaves[1]) == 0
+            && p.received().len() == 10
+            && status().contains("delivered at p.hub")
+    });
+    assert_received_exactly(&p, &up);
+}
+
+/// Posts `body` to the server with curl (as the README shows), presenting
+/// `cert`; returns the HTTP status and the reply.
+fn curl(url: &str, ca: &Path, cert: &Pair, body: &[u8]) -> (u16, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("body");
+    std::fs::write(&file, body).unwrap();
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "60", "-o", "-", "-w", "\n%{http_code}"])
+        .arg("--cacert")
+        .arg(ca)
+        .arg("--cert")
+        .arg(&cert.cert)
+        .arg("--key")
+        .arg(&cert.key)
+        .args(["-H", "Content-Type: multipart/related", "--data-binary"])
+        .arg(format!("@{}", file.display()))
+        .arg(url)
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut stdout = out.stdout;
+    let split = stdout.iter().rposition(|&b| b == b'\n').unwrap();
+    let code = String::from_utf8_lossy(&stdout[split + 1..])
+        .parse()
+        .unwrap();
+    stdout.truncate(split);
+    (code, stdout)
+}
+
+/// An envelope posted by hand with curl is taken, and the reply answers it;
+/// a body over the limit gets 413 and stores nothing; junk gets 400 and is
+/// kept in quarantine.
+#[test]
+fn bodies_posted_by_hand_over_the_limit_or_junk() {
+    let s = provider_and_site();
+    s.p.append_config(&format!(
+        "[http]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\nmax_body = \"64k\"\n",
+        s.server.cert.display(),
+        s.server.key.display(),
+        s.pki.ca.display()
+    ));
+    let srv = Serve::start(&s.p);
+    a_uses(&s, &srv.url, Some(&s.a_cert));
+    let id = s.a.send(&[], b"by hand");
+    let envelope = std::fs::read(support::first_file(&s.a.spool.join("queue/normal"))).unwrap();
+    let (code, reply) = curl(&srv.url, &s.pki.ca, &s.a_cert, &envelope);
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&reply));
+    let answers = rs::message::envelope::parse(&reply).unwrap();
+    assert!(
+        answers.iter().any(|m| matches!(&m.content,
+            rs::message::Content::MessageResponse(r) if r.answers.as_str() == id)),
+        "the reply answers {id}"
+    );
+    assert_eq!(s.p.received().len(), 1);
+
+    let (code, _) = curl(&srv.url, &s.pki.ca, &s.a_cert, &vec![b'x'; 100 * 1024]);
+    assert_eq!(code, 413);
+    let (code, _) = curl(&srv.url, &s.pki.ca, &s.a_cert, b"this is not an envelope");
+    assert_eq!(code, 400);
+    assert_eq!(s.p.files("quarantine").len(), 1, "the junk is kept");
+    assert_eq!(s.p.received().len(), 1, "nothing else stored");
+}
+
+/// A client that stalls mid-request is cut off after the request timeout,
+/// holding no lock: other requests are served meanwhile.
+#[test]
+fn a_stalled_client_is_cut_off_and_blocks_nobody() {
+    let p = Site::component("p.hub");
+    p.peer("a.host", "authentication = \"none\"");
+    p.append_config("[http]\nrequest_timeout = \"2s\"\nmax_connections = 4\n");
+    let srv = Serve::start(&p);
+    let mut stalled = std::net::TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    stalled
+        .write_all(b"POST /rs HTTP/1.1\r\nHost: x\r\nX-Rs-From: a.host\r\nContent-Length: 100000\r\n\r\npartial")
+        .unwrap();
+    let a = Site::component("a.host");
+    a.peer(
+        "p.hub",
+        &format!(
+            "upstream = true\nauthentication = \"none\"\nroutes = [\"{}\"]",
+            srv.url
+        ),
+    );
+    a.send(&[], b"not blocked");
+    flush(&a).success();
+    assert_eq!(p.received().len(), 1, "served while the other stalls");
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = stalled.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    assert!(
+        text.is_empty() || text.contains("408"),
+        "cut off after the timeout: {text}"
+    );
+}

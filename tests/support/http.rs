@@ -1,0 +1,351 @@
+//! HTTP for tests: a small PKI made with `openssl` (a CA, a server
+//! certificate for 127.0.0.1, client certificates), the built-in server
+//! (`rs-relay serve`) and nginx + fcgiwrap running `rs-relay cgi`, each on
+//! 127.0.0.1 on a port of its own and stopped on drop.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{bin, Site};
+
+fn openssl(args: &[&str], dir: &Path) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A certificate authority in a directory, and what it signs.
+pub struct Pki {
+    pub dir: PathBuf,
+    pub ca: PathBuf,
+}
+
+/// A certificate and its key, as PEM files.
+#[derive(Clone, Debug)]
+pub struct Pair {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Pki {
+    /// A new CA named `name` in `dir/name/`.
+    pub fn new(dir: &Path, name: &str) -> Pki {
+        let dir = dir.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        openssl(
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "30",
+                "-subj",
+                &format!("/CN={name}"),
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+            &dir,
+        );
+        Pki {
+            ca: dir.join("ca.pem"),
+            dir,
+        }
+    }
+
+    fn sign(&self, cn: &str, ext: &str) -> Pair {
+        let d = &self.dir;
+        openssl(
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                &format!("/CN={cn}"),
+                "-keyout",
+                &format!("{cn}.key"),
+                "-out",
+                &format!("{cn}.csr"),
+            ],
+            d,
+        );
+        std::fs::write(d.join(format!("{cn}.ext")), ext).unwrap();
+        openssl(
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{cn}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "30",
+                "-out",
+                &format!("{cn}.pem"),
+                "-extfile",
+                &format!("{cn}.ext"),
+            ],
+            d,
+        );
+        Pair {
+            cert: d.join(format!("{cn}.pem")),
+            key: d.join(format!("{cn}.key")),
+        }
+    }
+
+    /// A server certificate for 127.0.0.1 and localhost.
+    pub fn server(&self) -> Pair {
+        self.sign(
+            "server",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+        )
+    }
+
+    /// A client certificate whose subject CN is `cn` (a component ID).
+    pub fn client(&self, cn: &str) -> Pair {
+        self.sign(cn, "extendedKeyUsage=clientAuth\n")
+    }
+}
+
+/// A route to `url` trusting `ca`, presenting `client` (if any).
+pub fn route(url: &str, ca: &Path, client: Option<&Pair>) -> String {
+    let mut r = format!("{url}?ca={}", ca.display());
+    if let Some(c) = client {
+        r.push_str(&format!(
+            "&cert={}&key={}",
+            c.cert.display(),
+            c.key.display()
+        ));
+    }
+    r
+}
+
+/// Gives `site` an `[http]` server configuration with this certificate and
+/// client CA (and `extra` lines).
+pub fn serve_tls(site: &Site, server: &Pair, client_ca: &Path, extra: &str) {
+    site.append_config(&format!(
+        "[http]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\n{extra}",
+        server.cert.display(),
+        server.key.display(),
+        client_ca.display()
+    ));
+}
+
+/// `rs-relay serve` for a site, on a port of its own; killed on drop.
+pub struct Serve {
+    child: Child,
+    pub port: u16,
+    pub url: String,
+}
+
+impl Serve {
+    pub fn start(site: &Site) -> Serve {
+        let mut c = site
+            .cmd("rs-relay")
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .command();
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("spawn rs-relay serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !sent && line.contains("listening on ") {
+                    let _ = tx.send(line.clone());
+                    sent = true;
+                }
+                if std::env::var_os("RS_TEST_VERBOSE").is_some() {
+                    eprintln!("serve: {line}");
+                }
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("rs-relay serve did not start listening within 20 s");
+        let url = line
+            .rsplit("listening on ")
+            .next()
+            .unwrap()
+            .trim()
+            .to_string();
+        let port = url.rsplit(':').next().unwrap().parse().unwrap();
+        Serve {
+            child,
+            port,
+            url: format!("{url}/rs"),
+        }
+    }
+
+    /// Kills the server (SIGKILL) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// nginx (TLS, client certificates verified against `client_ca`) in front
+/// of fcgiwrap running `rs-relay cgi` on a site's spool.
+pub struct Nginx {
+    nginx: Child,
+    fcgiwrap: Child,
+    pub port: u16,
+    pub url: String,
+    pub dir: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Nginx {
+    /// Starts nginx and fcgiwrap in `dir` for `site`, which the CGI sees
+    /// with its spool and pinned clock.
+    pub fn start(dir: &Path, site: &Site, server: &Pair, client_ca: &Path) -> Nginx {
+        for tool in ["/usr/sbin/nginx", "/usr/sbin/fcgiwrap"] {
+            assert!(
+                Path::new(tool).exists(),
+                "{tool} is missing: run scripts/setup.sh (the HTTP tests need Debian's nginx-light and fcgiwrap)"
+            );
+        }
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
+        let script = dir.join("rs-cgi");
+        let mut env = format!("export RS_SPOOL='{}'\n", site.spool.display());
+        if let Some(now) = site.pinned_time() {
+            env.push_str(&format!("export RS_NOW='{now}'\n"));
+        }
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\n{env}exec '{}' cgi\n", bin("rs-relay").display()),
+        )
+        .unwrap();
+        Command::new("chmod")
+            .arg("755")
+            .arg(&script)
+            .status()
+            .unwrap();
+        let sock = dir.join("fcgi.sock");
+        let fcgiwrap = Command::new("/usr/sbin/fcgiwrap")
+            .args(["-c", "4", "-s"])
+            .arg(format!("unix:{}", sock.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.join("fcgiwrap.log")).unwrap(),
+            ))
+            .spawn()
+            .expect("fcgiwrap");
+        let port = free_port();
+        let d = dir.display();
+        let conf = format!(
+            r#"daemon off;
+master_process on;
+worker_processes 1;
+user root;
+pid {d}/nginx.pid;
+error_log {d}/error.log info;
+events {{ worker_connections 64; }}
+http {{
+    client_body_temp_path {d}/tmp/body;
+    fastcgi_temp_path {d}/tmp/fastcgi;
+    proxy_temp_path {d}/tmp/proxy;
+    uwsgi_temp_path {d}/tmp/uwsgi;
+    scgi_temp_path {d}/tmp/scgi;
+    access_log {d}/access.log;
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_client_certificate {ca};
+        ssl_verify_client optional_no_ca;
+        client_max_body_size 64m;
+        location /rs {{
+            include /etc/nginx/fastcgi_params;
+            fastcgi_param SCRIPT_FILENAME {script};
+            fastcgi_param SSL_CLIENT_VERIFY $ssl_client_verify;
+            fastcgi_param SSL_CLIENT_CERT $ssl_client_escaped_cert;
+            fastcgi_param HTTP_X_RS_FROM $http_x_rs_from;
+            fastcgi_read_timeout 120s;
+            fastcgi_pass unix:{sock};
+        }}
+    }}
+}}
+"#,
+            cert = server.cert.display(),
+            key = server.key.display(),
+            ca = client_ca.display(),
+            script = script.display(),
+            sock = sock.display(),
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let nginx = Command::new("/usr/sbin/nginx")
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.join("nginx.stderr")).unwrap(),
+            ))
+            .spawn()
+            .expect("nginx");
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() || !sock.exists() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "nginx or fcgiwrap did not start: {}",
+                std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Nginx {
+            nginx,
+            fcgiwrap,
+            port,
+            url: format!("https://127.0.0.1:{port}/rs"),
+            dir: dir.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // nginx's master stops its workers on SIGTERM (SIGKILL would leave
+        // them running).
+        unsafe {
+            libc::kill(self.nginx.id() as i32, libc::SIGTERM);
+        }
+        let _ = self.nginx.wait();
+        let _ = self.fcgiwrap.kill();
+        let _ = self.fcgiwrap.wait();
+    }
+}
