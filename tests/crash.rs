@@ -414,3 +414,166 @@ fn leftovers_of_interrupted_deliveries_are_swept() {
         r.stderr
     );
 }
+
+/// How many trials a crash campaign runs: `RS_CRASH_TRIALS`, else `default`
+/// (scripts/soak.sh runs 1,000).
+fn trials(default: usize) -> usize {
+    std::env::var("RS_CRASH_TRIALS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A provider serving HTTP (a link with `authentication = "none"`) and a
+/// site polling it; both acknowledge within 10 minutes.
+fn http_pair() -> (Site, Site) {
+    let p = Site::component("p.hub");
+    p.peer("a.host", "authentication = \"none\"\nack_timeout = \"10m\"");
+    let a = Site::component("a.host");
+    (p, a)
+}
+
+fn route_a_to(a: &Site, url: &str) {
+    a.peer(
+        "p.hub",
+        &format!(
+            "upstream = true\nauthentication = \"none\"\nack_timeout = \"10m\"\nroutes = [\"{url}\"]"
+        ),
+    );
+}
+
+/// Queues a round of traffic both ways: three messages from the site, two
+/// back-channel messages from the provider.
+fn http_round(
+    p: &Site,
+    a: &Site,
+    trial: usize,
+    up: &mut std::collections::HashMap<String, Vec<u8>>,
+    down: &mut std::collections::HashMap<String, Vec<u8>>,
+) {
+    for k in 0..3 {
+        let payload = format!("up {trial} {k} {}", "u".repeat((trial * 37 + k) % 700)).into_bytes();
+        up.insert(a.send(&[], &payload), payload);
+    }
+    for k in 0..2 {
+        let payload =
+            format!("down {trial} {k} {}", "d".repeat((trial * 53 + k) % 700)).into_bytes();
+        down.insert(p.send(&["--to", "a.host"], &payload), payload);
+    }
+}
+
+/// After the campaign: hours later (every acknowledgement overdue), the
+/// server restarted and the site flushing until everything settled; then
+/// nothing lost, nothing delivered twice, both outbound areas empty.
+fn settle_and_check(
+    p: &Site,
+    a: &Site,
+    port: u16,
+    up: &std::collections::HashMap<String, Vec<u8>>,
+    down: &std::collections::HashMap<String, Vec<u8>>,
+) {
+    let later = from_now(3 * 3600);
+    let srv = support::http::Serve::start_later(p, port, &later);
+    for _ in 0..4 {
+        a.cmd("rs-queue")
+            .env("RS_NOW", &later)
+            .args(["flush", "--force"])
+            .run();
+    }
+    drop(srv);
+    for (site, sent) in [(p, up), (a, down)] {
+        let got = site.received();
+        let ids: HashSet<&String> = got.iter().map(|(id, _)| id).collect();
+        assert_eq!(ids.len(), got.len(), "a message was delivered twice");
+        assert_eq!(got.len(), sent.len(), "messages lost");
+        for (id, content) in &got {
+            assert_eq!(sent.get(id), Some(content), "{id}");
+        }
+        assert!(
+            site.files("quarantine").is_empty(),
+            "{:?}",
+            site.files("quarantine")
+        );
+        let n = site
+            .cmd("rs-queue")
+            .env("RS_NOW", &later)
+            .args(["stats", "--json"])
+            .run()
+            .success()
+            .json()["outbound"]["total"]["messages"]
+            .as_u64();
+        assert_eq!(n, Some(0), "outbound left");
+    }
+}
+
+/// How long an undisturbed exchange of one round takes (microseconds).
+/// The rounds it sends are delivered, checked and consumed.
+fn http_span(p: &Site, a: &Site) -> u64 {
+    let (mut up, mut down) = Default::default();
+    let mut total = 0;
+    for trial in 0..3 {
+        http_round(p, a, 1000 + trial, &mut up, &mut down);
+        let start = Instant::now();
+        a.cmd("rs-queue").args(["flush", "--force"]).run().success();
+        total += start.elapsed().as_micros() as u64;
+    }
+    a.cmd("rs-queue").args(["flush", "--force"]).run().success();
+    for (site, n) in [(p, 9), (a, 6)] {
+        assert_eq!(site.received().len(), n, "calibration round");
+        for e in std::fs::read_dir(site.spool.join("received/new")).unwrap() {
+            std::fs::remove_file(e.unwrap().path()).unwrap();
+        }
+    }
+    total / 3
+}
+
+#[test]
+fn http_client_killed_at_random_moments_loses_nothing() {
+    let (p, a) = http_pair();
+    let srv = support::http::Serve::start(&p);
+    route_a_to(&a, &srv.url);
+    let mut rng = Rng::from_env();
+    // Kills spread a little past the usual run, so some land after it.
+    let mut span = http_span(&p, &a) * 13 / 10;
+    let (mut up, mut down) = Default::default();
+    let mut landed = 0;
+    let n = trials(100);
+    for trial in 0..n {
+        http_round(&p, &a, trial, &mut up, &mut down);
+        let args = ["rs-queue", "flush", "--force"];
+        landed += step(&a, &args, true, &mut rng, &mut span) as usize;
+    }
+    eprintln!("kills of rs-queue flush that landed mid-run: {landed} of {n}");
+    let port = srv.port;
+    drop(srv);
+    settle_and_check(&p, &a, port, &up, &down);
+}
+
+#[test]
+fn http_server_killed_at_random_moments_loses_nothing() {
+    let (p, a) = http_pair();
+    let mut srv = support::http::Serve::start(&p);
+    let port = srv.port;
+    route_a_to(&a, &srv.url);
+    let mut rng = Rng::from_env();
+    let span = http_span(&p, &a) * 13 / 10;
+    let (mut up, mut down) = Default::default();
+    let n = trials(100);
+    let mut failed = 0;
+    for trial in 0..n {
+        http_round(&p, &a, trial, &mut up, &mut down);
+        let mut flush = a.cmd("rs-queue").args(["flush", "--force"]).command();
+        flush
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .stdin(Stdio::null());
+        let mut child = flush.spawn().unwrap();
+        std::thread::sleep(Duration::from_micros(rng.below(span)));
+        srv.kill();
+        failed += usize::from(!child.wait().unwrap().success());
+        srv = support::http::Serve::start_on(&p, port);
+    }
+    eprintln!("flushes that failed because the server died under them: {failed} of {n}");
+    drop(srv);
+    settle_and_check(&p, &a, port, &up, &down);
+}

@@ -156,10 +156,22 @@ pub struct Serve {
 
 impl Serve {
     pub fn start(site: &Site) -> Serve {
-        let mut c = site
-            .cmd("rs-relay")
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .command();
+        Serve::start_on(site, 0)
+    }
+
+    /// Starts the server on `port` (0: any free one).
+    pub fn start_on(site: &Site, port: u16) -> Serve {
+        Serve::spawn(site.cmd("rs-relay"), port)
+    }
+
+    /// Starts the server on `port` with its clock pinned at `now`.
+    pub fn start_later(site: &Site, port: u16, now: &str) -> Serve {
+        Serve::spawn(site.cmd("rs-relay").env("RS_NOW", now), port)
+    }
+
+    fn spawn(cmd: super::Cmd, port: u16) -> Serve {
+        let listen = format!("127.0.0.1:{port}");
+        let mut c = cmd.args(["serve", "--listen", &listen]).command();
         c.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
