@@ -356,3 +356,57 @@ fn a_stalled_client_is_cut_off_and_blocks_nobody() {
         "cut off after the timeout: {text}"
     );
 }
+
+/// A relay over its throttle answers "rejected, retry": the sender keeps
+/// its copy and sends it again later; the relay keeps nothing.
+#[test]
+fn a_relay_over_its_throttle_answers_retry_and_keeps_nothing() {
+    let p = Site::component("p.hub");
+    p.peer("r.relay", "authentication = \"none\"");
+    let p_srv = Serve::start(&p);
+    let r = Site::component("r.relay");
+    r.peer(
+        "p.hub",
+        &format!(
+            "upstream = true\nauthentication = \"none\"\nroutes = [\"{}\"]",
+            p_srv.url
+        ),
+    );
+    r.peer("a.host", "authentication = \"none\"");
+    r.append_config("[throttle]\nmax_messages_per_hour = 1\n");
+    let r_srv = Serve::start(&r);
+    let a = Site::component("a.host");
+    a.peer(
+        "r.relay",
+        &format!(
+            "upstream = true\nauthentication = \"none\"\nack_timeout = \"10m\"\nroutes = [\"{}\"]",
+            r_srv.url
+        ),
+    );
+    let first = a.send(&[], b"first");
+    flush(&a).success();
+    flush(&r).success();
+    assert_eq!(p.received().len(), 1, "the first goes through");
+
+    let second = a.send(&[], b"second");
+    flush(&a).success();
+    assert_eq!(outbound(&r), 0, "the relay keeps nothing");
+    let st = a
+        .cmd("rs-ack")
+        .args(["status", "--json", &second])
+        .run()
+        .success()
+        .json();
+    assert_eq!(st["state"], "sent", "the sender keeps its copy: {st}");
+    assert!(
+        st["acks"][0]["event"] == "retry",
+        "the relay said retry: {st}"
+    );
+    let st = a
+        .cmd("rs-ack")
+        .args(["status", "--json", &first])
+        .run()
+        .success()
+        .json();
+    assert_eq!(st["state"], "acknowledged", "{st}");
+}

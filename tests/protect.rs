@@ -1125,3 +1125,66 @@ fn unsigned_smime_acknowledgements_discard_nothing() {
         std::fs::read(&enc).unwrap()
     });
 }
+
+/// OpenPGP works over HTTP exactly as over media and mail: requests and
+/// replies are signed and encrypted, both ways, back-channel included; a
+/// plain request from the same peer is refused and kept in quarantine.
+#[test]
+fn openpgp_over_http_both_ways() {
+    let scratch = Site::new();
+    let keys = PgpKeys::new(&scratch);
+    let b = Site::component("b.hub");
+    b.peer(
+        "a.host",
+        &pgp_peer(
+            &keys.path("b.key"),
+            &keys.path("a.pub"),
+            "authentication = \"none\"",
+        ),
+    );
+    let srv = support::http::Serve::start(&b);
+    let a = Site::component("a.host");
+    a.peer(
+        "b.hub",
+        &pgp_peer(
+            &keys.path("a.key"),
+            &keys.path("b.pub"),
+            &format!(
+                "upstream = true\nauthentication = \"none\"\nroutes = [\"{}\"]",
+                srv.url
+            ),
+        ),
+    );
+    let up = send_many(&a, 50);
+    let mut down = HashMap::new();
+    for i in 0..50 {
+        let payload = format!("back {i}").into_bytes();
+        down.insert(b.send(&["--to", "a.host"], &payload), payload);
+    }
+    for _ in 0..3 {
+        a.cmd("rs-queue").args(["flush"]).run().success();
+    }
+    for (site, sent) in [(&b, &up), (&a, &down)] {
+        let got = site.received();
+        assert_eq!(got.len(), sent.len());
+        for (id, content) in &got {
+            assert_eq!(sent.get(id), Some(content), "{id}");
+        }
+        assert_eq!(outbound(site), 0);
+    }
+
+    // The same peer without its protection: refused, kept, nothing taken.
+    let plain = Site::component("a.host");
+    plain.peer(
+        "b.hub",
+        &format!(
+            "upstream = true\nauthentication = \"none\"\nroutes = [\"{}\"]",
+            srv.url
+        ),
+    );
+    plain.send(&[], b"not protected");
+    let r = plain.cmd("rs-queue").args(["flush"]).run().code(75);
+    assert!(r.stderr.contains("400"), "{}", r.stderr);
+    assert_eq!(b.files("quarantine").len(), 1);
+    assert_eq!(b.received().len(), 50);
+}

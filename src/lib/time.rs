@@ -142,7 +142,9 @@ pub struct Clock {
 
 /// The local offset from UTC, read once per process (from the time zone
 /// database, which only some commands need).
-fn local_offset_secs() -> i32 {
+/// The local UTC offset in seconds, read once per process (before any
+/// thread starts, or it reads as 0).
+pub fn local_offset_secs() -> i32 {
     static OFFSET: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
     *OFFSET.get_or_init(|| {
         time::UtcOffset::current_local_offset()

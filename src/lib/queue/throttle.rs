@@ -198,6 +198,44 @@ pub fn due(
     out
 }
 
+/// Whether a relay is over its throttle: a period's limit is used up, so
+/// what it took in custody could not go on within the period. A relay over
+/// its throttle answers "rejected, retry" (the sender keeps its copy); holds
+/// and windows do not count (a held relay still takes custody).
+pub fn over(throttle: &Throttle, sent: Sent, now: Timestamp, utc_offset_secs: i32) -> Option<Stop> {
+    let s = sent.at(now, utc_offset_secs);
+    let checks: [(&'static str, Option<u64>, u64); 4] = [
+        (
+            "max_bytes_per_hour",
+            throttle.max_bytes_per_hour.map(|x| x.0),
+            s.hour_bytes,
+        ),
+        (
+            "max_bytes_per_day",
+            throttle.max_bytes_per_day.map(|x| x.0),
+            s.day_bytes,
+        ),
+        (
+            "max_messages_per_hour",
+            throttle.max_messages_per_hour,
+            s.hour_messages,
+        ),
+        (
+            "max_messages_per_day",
+            throttle.max_messages_per_day,
+            s.day_messages,
+        ),
+    ];
+    checks.into_iter().find_map(|(setting, limit, used)| {
+        limit.filter(|l| used >= *l).map(|limit| Stop::Limit {
+            setting,
+            limit,
+            used,
+            next: 0,
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,5 +372,27 @@ mod tests {
         // 16:30 UTC at UTC-10 is 06:30 local; the day began 6.5 hours ago.
         let (_, day) = period_starts(Timestamp::from_secs(NOW), -10 * 3600);
         assert_eq!(NOW - day, 6 * 3600 + 1800);
+    }
+
+    #[test]
+    fn a_relay_is_over_its_throttle_once_a_limit_is_used_up() {
+        let throttle = Throttle {
+            max_messages_per_hour: Some(2),
+            ..Throttle::default()
+        };
+        let now = Timestamp::from_secs(1_795_478_400);
+        let sent = Sent::default().record(10, now, 0);
+        assert_eq!(over(&throttle, sent, now, 0), None);
+        let sent = sent.record(10, now, 0);
+        assert!(matches!(
+            over(&throttle, sent, now, 0),
+            Some(Stop::Limit {
+                setting: "max_messages_per_hour",
+                ..
+            })
+        ));
+        let next_hour = Timestamp::from_secs(1_795_478_400 + 3600);
+        assert_eq!(over(&throttle, sent, next_hour, 0), None, "a new hour");
+        assert_eq!(over(&Throttle::default(), sent, now, 0), None, "unlimited");
     }
 }

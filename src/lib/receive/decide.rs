@@ -10,7 +10,8 @@
 //!    the duplicate memory's horizon (`spool::seen`);
 //! 3. its next hop decides the rest: here (unless its origin key was
 //!    delivered already: a redundant sender's report), a peer (never the
-//!    one it came from), or nowhere (refused, origin told).
+//!    one it came from; "retry later" while this relay is over its
+//!    throttle), or nowhere (refused, origin told).
 //!
 //! Filters, aggregation and control messages (the relay, registration)
 //! plug in here as further rules and decisions.
@@ -33,6 +34,9 @@ pub struct Facts<'a> {
     /// Its origin key (if it has one) was delivered here already, or came
     /// earlier in this batch.
     pub origin_key_seen: bool,
+    /// Why this site, as a relay, takes nothing onward now (it is over its
+    /// throttle), if it is.
+    pub relay_stopped: Option<&'a str>,
 }
 
 /// The receiver's time, as the duplicate memory sees it.
@@ -58,6 +62,9 @@ pub enum Decision {
     Deliver,
     /// Queue it toward this peer.
     Forward(Name),
+    /// Not now: the sender keeps its copy and retries (this relay is over
+    /// its throttle). Nothing is kept or remembered.
+    Retry { reason: String },
     /// Refuse it for good, with the reason; its origin is told.
     /// `remember` says whether its ID is remembered (so a retransmission is
     /// a duplicate): not for messages refused as not provably new, which
@@ -87,7 +94,12 @@ pub fn decide(f: &Facts<'_>, when: &When, config: &Config, learned: &Learned) ->
             reason: format!("its next hop would be {p}, the peer it came from"),
             remember: true,
         },
-        NextHop::Peer(p) => Decision::Forward(p),
+        NextHop::Peer(p) => match f.relay_stopped {
+            Some(why) => Decision::Retry {
+                reason: format!("{why}: this relay takes nothing onward now"),
+            },
+            None => Decision::Forward(p),
+        },
         NextHop::Unknown(reason) => Decision::Reject {
             reason,
             remember: true,
@@ -188,113 +200,87 @@ mod tests {
         };
         let learned = Learned::default();
         let from = name("a.host");
-        // What the decision says, in few words: `deliver`, `duplicate`,
-        // `origin key`, `forward PEER`, `reject: REASON` (the ID
+        let stop = "throttle max_messages_per_hour = 1 reached (1 sent)";
+        // (configuration, message, what is known: `id` its ID seen, `key`
+        // its origin key seen, `stop` the relay over its throttle) and what
+        // the decision says, in few words: `deliver`, `duplicate`, `origin
+        // key`, `forward PEER`, `retry: REASON`, `reject: REASON` (the ID
         // remembered) or `refuse: REASON` (not remembered).
-        let check =
-            |config: &Config, header: Header, id_seen: bool, key_seen: bool, expected: &str| {
-                let f = Facts {
-                    header: &header,
-                    from: &from,
-                    id_seen,
-                    origin_key_seen: key_seen,
-                };
-                let got = match decide(&f, &when, config, &learned) {
-                    Decision::Deliver => "deliver".to_string(),
-                    Decision::Duplicate {
-                        by_origin_key: false,
-                    } => "duplicate".into(),
-                    Decision::Duplicate {
-                        by_origin_key: true,
-                    } => "origin key".into(),
-                    Decision::Forward(p) => format!("forward {p}"),
-                    Decision::Reject {
-                        reason,
-                        remember: true,
-                    } => format!("reject: {reason}"),
-                    Decision::Reject {
-                        reason,
-                        remember: false,
-                    } => format!("refuse: {reason}"),
-                };
-                let (kind, detail) = expected.split_once(": ").unwrap_or((expected, ""));
-                assert!(
-                    got.starts_with(kind) && got.contains(detail),
-                    "{header:?} seen={id_seen}/{key_seen}: {got}, expected {expected}"
-                );
+        let cases = [
+            (&top, forward("a.host", 9 * DAY, None), "", "deliver"),
+            (&top, forward("a.host", 9 * DAY, None), "id", "duplicate"),
+            (&top, forward("a.host", DAY, None), "id", "duplicate"),
+            (&top, forward("a.host", 9 * DAY, None), "key", "origin key"),
+            (
+                &top,
+                forward("a.host", DAY, None),
+                "",
+                "refuse: cannot be proven new",
+            ),
+            (
+                &top,
+                forward("a.host", 2 * DAY, None),
+                "",
+                "refuse: cannot be proven new",
+            ),
+            (
+                &top,
+                forward("a.host", 9 * DAY, Some(10 * DAY)),
+                "",
+                "refuse: expired",
+            ),
+            (&top, forward("a.host", 12 * DAY, None), "", "refuse: clock"),
+            (
+                &top,
+                forward("a.host", 10 * DAY + 3600, None),
+                "",
+                "deliver",
+            ),
+            (&top, forward("a.host", 9 * DAY, None), "stop", "deliver"),
+            (
+                &relay,
+                forward("a.host", 9 * DAY, None),
+                "",
+                "forward up.hub",
+            ),
+            (
+                &relay,
+                forward("a.host", 9 * DAY, None),
+                "stop",
+                "retry: max_messages_per_hour",
+            ),
+            (
+                &relay,
+                forward("a.host", 9 * DAY, None),
+                "id stop",
+                "duplicate",
+            ),
+            (&top, to("c.host"), "", "forward c.host"),
+            (&top, to("a.host"), "", "reject: the peer it came from"),
+            (&top, to("z.nowhere"), "", "reject: no route"),
+        ];
+        for (config, header, known, expected) in cases {
+            let f = Facts {
+                header: &header,
+                from: &from,
+                id_seen: known.contains("id"),
+                origin_key_seen: known.contains("key"),
+                relay_stopped: known.contains("stop").then_some(stop),
             };
-        check(
-            &top,
-            forward("a.host", 9 * DAY, None),
-            false,
-            false,
-            "deliver",
-        );
-        check(
-            &top,
-            forward("a.host", 9 * DAY, None),
-            true,
-            false,
-            "duplicate",
-        );
-        check(&top, forward("a.host", DAY, None), true, false, "duplicate");
-        check(
-            &top,
-            forward("a.host", 9 * DAY, None),
-            false,
-            true,
-            "origin key",
-        );
-        check(
-            &top,
-            forward("a.host", DAY, None),
-            false,
-            false,
-            "refuse: cannot be proven new",
-        );
-        check(
-            &top,
-            forward("a.host", 2 * DAY, None),
-            false,
-            false,
-            "refuse: cannot be proven new",
-        );
-        check(
-            &top,
-            forward("a.host", 9 * DAY, Some(10 * DAY)),
-            false,
-            false,
-            "refuse: expired",
-        );
-        check(
-            &top,
-            forward("a.host", 12 * DAY, None),
-            false,
-            false,
-            "refuse: clock",
-        );
-        check(
-            &top,
-            forward("a.host", 10 * DAY + 3600, None),
-            false,
-            false,
-            "deliver",
-        );
-        check(
-            &relay,
-            forward("a.host", 9 * DAY, None),
-            false,
-            false,
-            "forward up.hub",
-        );
-        check(&top, to("c.host"), false, false, "forward c.host");
-        check(
-            &top,
-            to("a.host"),
-            false,
-            false,
-            "reject: the peer it came from",
-        );
-        check(&top, to("z.nowhere"), false, false, "reject: no route");
+            let got = match decide(&f, &when, config, &learned) {
+                Decision::Deliver => "deliver".to_string(),
+                Decision::Duplicate { by_origin_key } if by_origin_key => "origin key".into(),
+                Decision::Duplicate { .. } => "duplicate".into(),
+                Decision::Forward(p) => format!("forward {p}"),
+                Decision::Retry { reason } => format!("retry: {reason}"),
+                Decision::Reject { reason, remember } if remember => format!("reject: {reason}"),
+                Decision::Reject { reason, .. } => format!("refuse: {reason}"),
+            };
+            let (kind, detail) = expected.split_once(": ").unwrap_or((expected, ""));
+            assert!(
+                got.starts_with(kind) && got.contains(detail),
+                "{header:?} ({known}): {got}, expected {expected}"
+            );
+        }
     }
 }

@@ -363,6 +363,13 @@ impl Batch<'_> {
         let mut batch_ids: HashSet<String> = HashSet::new();
         let mut batch_keys: HashSet<String> = HashSet::new();
         let mut when = None;
+        let relay_stopped = crate::queue::throttle::over(
+            &config.throttle,
+            self.spool.throttle_sent(),
+            self.now,
+            crate::time::local_offset_secs(),
+        )
+        .map(|s| s.to_string());
         for p in parsed {
             let from = p.item.from.clone();
             // A peer speaks only for itself and what is behind it.
@@ -415,6 +422,7 @@ impl Batch<'_> {
                     from: &from,
                     id_seen,
                     origin_key_seen,
+                    relay_stopped: relay_stopped.as_deref(),
                 };
                 let decision = decide::decide(&facts, &when, config, state.learned());
                 if !id_seen {
@@ -493,6 +501,19 @@ impl Batch<'_> {
                         index: p.index,
                         disposition: Disposition::Relay,
                     }),
+                    Decision::Retry { reason } => {
+                        self.report.retry += 1;
+                        self.fates[p.index] = Fate::Retry;
+                        log(format!("{id} from {from} not taken now: {reason}"));
+                        self.owe(
+                            &from,
+                            &id,
+                            ResponseStatus::RejectedRetry,
+                            "retry",
+                            &from,
+                            reason,
+                        );
+                    }
                 }
             }
         }
