@@ -4,7 +4,7 @@
 # min-max, runs. Not part of the tests (machines are shared and noisy).
 #
 #   scripts/bench.sh             every workload (about 12 minutes on 2 cores)
-#   scripts/bench.sh w1 w3       only those (w1 w2 w3 w4 protect limits)
+#   scripts/bench.sh w1 w3       only those (w1 w2 w3 w4 w5 protect limits)
 #
 # W1 per-invocation enqueue: 2,000 processes each queue one 1 KiB message.
 # W2 removable media: 10,000 queued 1 KiB messages exported, imported
@@ -13,6 +13,11 @@
 #    OpenPGP, NNCP (always encrypted). MB/s and peak RSS.
 # W4 queue at scale (rs only: NNCP has no equivalent operations): list | head,
 #    stats, and an eviction, at 10^4, 10^5 and 10^6 queued messages.
+# W5 session mode: 10,000 queued 1 KiB messages site -> provider and 10,000
+#    back-channel messages provider -> site, over HTTPS with client
+#    certificates, through rs-relay serve and through nginx + fcgiwrap
+#    (rs-relay cgi), until both sides hold everything and every copy is
+#    acknowledged; NNCP online (nncp-daemon, nncp-call, both -autotoss).
 # protect: protection alone on one envelope: OpenPGP (1 GiB of data) beside
 #    gpg, S/MIME (256 MiB: rs holds S/MIME in memory) beside openssl cms.
 # limits: the physical limits beside them: process start, a durable small
@@ -27,6 +32,8 @@ command -v nncp-file >/dev/null || need+=(nncp)
 command -v gpg >/dev/null || need+=(gnupg)
 command -v openssl >/dev/null || need+=(openssl)
 command -v python3 >/dev/null || need+=(python3)
+command -v nginx >/dev/null || need+=(nginx-light)
+command -v fcgiwrap >/dev/null || need+=(fcgiwrap)
 if [ ${#need[@]} -gt 0 ]; then
     echo "bench: installing ${need[*]}"
     sudo=""
@@ -40,7 +47,7 @@ bin=$root/target/release
 work=$(mktemp -d /var/tmp/rs-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 which=("$@")
-[ ${#which[@]} -gt 0 ] || which=(w1 w2 w3 w4 protect limits)
+[ ${#which[@]} -gt 0 ] || which=(w1 w2 w3 w4 w5 protect limits)
 wants() { local w; for w in "${which[@]}"; do [ "$w" = "$1" ] && return 0; done; return 1; }
 
 table=$work/table
@@ -269,6 +276,118 @@ if wants w4; then
             row "W4 $op at $n queued, s|$m|n/a (no equivalent)| |$mn-$mx|$c"
         done
         rm -rf "$d"
+    done
+fi
+
+# ------------------------------------------------------------------ W5
+if wants w5; then
+    n=${RS_BENCH_MESSAGES:-10000}; runs=3
+    echo "W5: preparing $n messages each way for each tool"
+    p=$work/w5p; mkdir -p "$p/pki"
+    (
+        cd "$p/pki"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=bench-ca -keyout ca.key -out ca.pem 2>/dev/null
+        for cn in server a.host; do
+            openssl req -newkey rsa:2048 -nodes -subj "/CN=$cn" -keyout "$cn.key" -out "$cn.csr" 2>/dev/null
+            printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > "$cn.ext"
+            openssl x509 -req -in "$cn.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
+                -out "$cn.pem" -extfile "$cn.ext" 2>/dev/null
+        done
+    )
+    rs_sites "$p" \
+        "$(printf 'routes = ["https://127.0.0.1:59999/rs?ca=%s&cert=%s&key=%s"]' "$p/pki/ca.pem" "$p/pki/a.host.pem" "$p/pki/a.host.key")" ""
+    sed -i "s|^\[http\]\$|[http]\ncert = \"$p/pki/server.pem\"\nkey = \"$p/pki/server.key\"\nclient_ca = \"$p/pki/ca.pem\"|" "$p/b/config.toml"
+    for i in $(seq "$n"); do RS_SPOOL=$p/a "$bin/rs-send" --class bench --subclass w5 --file "$work/1k" >/dev/null; done
+    for i in $(seq "$n"); do RS_SPOOL=$p/b "$bin/rs-send" --class bench --subclass w5 --to a.host --file "$work/1k" >/dev/null; done
+    nncp_nodes "$p/nncp"
+    for i in $(seq "$n"); do nncp-file -quiet -cfg "$p/nncp/alice.hjson" "$work/1k" "bob:up$i"; done
+    for i in $(seq "$n"); do nncp-file -quiet -cfg "$p/nncp/bob.hjson" "$work/1k" "alice:down$i"; done
+    free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+    count() { ls "$1" 2>/dev/null | wc -l; }
+    # Flushes at the site until both hold everything and nothing is
+    # left unacknowledged on either side.
+    w5_rs_exchange() {
+        local k
+        for k in $(seq 10); do
+            RS_SPOOL=$w/a "$bin/rs-queue" flush --force >/dev/null 2>&1 || true
+            if [ "$(count "$w/b/received/new")" = "$n" ] && [ "$(count "$w/a/received/new")" = "$n" ] \
+                && [ -z "$(find "$w/a/sent" "$w/a/queue" "$w/b/sent" "$w/b/queue" -type f -print -quit)" ]; then
+                return 0
+            fi
+        done
+        echo "W5: rs did not settle in 10 flushes (see $w)" >&2; trap - EXIT; exit 1
+    }
+    w5_rs_serve() {
+        local port; port=$(free_port)
+        sed -i "s/127.0.0.1:59999/127.0.0.1:$port/" "$w/a/config.toml"
+        RS_SPOOL=$w/b "$bin/rs-relay" serve --listen "127.0.0.1:$port" 2>"$w/serve.log" &
+        local pid=$!
+        until grep -q listening "$w/serve.log"; do sleep 0.05; done
+        measure "$work/w5.serve" w5_rs_exchange
+        kill $pid; wait $pid 2>/dev/null || true
+    }
+    w5_rs_nginx() {
+        local port; port=$(free_port)
+        sed -i "s/127.0.0.1:59999/127.0.0.1:$port/" "$w/a/config.toml"
+        local g=$w/nginx; mkdir -p "$g/tmp"
+        printf '#!/bin/sh\nexport RS_SPOOL=%s\nexec %s cgi\n' "$w/b" "$bin/rs-relay" > "$g/rs-cgi"; chmod 755 "$g/rs-cgi"
+        cat > "$g/nginx.conf" <<NGINX
+daemon off; user root; worker_processes 2; pid $g/nginx.pid; error_log $g/error.log;
+events { worker_connections 256; }
+http {
+    client_body_temp_path $g/tmp/body; fastcgi_temp_path $g/tmp/fastcgi; proxy_temp_path $g/tmp/proxy;
+    uwsgi_temp_path $g/tmp/uwsgi; scgi_temp_path $g/tmp/scgi; access_log off;
+    server {
+        listen 127.0.0.1:$port ssl;
+        ssl_certificate $p/pki/server.pem; ssl_certificate_key $p/pki/server.key;
+        ssl_client_certificate $p/pki/ca.pem; ssl_verify_client optional_no_ca;
+        client_max_body_size 64m;
+        location /rs {
+            include /etc/nginx/fastcgi_params;
+            fastcgi_param SCRIPT_FILENAME $g/rs-cgi;
+            fastcgi_param SSL_CLIENT_VERIFY \$ssl_client_verify;
+            fastcgi_param SSL_CLIENT_CERT \$ssl_client_escaped_cert;
+            fastcgi_read_timeout 300s;
+            fastcgi_pass unix:$g/fcgi.sock;
+        }
+    }
+}
+NGINX
+        setsid fcgiwrap -c 4 -s "unix:$g/fcgi.sock" 2>"$g/fcgiwrap.log" & local fpid=$!
+        nginx -p "$g" -c "$g/nginx.conf" 2>"$g/nginx.log" & local npid=$!
+        until [ -S "$g/fcgi.sock" ] && (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null; do sleep 0.05; done
+        measure "$work/w5.nginx" w5_rs_exchange
+        kill -TERM $npid; wait $npid 2>/dev/null || true
+        kill -- -$fpid; wait $fpid 2>/dev/null || true   # its children too
+    }
+    w5_nncp() {
+        local c=$w/nncp port; port=$(free_port)
+        sed -i "s|^    bob: {|    bob: {\n      addrs: {main: \"127.0.0.1:$port\"}|" "$c/alice.hjson"
+        nncp-daemon -quiet -autotoss -cfg "$c/bob.hjson" -bind "127.0.0.1:$port" & local dpid=$!
+        until (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null; do sleep 0.05; done
+        # nncp-call exits 1 here even when everything went (checked below).
+        call() { nncp-call -quiet -autotoss -onlinedeadline 1 -cfg "$c/alice.hjson" bob || true; }
+        measure "$work/w5.nncp" call
+        kill $dpid; wait $dpid 2>/dev/null || true
+        local up down; up=$(count "$c/bob/incoming"); down=$(count "$c/alice/incoming")
+        [ "$up" = "$n" ] && [ "$down" = "$n" ] || { echo "W5: NNCP delivered $up up and $down down of $n" >&2; exit 1; }
+    }
+    for r in $(seq $runs); do
+        echo "W5: run $r"
+        for tool in serve nginx nncp; do
+            w=$work/w5-$r-$tool
+            cp -a "$p" "$w"
+            sed -i "s|$p/|$w/|g" "$w"/nncp/*.hjson
+            sync
+            case $tool in serve) w5_rs_serve;; nginx) w5_rs_nginx;; nncp) w5_nncp;; esac
+            rm -rf "$w"
+        done
+    done
+    read -r nm nmin nmax nn < <(stats "$work/w5.nncp")
+    for tool in serve nginx; do
+        read -r rm rmin rmax rn < <(stats "$work/w5.$tool")
+        label=$([ $tool = serve ] && echo "rs-relay serve" || echo "nginx + rs-relay cgi")
+        row "W5 session, $n + $n x 1 KiB both ways, messages/s, $label|$(awk -v n="$n" -v t="$rm" 'BEGIN{printf "%.0f", 2*n/t}')|$(awk -v n="$n" -v t="$nm" 'BEGIN{printf "%.0f", 2*n/t}')|$(awk -v a="$rm" -v b="$nm" 'BEGIN{printf "%.2fx", b/a}')|rs ${rmin}-${rmax} s, NNCP ${nmin}-${nmax} s|$rn"
     done
 fi
 

@@ -265,7 +265,11 @@ impl Nginx {
             .status()
             .unwrap();
         let sock = dir.join("fcgi.sock");
+        // Each in a process group of its own, so that the children it
+        // forks stop with it (see Drop).
+        use std::os::unix::process::CommandExt;
         let fcgiwrap = Command::new("/usr/sbin/fcgiwrap")
+            .process_group(0)
             .args(["-c", "4", "-s"])
             .arg(format!("unix:{}", sock.display()))
             .stdin(Stdio::null())
@@ -319,6 +323,7 @@ http {{
         );
         std::fs::write(dir.join("nginx.conf"), conf).unwrap();
         let nginx = Command::new("/usr/sbin/nginx")
+            .process_group(0)
             .arg("-p")
             .arg(dir)
             .arg("-c")
@@ -351,13 +356,13 @@ http {{
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        // nginx's master stops its workers on SIGTERM (SIGKILL would leave
-        // them running).
-        unsafe {
-            libc::kill(self.nginx.id() as i32, libc::SIGTERM);
+        // Whole process groups: nginx's workers and fcgiwrap's children too.
+        for child in [&mut self.nginx, &mut self.fcgiwrap] {
+            // SAFETY: kill(2) on a process group this test started.
+            unsafe {
+                libc::kill(-(child.id() as i32), libc::SIGKILL);
+            }
+            let _ = child.wait();
         }
-        let _ = self.nginx.wait();
-        let _ = self.fcgiwrap.kill();
-        let _ = self.fcgiwrap.wait();
     }
 }

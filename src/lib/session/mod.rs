@@ -25,8 +25,6 @@
 pub mod cgi;
 pub mod server;
 
-use std::sync::Arc;
-
 use crate::ack;
 use crate::config::{Authentication, Config, Peer};
 use crate::message::{envelope, Message};
@@ -334,10 +332,4 @@ impl Transport for Reply {
     fn chunk_size(&self) -> usize {
         usize::MAX
     }
-}
-
-/// What the built-in server and the CGI front share: the spool and clock.
-pub struct Site {
-    pub spool: Arc<Spool>,
-    pub clock: Clock,
 }
