@@ -92,6 +92,159 @@ fn bound_for(spool: &Spool, e: &Entry, peer: &Peer, learned: &Learned) -> bool {
     }
 }
 
+/// What the runner needs of the store holding what is to be sent: the
+/// messages due for a peer (leased while they travel, their outcomes
+/// recorded), the acknowledgements owed to it, and the throttle's counters.
+/// The spool ([`SpoolOutbox`]) is the store today; a provider running many
+/// relays on one database implements the same trait for its back-channel
+/// queues.
+pub trait Outbox {
+    /// The acknowledgements owed to `peer`, ready to carry.
+    fn acks(&mut self, peer: &Peer, now: Timestamp) -> Result<Vec<Outgoing>>;
+
+    /// Forgets acknowledgements the peer took.
+    fn acks_taken(&mut self, taken: &[&Outgoing]) -> Result<()>;
+
+    /// Picks what is due for `peer` (in send order, as the throttle, holds
+    /// and other runs' leases allow) and leases it, burying what expired.
+    fn take_due(
+        &mut self,
+        peer: &Peer,
+        clock: &Clock,
+        report: &mut Report,
+        log: &dyn Fn(String),
+    ) -> Result<Vec<Outgoing>>;
+
+    /// Records the outcomes of the due messages `first..` (as returned by
+    /// `take_due`), if the lease is still current, and renews it. Returns
+    /// false when it lapsed: nothing is recorded.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &mut self,
+        peer: &Peer,
+        first: usize,
+        outcomes: &[Outcome],
+        route: &str,
+        clock: &Clock,
+        report: &mut Report,
+        log: &dyn Fn(String),
+    ) -> Result<bool>;
+
+    /// Gives the lease up (the transfer is over).
+    fn release(&mut self) -> Result<()>;
+}
+
+/// The spool's outbound areas as an [`Outbox`].
+pub struct SpoolOutbox<'s> {
+    spool: &'s Spool,
+    lease: Option<Lease>,
+    chosen: Vec<Entry>,
+}
+
+impl<'s> SpoolOutbox<'s> {
+    pub fn new(spool: &'s Spool) -> SpoolOutbox<'s> {
+        SpoolOutbox {
+            spool,
+            lease: None,
+            chosen: Vec::new(),
+        }
+    }
+
+    fn policy(&self) -> Policy {
+        Policy {
+            max: self.spool.config().lease.transmit_max,
+            allow_infinite: false,
+            allow_zero: false,
+        }
+    }
+}
+
+impl Outbox for SpoolOutbox<'_> {
+    fn acks(&mut self, peer: &Peer, now: Timestamp) -> Result<Vec<Outgoing>> {
+        {
+            let _r = ReceiveLock::take(self.spool)?;
+            ack::emit(self.spool, Some(&peer.id), now)?;
+        }
+        Ok(ack::outgoing(self.spool, &peer.id)
+            .into_iter()
+            .map(|p| Outgoing {
+                wire_name: format!(
+                    "ack-{}",
+                    p.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                ),
+                path: p,
+                cargo: Cargo::Acks,
+            })
+            .collect())
+    }
+
+    fn acks_taken(&mut self, taken: &[&Outgoing]) -> Result<()> {
+        for a in taken {
+            let _ = std::fs::remove_file(&a.path);
+        }
+        Ok(())
+    }
+
+    fn take_due(
+        &mut self,
+        peer: &Peer,
+        clock: &Clock,
+        report: &mut Report,
+        log: &dyn Fn(String),
+    ) -> Result<Vec<Outgoing>> {
+        let (lease, chosen) = select(self.spool, peer, clock, self.policy(), report, log)?;
+        self.lease = lease;
+        let out = chosen
+            .iter()
+            .map(|e| Outgoing {
+                path: self.spool.entry_path(e),
+                wire_name: dir::message_wire_name(
+                    e.name.precedence.rank(),
+                    e.name.arrival,
+                    e.name.id.as_str(),
+                ),
+                cargo: Cargo::Message,
+            })
+            .collect();
+        self.chosen = chosen;
+        Ok(out)
+    }
+
+    fn record(
+        &mut self,
+        peer: &Peer,
+        first: usize,
+        outcomes: &[Outcome],
+        route: &str,
+        clock: &Clock,
+        report: &mut Report,
+        log: &dyn Fn(String),
+    ) -> Result<bool> {
+        let policy = self.policy();
+        let Some(lease) = self.lease.as_mut() else {
+            return Ok(false);
+        };
+        let end = (first + outcomes.len()).min(self.chosen.len());
+        let chunk = &self.chosen[first.min(end)..end];
+        if !record(
+            self.spool, peer, route, lease, chunk, outcomes, clock, report, log,
+        )? {
+            return Ok(false);
+        }
+        lease.renew(Period::For(policy.max), policy, clock.now())?;
+        Ok(true)
+    }
+
+    fn release(&mut self) -> Result<()> {
+        match self.lease.take() {
+            Some(l) => l.release(),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Sends what is due to `peer` through `transport`, and receives what the
 /// peer hands back. See the module documentation.
 pub fn flush(
@@ -101,88 +254,67 @@ pub fn flush(
     clock: &Clock,
     log: &dyn Fn(String),
 ) -> Result<Report> {
+    flush_with(
+        spool,
+        &mut SpoolOutbox::new(spool),
+        peer,
+        transport,
+        clock,
+        log,
+    )
+}
+
+/// [`flush`], taking what is due from `outbox`.
+pub fn flush_with(
+    spool: &Spool,
+    outbox: &mut dyn Outbox,
+    peer: &Peer,
+    transport: &mut dyn Transport,
+    clock: &Clock,
+    log: &dyn Fn(String),
+) -> Result<Report> {
     let mut report = Report::default();
     let now = clock.now();
-    {
-        let _r = ReceiveLock::take(spool)?;
-        ack::emit(spool, Some(&peer.id), now)?;
-    }
-    let policy = Policy {
-        max: spool.config().lease.transmit_max,
-        allow_infinite: false,
-        allow_zero: false,
-    };
-    let (lease, chosen) = select(spool, peer, clock, policy, &mut report, log)?;
-
-    // Acknowledgement envelopes ride the first exchange: they are small and
-    // free the far side.
-    let mut acks: Vec<Outgoing> = ack::outgoing(spool, &peer.id)
-        .into_iter()
-        .map(|p| Outgoing {
-            wire_name: format!(
-                "ack-{}",
-                p.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            ),
-            path: p,
-            cargo: Cargo::Acks,
-        })
-        .collect();
-    let Some(mut lease) = lease else {
+    // Acknowledgements ride the first exchange: they are small and free
+    // the far side.
+    let mut acks = outbox.acks(peer, now)?;
+    let due = outbox.take_due(peer, clock, &mut report, log)?;
+    let route = transport.describe();
+    if due.is_empty() {
         let poll = transport.polls() && link::poll_due(spool, peer, now);
         if !acks.is_empty() || poll {
             let ex = transport.exchange(&acks);
             report.exchanges += 1;
             note_deferral(&ex, &mut report);
-            let returned = settle_acks(&acks, ex, &mut report);
+            let returned = settle_acks(outbox, &acks, ex, &mut report)?;
             receive_returned(spool, peer, returned, clock, &mut report, log)?;
             if report.deferred == 0 {
                 link::exchanged(spool, peer, now);
             }
         }
         return Ok(report);
-    };
+    }
 
     // Messages, a chunk at a time (the transport says how many): each
     // chunk's outcome is recorded, and the lease renewed, before the next
     // one goes.
-    for chunk in chosen.chunks(transport.chunk_size().max(1)) {
+    let size = transport.chunk_size().max(1);
+    for (n, chunk) in due.chunks(size).enumerate() {
         let mut batch: Vec<Outgoing> = std::mem::take(&mut acks);
         let carried_acks = batch.len();
-        batch.extend(chunk.iter().map(|e| Outgoing {
-            path: spool.entry_path(e),
-            wire_name: dir::message_wire_name(
-                e.name.precedence.rank(),
-                e.name.arrival,
-                e.name.id.as_str(),
-            ),
-            cargo: Cargo::Message,
-        }));
+        batch.extend(chunk.iter().cloned());
         let mut ex = transport.exchange(&batch);
         report.exchanges += 1;
         link::exchanged(spool, peer, now);
         let outcomes = ex.outcomes.split_off(carried_acks.min(ex.outcomes.len()));
-        let returned = settle_acks(&batch[..carried_acks], ex, &mut report);
-        let now = clock.now();
-        let recorded = record(
-            spool,
-            peer,
-            transport,
-            &lease,
-            chunk,
-            &outcomes,
-            clock,
-            &mut report,
-            log,
-        );
+        let returned = settle_acks(outbox, &batch[..carried_acks], ex, &mut report)?;
+        let recorded = outbox.record(peer, n * size, &outcomes, &route, clock, &mut report, log);
         receive_returned(spool, peer, returned, clock, &mut report, log)?;
         if !recorded? {
             return Ok(report);
         }
-        lease.renew(Period::For(policy.max), policy, now)?;
     }
-    lease.release()?;
+    outbox.release()?;
     Ok(report)
 }
 
@@ -280,20 +412,23 @@ fn note_deferral(ex: &Exchanged, report: &mut Report) {
     }
 }
 
-/// Removes the acknowledgement envelopes the peer took; returns what it
+/// Forgets the acknowledgement envelopes the peer took; returns what it
 /// handed back.
 fn settle_acks(
+    outbox: &mut dyn Outbox,
     acks: &[Outgoing],
     ex: Exchanged,
     report: &mut Report,
-) -> Vec<crate::transport::Payload> {
-    for (a, outcome) in acks.iter().zip(&ex.outcomes) {
-        if *outcome == Outcome::Handed {
-            let _ = std::fs::remove_file(&a.path);
-            report.ack_files += 1;
-        }
-    }
-    ex.returned
+) -> Result<Vec<crate::transport::Payload>> {
+    let taken: Vec<&Outgoing> = acks
+        .iter()
+        .zip(&ex.outcomes)
+        .filter(|(_, o)| **o == Outcome::Handed)
+        .map(|(a, _)| a)
+        .collect();
+    report.ack_files += taken.len();
+    outbox.acks_taken(&taken)?;
+    Ok(ex.returned)
 }
 
 /// Records one chunk's outcomes under the spool lock, if the lease is still
@@ -302,7 +437,7 @@ fn settle_acks(
 fn record(
     spool: &Spool,
     peer: &Peer,
-    transport: &dyn Transport,
+    route: &str,
     lease: &Lease,
     chunk: &[Entry],
     outcomes: &[Outcome],
@@ -322,7 +457,7 @@ fn record(
     }
     let mut bytes = 0;
     let mut sent = 0;
-    let missing = Outcome::Deferred(format!("{} reported nothing for it", transport.describe()));
+    let missing = Outcome::Deferred(format!("{route} reported nothing for it"));
     for (i, e) in chunk.iter().enumerate() {
         match outcomes.get(i).unwrap_or(&missing) {
             Outcome::Handed => {
@@ -342,7 +477,7 @@ fn record(
             }
             Outcome::Refused(why) => {
                 report.refused += 1;
-                let detail = format!("refused by {} via {}: {why}", peer.id, transport.describe());
+                let detail = format!("refused by {} via {route}: {why}", peer.id);
                 locked.bury(e, DeadKind::Rejected, &detail, now)?;
                 log(format!("{} refused by {}: {why}", e.name.id, peer.id));
             }
