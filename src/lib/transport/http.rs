@@ -106,6 +106,9 @@ impl HttpTransport {
             .timeout_global(Some(route.timeout))
             .timeout_connect(Some(route.timeout.min(Duration::from_secs(30))))
             .http_status_as_error(false)
+            // A redirect would carry the client certificate (and the
+            // messages) elsewhere: none is followed.
+            .max_redirects(0)
             .user_agent(format!("rs/{}", env!("CARGO_PKG_VERSION")))
             .tls_config(tls.build())
             .build();
