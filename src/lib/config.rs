@@ -60,6 +60,23 @@ pub struct Config {
     /// The sites this one exchanges messages with directly.
     #[serde(default, rename = "peer")]
     pub peers: Vec<Peer>,
+    /// The relay's rules, in order (see `filter`).
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<crate::filter::Rule>,
+    /// Named groups of components: a message to a group is expanded here
+    /// into one message per member.
+    #[serde(default, rename = "group")]
+    pub groups: Vec<Group>,
+}
+
+/// A named group of components.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    #[serde(deserialize_with = "name")]
+    pub name: Name,
+    #[serde(deserialize_with = "names")]
+    pub members: Vec<Name>,
 }
 
 /// A next hop: another site's component, and how to reach it.
@@ -118,6 +135,14 @@ pub struct Peer {
     /// the last exchange.
     #[serde(default, deserialize_with = "duration")]
     pub poll: Duration,
+    /// Back-channel messages for this peer (or what is behind it) that it
+    /// has not taken for this long are given up: dead, their origin told.
+    #[serde(default = "default_hold", deserialize_with = "duration")]
+    pub hold: Duration,
+}
+
+fn default_hold() -> Duration {
+    Duration::from_secs(30 * 86_400)
 }
 
 /// How a peer that calls this site over HTTP proves who it is.
@@ -681,17 +706,18 @@ impl Config {
 
     pub fn parse(text: &str) -> Result<Config, String> {
         let c: Config = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
-        c.validate()
-            .map_err(|(peer, message)| match peer_line(text, peer) {
+        c.validate().map_err(|(at, message)| {
+            match at.and_then(|(table, i)| table_line(text, table, i)) {
                 Some(line) => format!("line {line}: {message}"),
                 None => message,
-            })?;
+            }
+        })?;
         Ok(c)
     }
 
-    /// Checks what serde cannot; an error names the index of the peer it
-    /// concerns, if any.
-    fn validate(&self) -> Result<(), (Option<usize>, String)> {
+    /// Checks what serde cannot; an error names the table (`peer`, `rule`,
+    /// `group`) and index it concerns, if any.
+    fn validate(&self) -> Result<(), (Option<TableAt>, String)> {
         if let Some(second) = self
             .peers
             .iter()
@@ -700,12 +726,34 @@ impl Config {
             .nth(1)
         {
             return Err((
-                Some(second.0),
+                Some(("peer", second.0)),
                 "more than one [[peer]] has upstream = true".into(),
             ));
         }
+        for (i, r) in self.rules.iter().enumerate() {
+            let at = Some(("rule", i));
+            r.check()
+                .map_err(|m| (at, format!("[[rule]] {}: {m}", r.label(i))))?;
+            if let Some(p) = &r.peer {
+                if self.peer(p.as_str()).is_none() {
+                    return Err((
+                        at,
+                        format!("[[rule]] {}: peer {p} is not a configured peer", r.label(i)),
+                    ));
+                }
+            }
+        }
+        for (i, g) in self.groups.iter().enumerate() {
+            let at = Some(("group", i));
+            if g.members.is_empty() {
+                return Err((at, format!("[[group]] {} has no members", g.name)));
+            }
+            if self.groups[..i].iter().any(|h| h.name == g.name) {
+                return Err((at, format!("[[group]] {} is configured twice", g.name)));
+            }
+        }
         for (i, p) in self.peers.iter().enumerate() {
-            let fail = |message: String| Err((Some(i), message));
+            let fail = |message: String| Err((Some(("peer", i)), message));
             if p.id == self.component {
                 return fail(format!("[[peer]] {} is this site's own component ID", p.id));
             }
@@ -843,14 +891,17 @@ request_timeout = "60s"           # rs-relay serve: a slower request is cut off
     }
 }
 
-/// The line where the `index`th `[[peer]]` table starts in `text`.
-fn peer_line(text: &str, index: Option<usize>) -> Option<usize> {
+/// A table of the file: its name and index (`("peer", 0)` is the first `[[peer]]`).
+type TableAt = (&'static str, usize);
+
+/// The line where the `index`th `[[table]]` starts in `text`.
+fn table_line(text: &str, table: &str, index: usize) -> Option<usize> {
     let doc = toml_edit::Document::parse(text).ok()?;
     let span = doc
         .as_item()
-        .get("peer")?
+        .get(table)?
         .as_array_of_tables()?
-        .get(index?)?
+        .get(index)?
         .span()?;
     Some(text[..span.start.min(text.len())].matches('\n').count() + 1)
 }

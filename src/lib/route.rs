@@ -90,6 +90,49 @@ impl Learned {
     }
 }
 
+fn pins(spool: &Spool) -> PathBuf {
+    spool.dir(Area::State).join("pinned")
+}
+
+/// Keeps `peer` as the next hop of message `id`, chosen by a rule (routing
+/// alone would send it elsewhere): `state/pinned/ID`, durable on return.
+pub fn pin(
+    spool: &Spool,
+    id: &crate::message::MessageId,
+    peer: &Name,
+    now: Timestamp,
+) -> Result<()> {
+    let dir = pins(spool);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| crate::spool::Error::io("create directory", &dir, e))?;
+    durable::write_durable(
+        &spool.dir(Area::Tmp),
+        &dir,
+        id.as_str(),
+        peer.as_str().as_bytes(),
+        now.as_micros(),
+    )?;
+    Ok(())
+}
+
+/// The next hop a rule chose for message `id`, if one did.
+pub fn pinned(spool: &Spool, id: &str) -> Option<Name> {
+    let text = std::fs::read_to_string(pins(spool).join(id)).ok()?;
+    Name::new("peer", text.trim()).ok()
+}
+
+/// Forgets the pins of messages no longer held (`outbound`: the IDs held).
+pub fn unpin_gone(spool: &Spool, outbound: &std::collections::HashSet<String>) {
+    let Ok(entries) = std::fs::read_dir(pins(spool)) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if !outbound.contains(e.file_name().to_string_lossy().as_ref()) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Decides where a message with this header goes next.
 pub fn next_hop(header: &Header, config: &Config, learned: &Learned) -> NextHop {
     let upstream = || config.upstream().map(|p| p.id.clone());

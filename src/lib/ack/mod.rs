@@ -68,6 +68,7 @@ impl Owed {
             "duplicate" => "duplicate",
             "rejected" => "rejected",
             "retry" => "retry",
+            "discarded" => "discarded",
             "final-delivered" => "final-delivered",
             "final-rejected" => "final-rejected",
             _ => return None,

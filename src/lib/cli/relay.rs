@@ -79,10 +79,29 @@ pub enum RelayCommand {
     /// else plain HTTP (for peers with authentication = "none"). Runs until
     /// stopped; bounded by [http] max_connections, request_timeout and
     /// max_body.
+    /// List the relay's rules ([[rule]] in config.toml), in the order they
+    /// are evaluated; with `test`, say which rule a message meets and what
+    /// would be done with it, without doing it.
+    Rules {
+        #[command(subcommand)]
+        command: Option<RulesCommand>,
+    },
     Serve {
         /// The address to listen on (`127.0.0.1:8443`; port 0 picks one,
         /// which is printed on stderr).
         #[arg(long, value_name = "ADDR")]
         listen: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RulesCommand {
+    /// Which rule a message meets and what would happen to it here: a
+    /// message ID (in the outbound areas, dead/ or the received Maildir) or
+    /// an envelope FILE.
+    Test {
+        /// A message ID, or the path of an envelope file.
+        #[arg(value_name = "ID|FILE")]
+        message: String,
     },
 }

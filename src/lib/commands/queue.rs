@@ -678,9 +678,12 @@ fn stats(ctx: &Context, spool: &Spool, out: &mut Out, now: Timestamp) -> Result<
         }
     ))?;
     out.line(format!(
-        "received:   {} messages: {} delivered here, {} queued onward, {} duplicates dropped, {} rejected; {} files quarantined",
-        received.messages, received.delivered, received.relayed, received.duplicates, received.rejected, received.quarantined
+        "received:   {} messages: {} delivered here, {} queued onward, {} duplicates dropped, {} rejected, {} discarded by rules; {} files quarantined",
+        received.messages, received.delivered, received.relayed, received.duplicates, received.rejected, received.discarded, received.quarantined
     ))?;
+    for (rule, n) in &received.by_rule {
+        out.line(format!("  discarded by [[rule]] {rule}: {n}"))?;
+    }
     out.line(format!(
         "sent:       {} messages, {} this hour; {} messages, {} today",
         sent.hour_messages,

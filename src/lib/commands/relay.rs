@@ -49,6 +49,212 @@ fn cgi(common: &crate::cli::Common) -> Result<ExitCode, Error> {
     Ok(ExitCode::Ok)
 }
 
+/// `rs-relay rules` and `rs-relay rules test`.
+fn rules(
+    ctx: &Context,
+    spool: &crate::spool::Spool,
+    out: &mut Out,
+    command: Option<crate::cli::relay::RulesCommand>,
+    now: crate::time::Timestamp,
+) -> Result<ExitCode, Error> {
+    use crate::filter;
+    let config = spool.config();
+    let Some(crate::cli::relay::RulesCommand::Test { message }) = command else {
+        for (i, r) in config.rules.iter().enumerate() {
+            let described = describe_rule(r);
+            if ctx.json {
+                out.json(&json!({"index": i + 1, "name": r.label(i), "rule": described, "action": format!("{:?}", r.action).to_lowercase()}))?;
+            } else {
+                out.line(format!("{:>3}  {:<20} {described}", i + 1, r.label(i)))?;
+            }
+        }
+        if config.rules.is_empty() && !ctx.json {
+            ctx.log(format!(
+                "no [[rule]] in {}: every message is routed as usual",
+                spool.config_path().display()
+            ));
+        }
+        return Ok(ExitCode::Ok);
+    };
+    let (header, content) = message_for_test(spool, &message)?;
+    let (kind, severity) = match &content {
+        Some(c) => filter::kind_of(c),
+        None => ("data", None),
+    };
+    let facts = filter::Facts {
+        header: &header,
+        kind,
+        severity,
+        minute_of_day: now.minute_of_day(ctx.clock.utc_offset_secs()),
+    };
+    let learned = crate::route::Learned::load(spool);
+    let (rule, outcome) = match filter::first_match(&config.rules, &facts) {
+        Some((i, r)) => {
+            let what = match r.action {
+                filter::Action::Discard => {
+                    "discarded (acknowledged as accepted, counted)".to_string()
+                }
+                filter::Action::Divert => format!(
+                    "handed to {}",
+                    r.handler
+                        .as_ref()
+                        .map(|h| h.display().to_string())
+                        .unwrap_or_default()
+                ),
+                filter::Action::Aggregate => "gathered into the rule's next aggregate".to_string(),
+                filter::Action::Forward => match &r.peer {
+                    Some(p) => format!("forwarded to {p}"),
+                    None => routed(&header, config, &learned),
+                },
+            };
+            (Some((i, r.label(i))), what)
+        }
+        None => (None, routed(&header, config, &learned)),
+    };
+    if ctx.json {
+        out.json(&json!({
+            "id": header.id, "rule": rule.as_ref().map(|(i, name)| json!({"index": i + 1, "name": name})),
+            "outcome": outcome,
+        }))?;
+    } else {
+        match rule {
+            Some((i, name)) => out.line(format!(
+                "{}: meets rule {} ({name}): {outcome}",
+                header.id,
+                i + 1
+            ))?,
+            None => out.line(format!("{}: meets no rule: {outcome}", header.id))?,
+        }
+    }
+    Ok(ExitCode::Ok)
+}
+
+/// What routing does with a message that meets no rule.
+fn routed(
+    h: &crate::message::Header,
+    config: &crate::config::Config,
+    learned: &crate::route::Learned,
+) -> String {
+    use crate::route::NextHop;
+    match crate::route::next_hop(h, config, learned) {
+        NextHop::Local => "delivered here".into(),
+        NextHop::Peer(p) => format!("forwarded to {p} (routing)"),
+        NextHop::Unknown(why) => format!("rejected: {why}"),
+    }
+}
+
+/// One line saying what a rule matches and does.
+fn describe_rule(r: &crate::filter::Rule) -> String {
+    let mut parts = Vec::new();
+    for (field, p) in [
+        ("class", &r.class),
+        ("subclass", &r.subclass),
+        ("kind", &r.kind),
+        ("severity", &r.severity),
+        ("source", &r.source),
+        ("destination", &r.destination),
+    ] {
+        if let Some(p) = p {
+            parts.push(format!("{field}={}", p.0.join("|")));
+        }
+    }
+    if let Some(w) = &r.window {
+        parts.push(format!("window={w}"));
+    }
+    let matches = if parts.is_empty() {
+        "every message".to_string()
+    } else {
+        parts.join(" ")
+    };
+    let action = match r.action {
+        crate::filter::Action::Discard => "discard".to_string(),
+        crate::filter::Action::Forward => match &r.peer {
+            Some(p) => format!("forward to {p}"),
+            None => "forward".into(),
+        },
+        crate::filter::Action::Divert => format!(
+            "divert to {}",
+            r.handler
+                .as_ref()
+                .map(|h| h.display().to_string())
+                .unwrap_or_default()
+        ),
+        crate::filter::Action::Aggregate => {
+            let mut t = Vec::new();
+            if let Some(c) = r.count {
+                t.push(format!("{c} messages"));
+            }
+            if let Some(a) = r.age {
+                t.push(format!("{} old", crate::time::format_duration(a)));
+            }
+            format!("aggregate ({})", t.join(" or "))
+        }
+    };
+    format!("{matches} -> {action}")
+}
+
+/// The header and (when small) content of the message `what` names: an
+/// envelope file, or an ID held here.
+fn message_for_test(
+    spool: &crate::spool::Spool,
+    what: &str,
+) -> Result<(crate::message::Header, Option<crate::message::Content>), Error> {
+    use crate::message::stream;
+    let path = if std::path::Path::new(what).is_file() {
+        std::path::PathBuf::from(what)
+    } else {
+        find_message(spool, what)?
+    };
+    let loaded = stream::load(&path).map_err(|e| Error::Unreadable {
+        id: what.to_string(),
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(match loaded {
+        stream::Loaded::Large(l) => (l.header, None),
+        stream::Loaded::Messages(ms) => {
+            let m = ms
+                .iter()
+                .find(|m| m.header.id.as_str() == what)
+                .or(ms.first())
+                .cloned()
+                .ok_or_else(|| Error::Unreadable {
+                    id: what.to_string(),
+                    path: path.clone(),
+                    reason: "no message in it".into(),
+                })?;
+            (m.header, Some(m.content))
+        }
+    })
+}
+
+/// The file holding message `id`: outbound, dead, or received here.
+fn find_message(spool: &crate::spool::Spool, id: &str) -> Result<std::path::PathBuf, Error> {
+    use crate::spool::Area;
+    if let Ok(e) = spool.find(id) {
+        return Ok(spool.entry_path(&e));
+    }
+    if let Some((n, _)) = spool
+        .scan_dead()?
+        .into_iter()
+        .find(|(n, _)| n.id.as_str() == id)
+    {
+        return Ok(spool.dir(Area::Dead).join(n.to_string()));
+    }
+    if let Some(p) = crate::spool::maildir::files(spool)?.into_iter().find(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .and_then(crate::spool::maildir::id_of)
+            == Some(id)
+    }) {
+        return Ok(p);
+    }
+    Err(Error::UnknownMessage {
+        id: id.to_string(),
+        spool: spool.root().to_path_buf(),
+    })
+}
+
 /// `rs-relay serve`: the built-in server, until stopped.
 fn serve(ctx: &Context, spool: crate::spool::Spool, listen: &str) -> Result<ExitCode, Error> {
     let prog = ctx.prog;
@@ -88,6 +294,7 @@ fn run_command(args: RelayArgs) -> Result<ExitCode, Error> {
         RelayCommand::Receive => receive_stdin(&ctx, &spool, &mut out, now),
         RelayCommand::Fetch { maildir } => fetch(&ctx, &spool, &mut out, &maildir, now),
         RelayCommand::Serve { listen } => serve(&ctx, spool, &listen),
+        RelayCommand::Rules { command } => rules(&ctx, &spool, &mut out, command, now),
         RelayCommand::Cgi => cgi(&args.common),
     }
 }
@@ -160,6 +367,8 @@ pub fn report_json(r: &Report) -> serde_json::Value {
         "retry": r.retry,
         "quarantined": r.quarantined,
         "skipped": r.skipped,
+        "discarded": r.discarded,
+        "by_rule": r.by_rule,
         "acks_passed_on": r.passed_on,
         "acks": {"discarded": r.acks.discarded, "rejected": r.acks.rejected, "recorded": r.acks.recorded, "unsigned": r.unsigned_acks},
     })
@@ -173,8 +382,8 @@ pub fn print_report(ctx: &Context, out: &mut Out, r: &Report, source: &str) -> R
         return out.json(&v);
     }
     ctx.log(format!(
-        "{source}: {} message(s): {} delivered, {} queued onward, {} duplicate(s), {} rejected, {} to retry, {} quarantined, {} skipped unread; acknowledgements: {} copies discarded, {} refused, {} recorded, {} passed on{}",
-        r.messages, r.delivered, r.relayed, r.duplicates, r.rejected, r.retry, r.quarantined, r.skipped,
+        "{source}: {} message(s): {} delivered, {} queued onward, {} duplicate(s), {} rejected, {} discarded by rules, {} to retry, {} quarantined, {} skipped unread; acknowledgements: {} copies discarded, {} refused, {} recorded, {} passed on{}",
+        r.messages, r.delivered, r.relayed, r.duplicates, r.rejected, r.discarded, r.retry, r.quarantined, r.skipped,
         r.acks.discarded, r.acks.rejected, r.acks.recorded, r.passed_on,
         if r.unsigned_acks > 0 { format!(", {} ignored (unsigned)", r.unsigned_acks) } else { String::new() }
     ));

@@ -76,9 +76,14 @@ pub struct Report {
 }
 
 /// Whether `e`'s next hop is `peer`.
-fn bound_for(spool: &Spool, e: &Entry, peer: &Peer, learned: &Learned) -> bool {
+fn bound_for(spool: &Spool, e: &Entry, peer: &Peer, learned: &Learned, pins: bool) -> bool {
     if let Some(s) = &e.sent {
         return s.peer == peer.id;
+    }
+    if pins {
+        if let Some(p) = route::pinned(spool, e.name.id.as_str()) {
+            return p == peer.id;
+        }
     }
     if !e.name.addressed {
         return peer.upstream;
@@ -333,6 +338,8 @@ fn select(
     let config = spool.config();
     let learned = Learned::load(spool);
     let mut locked = spool.lock(now)?;
+    // Messages a rule sent to a peer of its choosing carry a pin.
+    let pins = spool.dir(Area::State).join("pinned").is_dir();
     let mut candidates: Vec<Entry> = Vec::new();
     for e in spool.scan_outbound(now)? {
         if e.name.is_expired(now) {
@@ -358,7 +365,7 @@ fn select(
             }
             _ => false,
         };
-        if eligible && bound_for(spool, &e, peer, &learned) {
+        if eligible && bound_for(spool, &e, peer, &learned, pins) {
             candidates.push(e);
         }
     }
@@ -615,6 +622,7 @@ pub fn run(
 ) -> std::result::Result<Vec<PeerRun>, Error> {
     let now = clock.now();
     let outbound = outbound_ids(spool, now)?;
+    route::unpin_gone(spool, &outbound);
     let mut runs = Vec::new();
     for peer in peers(spool, only)? {
         let mut run = PeerRun {

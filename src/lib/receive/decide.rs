@@ -8,7 +8,10 @@
 //!    origin told: it expired before it arrived, it claims to be created
 //!    beyond `max_clock_skew` in the future, or it was created at or before
 //!    the duplicate memory's horizon (`spool::seen`);
-//! 3. its next hop decides the rest: here (unless its origin key was
+//! 3. the relay's rules (`[[rule]]`, in order; see `filter`) may discard
+//!    it (acknowledged as accepted, counted), divert it to a handler,
+//!    aggregate it, or forward it to a named peer;
+//! 4. else its next hop decides the rest: here (unless its origin key was
 //!    delivered already: a redundant sender's report), a peer (never the
 //!    one it came from; "retry later" while this relay is over its
 //!    throttle), or nowhere (refused, origin told).
@@ -19,6 +22,7 @@
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::filter::{self, Action};
 use crate::message::{Header, Name};
 use crate::route::{self, Learned, NextHop};
 use crate::time::Timestamp;
@@ -37,6 +41,9 @@ pub struct Facts<'a> {
     /// Why this site, as a relay, takes nothing onward now (it is over its
     /// throttle), if it is.
     pub relay_stopped: Option<&'a str>,
+    /// The content's kind (`alarm`, `event`, `data`, ...) and severity.
+    pub kind: &'a str,
+    pub severity: Option<&'a str>,
 }
 
 /// The receiver's time, as the duplicate memory sees it.
@@ -49,6 +56,8 @@ pub struct When {
     /// Newest creation time among forgotten IDs.
     pub horizon: Option<Timestamp>,
     pub max_clock_skew: Duration,
+    /// Minutes since local midnight (for rules' windows).
+    pub minute_of_day: u32,
 }
 
 /// What to do with one message.
@@ -60,11 +69,19 @@ pub enum Decision {
     Duplicate { by_origin_key: bool },
     /// This site is its destination: deliver it into the Maildir.
     Deliver,
-    /// Queue it toward this peer.
-    Forward(Name),
+    /// Queue it toward `peer`; `pinned` when a rule chose the peer (the
+    /// choice is kept with the message: routing would send it elsewhere).
+    Forward { peer: Name, pinned: bool },
     /// Not now: the sender keeps its copy and retries (this relay is over
     /// its throttle). Nothing is kept or remembered.
     Retry { reason: String },
+    /// Discard it on purpose (rule `rule`, the index into `[[rule]]`):
+    /// acknowledged as accepted, remembered, counted, never passed on.
+    Discard { rule: usize },
+    /// Hand it to rule `rule`'s handler.
+    Divert { rule: usize },
+    /// Gather it into rule `rule`'s next aggregate.
+    Aggregate { rule: usize },
     /// Refuse it for good, with the reason; its origin is told.
     /// `remember` says whether its ID is remembered (so a retransmission is
     /// a duplicate): not for messages refused as not provably new, which
@@ -85,7 +102,30 @@ pub fn decide(f: &Facts<'_>, when: &When, config: &Config, learned: &Learned) ->
             remember: false,
         };
     }
-    match route::next_hop(f.header, config, learned) {
+    let rule = filter::first_match(
+        &config.rules,
+        &filter::Facts {
+            header: f.header,
+            kind: f.kind,
+            severity: f.severity,
+            minute_of_day: when.minute_of_day,
+        },
+    );
+    let forced = match rule {
+        Some((i, r)) => match r.action {
+            Action::Discard => return Decision::Discard { rule: i },
+            Action::Divert => return Decision::Divert { rule: i },
+            Action::Aggregate => return Decision::Aggregate { rule: i },
+            Action::Forward => r.peer.clone(),
+        },
+        None => None,
+    };
+    let pinned = forced.is_some();
+    let hop = match forced {
+        Some(p) => NextHop::Peer(p),
+        None => route::next_hop(f.header, config, learned),
+    };
+    match hop {
         NextHop::Local if f.origin_key_seen => Decision::Duplicate {
             by_origin_key: true,
         },
@@ -98,7 +138,7 @@ pub fn decide(f: &Facts<'_>, when: &When, config: &Config, learned: &Learned) ->
             Some(why) => Decision::Retry {
                 reason: format!("{why}: this relay takes nothing onward now"),
             },
-            None => Decision::Forward(p),
+            None => Decision::Forward { peer: p, pinned },
         },
         NextHop::Unknown(reason) => Decision::Reject {
             reason,
@@ -192,11 +232,27 @@ mod tests {
             "site='b'\ncomponent='b.hub'\n[[peer]]\nid='a.host'\n[[peer]]\nid='up.hub'\nupstream=true\n",
         )
         .unwrap();
+        let filtering = Config::parse(
+            "site='b'\ncomponent='b.hub'\n[[peer]]\nid='a.host'\n[[peer]]\nid='c.host'\n\
+             [[peer]]\nid='up.hub'\nupstream=true\n\
+             [[rule]]\nclass='debug*'\naction='discard'\n\
+             [[rule]]\nsubclass='nightly'\nwindow='00:00-06:00'\naction='discard'\n\
+             [[rule]]\nclass='route-c'\naction='forward'\npeer='c.host'\n\
+             [[rule]]\nsubclass='heartbeat'\naction='aggregate'\ncount=10\n",
+        )
+        .unwrap();
+        let classed = |class: &str, subclass: &str| {
+            let mut h = forward("a.host", 9 * DAY, None);
+            h.class = name(class);
+            h.subclass = name(subclass);
+            h
+        };
         let when = When {
             now: t(10 * DAY),
             receive_time: t(10 * DAY),
             horizon: Some(t(2 * DAY)),
             max_clock_skew: Duration::from_secs(DAY as u64),
+            minute_of_day: 12 * 60,
         };
         let learned = Learned::default();
         let from = name("a.host");
@@ -258,6 +314,17 @@ mod tests {
             (&top, to("c.host"), "", "forward c.host"),
             (&top, to("a.host"), "", "reject: the peer it came from"),
             (&top, to("z.nowhere"), "", "reject: no route"),
+            (&filtering, classed("debug-x", "s"), "", "discard: rule 0"),
+            (&filtering, classed("debug-x", "s"), "id", "duplicate"),
+            (&filtering, classed("c", "nightly"), "", "forward up.hub"),
+            (&filtering, classed("route-c", "s"), "", "forward c.host"),
+            (
+                &filtering,
+                classed("c", "heartbeat"),
+                "",
+                "aggregate: rule 3",
+            ),
+            (&filtering, classed("debug-x", "s"), "", "discard"),
         ];
         for (config, header, known, expected) in cases {
             let f = Facts {
@@ -266,15 +333,20 @@ mod tests {
                 id_seen: known.contains("id"),
                 origin_key_seen: known.contains("key"),
                 relay_stopped: known.contains("stop").then_some(stop),
+                kind: "event",
+                severity: Some("info"),
             };
             let got = match decide(&f, &when, config, &learned) {
                 Decision::Deliver => "deliver".to_string(),
                 Decision::Duplicate { by_origin_key } if by_origin_key => "origin key".into(),
                 Decision::Duplicate { .. } => "duplicate".into(),
-                Decision::Forward(p) => format!("forward {p}"),
+                Decision::Forward { peer, .. } => format!("forward {peer}"),
                 Decision::Retry { reason } => format!("retry: {reason}"),
                 Decision::Reject { reason, remember } if remember => format!("reject: {reason}"),
                 Decision::Reject { reason, .. } => format!("refuse: {reason}"),
+                Decision::Discard { rule } => format!("discard: rule {rule}"),
+                Decision::Divert { rule } => format!("divert: rule {rule}"),
+                Decision::Aggregate { rule } => format!("aggregate: rule {rule}"),
             };
             let (kind, detail) = expected.split_once(": ").unwrap_or((expected, ""));
             assert!(

@@ -87,6 +87,10 @@ pub struct Report {
     /// Refused for good (no route, expired, not provably new), acknowledged
     /// as rejected.
     pub rejected: usize,
+    /// Discarded on purpose by a rule (acknowledged as accepted).
+    pub discarded: usize,
+    /// Discarded, per rule.
+    pub by_rule: std::collections::BTreeMap<String, usize>,
     /// Not taken now (queue full, disk nearly full): the sender keeps its
     /// copy and retries.
     pub retry: usize,
@@ -111,6 +115,10 @@ impl Report {
         self.relayed += o.relayed;
         self.duplicates += o.duplicates;
         self.rejected += o.rejected;
+        self.discarded += o.discarded;
+        for (rule, n) in &o.by_rule {
+            *self.by_rule.entry(rule.clone()).or_default() += n;
+        }
         self.retry += o.retry;
         self.quarantined += o.quarantined;
         self.skipped += o.skipped;
@@ -149,7 +157,7 @@ pub struct Received {
 
 /// Running totals of what this site received (`state/counters.json`), for
 /// `rs-queue stats`. Updated under the receive lock.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counters {
     pub messages: u64,
     pub delivered: u64,
@@ -157,6 +165,11 @@ pub struct Counters {
     pub duplicates: u64,
     pub rejected: u64,
     pub quarantined: u64,
+    /// Discarded on purpose by rules, and per rule.
+    #[serde(default)]
+    pub discarded: u64,
+    #[serde(default)]
+    pub by_rule: std::collections::BTreeMap<String, u64>,
 }
 
 impl Counters {
@@ -180,6 +193,10 @@ impl Counters {
         c.duplicates += r.duplicates as u64;
         c.rejected += r.rejected as u64;
         c.quarantined += r.quarantined as u64;
+        c.discarded += r.discarded as u64;
+        for (rule, n) in &r.by_rule {
+            *c.by_rule.entry(rule.clone()).or_default() += *n as u64;
+        }
         let text = serde_json::to_string(&c).unwrap_or_default();
         durable::write_durable(
             &spool.dir(Area::Tmp),
@@ -417,18 +434,24 @@ impl Batch<'_> {
                     }
                     None => false,
                 };
+                let (kind, severity) = match &m {
+                    Incoming::Small(msg) => crate::filter::kind_of(&msg.content),
+                    Incoming::Large { .. } => ("data", None),
+                };
                 let facts = Facts {
                     header: &h,
                     from: &from,
                     id_seen,
                     origin_key_seen,
                     relay_stopped: relay_stopped.as_deref(),
+                    kind,
+                    severity,
                 };
                 let decision = decide::decide(&facts, &when, config, state.learned());
                 if !id_seen {
                     batch_ids.insert(id.to_string());
                 }
-                if let (Locator::Source(s), Decision::Deliver | Decision::Forward(_)) =
+                if let (Locator::Source(s), Decision::Deliver | Decision::Forward { .. }) =
                     (&h.locator, &decision)
                 {
                     state.learn(&s.component, &from);
@@ -493,14 +516,53 @@ impl Batch<'_> {
                             from: from.clone(),
                             index: p.index,
                             disposition: Disposition::Local,
+                            pin: None,
                         });
                     }
-                    Decision::Forward(_) => self.to_store.push(ToStore {
+                    Decision::Forward { peer, pinned } => self.to_store.push(ToStore {
                         m,
                         from: from.clone(),
                         index: p.index,
                         disposition: Disposition::Relay,
+                        pin: pinned.then_some(peer),
                     }),
+                    Decision::Discard { rule } => {
+                        let label = config.rules[rule].label(rule);
+                        self.report.discarded += 1;
+                        *self.report.by_rule.entry(label.clone()).or_default() += 1;
+                        log(format!("{id} from {from} discarded by [[rule]] {label}"));
+                        self.remember.push((
+                            id.clone(),
+                            state.keep_until(h.qos().expiry)?,
+                            h.created,
+                        ));
+                        self.owe(
+                            &from,
+                            &id,
+                            ResponseStatus::Accepted,
+                            "discarded",
+                            &from,
+                            format!("discarded on purpose by rule {label}"),
+                        );
+                    }
+                    Decision::Divert { rule } | Decision::Aggregate { rule } => {
+                        // Not yet: handlers and aggregation arrive in the
+                        // next steps; until then the sender keeps it.
+                        let reason = format!(
+                            "[[rule]] {} cannot be applied by this version",
+                            config.rules[rule].label(rule)
+                        );
+                        self.report.retry += 1;
+                        self.fates[p.index] = Fate::Retry;
+                        self.owe(
+                            &from,
+                            &id,
+                            ResponseStatus::RejectedRetry,
+                            "retry",
+                            &from,
+                            reason,
+                        );
+                    }
                     Decision::Retry { reason } => {
                         self.report.retry += 1;
                         self.fates[p.index] = Fate::Retry;

