@@ -24,10 +24,22 @@ fn send_classed(site: &Site, class: &str, subclass: &str, body: &[u8]) -> String
 }
 
 /// Export from `from` to a fresh stick and import at `to`; returns the
-/// import's JSON report.
+/// import's JSON report. Only what is for `to` (its component ID, found in
+/// its configuration) goes on the stick.
 fn carry(from: &Site, to: &Site, name: &str) -> serde_json::Value {
     let s = from.stick(name);
-    from.export_to(&s).run().success();
+    let config = std::fs::read_to_string(to.spool.join("config.toml")).unwrap();
+    let component = config
+        .lines()
+        .find_map(|l| l.strip_prefix("component = \""))
+        .unwrap()
+        .trim_end_matches('"')
+        .to_string();
+    from.cmd("rs-queue")
+        .args(["export", "--peer", &component, "--to"])
+        .args([&s])
+        .run()
+        .success();
     to.import_from(&s).run().success().json()
 }
 
@@ -193,4 +205,172 @@ fn rules_are_validated_naming_file_line_and_rule() {
         refused(&r, config, expect);
     }
     let _ = Path::new("");
+}
+
+/// An executable script `name` with `body` under `site`'s directory.
+fn script(site: &Site, name: &str, body: &str) -> std::path::PathBuf {
+    let path = site.root().join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    let status = std::process::Command::new("chmod")
+        .arg("755")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    path
+}
+
+fn status_of(site: &Site, id: &str) -> serde_json::Value {
+    site.cmd("rs-ack")
+        .args(["status", "--json", id])
+        .run()
+        .success()
+        .json()
+}
+
+#[test]
+fn a_handler_consumes_or_rewrites_and_a_failing_one_gives_up_and_tells_the_origin() {
+    let scratch = Site::new();
+    let seen = scratch.root().join("seen");
+    std::fs::create_dir_all(&seen).unwrap();
+    let consume = script(
+        &scratch,
+        "consume",
+        &format!("cat > '{}/'\"$RS_MESSAGE_ID\"", seen.display()),
+    );
+    let rewrite = script(
+        &scratch,
+        "rewrite",
+        "sed 's/subclass=\"raw\"/subclass=\"cooked\"/'",
+    );
+    let fail = script(&scratch, "fail", "echo 'boom: no database' >&2; exit 3");
+    let slow = script(&scratch, "slow", "sleep 20");
+    let (a, r, p) = relay_with(&format!(
+        "[[rule]]\nname = \"consume\"\nclass = \"consume\"\naction = \"divert\"\nhandler = \"{}\"\n\n\
+         [[rule]]\nname = \"rewrite\"\nsubclass = \"raw\"\naction = \"divert\"\nhandler = \"{}\"\n\n\
+         [[rule]]\nname = \"fail\"\nclass = \"fail\"\naction = \"divert\"\nhandler = \"{}\"\nmax_failures = 2\n\n\
+         [[rule]]\nname = \"slow\"\nclass = \"slow\"\naction = \"divert\"\nhandler = \"{}\"\ntimeout = \"1s\"\nmax_failures = 1\n",
+        consume.display(),
+        rewrite.display(),
+        fail.display(),
+        slow.display()
+    ));
+    let consumed = send_classed(&a, "consume", "x", b"eat me");
+    let rewritten = send_classed(&a, "inventory", "raw", b"cook me");
+    let failing = send_classed(&a, "fail", "x", b"never");
+    let slow_id = send_classed(&a, "slow", "x", b"too slow");
+    let got = carry(&a, &r, "s1");
+    assert_eq!(got["diverted"], 4, "{got}");
+
+    // Consumed: the handler had the message on stdin; nothing goes on.
+    let kept = std::fs::read_to_string(seen.join(&consumed)).unwrap();
+    assert!(kept.contains("eat me"), "{kept}");
+    // Rewritten: the handler's envelope goes on in place of the original.
+    carry(&r, &p, "s2");
+    let at_p = p.received();
+    assert_eq!(at_p.len(), 1, "{at_p:?}");
+    assert_eq!(at_p[0].0, rewritten);
+    let file = std::fs::read_dir(p.spool.join("received/new"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(std::fs::read_to_string(file)
+        .unwrap()
+        .contains("subclass=\"cooked\""));
+
+    // The failing handler is tried again on the next run, then given up:
+    // dead with its stderr, the origin told; the slow one is cut off.
+    r.cmd("rs-queue").args(["flush"]).run();
+    let dead = r.dead();
+    let reasons: Vec<String> = dead
+        .iter()
+        .map(|d| format!("{} {}", d["id"], d["detail"]))
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|d| d.contains(&failing) && d.contains("boom: no database")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|d| d.contains(&slow_id) && d.contains("did not finish within 1s")),
+        "{reasons:?}"
+    );
+    assert!(std::fs::read_dir(r.spool.join("divert"))
+        .unwrap()
+        .next()
+        .is_none());
+    let back = r.stick("back");
+    let e = r
+        .cmd("rs-queue")
+        .args(["export", "--peer", "a.host", "--to"])
+        .args([&back])
+        .run()
+        .success();
+    let i = a.import_from(&back).run().success();
+    eprintln!(
+        "export: {}
+import: {}",
+        e.stderr, i.stderr
+    );
+    let st = status_of(&a, &failing);
+    assert_eq!(st["state"], "dead", "{st}");
+    assert!(st["summary"].as_str().unwrap().contains("boom"), "{st}");
+    assert_eq!(status_of(&a, &consumed)["state"], "acknowledged");
+}
+
+#[test]
+fn heartbeats_are_aggregated_by_count_and_by_age() {
+    let (a, mut r, p) = relay_with(
+        "[[rule]]\nname = \"beats\"\nsubclass = \"heartbeat\"\naction = \"aggregate\"\ncount = 3\nage = \"1h\"\n",
+    );
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        ids.push(send_classed(
+            &a,
+            "infrastructure",
+            "heartbeat",
+            format!("beat {i}").as_bytes(),
+        ));
+    }
+    let got = carry(&a, &r, "s1");
+    assert_eq!(got["aggregated"], 7, "{got}");
+    // Every input is acknowledged once it is held for the aggregate.
+    let back = r.stick("back");
+    r.cmd("rs-queue")
+        .args(["export", "--peer", "a.host", "--to"])
+        .args([&back])
+        .run()
+        .success();
+    a.import_from(&back).run().success();
+    assert!(a.list().is_empty());
+    // Two aggregates of three went on; the seventh waits for the hour.
+    let got = carry(&r, &p, "s2");
+    assert_eq!(got["delivered"], 2, "{got}");
+    r.at("2026-11-24T11:30:00Z");
+    let got = carry(&r, &p, "s3");
+    assert_eq!(got["delivered"], 1, "{got}");
+    let mut nested = Vec::new();
+    for (id, content) in p.received() {
+        assert!(id.contains("-agg-"), "{id}");
+        let inner = rs::message::envelope::parse(&content).unwrap();
+        for m in inner {
+            assert_eq!(m.header.subclass.as_str(), "heartbeat");
+            nested.push(m.header.id.to_string());
+        }
+    }
+    nested.sort();
+    ids.sort();
+    assert_eq!(nested, ids, "each heartbeat in exactly one aggregate");
+    let agg = p.received()[0].0.clone();
+    let h = p
+        .cmd("rs-relay")
+        .args(["rules", "test", &agg])
+        .run()
+        .success();
+    assert!(h.stdout.contains("meets no rule"), "{}", h.stdout);
 }

@@ -192,8 +192,10 @@ pub fn emit(spool: &Spool, peer: Option<&Name>, now: Timestamp) -> Result<Vec<(N
 /// worth sending.
 fn strongest_per_message(owed: Vec<Owed>) -> Vec<Owed> {
     let mut seen = std::collections::HashSet::new();
+    // A hop's acknowledgement and an end-to-end notice (final-delivered,
+    // final-rejected) for the same message are different things: both go.
     owed.into_iter()
-        .filter(|o| seen.insert((o.id.clone(), o.to.clone())))
+        .filter(|o| seen.insert((o.id.clone(), o.to.clone(), o.code.starts_with("final-"))))
         .collect()
 }
 
@@ -383,5 +385,23 @@ mod tests {
         assert!(is_ack(&m));
         let back = envelope::parse(&envelope::to_bytes(std::slice::from_ref(&m))).unwrap();
         assert_eq!(back, vec![m]);
+    }
+
+    #[test]
+    fn one_acknowledgement_per_message_but_notices_go_too() {
+        let o = |code: &'static str, status| Owed {
+            id: MessageId::parse("m1").unwrap(),
+            status,
+            code,
+            to: Name::new("to", "a.host").unwrap(),
+            reason: String::new(),
+        };
+        let kept = strongest_per_message(vec![
+            o("custody", ResponseStatus::Accepted),
+            o("duplicate", ResponseStatus::Accepted),
+            o("final-rejected", ResponseStatus::Rejected),
+        ]);
+        let codes: Vec<&str> = kept.iter().map(|o| o.code).collect();
+        assert_eq!(codes, vec!["custody", "final-rejected"]);
     }
 }

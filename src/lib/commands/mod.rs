@@ -73,3 +73,20 @@ impl Context {
         Ok(spool)
     }
 }
+
+impl Context {
+    /// Runs what the relay's rules hold (handlers, aggregates that are
+    /// due) and says what it did; a failure is logged, never fatal to the
+    /// command that called it (what it holds is safe and waits).
+    pub fn run_pending(&self, spool: &Spool) {
+        let log = |s: String| self.log(s);
+        match crate::relay::run_pending(spool, &self.clock, &log) {
+            Ok(p) if p != crate::relay::Pending::default() => self.log(format!(
+                "rules: {} diverted message(s) handled ({} handed on in their place, {} failure(s), {} given up); {} aggregate(s) of {} message(s)",
+                p.handled, p.rewritten, p.failures, p.gave_up, p.aggregates, p.aggregated
+            )),
+            Ok(_) => {}
+            Err(e) => self.log(format!("rules: held messages not handled now: {e}")),
+        }
+    }
+}

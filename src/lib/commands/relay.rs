@@ -288,6 +288,7 @@ fn run_command(args: RelayArgs) -> Result<ExitCode, Error> {
             };
             let log = |s: String| ctx.log(s);
             let report = media::import(&spool, &from, Select::Everything, after, now, &log)?;
+            ctx.run_pending(&spool);
             print_report(&ctx, &mut out, &report, &from.display().to_string())?;
             Ok(report_code(&report))
         }
@@ -309,6 +310,7 @@ fn receive_stdin(
     let piped = mail::read(spool, &mut std::io::stdin().lock(), now)?;
     let log = |s: String| ctx.log(s);
     let report = mail::take(spool, piped.payload, "stdin", now, &log)?;
+    ctx.run_pending(spool);
     print_report(ctx, out, &report, "stdin")?;
     // A mail left unread (no room to quarantine it) is the MTA's to keep.
     if report.skipped > 0 {
@@ -347,6 +349,7 @@ fn fetch(
     }
     let log = |s: String| ctx.log(s);
     let fetched = mail::fetch(spool, maildir, now, &log)?;
+    ctx.run_pending(spool);
     print_report(ctx, out, &fetched.report, &maildir.display().to_string())?;
     let code = if fetched.left > 0 {
         ExitCode::TempFail
@@ -368,6 +371,8 @@ pub fn report_json(r: &Report) -> serde_json::Value {
         "quarantined": r.quarantined,
         "skipped": r.skipped,
         "discarded": r.discarded,
+        "diverted": r.diverted,
+        "aggregated": r.aggregated,
         "by_rule": r.by_rule,
         "acks_passed_on": r.passed_on,
         "acks": {"discarded": r.acks.discarded, "rejected": r.acks.rejected, "recorded": r.acks.recorded, "unsigned": r.unsigned_acks},

@@ -52,6 +52,7 @@ use decide::{Decision, Facts};
 pub use parse::set_aside;
 use parse::Incoming;
 use state::{FileShared, Shared};
+pub use store::rule_dir;
 use store::{Disposition, Stored, ToStore};
 
 /// One inbound envelope and the peer whose route carried it.
@@ -89,6 +90,9 @@ pub struct Report {
     pub rejected: usize,
     /// Discarded on purpose by a rule (acknowledged as accepted).
     pub discarded: usize,
+    /// Held for a rule's handler, or for a rule's next aggregate.
+    pub diverted: usize,
+    pub aggregated: usize,
     /// Discarded, per rule.
     pub by_rule: std::collections::BTreeMap<String, usize>,
     /// Not taken now (queue full, disk nearly full): the sender keeps its
@@ -116,6 +120,8 @@ impl Report {
         self.duplicates += o.duplicates;
         self.rejected += o.rejected;
         self.discarded += o.discarded;
+        self.diverted += o.diverted;
+        self.aggregated += o.aggregated;
         for (rule, n) in &o.by_rule {
             *self.by_rule.entry(rule.clone()).or_default() += n;
         }
@@ -517,6 +523,7 @@ impl Batch<'_> {
                             index: p.index,
                             disposition: Disposition::Local,
                             pin: None,
+                            rule: None,
                         });
                     }
                     Decision::Forward { peer, pinned } => self.to_store.push(ToStore {
@@ -525,6 +532,7 @@ impl Batch<'_> {
                         index: p.index,
                         disposition: Disposition::Relay,
                         pin: pinned.then_some(peer),
+                        rule: None,
                     }),
                     Decision::Discard { rule } => {
                         let label = config.rules[rule].label(rule);
@@ -546,22 +554,19 @@ impl Batch<'_> {
                         );
                     }
                     Decision::Divert { rule } | Decision::Aggregate { rule } => {
-                        // Not yet: handlers and aggregation arrive in the
-                        // next steps; until then the sender keeps it.
-                        let reason = format!(
-                            "[[rule]] {} cannot be applied by this version",
-                            config.rules[rule].label(rule)
-                        );
-                        self.report.retry += 1;
-                        self.fates[p.index] = Fate::Retry;
-                        self.owe(
-                            &from,
-                            &id,
-                            ResponseStatus::RejectedRetry,
-                            "retry",
-                            &from,
-                            reason,
-                        );
+                        let disposition = if matches!(decision, Decision::Divert { .. }) {
+                            Disposition::Divert
+                        } else {
+                            Disposition::Aggregate
+                        };
+                        self.to_store.push(ToStore {
+                            m,
+                            from: from.clone(),
+                            index: p.index,
+                            disposition,
+                            pin: None,
+                            rule: Some(config.rules[rule].label(rule)),
+                        });
                     }
                     Decision::Retry { reason } => {
                         self.report.retry += 1;
@@ -612,14 +617,17 @@ impl Batch<'_> {
             let h = t.m.header();
             match s {
                 Stored::Kept(code) => {
-                    if t.disposition == Disposition::Local {
-                        self.report.delivered += 1;
-                        if let Some(key) = &h.origin_key {
-                            let keep = state.keep_until(h.qos().expiry)?;
-                            state.remember(Kind::OriginKey, key.as_str(), keep, h.created)?;
+                    match t.disposition {
+                        Disposition::Local => {
+                            self.report.delivered += 1;
+                            if let Some(key) = &h.origin_key {
+                                let keep = state.keep_until(h.qos().expiry)?;
+                                state.remember(Kind::OriginKey, key.as_str(), keep, h.created)?;
+                            }
                         }
-                    } else {
-                        self.report.relayed += 1;
+                        Disposition::Relay => self.report.relayed += 1,
+                        Disposition::Divert => self.report.diverted += 1,
+                        Disposition::Aggregate => self.report.aggregated += 1,
                     }
                     self.remember.push((
                         h.id.clone(),

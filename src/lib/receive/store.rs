@@ -1,5 +1,7 @@
 //! Storing what the receive path decided to keep: delivered into the
-//! Maildir, or admitted to this site's queue toward its next hop; the
+//! Maildir, admitted to this site's queue toward its next hop, or held for
+//! a rule (diverted to a handler: `divert/`; gathered for an aggregate:
+//! `aggregate/`, whose layout `relay` reads); the
 //! intent file that lets a run killed midway be finished without delivering
 //! twice; and what the disk has room for.
 
@@ -22,6 +24,24 @@ pub(super) enum Disposition {
     Local,
     /// Admitted to this site's queue toward its next hop.
     Relay,
+    /// Held in `divert/` for a rule's handler.
+    Divert,
+    /// Held in `aggregate/` for a rule's next aggregate.
+    Aggregate,
+}
+
+/// The directory name a rule's label takes (letters, digits, `.`, `-`, `_`).
+pub fn rule_dir(label: &str) -> String {
+    label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// A new message to keep here.
@@ -33,6 +53,8 @@ pub(super) struct ToStore {
     pub disposition: Disposition,
     /// The peer a rule chose for it (kept with it: see `route::pin`).
     pub pin: Option<Name>,
+    /// The rule that holds it (divert, aggregate), by label.
+    pub rule: Option<String>,
 }
 
 /// What became of one message given to [`store`].
@@ -59,6 +81,8 @@ impl Intent {
         let d = match self.disposition {
             Disposition::Local => "local",
             Disposition::Relay => "relay",
+            Disposition::Divert => "divert",
+            Disposition::Aggregate => "aggregate",
         };
         let created = self
             .created
@@ -80,6 +104,8 @@ impl Intent {
             disposition: match f.next()? {
                 "local" => Disposition::Local,
                 "relay" => Disposition::Relay,
+                "divert" => Disposition::Divert,
+                "aggregate" => Disposition::Aggregate,
                 _ => return None,
             },
             created: f
@@ -120,6 +146,11 @@ pub(super) fn recover(
             Disposition::Local => delivered
                 .get_or_insert(maildir::ids(spool)?)
                 .contains(i.id.as_str()),
+            Disposition::Divert => spool
+                .dir(Area::Divert)
+                .join(format!("{}.msg", i.id))
+                .exists(),
+            Disposition::Aggregate => held_for_aggregate(spool, &i.id),
             Disposition::Relay => {
                 if queued.is_none() {
                     queued = Some(
@@ -142,7 +173,7 @@ pub(super) fn recover(
         state.remember(Kind::Id, i.id.as_str(), i.keep_until, created)?;
         let code = match i.disposition {
             Disposition::Local => "delivered",
-            Disposition::Relay => "custody",
+            _ => "custody",
         };
         owed.entry(i.from.clone()).or_default().push(Owed {
             id: i.id.clone(),
@@ -164,6 +195,17 @@ pub(super) fn recover(
         ));
     }
     Ok(())
+}
+
+/// Whether message `id` is held in some aggregate's inputs.
+fn held_for_aggregate(spool: &Spool, id: &MessageId) -> bool {
+    let suffix = format!(".{id}.msg");
+    walkdir::WalkDir::new(spool.dir(Area::Aggregate))
+        .min_depth(3)
+        .max_depth(3)
+        .into_iter()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().ends_with(&suffix))
 }
 
 /// Keeps what it can of `items` durably here: as far as the disk has room
@@ -317,6 +359,47 @@ pub(super) fn store(
                 }
             });
         }
+    }
+
+    // Held for rules: diverted to a handler, gathered for an aggregate.
+    for (i, t) in items.iter().enumerate() {
+        let (dir, name) = match t.disposition {
+            Disposition::Divert => {
+                let dir = spool.dir(Area::Divert);
+                let state = format!(
+                    "rule {}\nfrom {}\nfailures 0\n",
+                    t.rule.as_deref().unwrap_or_default(),
+                    t.from
+                );
+                durable::write_durable(
+                    &spool.dir(Area::Tmp),
+                    &dir,
+                    &format!("{}.state", t.m.header().id),
+                    state.as_bytes(),
+                    now.as_micros(),
+                )?;
+                (dir, format!("{}.msg", t.m.header().id))
+            }
+            Disposition::Aggregate => {
+                let h = t.m.header();
+                let dir = spool
+                    .dir(Area::Aggregate)
+                    .join(rule_dir(t.rule.as_deref().unwrap_or_default()))
+                    .join(format!("{}.{}", h.class, h.subclass));
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| Error::io("create directory", &dir, e))?;
+                (dir, format!("{:016}.{}.msg", now.as_micros(), h.id))
+            }
+            _ => continue,
+        };
+        let mut s = spool.stage(now)?;
+        let path = s.path().to_path_buf();
+        t.m.write_with(&stamp(t.m.header()), &mut s)
+            .map_err(|e| Error::io("write", &path, e))?;
+        s.sync()?;
+        s.commit(&dir.join(name))?;
+        durable::fsync_dir(&dir)?;
+        stored[i] = Some(Stored::Kept("custody"));
     }
     Ok(stored
         .into_iter()

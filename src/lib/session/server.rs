@@ -128,6 +128,22 @@ pub fn serve(
             })?;
         let addr = listener.local_addr().map_err(Error::Runtime)?;
         ready(addr, tls.is_some());
+        // What the relay's rules hold is handled every few seconds: the
+        // server is the only command some sites run.
+        let pending = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                let s = pending.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    let log = |m: String| (s.log)(m);
+                    if let Err(e) = crate::relay::run_pending(&s.spool, &s.clock, &log) {
+                        log(format!("rules: held messages not handled now: {e}"));
+                    }
+                })
+                .await;
+            }
+        });
         let permits = Arc::new(Semaphore::new(http.max_connections.max(1)));
         loop {
             let Ok(permit) = permits.clone().acquire_owned().await else {

@@ -90,6 +90,12 @@ pub enum Area {
     Dead,
     Quarantine,
     State,
+    /// Messages a rule diverted to a handler, held until it consumes them
+    /// (`divert/ID.msg` and `divert/ID.state`).
+    Divert,
+    /// Messages a rule gathers into aggregates, per rule and class
+    /// (`aggregate/RULE/CLASS.SUBCLASS/ARRIVAL.ID.msg`).
+    Aggregate,
 }
 
 impl Area {
@@ -102,7 +108,7 @@ impl Area {
         Area::Sent,
     ];
 
-    const ALL: [Area; 14] = [
+    const ALL: [Area; 16] = [
         Area::Tmp,
         Area::Queue(Precedence::Urgent),
         Area::Queue(Precedence::Normal),
@@ -117,6 +123,8 @@ impl Area {
         Area::Dead,
         Area::Quarantine,
         Area::State,
+        Area::Divert,
+        Area::Aggregate,
     ];
 
     pub fn dir_name(self) -> &'static str {
@@ -135,6 +143,8 @@ impl Area {
             Area::Dead => "dead",
             Area::Quarantine => "quarantine",
             Area::State => "state",
+            Area::Divert => "divert",
+            Area::Aggregate => "aggregate",
         }
     }
 
@@ -148,6 +158,8 @@ impl Area {
             Area::Quarantine => "quarantined",
             Area::Received => "received",
             Area::AcksPending | Area::AcksOut => "ack",
+            Area::Divert => "diverted",
+            Area::Aggregate => "aggregating",
             Area::Tmp | Area::State | Area::Journal | Area::Leases => "internal",
         }
     }
@@ -283,7 +295,7 @@ impl Spool {
         };
         // The newest area exists only if every area does (they are made
         // together): one stat on the common path instead of one per area.
-        if !spool.dir(Area::Leases).is_dir() {
+        if !spool.dir(Area::Aggregate).is_dir() {
             spool.ensure_dirs()?;
         }
         Ok(spool)
@@ -918,6 +930,31 @@ impl Locked<'_> {
                 }
             }
         })
+    }
+
+    /// Moves a message file held outside the outbound areas (diverted,
+    /// gathered for an aggregate) to `dead/` under `name` with a fresh
+    /// arrival stamp and a reason; returns after fsync of both directories.
+    pub fn bury_held(
+        &mut self,
+        path: &Path,
+        mut name: EntryName,
+        kind: DeadKind,
+        from: &str,
+        detail: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        self.ledger.mark_dirty(&self.usage)?;
+        name.arrival = self.next_arrival(now);
+        self.ledger.save(&self.usage)?;
+        self.write_reason(&name, kind, from, detail, now)?;
+        let dead = self.spool.dir(Area::Dead);
+        durable::rename(path, &dead.join(name.to_string()))?;
+        durable::fsync_dir(&dead)?;
+        if let Some(dir) = path.parent() {
+            durable::fsync_dir(dir)?;
+        }
+        Ok(())
     }
 
     /// Moves an outbound entry to `dead/` with a reason; returns after fsync.

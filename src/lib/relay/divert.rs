@@ -1,0 +1,282 @@
+//! Diverted messages (`divert/ID.msg`, with `divert/ID.state`: the rule's
+//! label, the peer it came from, the failures so far and the last error)
+//! and their handlers: a configured program, run without a shell, with the
+//! message on stdin and a time limit.
+//!
+//! Exit 0: consumed (the message was acknowledged when it was taken into
+//! custody); if the handler printed an envelope, the messages in it are
+//! handed on in place of the original. Anything else (an exit status, a
+//! signal, the time limit, an envelope that does not parse) is a failure:
+//! the message stays for the next run; after the rule's `max_failures` it
+//! goes to dead/ with the handler's stderr as the reason, and its origin is
+//! told.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{entry_name, pass_on, tell_origin, Pending};
+use crate::filter::{Action, Rule};
+use crate::message::envelope;
+use crate::route::Learned;
+use crate::spool::{durable, Area, DeadKind, Error, Result, Spool};
+use crate::time::Clock;
+
+/// Most bytes of a handler's stdout taken (a rewritten envelope).
+const MAX_OUTPUT: u64 = 64 << 20;
+/// Bytes of a handler's stderr kept as the reason.
+const MAX_STDERR: usize = 4096;
+
+/// A diverted message's state file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct State {
+    rule: String,
+    from: String,
+    failures: u32,
+    error: String,
+}
+
+impl State {
+    fn parse(text: &str) -> State {
+        let mut s = State::default();
+        for line in text.lines() {
+            match line.split_once(' ') {
+                Some(("rule", v)) => s.rule = v.to_string(),
+                Some(("from", v)) => s.from = v.to_string(),
+                Some(("failures", v)) => s.failures = v.parse().unwrap_or(0),
+                Some(("error", v)) => s.error = v.to_string(),
+                _ => {}
+            }
+        }
+        s
+    }
+
+    fn text(&self) -> String {
+        format!(
+            "rule {}\nfrom {}\nfailures {}\nerror {}\n",
+            self.rule,
+            self.from,
+            self.failures,
+            self.error.replace('\n', " ")
+        )
+    }
+}
+
+/// How one handler run ended.
+#[derive(Debug)]
+pub struct Ran {
+    /// Exit 0 within the time limit.
+    pub ok: bool,
+    pub stdout: Vec<u8>,
+    /// Why it failed, for the reason: the status and the end of stderr.
+    pub why: String,
+}
+
+/// Runs `rule`'s handler on the message in `message` (its stdin), killing
+/// it at the rule's time limit.
+pub fn run_handler(rule: &Rule, message: &Path, env: &[(&str, &str)]) -> std::io::Result<Ran> {
+    use std::os::unix::process::CommandExt;
+    let handler = rule.handler.clone().unwrap_or_default();
+    // A process group of its own: at the time limit, whatever the handler
+    // started goes with it (and stops holding its output open).
+    let mut child = Command::new(&handler)
+        .process_group(0)
+        .args(&rule.args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::from(std::fs::File::open(message)?))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let out = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = (&mut stdout).take(MAX_OUTPUT).read_to_end(&mut b);
+        // Drain the rest so the handler never blocks on a full pipe.
+        let _ = std::io::copy(&mut stdout, &mut std::io::sink());
+        b
+    });
+    let err = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = stderr.read_to_end(&mut b);
+        let start = b.len().saturating_sub(MAX_STDERR);
+        String::from_utf8_lossy(&b[start..]).trim().to_string()
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break Some(s);
+        }
+        if start.elapsed() >= rule.timeout {
+            // SAFETY: kill(2) on the process group of a child we started.
+            unsafe {
+                libc::kill(-(child.id() as i32), libc::SIGKILL);
+            }
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    let (ok, what) = match status {
+        None => (
+            false,
+            format!(
+                "{} did not finish within {}",
+                handler.display(),
+                crate::time::format_duration(rule.timeout)
+            ),
+        ),
+        Some(s) if s.success() => (true, String::new()),
+        Some(s) => (false, format!("{} ended with {s}", handler.display())),
+    };
+    let why = if stderr.is_empty() {
+        what
+    } else {
+        format!("{what}: {stderr}")
+    };
+    Ok(Ran { ok, stdout, why })
+}
+
+/// Runs the handler of every diverted message (each once).
+pub fn run(spool: &Spool, clock: &Clock, log: &dyn Fn(String), p: &mut Pending) -> Result<()> {
+    let dir = spool.dir(Area::Divert);
+    let mut messages: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(|e| Error::io("read", &dir, e))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "msg"))
+        .collect();
+    if messages.is_empty() {
+        return Ok(());
+    }
+    messages.sort();
+    let config = spool.config();
+    let learned = Learned::load(spool);
+    for msg in messages {
+        let id = msg
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let state_path = dir.join(format!("{id}.state"));
+        let mut state = State::parse(&std::fs::read_to_string(&state_path).unwrap_or_default());
+        let now = clock.now();
+        let rule = config
+            .rules
+            .iter()
+            .enumerate()
+            .find(|(i, r)| r.label(*i) == state.rule && r.action == Action::Divert)
+            .map(|(_, r)| r);
+        let Some(rule) = rule else {
+            // Its rule is gone from the configuration: routing decides.
+            log(format!(
+                "{id}: [[rule]] {} no longer diverts; handed on as routing says",
+                state.rule
+            ));
+            let bytes = std::fs::read(&msg).map_err(|e| Error::io("read", &msg, e))?;
+            match envelope::parse(&bytes) {
+                Ok(ms) => {
+                    pass_on(spool, ms, now, log)?;
+                    remove(&dir, &msg, &state_path)?;
+                }
+                Err(e) => log(format!(
+                    "{id}: cannot be read ({e}); left in {}",
+                    dir.display()
+                )),
+            }
+            continue;
+        };
+        let ran = run_handler(
+            rule,
+            &msg,
+            &[
+                ("RS_MESSAGE_ID", id.as_str()),
+                ("RS_RULE", state.rule.as_str()),
+                ("RS_FROM", state.from.as_str()),
+            ],
+        );
+        let outcome = match ran {
+            Err(e) => Err(format!(
+                "cannot run {}: {e}",
+                rule.handler.as_deref().unwrap_or(Path::new("")).display()
+            )),
+            Ok(r) if !r.ok => Err(r.why),
+            Ok(r) if r.stdout.iter().all(u8::is_ascii_whitespace) => Ok(Vec::new()),
+            Ok(r) => envelope::parse(&r.stdout)
+                .map_err(|e| format!("the handler printed something that is not an envelope: {e}")),
+        };
+        match outcome {
+            Ok(rewritten) => {
+                let n = pass_on(spool, rewritten, now, log)?;
+                p.rewritten += n;
+                p.handled += 1;
+                remove(&dir, &msg, &state_path)?;
+                log(format!(
+                    "{id}: consumed by the handler of [[rule]] {}{}",
+                    state.rule,
+                    if n > 0 {
+                        format!(", {n} message(s) handed on in its place")
+                    } else {
+                        String::new()
+                    }
+                ));
+            }
+            Err(why) => {
+                p.failures += 1;
+                state.failures += 1;
+                state.error = why.clone();
+                if state.failures < rule.max_failures {
+                    log(format!(
+                        "{id}: handler of [[rule]] {} failed ({} of {}): {why}; it is tried again on the next run",
+                        state.rule, state.failures, rule.max_failures
+                    ));
+                    durable::write_durable(
+                        &spool.dir(Area::Tmp),
+                        &dir,
+                        &format!("{id}.state"),
+                        state.text().as_bytes(),
+                        now.as_micros(),
+                    )?;
+                    continue;
+                }
+                let detail = format!(
+                    "the handler of rule {} failed {} time(s): {why}",
+                    state.rule, state.failures
+                );
+                let header = std::fs::File::open(&msg)
+                    .ok()
+                    .and_then(|f| envelope::first_header(f).ok());
+                let size = std::fs::metadata(&msg).map(|m| m.len()).unwrap_or(0);
+                match &header {
+                    Some(h) => {
+                        spool.lock(now)?.bury_held(
+                            &msg,
+                            entry_name(h, size),
+                            DeadKind::Rejected,
+                            "divert",
+                            &detail,
+                            now,
+                        )?;
+                        tell_origin(spool, h, &learned, &detail, now)?;
+                    }
+                    None => {
+                        spool.quarantine(&msg, "divert", &detail, now)?;
+                    }
+                }
+                let _ = std::fs::remove_file(&state_path);
+                durable::fsync_dir(&dir)?;
+                p.gave_up += 1;
+                log(format!("{id}: given up: {detail}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn remove(dir: &Path, msg: &Path, state: &Path) -> Result<()> {
+    std::fs::remove_file(msg).map_err(|e| Error::io("remove", msg, e))?;
+    let _ = std::fs::remove_file(state);
+    durable::fsync_dir(dir)
+}
