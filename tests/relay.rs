@@ -374,3 +374,48 @@ fn heartbeats_are_aggregated_by_count_and_by_age() {
         .success();
     assert!(h.stdout.contains("meets no rule"), "{}", h.stdout);
 }
+
+#[test]
+fn a_group_message_reaches_exactly_its_members_once() {
+    let mut p = Site::component("p.hub");
+    p.peer("r.relay", "components = [\"ops\"]");
+    let mut r = Site::component("r.relay");
+    r.peer("p.hub", "upstream = true");
+    for m in ["a.host", "c.host", "d.host"] {
+        r.peer(m, "");
+    }
+    r.append_config("[[group]]\nname = \"ops\"\nmembers = [\"a.host\", \"c.host\", \"r.relay\"]\n");
+    p.at(T0);
+    r.at(T0);
+    let id = p.send(&["--to", "group:ops"], b"to the ops group");
+    carry(&p, &r, "down");
+    // Twice: the second carry of the same message is a duplicate.
+    let again = p.stick("again");
+    std::fs::create_dir_all(again.join("r.relay/p.hub")).unwrap();
+    let file = support::first_file(&p.spool.join("sent"));
+    std::fs::copy(&file, again.join("r.relay/p.hub/1-0000000000000001-x.msg")).unwrap();
+    let dup = r.import_from(&again).run().success().json();
+    assert_eq!(dup["duplicates"], 1, "{dup}");
+
+    assert_eq!(r.received().len(), 1, "the relay is a member: its own copy");
+    let mut got = Vec::new();
+    for m in ["a.host", "c.host", "d.host"] {
+        let mut leaf = Site::component(m);
+        leaf.peer("r.relay", "upstream = true");
+        leaf.at(T0);
+        carry(&r, &leaf, &format!("to-{m}"));
+        got.push((m, leaf.received()));
+    }
+    for (m, received) in &got {
+        let expected = usize::from(*m != "d.host");
+        assert_eq!(received.len(), expected, "{m}: {received:?}");
+        for (_, content) in received {
+            assert_eq!(content, b"to the ops group");
+        }
+    }
+    // The provider's copy is acknowledged once every copy was taken.
+    carry(&r, &p, "up");
+    assert!(p.list().is_empty(), "{:?}", p.list());
+    let st = status_of(&p, &id);
+    assert_eq!(st["state"], "acknowledged", "{st}");
+}

@@ -8,10 +8,13 @@
 //!    origin told: it expired before it arrived, it claims to be created
 //!    beyond `max_clock_skew` in the future, or it was created at or before
 //!    the duplicate memory's horizon (`spool::seen`);
-//! 3. the relay's rules (`[[rule]]`, in order; see `filter`) may discard
+//! 3. a message addressed to a group configured here (`[[group]]`) is
+//!    expanded: one copy per member (and per other destination), each
+//!    then decided on its own;
+//! 4. the relay's rules (`[[rule]]`, in order; see `filter`) may discard
 //!    it (acknowledged as accepted, counted), divert it to a handler,
 //!    aggregate it, or forward it to a named peer;
-//! 4. else its next hop decides the rest: here (unless its origin key was
+//! 5. else its next hop decides the rest: here (unless its origin key was
 //!    delivered already: a redundant sender's report), a peer (never the
 //!    one it came from; "retry later" while this relay is over its
 //!    throttle), or nowhere (refused, origin told).
@@ -23,7 +26,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::filter::{self, Action};
-use crate::message::{Header, Name};
+use crate::message::{Header, Locator, Name, Target};
 use crate::route::{self, Learned, NextHop};
 use crate::time::Timestamp;
 
@@ -78,6 +81,9 @@ pub enum Decision {
     /// Discard it on purpose (rule `rule`, the index into `[[rule]]`):
     /// acknowledged as accepted, remembered, counted, never passed on.
     Discard { rule: usize },
+    /// Addressed to a group configured here: one copy to each of these
+    /// (members, and the message's other destinations), decided each.
+    Expand { targets: Vec<Target> },
     /// Hand it to rule `rule`'s handler.
     Divert { rule: usize },
     /// Gather it into rule `rule`'s next aggregate.
@@ -101,6 +107,9 @@ pub fn decide(f: &Facts<'_>, when: &When, config: &Config, learned: &Learned) ->
             reason,
             remember: false,
         };
+    }
+    if let Some(targets) = expansion(f.header, config) {
+        return Decision::Expand { targets };
     }
     let rule = filter::first_match(
         &config.rules,
@@ -145,6 +154,53 @@ pub fn decide(f: &Facts<'_>, when: &When, config: &Config, learned: &Learned) ->
             remember: true,
         },
     }
+}
+
+/// The destinations a message addressed to a group configured here is
+/// copied to: each member of such groups, and each other destination;
+/// `None` when no destination is a group configured here.
+fn expansion(h: &Header, config: &Config) -> Option<Vec<Target>> {
+    let Locator::Destination(d) = &h.locator else {
+        return None;
+    };
+    let group = |g: &Name| config.groups.iter().find(|c| c.name == *g);
+    if !d
+        .targets
+        .iter()
+        .any(|t| matches!(t, Target::Group(g) if group(g).is_some()))
+    {
+        return None;
+    }
+    let mut out: Vec<Target> = Vec::new();
+    for t in &d.targets {
+        let more: Vec<Target> = match t {
+            Target::Group(g) => match group(g) {
+                Some(c) => c.members.iter().cloned().map(Target::Component).collect(),
+                None => vec![t.clone()],
+            },
+            Target::Component(_) => vec![t.clone()],
+        };
+        for m in more {
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The ID of the copy of message `id` for `target`: derived, so a group
+/// message expanded twice makes the same copies.
+pub fn copy_id(id: &crate::message::MessageId, target: &Target) -> crate::message::MessageId {
+    use sha2::{Digest, Sha256};
+    let name = match target {
+        Target::Component(c) => format!("c:{c}"),
+        Target::Group(g) => format!("g:{g}"),
+    };
+    let d = Sha256::digest(format!("{id}\n{name}").as_bytes());
+    let hex: String = d[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let base: String = id.as_str().chars().take(60).collect();
+    crate::message::MessageId::parse(&format!("{base}-{hex}")).unwrap_or_else(|_| id.clone())
 }
 
 /// Why a new message cannot be taken, whatever its route.
@@ -207,6 +263,19 @@ mod tests {
         }
     }
 
+    fn to_group(group: &str) -> Header {
+        let mut h = to("x");
+        h.locator = Locator::Destination(Destination {
+            targets: vec![Target::Group(name(group))],
+            qos: Qos {
+                expiry: None,
+                precedence: Precedence::Normal,
+                persistence: Persistence::Normal,
+            },
+        });
+        h
+    }
+
     fn to(component: &str) -> Header {
         let mut h = forward("x", 9 * DAY, None);
         h.locator = Locator::Destination(Destination {
@@ -238,7 +307,8 @@ mod tests {
              [[rule]]\nclass='debug*'\naction='discard'\n\
              [[rule]]\nsubclass='nightly'\nwindow='00:00-06:00'\naction='discard'\n\
              [[rule]]\nclass='route-c'\naction='forward'\npeer='c.host'\n\
-             [[rule]]\nsubclass='heartbeat'\naction='aggregate'\ncount=10\n",
+             [[rule]]\nsubclass='heartbeat'\naction='aggregate'\ncount=10\n\
+             [[group]]\nname='ops'\nmembers=['a.host', 'c.host', 'b.hub']\n",
         )
         .unwrap();
         let classed = |class: &str, subclass: &str| {
@@ -325,6 +395,9 @@ mod tests {
                 "aggregate: rule 3",
             ),
             (&filtering, classed("debug-x", "s"), "", "discard"),
+            (&filtering, to_group("ops"), "", "expand: [Component(Name(\"a.host\")), Component(Name(\"c.host\")), Component(Name(\"b.hub\"))]"),
+            (&filtering, to_group("ops"), "id", "duplicate"),
+            (&filtering, to_group("elsewhere"), "", "reject: no route to group elsewhere"),
         ];
         for (config, header, known, expected) in cases {
             let f = Facts {
@@ -347,6 +420,7 @@ mod tests {
                 Decision::Discard { rule } => format!("discard: rule {rule}"),
                 Decision::Divert { rule } => format!("divert: rule {rule}"),
                 Decision::Aggregate { rule } => format!("aggregate: rule {rule}"),
+                Decision::Expand { targets } => format!("expand: {targets:?}"),
             };
             let (kind, detail) = expected.split_once(": ").unwrap_or((expected, ""));
             assert!(

@@ -272,6 +272,7 @@ pub fn receive(
         acks_from: HashMap::new(),
         pass_on: HashMap::new(),
         to_store: Vec::new(),
+        expanded: Vec::new(),
         remember: Vec::new(),
         duplicate_ids: Vec::new(),
     };
@@ -289,6 +290,16 @@ pub fn receive(
     })
 }
 
+/// A message to a group, expanded into copies here.
+struct Expanded {
+    id: MessageId,
+    header: Header,
+    from: Name,
+    index: usize,
+    /// Why a copy could not be taken now, if one could not.
+    retry: Option<String>,
+}
+
 /// One batch on its way through the stages.
 struct Batch<'s> {
     spool: &'s Spool,
@@ -303,12 +314,38 @@ struct Batch<'s> {
     /// Acknowledgements on their way to other components, by next hop.
     pass_on: HashMap<Name, Vec<Message>>,
     to_store: Vec<ToStore>,
+    /// Messages to a group expanded here, whose acknowledgement waits for
+    /// their copies'.
+    expanded: Vec<Expanded>,
     /// IDs to remember besides those stored: (ID, keep until, created).
     remember: Vec<(MessageId, Timestamp, Timestamp)>,
     duplicate_ids: Vec<String>,
 }
 
 impl Batch<'_> {
+    /// Answers a message: owes its peer the acknowledgement, or, for a copy
+    /// of a group message (`group`), notes whether it must be retried (the
+    /// original is answered once all its copies are).
+    #[allow(clippy::too_many_arguments)]
+    fn answer(
+        &mut self,
+        group: Option<usize>,
+        peer: &Name,
+        id: &MessageId,
+        status: ResponseStatus,
+        code: &'static str,
+        to: &Name,
+        reason: String,
+    ) {
+        match group {
+            None => self.owe(peer, id, status, code, to, reason),
+            Some(g) if status == ResponseStatus::RejectedRetry => {
+                self.expanded[g].retry.get_or_insert(reason);
+            }
+            Some(_) => {}
+        }
+    }
+
     fn owe(
         &mut self,
         peer: &Name,
@@ -416,7 +453,9 @@ impl Batch<'_> {
                 )?;
                 continue;
             }
-            for m in p.messages {
+            let mut work: std::collections::VecDeque<(Incoming, Option<usize>)> =
+                p.messages.into_iter().map(|m| (m, None)).collect();
+            while let Some((m, group)) = work.pop_front() {
                 let m = match m {
                     Incoming::Small(a) if crate::ack::is_ack(&a) => {
                         self.take_ack(a, &from, p.cleared.acks_trusted, state.learned());
@@ -468,7 +507,8 @@ impl Batch<'_> {
                     } => {
                         self.report.duplicates += 1;
                         self.duplicate_ids.push(id.to_string());
-                        self.owe(
+                        self.answer(
+                            group,
                             &from,
                             &id,
                             ResponseStatus::Accepted,
@@ -492,7 +532,8 @@ impl Batch<'_> {
                             state.keep_until(h.qos().expiry)?,
                             h.created,
                         ));
-                        self.owe(
+                        self.answer(
+                            group,
                             &from,
                             &id,
                             ResponseStatus::Accepted,
@@ -511,7 +552,9 @@ impl Batch<'_> {
                                 h.created,
                             ));
                         }
-                        self.owe_rejection(&h, &from, state.learned(), &reason);
+                        if group.is_none() {
+                            self.owe_rejection(&h, &from, state.learned(), &reason);
+                        }
                     }
                     Decision::Deliver => {
                         if let Some(k) = &h.origin_key {
@@ -524,6 +567,7 @@ impl Batch<'_> {
                             disposition: Disposition::Local,
                             pin: None,
                             rule: None,
+                            group,
                         });
                     }
                     Decision::Forward { peer, pinned } => self.to_store.push(ToStore {
@@ -533,6 +577,7 @@ impl Batch<'_> {
                         disposition: Disposition::Relay,
                         pin: pinned.then_some(peer),
                         rule: None,
+                        group,
                     }),
                     Decision::Discard { rule } => {
                         let label = config.rules[rule].label(rule);
@@ -544,7 +589,8 @@ impl Batch<'_> {
                             state.keep_until(h.qos().expiry)?,
                             h.created,
                         ));
-                        self.owe(
+                        self.answer(
+                            group,
                             &from,
                             &id,
                             ResponseStatus::Accepted,
@@ -566,13 +612,33 @@ impl Batch<'_> {
                             disposition,
                             pin: None,
                             rule: Some(config.rules[rule].label(rule)),
+                            group,
                         });
+                    }
+                    Decision::Expand { targets } => {
+                        let g = self.expanded.len();
+                        self.expanded.push(Expanded {
+                            id: id.clone(),
+                            header: h.clone(),
+                            from: from.clone(),
+                            index: p.index,
+                            retry: None,
+                        });
+                        log(format!(
+                            "{id} to a group: expanded into {} cop{}",
+                            targets.len(),
+                            if targets.len() == 1 { "y" } else { "ies" }
+                        ));
+                        for t in targets {
+                            work.push_back((m.copy_for(&t)?, Some(g)));
+                        }
                     }
                     Decision::Retry { reason } => {
                         self.report.retry += 1;
                         self.fates[p.index] = Fate::Retry;
                         log(format!("{id} from {from} not taken now: {reason}"));
-                        self.owe(
+                        self.answer(
+                            group,
                             &from,
                             &id,
                             ResponseStatus::RejectedRetry,
@@ -634,7 +700,8 @@ impl Batch<'_> {
                         state.keep_until(h.qos().expiry)?,
                         h.created,
                     ));
-                    self.owe(
+                    self.answer(
+                        t.group,
                         &t.from,
                         &h.id,
                         ResponseStatus::Accepted,
@@ -657,13 +724,44 @@ impl Batch<'_> {
                 Stored::Later(why) => {
                     self.report.retry += 1;
                     self.fates[t.index] = Fate::Retry;
-                    self.owe(
+                    self.answer(
+                        t.group,
                         &t.from,
                         &h.id,
                         ResponseStatus::RejectedRetry,
                         "retry",
                         &t.from,
                         why,
+                    );
+                }
+            }
+        }
+        // A message to a group is answered once its copies are: taken
+        // (custody), or, if any must be retried, retried as a whole (the
+        // copies already kept are duplicates the next time).
+        for e in std::mem::take(&mut self.expanded) {
+            match e.retry {
+                Some(why) => {
+                    self.fates[e.index] = Fate::Retry;
+                    self.owe(
+                        &e.from,
+                        &e.id,
+                        ResponseStatus::RejectedRetry,
+                        "retry",
+                        &e.from,
+                        why,
+                    );
+                }
+                None => {
+                    let keep = state.keep_until(e.header.qos().expiry)?;
+                    self.remember.push((e.id.clone(), keep, e.header.created));
+                    self.owe(
+                        &e.from,
+                        &e.id,
+                        ResponseStatus::Accepted,
+                        "custody",
+                        &e.from,
+                        String::new(),
                     );
                 }
             }

@@ -31,6 +31,31 @@ impl Incoming {
         }
     }
 
+    /// Its copy for one destination of a group message: the header's ID
+    /// derived (`decide::copy_id`) and its destination that one target.
+    pub(super) fn copy_for(&self, target: &crate::message::Target) -> Result<Incoming> {
+        let mut header = self.header().clone();
+        header.id = super::decide::copy_id(&header.id, target);
+        if let crate::message::Locator::Destination(d) = &mut header.locator {
+            d.targets = vec![target.clone()];
+        }
+        Ok(match self {
+            Incoming::Small(m) => Incoming::Small(Message {
+                header,
+                content: m.content.clone(),
+            }),
+            Incoming::Large { layout, file } => Incoming::Large {
+                layout: stream::Layout {
+                    header,
+                    ..layout.clone()
+                },
+                file: file
+                    .try_clone()
+                    .map_err(|e| Error::io("read", std::path::Path::new("inbound file"), e))?,
+            },
+        })
+    }
+
     /// About how many bytes storing it takes (for the free-space check).
     pub(super) fn stored_size(&self) -> u64 {
         let data = match self {

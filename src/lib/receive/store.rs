@@ -55,6 +55,8 @@ pub(super) struct ToStore {
     pub pin: Option<Name>,
     /// The rule that holds it (divert, aggregate), by label.
     pub rule: Option<String>,
+    /// For a copy of a message to a group: which expansion it belongs to.
+    pub group: Option<usize>,
 }
 
 /// What became of one message given to [`store`].
