@@ -296,7 +296,9 @@ fn a_two_hop_chain_delivers_and_acknowledges_end_to_end() {
         summary.contains("delivered at c.hub"),
         "the origin learns of final delivery: {summary}"
     );
-    // Each hop appended its routing element.
+    // Each hop appended its routing element: the origin with the time it
+    // sent, each relay with the times it received and sent, the final
+    // receiver with the time it received.
     let files = std::fs::read_dir(c.spool.join("received/new"))
         .unwrap()
         .next()
@@ -312,7 +314,14 @@ fn a_two_hop_chain_delivers_and_acknowledges_end_to_end() {
         .iter()
         .map(|r| r.component.as_str())
         .collect();
-    assert_eq!(hops, vec!["b.relay", "c.hub"]);
+    assert_eq!(hops, vec!["a.host", "b.relay", "c.hub"]);
+    let times: Vec<(bool, bool)> = m
+        .header
+        .routing
+        .iter()
+        .map(|r| (r.received.is_some(), r.sent.is_some()))
+        .collect();
+    assert_eq!(times, vec![(false, true), (true, true), (true, false)]);
 }
 
 #[test]

@@ -419,3 +419,133 @@ fn a_group_message_reaches_exactly_its_members_once() {
     let st = status_of(&p, &id);
     assert_eq!(st["state"], "acknowledged", "{st}");
 }
+
+/// A site with two redundant relays (`r1.relay`, its backup `r2.relay`) in
+/// front of a provider, every link a directory route: a message the primary
+/// does not acknowledge in time goes to the backup; what waits while the
+/// primary's medium is missing goes to the backup at once; the primary,
+/// back later with its copies, adds no second delivery; acknowledgements
+/// from either relay free the site.
+#[test]
+fn a_primary_relay_that_does_not_acknowledge_is_failed_over_to_its_backup() {
+    let net = Site::new();
+    let dir = |name: &str| net.stick(name).display().to_string();
+    let (up1, up2, down1, down2, top) = (
+        dir("up1"),
+        dir("up2"),
+        dir("down1"),
+        dir("down2"),
+        dir("top"),
+    );
+    let mut a = Site::component("a.host");
+    a.peer(
+        "r1.relay",
+        &format!("upstream = true\nbackup = \"r2.relay\"\nack_timeout = \"10m\"\nroutes = [\"dir:{up1}\"]"),
+    );
+    a.peer(
+        "r2.relay",
+        &format!("ack_timeout = \"10m\"\nroutes = [\"dir:{up2}\"]"),
+    );
+    let mut relays = Vec::new();
+    for (name, down) in [("r1.relay", &down1), ("r2.relay", &down2)] {
+        let mut r = Site::component(name);
+        r.peer(
+            "p.hub",
+            &format!("upstream = true\nroutes = [\"dir:{top}\"]"),
+        );
+        r.peer("a.host", &format!("routes = [\"dir:{down}\"]"));
+        r.at(T0);
+        relays.push(r);
+    }
+    let mut p = Site::component("p.hub");
+    p.peer(
+        "r1.relay",
+        &format!("backup = \"r2.relay\"\nroutes = [\"dir:{down1}\"]"),
+    );
+    p.peer("r2.relay", &format!("routes = [\"dir:{down2}\"]"));
+    a.at(T0);
+    p.at(T0);
+    let flush = |s: &Site| s.cmd("rs-queue").args(["flush", "--json"]).run();
+    let import = |s: &Site, d: &str| s.import_from(Path::new(d)).run().success().json();
+
+    // 1. Sent to the primary, which never takes it; after the timeout the
+    //    retransmission goes to the backup.
+    let first: Vec<String> = (0..5)
+        .map(|i| send_classed(&a, "inventory", "x", format!("first {i}").as_bytes()))
+        .collect();
+    flush(&a).success();
+    assert_eq!(
+        std::fs::read_dir(Path::new(&up1).join("r1.relay/a.host"))
+            .unwrap()
+            .count(),
+        5
+    );
+    a.at("2026-11-24T10:11:00Z");
+    let again = flush(&a).success().json();
+    assert_eq!(again["peers"][1]["retransmitted"], 5, "{again}");
+    let got = import(&relays[1], &up2);
+    assert_eq!(got["relayed"], 5, "{got}");
+    flush(&relays[1]).success();
+    import(&a, &down2);
+    assert!(
+        a.list().is_empty(),
+        "the backup's acknowledgements free the site: {:?}",
+        a.list()
+    );
+
+    // 2. The primary's medium is gone: new messages go to the backup in the
+    //    same run. (What the site wrote for the primary is kept aside.)
+    let kept = net.stick("kept");
+    std::fs::rename(&up1, &kept).unwrap();
+    let second: Vec<String> = (0..3)
+        .map(|i| send_classed(&a, "inventory", "x", format!("second {i}").as_bytes()))
+        .collect();
+    let run = flush(&a).code(0).json();
+    assert_eq!(run["peers"][1]["sent"], 3, "{run}");
+    assert_eq!(import(&relays[1], &up2)["relayed"], 3);
+
+    // 3. The provider gets everything from the backup; the primary comes
+    //    back with the five copies it was handed: duplicates there,
+    //    acknowledged, not delivered again.
+    flush(&relays[1]).success();
+    assert_eq!(import(&p, &top)["delivered"], 8);
+    let r1 = &relays[0];
+    assert_eq!(import(r1, &kept.display().to_string())["relayed"], 5);
+    flush(r1).success();
+    let dup = import(&p, &top);
+    assert_eq!(
+        (dup["duplicates"].as_u64(), dup["delivered"].as_u64()),
+        (Some(5), Some(0)),
+        "{dup}"
+    );
+    let mut ids: Vec<String> = p.received().into_iter().map(|(id, _)| id).collect();
+    ids.sort();
+    let mut all: Vec<String> = first.iter().chain(&second).cloned().collect();
+    all.sort();
+    assert_eq!(ids, all, "each message delivered once");
+
+    // 4. The provider's acknowledgements free both relays; the final notices
+    //    reach the site through the relay that carried its first message.
+    flush(&p).success();
+    for (r, down) in relays.iter().zip([&down1, &down2]) {
+        import(r, down);
+        assert!(
+            r.list().iter().all(|m| m["to"] == "a.host"),
+            "{:?}",
+            r.list()
+        );
+        flush(r).success();
+        import(&a, down);
+    }
+    let st = status_of(&a, &first[0]);
+    assert!(
+        st["summary"]
+            .as_str()
+            .unwrap()
+            .contains("delivered at p.hub"),
+        "{st}"
+    );
+    for r in &relays {
+        assert!(r.list().is_empty(), "{:?}", r.list());
+    }
+}

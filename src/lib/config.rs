@@ -139,6 +139,15 @@ pub struct Peer {
     /// has not taken for this long are given up: dead, their origin told.
     #[serde(default = "default_hold", deserialize_with = "duration")]
     pub hold: Duration,
+    /// A redundant twin of this peer (another relay in front of the same
+    /// sites): the two form a failover group with any backup it names in
+    /// turn. A message for this peer that it does not acknowledge within
+    /// `ack_timeout` is sent again to the next peer in the group, and what
+    /// waits for it while its link has failed goes there at once; any
+    /// member may carry the messages of components first seen behind
+    /// another, and acknowledge what was sent to another.
+    #[serde(default, deserialize_with = "name_opt")]
+    pub backup: Option<Name>,
 }
 
 fn default_hold() -> Duration {
@@ -640,6 +649,13 @@ fn name<'de, D: Deserializer<'de>>(d: D) -> Result<Name, D::Error> {
     Name::new("name", s).map_err(serde::de::Error::custom)
 }
 
+pub(crate) fn name_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Name>, D::Error> {
+    let s = String::deserialize(d)?;
+    Name::new("peer", s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
 fn names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Name>, D::Error> {
     Vec::<String>::deserialize(d)?
         .into_iter()
@@ -770,6 +786,29 @@ impl Config {
                     p.id
                 ));
             }
+            if let Some(b) = &p.backup {
+                if *b == p.id || self.peer(b.as_str()).is_none() {
+                    return fail(format!(
+                        "[[peer]] {}: backup {b} must be another configured [[peer]]",
+                        p.id
+                    ));
+                }
+                if let Some(q) = self.peers[..i]
+                    .iter()
+                    .find(|q| q.backup.as_ref() == Some(b))
+                {
+                    return fail(format!(
+                        "[[peer]] {}: {b} is already the backup of {} (a failover group is one chain: name {b} as the backup of {} only, or chain them)",
+                        p.id, q.id, q.id
+                    ));
+                }
+                if self.failover_group(p.id.as_str()).len() > self.peers.len() {
+                    return fail(format!(
+                        "[[peer]] {}: its backups lead back to it (a failover group is a chain from a primary)",
+                        p.id
+                    ));
+                }
+            }
             let plain = p
                 .routes
                 .iter()
@@ -790,6 +829,47 @@ impl Config {
 
     pub fn upstream(&self) -> Option<&Peer> {
         self.peers.iter().find(|p| p.upstream)
+    }
+
+    /// The failover group of `peer` (see [`Peer::backup`]): its primary,
+    /// then each backup in turn; just `peer` when it has none. Bounded: a
+    /// loop of backups (refused at load) ends the walk.
+    pub fn failover_group(&self, peer: &str) -> Vec<&Name> {
+        let limit = self.peers.len() + 1;
+        let mut primary = peer;
+        for _ in 0..limit {
+            match self
+                .peers
+                .iter()
+                .find(|q| q.backup.as_ref().is_some_and(|b| b.as_str() == primary))
+            {
+                Some(q) if q.id.as_str() != peer => primary = q.id.as_str(),
+                _ => break,
+            }
+        }
+        let mut group: Vec<&Name> = Vec::new();
+        let mut next = self.peer(primary);
+        while let Some(p) = next {
+            group.push(&p.id);
+            if group.len() > limit {
+                break;
+            }
+            next = p.backup.as_ref().and_then(|b| self.peer(b.as_str()));
+        }
+        group
+    }
+
+    /// Whether `a` and `b` are the same peer or in one failover group.
+    pub fn twins(&self, a: &str, b: &str) -> bool {
+        a == b || self.failover_group(a).iter().any(|m| m.as_str() == b)
+    }
+
+    /// The member of `peer`'s failover group after it (cyclically): where
+    /// a message it did not acknowledge in time goes next.
+    pub fn failover_next(&self, peer: &str) -> Option<&Name> {
+        let group = self.failover_group(peer);
+        let at = group.iter().position(|m| m.as_str() == peer)?;
+        group.get((at + 1) % group.len()).copied()
     }
 
     /// The text of a new spool's configuration, with every setting explained.
@@ -982,6 +1062,27 @@ mod tests {
         assert!(Config::parse(selfpeer).is_err());
         let badroute = "site='a'\ncomponent='a.b'\n[[peer]]\nid='x'\nroutes=['usb']\n";
         assert!(Config::parse(badroute).unwrap_err().contains("not a route"));
+    }
+
+    #[test]
+    fn failover_groups_are_chains_of_backups() {
+        let c = Config::parse("site='a'\ncomponent='a.b'\n[[peer]]\nid='r1'\nupstream=true\nbackup='r2'\n[[peer]]\nid='r2'\nbackup='r3'\n[[peer]]\nid='r3'\n[[peer]]\nid='x'\n").unwrap();
+        let names = |v: Vec<&Name>| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(names(c.failover_group("r2")), ["r1", "r2", "r3"]);
+        assert_eq!(names(c.failover_group("x")), ["x"]);
+        assert_eq!(c.failover_next("r1").unwrap().as_str(), "r2");
+        assert_eq!(c.failover_next("r3").unwrap().as_str(), "r1");
+        assert_eq!(c.failover_next("x").unwrap().as_str(), "x");
+        assert!(c.twins("r3", "r1") && c.twins("x", "x") && !c.twins("x", "r1"));
+        for (bad, says) in [
+            ("[[peer]]\nid='r1'\nbackup='r1'\n", "must be another configured"),
+            ("[[peer]]\nid='r1'\nbackup='nobody'\n", "must be another configured"),
+            ("[[peer]]\nid='r1'\nbackup='r2'\n[[peer]]\nid='r2'\nbackup='r1'\n", "lead back to it"),
+            ("[[peer]]\nid='r1'\nbackup='r3'\n[[peer]]\nid='r2'\nbackup='r3'\n[[peer]]\nid='r3'\n", "already the backup of r1"),
+        ] {
+            let e = Config::parse(&format!("site='a'\ncomponent='a.b'\n{bad}")).unwrap_err();
+            assert!(e.contains(says) && e.starts_with("line "), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -100,7 +100,7 @@ pub struct Rule {
     pub window: Option<Window>,
     pub action: Action,
     /// `forward`: the peer to send to (default: where routing sends it).
-    #[serde(default, deserialize_with = "name_opt")]
+    #[serde(default, deserialize_with = "crate::config::name_opt")]
     pub peer: Option<Name>,
     /// `divert`: the program (run without a shell; the message on stdin).
     pub handler: Option<PathBuf>,
@@ -131,13 +131,6 @@ fn default_failures() -> u32 {
 fn window<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Window>, D::Error> {
     let s = String::deserialize(d)?;
     Window::parse(&s)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
-}
-
-fn name_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Name>, D::Error> {
-    let s = String::deserialize(d)?;
-    Name::new("peer", s)
         .map(Some)
         .map_err(serde::de::Error::custom)
 }

@@ -11,7 +11,9 @@
 //! anchors who may speak for whom ([`may_speak_for`]): a peer speaks for
 //! itself, for the components configured behind it, and for those whose
 //! first message it carried; never for this site, another configured peer,
-//! or a component configured or learned behind another peer.
+//! or a component configured or learned behind another peer (unless that
+//! peer is its twin in a failover group: redundant relays carry for the
+//! same sites).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -174,9 +176,12 @@ pub fn may_speak_for(
     if *component == config.component {
         return refuse("it is this site's own component ID".into());
     }
-    if config
-        .peer(peer.as_str())
-        .is_some_and(|p| p.components.contains(component))
+    // What one of a failover group may carry, its twins may.
+    let group = config.failover_group(peer.as_str());
+    if group
+        .iter()
+        .filter_map(|m| config.peer(m.as_str()))
+        .any(|p| p.components.contains(component))
     {
         return Ok(());
     }
@@ -191,7 +196,7 @@ pub fn may_speak_for(
         return refuse(format!("it is configured behind peer {}", q.id));
     }
     match learned.peer_for(component.as_str()) {
-        Some(q) if q != peer.as_str() => refuse(format!(
+        Some(q) if !config.twins(q, peer.as_str()) => refuse(format!(
             "it was learned behind peer {q}, which carried its first message"
         )),
         _ => Ok(()),
@@ -292,6 +297,19 @@ mod tests {
         check("a.host", "c.host", false);
         check("c.host", "a.sensor", false);
         check("a.host", "x.far", false);
+
+        // Redundant relays: either carries what the other carried first.
+        let c = config("[[peer]]\nid='r1'\nbackup='r2'\ncomponents=['s.fixed']\n[[peer]]\nid='r2'\n[[peer]]\nid='q'\n");
+        learned.learn(&name("s.one"), &name("r1"));
+        for (peer, component, ok) in [
+            ("r2", "s.one", true),
+            ("r2", "s.fixed", true),
+            ("q", "s.one", false),
+            ("q", "s.fixed", false),
+        ] {
+            let r = may_speak_for(&name(peer), &name(component), &c, &learned);
+            assert_eq!(r.is_ok(), ok, "{peer} for {component}: {r:?}");
+        }
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //! message; they need no acknowledgement themselves (a lost one heals: the
 //! sender retransmits, the receiver drops the duplicate and acknowledges
 //! again). Applying an acknowledgement discards the sender's copy only if it
-//! comes from the peer the message was sent to; what acknowledgements said
+//! comes from the peer the message was sent to (or, accepted, from a twin
+//! of that peer in its failover group); what acknowledgements said
 //! is kept in `acks/journal/YYYYMMDD` for `rs-ack status`.
 
 use std::collections::HashMap;
@@ -251,9 +252,17 @@ pub fn apply(
         };
         let code = r.reason_code.as_ref().map_or("-", |c| c.as_str());
         let reason = r.reason.as_str().replace('\n', " ");
+        // Sent to `from`, or (accepted) to its twin: a message sent again to
+        // a backup relay is still in the first one's custody.
         let ours = by_id
             .get(r.answers.as_str())
-            .filter(|e| e.sent.as_ref().is_some_and(|s| s.peer == *from))
+            .filter(|e| {
+                e.sent.as_ref().is_some_and(|s| {
+                    s.peer == *from
+                        || (r.status == ResponseStatus::Accepted
+                            && spool.config().twins(s.peer.as_str(), from.as_str()))
+                })
+            })
             .is_some();
         let event = match (r.status, ours) {
             _ if code == "final-delivered" => "delivered",

@@ -227,6 +227,101 @@ pub fn first_header(reader: impl Read) -> Result<Header> {
     decode_header(&mail.subparts[0], &id)
 }
 
+/// A one-message envelope file read with its header changed: new
+/// top-level headers and header part, then the content part copied
+/// verbatim from the file, never held in memory. How a message leaves a
+/// hop with the hop's trace ([`Header::stamp_sent`]) whatever its size.
+/// The file reads unchanged when it is not a one-message envelope whose
+/// content part starts within the bounded prefix (a spool file always is).
+pub struct Reheaded {
+    head: io::Cursor<Vec<u8>>,
+    rest: std::fs::File,
+    len: u64,
+}
+
+impl Reheaded {
+    /// Opens the envelope at `path`, its header changed by `edit`.
+    pub fn open(path: &std::path::Path, edit: impl FnOnce(&mut Header)) -> io::Result<Reheaded> {
+        use std::io::{Seek, SeekFrom};
+        let mut rest = std::fs::File::open(path)?;
+        let size = rest.metadata()?.len();
+        let mut prefix = Vec::with_capacity(8192);
+        (&mut rest)
+            .take(PREFIX_BYTES as u64)
+            .read_to_end(&mut prefix)?;
+        let (head, from) = rehead(&prefix, edit).unwrap_or_default();
+        rest.seek(SeekFrom::Start(from))?;
+        Ok(Reheaded {
+            len: head.len() as u64 + size.saturating_sub(from),
+            head: io::Cursor::new(head),
+            rest,
+        })
+    }
+
+    /// The file at `path` as it is.
+    pub fn verbatim(path: &std::path::Path) -> io::Result<Reheaded> {
+        let rest = std::fs::File::open(path)?;
+        Ok(Reheaded {
+            len: rest.metadata()?.len(),
+            head: io::Cursor::new(Vec::new()),
+            rest,
+        })
+    }
+
+    /// The bytes it reads, in all.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Read for Reheaded {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.head.read(buf)? {
+            0 => self.rest.read(buf),
+            n => Ok(n),
+        }
+    }
+}
+
+/// The new start of the one-message envelope whose first bytes are
+/// `prefix`, and the offset where its content part starts.
+fn rehead(prefix: &[u8], edit: impl FnOnce(&mut Header)) -> Option<(Vec<u8>, u64)> {
+    let mail = parse_mime(prefix).ok()?;
+    if mail.headers.get_first_value("X-Rs-Messages").as_deref() != Some("1")
+        || mail.subparts.len() < 2
+    {
+        return None;
+    }
+    let boundary = mail.ctype.params.get("boundary")?.clone();
+    let (role, id) = identify(&mail.subparts[0]).ok()?;
+    if role != Role::Header {
+        return None;
+    }
+    let mut h = decode_header(&mail.subparts[0], &id).ok()?;
+    // The delimiter lines open the header part, then the content part.
+    let delimiter = format!("\n--{boundary}\n");
+    let find = |from: usize| {
+        prefix[from..]
+            .windows(delimiter.len())
+            .position(|w| w == delimiter.as_bytes())
+            .map(|at| from + at)
+    };
+    let content = find(find(0)? + 1)? + 1;
+    edit(&mut h);
+    let xml = xml::header_to_xml(&h);
+    if xml.contains(&boundary) {
+        return None;
+    }
+    let mut head = Vec::with_capacity(content + 256);
+    write_head(&mut head, &h, 1, &boundary).ok()?;
+    write_part(&mut head, &boundary, &format!("header.{}@rs", h.id), &xml).ok()?;
+    Some((head, content as u64))
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Role {
     Header,

@@ -91,6 +91,36 @@ pub struct Header {
 }
 
 impl Header {
+    /// Records that component `me` received the message at `now`: a
+    /// routing element of its own (none past the routing limit, which a
+    /// looping message reaches).
+    pub fn stamp_received(&mut self, me: &Name, now: Timestamp) {
+        if self.routing.len() < limits::ROUTING {
+            self.routing.push(Routing {
+                component: me.clone(),
+                received: Some(now),
+                sent: None,
+            });
+        }
+    }
+
+    /// Records that component `me` sends the message on at `now`: its
+    /// routing element (the last one, when `me` received it) gets the time
+    /// sent; a message that starts at `me` gets an element with no time
+    /// received. A retransmission stamps the time of this send.
+    pub fn stamp_sent(&mut self, me: &Name, now: Timestamp) {
+        let count = self.routing.len();
+        match self.routing.last_mut() {
+            Some(r) if r.component == *me => r.sent = Some(now),
+            _ if count < limits::ROUTING => self.routing.push(Routing {
+                component: me.clone(),
+                received: None,
+                sent: Some(now),
+            }),
+            _ => {}
+        }
+    }
+
     pub fn qos(&self) -> &Qos {
         match &self.locator {
             Locator::Source(s) => &s.qos,

@@ -631,6 +631,60 @@ mod tests {
     }
 
     #[test]
+    fn a_leaving_message_carries_its_trace_and_its_content_verbatim() {
+        let me = Name::new("r", "b.hub").unwrap();
+        for n in [0, 1000, 200_000] {
+            let bytes = data(n);
+            let (f, _) = streamed(&bytes);
+            for received in [None, Some(Timestamp::from_secs(5))] {
+                let mut original = header();
+                if let Some(t) = received {
+                    original.stamp_received(&me, t);
+                }
+                // The file as the spool holds it (received here, or not).
+                let m = Message {
+                    header: original.clone(),
+                    content: Content::Data(Data {
+                        mime_type: MimeType::octet_stream(),
+                        bytes: bytes.clone(),
+                    }),
+                };
+                std::fs::write(f.path(), envelope::to_bytes(&[m])).unwrap();
+                let mut r = envelope::Reheaded::open(f.path(), |h| {
+                    h.stamp_sent(&me, Timestamp::from_secs(9))
+                })
+                .unwrap();
+                let mut out = Vec::new();
+                r.read_to_end(&mut out).unwrap();
+                assert_eq!(out.len() as u64, r.len(), "{n}");
+                let got = envelope::parse(&out).unwrap().remove(0);
+                assert_eq!(got.header.routing.len(), 1, "{n}");
+                let trace = &got.header.routing[0];
+                assert_eq!(
+                    (&trace.component, trace.received, trace.sent),
+                    (&me, received, Some(Timestamp::from_secs(9)))
+                );
+                assert_eq!(
+                    got.content,
+                    Content::Data(Data {
+                        mime_type: MimeType::octet_stream(),
+                        bytes: bytes.clone()
+                    })
+                );
+            }
+        }
+        // Not an envelope: read as it is.
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), b"not mime").unwrap();
+        let mut out = Vec::new();
+        envelope::Reheaded::open(f.path(), |_| panic!("no header to edit"))
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, b"not mime");
+    }
+
+    #[test]
     fn damage_is_refused() {
         let (_, good) = streamed(&data(10_000));
         let text = String::from_utf8(good.clone()).unwrap();

@@ -12,7 +12,7 @@ use std::io::Write;
 use super::parse::Incoming;
 use super::state::Shared;
 use crate::ack::Owed;
-use crate::message::{Header, Locator, MessageId, Name, ResponseStatus, Routing};
+use crate::message::{Header, Locator, MessageId, Name, ResponseStatus};
 use crate::spool::seen::Kind;
 use crate::spool::{durable, maildir, Admission, Area, EntryName, Error, Result, Spool};
 use crate::time::Timestamp;
@@ -282,11 +282,7 @@ pub(super) fn store(
 
     let stamp = |h: &Header| {
         let mut h = h.clone();
-        h.routing.push(Routing {
-            component: me.clone(),
-            received: Some(now),
-            sent: None,
-        });
+        h.stamp_received(me, now);
         h
     };
 

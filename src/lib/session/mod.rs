@@ -241,11 +241,17 @@ fn answer(
         bytes: 0,
         limit: spool.config().http.max_reply.0,
         large: None,
+        me: spool.config().component.clone(),
+        now,
     };
     outbound::flush(spool, peer, &mut reply, clock, log)?;
     let body = match reply.large {
-        Some(file) => {
-            std::fs::read(&file).map_err(|e| crate::spool::Error::io("read", &file, e))?
+        Some(item) => {
+            let mut bytes = Vec::new();
+            item.leaving(&reply.me, now)
+                .and_then(|mut r| std::io::Read::read_to_end(&mut r, &mut bytes))
+                .map_err(|e| crate::spool::Error::io("read", &item.path, e))?;
+            bytes
         }
         None if reply.messages.is_empty() => {
             return Ok(Response {
@@ -284,7 +290,10 @@ struct Reply {
     bytes: u64,
     limit: u64,
     /// A large back-channel message that goes alone, as its own envelope.
-    large: Option<std::path::PathBuf>,
+    large: Option<Outgoing>,
+    /// This component and the time, for the trace of what leaves.
+    me: crate::message::Name,
+    now: crate::time::Timestamp,
 }
 
 impl Transport for Reply {
@@ -305,20 +314,17 @@ impl Transport for Reply {
                     if !self.messages.is_empty() {
                         return full();
                     }
-                    self.large = Some(o.path.clone());
+                    self.large = Some(o.clone());
                     self.bytes += size;
                     return Outcome::Handed;
                 }
-                match std::fs::read(&o.path)
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| envelope::parse(&b).map_err(|e| e.to_string()))
-                {
+                match o.leaving_messages(&self.me, self.now) {
                     Ok(ms) => {
                         self.messages.extend(ms);
                         self.bytes += size;
                         Outcome::Handed
                     }
-                    Err(why) => Outcome::Deferred(format!("{}: {why}", o.path.display())),
+                    Err(why) => Outcome::Deferred(why),
                 }
             })
             .collect();

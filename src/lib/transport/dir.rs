@@ -15,7 +15,6 @@
 //! unmounted stick is a deferral, not a directory to create).
 
 use std::collections::HashSet;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::untrusted::{self, Kind};
@@ -70,12 +69,16 @@ impl DirTransport {
         sub(&to, &self.from)
     }
 
-    /// Writes `src` into `dir` as the new file `name`: copied, or protected
-    /// for the peer.
-    fn write_one(&self, src: &Path, dir: &untrusted::Dir, name: &str) -> Result<(), String> {
+    /// Writes `item` into `dir` as the new file `name`: copied (a message
+    /// with this hop's time sent in its trace), or protected for the peer.
+    fn write_one(&self, item: &Outgoing, dir: &untrusted::Dir, name: &str) -> Result<(), String> {
         let out = dir.create_file(name).map_err(|e| e.to_string())?;
         let mut out = std::io::BufWriter::new(out);
-        let mut input = std::io::BufReader::new(fs::File::open(src).map_err(|e| e.to_string())?);
+        let mut input = std::io::BufReader::with_capacity(
+            256 * 1024,
+            item.leaving(&self.from, self.now)
+                .map_err(|e| format!("cannot read {}: {e}", item.path.display()))?,
+        );
         match &self.protector {
             None => std::io::copy(&mut input, &mut out)
                 .map(|_| ())
@@ -156,7 +159,7 @@ impl Transport for DirTransport {
             // A leftover (or anything planted) under the temporary name goes
             // first: a link is removed itself, never written through.
             let _ = dir.remove(&tmp);
-            match self.write_one(&item.path, &dir, &tmp) {
+            match self.write_one(item, &dir, &tmp) {
                 Ok(()) => staged.push((i, tmp)),
                 Err(e) => {
                     let _ = dir.remove(&tmp);

@@ -23,7 +23,8 @@ use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsPr
 
 use super::{Exchanged, Outcome, Outgoing, Payload, Transport, IN_MEMORY};
 use crate::config::HttpRoute;
-use crate::message::{envelope, Message, Name};
+use crate::message::envelope::{self, Reheaded};
+use crate::message::{Message, Name};
 use crate::protect::Protector;
 use crate::spool::Staged;
 use crate::time::Timestamp;
@@ -122,14 +123,12 @@ impl HttpTransport {
         })
     }
 
-    /// One envelope holding every message of the small files in `files`.
-    fn merged(files: &[&Outgoing]) -> Result<Vec<u8>, String> {
+    /// One envelope holding every message of the small files in `files`,
+    /// as they leave this hop.
+    fn merged(&self, files: &[&Outgoing]) -> Result<Vec<u8>, String> {
         let mut messages: Vec<Message> = Vec::new();
         for f in files {
-            let bytes = std::fs::read(&f.path)
-                .map_err(|e| format!("cannot read {}: {e}", f.path.display()))?;
-            messages
-                .extend(envelope::parse(&bytes).map_err(|e| format!("{}: {e}", f.path.display()))?);
+            messages.extend(f.leaving_messages(&self.me, self.now)?);
         }
         Ok(envelope::to_bytes(&messages))
     }
@@ -145,6 +144,9 @@ impl HttpTransport {
             None => req.send(&[][..]),
             Some(Body::Bytes(b)) => req.send(&b[..]),
             Some(Body::File(f)) => req.send(&f),
+            Some(Body::Leaving(r)) => req
+                .header("Content-Length", r.len())
+                .send(ureq::SendBody::from_owned_reader(r)),
         }
         .map_err(|e| format!("{}: {e}", self.route.url))?;
         let status = resp.status().as_u16();
@@ -205,19 +207,25 @@ impl HttpTransport {
         }
     }
 
-    /// The body for a large envelope file, protected (streamed into tmp/)
-    /// when it must be.
-    fn protect_file(&self, path: &Path) -> Result<(Body, Option<Staged>), String> {
-        let file = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    /// The body for a large envelope file as it leaves this hop, streamed;
+    /// protected (streamed into tmp/) when it must be.
+    fn protect_file(&self, item: &Outgoing) -> Result<(Body, Option<Staged>), String> {
+        let leaving = item
+            .leaving(&self.me, self.now)
+            .map_err(|e| format!("cannot read {}: {e}", item.path.display()))?;
         let Some(p) = &self.protector else {
-            return Ok((Body::File(file), None));
+            return Ok((Body::Leaving(leaving), None));
         };
         let mut staged =
             Staged::create(&self.tmp, self.now.as_micros()).map_err(|e| e.to_string())?;
         {
             let mut out = std::io::BufWriter::new(&mut staged);
-            p.protect(&mut std::io::BufReader::new(file), &mut out, self.now)
-                .map_err(|e| e.to_string())?;
+            p.protect(
+                &mut std::io::BufReader::with_capacity(256 * 1024, leaving),
+                &mut out,
+                self.now,
+            )
+            .map_err(|e| e.to_string())?;
             out.flush().map_err(|e| e.to_string())?;
         }
         let f = File::open(staged.path()).map_err(|e| e.to_string())?;
@@ -229,6 +237,8 @@ impl HttpTransport {
 enum Body {
     Bytes(Vec<u8>),
     File(File),
+    /// A large message as it leaves (its length known).
+    Leaving(Reheaded),
 }
 
 impl Transport for HttpTransport {
@@ -253,7 +263,7 @@ impl Transport for HttpTransport {
             let body = if files.is_empty() {
                 Ok(None)
             } else {
-                Self::merged(&files)
+                self.merged(&files)
                     .and_then(|b| self.protect_bytes(b))
                     .map(Some)
             };
@@ -269,7 +279,7 @@ impl Transport for HttpTransport {
                 continue;
             }
             let sent = self
-                .protect_file(&batch[i].path)
+                .protect_file(&batch[i])
                 .and_then(|(body, _staged)| self.post(Some(body)));
             match sent {
                 Ok(back) => ex.returned.extend(back),

@@ -17,6 +17,8 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use crate::message::envelope::{self, Reheaded};
+use crate::message::{Message, Name};
 use crate::spool::{Error, Result, Spool};
 use crate::time::Timestamp;
 
@@ -37,6 +39,35 @@ pub struct Outgoing {
     /// The name it travels under (sorts in send order).
     pub wire_name: String,
     pub cargo: Cargo,
+}
+
+impl Outgoing {
+    /// The file's bytes as they leave component `me` at `now`: a message
+    /// with this hop's time sent in its trace ([`Header::stamp_sent`]),
+    /// read as a stream; acknowledgements as they are.
+    ///
+    /// [`Header::stamp_sent`]: crate::message::Header::stamp_sent
+    pub fn leaving(&self, me: &Name, now: Timestamp) -> std::io::Result<Reheaded> {
+        match self.cargo {
+            Cargo::Message => Reheaded::open(&self.path, |h| h.stamp_sent(me, now)),
+            Cargo::Acks => Reheaded::verbatim(&self.path),
+        }
+    }
+
+    /// The messages of a small file as they leave `me` at `now` (see
+    /// [`Outgoing::leaving`]), parsed.
+    pub fn leaving_messages(&self, me: &Name, now: Timestamp) -> Result<Vec<Message>, String> {
+        let bytes = std::fs::read(&self.path)
+            .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
+        let mut messages =
+            envelope::parse(&bytes).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        if self.cargo == Cargo::Message {
+            for m in &mut messages {
+                m.header.stamp_sent(me, now);
+            }
+        }
+        Ok(messages)
+    }
 }
 
 /// What a transport reports for one file.

@@ -106,16 +106,15 @@ impl SmtpTransport {
     /// this component, then the envelope, with CRLF line ends.
     fn email(&self, files: &[&Outgoing]) -> Result<Vec<u8>, String> {
         let body = if let [one] = files {
-            std::fs::read(&one.path)
-                .map_err(|e| format!("cannot read {}: {e}", one.path.display()))?
+            let mut bytes = Vec::new();
+            one.leaving(&self.me, self.now)
+                .and_then(|mut r| std::io::Read::read_to_end(&mut r, &mut bytes))
+                .map_err(|e| format!("cannot read {}: {e}", one.path.display()))?;
+            bytes
         } else {
             let mut messages = Vec::new();
             for f in files {
-                let bytes = std::fs::read(&f.path)
-                    .map_err(|e| format!("cannot read {}: {e}", f.path.display()))?;
-                messages.extend(
-                    envelope::parse(&bytes).map_err(|e| format!("{}: {e}", f.path.display()))?,
-                );
+                messages.extend(f.leaving_messages(&self.me, self.now)?);
             }
             envelope::to_bytes(&messages)
         };
