@@ -549,3 +549,80 @@ fn a_primary_relay_that_does_not_acknowledge_is_failed_over_to_its_backup() {
         assert!(r.list().is_empty(), "{:?}", r.list());
     }
 }
+
+/// Undeliverable after custody, end to end: a message that expires at the
+/// relay, a back-channel message its component leaves unclaimed past the
+/// hold time, one for a component nobody knows: each origin learns why.
+#[test]
+fn what_cannot_be_delivered_after_custody_is_reported_to_its_origin() {
+    let (mut a, mut r, mut p) = relay_with("");
+    r.append_config("");
+    // The relay holds back-channel messages for a.host one hour.
+    let config = r.spool.join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[[peer]]\nid = \"a.host\"\n",
+        "[[peer]]\nid = \"a.host\"\nhold = \"1h\"\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    p.peer("r.relay", "components = [\"a.host\", \"a.ghost\"]");
+    let config = p.spool.join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    // The first r.relay table (from relay_with) is replaced by the one with components.
+    let text = text.replacen("\n[[peer]]\nid = \"r.relay\"\n\n", "\n", 1);
+    std::fs::write(&config, text).unwrap();
+
+    let short = a.send(&["--ttl", "1h"], b"too late");
+    let back = p.send(&["--to", "a.host"], b"never fetched");
+    let ghost = p.send(&["--to", "a.ghost"], b"for nobody");
+    carry(&a, &r, "up1");
+    let got = carry(&p, &r, "down1");
+    assert_eq!(got["relayed"], 1, "{got}");
+    assert_eq!(
+        got["rejected"], 1,
+        "a.ghost has no way on from the relay: {got}"
+    );
+
+    // Two hours later, nothing has moved on: the relay buries both and
+    // owes each origin a notice.
+    for s in [&mut a, &mut r, &mut p] {
+        s.at("2026-11-24T12:00:00Z");
+    }
+    let flushed = r.cmd("rs-queue").args(["flush"]).run();
+    assert!(
+        flushed.stderr.contains("unclaimed") || flushed.stderr.contains("expired"),
+        "{}",
+        flushed.stderr
+    );
+    let dead: Vec<String> = r
+        .dead()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(dead.contains(&short) && dead.contains(&back), "{dead:?}");
+    carry(&r, &a, "down2");
+    carry(&r, &p, "up2");
+    let st = status_of(&a, &short);
+    assert_eq!(st["state"], "dead", "{st}");
+    let summary = st["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("undeliverable at r.relay: expired at"),
+        "{st}"
+    );
+    let st = status_of(&p, &back);
+    assert_eq!(st["state"], "dead", "{st}");
+    assert!(
+        st["summary"]
+            .as_str()
+            .unwrap()
+            .contains("did not take it within its hold time"),
+        "{st}"
+    );
+    let st = status_of(&p, &ghost);
+    assert!(
+        st["summary"]
+            .as_str()
+            .unwrap()
+            .contains("p.hub, the peer it came from"),
+        "{st}"
+    );
+}

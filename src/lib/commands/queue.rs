@@ -83,7 +83,7 @@ fn send_to(
     only: Option<&str>,
 ) -> Result<ExitCode, Error> {
     let log = |s: String| ctx.log(s);
-    ctx.run_pending(spool);
+    ctx.run_pending(spool, false);
     let runs = outbound::run(spool, only, via, &ctx.clock, &log)?;
     let mut code = ExitCode::Ok;
     let mut reports = Vec::new();

@@ -288,7 +288,7 @@ fn run_command(args: RelayArgs) -> Result<ExitCode, Error> {
             };
             let log = |s: String| ctx.log(s);
             let report = media::import(&spool, &from, Select::Everything, after, now, &log)?;
-            ctx.run_pending(&spool);
+            ctx.run_pending(&spool, true);
             print_report(&ctx, &mut out, &report, &from.display().to_string())?;
             Ok(report_code(&report))
         }
@@ -310,7 +310,7 @@ fn receive_stdin(
     let piped = mail::read(spool, &mut std::io::stdin().lock(), now)?;
     let log = |s: String| ctx.log(s);
     let report = mail::take(spool, piped.payload, "stdin", now, &log)?;
-    ctx.run_pending(spool);
+    ctx.run_pending(spool, true);
     print_report(ctx, out, &report, "stdin")?;
     // A mail left unread (no room to quarantine it) is the MTA's to keep.
     if report.skipped > 0 {
@@ -349,7 +349,7 @@ fn fetch(
     }
     let log = |s: String| ctx.log(s);
     let fetched = mail::fetch(spool, maildir, now, &log)?;
-    ctx.run_pending(spool);
+    ctx.run_pending(spool, true);
     print_report(ctx, out, &fetched.report, &maildir.display().to_string())?;
     let code = if fetched.left > 0 {
         ExitCode::TempFail

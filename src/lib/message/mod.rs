@@ -121,6 +121,16 @@ impl Header {
         }
     }
 
+    /// The component the message started at: its source, or for a message
+    /// with destinations the first element of its trace (every hop,
+    /// the origin included, stamps one as the message leaves it).
+    pub fn origin(&self) -> Option<&Name> {
+        match &self.locator {
+            Locator::Source(s) => Some(&s.component),
+            Locator::Destination(_) => self.routing.first().map(|r| &r.component),
+        }
+    }
+
     pub fn qos(&self) -> &Qos {
         match &self.locator {
             Locator::Source(s) => &s.qos,

@@ -116,23 +116,25 @@ fn bound_for(
     if let Some(s) = &e.sent {
         return config.failover_next(s.peer.as_str()).is_some_and(takes);
     }
+    next_hop_of(spool, e, learned, pins).is_some_and(|hop| takes(&hop))
+}
+
+/// The peer a queued message waits for: the one a rule pinned it to, the
+/// upstream peer for a forward-path message, else where routing sends it.
+pub fn next_hop_of(spool: &Spool, e: &Entry, learned: &Learned, pins: bool) -> Option<Name> {
+    let config = spool.config();
     if pins {
         if let Some(p) = route::pinned(spool, e.name.id.as_str()) {
-            return takes(&p);
+            return Some(p);
         }
     }
     if !e.name.addressed {
-        return config.upstream().is_some_and(|u| takes(&u.id));
+        return config.upstream().map(|u| u.id.clone());
     }
-    let Ok(file) = std::fs::File::open(spool.entry_path(e)) else {
-        return false;
-    };
-    match envelope::first_header(file) {
-        Ok(h) => match route::next_hop(&h, config, learned) {
-            NextHop::Peer(hop) => takes(&hop),
-            _ => false,
-        },
-        Err(_) => false,
+    let file = std::fs::File::open(spool.entry_path(e)).ok()?;
+    match route::next_hop(&envelope::first_header(file).ok()?, config, learned) {
+        NextHop::Peer(hop) => Some(hop),
+        _ => None,
     }
 }
 
@@ -525,7 +527,7 @@ fn record(
             Outcome::Refused(why) => {
                 report.refused += 1;
                 let detail = format!("refused by {} via {route}: {why}", peer.id);
-                locked.bury(e, DeadKind::Rejected, &detail, now)?;
+                locked.bury(e, DeadKind::Refused, &detail, now)?;
                 log(format!("{} refused by {}: {why}", e.name.id, peer.id));
             }
         }
@@ -730,6 +732,12 @@ pub fn run(
             run.code = ExitCode::TempFail;
         }
         runs.push(run);
+    }
+    // What this run buried (expired, refused) is reported to its origins.
+    if let Err(e) = crate::relay::untold::sweep(spool, now, true, log) {
+        log(format!(
+            "undeliverable messages not reported to their origins now: {e}"
+        ));
     }
     // A peer whose link failed, stood in for by a twin that ran after it
     // and sent: what was due for it went there, nothing waits.

@@ -863,13 +863,11 @@ impl Batch<'_> {
         reason: String,
     ) -> Option<(Name, Owed)> {
         let config = self.spool.config();
-        let Locator::Source(s) = &h.locator else {
-            return None;
-        };
-        if s.component == *from || s.component == config.component {
+        let origin = h.origin()?;
+        if origin == from || *origin == config.component {
             return None;
         }
-        let via = match route::toward(&s.component, config, learned) {
+        let via = match route::toward(origin, config, learned) {
             Some(NextHop::Peer(p)) => p,
             _ => from.clone(),
         };
@@ -879,7 +877,7 @@ impl Batch<'_> {
                 id: h.id.clone(),
                 status,
                 code,
-                to: s.component.clone(),
+                to: origin.clone(),
                 reason,
             },
         ))

@@ -1,7 +1,8 @@
 //! What a relay does with the messages its rules hold once they are in
 //! custody (SPEC.md section 9): handlers run on diverted messages
 //! (`divert`), aggregates made of gathered ones (`aggregate`), and what
-//! such a message becomes handed on like any other (`pass_on`). No daemon:
+//! such a message becomes handed on like any other (`pass_on`), and the
+//! origins of what cannot be delivered told (`untold`). No daemon:
 //! every command that receives or sends runs [`run_pending`], and
 //! `rs-relay serve` runs it every few seconds.
 //!
@@ -12,6 +13,7 @@
 
 pub mod aggregate;
 pub mod divert;
+pub mod untold;
 
 use std::io::Write;
 
@@ -35,14 +37,24 @@ pub struct Pending {
     /// Aggregates made, and the inputs they hold.
     pub aggregates: usize,
     pub aggregated: usize,
+    /// What was buried unclaimed, and the origins told of what is dead.
+    pub swept: untold::Swept,
 }
 
-/// Runs the handlers of diverted messages and makes the aggregates that
-/// are due.
-pub fn run_pending(spool: &Spool, clock: &Clock, log: &dyn Fn(String)) -> Result<Pending> {
+/// Runs the handlers of diverted messages, makes the aggregates that are
+/// due, and reports what cannot be delivered to its origin (`untold`;
+/// `expired`: bury what expired too, unless the caller's outbound run is
+/// about to, counting it per peer).
+pub fn run_pending(
+    spool: &Spool,
+    clock: &Clock,
+    expired: bool,
+    log: &dyn Fn(String),
+) -> Result<Pending> {
     let mut p = Pending::default();
     divert::run(spool, clock, log, &mut p)?;
     aggregate::run(spool, clock, log, &mut p)?;
+    p.swept = untold::sweep(spool, clock.now(), expired, log)?;
     Ok(p)
 }
 
@@ -141,15 +153,18 @@ pub fn tell_origin(
 ) -> Result<()> {
     let _ = now;
     let config = spool.config();
-    let Locator::Source(s) = &h.locator else {
+    let Some(origin) = h.origin() else {
         return Ok(());
     };
-    if s.component == config.component {
+    if *origin == config.component {
         return Ok(());
     }
-    let via: Name = match route::toward(&s.component, config, learned) {
+    let via: Name = match route::toward(origin, config, learned) {
         Some(NextHop::Peer(p)) => p,
-        _ => return Ok(()),
+        _ => match config.upstream() {
+            Some(u) => u.id.clone(),
+            None => return Ok(()),
+        },
     };
     let _lock = crate::receive::ReceiveLock::take(spool)?;
     ack::owe(
@@ -159,7 +174,7 @@ pub fn tell_origin(
             id: h.id.clone(),
             status: ResponseStatus::Rejected,
             code: "final-rejected",
-            to: s.component.clone(),
+            to: origin.clone(),
             reason: format!("undeliverable at {}: {reason}", config.component),
         }],
     )?;

@@ -190,6 +190,11 @@ pub enum DeadKind {
     Evicted,
     Rejected,
     Deleted,
+    /// Not taken by the peer it waits for within that peer's hold time.
+    Unclaimed,
+    /// Refused for good by the route to the next hop (not by a message
+    /// response, whose sender tells the origin itself).
+    Refused,
 }
 
 impl DeadKind {
@@ -199,9 +204,21 @@ impl DeadKind {
             DeadKind::Evicted => "evicted",
             DeadKind::Rejected => "rejected",
             DeadKind::Deleted => "deleted",
+            DeadKind::Unclaimed => "unclaimed",
+            DeadKind::Refused => "refused",
         }
     }
+
+    /// Whether the origin of a message buried so is owed a notice from
+    /// here. A rejection is not: whoever rejected it tells the origin.
+    pub fn tells_origin(self) -> bool {
+        self != DeadKind::Rejected
+    }
 }
+
+/// `state/untold/`: one empty file per message buried in `dead/` (named as
+/// it is there) whose origin is still to be told; see [`Locked::bury`].
+pub const UNTOLD: &str = "untold";
 
 /// A `.reason` file's content.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -892,6 +909,7 @@ impl Locked<'_> {
             };
             self.bury_unsynced(e, kind, &detail, now)?;
             touched.insert(self.spool.dir(e.area));
+            touched.insert(self.spool.dir(Area::State).join(UNTOLD));
             evicted.push((e.name.clone(), detail));
         }
         let dead_dir = self.spool.dir(Area::Dead);
@@ -968,8 +986,21 @@ impl Locked<'_> {
         self.ledger.mark_dirty(&self.usage)?;
         self.bury_unsynced(entry, kind, detail, now)?;
         self.ledger.save(&self.usage)?;
+        if kind.tells_origin() {
+            durable::fsync_dir(&self.spool.dir(Area::State).join(UNTOLD))?;
+        }
         durable::fsync_dir(&self.spool.dir(Area::Dead))?;
         durable::fsync_dir(&self.spool.dir(entry.area))
+    }
+
+    /// Records that the origin of the message just buried as `name` is to
+    /// be told (the marker goes first: a crash between the two leaves a
+    /// marker without a dead file, which the teller drops). Not synced.
+    pub fn mark_untold(&self, name: &str) -> Result<()> {
+        let dir = self.spool.dir(Area::State).join(UNTOLD);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        let path = dir.join(name);
+        std::fs::write(&path, b"").map_err(|e| Error::io("write", &path, e))
     }
 
     fn bury_unsynced(
@@ -980,6 +1011,9 @@ impl Locked<'_> {
         now: Timestamp,
     ) -> Result<()> {
         self.write_reason(&entry.name, kind, entry.area.dir_name(), detail, now)?;
+        if kind.tells_origin() {
+            self.mark_untold(&entry.name.to_string())?;
+        }
         let dest = self.spool.dir(Area::Dead).join(entry.name.to_string());
         durable::rename(&self.spool.entry_path(entry), &dest)?;
         self.usage.remove(&entry.name);
