@@ -4,7 +4,7 @@
 # min-max, runs. Not part of the tests (machines are shared and noisy).
 #
 #   scripts/bench.sh             every workload (about 12 minutes on 2 cores)
-#   scripts/bench.sh w1 w3       only those (w1 w2 w3 w4 w5 protect limits)
+#   scripts/bench.sh w1 w3       only those (w1 w2 w3 w4 w5 w6 protect limits)
 #
 # W1 per-invocation enqueue: 2,000 processes each queue one 1 KiB message.
 # W2 removable media: 10,000 queued 1 KiB messages exported, imported
@@ -18,6 +18,10 @@
 #    certificates, through rs-relay serve and through nginx + fcgiwrap
 #    (rs-relay cgi), until both sides hold everything and every copy is
 #    acknowledged; NNCP online (nncp-daemon, nncp-call, both -autotoss).
+# W6 relay: 10,000 queued 1 KiB messages imported at a relay whose 20 rules
+#    are all tried on each (the 20th forwards it), and exported onward; beside
+#    the same messages imported at a relay without rules and at their final
+#    destination (the plain import), in the same run. rs only.
 # protect: protection alone on one envelope: OpenPGP (1 GiB of data) beside
 #    gpg, S/MIME (256 MiB: rs holds S/MIME in memory) beside openssl cms.
 # limits: the physical limits beside them: process start, a durable small
@@ -47,7 +51,7 @@ bin=$root/target/release
 work=$(mktemp -d /var/tmp/rs-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 which=("$@")
-[ ${#which[@]} -gt 0 ] || which=(w1 w2 w3 w4 w5 protect limits)
+[ ${#which[@]} -gt 0 ] || which=(w1 w2 w3 w4 w5 w6 protect limits)
 wants() { local w; for w in "${which[@]}"; do [ "$w" = "$1" ] && return 0; done; return 1; }
 
 table=$work/table
@@ -388,6 +392,67 @@ NGINX
         read -r rm rmin rmax rn < <(stats "$work/w5.$tool")
         label=$([ $tool = serve ] && echo "rs-relay serve" || echo "nginx + rs-relay cgi")
         row "W5 session, $n + $n x 1 KiB both ways, messages/s, $label|$(awk -v n="$n" -v t="$rm" 'BEGIN{printf "%.0f", 2*n/t}')|$(awk -v n="$n" -v t="$nm" 'BEGIN{printf "%.0f", 2*n/t}')|$(awk -v a="$rm" -v b="$nm" 'BEGIN{printf "%.2fx", b/a}')|rs ${rmin}-${rmax} s, NNCP ${nmin}-${nmax} s|$rn"
+    done
+fi
+
+# ------------------------------------------------------------------ W6
+if wants w6; then
+    n=${RS_BENCH_MESSAGES:-10000}; runs=3
+    echo "W6: preparing $n messages on a stick for r.relay"
+    p=$work/w6p; mkdir -p "$p"
+    RS_SPOOL=$p/a "$bin/rs-queue" init --site a --component a.host >/dev/null
+    printf '\n[[peer]]\nid = "r.relay"\nupstream = true\n' >> "$p/a/config.toml"
+    for i in $(seq "$n"); do RS_SPOOL=$p/a "$bin/rs-send" --class inventory --subclass w6 --file "$work/1k" >/dev/null; done
+    mkdir -p "$p/stick"
+    RS_SPOOL=$p/a "$bin/rs-queue" export --to "$p/stick" >/dev/null
+    # Three receivers of the same stick: a relay with 20 rules, a relay
+    # without, and a final destination (r.relay too, with no upstream).
+    for kind in rules bare final; do
+        RS_SPOOL=$p/$kind "$bin/rs-queue" init --site r --component r.relay >/dev/null
+        printf '\n[[peer]]\nid = "a.host"\n' >> "$p/$kind/config.toml"
+        [ $kind = final ] || printf '\n[[peer]]\nid = "p.hub"\nupstream = true\n' >> "$p/$kind/config.toml"
+    done
+    printf '\n[[peer]]\nid = "c.hub"\n' >> "$p/rules/config.toml"
+    {
+        # 19 rules no message meets, each on a different field, then the
+        # one that forwards: every message is tried against all 20.
+        for i in $(seq 1 5); do printf '[[rule]]\nname = "debug-%s"\nclass = ["debug-%s*", "trace-%s"]\naction = "discard"\n\n' "$i" "$i" "$i"; done
+        for i in $(seq 1 4); do printf '[[rule]]\nname = "raw-%s"\nsubclass = "raw-%s*"\naction = "forward"\npeer = "c.hub"\n\n' "$i" "$i"; done
+        for i in $(seq 1 4); do printf '[[rule]]\nname = "site-%s"\nsource = "x%s.*"\naction = "discard"\n\n' "$i" "$i"; done
+        for i in $(seq 1 3); do printf '[[rule]]\nname = "alarm-%s"\nkind = "alarm"\nseverity = "critical"\nclass = "c%s"\naction = "forward"\npeer = "c.hub"\n\n' "$i" "$i"; done
+        for i in $(seq 1 3); do printf '[[rule]]\nname = "night-%s"\nclass = "backup-%s"\nwindow = "02:00-03:00"\naction = "discard"\n\n' "$i" "$i"; done
+        printf '[[rule]]\nname = "upstream"\nclass = "inventory"\naction = "forward"\npeer = "p.hub"\n'
+    } >> "$p/rules/config.toml"
+    rules=$(RS_SPOOL=$p/rules "$bin/rs-relay" rules --json | wc -l)
+    [ "$rules" = 20 ] || { echo "W6: the relay has $rules rules, not 20" >&2; exit 1; }
+    w6_one() { # KIND
+        local w=$work/w6-$r-$1 t0 t1 left
+        cp -a "$p" "$w"
+        sync
+        measure "$work/w6.$1.import" env RS_SPOOL="$w/$1" "$bin/rs-relay" import --from "$w/stick"
+        if [ "$1" != final ]; then
+            mkdir -p "$w/up"
+            measure "$work/w6.$1.export" env RS_SPOOL="$w/$1" "$bin/rs-queue" export --to "$w/up"
+            left=$(find "$w/up/p.hub" -name '*.msg' | wc -l)
+        else
+            left=$(find "$w/final/received" -type f | wc -l)
+        fi
+        [ "$left" = "$n" ] || { echo "W6: $1 passed on $left of $n" >&2; exit 1; }
+        rm -rf "$w"
+    }
+    for r in $(seq $runs); do
+        echo "W6: run $r"
+        if [ $((r % 2)) = 1 ]; then w6_one rules; w6_one bare; w6_one final
+        else w6_one final; w6_one bare; w6_one rules; fi
+    done
+    rm -rf "$p"
+    read -r fm fmin fmax fn < <(stats "$work/w6.final.import")
+    for kind in rules bare; do
+        read -r im imin imax in < <(stats "$work/w6.$kind.import")
+        read -r em emin emax en < <(stats "$work/w6.$kind.export")
+        label=$([ $kind = rules ] && echo "with 20 rules" || echo "without rules")
+        row "W6 relay import $label, messages/s (peer: plain import at the destination)|$(awk -v n="$n" -v t="$im" 'BEGIN{printf "%.0f", n/t}')|$(awk -v n="$n" -v t="$fm" 'BEGIN{printf "%.0f", n/t}')|$(awk -v a="$im" -v b="$fm" 'BEGIN{printf "%.2fx", b/a}')|relay ${imin}-${imax} s, plain ${fmin}-${fmax} s|$in"
+        row "W6 relay export onward $label, messages/s|$(awk -v n="$n" -v t="$em" 'BEGIN{printf "%.0f", n/t}')| | |${emin}-${emax} s|$en"
     done
 fi
 

@@ -96,25 +96,32 @@ fn pins(spool: &Spool) -> PathBuf {
     spool.dir(Area::State).join("pinned")
 }
 
-/// Keeps `peer` as the next hop of message `id`, chosen by a rule (routing
-/// alone would send it elsewhere): `state/pinned/ID`, durable on return.
-pub fn pin(
+/// Keeping `peer` as the next hop of a message, chosen by a rule (routing
+/// alone would send it elsewhere) in `state/pinned/ID`: a pin staged in
+/// tmp/ (written, not yet synced); [`commit_pins`] puts it in place once
+/// the group commit of its message made it durable.
+pub fn stage_pin(spool: &Spool, peer: &Name, now: Timestamp) -> Result<crate::spool::Staged> {
+    let mut staged = spool.stage(now)?;
+    std::io::Write::write_all(&mut staged, peer.as_str().as_bytes())
+        .map_err(|e| crate::spool::Error::io("write", staged.path(), e))?;
+    Ok(staged)
+}
+
+/// Puts staged pins (synced since) in place; durable on return.
+pub fn commit_pins(
     spool: &Spool,
-    id: &crate::message::MessageId,
-    peer: &Name,
-    now: Timestamp,
+    staged: Vec<(crate::spool::Staged, &crate::message::MessageId)>,
 ) -> Result<()> {
+    if staged.is_empty() {
+        return Ok(());
+    }
     let dir = pins(spool);
     std::fs::create_dir_all(&dir)
         .map_err(|e| crate::spool::Error::io("create directory", &dir, e))?;
-    durable::write_durable(
-        &spool.dir(Area::Tmp),
-        &dir,
-        id.as_str(),
-        peer.as_str().as_bytes(),
-        now.as_micros(),
-    )?;
-    Ok(())
+    for (s, id) in staged {
+        s.commit(&dir.join(id.as_str()))?;
+    }
+    durable::fsync_dir(&dir)
 }
 
 /// The next hop a rule chose for message `id`, if one did.

@@ -129,10 +129,15 @@ pub fn decide(f: &Facts<'_>, when: &When, config: &Config, learned: &Learned) ->
         },
         None => None,
     };
-    let pinned = forced.is_some();
+    let routed = route::next_hop(f.header, config, learned);
+    // A rule's peer is kept with the message only where routing would
+    // send it elsewhere.
+    let pinned = forced
+        .as_ref()
+        .is_some_and(|p| routed != NextHop::Peer(p.clone()));
     let hop = match forced {
         Some(p) => NextHop::Peer(p),
-        None => route::next_hop(f.header, config, learned),
+        None => routed,
     };
     match hop {
         NextHop::Local if f.origin_key_seen => Decision::Duplicate {

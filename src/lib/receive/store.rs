@@ -332,12 +332,19 @@ pub(super) fn store(
             };
             staged.push((s, name));
         }
-        durable::sync_filesystem(&spool.dir(Area::Tmp))?;
+        // A rule's choice of peer is kept with the message, made durable
+        // by the same group commit.
+        let mut pins = Vec::new();
         for &i in &relays {
             if let Some(peer) = &items[i].pin {
-                crate::route::pin(spool, &items[i].m.header().id, peer, now)?;
+                pins.push((
+                    crate::route::stage_pin(spool, peer, now)?,
+                    &items[i].m.header().id,
+                ));
             }
         }
+        durable::sync_filesystem(&spool.dir(Area::Tmp))?;
+        crate::route::commit_pins(spool, pins)?;
         let admissions = spool.lock(now)?.admit_many(staged, now)?;
         for (&i, admission) in relays.iter().zip(admissions) {
             stored[i] = Some(match admission {
