@@ -966,6 +966,45 @@ request_timeout = "60s"           # rs-relay serve: a slower request is cut off
 #                                # allows plain http:// routes to this peer)
 # client_cert = "/etc/rs/site2.pem"  # the certificate it presents (default:
 #                                    # any verified one whose CN is its ID)
+# hold = "30d"                   # back-channel messages it has not taken in
+#                                # this time go to dead/, their origin told
+# backup = "relay2.hub"          # a redundant twin: what this peer does not
+#                                # acknowledge within ack_timeout is sent there,
+#                                # and what waits while its link is down; either
+#                                # may carry for the sites behind the other
+
+# Relay rules, tried in order on each message received for passing on; the
+# first one met decides. Every field given must match (patterns take * and
+# lists: class = ["debug*", "trace"]); none given matches everything.
+# rs-relay rules lists them; rs-relay rules test ID|FILE says what happens.
+# [[rule]]
+# name = "no-debug"              # for logs and the counters of rs-queue stats
+# class = "debug*"               # also: subclass, kind (alarm, event, data, ...),
+#                                # severity, source, destination
+# window = "22:00-06:00"         # local time of day
+# action = "discard"             # acknowledged as accepted, counted, dropped
+# [[rule]]
+# class = "billing"
+# action = "forward"             # on, as routing says or to `peer`
+# peer = "billing.hub"
+# [[rule]]
+# subclass = "raw"
+# action = "divert"              # to a program (no shell), the message on stdin:
+# handler = "/usr/local/bin/cook"  # exit 0 consumes it; an envelope printed on
+# args = []                      # stdout goes on in its place; a failure is
+# timeout = "30s"                # retried, and after max_failures the message
+# max_failures = 5               # goes to dead/ with the handler's stderr
+# [[rule]]
+# subclass = "heartbeat"
+# action = "aggregate"           # gathered by class and subclass into one
+# count = 100                    # message of this relay's, when this many
+# age = "1h"                     # are held or the oldest is this old
+
+# Groups: a message to group:NAME is copied here to each member (this
+# component included, if it is one).
+# [[group]]
+# name = "ops"
+# members = ["site1.host1", "site2.host1"]
 "#
         )
     }

@@ -123,7 +123,11 @@ pub enum QueueCommand {
         peer: Option<String>,
     },
     /// Send what is due over each peer's configured routes (dir: routes
-    /// write to their directory, which must exist). Exit status 75 if
+    /// write to their directory, which must exist). A message a peer did
+    /// not acknowledge within its ack_timeout goes again to its backup
+    /// (backup = "PEER"), and what waits for a peer whose link failed goes
+    /// to the backup at once. What expired, or waited for a peer past its
+    /// hold time, goes to dead/ and its origin is told. Exit status 75 if
     /// something due could not be sent (try again later).
     Flush {
         /// Only to this peer (default: every configured peer).

@@ -17,6 +17,14 @@ use super::Common;
 /// duplicate memory still remembers is refused, never delivered, and its
 /// origin told.
 ///
+/// A relay's rules ([[rule]] in config.toml; see `rs-relay rules`) may
+/// discard a message (acknowledged as accepted), forward it to a chosen
+/// peer, divert it to a handler, or aggregate it; a message to a group
+/// configured here ([[group]]) is copied to each member. What the rules
+/// hold (handlers to run, aggregates due) and what cannot be delivered
+/// (reported to its origin) are dealt with by every command that receives
+/// or sends, and by `rs-relay serve` every 5 seconds.
+///
 /// Everything read from a directory (a stick, a Maildir) is hostile input:
 /// symbolic links are never followed, only regular files are read, and
 /// nothing outside the directory is read, written or removed.

@@ -772,16 +772,8 @@ fn prune(ctx: &Context, spool: &Spool, out: &mut Out, now: Timestamp) -> Result<
     let mut locked = spool.lock(now)?;
     let mut pruned = Vec::new();
     for e in spool.scan_outbound(now)? {
-        if let Some(expiry) = e.name.expiry.filter(|_| e.name.is_expired(now)) {
-            let detail = format!(
-                "expired at {expiry} before it was {}",
-                if e.area == Area::Sent {
-                    "acknowledged"
-                } else {
-                    "sent"
-                }
-            );
-            locked.bury(&e, DeadKind::Expired, &detail, now)?;
+        if e.name.is_expired(now) {
+            locked.bury_expired(&e, now)?;
             ctx.log(format!("{} expired: moved to dead/", e.name.id));
             pruned.push(e.name.id.to_string());
         }

@@ -26,6 +26,13 @@
 //! [`run`] is the route loop around it: the peers served, each peer's routes
 //! in order (the next is tried only when one carries nothing), a failed
 //! link's retry time (`link`), and the transport each route calls for.
+//!
+//! Redundant relays form a failover group (a peer's `backup`, in turn): a
+//! message sent to one member and not acknowledged within its
+//! `ack_timeout` is due again for the next member; what waits for a member
+//! whose link has failed is taken by the first member after it whose link
+//! works ([`stand_ins`]), and the failed member's run then exits 0 when
+//! that member ran after it and sent.
 
 pub mod link;
 
@@ -385,17 +392,7 @@ fn select(
     let mut candidates: Vec<Entry> = Vec::new();
     for e in spool.scan_outbound(now)? {
         if e.name.is_expired(now) {
-            let detail = match e.area {
-                Area::Sent => format!(
-                    "expired at {} before it was acknowledged",
-                    e.name.expiry.unwrap_or_default()
-                ),
-                _ => format!(
-                    "expired at {} before it was sent",
-                    e.name.expiry.unwrap_or_default()
-                ),
-            };
-            locked.bury(&e, DeadKind::Expired, &detail, now)?;
+            locked.bury_expired(&e, now)?;
             log(format!("{} expired: moved to dead/", e.name.id));
             report.expired += 1;
             continue;

@@ -70,16 +70,8 @@ fn bury_waiting(
         if leased.contains(e.name.id.as_str()) {
             continue;
         }
-        if let Some(expiry) = e.name.expiry.filter(|_| expired && e.name.is_expired(now)) {
-            let detail = format!(
-                "expired at {expiry} before it was {}",
-                if e.area == Area::Sent {
-                    "acknowledged"
-                } else {
-                    "sent"
-                }
-            );
-            locked.bury(&e, DeadKind::Expired, &detail, now)?;
+        if expired && e.name.is_expired(now) {
+            locked.bury_expired(&e, now)?;
             log(format!("{} expired: moved to dead/", e.name.id));
             swept.expired += 1;
             continue;

@@ -909,7 +909,6 @@ impl Locked<'_> {
             };
             self.bury_unsynced(e, kind, &detail, now)?;
             touched.insert(self.spool.dir(e.area));
-            touched.insert(self.spool.dir(Area::State).join(UNTOLD));
             evicted.push((e.name.clone(), detail));
         }
         let dead_dir = self.spool.dir(Area::Dead);
@@ -986,21 +985,35 @@ impl Locked<'_> {
         self.ledger.mark_dirty(&self.usage)?;
         self.bury_unsynced(entry, kind, detail, now)?;
         self.ledger.save(&self.usage)?;
-        if kind.tells_origin() {
-            durable::fsync_dir(&self.spool.dir(Area::State).join(UNTOLD))?;
-        }
         durable::fsync_dir(&self.spool.dir(Area::Dead))?;
         durable::fsync_dir(&self.spool.dir(entry.area))
     }
 
-    /// Records that the origin of the message just buried as `name` is to
-    /// be told (the marker goes first: a crash between the two leaves a
-    /// marker without a dead file, which the teller drops). Not synced.
+    /// Moves an outbound entry that has expired to `dead/`, the reason
+    /// saying whether it was sent; its origin is told (see [`UNTOLD`]).
+    pub fn bury_expired(&mut self, entry: &Entry, now: Timestamp) -> Result<()> {
+        let detail = format!(
+            "expired at {} before it was {}",
+            entry.name.expiry.unwrap_or_default(),
+            if entry.area == Area::Sent {
+                "acknowledged"
+            } else {
+                "sent"
+            }
+        );
+        self.bury(entry, DeadKind::Expired, &detail, now)
+    }
+
+    /// Records, durably, that the origin of the message about to be buried
+    /// as `name` is to be told: the marker goes first, so a crash between
+    /// the two leaves a marker without a dead file (which the teller
+    /// drops), never a burial nobody reports.
     pub fn mark_untold(&self, name: &str) -> Result<()> {
         let dir = self.spool.dir(Area::State).join(UNTOLD);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
         let path = dir.join(name);
-        std::fs::write(&path, b"").map_err(|e| Error::io("write", &path, e))
+        std::fs::write(&path, b"").map_err(|e| Error::io("write", &path, e))?;
+        durable::fsync_dir(&dir)
     }
 
     fn bury_unsynced(
