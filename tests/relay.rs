@@ -626,3 +626,29 @@ fn what_cannot_be_delivered_after_custody_is_reported_to_its_origin() {
         "{st}"
     );
 }
+
+/// A relay whose queue is full makes room for an urgent message by
+/// discarding the oldest bulk one it holds: that message's origin is told.
+#[test]
+fn a_message_evicted_at_the_relay_is_reported_to_its_origin() {
+    let (a, r, _p) = relay_with("[queue]\nmax_messages = 2\n");
+    let bulk: Vec<String> = (0..2)
+        .map(|i| a.send(&["--precedence", "bulk"], format!("bulk {i}").as_bytes()))
+        .collect();
+    carry(&a, &r, "s1");
+    let urgent = a.send(&["--precedence", "urgent"], b"urgent");
+    let got = carry(&a, &r, "s2");
+    assert_eq!(got["relayed"], 1, "{got}");
+    let dead = r.dead();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["id"], bulk[0].as_str());
+    // Any command the relay runs owes the notice; it travels back.
+    carry(&r, &a, "back");
+    let st = status_of(&a, &bulk[0]);
+    assert_eq!(st["state"], "dead", "{st}");
+    assert!(
+        st["summary"].as_str().unwrap().contains("to make room for"),
+        "{st}"
+    );
+    assert_eq!(status_of(&a, &urgent)["state"], "acknowledged");
+}
