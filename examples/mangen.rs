@@ -11,6 +11,7 @@ fn main() -> std::io::Result<()> {
         rs::cli::queue::QueueArgs::command(),
         rs::cli::relay::RelayArgs::command(),
         rs::cli::ack::AckArgs::command(),
+        rs::cli::spm::SpmArgs::command(),
     ] {
         clap_mangen::generate_to(cmd, &out)?;
     }

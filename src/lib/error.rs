@@ -133,6 +133,13 @@ pub enum Error {
     /// for success: see [`Error::is_closed_stdout`].
     #[error("stdout was closed before the output was written")]
     StdoutClosed,
+    /// A service point map (or the registry it is made from) that cannot be
+    /// used as given: the file and the field named.
+    #[error("{source_name}: {error}")]
+    Map {
+        source_name: String,
+        error: crate::spm::Error,
+    },
     /// Anything that keeps this input from being taken now, for an MTA's
     /// pipe: it must keep the mail and retry (exit 75).
     #[error("{0}")]
@@ -164,6 +171,7 @@ impl Error {
             | Error::NoPeers { .. }
             | Error::ConfigEdit { .. } => ExitCode::Config,
             Error::Message(_)
+            | Error::Map { .. }
             | Error::Unreadable { .. }
             | Error::WrongState { .. }
             | Error::TooLarge { .. } => ExitCode::DataErr,

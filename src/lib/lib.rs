@@ -21,6 +21,7 @@ pub mod receive;
 pub mod relay;
 pub mod route;
 pub mod session;
+pub mod spm;
 pub mod spool;
 pub mod time;
 pub mod transport;

@@ -18,6 +18,7 @@ pub fn bin(name: &str) -> PathBuf {
         "rs-queue" => PathBuf::from(env!("CARGO_BIN_EXE_rs-queue")),
         "rs-relay" => PathBuf::from(env!("CARGO_BIN_EXE_rs-relay")),
         "rs-ack" => PathBuf::from(env!("CARGO_BIN_EXE_rs-ack")),
+        "rs-spm" => PathBuf::from(env!("CARGO_BIN_EXE_rs-spm")),
         other => panic!("unknown binary {other}"),
     }
 }

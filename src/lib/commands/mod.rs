@@ -5,6 +5,7 @@ pub mod ack;
 pub mod queue;
 pub mod relay;
 pub mod send;
+pub mod spm;
 
 use std::path::PathBuf;
 

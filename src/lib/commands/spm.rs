@@ -1,0 +1,385 @@
+//! `rs-spm`: the service point map.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::cli::spm::{ClientArgs, ServiceArgs, SpmArgs, SpmCommand};
+use crate::error::{Error, ExitCode};
+use crate::output::Out;
+use crate::spm::registry::{self, Publication, Registry};
+use crate::spm::resolve::{self, Query};
+use crate::spm::{
+    self, generate, xml, Client, Location, MapType, Partition, ServiceId, ServiceKey, Sphere,
+    Validity, Version,
+};
+use crate::spool::{Area, Spool};
+use crate::time::Timestamp;
+
+use super::Context;
+
+/// A field given on the command line that is not as documented: exit 64,
+/// the field named.
+fn usage(e: spm::Error) -> Error {
+    Error::usage(e.to_string())
+}
+
+fn map_error(source: &Path, error: spm::Error) -> Error {
+    Error::Map {
+        source_name: source.display().to_string(),
+        error,
+    }
+}
+
+fn key(s: &ServiceArgs) -> Result<ServiceKey, Error> {
+    Ok(ServiceKey {
+        service: ServiceId::new(&s.service).map_err(usage)?,
+        version: Version::parse(&s.version).map_err(usage)?,
+        sphere: Sphere::new(&s.sphere).map_err(usage)?,
+    })
+}
+
+fn time_arg(flag: &str, t: &Option<String>) -> Result<Option<Timestamp>, Error> {
+    t.as_deref()
+        .map(|t| {
+            Timestamp::parse(t)
+                .map_err(|_| Error::usage(format!("{flag} {t:?}: not an RFC 3339 time")))
+        })
+        .transpose()
+}
+
+fn client<'a>(c: &'a ClientArgs, default_id: Option<&'a str>) -> Client<'a> {
+    Client {
+        id: c.client.as_deref().or(default_id),
+        zone: c.zone.as_deref(),
+        function: c.function.as_deref(),
+    }
+}
+
+/// The registry, read under its lock, changed by `change`, written back.
+fn with_registry<T>(
+    spool: &Spool,
+    now: Timestamp,
+    change: impl FnOnce(&mut Registry) -> Result<T, Error>,
+) -> Result<(T, Registry), Error> {
+    let root = spool.root();
+    let _lock = registry::Lock::take(root).map_err(|e| Error::Io {
+        op: "lock",
+        path: root.join("spm/registry.lock"),
+        err: e,
+    })?;
+    let path = registry::path(root);
+    let mut r = Registry::load(&path).map_err(|e| map_error(&path, e))?;
+    let revision = r.revision;
+    let out = change(&mut r)?;
+    if r.revision != revision {
+        r.save(&spool.dir(Area::Tmp), &path, now)
+            .map_err(|e| map_error(&path, e))?;
+    }
+    Ok((out, r))
+}
+
+pub fn run(args: SpmArgs) -> Result<ExitCode, Error> {
+    let ctx = Context::new("rs-spm", &args.common)?;
+    let now = ctx.clock.now();
+    let mut out = Out::new();
+    match args.command {
+        SpmCommand::Publish {
+            service,
+            host,
+            address,
+            port,
+            path,
+            url,
+            priority,
+            valid_from,
+            valid_until,
+            data,
+            data_file,
+            clients,
+            zone,
+            function,
+            equivalent,
+            lost_state,
+        } => {
+            let key = key(&service)?;
+            let data = match (data, data_file) {
+                (Some(d), _) => Some(d),
+                (None, Some(f)) => Some(std::fs::read_to_string(&f).map_err(|e| Error::Input {
+                    path: f.clone(),
+                    reason: e.to_string(),
+                })?),
+                (None, None) => None,
+            };
+            let publication = Publication {
+                key: key.clone(),
+                host: host.to_ascii_lowercase(),
+                priority,
+                location: Location {
+                    host: Some(host.clone()),
+                    address: address
+                        .as_deref()
+                        .map(|a| {
+                            a.parse().map_err(|_| {
+                                Error::usage(format!(
+                                    "--address {a:?}: not an IPv4 or IPv6 address"
+                                ))
+                            })
+                        })
+                        .transpose()?,
+                    port,
+                    path,
+                    url,
+                },
+                valid: Validity {
+                    from: time_arg("--valid-from", &valid_from)?,
+                    until: time_arg("--valid-until", &valid_until)?,
+                },
+                data,
+                partition: Partition {
+                    clients,
+                    zone,
+                    function,
+                    equivalent,
+                },
+                published: now,
+                withdrawn: false,
+            };
+            let spool = ctx.open_spool(now)?;
+            let (published, r) = with_registry(&spool, now, |r| {
+                r.publish(publication, lost_state).map_err(usage)
+            })?;
+            if ctx.json {
+                out.json(&json!({
+                    "service": key.service.as_str(), "version": key.version.to_string(),
+                    "sphere": key.sphere.as_str(), "host": host.to_ascii_lowercase(),
+                    "epoch": published.epoch, "epoch_changed": published.bumped,
+                    "revision": r.revision,
+                }))?;
+            } else {
+                out.line(format!(
+                    "{key}: epoch {}{}",
+                    published.epoch,
+                    published
+                        .bumped
+                        .map(|why| format!(", changed: {why}"))
+                        .unwrap_or_default()
+                ))?;
+            }
+            Ok(ExitCode::Ok)
+        }
+        SpmCommand::Withdraw {
+            host,
+            service,
+            version,
+            sphere,
+        } => {
+            let key = match (service, version, sphere) {
+                (Some(service), Some(version), Some(sphere)) => Some(key(&ServiceArgs {
+                    service,
+                    version,
+                    sphere,
+                })?),
+                _ => None,
+            };
+            let host = host.to_ascii_lowercase();
+            let spool = ctx.open_spool(now)?;
+            let (n, r) = with_registry(&spool, now, |r| Ok(r.withdraw(&host, key.as_ref())))?;
+            if ctx.json {
+                out.json(&json!({"host": host, "withdrawn": n, "revision": r.revision}))?;
+            } else {
+                ctx.log(format!(
+                    "{n} publication(s) of {host} withdrawn{}",
+                    if n == 0 { " (it had none live)" } else { "" }
+                ));
+            }
+            Ok(ExitCode::Ok)
+        }
+        SpmCommand::Load { host, clear } => {
+            let host = host.to_ascii_lowercase();
+            let spool = ctx.open_spool(now)?;
+            let (changed, _) = with_registry(&spool, now, |r| Ok(r.set_loaded(&host, !clear)))?;
+            ctx.log(format!(
+                "{host} {} heavily loaded{}",
+                if clear { "is not" } else { "is" },
+                if changed { "" } else { " (already)" }
+            ));
+            Ok(ExitCode::Ok)
+        }
+        SpmCommand::List => {
+            let spool = ctx.open_spool(now)?;
+            let (_, r) = with_registry(&spool, now, |_| Ok(()))?;
+            list(&ctx, &mut out, &r)?;
+            Ok(ExitCode::Ok)
+        }
+        SpmCommand::Generate {
+            client: c,
+            kind,
+            out: file,
+        } => {
+            let kind = MapType::from_number(kind).map_err(usage)?;
+            let spool = ctx.open_spool(now)?;
+            let (_, r) = with_registry(&spool, now, |_| Ok(()))?;
+            let map = generate::generate(&r, &client(&c, None), kind, now)
+                .map_err(|e| map_error(&registry::path(spool.root()), e))?;
+            let text = xml::map_to_xml(&map);
+            match file {
+                None => out.line(text.trim_end())?,
+                Some(f) => {
+                    write_atomically(&f, text.as_bytes(), now)?;
+                    ctx.log(format!(
+                        "wrote {} ({} entries, revision {})",
+                        f.display(),
+                        map.entries.len(),
+                        map.revision
+                    ));
+                }
+            }
+            Ok(ExitCode::Ok)
+        }
+        SpmCommand::Resolve {
+            service,
+            version,
+            sphere,
+            client: c,
+            map,
+            at,
+        } => {
+            let service = ServiceId::new(&service).map_err(usage)?;
+            let version = version
+                .as_deref()
+                .map(Version::parse)
+                .transpose()
+                .map_err(usage)?;
+            let sphere = sphere
+                .as_deref()
+                .map(Sphere::new)
+                .transpose()
+                .map_err(usage)?;
+            let at = time_arg("--at", &at)?.unwrap_or(now);
+            // The spool gives the default map and client ID; a map and a
+            // client named on the command line need none.
+            let spool = if map.is_none() || c.client.is_none() {
+                Some(ctx.open_spool(now)?)
+            } else {
+                None
+            };
+            let path = match (&map, &spool) {
+                (Some(m), _) => m.clone(),
+                (None, Some(s)) => map_path(s.root()),
+                (None, None) => unreachable!("a spool is opened when no map is named"),
+            };
+            let bytes = std::fs::read(&path).map_err(|e| Error::Input {
+                path: path.clone(),
+                reason: if e.kind() == std::io::ErrorKind::NotFound {
+                    "no map here yet (rs-spm fetch, or --map FILE)".into()
+                } else {
+                    e.to_string()
+                },
+            })?;
+            let m = xml::map_from_xml(&bytes).map_err(|e| map_error(&path, e))?;
+            let me = spool.as_ref().map(|s| s.config().component.to_string());
+            let found = resolve::resolve(
+                &m,
+                &Query {
+                    service: &service,
+                    version,
+                    sphere: sphere.as_ref(),
+                },
+                &client(&c, me.as_deref()),
+                at,
+            );
+            if found.is_empty() {
+                return Err(Error::Input {
+                    path,
+                    reason: format!(
+                        "no location of service {} is valid at {at} for this client",
+                        service.as_str()
+                    ),
+                });
+            }
+            for r in &found {
+                if ctx.json {
+                    out.json(&json!({
+                        "url": r.url, "service": r.entry.key.service.as_str(),
+                        "version": r.entry.key.version.to_string(),
+                        "sphere": r.entry.key.sphere.as_str(), "epoch": r.entry.epoch,
+                        "backup": r.backup, "host": r.location.host,
+                        "address": r.location.address.map(|a| a.to_string()),
+                        "port": r.location.port, "data": r.entry.data,
+                        "valid_from": r.entry.valid.from.map(|t| t.to_rfc3339()),
+                        "valid_until": r.entry.valid.until.map(|t| t.to_rfc3339()),
+                    }))?;
+                } else {
+                    out.line(&r.url)?;
+                }
+            }
+            Ok(ExitCode::Ok)
+        }
+    }
+}
+
+/// A site's map in its spool.
+pub fn map_path(spool_dir: &Path) -> PathBuf {
+    spool_dir.join("spm").join("map.xml")
+}
+
+/// Writes `bytes` to `path` through a temporary file beside it, fsynced
+/// and renamed, then fsyncs the directory.
+fn write_atomically(path: &Path, bytes: &[u8], now: Timestamp) -> Result<(), Error> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::usage(format!("--out {}: not a file name", path.display())))?
+        .to_string_lossy()
+        .into_owned();
+    crate::spool::durable::write_durable(&dir, &dir, &name, bytes, now.as_micros())?;
+    Ok(())
+}
+
+fn list(ctx: &Context, out: &mut Out, r: &Registry) -> Result<(), Error> {
+    if !ctx.json {
+        out.line(format!(
+            "{:<16} {:<7} {:<24} {:>5}  {:<28} {:>4}  {:<9} LOCATION",
+            "SERVICE", "VERSION", "SPHERE", "EPOCH", "HOST", "PRIO", "STATE"
+        ))?;
+    }
+    for p in &r.publications {
+        let epoch = r.epochs.get(&p.key).copied().unwrap_or(0);
+        let state = if p.withdrawn {
+            "withdrawn"
+        } else if r.loaded.contains(&p.host) {
+            "loaded"
+        } else {
+            "live"
+        };
+        if ctx.json {
+            out.json(&json!({
+                "service": p.key.service.as_str(), "version": p.key.version.to_string(),
+                "sphere": p.key.sphere.as_str(), "epoch": epoch, "host": p.host,
+                "priority": p.priority, "state": state, "url": p.location.url(),
+                "published": p.published.to_rfc3339(),
+                "valid_from": p.valid.from.map(|t| t.to_rfc3339()),
+                "valid_until": p.valid.until.map(|t| t.to_rfc3339()),
+                "clients": p.partition.clients, "zone": p.partition.zone,
+                "function": p.partition.function, "equivalent": p.partition.equivalent,
+            }))?;
+        } else {
+            out.line(format!(
+                "{:<16} {:<7} {:<24} {:>5}  {:<28} {:>4}  {:<9} {}",
+                p.key.service.as_str(),
+                p.key.version.to_string(),
+                p.key.sphere.as_str(),
+                epoch,
+                p.host,
+                p.priority,
+                state,
+                p.location.url()
+            ))?;
+        }
+    }
+    Ok(())
+}
