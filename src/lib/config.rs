@@ -57,6 +57,9 @@ pub struct Config {
     /// This site as an HTTP server (`rs-relay serve`, `rs-relay cgi`).
     #[serde(default)]
     pub http: HttpSettings,
+    /// The service point map this site uses (`spm:` routes, `rs-spm`).
+    #[serde(default)]
+    pub spm: SpmSettings,
     /// The sites this one exchanges messages with directly.
     #[serde(default, rename = "peer")]
     pub peers: Vec<Peer>,
@@ -167,6 +170,102 @@ pub enum Authentication {
     None,
 }
 
+/// Where this site's service point map comes from, and what partition of
+/// it is this site's.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpmSettings {
+    /// The map's source: `file:///path`, `http://` or
+    /// `https://host/path[?ca=FILE][&cert=FILE&key=FILE][&timeout=DURATION]`.
+    pub map_url: Option<MapSource>,
+    /// A map older than this is fetched again before it is used.
+    #[serde(deserialize_with = "duration")]
+    pub refresh: Duration,
+    /// This site's topology zone (entries for another zone are not its own).
+    pub zone: Option<String>,
+    /// The service this site's HTTP server is a location of: a message
+    /// sent through a map entry of another epoch is answered
+    /// `epoch-mismatch`.
+    pub serves: Option<Served>,
+}
+
+impl Served {
+    /// The service, checked.
+    pub fn key(&self) -> Result<crate::spm::ServiceKey, crate::spm::Error> {
+        Ok(crate::spm::ServiceKey {
+            service: crate::spm::ServiceId::new(&self.service)?,
+            version: crate::spm::Version::parse(&self.version)?,
+            sphere: crate::spm::Sphere::new(&self.sphere)?,
+        })
+    }
+}
+
+/// A service a server is a location of.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Served {
+    pub service: String,
+    pub version: String,
+    pub sphere: String,
+    /// Its epoch (default: as published in this spool's spm/registry.xml).
+    pub epoch: Option<u64>,
+}
+
+impl Default for SpmSettings {
+    fn default() -> Self {
+        SpmSettings {
+            map_url: None,
+            refresh: Duration::from_secs(3600),
+            zone: None,
+            serves: None,
+        }
+    }
+}
+
+/// Where a map (or a configuration) is fetched from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MapSource {
+    File(PathBuf),
+    Http(HttpRoute),
+}
+
+impl MapSource {
+    pub fn parse(text: &str) -> Result<MapSource, String> {
+        if let Some(path) = text.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(format!(
+                    "`{text}`: a file URL names an absolute path (file:///etc/rs/map.xml)"
+                ));
+            }
+            return Ok(MapSource::File(PathBuf::from(path)));
+        }
+        if text.starts_with("https://") || text.starts_with("http://") {
+            return HttpRoute::parse(text)
+                .map(MapSource::Http)
+                .map_err(|e| format!("`{text}`: {e}"));
+        }
+        Err(format!(
+            "`{text}` is not a map source: use file:///path, http:// or https://"
+        ))
+    }
+}
+
+impl fmt::Display for MapSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MapSource::File(p) => write!(f, "file://{}", p.display()),
+            MapSource::Http(h) => f.write_str(&h.url),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MapSource {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        MapSource::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 /// This site as an HTTP server.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -245,6 +344,75 @@ pub enum Route {
     /// `https://HOST[:PORT]/PATH[?ca=FILE][&cert=FILE&key=FILE][&batch=N][&timeout=DURATION]`,
     /// or `http://` for a peer with `authentication = "none"`.
     Http(HttpRoute),
+    /// Wherever the service point map says a service answers now:
+    /// `spm:SERVICE[?version=X.Y][&sphere=DOMAIN][&function=NAME]` and the
+    /// HTTP parameters (`ca`, `cert`, `key`, `batch`, `timeout`) for its
+    /// locations.
+    Spm(SpmRoute),
+}
+
+/// A route through the service point map: the service, and how to call
+/// each location it resolves to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpmRoute {
+    pub service: String,
+    /// The version wanted (default: the highest the map offers).
+    pub version: Option<String>,
+    pub sphere: Option<String>,
+    /// The function of the service used (for maps partitioned by function).
+    pub function: Option<String>,
+    /// The HTTP settings every location is called with (its URL empty).
+    pub http: HttpRoute,
+}
+
+impl SpmRoute {
+    fn parse(rest: &str) -> Result<SpmRoute, String> {
+        let (service, query) = rest.split_once('?').unwrap_or((rest, ""));
+        crate::spm::ServiceId::new(service).map_err(|e| e.to_string())?;
+        let mut r = SpmRoute {
+            service: service.to_string(),
+            version: None,
+            sphere: None,
+            function: None,
+            http: HttpRoute::parse("https://locations.invalid/")?,
+        };
+        let mut http = Vec::new();
+        let mut given = std::collections::HashSet::new();
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            if !given.insert(k.to_string()) {
+                return Err(format!("`{k}` is given twice"));
+            }
+            match k.as_ref() {
+                "version" => {
+                    crate::spm::Version::parse(&v).map_err(|e| e.to_string())?;
+                    r.version = Some(v.into_owned());
+                }
+                "sphere" => {
+                    crate::spm::Sphere::new(&v).map_err(|e| e.to_string())?;
+                    r.sphere = Some(v.into_owned());
+                }
+                "function" => r.function = Some(v.into_owned()),
+                _ => http.push((k.into_owned(), v.into_owned())),
+            }
+        }
+        if !http.is_empty() {
+            let query: String = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(http)
+                .finish();
+            r.http = HttpRoute::parse(&format!("https://locations.invalid/?{query}"))?;
+        }
+        r.http.url = String::new();
+        Ok(r)
+    }
+
+    /// The route to one location the map gave.
+    pub fn location(&self, url: &str) -> HttpRoute {
+        HttpRoute {
+            url: url.to_string(),
+            tls: url.starts_with("https://"),
+            ..self.http.clone()
+        }
+    }
 }
 
 /// A route to a peer's HTTP server.
@@ -358,10 +526,15 @@ impl Route {
                 .map(Route::Http)
                 .map_err(|e| format!("`{text}`: {e}"));
         }
+        if let Some(rest) = text.strip_prefix("spm:") {
+            return SpmRoute::parse(rest)
+                .map(Route::Spm)
+                .map_err(|e| format!("`{text}`: {e}"));
+        }
         match text.split_once(':') {
             Some(("dir", path)) if !path.is_empty() => Ok(Route::Dir(PathBuf::from(path))),
             _ => Err(format!(
-                "`{text}` is not a route: use dir:/path, smtp://host:port?from=ADDR&to=ADDR or https://host/path"
+                "`{text}` is not a route: use dir:/path, smtp://host:port?from=ADDR&to=ADDR, https://host/path or spm:SERVICE"
             )),
         }
     }
@@ -434,6 +607,7 @@ impl fmt::Display for Route {
                 s.host, s.port, s.from, s.to
             ),
             Route::Http(h) => f.write_str(&h.url),
+            Route::Spm(s) => write!(f, "spm:{}", s.service),
         }
     }
 }
@@ -745,6 +919,9 @@ impl Config {
                 Some(("peer", second.0)),
                 "more than one [[peer]] has upstream = true".into(),
             ));
+        }
+        if let Some(sv) = &self.spm.serves {
+            sv.key().map_err(|e| (None, format!("[spm] serves: {e}")))?;
         }
         for (i, r) in self.rules.iter().enumerate() {
             let at = Some(("rule", i));

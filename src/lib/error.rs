@@ -140,6 +140,14 @@ pub enum Error {
         source_name: String,
         error: crate::spm::Error,
     },
+    /// A service point map's source could not be reached: the map held (if
+    /// any) stays in use.
+    #[error("{source_name}: {reason}; {kept}")]
+    MapUnreachable {
+        source_name: String,
+        reason: String,
+        kept: String,
+    },
     /// Anything that keeps this input from being taken now, for an MTA's
     /// pipe: it must keep the mail and retry (exit 75).
     #[error("{0}")]
@@ -177,9 +185,10 @@ impl Error {
             | Error::TooLarge { .. } => ExitCode::DataErr,
             Error::SpoolExists { .. } => ExitCode::CantCreat,
             Error::Input { .. } | Error::UnknownMessage { .. } => ExitCode::NoInput,
-            Error::NotQueued { .. } | Error::NotAcknowledged { .. } | Error::Retry(_) => {
-                ExitCode::TempFail
-            }
+            Error::NotQueued { .. }
+            | Error::NotAcknowledged { .. }
+            | Error::MapUnreachable { .. }
+            | Error::Retry(_) => ExitCode::TempFail,
             Error::Undeliverable { .. } => ExitCode::Unavailable,
             Error::Stdin(_) | Error::Io { .. } | Error::Stdout(_) => ExitCode::IoErr,
             Error::Server(crate::session::server::Error::Tls { .. }) => ExitCode::Config,

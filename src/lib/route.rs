@@ -68,6 +68,15 @@ impl Learned {
         }
     }
 
+    /// Forgets every component learned through `peer`; returns how many.
+    pub fn forget_peer(&mut self, peer: &str) -> usize {
+        let before = self.map.len();
+        self.map.retain(|_, p| p != peer);
+        let n = before - self.map.len();
+        self.changed |= n > 0;
+        n
+    }
+
     pub fn peer_for(&self, component: &str) -> Option<&str> {
         self.map.get(component).map(String::as_str)
     }

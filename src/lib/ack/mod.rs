@@ -220,6 +220,10 @@ pub struct Applied {
     /// Acknowledgements recorded without discarding anything (delivery
     /// notices, repeats, acknowledgements for messages not sent to that peer).
     pub recorded: usize,
+    /// Sent messages the peer refused because they came through an outdated
+    /// service point map entry (`epoch-mismatch`): queued again, to go
+    /// where a fresh map says.
+    pub requeued: usize,
 }
 
 /// Applies acknowledgements that came from `from` (the peer whose route
@@ -246,6 +250,7 @@ pub fn apply(
     let mut discard = Vec::new();
     let mut done_here: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut reject = Vec::new();
+    let mut requeue = Vec::new();
     for m in acks {
         let Content::MessageResponse(r) = &m.content else {
             continue;
@@ -278,6 +283,10 @@ pub fn apply(
                 ));
                 "rejected"
             }
+            (ResponseStatus::EpochMismatch, true) => {
+                requeue.push(by_id.remove(r.answers.as_str()).expect("checked above"));
+                "epoch-mismatch"
+            }
             (ResponseStatus::RejectedRetry | ResponseStatus::EpochMismatch, _) => "retry",
             (_, false) if done_here.contains(r.answers.as_str()) => "repeat",
             (_, false) => {
@@ -306,7 +315,7 @@ pub fn apply(
             acks.len()
         ));
     }
-    applied.recorded = acks.len() - discard.len() - reject.len();
+    applied.recorded = acks.len() - discard.len() - reject.len() - requeue.len();
     applied.discarded = locked.discard_acknowledged(&discard)?;
     for (e, reason) in &reject {
         locked.bury(
@@ -316,6 +325,10 @@ pub fn apply(
             now,
         )?;
         applied.rejected += 1;
+    }
+    for e in &requeue {
+        locked.move_entry(e, Area::Queue(e.name.precedence))?;
+        applied.requeued += 1;
     }
     Ok(applied)
 }

@@ -23,7 +23,8 @@ use super::Common;
 ///
 /// Exit status: 0 success; 64 bad usage (a field named as wrong); 65 a map
 /// or registry that cannot be used (the file and field named); 66 a map
-/// file that cannot be read, or no location for the service; 74 I/O error.
+/// file that cannot be read, or no location for the service; 74 I/O error;
+/// 75 the map's source cannot be reached now (the map held stays in use).
 #[derive(Parser, Debug)]
 #[command(name = "rs-spm", version, verbatim_doc_comment)]
 pub struct SpmArgs {
@@ -156,6 +157,20 @@ pub enum SpmCommand {
         /// Write here (atomically) instead of stdout.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+    },
+    /// Fetch this site's map from [spm] map_url (or --from) into the
+    /// spool's spm/map.xml. The map held stays in use when the source is
+    /// unreachable (exit 75) or serves an invalid map or an older revision
+    /// (exit 65); it is then said to be stale.
+    Fetch {
+        /// The source instead of [spm] map_url: file:///PATH, http:// or
+        /// https://HOST/PATH[?ca=FILE][&cert=FILE&key=FILE][&timeout=DURATION].
+        #[arg(long, value_name = "URL")]
+        from: Option<String>,
+        /// Take a map whose revision is older than the one held (after the
+        /// provider rebuilt its registry).
+        #[arg(long)]
+        accept_older: bool,
     },
     /// Where SERVICE answers now, in the order to try: one URL a line
     /// (--json: with epoch, entry and data). Exit 66 if nowhere.

@@ -5,13 +5,14 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use crate::cli::spm::{ClientArgs, ServiceArgs, SpmArgs, SpmCommand};
+use crate::config::MapSource;
 use crate::error::{Error, ExitCode};
 use crate::output::Out;
 use crate::spm::registry::{self, Publication, Registry};
 use crate::spm::resolve::{self, Query};
 use crate::spm::{
-    self, generate, xml, Client, Location, MapType, Partition, ServiceId, ServiceKey, Sphere,
-    Validity, Version,
+    self, fetch, generate, xml, Client, Location, MapType, Partition, ServiceId, ServiceKey,
+    Sphere, Validity, Version,
 };
 use crate::spool::{Area, Spool};
 use crate::time::Timestamp;
@@ -237,6 +238,51 @@ pub fn run(args: SpmArgs) -> Result<ExitCode, Error> {
             }
             Ok(ExitCode::Ok)
         }
+        SpmCommand::Fetch { from, accept_older } => {
+            let spool = ctx.open_spool(now)?;
+            let config = spool.config();
+            let source = match from {
+                Some(f) => MapSource::parse(&f).map_err(|e| Error::usage(format!("--from {e}")))?,
+                None => config.spm.map_url.clone().ok_or_else(|| {
+                    Error::usage(format!(
+                        "no map source: set [spm] map_url in {}, or give --from URL",
+                        spool.config_path().display()
+                    ))
+                })?,
+            };
+            let me = config.component.to_string();
+            match fetch::fetch(
+                spool.root(),
+                &spool.dir(Area::Tmp),
+                &source,
+                &me,
+                accept_older,
+                now,
+            ) {
+                Ok(f) => {
+                    if ctx.json {
+                        out.json(&json!({
+                            "source": source.to_string(), "revision": f.revision,
+                            "entries": f.entries, "previous": f.previous,
+                            "changed": f.previous != Some(f.revision),
+                        }))?;
+                    } else if f.previous != Some(f.revision) || !ctx.quiet_when_idle() {
+                        ctx.log(format!(
+                            "map revision {} ({} entries) from {source}{}",
+                            f.revision,
+                            f.entries,
+                            match f.previous {
+                                Some(p) if p == f.revision => " (unchanged)".to_string(),
+                                Some(p) => format!(" (was revision {p})"),
+                                None => String::new(),
+                            }
+                        ));
+                    }
+                    Ok(ExitCode::Ok)
+                }
+                Err(e) => Err(fetch_error(spool.root(), e)),
+            }
+        }
         SpmCommand::Resolve {
             service,
             version,
@@ -266,7 +312,7 @@ pub fn run(args: SpmArgs) -> Result<ExitCode, Error> {
             };
             let path = match (&map, &spool) {
                 (Some(m), _) => m.clone(),
-                (None, Some(s)) => map_path(s.root()),
+                (None, Some(s)) => fetch::map_path(s.root()),
                 (None, None) => unreachable!("a spool is opened when no map is named"),
             };
             let bytes = std::fs::read(&path).map_err(|e| Error::Input {
@@ -278,6 +324,19 @@ pub fn run(args: SpmArgs) -> Result<ExitCode, Error> {
                 },
             })?;
             let m = xml::map_from_xml(&bytes).map_err(|e| map_error(&path, e))?;
+            if let (None, Some(s)) = (&map, &spool) {
+                let status = fetch::status(s.root());
+                let configured = s.config().spm.map_url.is_some();
+                if configured || status.last_error.is_some() {
+                    if let Some(why) = status.stale(s.config().spm.refresh, now) {
+                        ctx.log(format!(
+                            "warning: the map {} (revision {}) is stale: {why}",
+                            path.display(),
+                            m.revision
+                        ));
+                    }
+                }
+            }
             let me = spool.as_ref().map(|s| s.config().component.to_string());
             let found = resolve::resolve(
                 &m,
@@ -319,9 +378,34 @@ pub fn run(args: SpmArgs) -> Result<ExitCode, Error> {
     }
 }
 
-/// A site's map in its spool.
-pub fn map_path(spool_dir: &Path) -> PathBuf {
-    spool_dir.join("spm").join("map.xml")
+/// The command's error for a fetch that failed, saying what stays in use.
+fn fetch_error(spool_dir: &Path, e: fetch::Failure) -> Error {
+    let kept = match fetch::held(spool_dir) {
+        Ok(Some(m)) => format!(
+            "the map held (revision {}, {}) stays in use, stale",
+            m.revision,
+            fetch::status(spool_dir)
+                .fetched
+                .map(|t| format!("fetched {t}"))
+                .unwrap_or_else(|| "never fetched".into())
+        ),
+        _ => "no map is held yet".into(),
+    };
+    match e {
+        fetch::Failure::Unreachable {
+            source_name,
+            reason,
+        } => Error::MapUnreachable {
+            source_name,
+            reason,
+            kept,
+        },
+        fetch::Failure::Invalid { source_name, error } => Error::Map {
+            source_name: format!("{source_name} (not taken; {kept})"),
+            error,
+        },
+        fetch::Failure::Spool(e) => Error::Spool(e),
+    }
 }
 
 /// Writes `bytes` to `path` through a temporary file beside it, fsynced

@@ -53,6 +53,7 @@ use crate::time::{Clock, Timestamp};
 use crate::transport::dir::{self, DirTransport};
 use crate::transport::http::HttpTransport;
 use crate::transport::smtp::SmtpTransport;
+use crate::transport::spm::SpmTransport;
 use crate::transport::{Cargo, Exchanged, Outcome, Outgoing, Transport};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -80,6 +81,26 @@ pub struct Report {
     pub exchanges: usize,
     /// What the peer handed back, as received here.
     pub received: receive::Report,
+}
+
+impl Report {
+    /// Adds a second flush's counts over the same route to these.
+    fn absorb(&mut self, o: Report) {
+        self.sent += o.sent;
+        self.retransmitted += o.retransmitted;
+        self.bytes += o.bytes;
+        self.ack_files += o.ack_files;
+        self.deferred += o.deferred;
+        self.refused += o.refused;
+        self.expired += o.expired;
+        self.leased_elsewhere = o.leased_elsewhere;
+        self.waiting = o.waiting;
+        self.stopped = o.stopped.or(self.stopped.take());
+        self.lease_lapsed |= o.lease_lapsed;
+        self.last_error = o.last_error.or(self.last_error.take());
+        self.exchanges += o.exchanges;
+        self.received.add(&o.received);
+    }
 }
 
 /// For each configured peer, the peer that takes what is bound for it now:
@@ -647,7 +668,69 @@ pub fn open_route(
                 }
             })?,
         ),
+        config::Route::Spm(r) => Box::new(SpmTransport::new(
+            r,
+            &spool.config().spm,
+            spool.root(),
+            &spool.dir(Area::Tmp),
+            me,
+            protector,
+            peer.authentication == config::Authentication::None,
+            now,
+        )),
     })
+}
+
+/// After `peer` refused messages as sent through an outdated service point
+/// map entry (they are queued again): forgets what this site learned of
+/// the peer (the components reached through it, its link's failures),
+/// lets the route renew its view (a fresh map), and sends once more; a
+/// second refusal waits for the next run.
+fn renew(
+    spool: &Spool,
+    peer: &Peer,
+    transport: &mut dyn Transport,
+    r: &mut Report,
+    clock: &Clock,
+    log: &dyn Fn(String),
+) -> Result<()> {
+    let n = r.received.acks.requeued;
+    {
+        let _lock = ReceiveLock::take(spool)?;
+        let mut learned = Learned::load(spool);
+        let forgotten = learned.forget_peer(peer.id.as_str());
+        learned.save(spool, clock.now())?;
+        if forgotten > 0 {
+            log(format!(
+                "{}: {forgotten} route(s) learned through it forgotten",
+                peer.id
+            ));
+        }
+    }
+    link::succeeded(spool, peer);
+    if !transport.renew() {
+        transport.notes().into_iter().for_each(log);
+        log(format!(
+            "{}: {n} message(s) refused for an outdated map epoch are queued again; sent at the next run",
+            peer.id
+        ));
+        return Ok(());
+    }
+    transport.notes().into_iter().for_each(log);
+    log(format!(
+        "{}: {n} message(s) refused for an outdated map epoch: sending again after a fresh map",
+        peer.id
+    ));
+    let again = flush(spool, peer, transport, clock, log)?;
+    transport.notes().into_iter().for_each(log);
+    if again.received.acks.requeued > 0 {
+        log(format!(
+            "{}: {} message(s) refused for an outdated epoch again: the map and the service disagree; they wait for the next run",
+            peer.id, again.received.acks.requeued
+        ));
+    }
+    r.absorb(again);
+    Ok(())
 }
 
 /// For each peer (or the one named), what is due, over its routes in
@@ -705,7 +788,11 @@ pub fn run(
                 run.pruned += DirTransport::new(d, &spool.config().component, &peer.id, None, now)
                     .prune(&outbound);
             }
-            let r = flush(spool, peer, transport.as_mut(), clock, log)?;
+            let mut r = flush(spool, peer, transport.as_mut(), clock, log)?;
+            transport.notes().into_iter().for_each(log);
+            if r.received.acks.requeued > 0 {
+                renew(spool, peer, transport.as_mut(), &mut r, clock, log)?;
+            }
             let route_failed = r.deferred > 0 && r.sent == 0;
             run.target = Some(transport.describe());
             run.report = r;

@@ -3,7 +3,9 @@
 //!
 //! The order of the rules is the specification's:
 //! 1. a message whose ID was accepted before is a duplicate (acknowledged
-//!    again, so a lost acknowledgement heals);
+//!    again, so a lost acknowledgement heals); one sent through a service
+//!    point map entry of another epoch than the service's here is answered
+//!    `epoch-mismatch` (nothing kept: the sender fetches a fresh map);
 //! 2. one that cannot be proven new, or is worthless, is refused and its
 //!    origin told: it expired before it arrived, it claims to be created
 //!    beyond `max_clock_skew` in the future, or it was created at or before
@@ -47,6 +49,9 @@ pub struct Facts<'a> {
     /// The content's kind (`alarm`, `event`, `data`, ...) and severity.
     pub kind: &'a str,
     pub severity: Option<&'a str>,
+    /// The epoch of the service this site serves (`[spm] serves`), when
+    /// known.
+    pub service_epoch: Option<u64>,
 }
 
 /// The receiver's time, as the duplicate memory sees it.
@@ -78,6 +83,10 @@ pub enum Decision {
     /// Not now: the sender keeps its copy and retries (this relay is over
     /// its throttle). Nothing is kept or remembered.
     Retry { reason: String },
+    /// Sent through a service point map entry of another epoch than the
+    /// service's here: the sender fetches a fresh map and sends again.
+    /// Nothing is kept or remembered.
+    EpochMismatch { reason: String },
     /// Discard it on purpose (rule `rule`, the index into `[[rule]]`):
     /// acknowledged as accepted, remembered, counted, never passed on.
     Discard { rule: usize },
@@ -101,6 +110,15 @@ pub fn decide(f: &Facts<'_>, when: &When, config: &Config, learned: &Learned) ->
         return Decision::Duplicate {
             by_origin_key: false,
         };
+    }
+    if let (Some(sent), Some(here)) = (f.header.epoch, f.service_epoch) {
+        if sent != here {
+            return Decision::EpochMismatch {
+                reason: format!(
+                    "sent through a map entry of epoch {sent}; the service is at epoch {here} here: fetch a fresh map"
+                ),
+            };
+        }
     }
     if let Some(reason) = unprovable(f.header, when) {
         return Decision::Reject {
@@ -403,7 +421,16 @@ mod tests {
             (&filtering, to_group("ops"), "", "expand: [Component(Name(\"a.host\")), Component(Name(\"c.host\")), Component(Name(\"b.hub\"))]"),
             (&filtering, to_group("ops"), "id", "duplicate"),
             (&filtering, to_group("elsewhere"), "", "reject: no route to group elsewhere"),
+            (&top, at_epoch(to("c.host"), 1), "served", "epoch-mismatch: epoch 1; the service is at epoch 2"),
+            (&top, at_epoch(to("c.host"), 1), "served id", "duplicate"),
+            (&top, at_epoch(to("c.host"), 2), "served", "forward c.host"),
+            (&top, to("c.host"), "served", "forward c.host"),
+            (&top, at_epoch(to("c.host"), 1), "", "forward c.host"),
         ];
+        fn at_epoch(mut h: Header, epoch: u64) -> Header {
+            h.epoch = Some(epoch);
+            h
+        }
         for (config, header, known, expected) in cases {
             let f = Facts {
                 header: &header,
@@ -413,8 +440,10 @@ mod tests {
                 relay_stopped: known.contains("stop").then_some(stop),
                 kind: "event",
                 severity: Some("info"),
+                service_epoch: known.contains("served").then_some(2),
             };
             let got = match decide(&f, &when, config, &learned) {
+                Decision::EpochMismatch { reason } => format!("epoch-mismatch: {reason}"),
                 Decision::Deliver => "deliver".to_string(),
                 Decision::Duplicate { by_origin_key } if by_origin_key => "origin key".into(),
                 Decision::Duplicate { .. } => "duplicate".into(),

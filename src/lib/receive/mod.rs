@@ -133,6 +133,7 @@ impl Report {
         self.acks.discarded += o.acks.discarded;
         self.acks.rejected += o.acks.rejected;
         self.acks.recorded += o.acks.recorded;
+        self.acks.requeued += o.acks.requeued;
     }
 }
 
@@ -430,6 +431,15 @@ impl Batch<'_> {
             crate::time::local_offset_secs(),
         )
         .map(|s| s.to_string());
+        let service_epoch = match crate::spm::served_epoch(config, self.spool.root()) {
+            Ok(e) => e,
+            Err(e) => {
+                log(format!(
+                    "[spm] serves: the service's epoch is unknown ({e}); epochs are not checked"
+                ));
+                None
+            }
+        };
         for p in parsed {
             let from = p.item.from.clone();
             // A peer speaks only for itself and what is behind it.
@@ -491,6 +501,7 @@ impl Batch<'_> {
                     relay_stopped: relay_stopped.as_deref(),
                     kind,
                     severity,
+                    service_epoch,
                 };
                 let decision = decide::decide(&facts, &when, config, state.learned());
                 if !id_seen {
@@ -643,6 +654,20 @@ impl Batch<'_> {
                             &id,
                             ResponseStatus::RejectedRetry,
                             "retry",
+                            &from,
+                            reason,
+                        );
+                    }
+                    Decision::EpochMismatch { reason } => {
+                        self.report.retry += 1;
+                        self.fates[p.index] = Fate::Retry;
+                        log(format!("{id} from {from} not taken: {reason}"));
+                        self.answer(
+                            group,
+                            &from,
+                            &id,
+                            ResponseStatus::EpochMismatch,
+                            "epoch-mismatch",
                             &from,
                             reason,
                         );

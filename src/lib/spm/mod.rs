@@ -16,9 +16,12 @@
 //!   hosts marked heavily loaded (`spm/registry.xml` in the spool).
 //! - `generate`: the map a client gets, partitioned for it.
 //! - `resolve`: a client's ordered locations for a service, valid now.
+//! - `fetch`: a site's copy of its map (`spm/map.xml`), fetched and kept;
+//!   the last good one stays in use, said to be stale, when a fetch fails.
 //!
 //! Everything in a map is hostile input until [`Map::check`] passed.
 
+pub mod fetch;
 pub mod generate;
 pub mod registry;
 pub mod resolve;
@@ -64,6 +67,28 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The epoch of the service this site serves (`[spm] serves`), if it
+/// serves one whose epoch is known: configured, or as published in the
+/// registry of the spool at `spool_dir`.
+pub fn served_epoch(
+    config: &crate::config::Config,
+    spool_dir: &std::path::Path,
+) -> Result<Option<u64>> {
+    let Some(sv) = &config.spm.serves else {
+        return Ok(None);
+    };
+    if sv.epoch.is_some() {
+        return Ok(sv.epoch);
+    }
+    let key = sv.key()?;
+    let path = registry::path(spool_dir);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let r = registry::Registry::load(&path)?;
+    Ok(r.epochs.get(&key).copied())
+}
 
 fn field(field: &'static str, value: &str, reason: &str) -> Error {
     let mut value = value.to_string();

@@ -40,6 +40,8 @@ pub struct HttpTransport {
     agent: ureq::Agent,
     /// The spool's tmp/, for large bodies and replies.
     tmp: PathBuf,
+    /// The epoch of the service point map entry this route came from.
+    epoch: Option<u64>,
 }
 
 /// Why a route cannot be used at all (a configuration problem).
@@ -60,67 +62,23 @@ impl HttpTransport {
         now: Timestamp,
         tmp: &Path,
     ) -> Result<HttpTransport, SetupError> {
-        let fail = |reason: String| SetupError {
-            url: route.url.clone(),
-            reason,
-        };
-        let read = |what: &str, p: &Path| {
-            std::fs::read(p).map_err(|e| fail(format!("{what}={}: {e}", p.display())))
-        };
-        let mut tls = TlsConfig::builder().provider(TlsProvider::NativeTls);
-        tls = match &route.ca {
-            Some(ca) => {
-                let pem = read("ca", ca)?;
-                let certs = ureq::tls::parse_pem(&pem)
-                    .filter_map(|i| match i {
-                        Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                        _ => None,
-                    })
-                    .collect::<Vec<Certificate<'static>>>();
-                if certs.is_empty() {
-                    return Err(fail(format!("ca={}: no certificate in it", ca.display())));
-                }
-                tls.root_certs(RootCerts::new_with_certs(&certs))
-            }
-            None => tls.root_certs(RootCerts::PlatformVerifier),
-        };
-        if let (Some(cert), Some(key)) = (&route.cert, &route.key) {
-            let cert_pem = read("cert", cert)?;
-            let chain = ureq::tls::parse_pem(&cert_pem)
-                .filter_map(|i| match i {
-                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                    _ => None,
-                })
-                .collect::<Vec<Certificate<'static>>>();
-            if chain.is_empty() {
-                return Err(fail(format!(
-                    "cert={}: no certificate in it",
-                    cert.display()
-                )));
-            }
-            let key_pem = read("key", key)?;
-            let key = PrivateKey::from_pem(&key_pem)
-                .map_err(|e| fail(format!("key={}: {e}", key.display())))?;
-            tls = tls.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
-        }
-        let config = ureq::Agent::config_builder()
-            .timeout_global(Some(route.timeout))
-            .timeout_connect(Some(route.timeout.min(Duration::from_secs(30))))
-            .http_status_as_error(false)
-            // A redirect would carry the client certificate (and the
-            // messages) elsewhere: none is followed.
-            .max_redirects(0)
-            .user_agent(format!("rs/{}", env!("CARGO_PKG_VERSION")))
-            .tls_config(tls.build())
-            .build();
+        let agent = agent(route)?;
         Ok(HttpTransport {
             route: route.clone(),
             me: me.clone(),
             protector,
             now,
-            agent: config.into(),
+            agent,
             tmp: tmp.to_path_buf(),
+            epoch: None,
         })
+    }
+
+    /// Messages sent through this route carry `epoch`: the route is a
+    /// location of a service point map entry of that epoch.
+    pub fn with_epoch(mut self, epoch: u64) -> HttpTransport {
+        self.epoch = Some(epoch);
+        self
     }
 
     /// One envelope holding every message of the small files in `files`,
@@ -128,7 +86,7 @@ impl HttpTransport {
     fn merged(&self, files: &[&Outgoing]) -> Result<Vec<u8>, String> {
         let mut messages: Vec<Message> = Vec::new();
         for f in files {
-            messages.extend(f.leaving_messages(&self.me, self.now)?);
+            messages.extend(f.leaving_messages_at(&self.me, self.now, self.epoch)?);
         }
         Ok(envelope::to_bytes(&messages))
     }
@@ -211,7 +169,7 @@ impl HttpTransport {
     /// protected (streamed into tmp/) when it must be.
     fn protect_file(&self, item: &Outgoing) -> Result<(Body, Option<Staged>), String> {
         let leaving = item
-            .leaving(&self.me, self.now)
+            .leaving_at(&self.me, self.now, self.epoch)
             .map_err(|e| format!("cannot read {}: {e}", item.path.display()))?;
         let Some(p) = &self.protector else {
             return Ok((Body::Leaving(leaving), None));
@@ -231,6 +189,66 @@ impl HttpTransport {
         let f = File::open(staged.path()).map_err(|e| e.to_string())?;
         Ok((Body::File(f), Some(staged)))
     }
+}
+
+/// A client for `route`'s server: its CA (or the system's), its client
+/// certificate if any, its timeout; redirects never followed (one would
+/// carry the client certificate, and the messages, elsewhere).
+pub fn agent(route: &HttpRoute) -> Result<ureq::Agent, SetupError> {
+    let fail = |reason: String| SetupError {
+        url: route.url.clone(),
+        reason,
+    };
+    let read = |what: &str, p: &Path| {
+        std::fs::read(p).map_err(|e| fail(format!("{what}={}: {e}", p.display())))
+    };
+    let mut tls = TlsConfig::builder().provider(TlsProvider::NativeTls);
+    tls = match &route.ca {
+        Some(ca) => {
+            let pem = read("ca", ca)?;
+            let certs = ureq::tls::parse_pem(&pem)
+                .filter_map(|i| match i {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                    _ => None,
+                })
+                .collect::<Vec<Certificate<'static>>>();
+            if certs.is_empty() {
+                return Err(fail(format!("ca={}: no certificate in it", ca.display())));
+            }
+            tls.root_certs(RootCerts::new_with_certs(&certs))
+        }
+        None => tls.root_certs(RootCerts::PlatformVerifier),
+    };
+    if let (Some(cert), Some(key)) = (&route.cert, &route.key) {
+        let cert_pem = read("cert", cert)?;
+        let chain = ureq::tls::parse_pem(&cert_pem)
+            .filter_map(|i| match i {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect::<Vec<Certificate<'static>>>();
+        if chain.is_empty() {
+            return Err(fail(format!(
+                "cert={}: no certificate in it",
+                cert.display()
+            )));
+        }
+        let key_pem = read("key", key)?;
+        let key = PrivateKey::from_pem(&key_pem)
+            .map_err(|e| fail(format!("key={}: {e}", key.display())))?;
+        tls = tls.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
+    }
+    let config = ureq::Agent::config_builder()
+        .timeout_global(Some(route.timeout))
+        .timeout_connect(Some(route.timeout.min(Duration::from_secs(30))))
+        .http_status_as_error(false)
+        // A redirect would carry the client certificate (and the
+        // messages) elsewhere: none is followed.
+        .max_redirects(0)
+        .user_agent(format!("rs/{}", env!("CARGO_PKG_VERSION")))
+        .tls_config(tls.build())
+        .build();
+    Ok(config.into())
 }
 
 /// A request body.

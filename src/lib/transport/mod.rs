@@ -11,6 +11,7 @@
 pub mod dir;
 pub mod http;
 pub mod smtp;
+pub mod spm;
 pub mod untrusted;
 
 use std::fs::File;
@@ -48,8 +49,24 @@ impl Outgoing {
     ///
     /// [`Header::stamp_sent`]: crate::message::Header::stamp_sent
     pub fn leaving(&self, me: &Name, now: Timestamp) -> std::io::Result<Reheaded> {
+        self.leaving_at(me, now, None)
+    }
+
+    /// As [`Outgoing::leaving`], sent through a service point map entry of
+    /// `epoch` (carried in the header, so the server can tell an outdated
+    /// map).
+    pub fn leaving_at(
+        &self,
+        me: &Name,
+        now: Timestamp,
+        epoch: Option<u64>,
+    ) -> std::io::Result<Reheaded> {
         match self.cargo {
-            Cargo::Message => Reheaded::open(&self.path, |h| h.stamp_sent(me, now)),
+            // An epoch is one hop's: what came with one leaves without it.
+            Cargo::Message => Reheaded::open(&self.path, |h| {
+                h.stamp_sent(me, now);
+                h.epoch = epoch;
+            }),
             Cargo::Acks => Reheaded::verbatim(&self.path),
         }
     }
@@ -57,6 +74,16 @@ impl Outgoing {
     /// The messages of a small file as they leave `me` at `now` (see
     /// [`Outgoing::leaving`]), parsed.
     pub fn leaving_messages(&self, me: &Name, now: Timestamp) -> Result<Vec<Message>, String> {
+        self.leaving_messages_at(me, now, None)
+    }
+
+    /// As [`Outgoing::leaving_messages`], through a map entry of `epoch`.
+    pub fn leaving_messages_at(
+        &self,
+        me: &Name,
+        now: Timestamp,
+        epoch: Option<u64>,
+    ) -> Result<Vec<Message>, String> {
         let bytes = std::fs::read(&self.path)
             .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
         let mut messages =
@@ -64,6 +91,7 @@ impl Outgoing {
         if self.cargo == Cargo::Message {
             for m in &mut messages {
                 m.header.stamp_sent(me, now);
+                m.header.epoch = epoch;
             }
         }
         Ok(messages)
@@ -122,6 +150,20 @@ pub trait Transport {
     /// Whether an exchange with nothing to send is worth making: the peer
     /// may hand something back (an HTTP poll). Media and mail cannot.
     fn polls(&self) -> bool {
+        false
+    }
+
+    /// What the route has to say beyond its outcomes (a backup used, a map
+    /// fetched again), for the run's log; taken once.
+    fn notes(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// After the peer said the route's view of it is outdated (an epoch
+    /// mismatch): renews that view (a fresh service point map) and says
+    /// whether what was refused should go again now. Once per run: a
+    /// second call says no.
+    fn renew(&mut self) -> bool {
         false
     }
 }
