@@ -3,6 +3,7 @@
 
 mod support;
 
+use support::http::{serve_tls, Files, Pair, Pki, Serve};
 use support::Site;
 
 const T0: &str = "2026-12-01T10:00:00Z";
@@ -391,4 +392,336 @@ fn invalid_entries_and_hostile_maps_are_refused_naming_the_field() {
             r.stderr
         );
     }
+}
+
+/// A client site `c.site` whose map comes from `source` (a URL with its
+/// parameters).
+fn client(source: &str) -> Site {
+    let c = Site::component("c.site");
+    c.append_config(&format!("[spm]\nmap_url = \"{source}\"\n"));
+    c
+}
+
+fn fetch(site: &Site, extra: &[&str]) -> support::Run {
+    let mut a = vec!["fetch", "--json"];
+    a.extend(extra);
+    spm(site, &a)
+}
+
+/// What `c` resolves `service` to from its own map, and what it said on
+/// stderr.
+fn resolve_held(c: &Site, service: &str) -> (Vec<String>, String) {
+    let r = spm(c, &["resolve", service]).success();
+    (r.stdout.lines().map(str::to_string).collect(), r.stderr)
+}
+
+#[test]
+fn fetch_keeps_the_last_good_map_and_says_when_it_is_stale() {
+    let p = provider();
+    let pki = Pki::new(p.root(), "ca");
+    let web_dir = p.root().join("web");
+    let web = Files::start(&web_dir, &pki.server(), "");
+    let source = format!("{}/map.xml?ca={}", web.base, pki.ca.display());
+    let c = client(&source);
+
+    publish(&p, "inventory", "h1.provider.example", &[]);
+    let first = generate(&p, "first.xml", &[]);
+    std::fs::copy(&first, web.www.join("map.xml")).unwrap();
+    let got = fetch(&c, &[]).success().json();
+    let r1 = got["revision"].as_u64().unwrap();
+    assert_eq!(
+        (got["entries"].as_u64(), got["changed"].as_bool()),
+        (Some(1), Some(true))
+    );
+    let (urls, said) = resolve_held(&c, "inventory");
+    assert_eq!(urls, [url("h1.provider.example")]);
+    assert!(!said.contains("stale"), "{said}");
+
+    publish(&p, "inventory", "h2.provider.example", &[]);
+    let second = generate(&p, "second.xml", &[]);
+    std::fs::copy(&second, web.www.join("map.xml")).unwrap();
+    let got = fetch(&c, &[]).success().json();
+    assert!(got["revision"].as_u64().unwrap() > r1, "{got}");
+    assert_eq!(got["previous"].as_u64(), Some(r1));
+    let both = [url("h1.provider.example"), url("h2.provider.example")];
+    assert_eq!(resolve_held(&c, "inventory").0, both);
+    let held = std::fs::read(c.spool.join("spm/map.xml")).unwrap();
+
+    // What the source serves from now on is refused whole, and the map
+    // held stays as it was: an older revision (a replay), a map with a
+    // DTD, one over the size limit, one with an invalid entry.
+    let hostile: Vec<(Vec<u8>, &str)> = vec![
+        (std::fs::read(&first).unwrap(), "older than the revision"),
+        (
+            b"<!DOCTYPE m [<!ENTITY a \"b\">]><service-map format=\"1\" revision=\"99\"/>".to_vec(),
+            "DTD",
+        ),
+        (vec![b'x'; 5 << 20], "over the limit"),
+        (
+            std::fs::read_to_string(&second)
+                .unwrap()
+                .replace(
+                    "<entry service=\"inventory\" version=\"1.0\"",
+                    "<entry service=\"inventory\" version=\"1.0.0\"",
+                )
+                .replace(
+                    &format!("revision=\"{}\"", got["revision"]),
+                    "revision=\"99\"",
+                )
+                .into_bytes(),
+            "version \"1.0.0\"",
+        ),
+    ];
+    for (bytes, says) in hostile {
+        std::fs::write(web.www.join("map.xml"), &bytes).unwrap();
+        let r = fetch(&c, &[]).code(65);
+        assert!(r.stderr.contains(says), "{says}: {}", r.stderr);
+        assert!(r.stderr.contains("stays in use"), "{}", r.stderr);
+        assert_eq!(std::fs::read(c.spool.join("spm/map.xml")).unwrap(), held);
+        let (urls, said) = resolve_held(&c, "inventory");
+        assert_eq!(urls, both);
+        assert!(said.contains("stale") && said.contains(says), "{said}");
+    }
+
+    // The source goes away: exit 75, the map held still answers, stale.
+    drop(web);
+    let r = fetch(&c, &[]).code(75);
+    assert!(
+        r.stderr.contains("map.xml") && r.stderr.contains("stays in use, stale"),
+        "{}",
+        r.stderr
+    );
+    let (urls, said) = resolve_held(&c, "inventory");
+    assert_eq!(urls, both);
+    assert!(said.contains("is stale: the last fetch from"), "{said}");
+
+    // Another source, named for once; an older map only when asked.
+    let from = format!("file://{}", first.display());
+    fetch(&c, &["--from", &from]).code(65);
+    let got = fetch(&c, &["--from", &from, "--accept-older"])
+        .success()
+        .json();
+    assert_eq!(got["revision"].as_u64(), Some(r1));
+    assert_eq!(
+        resolve_held(&c, "inventory").0,
+        [url("h1.provider.example")]
+    );
+    fetch(&c, &["--from", "ftp://x/map.xml"]).code(64);
+}
+
+/// The provider's servers for service `inventory`: sites with component
+/// `p.hub` serving HTTPS, with the client `c.site` as a peer.
+fn hub(pki: &Pki, server: &Pair, extra: &str) -> Site {
+    let h = Site::component("p.hub");
+    h.peer("c.site", "ack_timeout = \"1h\"");
+    serve_tls(&h, server, &pki.ca, "");
+    h.append_config(extra);
+    h
+}
+
+/// `c` reaches `p.hub` through the map's service `inventory`.
+fn c_uses_the_map(c: &Site, pki: &Pki, cert: &Pair) {
+    c.peer(
+        "p.hub",
+        &format!(
+            "upstream = true\nack_timeout = \"1h\"\nroutes = [\"spm:inventory?ca={}&cert={}&key={}&timeout=10s\"]",
+            pki.ca.display(),
+            cert.cert.display(),
+            cert.key.display()
+        ),
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn flush(c: &Site) -> support::Run {
+    c.cmd("rs-queue").args(["flush"]).run()
+}
+
+#[test]
+fn an_spm_route_fails_over_in_order_then_fetches_the_map_once_then_defers() {
+    let p = provider();
+    let pki = Pki::new(p.root(), "ca");
+    let server = pki.server();
+    let web = Files::start(&p.root().join("web"), &server, "");
+    let c = client(&format!("{}/map.xml?ca={}", web.base, pki.ca.display()));
+    let cert = pki.client("c.site");
+    c_uses_the_map(&c, &pki, &cert);
+
+    // The primary is down (nothing listens on its port); the backup runs.
+    let dead = format!("https://127.0.0.1:{}/rs", free_port());
+    let b = hub(&pki, &server, "");
+    let mut b_srv = Serve::start(&b);
+    publish(&p, "inventory", "a.provider.example", &["--url", &dead]);
+    publish(
+        &p,
+        "inventory",
+        "b.provider.example",
+        &["--url", &b_srv.url, "--priority", "1"],
+    );
+    generate(&p, "web/www/map.xml", &[]);
+    fetch(&c, &[]).success();
+
+    let one = c.send(&[], b"one");
+    let r = flush(&c).success();
+    assert!(
+        r.stderr
+            .contains(&format!("{} answered (location 2 of 2) after", b_srv.url)),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        b.received().iter().map(|m| m.0.clone()).collect::<Vec<_>>(),
+        [one]
+    );
+    assert!(c.list().is_empty(), "acknowledged in the reply");
+
+    // The service moves to a third server; the client's map does not know
+    // yet. Both old locations fail: the map is fetched again, once, and
+    // its new location answers.
+    let third = hub(&pki, &server, "");
+    let third_srv = Serve::start(&third);
+    spm(&p, &["withdraw", "--host", "a.provider.example"]).success();
+    spm(&p, &["withdraw", "--host", "b.provider.example"]).success();
+    publish(
+        &p,
+        "inventory",
+        "c.provider.example",
+        &["--url", &third_srv.url],
+    );
+    generate(&p, "web/www/map.xml", &[]);
+    b_srv.kill();
+    let two = c.send(&[], b"two");
+    let r = flush(&c).success();
+    assert_eq!(
+        r.stderr
+            .matches("map fetched again (every location failed)")
+            .count(),
+        1,
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(&format!("{} answered", third_srv.url)),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        third
+            .received()
+            .iter()
+            .map(|m| m.0.clone())
+            .collect::<Vec<_>>(),
+        [two]
+    );
+
+    // Every location down and the map unchanged: fetched once, then the
+    // run defers (exit 75) and the message waits.
+    drop(third_srv);
+    let three = c.send(&[], b"three");
+    let r = flush(&c).code(75);
+    assert_eq!(
+        r.stderr.matches("map fetched again").count(),
+        1,
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("no location answered"), "{}", r.stderr);
+    assert_eq!(c.listed_ids(), [three]);
+}
+
+#[test]
+fn an_epoch_mismatch_renews_the_map_and_sends_once_more_never_in_a_loop() {
+    let ca_site = provider();
+    let pki = Pki::new(ca_site.root(), "ca");
+    let server = pki.server();
+    // The server is the provider's registry too: it knows its service's
+    // epoch from what was published.
+    let h = hub(
+        &pki,
+        &server,
+        "[spm]\nserves = { service = \"inventory\", version = \"1.0\", sphere = \"provider.example\" }\n",
+    );
+    let srv = Serve::start(&h);
+    let web = Files::start(&h.root().join("web"), &server, "");
+    let c = client(&format!("{}/map.xml?ca={}", web.base, pki.ca.display()));
+    let cert = pki.client("c.site");
+    c_uses_the_map(&c, &pki, &cert);
+    let map = h.root().join("web/www/map.xml");
+    let generate_into = |path: &std::path::Path| {
+        spm(&h, &["generate", "--out", path.to_str().unwrap()]).success();
+    };
+    assert_eq!(
+        publish(&h, "inventory", "a.provider.example", &["--url", &srv.url])["epoch"],
+        1
+    );
+    generate_into(&map);
+    fetch(&c, &[]).success();
+
+    // One server becomes two: epoch 2. The client's map still says 1.
+    let dead = format!("https://127.0.0.1:{}/rs", free_port());
+    let two = publish(
+        &h,
+        "inventory",
+        "b.provider.example",
+        &["--url", &dead, "--priority", "1"],
+    );
+    assert_eq!(two["epoch"], 2);
+    generate_into(&map);
+    let one = c.send(&[], b"one");
+    let r = flush(&c).success();
+    assert!(
+        r.stderr
+            .contains("refused for an outdated map epoch: sending again after a fresh map"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        h.received().iter().map(|m| m.0.clone()).collect::<Vec<_>>(),
+        [one.clone()]
+    );
+    assert!(c.list().is_empty());
+    let journal: String = std::fs::read_dir(c.spool.join("acks/journal"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(
+        journal.contains(&format!("{one} epoch-mismatch p.hub")),
+        "{journal}"
+    );
+
+    // The service restarts and loses its clients' state (epoch 3), but the
+    // map served is not regenerated: the fresh map disagrees too. Sent
+    // again once, refused again, then it waits: no loop.
+    publish(
+        &h,
+        "inventory",
+        "a.provider.example",
+        &["--url", &srv.url, "--lost-state"],
+    );
+    let two = c.send(&[], b"two");
+    let r = flush(&c).code(75);
+    assert_eq!(
+        r.stderr
+            .matches("refused for an outdated epoch again")
+            .count(),
+        1,
+        "{}",
+        r.stderr
+    );
+    assert_eq!(c.listed_ids(), [two.clone()]);
+    assert_eq!(h.received().len(), 1);
+    // Once the map is right, it goes.
+    generate_into(&map);
+    c.cmd("rs-queue").args(["flush", "--force"]).run().success();
+    assert!(c.list().is_empty());
+    let got: Vec<String> = h.received().iter().map(|m| m.0.clone()).collect();
+    assert_eq!(got.len(), 2);
+    assert!(got.contains(&two));
 }

@@ -279,10 +279,54 @@ impl Nginx {
             ))
             .spawn()
             .expect("fcgiwrap");
-        let port = free_port();
-        let d = dir.display();
-        let conf = format!(
-            r#"daemon off;
+        let server_block = format!(
+            r#"        ssl_client_certificate {ca};
+        ssl_verify_client optional_no_ca;
+        client_max_body_size 64m;
+        location /rs {{
+            include /etc/nginx/fastcgi_params;
+            fastcgi_param SCRIPT_FILENAME {script};
+            fastcgi_param SSL_CLIENT_VERIFY $ssl_client_verify;
+            fastcgi_param SSL_CLIENT_CERT $ssl_client_escaped_cert;
+            fastcgi_param HTTP_X_RS_FROM $http_x_rs_from;
+            fastcgi_read_timeout 120s;
+            fastcgi_pass unix:{sock};
+        }}
+"#,
+            ca = client_ca.display(),
+            script = script.display(),
+            sock = sock.display(),
+        );
+        let (nginx, port) = spawn_nginx(dir, server, &server_block, 0, &sock);
+        Nginx {
+            nginx,
+            fcgiwrap,
+            port,
+            url: format!("https://127.0.0.1:{port}/rs"),
+            dir: dir.to_path_buf(),
+        }
+    }
+}
+
+/// Starts nginx in `dir` with one TLS server on 127.0.0.1:`port` (0: a
+/// free one) whose `server` block holds `server_block`; returns when it
+/// (and the file `also`, a socket, if given) is there.
+fn spawn_nginx(
+    dir: &Path,
+    server: &Pair,
+    server_block: &str,
+    port: u16,
+    also: &Path,
+) -> (Child, u16) {
+    assert!(
+        Path::new("/usr/sbin/nginx").exists(),
+        "/usr/sbin/nginx is missing: run scripts/setup.sh (the HTTP tests need Debian's nginx-light)"
+    );
+    std::fs::create_dir_all(dir.join("tmp")).unwrap();
+    let port = if port == 0 { free_port() } else { port };
+    let d = dir.display();
+    let conf = format!(
+        r#"daemon off;
 master_process on;
 worker_processes 1;
 user root;
@@ -300,57 +344,83 @@ http {{
         listen 127.0.0.1:{port} ssl;
         ssl_certificate {cert};
         ssl_certificate_key {key};
-        ssl_client_certificate {ca};
-        ssl_verify_client optional_no_ca;
-        client_max_body_size 64m;
-        location /rs {{
-            include /etc/nginx/fastcgi_params;
-            fastcgi_param SCRIPT_FILENAME {script};
-            fastcgi_param SSL_CLIENT_VERIFY $ssl_client_verify;
-            fastcgi_param SSL_CLIENT_CERT $ssl_client_escaped_cert;
-            fastcgi_param HTTP_X_RS_FROM $http_x_rs_from;
-            fastcgi_read_timeout 120s;
-            fastcgi_pass unix:{sock};
-        }}
-    }}
+{server_block}    }}
 }}
 "#,
-            cert = server.cert.display(),
-            key = server.key.display(),
-            ca = client_ca.display(),
-            script = script.display(),
-            sock = sock.display(),
+        cert = server.cert.display(),
+        key = server.key.display(),
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    use std::os::unix::process::CommandExt;
+    let nginx = Command::new("/usr/sbin/nginx")
+        .process_group(0)
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create(dir.join("nginx.stderr")).unwrap(),
+        ))
+        .spawn()
+        .expect("nginx");
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() || !also.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "nginx did not start: {}{}",
+            std::fs::read_to_string(dir.join("error.log")).unwrap_or_default(),
+            std::fs::read_to_string(dir.join("nginx.stderr")).unwrap_or_default()
         );
-        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-        let nginx = Command::new("/usr/sbin/nginx")
-            .process_group(0)
-            .arg("-p")
-            .arg(dir)
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.join("nginx.stderr")).unwrap(),
-            ))
-            .spawn()
-            .expect("nginx");
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() || !sock.exists() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "nginx or fcgiwrap did not start: {}",
-                std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Nginx {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (nginx, port)
+}
+
+/// nginx serving the files of `dir/www` over HTTPS (a map, a
+/// configuration), with `extra` directives in its server block; stopped
+/// on drop.
+pub struct Files {
+    nginx: Child,
+    pub port: u16,
+    /// `https://127.0.0.1:PORT`
+    pub base: String,
+    pub www: PathBuf,
+}
+
+impl Files {
+    pub fn start(dir: &Path, server: &Pair, extra: &str) -> Files {
+        Files::start_on(dir, server, extra, 0)
+    }
+
+    /// On `port` (0: a free one): a restarted server keeps its address.
+    pub fn start_on(dir: &Path, server: &Pair, extra: &str, port: u16) -> Files {
+        let www = dir.join("www");
+        std::fs::create_dir_all(&www).unwrap();
+        let block = format!(
+            "        root {};
+        location / {{ }}
+{extra}",
+            www.display()
+        );
+        let (nginx, port) = spawn_nginx(dir, server, &block, port, &www);
+        Files {
             nginx,
-            fcgiwrap,
             port,
-            url: format!("https://127.0.0.1:{port}/rs"),
-            dir: dir.to_path_buf(),
+            base: format!("https://127.0.0.1:{port}"),
+            www,
         }
+    }
+}
+
+impl Drop for Files {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on a process group this test started.
+        unsafe {
+            libc::kill(-(self.nginx.id() as i32), libc::SIGKILL);
+        }
+        let _ = self.nginx.wait();
     }
 }
 

@@ -708,12 +708,17 @@ fn renew(
         }
     }
     link::succeeded(spool, peer);
+    let waits = |r: &mut Report, n: usize, why: String| {
+        r.deferred += n;
+        r.last_error = Some(why);
+    };
     if !transport.renew() {
         transport.notes().into_iter().for_each(log);
-        log(format!(
-            "{}: {n} message(s) refused for an outdated map epoch are queued again; sent at the next run",
-            peer.id
-        ));
+        let why = format!(
+            "{n} message(s) refused for an outdated map epoch, queued again: sent at the next run"
+        );
+        log(format!("{}: {why}", peer.id));
+        waits(r, n, why);
         return Ok(());
     }
     transport.notes().into_iter().for_each(log);
@@ -723,13 +728,15 @@ fn renew(
     ));
     let again = flush(spool, peer, transport, clock, log)?;
     transport.notes().into_iter().for_each(log);
-    if again.received.acks.requeued > 0 {
-        log(format!(
-            "{}: {} message(s) refused for an outdated epoch again: the map and the service disagree; they wait for the next run",
-            peer.id, again.received.acks.requeued
-        ));
-    }
+    let refused_again = again.received.acks.requeued;
     r.absorb(again);
+    if refused_again > 0 {
+        let why = format!(
+            "{refused_again} message(s) refused for an outdated epoch again: the map and the service disagree; they wait for the next run"
+        );
+        log(format!("{}: {why}", peer.id));
+        waits(r, refused_again, why);
+    }
     Ok(())
 }
 

@@ -248,7 +248,7 @@ impl SpmTransport {
             let ex = http.exchange(batch);
             let handed = ex.outcomes.contains(&Outcome::Handed);
             if ex.failure.is_none() || handed {
-                if i != self.current || k > 0 {
+                if k > 0 || !errors.is_empty() {
                     self.notes.push(format!(
                         "spm:{}: {} answered (location {} of {}){}",
                         self.route.service,
