@@ -684,7 +684,7 @@ fn an_epoch_mismatch_renews_the_map_and_sends_once_more_never_in_a_loop() {
     );
     assert_eq!(
         h.received().iter().map(|m| m.0.clone()).collect::<Vec<_>>(),
-        [one.clone()]
+        std::slice::from_ref(&one)
     );
     assert!(c.list().is_empty());
     let journal: String = std::fs::read_dir(c.spool.join("acks/journal"))
@@ -715,7 +715,7 @@ fn an_epoch_mismatch_renews_the_map_and_sends_once_more_never_in_a_loop() {
         "{}",
         r.stderr
     );
-    assert_eq!(c.listed_ids(), [two.clone()]);
+    assert_eq!(c.listed_ids(), std::slice::from_ref(&two));
     assert_eq!(h.received().len(), 1);
     // Once the map is right, it goes.
     generate_into(&map);
