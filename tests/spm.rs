@@ -458,6 +458,29 @@ fn fetch_keeps_the_last_good_map_and_says_when_it_is_stale() {
         ),
         (vec![b'x'; 5 << 20], "over the limit"),
         (
+            format!(
+                "<service-map format=\"1\" revision=\"99\">{}{}</service-map>",
+                "<entry>".repeat(200),
+                "</entry>".repeat(200)
+            )
+            .into_bytes(),
+            "nesting depth",
+        ),
+        (
+            std::fs::read_to_string(&second)
+                .unwrap()
+                .replace(
+                    "</entry>",
+                    "<data>$(touch /tmp/rs-pwned)\u{1b}]0;x\u{7}</data></entry>",
+                )
+                .replace(
+                    &format!("revision=\"{}\"", got["revision"]),
+                    "revision=\"99\"",
+                )
+                .into_bytes(),
+            "control characters",
+        ),
+        (
             std::fs::read_to_string(&second)
                 .unwrap()
                 .replace(
@@ -558,7 +581,15 @@ fn an_spm_route_fails_over_in_order_then_fetches_the_map_once_then_defers() {
     let dead = format!("https://127.0.0.1:{}/rs", free_port());
     let b = hub(&pki, &server, "");
     let mut b_srv = Serve::start(&b);
-    publish(&p, "inventory", "a.provider.example", &["--url", &dead]);
+    // Executable-looking service data travels as text, and nothing runs it.
+    let pwned = c.root().join("pwned");
+    let data = format!("$(touch {0}) `touch {0}`; touch {0}", pwned.display());
+    publish(
+        &p,
+        "inventory",
+        "a.provider.example",
+        &["--url", &dead, "--data", &data],
+    );
     publish(
         &p,
         "inventory",
@@ -581,6 +612,11 @@ fn an_spm_route_fails_over_in_order_then_fetches_the_map_once_then_defers() {
         [one]
     );
     assert!(c.list().is_empty(), "acknowledged in the reply");
+    let json = spm(&c, &["resolve", "inventory", "--json"])
+        .success()
+        .json_lines();
+    assert_eq!(json[0]["data"].as_str(), Some(data.as_str()));
+    assert!(!pwned.exists(), "service data was run");
 
     // The service moves to a third server; the client's map does not know
     // yet. Both old locations fail: the map is fetched again, once, and
