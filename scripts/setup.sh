@@ -14,6 +14,8 @@ packages=(
     nginx-light
     fcgiwrap
     curl
+    knot
+    knot-dnsutils
 )
 
 # Postfix asks how to configure itself; the tests configure their own instances.

@@ -761,3 +761,197 @@ fn an_epoch_mismatch_renews_the_map_and_sends_once_more_never_in_a_loop() {
     assert_eq!(got.len(), 2);
     assert!(got.contains(&two));
 }
+
+/// knotd serving one zone file on 127.0.0.1; killed on drop.
+struct Knot {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Knot {
+    fn start(dir: &std::path::Path, zone: &str, file: &std::path::Path) -> Knot {
+        assert!(
+            std::path::Path::new("/usr/sbin/knotd").exists(),
+            "/usr/sbin/knotd is missing: run scripts/setup.sh (the map export test needs Debian's knot and knot-dnsutils)"
+        );
+        std::fs::create_dir_all(dir.join("db")).unwrap();
+        let port = free_port();
+        let conf = dir.join("knot.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "server:\n    listen: 127.0.0.1@{port}\n    rundir: {d}\ndatabase:\n    storage: {d}/db\nzone:\n  - domain: {zone}\n    file: {f}\n",
+                d = dir.display(),
+                f = file.display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("/usr/sbin/knotd")
+            .arg("-c")
+            .arg(&conf)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("knot.log")).unwrap())
+            .spawn()
+            .expect("knotd");
+        let k = Knot { child, port };
+        let start = std::time::Instant::now();
+        while k.dig("SOA", zone).is_empty() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(20),
+                "knotd did not serve {zone}: {}",
+                std::fs::read_to_string(dir.join("knot.log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        k
+    }
+
+    /// `kdig +short` over TCP, with a time limit.
+    fn dig(&self, kind: &str, name: &str) -> Vec<String> {
+        let out = std::process::Command::new("kdig")
+            .args([
+                "@127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "+tcp",
+                "+short",
+                "+time=2",
+                "+retry=0",
+                kind,
+                name,
+            ])
+            .output()
+            .expect("kdig (knot-dnsutils)");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with(';'))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Knot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_exported_zone_served_by_knot_matches_resolve() {
+    let p = provider();
+    publish(
+        &p,
+        "inventory",
+        "s1.provider.example",
+        &["--address", "192.0.2.1"],
+    );
+    publish(
+        &p,
+        "inventory",
+        "s3.provider.example",
+        &[
+            "--url",
+            "https://s3.provider.example/rsx",
+            "--priority",
+            "1",
+        ],
+    );
+    publish(
+        &p,
+        "inventory",
+        "s2.example.net",
+        &["--port", "9443", "--priority", "2"],
+    );
+    // Not valid now: in neither the zone nor resolve.
+    publish(
+        &p,
+        "inventory",
+        "later.provider.example",
+        &["--priority", "3", "--valid-from", "2027-06-01T00:00:00Z"],
+    );
+    for host in ["10.0.0.4", "10.0.0.5"] {
+        publish(
+            &p,
+            "stats",
+            &format!("s{}.provider.example", &host[7..]),
+            &["--url", &format!("https://{host}:8443/s"), "--equivalent"],
+        );
+    }
+    let zone = p.root().join("provider.example.zone");
+    spm(
+        &p,
+        &[
+            "export",
+            "--zone",
+            "provider.example",
+            "--out",
+            zone.to_str().unwrap(),
+        ],
+    )
+    .success();
+    let knot = Knot::start(&p.root().join("knot"), "provider.example", &zone);
+
+    let map = generate(&p, "map.xml", &[]);
+    let resolved = spm(
+        &p,
+        &[
+            "resolve",
+            "inventory",
+            "--json",
+            "--client",
+            "c.any",
+            "--map",
+            map.to_str().unwrap(),
+        ],
+    )
+    .success()
+    .json_lines();
+    assert_eq!(resolved.len(), 3);
+    let owner = "_inventory._tcp.v1-0.provider.example";
+    let mut srv = knot.dig("SRV", owner);
+    srv.sort_by_key(|l| l.split(' ').next().unwrap().parse::<u32>().unwrap());
+    let mut txt = knot.dig("TXT", owner);
+    txt.sort_by_key(|l| {
+        l.split("\"priority=")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .parse::<u32>()
+            .unwrap()
+    });
+    assert_eq!(srv.len(), 3, "{srv:?}");
+    for (i, r) in resolved.iter().enumerate() {
+        let url = url::Url::parse(r["url"].as_str().unwrap()).unwrap();
+        let host = url.host_str().unwrap();
+        let port = url.port_or_known_default().unwrap();
+        assert_eq!(srv[i], format!("{i} 0 {port} {host}."), "{srv:?} vs {r}");
+        assert!(
+            txt[i].contains(&format!("\"epoch={}\"", r["epoch"]))
+                && txt[i].contains(&format!("\"target={host}\""))
+                && txt[i].contains(&format!("\"path={}\"", url.path())),
+            "{txt:?} vs {r}"
+        );
+    }
+    assert_eq!(knot.dig("A", "s1.provider.example"), ["192.0.2.1"]);
+    // Equivalent servers: one priority, equal weights, an address each.
+    let stats = knot.dig("SRV", "_stats._tcp.v1-0.provider.example");
+    assert_eq!(stats.len(), 2, "{stats:?}");
+    assert!(
+        stats.iter().all(|l| l.starts_with("0 1 8443 l")),
+        "{stats:?}"
+    );
+    let mut addresses: Vec<String> = stats
+        .iter()
+        .flat_map(|l| knot.dig("A", l.rsplit(' ').next().unwrap()))
+        .collect();
+    addresses.sort();
+    assert_eq!(addresses, ["10.0.0.4", "10.0.0.5"]);
+    // A zone the services are not in is refused, naming the spheres.
+    let r = spm(&p, &["export", "--zone", "elsewhere.example"]).code(65);
+    assert!(r.stderr.contains("provider.example"), "{}", r.stderr);
+    spm(&p, &["export", "--zone", "not a zone"]).code(64);
+}

@@ -172,6 +172,42 @@ pub enum SpmCommand {
         #[arg(long)]
         accept_older: bool,
     },
+    /// Write the map valid now as a DNS zone file (RFC 1035) for ZONE:
+    /// per service, SRV records whose priorities give the order to try
+    /// (backups after the primary) and TXT records with the epoch,
+    /// validity, scheme and path. Entries for a partition of clients only
+    /// with the client named. Default source: the registry (at the
+    /// provider), else the map held.
+    Export {
+        /// The zone's origin, a domain the services' spheres lie in.
+        #[arg(long, value_name = "DOMAIN")]
+        zone: String,
+        /// The zone's name server (default ns.ZONE).
+        #[arg(long, value_name = "NAME")]
+        ns: Option<String>,
+        /// Seconds records may be cached (never past an entry's validity).
+        #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+        ttl: u32,
+        /// Export for this client ID (entries partitioned by client ID are
+        /// left out otherwise).
+        #[arg(long, value_name = "ID")]
+        client: Option<String>,
+        /// Export for clients in this topology zone.
+        #[arg(long, value_name = "ZONE")]
+        client_zone: Option<String>,
+        /// Export for clients of this function.
+        #[arg(long, value_name = "NAME")]
+        function: Option<String>,
+        /// The map to export instead.
+        #[arg(long, value_name = "FILE")]
+        map: Option<PathBuf>,
+        /// As valid at this time (RFC 3339; default now).
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        /// Write here (atomically) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Where SERVICE answers now, in the order to try: one URL a line
     /// (--json: with epoch, entry and data). Exit 66 if nowhere.
     Resolve {

@@ -283,6 +283,67 @@ pub fn run(args: SpmArgs) -> Result<ExitCode, Error> {
                 Err(e) => Err(fetch_error(spool.root(), e)),
             }
         }
+        SpmCommand::Export {
+            zone,
+            ns,
+            ttl,
+            client: id,
+            client_zone,
+            function,
+            map,
+            at,
+            out: file,
+        } => {
+            let at = time_arg("--at", &at)?.unwrap_or(now);
+            let zone = spm::zone::domain("--zone", &zone).map_err(usage)?;
+            let ns = ns
+                .map(|n| spm::zone::domain("--ns", &n))
+                .transpose()
+                .map_err(usage)?;
+            let (m, source) = match map {
+                Some(path) => (read_map(&path)?, path),
+                None => {
+                    let spool = ctx.open_spool(now)?;
+                    let reg = registry::path(spool.root());
+                    if reg.exists() {
+                        let (_, r) = with_registry(&spool, now, |_| Ok(()))?;
+                        let m = generate::generate(&r, &Client::default(), MapType::Standard, now)
+                            .map_err(|e| map_error(&reg, e))?;
+                        (m, reg)
+                    } else {
+                        let path = fetch::map_path(spool.root());
+                        (read_map(&path)?, path)
+                    }
+                }
+            };
+            let text = spm::zone::export(
+                &m,
+                &Client {
+                    id: id.as_deref(),
+                    zone: client_zone.as_deref(),
+                    function: function.as_deref(),
+                },
+                &spm::zone::Export {
+                    zone: &zone,
+                    ns: ns.as_deref(),
+                    ttl,
+                },
+                at,
+            )
+            .map_err(|e| map_error(&source, e))?;
+            match file {
+                None => out.line(text.trim_end())?,
+                Some(f) => {
+                    write_atomically(&f, text.as_bytes(), now)?;
+                    ctx.log(format!(
+                        "wrote {} (map revision {})",
+                        f.display(),
+                        m.revision
+                    ));
+                }
+            }
+            Ok(ExitCode::Ok)
+        }
         SpmCommand::Resolve {
             service,
             version,
@@ -315,15 +376,7 @@ pub fn run(args: SpmArgs) -> Result<ExitCode, Error> {
                 (None, Some(s)) => fetch::map_path(s.root()),
                 (None, None) => unreachable!("a spool is opened when no map is named"),
             };
-            let bytes = std::fs::read(&path).map_err(|e| Error::Input {
-                path: path.clone(),
-                reason: if e.kind() == std::io::ErrorKind::NotFound {
-                    "no map here yet (rs-spm fetch, or --map FILE)".into()
-                } else {
-                    e.to_string()
-                },
-            })?;
-            let m = xml::map_from_xml(&bytes).map_err(|e| map_error(&path, e))?;
+            let m = read_map(&path)?;
             if let (None, Some(s)) = (&map, &spool) {
                 let status = fetch::status(s.root());
                 let configured = s.config().spm.map_url.is_some();
@@ -376,6 +429,36 @@ pub fn run(args: SpmArgs) -> Result<ExitCode, Error> {
             Ok(ExitCode::Ok)
         }
     }
+}
+
+/// A map file, read (bounded) and checked.
+fn read_map(path: &Path) -> Result<spm::Map, Error> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| {
+            std::io::Read::read_to_end(
+                &mut std::io::Read::take(f, spm::limits::MAP_BYTES as u64 + 1),
+                &mut bytes,
+            )
+        })
+        .map_err(|e| Error::Input {
+            path: path.to_path_buf(),
+            reason: if e.kind() == std::io::ErrorKind::NotFound {
+                "no map here yet (rs-spm fetch, or --map FILE)".into()
+            } else {
+                e.to_string()
+            },
+        })?;
+    if bytes.len() > spm::limits::MAP_BYTES {
+        return Err(map_error(
+            path,
+            spm::Error::TooLarge {
+                what: "bytes",
+                limit: spm::limits::MAP_BYTES,
+            },
+        ));
+    }
+    xml::map_from_xml(&bytes).map_err(|e| map_error(path, e))
 }
 
 /// The command's error for a fetch that failed, saying what stays in use.

@@ -18,6 +18,7 @@
 //! - `resolve`: a client's ordered locations for a service, valid now.
 //! - `fetch`: a site's copy of its map (`spm/map.xml`), fetched and kept;
 //!   the last good one stays in use, said to be stale, when a fetch fails.
+//! - `zone`: a map as a DNS zone (SRV and TXT records), for DNS servers.
 //!
 //! Everything in a map is hostile input until [`Map::check`] passed.
 
@@ -26,6 +27,7 @@ pub mod generate;
 pub mod registry;
 pub mod resolve;
 pub mod xml;
+pub mod zone;
 
 use std::fmt;
 use std::net::IpAddr;
