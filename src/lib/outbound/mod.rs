@@ -79,6 +79,8 @@ pub struct Report {
     pub last_error: Option<String>,
     /// Exchanges made (calls to the route).
     pub exchanges: usize,
+    /// The class of the last failed exchange, when recovery may address it.
+    pub trouble: Option<crate::transport::Trouble>,
     /// What the peer handed back, as received here.
     pub received: receive::Report,
 }
@@ -99,6 +101,7 @@ impl Report {
         self.lease_lapsed |= o.lease_lapsed;
         self.last_error = o.last_error.or(self.last_error.take());
         self.exchanges += o.exchanges;
+        self.trouble = o.trouble.or(self.trouble);
         self.received.add(&o.received);
     }
 }
@@ -359,6 +362,7 @@ pub fn flush_with(
         if !acks.is_empty() || poll {
             let ex = transport.exchange(&acks);
             report.exchanges += 1;
+            report.trouble = ex.trouble.or(report.trouble);
             note_deferral(&ex, &mut report);
             let returned = settle_acks(outbox, &acks, ex, &mut report)?;
             receive_returned(spool, peer, returned, clock, &mut report, log)?;
@@ -379,6 +383,7 @@ pub fn flush_with(
         batch.extend(chunk.iter().cloned());
         let mut ex = transport.exchange(&batch);
         report.exchanges += 1;
+        report.trouble = ex.trouble.or(report.trouble);
         link::exchanged(spool, peer, now);
         let outcomes = ex.outcomes.split_off(carried_acks.min(ex.outcomes.len()));
         let returned = settle_acks(outbox, &batch[..carried_acks], ex, &mut report)?;

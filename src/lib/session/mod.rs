@@ -332,6 +332,7 @@ impl Transport for Reply {
             outcomes,
             returned: Vec::new(),
             failure: None,
+            trouble: None,
         }
     }
 

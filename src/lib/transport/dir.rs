@@ -193,6 +193,7 @@ impl Transport for DirTransport {
                 .collect(),
             returned: Vec::new(),
             failure: None,
+            trouble: None,
         }
     }
 }

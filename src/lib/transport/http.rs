@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
 
-use super::{Exchanged, Outcome, Outgoing, Payload, Transport, IN_MEMORY};
+use super::{Exchanged, Outcome, Outgoing, Payload, Transport, Trouble, IN_MEMORY};
 use crate::config::HttpRoute;
 use crate::message::envelope::{self, Reheaded};
 use crate::message::{Message, Name};
@@ -42,6 +42,37 @@ pub struct HttpTransport {
     tmp: PathBuf,
     /// The epoch of the service point map entry this route came from.
     epoch: Option<u64>,
+    /// The class of the last request's failure.
+    trouble: std::cell::Cell<Option<Trouble>>,
+}
+
+/// The class of a request that got no HTTP answer: a TLS alert about a
+/// certificate is the server rejecting ours (identity); our own refusal of
+/// the server's certificate is neither class (no repair of ours fixes a
+/// server we do not trust); anything else is connectivity.
+fn trouble_of_error(why: &str) -> Option<Trouble> {
+    let w = why.to_ascii_lowercase();
+    if w.contains("alert")
+        && (w.contains("certificate") || w.contains("unknown ca") || w.contains("access denied"))
+    {
+        return Some(Trouble::Identity);
+    }
+    if w.contains("certificate verify failed") || w.contains("certificate") {
+        return None;
+    }
+    Some(Trouble::Connectivity)
+}
+
+/// The class of an HTTP answer that is not a reply: 403 (and nginx's
+/// certificate statuses) is identity; a gateway that cannot reach the
+/// server is connectivity; anything else neither.
+fn trouble_of_status(status: u16, text: &str) -> Option<Trouble> {
+    match status {
+        403 | 495 | 496 => Some(Trouble::Identity),
+        400 if text.contains("SSL certificate") => Some(Trouble::Identity),
+        502..=504 => Some(Trouble::Connectivity),
+        _ => None,
+    }
 }
 
 /// Why a route cannot be used at all (a configuration problem).
@@ -71,6 +102,7 @@ impl HttpTransport {
             agent,
             tmp: tmp.to_path_buf(),
             epoch: None,
+            trouble: std::cell::Cell::new(None),
         })
     }
 
@@ -106,7 +138,11 @@ impl HttpTransport {
                 .header("Content-Length", r.len())
                 .send(ureq::SendBody::from_owned_reader(r)),
         }
-        .map_err(|e| format!("{}: {e}", self.route.url))?;
+        .map_err(|e| {
+            let why = format!("{}: {e}", self.route.url);
+            self.trouble.set(trouble_of_error(&why));
+            why
+        })?;
         let status = resp.status().as_u16();
         let mut reader = resp
             .into_body()
@@ -120,6 +156,7 @@ impl HttpTransport {
                 let mut text = Vec::new();
                 let _ = reader.take(1024).read_to_end(&mut text);
                 let text = String::from_utf8_lossy(&text);
+                self.trouble.set(trouble_of_status(status, &text));
                 Err(format!(
                     "{} answered {status}: {}",
                     self.route.url,
@@ -271,6 +308,7 @@ impl Transport for HttpTransport {
             outcomes: vec![Outcome::Handed; batch.len()],
             returned: Vec::new(),
             failure: None,
+            trouble: None,
         };
         // The small ones (or, with nothing at all, a poll) in one request;
         // each large one in a request of its own. A failed request defers
@@ -312,6 +350,7 @@ impl Transport for HttpTransport {
                 ex.outcomes[i] = Outcome::Deferred(why.clone());
             }
             ex.failure = Some(why);
+            ex.trouble = self.trouble.take();
         }
         ex
     }

@@ -110,6 +110,27 @@ pub enum Outcome {
     Refused(String),
 }
 
+/// What kind of failure a link had, for recovery (SPEC.md section 10):
+/// each class gets one attempt at repair per run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Trouble {
+    /// The peer could not be reached (refused, timed out, no route, a
+    /// gateway that cannot reach it): a new configuration may help.
+    Connectivity,
+    /// The peer rejected this site's client certificate: a new
+    /// certificate may help.
+    Identity,
+}
+
+impl Trouble {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trouble::Connectivity => "connectivity",
+            Trouble::Identity => "identity",
+        }
+    }
+}
+
 /// An exchange's result: one outcome per file offered, in order, and the
 /// envelopes the peer handed back.
 #[derive(Debug, Default)]
@@ -118,6 +139,8 @@ pub struct Exchanged {
     pub returned: Vec<Payload>,
     /// Why an exchange that carried nothing (a poll) failed.
     pub failure: Option<String>,
+    /// The class of the failure, when it has one recovery may address.
+    pub trouble: Option<Trouble>,
 }
 
 impl Exchanged {
@@ -127,6 +150,7 @@ impl Exchanged {
             outcomes: batch.iter().map(|_| outcome.clone()).collect(),
             returned: Vec::new(),
             failure: None,
+            trouble: None,
         }
     }
 }

@@ -229,6 +229,7 @@ impl Transport for SmtpTransport {
             outcomes,
             returned: Vec::new(),
             failure: None,
+            trouble: None,
         }
     }
 }

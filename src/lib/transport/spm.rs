@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::http::HttpTransport;
-use super::{Exchanged, Outcome, Outgoing, Transport};
+use super::{Exchanged, Outcome, Outgoing, Transport, Trouble};
 use crate::config::{SpmRoute, SpmSettings};
 use crate::message::Name;
 use crate::protect::Protector;
@@ -56,6 +56,8 @@ pub struct SpmTransport {
     /// [`Transport::renew`] was called in this run.
     renewed: bool,
     notes: Vec<String>,
+    /// The class of the last location's failure.
+    trouble: Option<Trouble>,
 }
 
 impl SpmTransport {
@@ -87,6 +89,7 @@ impl SpmTransport {
             refetched: false,
             renewed: false,
             notes: Vec::new(),
+            trouble: None,
         };
         if t.refresh_due() {
             t.refetch("due for refresh");
@@ -265,6 +268,7 @@ impl SpmTransport {
                 self.current = i;
                 return Some(ex);
             }
+            self.trouble = ex.trouble.or(self.trouble);
             errors.push(
                 ex.failure
                     .unwrap_or_else(|| format!("{}: failed", target.url)),
@@ -313,6 +317,7 @@ impl Transport for SpmTransport {
         };
         let mut ex = Exchanged::all(batch, Outcome::Deferred(why.clone()));
         ex.failure = Some(why);
+        ex.trouble = self.trouble.take();
         ex
     }
 
