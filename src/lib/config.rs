@@ -60,6 +60,10 @@ pub struct Config {
     /// The service point map this site uses (`spm:` routes, `rs-spm`).
     #[serde(default)]
     pub spm: SpmSettings,
+    /// Where a new configuration or certificate comes from when a link
+    /// fails.
+    #[serde(default)]
+    pub recovery: RecoverySettings,
     /// The sites this one exchanges messages with directly.
     #[serde(default, rename = "peer")]
     pub peers: Vec<Peer>,
@@ -198,6 +202,75 @@ impl Served {
             sphere: crate::spm::Sphere::new(&self.sphere)?,
         })
     }
+}
+
+/// Recovery of a failed link (SPEC.md section 10): one attempt per class
+/// of failure, never a loop.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecoverySettings {
+    /// Where this site asks for a new configuration (connectivity) or is
+    /// redirected to a new certificate (identity): `https://HOST/PATH[?ca=FILE]`.
+    /// Default: the URL this configuration was fetched from, if it was.
+    pub config_url: Option<MapSource>,
+    /// The site's own networks (CIDR): a new certificate is taken only
+    /// from a server in them, never from the provider directly.
+    pub site_networks: Vec<String>,
+}
+
+impl Default for RecoverySettings {
+    fn default() -> Self {
+        RecoverySettings {
+            config_url: None,
+            site_networks: [
+                "127.0.0.0/8",
+                "::1/128",
+                "10.0.0.0/8",
+                "172.16.0.0/12",
+                "192.168.0.0/16",
+                "fc00::/7",
+                "fe80::/10",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
+/// Parses a network in CIDR notation (`10.0.0.0/8`, `fc00::/7`).
+pub fn parse_network(text: &str) -> Result<(std::net::IpAddr, u8), String> {
+    let (a, bits) = text
+        .split_once('/')
+        .ok_or_else(|| format!("`{text}` is not a network: use CIDR, as 10.0.0.0/8"))?;
+    let a: std::net::IpAddr = a
+        .parse()
+        .map_err(|_| format!("`{text}`: `{a}` is not an address"))?;
+    let max = if a.is_ipv4() { 32 } else { 128 };
+    let bits: u8 = bits
+        .parse()
+        .ok()
+        .filter(|b| *b <= max)
+        .ok_or_else(|| format!("`{text}`: a prefix length is 0 to {max}"))?;
+    Ok((a, bits))
+}
+
+/// Whether `ip` lies in the network `(net, bits)`.
+pub fn in_network(ip: std::net::IpAddr, (net, bits): (std::net::IpAddr, u8)) -> bool {
+    use std::net::IpAddr::{V4, V6};
+    let (a, n, width) = match (ip, net) {
+        (V4(a), V4(n)) => (u32::from(a) as u128, u32::from(n) as u128, 32),
+        (V6(a), V6(n)) => (u128::from(a), u128::from(n), 128),
+        (V6(a), V4(_)) => match a.to_ipv4_mapped() {
+            Some(a) => return in_network(V4(a), (net, bits)),
+            None => return false,
+        },
+        (V4(_), V6(_)) => return false,
+    };
+    if bits == 0 {
+        return true;
+    }
+    let shift = width - bits as u32;
+    (a >> shift) == (n >> shift)
 }
 
 /// A service a server is a location of.
@@ -919,6 +992,9 @@ impl Config {
                 Some(("peer", second.0)),
                 "more than one [[peer]] has upstream = true".into(),
             ));
+        }
+        for n in &self.recovery.site_networks {
+            parse_network(n).map_err(|e| (None, format!("[recovery] site_networks: {e}")))?;
         }
         if let Some(sv) = &self.spm.serves {
             sv.key().map_err(|e| (None, format!("[spm] serves: {e}")))?;

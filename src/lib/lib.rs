@@ -18,6 +18,7 @@ pub mod output;
 pub mod protect;
 pub mod queue;
 pub mod receive;
+pub mod reconfig;
 pub mod relay;
 pub mod route;
 pub mod session;

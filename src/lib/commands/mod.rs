@@ -47,6 +47,32 @@ impl Context {
     /// Opens the spool (creating it on first use, with a note on stderr)
     /// and recovers what crashed runs left behind.
     pub fn open_spool(&self, now: Timestamp) -> Result<Spool, Error> {
+        // The configuration's source chain: the file, else a URL (the
+        // environment's, else the built-in one), else a local default.
+        if let crate::reconfig::Source::Url { url, from } = crate::reconfig::source(
+            &self.spool_dir,
+            std::env::var(crate::reconfig::ENV_URL).ok(),
+        ) {
+            let c = crate::reconfig::bootstrap(&self.spool_dir, &url, now).map_err(|e| {
+                let unreachable = matches!(e, crate::reconfig::Error::Fetch { .. });
+                let e = Error::ConfigEdit {
+                    path: self.spool_dir.join(crate::config::FILE_NAME),
+                    reason: format!("no configuration here, and none from {from}: {e}"),
+                };
+                // A source that cannot be reached now may be later (75).
+                if unreachable {
+                    Error::Retry(Box::new(e))
+                } else {
+                    e
+                }
+            })?;
+            self.log(format!(
+                "configuration for site {} component {} fetched from {url} ({from}) into {}",
+                c.site,
+                c.component,
+                self.spool_dir.join(crate::config::FILE_NAME).display()
+            ));
+        }
         let (spool, created) = Spool::open_or_create(&self.spool_dir, now)?;
         if created {
             self.log(format!(

@@ -84,7 +84,10 @@ fn send_to(
 ) -> Result<ExitCode, Error> {
     let log = |s: String| ctx.log(s);
     ctx.run_pending(spool, false);
-    let runs = outbound::run(spool, only, via, &ctx.clock, &log)?;
+    let mut runs = outbound::run(spool, only, via, &ctx.clock, &log)?;
+    if let Via::Routes { .. } = via {
+        recover(ctx, spool, &mut runs)?;
+    }
     let mut code = ExitCode::Ok;
     let mut reports = Vec::new();
     for run in &runs {
@@ -138,6 +141,72 @@ fn send_to(
         out.json(&json!({"peers": reports}))?;
     }
     Ok(code)
+}
+
+/// After a flush: each peer whose link failed for a reason a new
+/// configuration or certificate may repair gets one attempt per class of
+/// failure (see `reconfig`), then its link is tested again; the outcome
+/// replaces its run.
+fn recover(ctx: &Context, spool: &Spool, runs: &mut [outbound::PeerRun]) -> Result<(), Error> {
+    let log = |s: String| ctx.log(s);
+    let mut tried = std::collections::HashSet::new();
+    for run in runs.iter_mut() {
+        let Some(trouble) = run.report.trouble else {
+            continue;
+        };
+        if run.code != ExitCode::TempFail
+            || crate::reconfig::config_url(spool.config(), spool.root()).is_none()
+            || !tried.insert(trouble)
+        {
+            continue;
+        }
+        let Some(peer) = spool.config().peer(run.peer.as_str()) else {
+            continue;
+        };
+        let why = run.report.last_error.clone().unwrap_or_default();
+        let now = ctx.clock.now();
+        match crate::reconfig::recover(spool.root(), spool.config(), peer, trouble, now) {
+            Err(e) => ctx.log(format!(
+                "{}: {} trouble ({why}); recovery failed, nothing changed: {e}",
+                run.peer,
+                trouble.as_str()
+            )),
+            Ok(what) => {
+                ctx.log(format!(
+                    "{}: {} trouble ({why}); installed {what}; testing the link again",
+                    run.peer,
+                    trouble.as_str()
+                ));
+                let fresh = Spool::open(spool.root())?;
+                let again = outbound::run(
+                    &fresh,
+                    Some(run.peer.as_str()),
+                    Via::Routes { force: true },
+                    &ctx.clock,
+                    &log,
+                )?;
+                if let Some(r) = again.into_iter().next() {
+                    if r.code == ExitCode::Ok {
+                        ctx.log(format!(
+                            "{}: the link is back in order after {what}",
+                            r.peer
+                        ));
+                    } else {
+                        ctx.log(format!(
+                            "{}: the link still fails after {what}: {}",
+                            r.peer,
+                            r.report
+                                .last_error
+                                .as_deref()
+                                .unwrap_or("(no reason given)")
+                        ));
+                    }
+                    *run = r;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn init(
