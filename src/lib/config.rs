@@ -1191,6 +1191,24 @@ max_reply = "16 MiB"              # back-channel messages beyond this wait for t
 max_connections = 16              # rs-relay serve: connections served at once
 request_timeout = "60s"           # rs-relay serve: a slower request is cut off
 
+# The service point map: spm:SERVICE routes resolve through it (rs-spm).
+[spm]
+# map_url = "https://maps.provider.example/site.xml?ca=/etc/rs/ca.pem"  # or file:///path
+refresh = "1h"                    # an older map is fetched again before use
+# zone = "east"                   # this site's topology zone, for partitioned maps
+# serves = {{ service = "inventory", version = "1.0", sphere = "provider.example" }}
+#                                 # this server is a location of that service: a
+#                                 # message sent with another epoch is answered
+#                                 # epoch-mismatch (epoch = N, or from spm/registry.xml)
+
+# When a link fails: one attempt per class, never a loop. Connectivity: a
+# new configuration from config_url (directly or by redirect). Identity (the
+# client certificate rejected): a new certificate, only through a redirect
+# to a server on the site's own networks.
+[recovery]
+# config_url = "https://config.provider.example/rs?ca=/etc/rs/ca.pem"  # default: config.source
+# site_networks = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "127.0.0.0/8"]
+
 # Peers: the sites this one exchanges messages with directly. Forward-path
 # messages go to the upstream peer; a site without one delivers them here.
 # [[peer]]

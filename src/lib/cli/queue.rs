@@ -127,8 +127,13 @@ pub enum QueueCommand {
     /// not acknowledge within its ack_timeout goes again to its backup
     /// (backup = "PEER"), and what waits for a peer whose link failed goes
     /// to the backup at once. What expired, or waited for a peer past its
-    /// hold time, goes to dead/ and its origin is told. Exit status 75 if
-    /// something due could not be sent (try again later).
+    /// hold time, goes to dead/ and its origin is told. An spm:SERVICE
+    /// route tries the service's locations from the site's map in order,
+    /// and fetches the map again once when all fail. A link that fails for
+    /// want of a connection or because its client certificate is rejected
+    /// gets one repair attempt (a new configuration or certificate from
+    /// [recovery] config_url; see spool/README.md), then a new test. Exit
+    /// status 75 if something due could not be sent (try again later).
     Flush {
         /// Only to this peer (default: every configured peer).
         #[arg(long, value_name = "PEER")]
