@@ -712,6 +712,14 @@ fn an_epoch_mismatch_renews_the_map_and_sends_once_more_never_in_a_loop() {
     generate_into(&map);
     let one = c.send(&[], b"one");
     let r = flush(&c).success();
+    assert_eq!(
+        r.stderr
+            .matches("map fetched again (the service answered epoch-mismatch)")
+            .count(),
+        1,
+        "{}",
+        r.stderr
+    );
     assert!(
         r.stderr
             .contains("refused for an outdated map epoch: sending again after a fresh map"),
@@ -954,4 +962,57 @@ fn the_exported_zone_served_by_knot_matches_resolve() {
     let r = spm(&p, &["export", "--zone", "elsewhere.example"]).code(65);
     assert!(r.stderr.contains("provider.example"), "{}", r.stderr);
     spm(&p, &["export", "--zone", "not a zone"]).code(64);
+}
+
+#[test]
+fn a_map_older_than_its_refresh_interval_is_fetched_before_use() {
+    let p = provider();
+    let pki = Pki::new(p.root(), "ca");
+    let server = pki.server();
+    let web = Files::start(&p.root().join("web"), &server, "");
+    let mut c = client(&format!("{}/map.xml?ca={}", web.base, pki.ca.display()));
+    c.append_config("refresh = \"1h\"\n");
+    let cert = pki.client("c.site");
+    c_uses_the_map(&c, &pki, &cert);
+    let old = hub(&pki, &server, "");
+    let old_srv = Serve::start(&old);
+    let new = hub(&pki, &server, "");
+    let new_srv = Serve::start(&new);
+    publish(
+        &p,
+        "inventory",
+        "old.provider.example",
+        &["--url", &old_srv.url],
+    );
+    generate(&p, "web/www/map.xml", &[]);
+    c.at("2026-12-01T10:00:00Z");
+    fetch(&c, &[]).success();
+
+    // The service moves; the site's map is younger than an hour: the old
+    // place (still answering) gets the message.
+    spm(&p, &["withdraw", "--host", "old.provider.example"]).success();
+    publish(
+        &p,
+        "inventory",
+        "new.provider.example",
+        &["--url", &new_srv.url],
+    );
+    generate(&p, "web/www/map.xml", &[]);
+    c.at("2026-12-01T10:30:00Z");
+    c.send(&[], b"early");
+    let r = flush(&c).success();
+    assert!(!r.stderr.contains("map fetched again"), "{}", r.stderr);
+    assert_eq!(old.received().len(), 1);
+
+    // Two hours on, the map is fetched before the route is used.
+    c.at("2026-12-01T12:00:00Z");
+    c.send(&[], b"late");
+    let r = flush(&c).success();
+    assert!(
+        r.stderr.contains("map fetched again (due for refresh)"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(new.received().len(), 1);
+    assert_eq!(old.received().len(), 1);
 }

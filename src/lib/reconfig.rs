@@ -165,6 +165,41 @@ fn route_of(url: &str) -> Result<HttpRoute, Error> {
     }
 }
 
+/// How a configuration is fetched over HTTP(S), when this process can.
+type HttpGet = fn(&HttpRoute, &str) -> Result<Vec<u8>, Error>;
+
+static HTTP: std::sync::OnceLock<HttpGet> = std::sync::OnceLock::new();
+
+/// Lets this process fetch a configuration over HTTP(S): called by every
+/// binary but `rs-send`, which links no TLS (its start-up is the budget
+/// W1 measures); `rs-send` takes a `file://` configuration only.
+pub fn enable_http() {
+    let _ = HTTP.set(http_get);
+}
+
+/// GETs a configuration, naming this host and its addresses.
+fn http_get(route: &HttpRoute, url: &str) -> Result<Vec<u8>, Error> {
+    let agent =
+        crate::transport::http::agent(route).map_err(|e| Error::fetch(url, e.to_string()))?;
+    let addresses: Vec<String> = host_addresses().iter().map(|a| a.to_string()).collect();
+    let resp = agent
+        .get(&route.url)
+        .header("X-Rs-Host", host_name())
+        .header("X-Rs-Addresses", addresses.join(" "))
+        .call()
+        .map_err(|e| Error::fetch(url, e.to_string()))?;
+    if resp.status().as_u16() != 200 {
+        return Err(Error::fetch(
+            url,
+            format!(
+                "answered {} (redirects are not followed here)",
+                resp.status()
+            ),
+        ));
+    }
+    bounded(resp.into_body().into_reader(), MAX_CONFIG, url)
+}
+
 /// Fetches the configuration for a spool that has none from `url`, checks
 /// it, and writes it (with `config.source`). Returns the configuration.
 pub fn bootstrap(dir: &Path, url: &str, now: Timestamp) -> Result<Config, Error> {
@@ -173,27 +208,15 @@ pub fn bootstrap(dir: &Path, url: &str, now: Timestamp) -> Result<Config, Error>
             let f = std::fs::File::open(&p).map_err(|e| Error::fetch(url, e.to_string()))?;
             bounded(f, MAX_CONFIG, url)?
         }
-        MapSource::Http(route) => {
-            let agent = crate::transport::http::agent(&route)
-                .map_err(|e| Error::fetch(url, e.to_string()))?;
-            let addresses: Vec<String> = host_addresses().iter().map(|a| a.to_string()).collect();
-            let resp = agent
-                .get(&route.url)
-                .header("X-Rs-Host", host_name())
-                .header("X-Rs-Addresses", addresses.join(" "))
-                .call()
-                .map_err(|e| Error::fetch(url, e.to_string()))?;
-            if resp.status().as_u16() != 200 {
+        MapSource::Http(route) => match HTTP.get() {
+            Some(get) => get(&route, url)?,
+            None => {
                 return Err(Error::fetch(
                     url,
-                    format!(
-                        "answered {} (redirects are not followed here)",
-                        resp.status()
-                    ),
-                ));
+                    "this command fetches no configuration over HTTP(S) (rs-send links no TLS): run another rs command once (rs-queue list) to fetch it",
+                ))
             }
-            bounded(resp.into_body().into_reader(), MAX_CONFIG, url)?
-        }
+        },
     };
     let text = String::from_utf8(text).map_err(|_| Error::Invalid {
         url: url.to_string(),

@@ -453,7 +453,7 @@ fn read_map(path: &Path) -> Result<spm::Map, Error> {
         return Err(map_error(
             path,
             spm::Error::TooLarge {
-                what: "bytes",
+                what: "bytes of a map",
                 limit: spm::limits::MAP_BYTES,
             },
         ));

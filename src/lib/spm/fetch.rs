@@ -200,7 +200,7 @@ fn fetch_locked(
     };
     if bytes.len() > limits::MAP_BYTES {
         return Err(invalid(Error::TooLarge {
-            what: "bytes",
+            what: "bytes of a map",
             limit: limits::MAP_BYTES,
         }));
     }
