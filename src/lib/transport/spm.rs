@@ -16,6 +16,7 @@
 //! A plain `http://` location is used only for a peer with
 //! `authentication = "none"` (a map cannot lower a peer's protection).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -29,7 +30,7 @@ use crate::spm::{fetch, Client, ServiceId, Sphere, Version};
 use crate::time::Timestamp;
 
 /// One location to call.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Target {
     url: String,
     epoch: u64,
@@ -58,6 +59,8 @@ pub struct SpmTransport {
     notes: Vec<String>,
     /// The class of the last location's failure.
     trouble: Option<Trouble>,
+    /// The HTTP client of each location called in this run.
+    clients: HashMap<Target, HttpTransport>,
 }
 
 impl SpmTransport {
@@ -90,6 +93,7 @@ impl SpmTransport {
             renewed: false,
             notes: Vec::new(),
             trouble: None,
+            clients: HashMap::new(),
         };
         if t.refresh_due() {
             t.refetch("due for refresh");
@@ -235,20 +239,26 @@ impl SpmTransport {
         for k in 0..n {
             let i = (self.current + k) % n;
             let target = self.targets[i].clone();
-            let mut http = match HttpTransport::new(
-                &self.route.location(&target.url),
-                &self.me,
-                self.protector.clone(),
-                self.now,
-                &self.tmp,
-            ) {
-                Ok(h) => h.with_epoch(target.epoch),
-                Err(e) => {
-                    errors.push(e.to_string());
-                    continue;
-                }
+            // One client per location for the run: its connection is
+            // kept from one chunk to the next.
+            let mut http = match self.clients.remove(&target) {
+                Some(h) => h,
+                None => match HttpTransport::new(
+                    &self.route.location(&target.url),
+                    &self.me,
+                    self.protector.clone(),
+                    self.now,
+                    &self.tmp,
+                ) {
+                    Ok(h) => h.with_epoch(target.epoch),
+                    Err(e) => {
+                        errors.push(e.to_string());
+                        continue;
+                    }
+                },
             };
             let ex = http.exchange(batch);
+            self.clients.insert(target.clone(), http);
             let handed = ex.outcomes.contains(&Outcome::Handed);
             if ex.failure.is_none() || handed {
                 if k > 0 || !errors.is_empty() {
