@@ -7,15 +7,7 @@
 mod support;
 
 use support::http::{route, serve_tls, Files, Pair, Pki, Serve};
-use support::Site;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::{free_port, Site};
 
 /// nginx serving files from `www`; a POST to `/direct/NAME` is answered
 /// with the file (as a configuration service answering directly), and a

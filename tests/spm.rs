@@ -4,7 +4,7 @@
 mod support;
 
 use support::http::{serve_tls, Files, Pair, Pki, Serve};
-use support::Site;
+use support::{free_port, Site};
 
 const T0: &str = "2026-12-01T10:00:00Z";
 
@@ -553,14 +553,6 @@ fn c_uses_the_map(c: &Site, pki: &Pki, cert: &Pair) {
             cert.key.display()
         ),
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn flush(c: &Site) -> support::Run {

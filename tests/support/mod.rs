@@ -465,3 +465,13 @@ pub fn self_signed(cn: &str, extension: &str, key: &Path, cert: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A TCP port free on 127.0.0.1 now (for a server a test starts, or for
+/// an address where nothing listens).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -347,6 +347,23 @@ impl Batch<'_> {
         }
     }
 
+    /// A message not taken now: nothing is kept, the sender keeps its copy
+    /// and sends it again (after a fresh map, for an epoch mismatch).
+    fn not_taken(
+        &mut self,
+        index: usize,
+        group: Option<usize>,
+        from: &Name,
+        id: &MessageId,
+        (status, code): (ResponseStatus, &'static str),
+        reason: String,
+    ) {
+        self.report.retry += 1;
+        self.fates[index] = Fate::Retry;
+        (self.log)(format!("{id} from {from} not taken now: {reason}"));
+        self.answer(group, from, id, status, code, from, reason);
+    }
+
     fn owe(
         &mut self,
         peer: &Name,
@@ -645,32 +662,12 @@ impl Batch<'_> {
                         }
                     }
                     Decision::Retry { reason } => {
-                        self.report.retry += 1;
-                        self.fates[p.index] = Fate::Retry;
-                        log(format!("{id} from {from} not taken now: {reason}"));
-                        self.answer(
-                            group,
-                            &from,
-                            &id,
-                            ResponseStatus::RejectedRetry,
-                            "retry",
-                            &from,
-                            reason,
-                        );
+                        let not_taken = (ResponseStatus::RejectedRetry, "retry");
+                        self.not_taken(p.index, group, &from, &id, not_taken, reason);
                     }
                     Decision::EpochMismatch { reason } => {
-                        self.report.retry += 1;
-                        self.fates[p.index] = Fate::Retry;
-                        log(format!("{id} from {from} not taken: {reason}"));
-                        self.answer(
-                            group,
-                            &from,
-                            &id,
-                            ResponseStatus::EpochMismatch,
-                            "epoch-mismatch",
-                            &from,
-                            reason,
-                        );
+                        let not_taken = (ResponseStatus::EpochMismatch, "epoch-mismatch");
+                        self.not_taken(p.index, group, &from, &id, not_taken, reason);
                     }
                 }
             }
