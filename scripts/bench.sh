@@ -4,7 +4,7 @@
 # min-max, runs. Not part of the tests (machines are shared and noisy).
 #
 #   scripts/bench.sh             every workload (about 12 minutes on 2 cores)
-#   scripts/bench.sh w1 w3       only those (w1 w2 w3 w4 w5 w6 protect limits)
+#   scripts/bench.sh w1 w3       only those (w1 w2 w3 w4 w5 w6 w7 protect limits)
 #
 # W1 per-invocation enqueue: 2,000 processes each queue one 1 KiB message.
 # W2 removable media: 10,000 queued 1 KiB messages exported, imported
@@ -22,6 +22,11 @@
 #    are all tried on each (the 20th forwards it), and exported onward; beside
 #    the same messages imported at a relay without rules and at their final
 #    destination (the plain import), in the same run. rs only.
+# W7 service point map: 10,000 queued 1 KiB messages site -> provider over
+#    an spm:SERVICE route (a 10,000-entry map; the service's primary refuses
+#    connections, its backup is rs-relay serve) beside the same messages over
+#    a fixed https:// route to the same server, in the same run; and
+#    rs-spm resolve and fetch on that map. rs only.
 # protect: protection alone on one envelope: OpenPGP (1 GiB of data) beside
 #    gpg, S/MIME (256 MiB: rs holds S/MIME in memory) beside openssl cms.
 # limits: the physical limits beside them: process start, a durable small
@@ -51,7 +56,7 @@ bin=$root/target/release
 work=$(mktemp -d /var/tmp/rs-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 which=("$@")
-[ ${#which[@]} -gt 0 ] || which=(w1 w2 w3 w4 w5 w6 protect limits)
+[ ${#which[@]} -gt 0 ] || which=(w1 w2 w3 w4 w5 w6 w7 protect limits)
 wants() { local w; for w in "${which[@]}"; do [ "$w" = "$1" ] && return 0; done; return 1; }
 
 table=$work/table
@@ -107,6 +112,22 @@ nncp_nodes() { # DIR
 }
 CFG
     done
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# --- A CA, and certificates for 127.0.0.1 (server) and a.host (client).
+make_pki() { # DIR
+    (
+        cd "$1"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=bench-ca -keyout ca.key -out ca.pem 2>/dev/null
+        for cn in server a.host; do
+            openssl req -newkey rsa:2048 -nodes -subj "/CN=$cn" -keyout "$cn.key" -out "$cn.csr" 2>/dev/null
+            printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > "$cn.ext"
+            openssl x509 -req -in "$cn.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
+                -out "$cn.pem" -extfile "$cn.ext" 2>/dev/null
+        done
+    )
 }
 
 # --- rs sites: a.host (upstream b.hub) and b.hub; $3 extra peer settings.
@@ -288,16 +309,7 @@ if wants w5; then
     n=${RS_BENCH_MESSAGES:-10000}; runs=3
     echo "W5: preparing $n messages each way for each tool"
     p=$work/w5p; mkdir -p "$p/pki"
-    (
-        cd "$p/pki"
-        openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=bench-ca -keyout ca.key -out ca.pem 2>/dev/null
-        for cn in server a.host; do
-            openssl req -newkey rsa:2048 -nodes -subj "/CN=$cn" -keyout "$cn.key" -out "$cn.csr" 2>/dev/null
-            printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > "$cn.ext"
-            openssl x509 -req -in "$cn.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
-                -out "$cn.pem" -extfile "$cn.ext" 2>/dev/null
-        done
-    )
+    make_pki "$p/pki"
     rs_sites "$p" \
         "$(printf 'routes = ["https://127.0.0.1:59999/rs?ca=%s&cert=%s&key=%s"]' "$p/pki/ca.pem" "$p/pki/a.host.pem" "$p/pki/a.host.key")" ""
     sed -i "s|^\[http\]\$|[http]\ncert = \"$p/pki/server.pem\"\nkey = \"$p/pki/server.key\"\nclient_ca = \"$p/pki/ca.pem\"|" "$p/b/config.toml"
@@ -306,7 +318,6 @@ if wants w5; then
     nncp_nodes "$p/nncp"
     for i in $(seq "$n"); do nncp-file -quiet -cfg "$p/nncp/alice.hjson" "$work/1k" "bob:up$i"; done
     for i in $(seq "$n"); do nncp-file -quiet -cfg "$p/nncp/bob.hjson" "$work/1k" "alice:down$i"; done
-    free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
     count() { ls "$1" 2>/dev/null | wc -l; }
     # Flushes at the site until both hold everything and nothing is
     # left unacknowledged on either side.
@@ -454,6 +465,73 @@ if wants w6; then
         row "W6 relay import $label, messages/s (peer: plain import at the destination)|$(awk -v n="$n" -v t="$im" 'BEGIN{printf "%.0f", n/t}')|$(awk -v n="$n" -v t="$fm" 'BEGIN{printf "%.0f", n/t}')|$(awk -v a="$im" -v b="$fm" 'BEGIN{printf "%.2fx", b/a}')|relay ${imin}-${imax} s, plain ${fmin}-${fmax} s|$in"
         row "W6 relay export onward $label, messages/s|$(awk -v n="$n" -v t="$em" 'BEGIN{printf "%.0f", n/t}')| | |${emin}-${emax} s|$en"
     done
+fi
+
+# ------------------------------------------------------------------ W7
+if wants w7; then
+    n=${RS_BENCH_MESSAGES:-10000}; runs=3; entries=10000
+    echo "W7: preparing $n messages and a $entries-entry map"
+    p=$work/w7p; mkdir -p "$p/pki"
+    make_pki "$p/pki"
+    tls="ca=$p/pki/ca.pem&cert=$p/pki/a.host.pem&key=$p/pki/a.host.key"
+    rs_sites "$p" 'routes = ["dir:/w7-route"]' ""
+    sed -i "s|^\[http\]\$|[http]\ncert = \"$p/pki/server.pem\"\nkey = \"$p/pki/server.key\"\nclient_ca = \"$p/pki/ca.pem\"|" "$p/b/config.toml"
+    for i in $(seq "$n"); do RS_SPOOL=$p/a "$bin/rs-send" --class bench --subclass w7 --file "$work/1k" >/dev/null; done
+    # The map: inventory (primary DEAD, backup LIVE) among other services.
+    w7_map() { # FILE DEAD_PORT LIVE_PORT
+        {
+            echo '<?xml version="1.0" encoding="UTF-8"?>'
+            echo '<service-map format="1" type="3" revision="1" sphere="provider.example">'
+            awk -v n="$entries" 'BEGIN { for (i = 1; i < n; i++) printf " <entry service=\"svc%d\" version=\"1.%d\" epoch=\"%d\"><location host=\"h%d.provider.example\" port=\"8443\"/><location url=\"https://b%d.provider.example/rs\"/></entry>\n", i, i % 7, i % 5 + 1, i, i }'
+            printf ' <entry service="inventory" version="1.0" epoch="3"><location url="https://127.0.0.1:%s/rs"/><location url="https://127.0.0.1:%s/rs"/></entry>\n' "$2" "$3"
+            echo '</service-map>'
+        } > "$1"
+    }
+    w7_map "$p/map.xml" 1 2
+    for k in $(seq 20); do measure "$work/w7.resolve" "$bin/rs-spm" resolve inventory --map "$p/map.xml" --client a.host; done
+    for k in $(seq 10); do measure "$work/w7.fetch" env RS_SPOOL="$p/a" "$bin/rs-spm" fetch --from "file://$p/map.xml" --accept-older; done
+    rm -rf "$p/a/spm"
+    count() { ls "$1" 2>/dev/null | wc -l; }
+    w7_one() { # direct|spm
+        local how=$1 w=$work/w7-$r-$1 port dead k
+        cp -a "$p" "$w"
+        port=$(free_port); dead=$(free_port)
+        if [ "$1" = spm ]; then
+            w7_map "$w/map.xml" "$dead" "$port"
+            RS_SPOOL=$w/a "$bin/rs-spm" fetch --from "file://$w/map.xml" >/dev/null 2>&1
+            sed -i "s|dir:/w7-route|spm:inventory?${tls//&/\\&}|" "$w/a/config.toml"
+        else
+            sed -i "s|dir:/w7-route|https://127.0.0.1:$port/rs?${tls//&/\\&}|" "$w/a/config.toml"
+        fi
+        RS_SPOOL=$w/b "$bin/rs-relay" serve --listen "127.0.0.1:$port" 2>"$w/serve.log" &
+        local pid=$!
+        until grep -q listening "$w/serve.log"; do sleep 0.05; done
+        sync
+        flushes() {
+            for k in $(seq 10); do
+                RS_SPOOL=$w/a "$bin/rs-queue" flush --force >/dev/null 2>&1 || true
+                [ "$(count "$w/b/received/new")" = "$n" ] && [ -z "$(find "$w/a/sent" "$w/a/queue" -type f -print -quit)" ] && return 0
+            done
+            kill $pid
+            echo "W7: $how did not settle in 10 flushes (see $w)" >&2; trap - EXIT; exit 1
+        }
+        measure "$work/w7.$1" flushes
+        kill $pid; wait $pid 2>/dev/null || true
+        [ "$(count "$w/b/received/new")" = "$n" ] || { echo "W7: $1 delivered $(count "$w/b/received/new") of $n (see $w)" >&2; trap - EXIT; exit 1; }
+        rm -rf "$w"
+    }
+    for r in $(seq $runs); do
+        echo "W7: run $r"
+        if [ $((r % 2)) = 1 ]; then w7_one spm; w7_one direct; else w7_one direct; w7_one spm; fi
+    done
+    rm -rf "$p"
+    read -r sm smin smax sn < <(stats "$work/w7.spm")
+    read -r dm dmin dmax dn < <(stats "$work/w7.direct")
+    row "W7 spm:SERVICE route, primary down, $entries-entry map, messages/s (peer: fixed https:// route)|$(awk -v n="$n" -v t="$sm" 'BEGIN{printf "%.0f", n/t}')|$(awk -v n="$n" -v t="$dm" 'BEGIN{printf "%.0f", n/t}')|$(awk -v a="$sm" -v b="$dm" 'BEGIN{printf "%.2fx", b/a}')|spm ${smin}-${smax} s, fixed ${dmin}-${dmax} s|$sn"
+    read -r m mn mx c < <(stats "$work/w7.resolve")
+    row "W7 rs-spm resolve on a $entries-entry map, ms|$(awk -v t="$m" 'BEGIN{printf "%.1f", t*1e3}')| | |$(awk -v a="$mn" -v b="$mx" 'BEGIN{printf "%.1f-%.1f ms", a*1e3, b*1e3}')|$c"
+    read -r m mn mx c < <(stats "$work/w7.fetch")
+    row "W7 rs-spm fetch (file://) of that map, checked and kept, ms|$(awk -v t="$m" 'BEGIN{printf "%.1f", t*1e3}')| | |$(awk -v a="$mn" -v b="$mx" 'BEGIN{printf "%.1f-%.1f ms", a*1e3, b*1e3}')|$c"
 fi
 
 # ------------------------------------------------------------------ protect
