@@ -56,7 +56,8 @@ fn parts(l: &super::Location) -> Result<Parts> {
     if let Some(u) = &l.url {
         let url = url::Url::parse(u).map_err(|e| super::field("url", u, &e.to_string()))?;
         let (target, address) = match url.host() {
-            Some(url::Host::Domain(d)) => (d.to_ascii_lowercase(), None),
+            // A name that goes into the zone as it is: a host name only.
+            Some(url::Host::Domain(d)) => (super::dns_name("url", d, false)?, None),
             Some(url::Host::Ipv4(a)) => (String::new(), Some(IpAddr::V4(a))),
             Some(url::Host::Ipv6(a)) => (String::new(), Some(IpAddr::V6(a))),
             None => return Err(super::field("url", u, "no host")),
@@ -197,7 +198,7 @@ pub fn export(map: &Map, client: &Client<'_>, x: &Export<'_>, now: Timestamp) ->
             for r in &found[i..i + group] {
                 let p = parts(r.location)?;
                 let ttl = match entry.valid.until {
-                    Some(u) => x.ttl.min(u.since(now).as_secs().max(1) as u32),
+                    Some(u) => u.since(now).as_secs().max(1).min(u64::from(x.ttl)) as u32,
                     None => x.ttl,
                 };
                 let target = if p.target.is_empty() {
