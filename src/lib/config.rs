@@ -64,6 +64,12 @@ pub struct Config {
     /// fails.
     #[serde(default)]
     pub recovery: RecoverySettings,
+    /// This component's registration with its upstream, and heartbeats.
+    #[serde(default)]
+    pub registration: RegistrationSettings,
+    /// This site answers registrations (the provider's registrar).
+    #[serde(default)]
+    pub registrar: RegistrarSettings,
     /// The sites this one exchanges messages with directly.
     #[serde(default, rename = "peer")]
     pub peers: Vec<Peer>,
@@ -202,6 +208,41 @@ impl Served {
             sphere: crate::spm::Sphere::new(&self.sphere)?,
         })
     }
+}
+
+/// Registration and heartbeats (SPEC.md section 13).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationSettings {
+    /// This component registers with its upstream peer before its data
+    /// goes (session mode), or with its data following (message mode), and
+    /// sends heartbeats.
+    pub enabled: bool,
+    /// How often a heartbeat goes upstream (in session mode: the poll).
+    #[serde(deserialize_with = "duration")]
+    pub heartbeat: Duration,
+    /// A registration not answered after this many heartbeats goes again.
+    pub resend_after: u32,
+}
+
+impl Default for RegistrationSettings {
+    fn default() -> Self {
+        RegistrationSettings {
+            enabled: false,
+            heartbeat: Duration::from_secs(15 * 60),
+            resend_after: 3,
+        }
+    }
+}
+
+/// The provider's registrar: answers registrations, hears heartbeats.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrarSettings {
+    pub enabled: bool,
+    /// The default configuration a registered component is given: a TOML
+    /// file with `[queue]`, `[throttle]` and `[registration]` settings.
+    pub defaults: Option<PathBuf>,
 }
 
 /// Recovery of a failed link (SPEC.md section 10): one attempt per class
@@ -993,6 +1034,19 @@ impl Config {
                 "more than one [[peer]] has upstream = true".into(),
             ));
         }
+        if self.registration.enabled && self.upstream().is_none() {
+            return Err((
+                None,
+                "[registration] enabled needs an upstream peer (upstream = true) to register with"
+                    .into(),
+            ));
+        }
+        if self.registration.heartbeat.is_zero() || self.registration.resend_after == 0 {
+            return Err((
+                None,
+                "[registration] heartbeat and resend_after must be more than zero".into(),
+            ));
+        }
         for n in &self.recovery.site_networks {
             parse_network(n).map_err(|e| (None, format!("[recovery] site_networks: {e}")))?;
         }
@@ -1001,6 +1055,15 @@ impl Config {
         }
         for (i, r) in self.rules.iter().enumerate() {
             let at = Some(("rule", i));
+            if r.name.as_deref() == Some(crate::infra::LABEL) {
+                return Err((
+                    at,
+                    format!(
+                        "[[rule]] name {:?} is rs's own: choose another",
+                        crate::infra::LABEL
+                    ),
+                ));
+            }
             r.check()
                 .map_err(|m| (at, format!("[[rule]] {}: {m}", r.label(i))))?;
             if let Some(p) = &r.peer {

@@ -12,6 +12,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod filter;
+pub mod infra;
 pub mod message;
 pub mod outbound;
 pub mod output;

@@ -82,11 +82,6 @@ pub enum RelayCommand {
     /// passes SSL_CLIENT_VERIFY and SSL_CLIENT_CERT (see README). A stdout
     /// closed before the reply is written exits 74, never 0.
     Cgi,
-    /// Run the built-in HTTP server (for tests and small sites): HTTPS with
-    /// client certificates when [http] cert, key and client_ca are set,
-    /// else plain HTTP (for peers with authentication = "none"). Runs until
-    /// stopped; bounded by [http] max_connections, request_timeout and
-    /// max_body.
     /// List the relay's rules ([[rule]] in config.toml), in the order they
     /// are evaluated; with `test`, say which rule a message meets and what
     /// would be done with it, without doing it.
@@ -94,6 +89,20 @@ pub enum RelayCommand {
         #[command(subcommand)]
         command: Option<RulesCommand>,
     },
+    /// List the components not heard from (no heartbeat, registration or
+    /// word of them through a relay's heartbeat) for at least DURATION:
+    /// those registered here and those heard of here ([registrar]). Exit
+    /// 0 whether or not any is silent; --json: one object a line.
+    Silent {
+        /// Silent for at least this long (90s, 15m, 2h, 7d).
+        #[arg(long = "for", value_name = "DURATION", default_value = "1h")]
+        for_: String,
+    },
+    /// Run the built-in HTTP server (for tests and small sites): HTTPS with
+    /// client certificates when [http] cert, key and client_ca are set,
+    /// else plain HTTP (for peers with authentication = "none"). Runs until
+    /// stopped; bounded by [http] max_connections, request_timeout and
+    /// max_body.
     Serve {
         /// The address to listen on (`127.0.0.1:8443`; port 0 picks one,
         /// which is printed on stderr).

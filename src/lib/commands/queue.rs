@@ -84,7 +84,24 @@ fn send_to(
 ) -> Result<ExitCode, Error> {
     let log = |s: String| ctx.log(s);
     ctx.run_pending(spool, false);
+    // Registration and heartbeats ride every sending run.
+    crate::infra::tick(spool, ctx.clock.now(), &log)?;
     let mut runs = outbound::run(spool, only, via, &ctx.clock, &log)?;
+    if crate::infra::held(spool).is_some() {
+        // The registration's answer may have come back in this run: once
+        // applied, what waited for it goes now.
+        crate::infra::run_held(spool, ctx.clock.now(), &log)?;
+        let fresh = Spool::open(spool.root())?;
+        if let (None, Some(up)) = (crate::infra::held(&fresh), fresh.config().upstream()) {
+            let again = outbound::run(&fresh, Some(up.id.as_str()), via, &ctx.clock, &log)?;
+            for r in again {
+                match runs.iter_mut().find(|x| x.peer == r.peer) {
+                    Some(x) => *x = r,
+                    None => runs.push(r),
+                }
+            }
+        }
+    }
     if let Via::Routes { .. } = via {
         recover(ctx, spool, &mut runs)?;
     }

@@ -296,6 +296,7 @@ fn run_command(args: RelayArgs) -> Result<ExitCode, Error> {
         RelayCommand::Fetch { maildir } => fetch(&ctx, &spool, &mut out, &maildir, now),
         RelayCommand::Serve { listen } => serve(&ctx, spool, &listen),
         RelayCommand::Rules { command } => rules(&ctx, &spool, &mut out, command, now),
+        RelayCommand::Silent { for_ } => silent(&ctx, &spool, &mut out, &for_, now),
         RelayCommand::Cgi => cgi(&args.common),
     }
 }
@@ -393,4 +394,48 @@ pub fn print_report(ctx: &Context, out: &mut Out, r: &Report, source: &str) -> R
         if r.unsigned_acks > 0 { format!(", {} ignored (unsigned)", r.unsigned_acks) } else { String::new() }
     ));
     Ok(())
+}
+
+/// `silent`: the components not heard from for at least `for_`.
+fn silent(
+    ctx: &Context,
+    spool: &crate::spool::Spool,
+    out: &mut Out,
+    for_: &str,
+    now: crate::time::Timestamp,
+) -> Result<ExitCode, Error> {
+    let d = crate::time::parse_duration(for_).map_err(|e| Error::usage(format!("--for {e}")))?;
+    let quiet: Vec<crate::infra::Heard> = crate::infra::heard(spool)
+        .into_iter()
+        .filter(|h| h.at <= now && now.since(h.at) >= d)
+        .collect();
+    if !ctx.json {
+        out.line(format!(
+            "{:<32} {:<28} {:>10}  {:<24} REGISTERED",
+            "COMPONENT", "LAST HEARD", "SILENT", "VIA"
+        ))?;
+    }
+    for h in &quiet {
+        let silent_for = crate::time::format_duration(now.since(h.at));
+        if ctx.json {
+            out.json(&json!({
+                "component": h.component, "last_heard": h.at.to_rfc3339(),
+                "silent_seconds": now.since(h.at).as_secs(), "via": h.via,
+                "outbound": h.outbound,
+                "registered": h.registered.map(|t| t.to_rfc3339()),
+            }))?;
+        } else {
+            out.line(format!(
+                "{:<32} {:<28} {:>10}  {:<24} {}",
+                h.component,
+                h.at.to_rfc3339(),
+                silent_for,
+                h.via,
+                h.registered
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_else(|| "-".into())
+            ))?;
+        }
+    }
+    Ok(ExitCode::Ok)
 }

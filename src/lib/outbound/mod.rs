@@ -273,16 +273,21 @@ impl Outbox for SpoolOutbox<'_> {
     ) -> Result<Vec<Outgoing>> {
         let (lease, chosen) = select(self.spool, peer, clock, self.policy(), report, log)?;
         self.lease = lease;
+        // A registration sorts first on a medium too (see `infra`).
+        let first = crate::infra::first(self.spool);
         let out = chosen
             .iter()
-            .map(|e| Outgoing {
-                path: self.spool.entry_path(e),
-                wire_name: dir::message_wire_name(
-                    e.name.precedence.rank(),
-                    e.name.arrival,
-                    e.name.id.as_str(),
-                ),
-                cargo: Cargo::Message,
+            .map(|e| {
+                let (rank, arrival) = if first.as_deref() == Some(e.name.id.as_str()) {
+                    (0, 0)
+                } else {
+                    (e.name.precedence.rank(), e.name.arrival)
+                };
+                Outgoing {
+                    path: self.spool.entry_path(e),
+                    wire_name: dir::message_wire_name(rank, arrival, e.name.id.as_str()),
+                    cargo: Cargo::Message,
+                }
             })
             .collect();
         self.chosen = chosen;
@@ -438,7 +443,26 @@ fn select(
     let before = candidates.len();
     candidates.retain(|e| !leased.contains(e.name.id.as_str()));
     report.leased_elsewhere = before - candidates.len();
-    candidates.sort_by_key(|e| e.name.send_order_key());
+    // A component that registers: in session mode nothing but the
+    // registration goes upstream before it is answered; in any mode the
+    // registration goes first.
+    if config.upstream().is_some_and(|u| u.id == peer.id) {
+        if let Some(allowed) = crate::infra::held(spool) {
+            let before = candidates.len();
+            candidates.retain(|e| allowed.contains(e.name.id.as_str()));
+            if candidates.len() < before {
+                report.waiting += before - candidates.len();
+                report.stopped = Some("waiting for the registration to be answered".into());
+            }
+        }
+    }
+    let first = crate::infra::first(spool);
+    candidates.sort_by_key(|e| {
+        (
+            first.as_deref() != Some(e.name.id.as_str()),
+            e.name.send_order_key(),
+        )
+    });
     let names: Vec<EntryName> = candidates.iter().map(|e| e.name.clone()).collect();
     let due = throttle::due(
         &names,
@@ -448,8 +472,12 @@ fn select(
         now,
         clock.utc_offset_secs(),
     );
-    report.waiting = candidates.len() - due.due.len();
-    report.stopped = due.stop.as_ref().map(Stop::to_string);
+    report.waiting += candidates.len() - due.due.len();
+    report.stopped = due
+        .stop
+        .as_ref()
+        .map(Stop::to_string)
+        .or(report.stopped.take());
     let chosen: Vec<Entry> = due.due.iter().map(|&i| candidates[i].clone()).collect();
     if chosen.is_empty() {
         return Ok((None, chosen));

@@ -12,7 +12,8 @@
 //!    the duplicate memory's horizon (`spool::seen`);
 //! 3. a message addressed to a group configured here (`[[group]]`) is
 //!    expanded: one copy per member (and per other destination), each
-//!    then decided on its own;
+//!    then decided on its own; rs takes its own infrastructure messages
+//!    (registrations, answers, heartbeats: `infra::takes`);
 //! 4. the relay's rules (`[[rule]]`, in order; see `filter`) may discard
 //!    it (acknowledged as accepted, counted), divert it to a handler,
 //!    aggregate it, or forward it to a named peer;
@@ -97,6 +98,9 @@ pub enum Decision {
     Divert { rule: usize },
     /// Gather it into rule `rule`'s next aggregate.
     Aggregate { rule: usize },
+    /// rs takes it itself (a registration, an answer, a heartbeat: see
+    /// `infra`).
+    Infrastructure,
     /// Refuse it for good, with the reason; its origin is told.
     /// `remember` says whether its ID is remembered (so a retransmission is
     /// a duplicate): not for messages refused as not provably new, which
@@ -128,6 +132,13 @@ pub fn decide(f: &Facts<'_>, when: &When, config: &Config, learned: &Learned) ->
     }
     if let Some(targets) = expansion(f.header, config) {
         return Decision::Expand { targets };
+    }
+    if crate::infra::takes(
+        f.header,
+        &route::next_hop(f.header, config, learned),
+        config,
+    ) {
+        return Decision::Infrastructure;
     }
     let rule = filter::first_match(
         &config.rules,
@@ -444,6 +455,7 @@ mod tests {
             };
             let got = match decide(&f, &when, config, &learned) {
                 Decision::EpochMismatch { reason } => format!("epoch-mismatch: {reason}"),
+                Decision::Infrastructure => "infrastructure".into(),
                 Decision::Deliver => "deliver".to_string(),
                 Decision::Duplicate { by_origin_key } if by_origin_key => "origin key".into(),
                 Decision::Duplicate { .. } => "duplicate".into(),

@@ -524,8 +524,10 @@ impl Batch<'_> {
                 if !id_seen {
                     batch_ids.insert(id.to_string());
                 }
-                if let (Locator::Source(s), Decision::Deliver | Decision::Forward { .. }) =
-                    (&h.locator, &decision)
+                if let (
+                    Locator::Source(s),
+                    Decision::Deliver | Decision::Forward { .. } | Decision::Infrastructure,
+                ) = (&h.locator, &decision)
                 {
                     state.learn(&s.component, &from);
                 }
@@ -640,6 +642,17 @@ impl Batch<'_> {
                             disposition,
                             pin: None,
                             rule: Some(config.rules[rule].label(rule)),
+                            group,
+                        });
+                    }
+                    Decision::Infrastructure => {
+                        self.to_store.push(ToStore {
+                            m,
+                            from: from.clone(),
+                            index: p.index,
+                            disposition: Disposition::Divert,
+                            pin: None,
+                            rule: Some(crate::infra::LABEL.to_string()),
                             group,
                         });
                     }

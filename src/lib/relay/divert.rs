@@ -163,6 +163,11 @@ pub fn run(spool: &Spool, clock: &Clock, log: &dyn Fn(String), p: &mut Pending) 
         let state_path = dir.join(format!("{id}.state"));
         let mut state = State::parse(&std::fs::read_to_string(&state_path).unwrap_or_default());
         let now = clock.now();
+        if state.rule == crate::infra::LABEL {
+            // rs's own (a registration, an answer, a heartbeat): handled
+            // by `infra::run_held`.
+            continue;
+        }
         let rule = config
             .rules
             .iter()
@@ -275,7 +280,7 @@ pub fn run(spool: &Spool, clock: &Clock, log: &dyn Fn(String), p: &mut Pending) 
     Ok(())
 }
 
-fn remove(dir: &Path, msg: &Path, state: &Path) -> Result<()> {
+pub(crate) fn remove(dir: &Path, msg: &Path, state: &Path) -> Result<()> {
     std::fs::remove_file(msg).map_err(|e| Error::io("remove", msg, e))?;
     let _ = std::fs::remove_file(state);
     durable::fsync_dir(dir)

@@ -52,6 +52,7 @@ pub fn run_pending(
     log: &dyn Fn(String),
 ) -> Result<Pending> {
     let mut p = Pending::default();
+    crate::infra::run_held(spool, clock.now(), log)?;
     divert::run(spool, clock, log, &mut p)?;
     aggregate::run(spool, clock, log, &mut p)?;
     p.swept = untold::sweep(spool, clock.now(), expired, log)?;

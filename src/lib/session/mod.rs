@@ -233,6 +233,10 @@ fn answer(
             _ => {}
         }
         responses = got.replies.iter().map(|o| ack::message(o, now)).collect();
+        // A registration is answered in the same reply when it can be.
+        if let Err(e) = crate::infra::run_held(spool, now, log) {
+            log(format!("infrastructure messages not handled now: {e}"));
+        }
     }
     // What this site holds for the caller: acknowledgements and
     // back-channel messages, chosen and recorded as any exchange.

@@ -1,0 +1,797 @@
+//! Registration and heartbeats (SPEC.md section 13): the messages rs itself
+//! sends and takes, class `infrastructure`.
+//!
+//! **A component** with `[registration] enabled` registers with its
+//! upstream peer: a `registration` message (its component and site IDs)
+//! queued by the first `rs-queue flush` or `export` that finds it
+//! unregistered, sent before anything else. In session mode (an HTTP or
+//! `spm:` upstream route) nothing else goes upstream until the answer came
+//! back; in message mode (media, mail) the data follows at once. A
+//! registration not answered after `resend_after` heartbeats goes again.
+//! The answer (`registration-answer`) carries default configuration, which
+//! is written into `config.toml` (the operator's comments kept) once it
+//! checks. Heartbeats (`heartbeat`, a `data` of type `text/xml`: this
+//! component's counts, and the status its children last reported) go every
+//! `[registration] heartbeat`; in session mode the poll itself is the
+//! heartbeat until the registration is answered.
+//!
+//! **A relay** that registers takes its children's heartbeats (they are not
+//! forwarded: their status is nested in its own) and holds their
+//! registrations behind its own.
+//!
+//! **The registrar** (`[registrar] enabled`, at the provider) records each
+//! registration (`state/registered/COMPONENT`) and answers it with its
+//! `defaults`; it records every heartbeat, and the children nested in it,
+//! in `state/heard/COMPONENT`, which `rs-relay silent` reads.
+//!
+//! What rs takes is held in `divert/` under the reserved label [`LABEL`]
+//! and handled by [`handle`] from `relay::run_pending`, like a rule's
+//! handler, so it is acknowledged only once durable and handled after a
+//! crash. State here is a cache (SPEC.md section 4): lost, a component
+//! registers again.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use crate::config::{Config, Route};
+use crate::message::{
+    envelope, Content, Data, Destination, Header, Locator, Message, MessageId, MimeType, Name,
+    Persistence, Precedence, Qos, Source, Target,
+};
+use crate::route::NextHop;
+use crate::spool::{durable, Area, Result, Spool};
+use crate::time::Timestamp;
+
+/// The class of what rs itself sends and takes.
+pub const CLASS: &str = "infrastructure";
+pub const REGISTRATION: &str = "registration";
+pub const ANSWER: &str = "registration-answer";
+pub const HEARTBEAT: &str = "heartbeat";
+/// The `divert/` label of what rs takes for itself (no rule may use it).
+pub const LABEL: &str = "rs-infrastructure";
+
+/// Most bytes of the XML in a registration, answer or heartbeat.
+const MAX_XML: usize = 256 * 1024;
+
+/// Whether this site takes the message itself: an infrastructure message
+/// for it (a registration or heartbeat at the registrar, an answer at a
+/// registering component), or a child's heartbeat at a relay that
+/// registers (its status rides in the relay's own heartbeat).
+pub fn takes(h: &Header, hop: &NextHop, config: &Config) -> bool {
+    if h.class.as_str() != CLASS {
+        return false;
+    }
+    let sub = h.subclass.as_str();
+    match hop {
+        NextHop::Local => {
+            (config.registrar.enabled && (sub == REGISTRATION || sub == HEARTBEAT))
+                || (config.registration.enabled && sub == ANSWER)
+        }
+        NextHop::Peer(_) => {
+            config.registration.enabled
+                && sub == HEARTBEAT
+                && h.origin().is_some_and(|o| *o != config.component)
+        }
+        NextHop::Unknown(_) => false,
+    }
+}
+
+/// Whether the upstream link is a session (HTTP, `spm:`): registration is
+/// then awaited before data goes.
+pub fn session_mode(config: &Config) -> bool {
+    config.upstream().is_some_and(|u| {
+        u.routes
+            .first()
+            .is_some_and(|r| matches!(r, Route::Http(_) | Route::Spm(_)))
+    })
+}
+
+/// A component's registration, as it knows it (`state/registration`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct State {
+    /// The registration message waiting for its answer, if one is.
+    pub pending: Option<MessageId>,
+    /// When it was sent (queued).
+    pub sent: Option<Timestamp>,
+    /// Heartbeats since.
+    pub heartbeats: u32,
+    /// When the positive answer came, once it did.
+    pub registered: Option<Timestamp>,
+    pub last_heartbeat: Option<Timestamp>,
+}
+
+fn state_path(spool: &Spool) -> PathBuf {
+    spool.dir(Area::State).join("registration")
+}
+
+impl State {
+    pub fn load(spool: &Spool) -> State {
+        let text = std::fs::read_to_string(state_path(spool)).unwrap_or_default();
+        let mut s = State::default();
+        let time = |v: &str| Timestamp::parse(v).ok();
+        for line in text.lines() {
+            match line.split_once(' ') {
+                Some(("pending", v)) => s.pending = MessageId::parse(v).ok(),
+                Some(("sent", v)) => s.sent = time(v),
+                Some(("heartbeats", v)) => s.heartbeats = v.parse().unwrap_or(0),
+                Some(("registered", v)) => s.registered = time(v),
+                Some(("last-heartbeat", v)) => s.last_heartbeat = time(v),
+                _ => {}
+            }
+        }
+        s
+    }
+
+    fn save(&self, spool: &Spool, now: Timestamp) -> Result<()> {
+        let mut text = String::new();
+        if let Some(p) = &self.pending {
+            text.push_str(&format!("pending {p}\n"));
+        }
+        for (k, v) in [
+            ("sent", self.sent),
+            ("registered", self.registered),
+            ("last-heartbeat", self.last_heartbeat),
+        ] {
+            if let Some(t) = v {
+                text.push_str(&format!("{k} {}\n", t.to_rfc3339()));
+            }
+        }
+        text.push_str(&format!("heartbeats {}\n", self.heartbeats));
+        durable::write_durable(
+            &spool.dir(Area::Tmp),
+            &spool.dir(Area::State),
+            "registration",
+            text.as_bytes(),
+            now.as_micros(),
+        )?;
+        Ok(())
+    }
+}
+
+/// What must wait for the registration's answer: `Some(allowed)` (the IDs
+/// that may go upstream now) while a session-mode component is not
+/// registered; `None` when nothing waits.
+pub fn held(spool: &Spool) -> Option<HashSet<String>> {
+    let config = spool.config();
+    if !config.registration.enabled || !session_mode(config) {
+        return None;
+    }
+    let st = State::load(spool);
+    if st.registered.is_some() {
+        return None;
+    }
+    Some(st.pending.iter().map(|p| p.to_string()).collect())
+}
+
+/// The registration message ID to send before anything else, if one waits.
+pub fn first(spool: &Spool) -> Option<String> {
+    if !spool.config().registration.enabled {
+        return None;
+    }
+    let st = State::load(spool);
+    st.registered
+        .is_none()
+        .then_some(st.pending)
+        .flatten()
+        .map(|p| p.to_string())
+}
+
+fn xml_attr(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn invalid(spool: &Spool, e: impl std::fmt::Display) -> crate::spool::Error {
+    crate::spool::Error::io(
+        "make an infrastructure message in",
+        &spool.dir(Area::State),
+        std::io::Error::other(e.to_string()),
+    )
+}
+
+/// A message of this component's own, class `infrastructure`.
+fn message(
+    spool: &Spool,
+    subclass: &str,
+    locator: Locator,
+    in_reply_to: Option<MessageId>,
+    xml: String,
+    now: Timestamp,
+) -> Result<Message> {
+    let bad = |e: crate::message::Error| invalid(spool, e);
+    Ok(Message {
+        header: Header {
+            id: MessageId::mint(now),
+            created: now,
+            class: Name::new("class", CLASS).map_err(bad)?,
+            subclass: Name::new("subclass", subclass).map_err(bad)?,
+            locator,
+            in_reply_to,
+            origin_key: None,
+            epoch: None,
+            routing: Vec::new(),
+        },
+        content: Content::Data(Data {
+            mime_type: MimeType::new("text/xml").map_err(bad)?,
+            bytes: xml.into_bytes(),
+        }),
+    })
+}
+
+fn source(spool: &Spool, precedence: Precedence) -> Result<Locator> {
+    let bad = |e: crate::message::Error| invalid(spool, e);
+    Ok(Locator::Source(Source {
+        component: spool.config().component.clone(),
+        component_type: Name::new("type", "rs").map_err(bad)?,
+        version: Name::new("version", env!("CARGO_PKG_VERSION")).map_err(bad)?,
+        qos: Qos {
+            expiry: None,
+            precedence,
+            persistence: Persistence::High,
+        },
+    }))
+}
+
+/// What a registration, heartbeat or answer says, as read (every field
+/// optional: each kind uses its own).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+struct Said {
+    #[serde(rename = "@component")]
+    component: Option<String>,
+    #[serde(rename = "@site")]
+    site: Option<String>,
+    #[serde(rename = "@status")]
+    status: Option<String>,
+    #[serde(rename = "@reason")]
+    reason: Option<String>,
+    #[serde(rename = "@outbound")]
+    outbound: Option<String>,
+    /// A heartbeat's children, as last heard by the relay.
+    #[serde(rename = "component", default)]
+    nested: Vec<Child>,
+    /// An answer's default configuration.
+    #[serde(rename = "$text", default)]
+    text: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+struct Child {
+    #[serde(rename = "@id")]
+    id: String,
+    #[serde(rename = "@heard")]
+    heard: String,
+    #[serde(rename = "@outbound")]
+    outbound: Option<String>,
+}
+
+impl Said {
+    fn get(&self, k: &str) -> Option<&str> {
+        match k {
+            "component" => self.component.as_deref(),
+            "site" => self.site.as_deref(),
+            "status" => self.status.as_deref(),
+            "reason" => self.reason.as_deref(),
+            "outbound" => self.outbound.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Reads the small XML document of an infrastructure message, through the
+/// messages' guard (no DTD, no entities, bounded).
+fn read(bytes: &[u8]) -> std::result::Result<Said, String> {
+    if bytes.len() > MAX_XML {
+        return Err(format!("more than {MAX_XML} bytes of XML"));
+    }
+    let text = crate::message::xml::guard(bytes, 10_000).map_err(|e| e.to_string())?;
+    quick_xml::de::from_str(text).map_err(|e| e.to_string())
+}
+
+/// The registration and heartbeat work of `rs-queue flush` and `export`:
+/// queues the registration when none is pending (or again after
+/// `resend_after` heartbeats), and a heartbeat when one is due.
+pub fn tick(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<()> {
+    let config = spool.config();
+    if !config.registration.enabled {
+        return Ok(());
+    }
+    let r = &config.registration;
+    let session = session_mode(config);
+    let mut st = State::load(spool);
+    let beat_due = st
+        .last_heartbeat
+        .is_none_or(|t| t > now || now.since(t) >= r.heartbeat);
+    let mut queue: Vec<Message> = Vec::new();
+    if beat_due {
+        if st.registered.is_none() && st.pending.is_some() {
+            st.heartbeats += 1;
+        }
+        st.last_heartbeat = Some(now);
+    }
+    let resend =
+        st.registered.is_none() && (st.pending.is_none() || st.heartbeats >= r.resend_after);
+    if resend {
+        let again = st.pending.is_some();
+        let xml = format!(
+            "<registration component=\"{}\" site=\"{}\" type=\"{}\" version=\"{}\"/>",
+            xml_attr(config.component.as_str()),
+            xml_attr(config.site.as_str()),
+            if config.peers.len() > 1 {
+                "relay"
+            } else {
+                "component"
+            },
+            env!("CARGO_PKG_VERSION")
+        );
+        let m = message(
+            spool,
+            REGISTRATION,
+            source(spool, Precedence::Urgent)?,
+            None,
+            xml,
+            now,
+        )?;
+        log(format!(
+            "registration {} queued for {}{}",
+            m.header.id,
+            config.upstream().map(|u| u.id.as_str()).unwrap_or("?"),
+            if again {
+                format!(" (again: not answered after {} heartbeats)", st.heartbeats)
+            } else {
+                String::new()
+            }
+        ));
+        st.pending = Some(m.header.id.clone());
+        st.sent = Some(now);
+        st.heartbeats = 0;
+        queue.push(m);
+    }
+    // Until a session-mode registration is answered, the poll is the
+    // heartbeat; afterwards, and in message mode, a heartbeat message.
+    if beat_due && (st.registered.is_some() || !session) {
+        let xml = status_xml(spool, &st, now)?;
+        queue.push(message(
+            spool,
+            HEARTBEAT,
+            source(spool, Precedence::Normal)?,
+            None,
+            xml,
+            now,
+        )?);
+    }
+    if !queue.is_empty() {
+        crate::relay::pass_on(spool, queue, now, log)?;
+    }
+    if beat_due || resend {
+        st.save(spool, now)?;
+    }
+    Ok(())
+}
+
+/// This component's status, with its children's as last heard.
+fn status_xml(spool: &Spool, st: &State, now: Timestamp) -> Result<String> {
+    let config = spool.config();
+    let (queued, bytes) = spool.area_totals(Area::Sent).unwrap_or((0, 0));
+    let mut out_n = queued;
+    let mut out_b = bytes;
+    for p in [Precedence::Urgent, Precedence::Normal, Precedence::Bulk] {
+        let (n, b) = spool.area_totals(Area::Queue(p)).unwrap_or((0, 0));
+        out_n += n;
+        out_b += b;
+    }
+    let mut xml = format!(
+        "<status component=\"{}\" site=\"{}\" at=\"{}\" outbound=\"{out_n}\" outbound-bytes=\"{out_b}\" registered=\"{}\">",
+        xml_attr(config.component.as_str()),
+        xml_attr(config.site.as_str()),
+        now.to_rfc3339(),
+        if st.registered.is_some() { "yes" } else { "pending" }
+    );
+    for h in heard(spool) {
+        xml.push_str(&format!(
+            "<component id=\"{}\" heard=\"{}\" outbound=\"{}\"/>",
+            xml_attr(&h.component),
+            h.at.to_rfc3339(),
+            h.outbound.map(|n| n.to_string()).unwrap_or_default()
+        ));
+    }
+    xml.push_str("</status>");
+    Ok(xml)
+}
+
+/// A component as last heard here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Heard {
+    pub component: String,
+    pub at: Timestamp,
+    /// Messages it said were waiting to go.
+    pub outbound: Option<u64>,
+    /// The component whose heartbeat carried the news (itself, or its
+    /// relay).
+    pub via: String,
+    pub registered: Option<Timestamp>,
+}
+
+fn heard_dir(spool: &Spool) -> PathBuf {
+    spool.dir(Area::State).join("heard")
+}
+
+fn registered_dir(spool: &Spool) -> PathBuf {
+    spool.dir(Area::State).join("registered")
+}
+
+/// Every component heard of here (and every one registered here, heard or
+/// not), by component ID.
+pub fn heard(spool: &Spool) -> Vec<Heard> {
+    let mut out: Vec<Heard> = Vec::new();
+    let read = |dir: &Path| -> Vec<(String, String)> {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        if name.starts_with('.') {
+                            return None;
+                        }
+                        std::fs::read_to_string(e.path()).ok().map(|t| (name, t))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let field = |text: &str, k: &str| -> Option<String> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k} ")).map(str::to_string))
+    };
+    for (name, text) in read(&heard_dir(spool)) {
+        let Some(at) = field(&text, "at").and_then(|t| Timestamp::parse(&t).ok()) else {
+            continue;
+        };
+        out.push(Heard {
+            component: name,
+            at,
+            outbound: field(&text, "outbound").and_then(|n| n.parse().ok()),
+            via: field(&text, "via").unwrap_or_default(),
+            registered: None,
+        });
+    }
+    for (name, text) in read(&registered_dir(spool)) {
+        let at = field(&text, "at").and_then(|t| Timestamp::parse(&t).ok());
+        match out.iter_mut().find(|h| h.component == name) {
+            Some(h) => h.registered = at,
+            None => out.push(Heard {
+                component: name.clone(),
+                at: at.unwrap_or(Timestamp::EPOCH),
+                outbound: None,
+                via: String::new(),
+                registered: at,
+            }),
+        }
+    }
+    out.sort_by(|a, b| a.component.cmp(&b.component));
+    out
+}
+
+/// Records that `component` was heard of at `at` (through `via`), unless a
+/// later word of it is on record.
+fn record_heard(
+    spool: &Spool,
+    component: &str,
+    at: Timestamp,
+    outbound: Option<&str>,
+    via: &str,
+    now: Timestamp,
+) -> Result<()> {
+    if Name::new("component", component).is_err() {
+        return Ok(());
+    }
+    let dir = heard_dir(spool);
+    std::fs::create_dir_all(&dir).map_err(|e| crate::spool::Error::io("create", &dir, e))?;
+    if let Ok(old) = std::fs::read_to_string(dir.join(component)) {
+        let before = old
+            .lines()
+            .find_map(|l| l.strip_prefix("at "))
+            .and_then(|t| Timestamp::parse(t).ok());
+        if before.is_some_and(|b| b >= at) {
+            return Ok(());
+        }
+    }
+    let text = format!(
+        "at {}\noutbound {}\nvia {via}\n",
+        at.to_rfc3339(),
+        outbound.unwrap_or("")
+    );
+    durable::write_durable(
+        &spool.dir(Area::Tmp),
+        &dir,
+        component,
+        text.as_bytes(),
+        now.as_micros(),
+    )?;
+    Ok(())
+}
+
+/// Handles a message rs took for itself (held in `divert/`), which came
+/// from peer `from`. Returns what it did, for the log; an error leaves it
+/// for the next run.
+pub fn handle(spool: &Spool, m: &Message, from: &str, now: Timestamp) -> Result<String> {
+    let h = &m.header;
+    let Content::Data(d) = &m.content else {
+        return Ok(format!("{}: {} without data: ignored", h.id, h.subclass));
+    };
+    let said = match read(&d.bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            return Ok(format!(
+                "{}: {} unreadable ({e}): ignored",
+                h.id, h.subclass
+            ))
+        }
+    };
+    let origin = h.origin().map(|o| o.to_string()).unwrap_or_default();
+    match h.subclass.as_str() {
+        HEARTBEAT => {
+            record_heard(
+                spool,
+                &origin,
+                h.created.min(now),
+                said.get("outbound"),
+                &origin,
+                now,
+            )?;
+            let mut n = 0;
+            for child in &said.nested {
+                if let Ok(at) = Timestamp::parse(&child.heard) {
+                    let outbound = child.outbound.as_deref();
+                    record_heard(spool, &child.id, at.min(now), outbound, &origin, now)?;
+                    n += 1;
+                }
+            }
+            Ok(format!(
+                "heartbeat of {origin} heard{}",
+                if n > 0 {
+                    format!(", with {n} component(s) behind it")
+                } else {
+                    String::new()
+                }
+            ))
+        }
+        REGISTRATION => register(spool, m, &said, &origin, now),
+        ANSWER => answered(spool, m, &said, from, now),
+        other => Ok(format!("{}: {other}: not handled here", h.id)),
+    }
+}
+
+/// At the registrar: records a registration and answers it.
+fn register(
+    spool: &Spool,
+    m: &Message,
+    said: &Said,
+    origin: &str,
+    now: Timestamp,
+) -> Result<String> {
+    let config = spool.config();
+    let component = said.get("component").unwrap_or_default();
+    let site = said.get("site").unwrap_or_default();
+    let refusal = if component != origin {
+        Some(format!(
+            "it registers {component:?} but comes from {origin}"
+        ))
+    } else if site.is_empty() || !component.starts_with(&format!("{site}.")) {
+        Some(format!(
+            "component ID {component:?} does not derive from site ID {site:?} (SITE.NAME)"
+        ))
+    } else {
+        None
+    };
+    let defaults = match (&refusal, &config.registrar.defaults) {
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                return Err(crate::spool::Error::io("read", path, e));
+            }
+        },
+        _ => String::new(),
+    };
+    if refusal.is_none() {
+        let dir = registered_dir(spool);
+        std::fs::create_dir_all(&dir).map_err(|e| crate::spool::Error::io("create", &dir, e))?;
+        let text = format!(
+            "at {}\nsite {site}\nregistration {}\n",
+            now.to_rfc3339(),
+            m.header.id
+        );
+        durable::write_durable(
+            &spool.dir(Area::Tmp),
+            &dir,
+            component,
+            text.as_bytes(),
+            now.as_micros(),
+        )?;
+        record_heard(
+            spool,
+            component,
+            m.header.created.min(now),
+            None,
+            origin,
+            now,
+        )?;
+    }
+    let xml = format!(
+        "<registration-answer status=\"{}\" component=\"{}\"{}><![CDATA[{}]]></registration-answer>",
+        if refusal.is_none() { "accepted" } else { "rejected" },
+        xml_attr(origin),
+        refusal
+            .as_ref()
+            .map(|r| format!(" reason=\"{}\"", xml_attr(r)))
+            .unwrap_or_default(),
+        defaults.replace("]]>", "]]]]><![CDATA[>")
+    );
+    let bad = |e: crate::message::Error| invalid(spool, e);
+    let to = Locator::Destination(Destination {
+        targets: vec![Target::Component(
+            Name::new("component", origin).map_err(bad)?,
+        )],
+        qos: Qos {
+            expiry: None,
+            precedence: Precedence::Urgent,
+            persistence: Persistence::High,
+        },
+    });
+    let answer = message(spool, ANSWER, to, Some(m.header.id.clone()), xml, now)?;
+    crate::relay::pass_on(spool, vec![answer], now, &|_| {})?;
+    Ok(match refusal {
+        None => format!("{origin} registered; answered with the default configuration"),
+        Some(r) => format!("registration of {origin} refused: {r}"),
+    })
+}
+
+/// At a component: the registrar's answer. Applies the defaults it
+/// carries (if they check) and records the registration.
+fn answered(spool: &Spool, m: &Message, said: &Said, from: &str, now: Timestamp) -> Result<String> {
+    let config = spool.config();
+    if config.upstream().is_none_or(|u| u.id.as_str() != from) {
+        return Ok(format!(
+            "{}: a registration answer from {from}, not the upstream peer: ignored",
+            m.header.id
+        ));
+    }
+    let mut st = State::load(spool);
+    if said.get("status") != Some("accepted") {
+        return Ok(format!(
+            "registration refused by {from}: {}; it waits (resent after {} heartbeats)",
+            said.get("reason").unwrap_or("no reason given"),
+            config.registration.resend_after
+        ));
+    }
+    let applied = match apply_defaults(spool, &said.text, now) {
+        Ok(n) => format!("{n} default setting(s) applied"),
+        Err(e) => format!("the default configuration was not applied: {e}"),
+    };
+    st.registered = Some(now);
+    st.pending = None;
+    st.heartbeats = 0;
+    st.save(spool, now)?;
+    Ok(format!("registered with {from}; {applied}"))
+}
+
+/// The keys of `defaults` (TOML: `[queue]`, `[throttle]`, `[registration]`
+/// values) written into `config.toml`, keeping every other line and
+/// comment; nothing is written unless the result checks. Returns how many.
+pub fn apply_defaults(
+    spool: &Spool,
+    defaults: &str,
+    now: Timestamp,
+) -> std::result::Result<usize, String> {
+    if defaults.trim().is_empty() {
+        return Ok(0);
+    }
+    let doc: toml_edit::DocumentMut = defaults
+        .parse()
+        .map_err(|e: toml_edit::TomlError| e.to_string())?;
+    let path = spool.config_path();
+    let mut text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+    let mut n = 0;
+    for (table, item) in doc.iter() {
+        if !["queue", "throttle", "registration"].contains(&table) {
+            return Err(format!("[{table}] is not a setting a provider may change"));
+        }
+        let t = item
+            .as_table()
+            .ok_or_else(|| format!("{table} is not a table"))?;
+        for (key, v) in t.iter() {
+            let v = v
+                .as_value()
+                .ok_or_else(|| format!("[{table}] {key}: not a plain value"))?;
+            text = crate::config::edit(&text, table, key, Some(v.clone()))?;
+            n += 1;
+        }
+    }
+    Config::parse(&text).map_err(|e| format!("the result does not check: {e}"))?;
+    let dir = spool.root();
+    durable::write_durable(
+        &spool.dir(Area::Tmp),
+        dir,
+        crate::config::FILE_NAME,
+        text.as_bytes(),
+        now.as_micros(),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(n)
+}
+
+/// Handles what rs took for itself and holds in `divert/` (under
+/// `divert/.infra.lock`: one run at a time), each message once; what
+/// cannot be handled now stays for the next run.
+pub fn run_held(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<()> {
+    let dir = spool.dir(Area::Divert);
+    let mut held: Vec<(String, PathBuf, PathBuf)> = Vec::new();
+    for e in std::fs::read_dir(&dir)
+        .map_err(|e| crate::spool::Error::io("read", &dir, e))?
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(id) = name.strip_suffix(".state") else {
+            continue;
+        };
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        if text.lines().next() == Some(&format!("rule {LABEL}")) {
+            let from = text
+                .lines()
+                .find_map(|l| l.strip_prefix("from "))
+                .unwrap_or_default()
+                .to_string();
+            held.push((from, dir.join(format!("{id}.msg")), e.path()));
+        }
+    }
+    if held.is_empty() {
+        return Ok(());
+    }
+    let lock_path = dir.join(".infra.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| crate::spool::Error::io("open", &lock_path, e))?;
+    fs2::FileExt::lock_exclusive(&lock)
+        .map_err(|e| crate::spool::Error::io("lock", &lock_path, e))?;
+    held.sort();
+    for (from, msg, state) in held {
+        // Another run may have handled it while this one waited.
+        let Ok(bytes) = std::fs::read(&msg) else {
+            continue;
+        };
+        match envelope::parse(&bytes) {
+            Ok(ms) => {
+                for m in &ms {
+                    log(handle(spool, m, &from, now)?);
+                }
+            }
+            Err(e) => log(format!("{}: cannot be read ({e}): removed", msg.display())),
+        }
+        crate::relay::divert::remove(&dir, &msg, &state)?;
+    }
+    Ok(())
+}
+
+/// The envelope bytes of one message (for tests and handlers).
+pub fn to_bytes(m: &Message) -> Vec<u8> {
+    envelope::to_bytes(std::slice::from_ref(m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_attributes_children_and_text() {
+        let s = read(b"<status component=\"a.b\" outbound=\"3\"><component id=\"c.d\" heard=\"2026-12-01T00:00:00Z\"/></status>").unwrap();
+        assert_eq!(s.get("outbound"), Some("3"));
+        assert_eq!(s.nested.len(), 1);
+        let a = read(b"<registration-answer status=\"accepted\"><![CDATA[[queue]\nmax_messages = 5\n]]></registration-answer>").unwrap();
+        assert!(a.text.contains("max_messages = 5"));
+        assert!(read(b"<!DOCTYPE x [<!ENTITY e \"x\">]><status/>").is_err());
+    }
+}

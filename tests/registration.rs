@@ -1,0 +1,274 @@
+//! Registration and heartbeats through the real binaries (SPEC.md section
+//! 13): a site registers in session mode (its data waits for the answer)
+//! and in message mode (its data follows at once), applies the default
+//! configuration it is answered with, registers again when unanswered; a
+//! relay's heartbeat nests its children's; `rs-relay silent` at the
+//! provider names the one that stopped.
+
+mod support;
+
+use support::http::{route, serve_tls, Pki, Serve};
+use support::Site;
+
+const DEFAULTS: &str = "[throttle]\nmax_messages_per_day = 5000\n[queue]\nmax_messages = 20000\n";
+
+/// The provider: a registrar handing out `DEFAULTS`.
+fn provider(root_of: &Site) -> Site {
+    let p = Site::component("p.hub");
+    let defaults = root_of.root().join("defaults.toml");
+    std::fs::write(&defaults, DEFAULTS).unwrap();
+    p.append_config(&format!(
+        "[registrar]\nenabled = true\ndefaults = \"{}\"\n",
+        defaults.display()
+    ));
+    p
+}
+
+fn registering(component: &str, extra: &str) -> Site {
+    let s = Site::component(component);
+    s.append_config(&format!("[registration]\nenabled = true\n{extra}"));
+    s
+}
+
+fn flush(s: &Site) -> support::Run {
+    s.cmd("rs-queue").args(["flush", "--force"]).run()
+}
+
+fn state(s: &Site) -> String {
+    std::fs::read_to_string(s.spool.join("state/registration")).unwrap_or_default()
+}
+
+/// Contents received at `s` whose class is `test` (the data, not rs's own).
+fn data(s: &Site) -> Vec<String> {
+    let mut v: Vec<String> = s
+        .received()
+        .into_iter()
+        .map(|(_, c)| String::from_utf8_lossy(&c).into_owned())
+        .filter(|c| c.starts_with("data "))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn in_session_mode_data_waits_for_the_answer_whose_defaults_are_applied() {
+    let holder = Site::component("x.holder");
+    let pki = Pki::new(holder.root(), "ca");
+    let server = pki.server();
+    let p = provider(&holder);
+    p.peer("a.host", "");
+    serve_tls(&p, &server, &pki.ca, "");
+    let srv = Serve::start(&p);
+    let a = registering("a.host", "");
+    let cert = pki.client("a.host");
+    a.peer(
+        "p.hub",
+        &format!(
+            "upstream = true\nroutes = [\"{}\"]",
+            route(&srv.url, &pki.ca, Some(&cert))
+        ),
+    );
+    a.send(&[], b"data 1");
+    a.send(&["--precedence", "urgent"], b"data 2");
+
+    // One flush: the registration goes alone, is answered in the reply,
+    // the defaults are written, then the data goes.
+    let r = flush(&a).success();
+    assert!(r.stderr.contains("registration"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("registered with p.hub; 2 default setting(s) applied"),
+        "{}",
+        r.stderr
+    );
+    assert!(state(&a).contains("registered "), "{}", state(&a));
+    let config = std::fs::read_to_string(a.spool.join("config.toml")).unwrap();
+    assert!(config.contains("max_messages_per_day = 5000"), "{config}");
+    assert!(
+        config.contains("# Limits on sending."),
+        "the operator's comments stay"
+    );
+    assert_eq!(data(&p), ["data 1", "data 2"]);
+    assert!(a.list().is_empty());
+    assert!(p.spool.join("state/registered/a.host").exists());
+    // Registered once: the next runs send no registration.
+    a.send(&[], b"data 3");
+    let r = flush(&a).success();
+    assert!(!r.stderr.contains("registration"), "{}", r.stderr);
+    assert_eq!(data(&p).len(), 3);
+}
+
+#[test]
+fn an_unanswered_registration_is_sent_again_after_the_configured_heartbeats() {
+    let holder = Site::component("x.holder");
+    let pki = Pki::new(holder.root(), "ca");
+    let server = pki.server();
+    // A provider that is no registrar: the registration is delivered
+    // there as data, and never answered.
+    let p = Site::component("p.hub");
+    p.peer("a.host", "");
+    serve_tls(&p, &server, &pki.ca, "");
+    let srv = Serve::start(&p);
+    let mut a = registering("a.host", "heartbeat = \"10m\"\nresend_after = 2\n");
+    let cert = pki.client("a.host");
+    a.peer(
+        "p.hub",
+        &format!(
+            "upstream = true\nroutes = [\"{}\"]",
+            route(&srv.url, &pki.ca, Some(&cert))
+        ),
+    );
+    a.send(&[], b"data held");
+    let registrations = |p: &Site| {
+        p.received()
+            .into_iter()
+            .filter(|(_, c)| c.starts_with(b"<registration "))
+            .count()
+    };
+    for (at, expected) in [
+        ("2026-12-01T10:00:00Z", 1), // sent
+        ("2026-12-01T10:05:00Z", 1), // no heartbeat due yet
+        ("2026-12-01T10:10:00Z", 1), // heartbeat 1
+        ("2026-12-01T10:20:00Z", 2), // heartbeat 2: sent again
+        ("2026-12-01T10:30:00Z", 2),
+    ] {
+        a.at(at);
+        let r = flush(&a).success();
+        assert_eq!(registrations(&p), expected, "at {at}: {}", r.stderr);
+        assert!(data(&p).is_empty(), "data waits for the answer");
+    }
+    assert_eq!(a.list().len(), 1);
+}
+
+#[test]
+fn in_message_mode_the_data_follows_the_registration_at_once() {
+    let holder = Site::component("x.holder");
+    let p = provider(&holder);
+    p.peer(
+        "a.host",
+        "routes = [\"dir:STICK\"]"
+            .replace("STICK", holder.root().join("down").to_str().unwrap())
+            .as_str(),
+    );
+    std::fs::create_dir_all(holder.root().join("down")).unwrap();
+    let a = registering("a.host", "");
+    let up = holder.root().join("up");
+    std::fs::create_dir_all(&up).unwrap();
+    a.peer(
+        "p.hub",
+        &format!("upstream = true\nroutes = [\"dir:{}\"]", up.display()),
+    );
+    a.send(&["--precedence", "urgent"], b"data 1");
+    a.send(&[], b"data 2");
+    flush(&a).success();
+    // On the stick: the registration first, then the data.
+    let mut files: Vec<String> = std::fs::read_dir(up.join("p.hub/a.host"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files.len(),
+        4,
+        "registration, two data, a heartbeat: {files:?}"
+    );
+    let first = std::fs::read_to_string(up.join("p.hub/a.host").join(&files[0])).unwrap();
+    assert!(
+        first.contains("Subject: rs infrastructure/registration "),
+        "{first}"
+    );
+    p.import_from(&up).run().success();
+    assert_eq!(data(&p), ["data 1", "data 2"]);
+    assert!(p.spool.join("state/registered/a.host").exists());
+    // The answer comes back by the stick too, and is applied.
+    flush(&p).success();
+    a.import_from(&holder.root().join("down")).run().success();
+    assert!(state(&a).contains("registered "), "{}", state(&a));
+    let config = std::fs::read_to_string(a.spool.join("config.toml")).unwrap();
+    assert!(config.contains("max_messages = 20000"), "{config}");
+}
+
+#[test]
+fn a_relays_heartbeat_nests_its_children_and_silent_names_the_one_that_stopped() {
+    let holder = Site::component("x.holder");
+    let pki = Pki::new(holder.root(), "ca");
+    let server = pki.server();
+    let p = provider(&holder);
+    p.peer("r.relay", "components = [\"a.host\", \"b.host\"]");
+    serve_tls(&p, &server, &pki.ca, "");
+    let p_srv = Serve::start(&p);
+    let mut r = registering("r.relay", "heartbeat = \"10m\"\n");
+    let r_cert = pki.client("r.relay");
+    r.peer(
+        "p.hub",
+        &format!(
+            "upstream = true\nroutes = [\"{}\"]",
+            route(&p_srv.url, &pki.ca, Some(&r_cert))
+        ),
+    );
+    r.peer("a.host", "");
+    r.peer("b.host", "");
+    serve_tls(&r, &server, &pki.ca, "");
+    let r_srv = Serve::start(&r);
+    let mut leaves = Vec::new();
+    for name in ["a.host", "b.host"] {
+        let s = registering(name, "heartbeat = \"10m\"\n");
+        let cert = pki.client(name);
+        s.peer(
+            "r.relay",
+            &format!(
+                "upstream = true\nroutes = [\"{}\"]",
+                route(&r_srv.url, &pki.ca, Some(&cert))
+            ),
+        );
+        leaves.push(s);
+    }
+    let round = |at: &str, r: &mut Site, leaves: &mut [Site], who: &[usize]| {
+        for &i in who {
+            leaves[i].at(at);
+            flush(&leaves[i]).success();
+        }
+        r.at(at);
+        flush(r).success();
+        for &i in who {
+            flush(&leaves[i]).success();
+        }
+    };
+    // Everyone registers (the relay first; its children's registrations
+    // wait behind its own).
+    round("2026-12-01T10:00:00Z", &mut r, &mut leaves, &[0, 1]);
+    round("2026-12-01T10:01:00Z", &mut r, &mut leaves, &[0, 1]);
+    for s in leaves.iter().chain([&r]) {
+        assert!(state(s).contains("registered "), "{}", state(s));
+    }
+    for c in ["r.relay", "a.host", "b.host"] {
+        assert!(p.spool.join("state/registered").join(c).exists(), "{c}");
+    }
+    // Heartbeats: both leaves, then only a.host.
+    round("2026-12-01T10:15:00Z", &mut r, &mut leaves, &[0, 1]);
+    round("2026-12-01T10:50:00Z", &mut r, &mut leaves, &[0]);
+    // The relay took its children's heartbeats; its own nests them.
+    assert!(r.spool.join("state/heard/a.host").exists());
+    let silent = p
+        .cmd("rs-relay")
+        .env("RS_NOW", "2026-12-01T10:55:00Z")
+        .args(["silent", "--for", "20m", "--json"])
+        .run()
+        .success()
+        .json_lines();
+    let names: Vec<&str> = silent
+        .iter()
+        .map(|v| v["component"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["b.host"], "{silent:?}");
+    assert_eq!(silent[0]["via"], "r.relay");
+    // Nobody is silent for 2 hours.
+    let none = p
+        .cmd("rs-relay")
+        .env("RS_NOW", "2026-12-01T10:55:00Z")
+        .args(["silent", "--for", "2h", "--json"])
+        .run()
+        .success()
+        .json_lines();
+    assert!(none.is_empty(), "{none:?}");
+}
