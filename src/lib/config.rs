@@ -1272,6 +1272,17 @@ refresh = "1h"                    # an older map is fetched again before use
 # config_url = "https://config.provider.example/rs?ca=/etc/rs/ca.pem"  # default: config.source
 # site_networks = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "127.0.0.0/8"]
 
+# Registration with the upstream peer, and heartbeats (SPEC section 13).
+[registration]
+enabled = false                   # register before sending (session mode)
+heartbeat = "15m"                 # also the poll in session mode
+resend_after = 3                  # heartbeats without an answer: register again
+
+# At the provider: answer registrations, hear heartbeats (rs-relay silent).
+[registrar]
+enabled = false
+# defaults = "/etc/rs/defaults.toml"   # [queue], [throttle], [registration] for new components
+
 # Peers: the sites this one exchanges messages with directly. Forward-path
 # messages go to the upstream peer; a site without one delivers them here.
 # [[peer]]
