@@ -1188,3 +1188,35 @@ fn openpgp_over_http_both_ways() {
     assert_eq!(b.files("quarantine").len(), 1);
     assert_eq!(b.received().len(), 50);
 }
+
+/// A control message that does not carry the upstream's signature, where
+/// the upstream is protected, is quarantined and changes nothing: whether
+/// the peer's unsigned messages are refused outright (the default) or
+/// admitted (`require_signature = false`).
+#[test]
+fn an_unsigned_control_message_from_a_protected_upstream_is_quarantined() {
+    let scratch = Site::new();
+    let keys = PgpKeys::new(&scratch);
+    for extra in ["", "require_signature = false"] {
+        let (a, _b) = pgp_pair_with(&keys, extra);
+        let forger = Site::component("b.hub");
+        let stick = forger.stick("forged");
+        forger.peer("a.host", &format!("routes = [\"dir:{}\"]", stick.display()));
+        forger
+            .cmd("rs-relay")
+            .args(["control", "a.host", "hold"])
+            .run()
+            .success();
+        forger.cmd("rs-queue").args(["flush"]).run().success();
+        let r = a.import_from(&stick).run();
+        assert!(
+            !a.spool.join("state/hold").exists(),
+            "{extra}: obeyed: {}",
+            r.stderr
+        );
+        assert_eq!(a.files("quarantine").len(), 1, "{extra}: {}", r.stderr);
+        if !extra.is_empty() {
+            assert!(r.stderr.contains("without its signature"), "{}", r.stderr);
+        }
+    }
+}

@@ -272,3 +272,151 @@ fn a_relays_heartbeat_nests_its_children_and_silent_names_the_one_that_stopped()
         .json_lines();
     assert!(none.is_empty(), "{none:?}");
 }
+
+/// The journal lines about message `id` at `s`.
+fn journal(s: &Site, id: &str) -> String {
+    std::fs::read_dir(s.spool.join("acks/journal"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+                .collect::<String>()
+        })
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(id))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn control_messages_do_what_they_say_are_answered_and_a_strangers_is_quarantined() {
+    let holder = Site::component("x.holder");
+    let pki = Pki::new(holder.root(), "ca");
+    let server = pki.server();
+    let p = provider(&holder);
+    p.peer("a.host", "");
+    serve_tls(&p, &server, &pki.ca, "");
+    let srv = Serve::start(&p);
+    let a = registering("a.host", "");
+    let cert = pki.client("a.host");
+    a.peer(
+        "p.hub",
+        &format!(
+            "upstream = true\nroutes = [\"{}\"]",
+            route(&srv.url, &pki.ca, Some(&cert))
+        ),
+    );
+    flush(&a).success();
+    assert!(state(&a).contains("registered "));
+    let ctl = |args: &[&str]| {
+        let mut v = vec!["control", "a.host"];
+        v.extend(args);
+        p.cmd("rs-relay")
+            .args(v)
+            .run()
+            .success()
+            .stdout
+            .trim()
+            .to_string()
+    };
+    // The control message comes with the first poll, its answer goes with
+    // the next.
+    let exchange = || {
+        flush(&a).success();
+        flush(&a).success();
+    };
+    let config = || std::fs::read_to_string(a.spool.join("config.toml")).unwrap();
+
+    let ping = ctl(&["ping"]);
+    exchange();
+    assert!(
+        journal(&p, &ping).contains("control a.host control-done pong from a.host"),
+        "{}",
+        journal(&p, &ping)
+    );
+
+    let set = ctl(&[
+        "set-configuration",
+        "--set",
+        "throttle.max_messages_per_day=123",
+    ]);
+    exchange();
+    assert!(
+        config().contains("max_messages_per_day = 123"),
+        "{}",
+        config()
+    );
+    assert!(
+        journal(&p, &set).contains("control-done 1 setting(s) written"),
+        "{}",
+        journal(&p, &set)
+    );
+    for bad in [
+        "throttle.max_messages_per_day=\"lots\"",
+        "throttle.no_such_limit=1",
+        "peer.id=\"x\"",
+    ] {
+        let before = config();
+        let id = ctl(&["set-configuration", "--set", bad]);
+        exchange();
+        assert_eq!(config(), before, "{bad} changed nothing");
+        assert!(
+            journal(&p, &id).contains("control-refused nothing changed"),
+            "{bad}: {}",
+            journal(&p, &id)
+        );
+    }
+
+    let hold = ctl(&["hold"]);
+    exchange();
+    assert!(a.spool.join("state/hold").exists());
+    a.send(&[], b"data while held");
+    exchange();
+    assert!(data(&p).is_empty(), "held: nothing forwarded");
+    ctl(&["release"]);
+    exchange();
+    assert!(!a.spool.join("state/hold").exists());
+    flush(&a).success();
+    assert_eq!(data(&p), ["data while held"]);
+    assert!(journal(&p, &hold).contains("control-done forwarding held"));
+
+    let get = ctl(&["get-configuration"]);
+    exchange();
+    let copies: Vec<String> = p
+        .received()
+        .into_iter()
+        .map(|(_, c)| String::from_utf8_lossy(&c).into_owned())
+        .filter(|c| c.contains("component = \"a.host\""))
+        .collect();
+    assert_eq!(copies.len(), 1, "the configuration came back");
+    assert!(copies[0].contains("max_messages_per_day = 123"));
+    assert!(journal(&p, &get).contains("configuration sent as message"));
+
+    let dereg = ctl(&["deregister"]);
+    exchange();
+    assert!(config().contains("enabled = false"), "{}", config());
+    assert!(!a.spool.join("state/registration").exists());
+    assert!(journal(&p, &dereg).contains("deregistered"));
+
+    // A control message from another peer than the upstream: quarantined
+    // with the reason, nothing done.
+    let z = Site::component("z.host");
+    let stick = z.root().join("stick");
+    std::fs::create_dir_all(&stick).unwrap();
+    z.peer("a.host", &format!("routes = [\"dir:{}\"]", stick.display()));
+    a.peer("z.host", "");
+    z.cmd("rs-relay")
+        .args(["control", "a.host", "hold"])
+        .run()
+        .success();
+    z.cmd("rs-queue").args(["flush"]).run().success();
+    let r = a.import_from(&stick).run();
+    assert!(r.stderr.contains("only the upstream peer"), "{}", r.stderr);
+    assert!(!a.spool.join("state/hold").exists(), "not obeyed");
+    assert_eq!(
+        a.files("quarantine").len(),
+        1,
+        "{:?}",
+        a.files("quarantine")
+    );
+}

@@ -72,6 +72,8 @@ impl Owed {
             "discarded" => "discarded",
             "final-delivered" => "final-delivered",
             "final-rejected" => "final-rejected",
+            "control-done" => "control-done",
+            "control-refused" => "control-refused",
             _ => return None,
         };
         let to = Name::new("to", f.next()?).ok()?;
@@ -196,7 +198,10 @@ fn strongest_per_message(owed: Vec<Owed>) -> Vec<Owed> {
     // A hop's acknowledgement and an end-to-end notice (final-delivered,
     // final-rejected) for the same message are different things: both go.
     owed.into_iter()
-        .filter(|o| seen.insert((o.id.clone(), o.to.clone(), o.code.starts_with("final-"))))
+        .filter(|o| {
+            let end_to_end = o.code.starts_with("final-") || o.code.starts_with("control-");
+            seen.insert((o.id.clone(), o.to.clone(), end_to_end))
+        })
         .collect()
 }
 
@@ -272,6 +277,8 @@ pub fn apply(
         let event = match (r.status, ours) {
             _ if code == "final-delivered" => "delivered",
             _ if code == "final-rejected" => "undeliverable",
+            // What a component did with a control message (see `infra`).
+            _ if code.starts_with("control-") => "control",
             (ResponseStatus::Accepted, true) => {
                 discard.push(by_id.remove(r.answers.as_str()).expect("checked above"));
                 "acknowledged"

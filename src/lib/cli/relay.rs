@@ -98,6 +98,24 @@ pub enum RelayCommand {
         #[arg(long = "for", value_name = "DURATION", default_value = "1h")]
         for_: String,
     },
+    /// Send a control message to COMPONENT (the provider steering a site):
+    /// ping, get-configuration (its config.toml comes back as a message
+    /// into the Maildir), set-configuration (--set; queue, throttle and
+    /// registration settings, checked at the component: an invalid or
+    /// unknown one changes nothing), hold or release its forwarding,
+    /// deregister. Prints the message ID; `rs-ack status ID` shows what
+    /// the component did once its answer is back.
+    Control {
+        /// The component to steer.
+        component: String,
+        /// ping, get-configuration, set-configuration, hold, release,
+        /// deregister.
+        action: String,
+        /// For set-configuration: TABLE.KEY=VALUE (a TOML value), as
+        /// throttle.max_messages_per_day=500; repeatable.
+        #[arg(long = "set", value_name = "TABLE.KEY=VALUE")]
+        set: Vec<String>,
+    },
     /// Run the built-in HTTP server (for tests and small sites): HTTPS with
     /// client certificates when [http] cert, key and client_ca are set,
     /// else plain HTTP (for peers with authentication = "none"). Runs until

@@ -87,10 +87,12 @@ fn send_to(
     // Registration and heartbeats ride every sending run.
     crate::infra::tick(spool, ctx.clock.now(), &log)?;
     let mut runs = outbound::run(spool, only, via, &ctx.clock, &log)?;
+    // What came back for rs itself (an answer, a control message) is
+    // handled now.
+    crate::infra::run_held(spool, ctx.clock.now(), &log)?;
     if crate::infra::held(spool).is_some() {
         // The registration's answer may have come back in this run: once
         // applied, what waited for it goes now.
-        crate::infra::run_held(spool, ctx.clock.now(), &log)?;
         let fresh = Spool::open(spool.root())?;
         if let (None, Some(up)) = (crate::infra::held(&fresh), fresh.config().upstream()) {
             let again = outbound::run(&fresh, Some(up.id.as_str()), via, &ctx.clock, &log)?;

@@ -297,6 +297,11 @@ fn run_command(args: RelayArgs) -> Result<ExitCode, Error> {
         RelayCommand::Serve { listen } => serve(&ctx, spool, &listen),
         RelayCommand::Rules { command } => rules(&ctx, &spool, &mut out, command, now),
         RelayCommand::Silent { for_ } => silent(&ctx, &spool, &mut out, &for_, now),
+        RelayCommand::Control {
+            component,
+            action,
+            set,
+        } => control(&ctx, &spool, &mut out, &component, &action, &set, now),
         RelayCommand::Cgi => cgi(&args.common),
     }
 }
@@ -436,6 +441,60 @@ fn silent(
                     .unwrap_or_else(|| "-".into())
             ))?;
         }
+    }
+    Ok(ExitCode::Ok)
+}
+
+/// `control`: queues a control message for a component.
+fn control(
+    ctx: &Context,
+    spool: &crate::spool::Spool,
+    out: &mut Out,
+    component: &str,
+    action: &str,
+    set: &[String],
+    now: crate::time::Timestamp,
+) -> Result<ExitCode, Error> {
+    let to = crate::message::Name::new("COMPONENT", component)
+        .map_err(|e| Error::usage(e.to_string()))?;
+    if !crate::infra::ACTIONS.contains(&action) {
+        return Err(Error::usage(format!(
+            "{action:?} is not a control action (use {})",
+            crate::infra::ACTIONS.join(", ")
+        )));
+    }
+    if (action == "set-configuration") == set.is_empty() {
+        return Err(Error::usage(
+            "--set goes with set-configuration, and set-configuration needs at least one --set",
+        ));
+    }
+    // TABLE.KEY=VALUE into a TOML document, each value parsed as TOML.
+    let mut doc = toml_edit::DocumentMut::new();
+    for s in set {
+        let (path, value) = s
+            .split_once('=')
+            .ok_or_else(|| Error::usage(format!("--set {s:?}: use TABLE.KEY=VALUE")))?;
+        let (table, key) = path
+            .trim()
+            .split_once('.')
+            .ok_or_else(|| Error::usage(format!("--set {s:?}: use TABLE.KEY=VALUE")))?;
+        let v: toml_edit::Value = value.trim().parse().map_err(|e| {
+            Error::usage(format!(
+                "--set {s:?}: the value is not TOML ({e}); quote strings: '\"10 MiB\"'"
+            ))
+        })?;
+        doc.entry(table)
+            .or_insert(toml_edit::table())
+            .as_table_mut()
+            .ok_or_else(|| Error::usage(format!("--set {s:?}: {table} is not a table")))?
+            .insert(key, toml_edit::Item::Value(v));
+    }
+    let log = |s: String| ctx.log(s);
+    let id = crate::infra::send_control(spool, &to, action, &doc.to_string(), now, &log)?;
+    if ctx.json {
+        out.json(&json!({"id": id.as_str(), "component": component, "action": action}))?;
+    } else {
+        out.line(id.as_str())?;
     }
     Ok(ExitCode::Ok)
 }

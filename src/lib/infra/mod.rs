@@ -47,6 +47,19 @@ pub const CLASS: &str = "infrastructure";
 pub const REGISTRATION: &str = "registration";
 pub const ANSWER: &str = "registration-answer";
 pub const HEARTBEAT: &str = "heartbeat";
+pub const CONTROL: &str = "control";
+/// What a component sends back for `get-configuration`.
+pub const CONFIGURATION: &str = "configuration";
+
+/// What a control message may ask.
+pub const ACTIONS: &[&str] = &[
+    "ping",
+    "get-configuration",
+    "set-configuration",
+    "hold",
+    "release",
+    "deregister",
+];
 /// The `divert/` label of what rs takes for itself (no rule may use it).
 pub const LABEL: &str = "rs-infrastructure";
 
@@ -66,6 +79,7 @@ pub fn takes(h: &Header, hop: &NextHop, config: &Config) -> bool {
         NextHop::Local => {
             (config.registrar.enabled && (sub == REGISTRATION || sub == HEARTBEAT))
                 || (config.registration.enabled && sub == ANSWER)
+                || sub == CONTROL
         }
         NextHop::Peer(_) => {
             config.registration.enabled
@@ -73,6 +87,32 @@ pub fn takes(h: &Header, hop: &NextHop, config: &Config) -> bool {
                 && h.origin().is_some_and(|o| *o != config.component)
         }
         NextHop::Unknown(_) => false,
+    }
+}
+
+/// Why a message rs takes must not be obeyed, if it must not: a control
+/// message or a registration answer that did not come through the
+/// upstream peer, or came unsigned from an upstream whose protection is
+/// configured (`trusted`: the envelope was signed, or its peer has none).
+/// The caller quarantines it with this reason.
+pub fn refuse(h: &Header, from: &Name, trusted: bool, config: &Config) -> Option<String> {
+    let sub = h.subclass.as_str();
+    if sub != CONTROL && sub != ANSWER {
+        return None;
+    }
+    match config.upstream() {
+        Some(u) if u.id != *from => Some(format!(
+            "a {sub} message from {from}: only the upstream peer ({}) is obeyed",
+            u.id
+        )),
+        None => Some(format!(
+            "a {sub} message from {from}: this site has no upstream peer to obey"
+        )),
+        Some(u) if !trusted => Some(format!(
+            "a {sub} message from {from} without its signature: [[peer]] {} is protected",
+            u.id
+        )),
+        Some(_) => None,
     }
 }
 
@@ -248,6 +288,8 @@ struct Said {
     reason: Option<String>,
     #[serde(rename = "@outbound")]
     outbound: Option<String>,
+    #[serde(rename = "@action")]
+    action: Option<String>,
     /// A heartbeat's children, as last heard by the relay.
     #[serde(rename = "component", default)]
     nested: Vec<Child>,
@@ -274,6 +316,7 @@ impl Said {
             "status" => self.status.as_deref(),
             "reason" => self.reason.as_deref(),
             "outbound" => self.outbound.as_deref(),
+            "action" => self.action.as_deref(),
             _ => None,
         }
     }
@@ -559,6 +602,7 @@ pub fn handle(spool: &Spool, m: &Message, from: &str, now: Timestamp) -> Result<
         }
         REGISTRATION => register(spool, m, &said, &origin, now),
         ANSWER => answered(spool, m, &said, from, now),
+        CONTROL => control(spool, m, &said, &origin, now),
         other => Ok(format!("{}: {other}: not handled here", h.id)),
     }
 }
@@ -719,6 +763,152 @@ pub fn apply_defaults(
     )
     .map_err(|e| e.to_string())?;
     Ok(n)
+}
+
+/// A control message from the provider: does what it says and owes its
+/// origin an answer saying what was done (an end-to-end acknowledgement,
+/// `control-done` or `control-refused`, shown by `rs-ack status ID` there).
+fn control(
+    spool: &Spool,
+    m: &Message,
+    said: &Said,
+    origin: &str,
+    now: Timestamp,
+) -> Result<String> {
+    let action = said.get("action").unwrap_or_default().to_string();
+    let id = m.header.id.clone();
+    let outcome: std::result::Result<String, String> = match action.as_str() {
+        "ping" => Ok(format!("pong from {}", spool.config().component)),
+        "get-configuration" => send_configuration(spool, m, origin, now),
+        "set-configuration" => apply_defaults(spool, &said.text, now)
+            .map(|n| format!("{n} setting(s) written into config.toml")),
+        "hold" | "release" => {
+            let held = action == "hold";
+            spool.lock(now)?.set_held(held, now)?;
+            Ok(if held {
+                "forwarding held (rs-queue release, or a release control message, resumes it)"
+                    .into()
+            } else {
+                "forwarding released".into()
+            })
+        }
+        "deregister" => deregister(spool, now),
+        other => Err(format!(
+            "unknown action {other:?} (known: {})",
+            ACTIONS.join(", ")
+        )),
+    };
+    let (status, code, reason) = match &outcome {
+        Ok(what) => (
+            crate::message::ResponseStatus::Accepted,
+            "control-done",
+            what.clone(),
+        ),
+        Err(why) => (
+            crate::message::ResponseStatus::Rejected,
+            "control-refused",
+            format!("nothing changed: {why}"),
+        ),
+    };
+    if let (Some(up), Ok(to)) = (spool.config().upstream(), Name::new("to", origin)) {
+        let _lock = crate::receive::ReceiveLock::take(spool)?;
+        crate::ack::owe(
+            spool,
+            &up.id,
+            &[crate::ack::Owed {
+                id,
+                status,
+                code,
+                to,
+                reason: reason.replace(['\n', '\r'], " "),
+            }],
+        )?;
+    }
+    Ok(format!("control {action} from {origin}: {reason}"))
+}
+
+/// `get-configuration`: this site's `config.toml`, as a message to the
+/// provider (class `infrastructure`, subclass `configuration`, in reply to
+/// the control message).
+fn send_configuration(
+    spool: &Spool,
+    m: &Message,
+    origin: &str,
+    now: Timestamp,
+) -> std::result::Result<String, String> {
+    let text = std::fs::read_to_string(spool.config_path()).map_err(|e| e.to_string())?;
+    let _ = origin;
+    let bad = |e: crate::message::Error| e.to_string();
+    let reply = Message {
+        header: Header {
+            id: MessageId::mint(now),
+            created: now,
+            class: Name::new("class", CLASS).map_err(bad)?,
+            subclass: Name::new("subclass", CONFIGURATION).map_err(bad)?,
+            locator: source(spool, Precedence::Normal).map_err(|e| e.to_string())?,
+            in_reply_to: Some(m.header.id.clone()),
+            origin_key: None,
+            epoch: None,
+            routing: Vec::new(),
+        },
+        content: Content::Data(Data {
+            mime_type: MimeType::new("application/toml").map_err(bad)?,
+            bytes: text.into_bytes(),
+        }),
+    };
+    let rid = reply.header.id.clone();
+    crate::relay::pass_on(spool, vec![reply], now, &|_| {}).map_err(|e| e.to_string())?;
+    Ok(format!("configuration sent as message {rid}"))
+}
+
+/// `deregister`: this component stops registering and heartbeating
+/// (`[registration] enabled = false`, the operator's comments kept) and
+/// forgets its registration.
+fn deregister(spool: &Spool, now: Timestamp) -> std::result::Result<String, String> {
+    let path = spool.config_path();
+    let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+    let text = crate::config::edit(&text, "registration", "enabled", Some(false.into()))?;
+    Config::parse(&text)?;
+    durable::write_durable(
+        &spool.dir(Area::Tmp),
+        spool.root(),
+        crate::config::FILE_NAME,
+        text.as_bytes(),
+        now.as_micros(),
+    )
+    .map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(state_path(spool));
+    Ok("deregistered: registration and heartbeats stopped".into())
+}
+
+/// A control message for `component` from this site (the provider):
+/// `action` one of [`ACTIONS`]; `settings` (TOML) for `set-configuration`.
+/// Queued toward the component; returns its ID.
+pub fn send_control(
+    spool: &Spool,
+    component: &Name,
+    action: &str,
+    settings: &str,
+    now: Timestamp,
+    log: &dyn Fn(String),
+) -> Result<MessageId> {
+    let xml = format!(
+        "<control action=\"{}\"><![CDATA[{}]]></control>",
+        xml_attr(action),
+        settings.replace("]]>", "]]]]><![CDATA[>")
+    );
+    let to = Locator::Destination(Destination {
+        targets: vec![Target::Component(component.clone())],
+        qos: Qos {
+            expiry: None,
+            precedence: Precedence::Urgent,
+            persistence: Persistence::High,
+        },
+    });
+    let m = message(spool, CONTROL, to, None, xml, now)?;
+    let id = m.header.id.clone();
+    crate::relay::pass_on(spool, vec![m], now, log)?;
+    Ok(id)
 }
 
 /// Handles what rs took for itself and holds in `divert/` (under

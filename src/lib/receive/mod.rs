@@ -646,6 +646,44 @@ impl Batch<'_> {
                         });
                     }
                     Decision::Infrastructure => {
+                        let trusted = p.cleared.acks_trusted;
+                        if let Some(why) = crate::infra::refuse(&h, &from, trusted, config) {
+                            // Not obeyed: kept in quarantine with the
+                            // reason, refused, remembered.
+                            let bytes = match &m {
+                                Incoming::Small(msg) => {
+                                    crate::message::envelope::to_bytes(std::slice::from_ref(msg))
+                                }
+                                Incoming::Large { .. } => Vec::new(),
+                            };
+                            let kept = self.spool.quarantine_bytes(
+                                &bytes,
+                                "in",
+                                &p.item.label,
+                                &why,
+                                self.now,
+                            )?;
+                            self.report.quarantined += 1;
+                            log(format!(
+                                "{id} from {from} quarantined as {}: {why}",
+                                kept.display()
+                            ));
+                            self.remember.push((
+                                id.clone(),
+                                state.keep_until(h.qos().expiry)?,
+                                h.created,
+                            ));
+                            self.answer(
+                                group,
+                                &from,
+                                &id,
+                                ResponseStatus::Rejected,
+                                "rejected",
+                                &from,
+                                why,
+                            );
+                            continue;
+                        }
                         self.to_store.push(ToStore {
                             m,
                             from: from.clone(),
