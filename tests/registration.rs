@@ -76,8 +76,12 @@ fn in_session_mode_data_waits_for_the_answer_whose_defaults_are_applied() {
     let r = flush(&a).success();
     assert!(r.stderr.contains("registration"), "{}", r.stderr);
     assert!(
+        r.stderr.contains("registered with p.hub as p.hub/"),
+        "{}",
         r.stderr
-            .contains("registered with p.hub; 2 default setting(s) applied"),
+    );
+    assert!(
+        r.stderr.contains("2 default setting(s) applied"),
         "{}",
         r.stderr
     );
@@ -418,5 +422,79 @@ fn control_messages_do_what_they_say_are_answered_and_a_strangers_is_quarantined
         1,
         "{:?}",
         a.files("quarantine")
+    );
+}
+
+fn registration_id(s: &Site) -> String {
+    state(s)
+        .lines()
+        .find_map(|l| l.strip_prefix("id ").map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// A returning component logs in with the ID it was issued (in its
+/// heartbeats); a registrar that does not know it says so, and the
+/// component registers again, only then. Two registrars with no shared
+/// state issue different IDs.
+#[test]
+fn an_unknown_registration_is_refused_and_the_component_registers_again_when_told() {
+    let holder = Site::component("x.holder");
+    let pki = Pki::new(holder.root(), "ca");
+    let server = pki.server();
+    let mut ids = Vec::new();
+    for registrar in ["p.hub", "q.hub"] {
+        let p = Site::component(registrar);
+        let defaults = holder.root().join("defaults.toml");
+        std::fs::write(&defaults, DEFAULTS).unwrap();
+        p.append_config(&format!(
+            "[registrar]\nenabled = true\ndefaults = \"{}\"\n",
+            defaults.display()
+        ));
+        p.peer("a.host", "");
+        serve_tls(&p, &server, &pki.ca, "");
+        let srv = Serve::start(&p);
+        let mut a = registering("a.host", "heartbeat = \"10m\"\n");
+        let cert = pki.client("a.host");
+        a.peer(
+            registrar,
+            &format!(
+                "upstream = true\nroutes = [\"{}\"]",
+                route(&srv.url, &pki.ca, Some(&cert))
+            ),
+        );
+        a.at("2026-12-01T10:00:00Z");
+        flush(&a).success();
+        let first = registration_id(&a);
+        assert!(first.starts_with(&format!("{registrar}/")), "{}", state(&a));
+        ids.push(first.clone());
+        if registrar == "q.hub" {
+            continue;
+        }
+        // Known: the heartbeats pass.
+        a.at("2026-12-01T10:11:00Z");
+        let r = flush(&a).success();
+        assert!(!r.stderr.contains("registering again"), "{}", r.stderr);
+        // The provider loses its record: the next heartbeat is refused,
+        // the component says so and registers again, with a new ID.
+        std::fs::remove_file(p.spool.join("state/registered/a.host")).unwrap();
+        a.at("2026-12-01T10:22:00Z");
+        let r = flush(&a).success();
+        assert!(
+            r.stderr
+                .contains(&format!("does not know registration {first}"))
+                && r.stderr.contains("registering again"),
+            "{}",
+            r.stderr
+        );
+        a.at("2026-12-01T10:23:00Z");
+        flush(&a).success();
+        let second = registration_id(&a);
+        assert!(!second.is_empty() && second != first, "{}", state(&a));
+        let on_record = std::fs::read_to_string(p.spool.join("state/registered/a.host")).unwrap();
+        assert!(on_record.contains(&format!("id {second}")), "{on_record}");
+    }
+    assert_ne!(
+        ids[0], ids[1],
+        "two registrars, no shared state, different IDs"
     );
 }

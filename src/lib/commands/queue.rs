@@ -89,8 +89,9 @@ fn send_to(
     let mut runs = outbound::run(spool, only, via, &ctx.clock, &log)?;
     // What came back for rs itself (an answer, a control message) is
     // handled now.
+    let waited = crate::infra::held(spool).is_some();
     crate::infra::run_held(spool, ctx.clock.now(), &log)?;
-    if crate::infra::held(spool).is_some() {
+    if waited {
         // The registration's answer may have come back in this run: once
         // applied, what waited for it goes now.
         let fresh = Spool::open(spool.root())?;

@@ -137,6 +137,9 @@ pub struct State {
     pub heartbeats: u32,
     /// When the positive answer came, once it did.
     pub registered: Option<Timestamp>,
+    /// The registration ID the registrar issued: presented in every
+    /// heartbeat (the login).
+    pub id: Option<String>,
     pub last_heartbeat: Option<Timestamp>,
 }
 
@@ -156,6 +159,7 @@ impl State {
                 Some(("heartbeats", v)) => s.heartbeats = v.parse().unwrap_or(0),
                 Some(("registered", v)) => s.registered = time(v),
                 Some(("last-heartbeat", v)) => s.last_heartbeat = time(v),
+                Some(("id", v)) => s.id = Some(v.to_string()),
                 _ => {}
             }
         }
@@ -175,6 +179,9 @@ impl State {
             if let Some(t) = v {
                 text.push_str(&format!("{k} {}\n", t.to_rfc3339()));
             }
+        }
+        if let Some(id) = &self.id {
+            text.push_str(&format!("id {id}\n"));
         }
         text.push_str(&format!("heartbeats {}\n", self.heartbeats));
         durable::write_durable(
@@ -290,6 +297,8 @@ struct Said {
     outbound: Option<String>,
     #[serde(rename = "@action")]
     action: Option<String>,
+    #[serde(rename = "@registration-id")]
+    registration_id: Option<String>,
     /// A heartbeat's children, as last heard by the relay.
     #[serde(rename = "component", default)]
     nested: Vec<Child>,
@@ -317,6 +326,7 @@ impl Said {
             "reason" => self.reason.as_deref(),
             "outbound" => self.outbound.as_deref(),
             "action" => self.action.as_deref(),
+            "registration-id" => self.registration_id.as_deref(),
             _ => None,
         }
     }
@@ -425,11 +435,15 @@ fn status_xml(spool: &Spool, st: &State, now: Timestamp) -> Result<String> {
         out_b += b;
     }
     let mut xml = format!(
-        "<status component=\"{}\" site=\"{}\" at=\"{}\" outbound=\"{out_n}\" outbound-bytes=\"{out_b}\" registered=\"{}\">",
+        "<status component=\"{}\" site=\"{}\" at=\"{}\" outbound=\"{out_n}\" outbound-bytes=\"{out_b}\" registered=\"{}\"{}>",
         xml_attr(config.component.as_str()),
         xml_attr(config.site.as_str()),
         now.to_rfc3339(),
-        if st.registered.is_some() { "yes" } else { "pending" }
+        if st.registered.is_some() { "yes" } else { "pending" },
+        st.id
+            .as_ref()
+            .map(|id| format!(" registration-id=\"{}\"", xml_attr(id)))
+            .unwrap_or_default()
     );
     for h in heard(spool) {
         xml.push_str(&format!(
@@ -575,6 +589,11 @@ pub fn handle(spool: &Spool, m: &Message, from: &str, now: Timestamp) -> Result<
     let origin = h.origin().map(|o| o.to_string()).unwrap_or_default();
     match h.subclass.as_str() {
         HEARTBEAT => {
+            if spool.config().registrar.enabled {
+                if let Some(why) = login(spool, &origin, &said, now)? {
+                    return Ok(format!("heartbeat of {origin} refused: {why}"));
+                }
+            }
             record_heard(
                 spool,
                 &origin,
@@ -638,11 +657,14 @@ fn register(
         },
         _ => String::new(),
     };
+    // Unique without shared state: this registrar's own component ID and a
+    // fresh message ID (time and randomness).
+    let issued = format!("{}/{}", config.component, MessageId::mint(now));
     if refusal.is_none() {
         let dir = registered_dir(spool);
         std::fs::create_dir_all(&dir).map_err(|e| crate::spool::Error::io("create", &dir, e))?;
         let text = format!(
-            "at {}\nsite {site}\nregistration {}\n",
+            "at {}\nsite {site}\nregistration {}\nid {issued}\n",
             now.to_rfc3339(),
             m.header.id
         );
@@ -666,29 +688,65 @@ fn register(
         "<registration-answer status=\"{}\" component=\"{}\"{}><![CDATA[{}]]></registration-answer>",
         if refusal.is_none() { "accepted" } else { "rejected" },
         xml_attr(origin),
-        refusal
-            .as_ref()
-            .map(|r| format!(" reason=\"{}\"", xml_attr(r)))
-            .unwrap_or_default(),
+        match &refusal {
+            Some(r) => format!(" reason=\"{}\"", xml_attr(r)),
+            None => format!(" registration-id=\"{}\"", xml_attr(&issued)),
+        },
         defaults.replace("]]>", "]]]]><![CDATA[>")
     );
+    answer(spool, origin, Some(m.header.id.clone()), xml, now)?;
+    Ok(match refusal {
+        None => format!("{origin} registered; answered with the default configuration"),
+        Some(r) => format!("registration of {origin} refused: {r}"),
+    })
+}
+
+/// Queues a registration answer for component `to`.
+fn answer(
+    spool: &Spool,
+    to: &str,
+    in_reply_to: Option<MessageId>,
+    xml: String,
+    now: Timestamp,
+) -> Result<()> {
     let bad = |e: crate::message::Error| invalid(spool, e);
-    let to = Locator::Destination(Destination {
-        targets: vec![Target::Component(
-            Name::new("component", origin).map_err(bad)?,
-        )],
+    let locator = Locator::Destination(Destination {
+        targets: vec![Target::Component(Name::new("component", to).map_err(bad)?)],
         qos: Qos {
             expiry: None,
             precedence: Precedence::Urgent,
             persistence: Persistence::High,
         },
     });
-    let answer = message(spool, ANSWER, to, Some(m.header.id.clone()), xml, now)?;
-    crate::relay::pass_on(spool, vec![answer], now, &|_| {})?;
-    Ok(match refusal {
-        None => format!("{origin} registered; answered with the default configuration"),
-        Some(r) => format!("registration of {origin} refused: {r}"),
-    })
+    let m = message(spool, ANSWER, locator, in_reply_to, xml, now)?;
+    crate::relay::pass_on(spool, vec![m], now, &|_| {})?;
+    Ok(())
+}
+
+/// At the registrar: a heartbeat's registration ID (its login) checked
+/// against what was issued; an unknown one is answered `unknown`, which
+/// tells the component to register again. Returns why it was refused.
+fn login(spool: &Spool, origin: &str, said: &Said, now: Timestamp) -> Result<Option<String>> {
+    let Some(presented) = said.get("registration-id") else {
+        return Ok(None);
+    };
+    let issued = std::fs::read_to_string(registered_dir(spool).join(origin))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("id ").map(str::to_string))
+        });
+    if issued.as_deref() == Some(presented) {
+        return Ok(None);
+    }
+    let why = format!("registration {presented} of {origin} is not known here: register again");
+    let xml = format!(
+        "<registration-answer status=\"unknown\" component=\"{}\" reason=\"{}\"/>",
+        xml_attr(origin),
+        xml_attr(&why)
+    );
+    answer(spool, origin, None, xml, now)?;
+    Ok(Some(why))
 }
 
 /// At a component: the registrar's answer. Applies the defaults it
@@ -702,6 +760,18 @@ fn answered(spool: &Spool, m: &Message, said: &Said, from: &str, now: Timestamp)
         ));
     }
     let mut st = State::load(spool);
+    if said.get("status") == Some("unknown") {
+        // Told to: this component registers again at its next run.
+        let was = st.id.take().unwrap_or_default();
+        st.registered = None;
+        st.pending = None;
+        st.heartbeats = 0;
+        st.save(spool, now)?;
+        return Ok(format!(
+            "{from} does not know registration {was} ({}): registering again",
+            said.get("reason").unwrap_or("no reason given")
+        ));
+    }
     if said.get("status") != Some("accepted") {
         return Ok(format!(
             "registration refused by {from}: {}; it waits (resent after {} heartbeats)",
@@ -716,8 +786,12 @@ fn answered(spool: &Spool, m: &Message, said: &Said, from: &str, now: Timestamp)
     st.registered = Some(now);
     st.pending = None;
     st.heartbeats = 0;
+    st.id = said.get("registration-id").map(str::to_string);
     st.save(spool, now)?;
-    Ok(format!("registered with {from}; {applied}"))
+    Ok(format!(
+        "registered with {from} as {}; {applied}",
+        st.id.as_deref().unwrap_or("(no ID issued)")
+    ))
 }
 
 /// The keys of `defaults` (TOML: `[queue]`, `[throttle]`, `[registration]`
