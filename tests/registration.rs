@@ -245,8 +245,18 @@ fn a_relays_heartbeat_nests_its_children_and_silent_names_the_one_that_stopped()
     for s in leaves.iter().chain([&r]) {
         assert!(state(s).contains("registered "), "{}", state(s));
     }
-    for c in ["r.relay", "a.host", "b.host"] {
-        assert!(p.spool.join("state/registered").join(c).exists(), "{c}");
+    let registered_at = |c: &str| {
+        std::fs::read_to_string(p.spool.join("state/registered").join(c))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("at ").map(str::to_string))
+            .unwrap()
+    };
+    for c in ["a.host", "b.host"] {
+        assert!(
+            registered_at("r.relay") < registered_at(c),
+            "{c}'s registration went behind the relay's"
+        );
     }
     // Heartbeats: both leaves, then only a.host.
     round("2026-12-01T10:15:00Z", &mut r, &mut leaves, &[0, 1]);
