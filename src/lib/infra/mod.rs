@@ -247,6 +247,19 @@ fn message(
     xml: String,
     now: Timestamp,
 ) -> Result<Message> {
+    let body = ("text/xml", xml.into_bytes());
+    message_of(spool, subclass, locator, in_reply_to, body, now)
+}
+
+/// [`message`], with a content of another type.
+fn message_of(
+    spool: &Spool,
+    subclass: &str,
+    locator: Locator,
+    in_reply_to: Option<MessageId>,
+    (mime, bytes): (&str, Vec<u8>),
+    now: Timestamp,
+) -> Result<Message> {
     let bad = |e: crate::message::Error| invalid(spool, e);
     Ok(Message {
         header: Header {
@@ -261,8 +274,8 @@ fn message(
             routing: Vec::new(),
         },
         content: Content::Data(Data {
-            mime_type: MimeType::new("text/xml").map_err(bad)?,
-            bytes: xml.into_bytes(),
+            mime_type: MimeType::new(mime).map_err(bad)?,
+            bytes,
         }),
     })
 }
@@ -912,24 +925,15 @@ fn send_configuration(
 ) -> std::result::Result<String, String> {
     let text = std::fs::read_to_string(spool.config_path()).map_err(|e| e.to_string())?;
     let _ = origin;
-    let bad = |e: crate::message::Error| e.to_string();
-    let reply = Message {
-        header: Header {
-            id: MessageId::mint(now),
-            created: now,
-            class: Name::new("class", CLASS).map_err(bad)?,
-            subclass: Name::new("subclass", CONFIGURATION).map_err(bad)?,
-            locator: source(spool, Precedence::Normal).map_err(|e| e.to_string())?,
-            in_reply_to: Some(m.header.id.clone()),
-            origin_key: None,
-            epoch: None,
-            routing: Vec::new(),
-        },
-        content: Content::Data(Data {
-            mime_type: MimeType::new("application/toml").map_err(bad)?,
-            bytes: text.into_bytes(),
-        }),
-    };
+    let reply = message_of(
+        spool,
+        CONFIGURATION,
+        source(spool, Precedence::Normal).map_err(|e| e.to_string())?,
+        Some(m.header.id.clone()),
+        ("application/toml", text.into_bytes()),
+        now,
+    )
+    .map_err(|e| e.to_string())?;
     let rid = reply.header.id.clone();
     crate::relay::pass_on(spool, vec![reply], now, &|_| {}).map_err(|e| e.to_string())?;
     Ok(format!("configuration sent as message {rid}"))
@@ -1013,13 +1017,7 @@ pub fn run_held(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<(
         return Ok(());
     }
     let lock_path = dir.join(".infra.lock");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| crate::spool::Error::io("open", &lock_path, e))?;
-    fs2::FileExt::lock_exclusive(&lock)
+    let _lock = durable::lock_exclusive(&lock_path)
         .map_err(|e| crate::spool::Error::io("lock", &lock_path, e))?;
     held.sort();
     for (from, msg, state) in held {

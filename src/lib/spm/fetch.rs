@@ -13,7 +13,6 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use fs2::FileExt;
 use serde::{Deserialize, Serialize};
 
 use super::{limits, xml, Error, Map};
@@ -150,13 +149,7 @@ pub fn fetch(
     let spm = dir(spool_dir);
     std::fs::create_dir_all(&spm).map_err(|e| crate::spool::Error::io("create", &spm, e))?;
     let lock_path = spm.join("fetch.lock");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| crate::spool::Error::io("open", &lock_path, e))?;
-    lock.lock_exclusive()
+    let _lock = durable::lock_exclusive(&lock_path)
         .map_err(|e| crate::spool::Error::io("lock", &lock_path, e))?;
     let mut st = status(spool_dir);
     let result = fetch_locked(spool_dir, tmp, source, me, accept_older, now);

@@ -16,8 +16,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use fs2::FileExt;
-
 use super::xml::{self, EntryParts, LoadedXml, PublicationFields, RegistryXml, ServiceXml};
 use super::{limits, Error, Location, Partition, Result, ServiceKey, Validity};
 use crate::time::Timestamp;
@@ -70,13 +68,7 @@ impl Lock {
     pub fn take(spool_dir: &Path) -> std::io::Result<Lock> {
         let dir = spool_dir.join("spm");
         std::fs::create_dir_all(&dir)?;
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join("registry.lock"))?;
-        f.lock_exclusive()?;
-        Ok(Lock(f))
+        crate::spool::durable::lock_exclusive(&dir.join("registry.lock")).map(Lock)
     }
 }
 

@@ -163,3 +163,15 @@ pub fn append_durable(path: &Path, text: &[u8]) -> Result<()> {
     }
     Ok(())
 }
+
+/// Opens (creating it if need be) the lock file at `path` and waits for
+/// its exclusive lock, held until the file returned is dropped.
+pub fn lock_exclusive(path: &Path) -> std::io::Result<File> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    fs2::FileExt::lock_exclusive(&f)?;
+    Ok(f)
+}
