@@ -8,10 +8,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/setup.sh
-echo "== building (release)"
-cargo build --release --quiet
-export PATH="$PWD/target/release:$PATH"
+# RS_DEMO_BIN=/usr/bin runs it with installed binaries (the package test).
+if [ -n "${RS_DEMO_BIN:-}" ]; then
+    export PATH="$RS_DEMO_BIN:$PATH"
+else
+    scripts/setup.sh
+    echo "== building (release)"
+    cargo build --release --quiet
+    export PATH="$PWD/target/release:$PATH"
+fi
 demo=$PWD/spool
 A=$demo/demo-a
 B=$demo/demo-b

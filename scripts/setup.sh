@@ -16,6 +16,9 @@ packages=(
     curl
     knot
     knot-dnsutils
+    lintian
+    man-db
+    adduser
 )
 
 # Postfix asks how to configure itself; the tests configure their own instances.
@@ -40,4 +43,6 @@ fi
 
 command -v cargo >/dev/null || { echo "setup: cargo not found: install the Rust toolchain (rustup)" >&2; exit 1; }
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+# The Debian package's builder (scripts/package.sh).
+command -v cargo-deb >/dev/null || cargo install cargo-deb --locked --version 3.8.0 --quiet
 echo "setup: ready ($(cargo --version))"

@@ -14,4 +14,6 @@ echo "== cargo test"
 cargo test --workspace --all-targets --quiet
 echo "== man pages"
 scripts/man.sh --check
+echo "== the Debian package"
+scripts/test-package.sh
 echo "all tests passed in $((SECONDS - start)) s"

@@ -1220,3 +1220,24 @@ fn an_unsigned_control_message_from_a_protected_upstream_is_quarantined() {
         }
     }
 }
+
+/// A private key (or passphrase file) its group or others can read is
+/// named in a warning, with the remedy, by every command.
+#[test]
+fn a_key_others_can_read_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let scratch = Site::new();
+    let keys = PgpKeys::new(&scratch);
+    let (a, _b) = pgp_pair(&keys);
+    let key = keys.path("a.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let r = a.cmd("rs-queue").args(["list"]).run().success();
+    assert!(
+        r.stderr.contains(&format!("chmod 600 {key}")) && r.stderr.contains("mode 644"),
+        "{}",
+        r.stderr
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let r = a.cmd("rs-queue").args(["list"]).run().success();
+    assert!(!r.stderr.contains("chmod 600"), "{}", r.stderr);
+}

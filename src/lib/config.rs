@@ -1139,6 +1139,42 @@ impl Config {
         Ok(())
     }
 
+    /// Secret files (a peer's `our_key`, its `passphrase_file`; an HTTP
+    /// route's client `key=`) that the group or others may read: one
+    /// warning each, naming the file and the remedy.
+    pub fn exposed_secrets(&self) -> Vec<String> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut out = Vec::new();
+        for p in &self.peers {
+            let route_keys = p.routes.iter().filter_map(|r| match r {
+                Route::Http(h) => h.key.as_ref(),
+                Route::Spm(s) => s.http.key.as_ref(),
+                _ => None,
+            });
+            let files = [
+                ("our_key", p.our_key.as_ref()),
+                ("passphrase_file", p.passphrase_file.as_ref()),
+            ]
+            .into_iter()
+            .filter_map(|(what, f)| f.map(|f| (what, f)))
+            .chain(route_keys.map(|k| ("route key=", k)));
+            for (what, f) in files {
+                if let Ok(m) = std::fs::metadata(f) {
+                    let mode = m.permissions().mode() & 0o777;
+                    if mode & 0o077 != 0 {
+                        out.push(format!(
+                            "warning: {} ({what} of [[peer]] {}) can be read by its group or others (mode {mode:o}): chmod 600 {}",
+                            f.display(),
+                            p.id,
+                            f.display()
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+
     pub fn peer(&self, id: &str) -> Option<&Peer> {
         self.peers.iter().find(|p| p.id.as_str() == id)
     }

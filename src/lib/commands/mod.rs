@@ -74,6 +74,9 @@ impl Context {
             ));
         }
         let (spool, created) = Spool::open_or_create(&self.spool_dir, now)?;
+        for w in spool.config().exposed_secrets() {
+            self.log(w);
+        }
         if created {
             self.log(format!(
                 "created spool {} for component {} (set the site and component IDs in {})",
