@@ -45,4 +45,6 @@ command -v cargo >/dev/null || { echo "setup: cargo not found: install the Rust 
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 # The Debian package's builder (scripts/package.sh).
 command -v cargo-deb >/dev/null || cargo install cargo-deb --locked --version 3.8.0 --quiet
+# The fuzzer driver (scripts/fuzz.sh; its smoke run is part of scripts/test.sh).
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2 --quiet
 echo "setup: ready ($(cargo --version))"

@@ -14,6 +14,8 @@ echo "== cargo test"
 cargo test --workspace --all-targets --quiet
 echo "== man pages"
 scripts/man.sh --check
+echo "== fuzz smoke (scripts/fuzz.sh runs each target to 10^7)"
+scripts/fuzz.sh --smoke 5
 echo "== the Debian package"
 scripts/test-package.sh
 echo "all tests passed in $((SECONDS - start)) s"
