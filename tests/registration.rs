@@ -508,3 +508,40 @@ fn an_unknown_registration_is_refused_and_the_component_registers_again_when_tol
         "two registrars, no shared state, different IDs"
     );
 }
+
+/// Heartbeats that cannot go (the medium is not there) do not pile up:
+/// each supersedes the last one still queued.
+#[test]
+fn unsent_heartbeats_do_not_pile_up() {
+    let mut a = registering("a.host", "heartbeat = \"10m\"\n");
+    let missing = a.root().join("not-mounted");
+    a.peer(
+        "p.hub",
+        &format!("upstream = true\nroutes = [\"dir:{}\"]", missing.display()),
+    );
+    a.send(&[], b"data 1");
+    for at in [
+        "2026-12-01T10:00:00Z",
+        "2026-12-01T10:20:00Z",
+        "2026-12-01T10:40:00Z",
+        "2026-12-01T11:00:00Z",
+    ] {
+        a.at(at);
+        flush(&a).code(75);
+    }
+    let subclasses: Vec<String> = a
+        .list()
+        .iter()
+        .map(|m| m["subclass"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        subclasses.iter().filter(|s| *s == "heartbeat").count(),
+        1,
+        "{subclasses:?}"
+    );
+    assert_eq!(
+        subclasses.iter().filter(|s| *s == "registration").count(),
+        1,
+        "{subclasses:?}"
+    );
+}

@@ -137,6 +137,8 @@ pub struct State {
     pub heartbeats: u32,
     /// When the positive answer came, once it did.
     pub registered: Option<Timestamp>,
+    /// The last heartbeat queued (superseded by the next if still unsent).
+    pub heartbeat: Option<MessageId>,
     /// The registration ID the registrar issued: presented in every
     /// heartbeat (the login).
     pub id: Option<String>,
@@ -160,6 +162,7 @@ impl State {
                 Some(("registered", v)) => s.registered = time(v),
                 Some(("last-heartbeat", v)) => s.last_heartbeat = time(v),
                 Some(("id", v)) => s.id = Some(v.to_string()),
+                Some(("heartbeat", v)) => s.heartbeat = MessageId::parse(v).ok(),
                 _ => {}
             }
         }
@@ -182,6 +185,9 @@ impl State {
         }
         if let Some(id) = &self.id {
             text.push_str(&format!("id {id}\n"));
+        }
+        if let Some(h) = &self.heartbeat {
+            text.push_str(&format!("heartbeat {h}\n"));
         }
         text.push_str(&format!("heartbeats {}\n", self.heartbeats));
         durable::write_durable(
@@ -376,6 +382,16 @@ pub fn tick(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<()> {
         }
         st.last_heartbeat = Some(now);
     }
+    // A registration that has not left yet (the medium is not there) is
+    // not unanswered: heartbeats count from when it went.
+    if let Some(p) = &st.pending {
+        if spool
+            .find(p.as_str())
+            .is_ok_and(|e| matches!(e.area, Area::Queue(_)))
+        {
+            st.heartbeats = 0;
+        }
+    }
     let resend =
         st.registered.is_none() && (st.pending.is_none() || st.heartbeats >= r.resend_after);
     if resend {
@@ -417,21 +433,41 @@ pub fn tick(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<()> {
     // Until a session-mode registration is answered, the poll is the
     // heartbeat; afterwards, and in message mode, a heartbeat message.
     if beat_due && (st.registered.is_some() || !session) {
+        supersede(spool, st.heartbeat.take(), now)?;
         let xml = status_xml(spool, &st, now)?;
-        queue.push(message(
+        let beat = message(
             spool,
             HEARTBEAT,
             source(spool, Precedence::Normal)?,
             None,
             xml,
             now,
-        )?);
+        )?;
+        st.heartbeat = Some(beat.header.id.clone());
+        queue.push(beat);
     }
     if !queue.is_empty() {
         crate::relay::pass_on(spool, queue, now, log)?;
     }
     if beat_due || resend {
         st.save(spool, now)?;
+    }
+    Ok(())
+}
+
+/// Removes the previous heartbeat if it is still queued and nobody is
+/// sending it: a site offline for a week sends one heartbeat when it comes
+/// back, not one per interval.
+fn supersede(spool: &Spool, previous: Option<MessageId>, now: Timestamp) -> Result<()> {
+    let Some(id) = previous else {
+        return Ok(());
+    };
+    let Ok(e) = spool.find(id.as_str()) else {
+        return Ok(());
+    };
+    let leased = crate::spool::lease::live_messages(&spool.dir(Area::Leases), now)?;
+    if matches!(e.area, Area::Queue(_)) && e.sent.is_none() && !leased.contains(id.as_str()) {
+        spool.lock(now)?.discard_acknowledged(&[e])?;
     }
     Ok(())
 }
