@@ -902,7 +902,7 @@ fn control(
     let id = m.header.id.clone();
     let outcome: std::result::Result<String, String> = match action.as_str() {
         "ping" => Ok(format!("pong from {}", spool.config().component)),
-        "get-configuration" => send_configuration(spool, m, origin, now),
+        "get-configuration" => send_configuration(spool, m, now),
         "set-configuration" => apply_defaults(spool, &said.text, now)
             .map(|n| format!("{n} setting(s) written into config.toml")),
         "hold" | "release" => {
@@ -956,11 +956,9 @@ fn control(
 fn send_configuration(
     spool: &Spool,
     m: &Message,
-    origin: &str,
     now: Timestamp,
 ) -> std::result::Result<String, String> {
     let text = std::fs::read_to_string(spool.config_path()).map_err(|e| e.to_string())?;
-    let _ = origin;
     let reply = message_of(
         spool,
         CONFIGURATION,
@@ -1072,11 +1070,6 @@ pub fn run_held(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<(
         crate::relay::divert::remove(&dir, &msg, &state)?;
     }
     Ok(())
-}
-
-/// The envelope bytes of one message (for tests and handlers).
-pub fn to_bytes(m: &Message) -> Vec<u8> {
-    envelope::to_bytes(std::slice::from_ref(m))
 }
 
 #[cfg(test)]
