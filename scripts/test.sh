@@ -10,8 +10,10 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo clippy --workspace --all-targets --features rs/fault-injection --quiet -- -D warnings
 echo "== cargo test"
-cargo test --workspace --all-targets --quiet
+# The power-loss campaign (tests/powerloss.rs) needs the fault layer.
+cargo test --workspace --all-targets --features rs/fault-injection --quiet
 echo "== man pages"
 scripts/man.sh --check
 echo "== fuzz smoke (scripts/fuzz.sh runs each target to 10^7)"

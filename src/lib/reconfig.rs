@@ -226,8 +226,7 @@ pub fn bootstrap(dir: &Path, url: &str, now: Timestamp) -> Result<Config, Error>
         url: url.to_string(),
         reason,
     })?;
-    std::fs::create_dir_all(dir)
-        .map_err(|e| crate::spool::Error::io("create directory", dir, e))?;
+    durable::create_dir_all(dir)?;
     durable::write_durable(
         dir,
         dir,

@@ -125,8 +125,7 @@ pub fn commit_pins(
         return Ok(());
     }
     let dir = pins(spool);
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| crate::spool::Error::io("create directory", &dir, e))?;
+    durable::create_dir_all(&dir)?;
     for (s, id) in staged {
         s.commit(&dir.join(id.as_str()))?;
     }
@@ -146,7 +145,7 @@ pub fn unpin_gone(spool: &Spool, outbound: &std::collections::HashSet<String>) {
     };
     for e in entries.flatten() {
         if !outbound.contains(e.file_name().to_string_lossy().as_ref()) {
-            let _ = std::fs::remove_file(e.path());
+            let _ = durable::remove_file(&e.path());
         }
     }
 }

@@ -169,7 +169,8 @@ impl Serve {
         Serve::spawn(site.cmd("rs-relay").env("RS_NOW", now), port)
     }
 
-    fn spawn(cmd: super::Cmd, port: u16) -> Serve {
+    /// Starts the server with `cmd` (`rs-relay` with its environment).
+    pub fn spawn(cmd: super::Cmd, port: u16) -> Serve {
         let listen = format!("127.0.0.1:{port}");
         let mut c = cmd.args(["serve", "--listen", &listen]).command();
         c.stdin(Stdio::null())
@@ -205,6 +206,18 @@ impl Serve {
             port,
             url: format!("{url}/rs"),
         }
+    }
+
+    /// The server's exit status, waiting up to `limit` for it to end.
+    pub fn exit_within(&mut self, limit: Duration) -> Option<i32> {
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
     }
 
     /// Kills the server (SIGKILL) and waits for it.

@@ -148,7 +148,7 @@ pub fn queue_out(
     now: Timestamp,
 ) -> Result<usize> {
     let dir = spool.dir(Area::AcksOut).join(peer.as_str());
-    fs::create_dir_all(&dir).map_err(|e| crate::spool::Error::io("create directory", &dir, e))?;
+    durable::create_dir_all(&dir)?;
     let mut written = 0;
     for (i, chunk) in messages.chunks(PER_ENVELOPE).enumerate() {
         let name = format!("{}-{}-{i}.msg", now.as_micros(), std::process::id());
@@ -183,7 +183,7 @@ pub fn emit(spool: &Spool, peer: Option<&Name>, now: Timestamp) -> Result<Vec<(N
         let owed = strongest_per_message(text.lines().filter_map(Owed::parse).collect());
         let messages: Vec<Message> = owed.iter().map(|o| message(o, now)).collect();
         let n = queue_out(spool, &p, &messages, now)?;
-        fs::remove_file(&path).map_err(|e| crate::spool::Error::io("remove", &path, e))?;
+        durable::remove_file(&path).map_err(|e| crate::spool::Error::io("remove", &path, e))?;
         durable::fsync_dir(&dir)?;
         out.push((p, n));
     }

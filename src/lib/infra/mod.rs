@@ -593,7 +593,7 @@ fn record_heard(
         return Ok(());
     }
     let dir = heard_dir(spool);
-    std::fs::create_dir_all(&dir).map_err(|e| crate::spool::Error::io("create", &dir, e))?;
+    durable::create_dir_all(&dir)?;
     if let Ok(old) = std::fs::read_to_string(dir.join(component)) {
         let before = old
             .lines()
@@ -711,7 +711,7 @@ fn register(
     let issued = format!("{}/{}", config.component, MessageId::mint(now));
     if refusal.is_none() {
         let dir = registered_dir(spool);
-        std::fs::create_dir_all(&dir).map_err(|e| crate::spool::Error::io("create", &dir, e))?;
+        durable::create_dir_all(&dir)?;
         let text = format!(
             "at {}\nsite {site}\nregistration {}\nid {issued}\n",
             now.to_rfc3339(),
@@ -989,7 +989,7 @@ fn deregister(spool: &Spool, now: Timestamp) -> std::result::Result<String, Stri
         now.as_micros(),
     )
     .map_err(|e| e.to_string())?;
-    let _ = std::fs::remove_file(state_path(spool));
+    let _ = durable::remove_file(&state_path(spool));
     Ok("deregistered: registration and heartbeats stopped".into())
 }
 

@@ -44,8 +44,7 @@ pub fn failed(spool: &Spool, peer: &Peer, why: &str, now: Timestamp) -> Result<L
         last_error: why.to_string(),
     };
     let dir = spool.dir(Area::State).join("links");
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| crate::spool::Error::io("create directory", &dir, e))?;
+    durable::create_dir_all(&dir)?;
     let text = serde_json::to_string(&state).unwrap_or_default();
     durable::write_durable(
         &spool.dir(Area::Tmp),
@@ -59,7 +58,7 @@ pub fn failed(spool: &Spool, peer: &Peer, why: &str, now: Timestamp) -> Result<L
 
 /// Records that the link works.
 pub fn succeeded(spool: &Spool, peer: &Peer) {
-    let _ = std::fs::remove_file(path(spool, peer));
+    let _ = durable::remove_file(&path(spool, peer));
 }
 
 fn polled_path(spool: &Spool, peer: &Peer) -> std::path::PathBuf {

@@ -259,7 +259,7 @@ impl Outbox for SpoolOutbox<'_> {
 
     fn acks_taken(&mut self, taken: &[&Outgoing]) -> Result<()> {
         for a in taken {
-            let _ = std::fs::remove_file(&a.path);
+            let _ = crate::spool::durable::remove_file(&a.path);
         }
         Ok(())
     }

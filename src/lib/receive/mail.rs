@@ -147,8 +147,7 @@ pub fn fetch(
         } else {
             format!("{name}:2,S")
         };
-        std::fs::rename(&path, cur.join(&seen))
-            .map_err(|e| Error::io("move into cur/", &path, e))?;
+        durable::rename(&path, &cur.join(&seen))?;
     }
     durable::fsync_dir(&cur)?;
     durable::fsync_dir(&new)?;

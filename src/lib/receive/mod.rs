@@ -888,7 +888,8 @@ impl Batch<'_> {
         }
         let intent = store::intent_path(self.spool);
         if intent.exists() {
-            fs::remove_file(&intent).map_err(|e| Error::io("remove", &intent, e))?;
+            crate::spool::durable::remove_file(&intent)
+                .map_err(|e| Error::io("remove", &intent, e))?;
         }
         for (from, acks) in &self.acks_from {
             let a = ack::apply(self.spool, acks, from, self.now, self.log)?;

@@ -190,7 +190,7 @@ pub(super) fn recover(
     for (peer, o) in &owed {
         state.owe(peer, o)?;
     }
-    fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+    durable::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
     if finished > 0 {
         log(format!(
             "recovered {finished} message(s) an interrupted run had stored but not acknowledged"
@@ -391,8 +391,7 @@ pub(super) fn store(
                     .dir(Area::Aggregate)
                     .join(rule_dir(t.rule.as_deref().unwrap_or_default()))
                     .join(format!("{}.{}", h.class, h.subclass));
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| Error::io("create directory", &dir, e))?;
+                durable::create_dir_all(&dir)?;
                 (dir, format!("{:016}.{}.msg", now.as_micros(), h.id))
             }
             _ => continue,

@@ -144,7 +144,7 @@ fn make_one(
         }
     }
     for path in &taken {
-        std::fs::remove_file(path).map_err(|e| Error::io("remove", path, e))?;
+        durable::remove_file(path).map_err(|e| Error::io("remove", path, e))?;
     }
     durable::fsync_dir(dir)?;
     log(format!(

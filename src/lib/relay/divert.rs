@@ -270,7 +270,7 @@ pub fn run(spool: &Spool, clock: &Clock, log: &dyn Fn(String), p: &mut Pending) 
                         spool.quarantine(&msg, "divert", &detail, now)?;
                     }
                 }
-                let _ = std::fs::remove_file(&state_path);
+                let _ = durable::remove_file(&state_path);
                 durable::fsync_dir(&dir)?;
                 p.gave_up += 1;
                 log(format!("{id}: given up: {detail}"));
@@ -281,7 +281,7 @@ pub fn run(spool: &Spool, clock: &Clock, log: &dyn Fn(String), p: &mut Pending) 
 }
 
 pub(crate) fn remove(dir: &Path, msg: &Path, state: &Path) -> Result<()> {
-    std::fs::remove_file(msg).map_err(|e| Error::io("remove", msg, e))?;
-    let _ = std::fs::remove_file(state);
+    durable::remove_file(msg).map_err(|e| Error::io("remove", msg, e))?;
+    let _ = durable::remove_file(state);
     durable::fsync_dir(dir)
 }

@@ -122,7 +122,7 @@ fn tell_untold(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<us
                 told += 1;
             }
         }
-        let _ = std::fs::remove_file(marker.path());
+        let _ = crate::spool::durable::remove_file(&marker.path());
     }
     Ok(told)
 }

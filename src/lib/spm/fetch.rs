@@ -147,7 +147,7 @@ pub fn fetch(
     now: Timestamp,
 ) -> Result<Fetched, Failure> {
     let spm = dir(spool_dir);
-    std::fs::create_dir_all(&spm).map_err(|e| crate::spool::Error::io("create", &spm, e))?;
+    durable::create_dir_all(&spm)?;
     let lock_path = spm.join("fetch.lock");
     let _lock = durable::lock_exclusive(&lock_path)
         .map_err(|e| crate::spool::Error::io("lock", &lock_path, e))?;

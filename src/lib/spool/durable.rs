@@ -8,13 +8,53 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::{Error, Result};
+use super::{fault, Error, Result};
 
 /// Flushes a directory's entries (renames, creations, removals) to disk.
 pub fn fsync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
+    fault::sync_dir_with(dir, || File::open(dir).and_then(|d| d.sync_all()))
         .map_err(|e| Error::io("fsync directory", dir, e))
+}
+
+/// Creates `dir` and any missing parents, fsyncing the directory that
+/// holds each one made, so that what is later made durable inside them
+/// cannot vanish with an entry the disk never saw.
+pub fn create_dir_all(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dir_all(parent)?;
+    }
+    let made = fault::mkdir_with(dir, || std::fs::create_dir(dir))
+        .map_err(|e| Error::io("create directory", dir, e))?;
+    if made {
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fsync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes the file `path`; the caller fsyncs its directory.
+pub fn remove_file(path: &Path) -> std::io::Result<()> {
+    fault::remove_with(path, || std::fs::remove_file(path))
+}
+
+/// Opens `path` with `options` to write it.
+pub fn open(options: &OpenOptions, path: &Path) -> std::io::Result<File> {
+    fault::open_with(path, || options.open(path))
+}
+
+/// Makes the data written to the open `file` at `path` durable
+/// (`fdatasync`).
+pub fn sync_data(file: &File, path: &Path) -> std::io::Result<()> {
+    fault::sync_file_with(path, || file.sync_data())
+}
+
+/// Makes the open `file` at `path` durable, data and size (`fsync`).
+pub fn sync_all(file: &File, path: &Path) -> std::io::Result<()> {
+    fault::sync_file_with(path, || file.sync_all())
 }
 
 /// A file being written under `tmp/`, locked by its writer so that recovery
@@ -35,12 +75,11 @@ impl Staged {
         let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
         let name = format!("{now_micros}.{}.{hex}", std::process::id());
         let path = tmp_dir.join(name);
-        let file = OpenOptions::new()
-            .write(true)
-            .read(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| Error::io("create", &path, e))?;
+        let file = open(
+            OpenOptions::new().write(true).read(true).create_new(true),
+            &path,
+        )
+        .map_err(|e| Error::io("create", &path, e))?;
         // A lock we cannot take only weakens crash recovery (the age bound
         // still applies), so it is not an error.
         let _ = fs2::FileExt::try_lock_exclusive(&file);
@@ -62,8 +101,7 @@ impl Staged {
     /// Makes the content durable: returns after fsync of the file.
     pub fn sync(&mut self) -> Result<()> {
         if let Some(f) = &self.file {
-            f.sync_all()
-                .map_err(|e| Error::io("fsync", &self.path, e))?;
+            sync_all(f, &self.path).map_err(|e| Error::io("fsync", &self.path, e))?;
         }
         Ok(())
     }
@@ -71,7 +109,8 @@ impl Staged {
     /// Renames the (synced) file to `dest`. The caller fsyncs `dest`'s
     /// directory, once per batch.
     pub fn commit(mut self, dest: &Path) -> Result<()> {
-        std::fs::rename(&self.path, dest).map_err(|e| Error::io("rename into place", dest, e))?;
+        fault::rename_with(&self.path, dest, || std::fs::rename(&self.path, dest))
+            .map_err(|e| Error::io("rename into place", dest, e))?;
         self.file = None;
         self.path = PathBuf::new();
         Ok(())
@@ -100,7 +139,7 @@ impl Write for Staged {
 impl Drop for Staged {
     fn drop(&mut self) {
         if self.file.take().is_some() {
-            let _ = std::fs::remove_file(&self.path);
+            let _ = remove_file(&self.path);
         }
     }
 }
@@ -127,7 +166,8 @@ pub fn write_durable(
 
 /// Renames `from` to `to`; the caller fsyncs the directories involved.
 pub fn rename(from: &Path, to: &Path) -> Result<()> {
-    std::fs::rename(from, to).map_err(|e| Error::io("rename", from, e))
+    fault::rename_with(from, to, || std::fs::rename(from, to))
+        .map_err(|e| Error::io("rename", from, e))
 }
 
 /// Flushes every written file of the file system holding `path` (one
@@ -136,26 +176,26 @@ pub fn rename(from: &Path, to: &Path) -> Result<()> {
 pub fn sync_filesystem(path: &Path) -> Result<()> {
     use std::os::fd::AsRawFd;
     let f = File::open(path).map_err(|e| Error::io("open", path, e))?;
-    // SAFETY: syncfs takes a valid open descriptor, which `f` holds.
-    let rc = unsafe { libc::syncfs(f.as_raw_fd()) };
-    if rc != 0 {
-        return Err(Error::io("syncfs", path, io::Error::last_os_error()));
-    }
-    Ok(())
+    fault::syncfs_with(path, || {
+        // SAFETY: syncfs takes a valid open descriptor, which `f` holds.
+        let rc = unsafe { libc::syncfs(f.as_raw_fd()) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    })
+    .map_err(|e| Error::io("syncfs", path, e))
 }
 
 /// Appends `text` to the file at `path` (creating it) and returns after
 /// fsync of the file (and of its directory when the file is new).
 pub fn append_durable(path: &Path, text: &[u8]) -> Result<()> {
     let existed = path.exists();
-    let mut f = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
+    let mut f = open(OpenOptions::new().append(true).create(true), path)
         .map_err(|e| Error::io("open", path, e))?;
     f.write_all(text)
         .map_err(|e| Error::io("append to", path, e))?;
-    f.sync_data().map_err(|e| Error::io("fsync", path, e))?;
+    sync_data(&f, path).map_err(|e| Error::io("fsync", path, e))?;
     if !existed {
         if let Some(dir) = path.parent() {
             fsync_dir(dir)?;

@@ -197,11 +197,12 @@ impl Lease {
             .map_err(|e| Error::io("renew lease", &self.path, std::io::Error::other(e)))?;
         self.grant.granted_at = now;
         let text = self.grant.render();
-        self.file
-            .set_len(0)
-            .and_then(|_| self.file.write_all_at(text.as_bytes(), 0))
-            .and_then(|_| self.file.sync_data())
-            .map_err(|e| Error::io("write", &self.path, e))?;
+        super::fault::write_with(&self.path, || {
+            self.file.set_len(0)?;
+            self.file.write_all_at(text.as_bytes(), 0)
+        })
+        .and_then(|_| durable::sync_data(&self.file, &self.path))
+        .map_err(|e| Error::io("write", &self.path, e))?;
         Ok(true)
     }
 
@@ -219,7 +220,7 @@ impl Lease {
 
     /// Gives the lease up.
     pub fn release(self) -> Result<()> {
-        match fs::remove_file(&self.path) {
+        match durable::remove_file(&self.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::io("remove", &self.path, e)),
@@ -276,7 +277,7 @@ pub fn live_messages(dir: &Path, now: Timestamp) -> Result<HashSet<String>> {
             Some(r) => holder_gone || r.expires.is_some_and(|x| x <= now),
         };
         if lapsed {
-            let _ = fs::remove_file(&path);
+            let _ = durable::remove_file(&path);
             continue;
         }
         if let Some(r) = rec {

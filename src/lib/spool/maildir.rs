@@ -49,7 +49,7 @@ pub fn deliver(
         // Nothing half-written stays behind (a full disk must not fill
         // received/tmp/ until tmp_max_age): what was not renamed goes.
         for (from, _) in &staged {
-            let _ = fs::remove_file(from);
+            let _ = durable::remove_file(from);
         }
     }
     result?;
@@ -67,12 +67,14 @@ fn write_and_rename(
     for (id, write) in items {
         let base = format!("{}.{id}.{host}", now.as_secs());
         let path = tmp.join(&base);
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .map_err(|e| Error::io("create", &path, e))?;
+        let file = durable::open(
+            fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true),
+            &path,
+        )
+        .map_err(|e| Error::io("create", &path, e))?;
         staged.push((path.clone(), PathBuf::new()));
         let mut f = std::io::BufWriter::new(file);
         write(&mut f)

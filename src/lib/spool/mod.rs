@@ -14,6 +14,7 @@
 //!   written.
 
 pub mod durable;
+pub mod fault;
 pub mod lease;
 pub mod maildir;
 pub mod seen;
@@ -335,7 +336,7 @@ impl Spool {
     /// Creates a spool at `root` (which may exist, but must not yet hold a
     /// configuration) for the given site and component.
     pub fn create(root: &Path, site: &Name, component: &Name, now: Timestamp) -> Result<Spool> {
-        fs::create_dir_all(root).map_err(|e| Error::io("create directory", root, e))?;
+        durable::create_dir_all(root)?;
         let probe = Spool {
             root: root.to_path_buf(),
             config: Config::parse(&Config::default_text(site, component)).map_err(|message| {
@@ -359,12 +360,10 @@ impl Spool {
     /// Creates any missing area (an operator may have removed one).
     pub fn ensure_dirs(&self) -> Result<()> {
         for area in Area::ALL {
-            let dir = self.dir(area);
-            fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+            durable::create_dir_all(&self.dir(area))?;
         }
         for sub in ["tmp", "new", "cur"] {
-            let dir = self.dir(Area::Received).join(sub);
-            fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+            durable::create_dir_all(&self.dir(Area::Received).join(sub))?;
         }
         Ok(())
     }
@@ -514,18 +513,20 @@ impl Spool {
         let tmp_path = PathBuf::from(tmp_name);
         let copy = || -> std::io::Result<()> {
             // Whatever it is, it may be secret: readable by the spool's owner only.
-            let mut out = std::os::unix::fs::OpenOptionsExt::mode(
-                fs::OpenOptions::new().write(true).create_new(true),
-                0o600,
-            )
-            .open(&tmp_path)?;
+            let mut out = durable::open(
+                std::os::unix::fs::OpenOptionsExt::mode(
+                    fs::OpenOptions::new().write(true).create_new(true),
+                    0o600,
+                ),
+                &tmp_path,
+            )?;
             let mut input = std::io::BufReader::new(file);
             std::io::Seek::seek(&mut input, std::io::SeekFrom::Start(0))?;
             std::io::copy(&mut input, &mut out)?;
-            out.sync_all()
+            durable::sync_all(&out, &tmp_path)
         };
         if let Err(e) = copy() {
-            let _ = fs::remove_file(&tmp_path);
+            let _ = durable::remove_file(&tmp_path);
             return Err(Error::io("copy into quarantine", Path::new(label), e));
         }
         drop(staged);
@@ -740,7 +741,7 @@ fn clean_leftovers(dir: &Path, now: Timestamp, rule: Leftover) -> Result<usize> 
                             .unwrap_or(false))
             }
         };
-        if abandoned && fs::remove_file(&path).is_ok() {
+        if abandoned && durable::remove_file(&path).is_ok() {
             removed += 1;
         }
     }
@@ -1010,9 +1011,10 @@ impl Locked<'_> {
     /// drops), never a burial nobody reports.
     pub fn mark_untold(&self, name: &str) -> Result<()> {
         let dir = self.spool.dir(Area::State).join(UNTOLD);
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        durable::create_dir_all(&dir)?;
         let path = dir.join(name);
-        std::fs::write(&path, b"").map_err(|e| Error::io("write", &path, e))?;
+        durable::open(fs::OpenOptions::new().write(true).create(true), &path)
+            .map_err(|e| Error::io("write", &path, e))?;
         durable::fsync_dir(&dir)
     }
 
@@ -1067,7 +1069,7 @@ impl Locked<'_> {
         let mut n = 0;
         for e in entries {
             let path = self.spool.entry_path(e);
-            match fs::remove_file(&path) {
+            match durable::remove_file(&path) {
                 Ok(()) => {
                     self.usage.remove(&e.name);
                     n += 1;
@@ -1160,7 +1162,7 @@ impl Locked<'_> {
                 now.as_micros(),
             )?;
         } else if !held && flag.exists() {
-            fs::remove_file(&flag).map_err(|e| Error::io("remove", &flag, e))?;
+            durable::remove_file(&flag).map_err(|e| Error::io("remove", &flag, e))?;
             durable::fsync_dir(&state)?;
         }
         Ok(())

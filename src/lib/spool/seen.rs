@@ -166,13 +166,15 @@ impl Seen {
     /// clock reads `now`.
     pub fn open(path: &Path, now: Timestamp) -> Result<Seen> {
         let exists = path.exists();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| Error::io("open", path, e))?;
+        let file = durable::open(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false),
+            path,
+        )
+        .map_err(|e| Error::io("open", path, e))?;
         let mut seen = Seen {
             file,
             path: path.to_path_buf(),
@@ -209,7 +211,7 @@ impl Seen {
                     )),
                 ));
             }
-        } else if len > 0 && exists {
+        } else if len > 0 && exists && !seen.all_zero(len)? {
             return Err(Error::io(
                 "use duplicate memory",
                 path,
@@ -221,6 +223,9 @@ impl Seen {
                 .map_err(|e| Error::io("size", path, e))?;
             seen.write_header()?;
             seen.sync()?;
+            if let Some(dir) = path.parent().filter(|_| !exists) {
+                durable::fsync_dir(dir)?;
+            }
         }
         Ok(seen)
     }
@@ -255,6 +260,25 @@ impl Seen {
     /// at or before it whose ID is not remembered cannot be proven new.
     pub fn horizon(&self) -> Option<Timestamp> {
         (self.horizon != 0).then(|| Timestamp::from_secs(self.horizon))
+    }
+
+    /// Whether the file holds nothing but zeros: a table created by a run
+    /// cut off (a power loss) before its first fsync, which remembered
+    /// nothing yet and is started afresh.
+    fn all_zero(&self, len: u64) -> Result<bool> {
+        let mut page = [0u8; PAGE];
+        let mut at = 0;
+        while at < len {
+            let n = (len - at).min(PAGE as u64) as usize;
+            self.file
+                .read_exact_at(&mut page[..n], at)
+                .map_err(|e| Error::io("read", &self.path, e))?;
+            if page[..n].iter().any(|&b| b != 0) {
+                return Ok(false);
+            }
+            at += n as u64;
+        }
+        Ok(true)
     }
 
     fn write_header(&self) -> Result<()> {
@@ -333,8 +357,8 @@ impl Seen {
             kind: kind as u8,
             created_hours: hours_up(created).max(existing.map_or(0, |e| e.created_hours)),
         };
-        self.file
-            .write_all_at(&slot.encode(), (b + 1) * PAGE as u64 + (s * SLOT) as u64)
+        let at = (b + 1) * PAGE as u64 + (s * SLOT) as u64;
+        super::fault::write_with(&self.path, || self.file.write_all_at(&slot.encode(), at))
             .map_err(|e| Error::io("write", &self.path, e))?;
         self.evidence = self.evidence.max(created.min(self.now).as_secs());
         if existing.is_none() {
@@ -349,9 +373,7 @@ impl Seen {
     /// Makes every insert so far durable: returns after fsync.
     pub fn sync(&mut self) -> Result<()> {
         self.write_header()?;
-        self.file
-            .sync_data()
-            .map_err(|e| Error::io("fsync", &self.path, e))
+        durable::sync_data(&self.file, &self.path).map_err(|e| Error::io("fsync", &self.path, e))
     }
 
     /// Drops entries whose keep-until is before the earlier of this run's
@@ -381,14 +403,13 @@ impl Seen {
     /// horizon for them) and unreadable slots, and renames it over the old one.
     fn rebuild(&mut self, buckets: u64, forget: Option<(Timestamp, Duration)>) -> Result<()> {
         let new_path = self.path.with_extension("idx.new");
-        let _ = std::fs::remove_file(&new_path);
+        let _ = durable::remove_file(&new_path);
         let mut new = Seen {
-            file: OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&new_path)
-                .map_err(|e| Error::io("create", &new_path, e))?,
+            file: durable::open(
+                OpenOptions::new().read(true).write(true).create_new(true),
+                &new_path,
+            )
+            .map_err(|e| Error::io("create", &new_path, e))?,
             path: new_path.clone(),
             buckets,
             count: 0,

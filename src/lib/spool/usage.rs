@@ -88,9 +88,7 @@ impl Usage {
 
 /// The kernel's boot ID; empty where the system has none.
 fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+    super::fault::boot_id()
 }
 
 /// The open, locked ledger.
@@ -105,13 +103,15 @@ impl Ledger {
     /// Opens and locks the ledger (waiting for other holders), returning the
     /// usage it records, or `None` if it must be rebuilt.
     pub fn lock(path: &Path) -> Result<(Ledger, Option<Usage>)> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| Error::io("open", path, e))?;
+        let mut file = super::durable::open(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false),
+            path,
+        )
+        .map_err(|e| Error::io("open", path, e))?;
         fs2::FileExt::lock_exclusive(&file).map_err(|e| Error::io("lock", path, e))?;
         let mut text = String::new();
         let _ = file.read_to_string(&mut text);
@@ -151,11 +151,13 @@ impl Ledger {
     fn write(&mut self, usage: &Usage, dirty: bool) -> Result<()> {
         let text = usage.to_text(&self.boot, dirty);
         let path = &self.path;
-        self.file
-            .seek(SeekFrom::Start(0))
-            .and_then(|_| self.file.write_all(text.as_bytes()))
-            .and_then(|_| self.file.set_len(text.len() as u64))
-            .map_err(|e| Error::io("write", path, e))
+        let file = &mut self.file;
+        super::fault::write_with(path, || {
+            file.seek(SeekFrom::Start(0))?;
+            file.write_all(text.as_bytes())?;
+            file.set_len(text.len() as u64)
+        })
+        .map_err(|e| Error::io("write", path, e))
     }
 }
 

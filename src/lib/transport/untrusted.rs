@@ -27,6 +27,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
+use crate::spool::fault;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
 /// What a directory entry is, as far as rs is concerned.
@@ -179,11 +180,11 @@ impl Dir {
     pub fn create_dir(&self, name: impl AsRef<OsStr>) -> Result<Dir, Refusal> {
         let name = name.as_ref();
         let c = c_name(name).map_err(|e| Refusal::io(self.join(name), e))?;
-        match rustix::fs::mkdirat(&self.fd, &c, Mode::from_raw_mode(0o755)) {
-            Ok(()) => {}
-            Err(e) if e == rustix::io::Errno::EXIST => {}
-            Err(e) => return Err(Refusal::io(self.join(name), e)),
-        }
+        let path = self.join(name);
+        fault::mkdir_with(&path, || {
+            rustix::fs::mkdirat(&self.fd, &c, Mode::from_raw_mode(0o755)).map_err(io::Error::from)
+        })
+        .map_err(|e| Refusal::io(path, e))?;
         self.open_dir(name)
     }
 
@@ -259,40 +260,47 @@ impl Dir {
     /// exists (a link included), so nothing is written through a planted name.
     pub fn create_file(&self, name: impl AsRef<OsStr>) -> io::Result<File> {
         let c = c_name(name.as_ref())?;
-        let fd = rustix::fs::openat(
-            &self.fd,
-            &c,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o644),
-        )?;
-        Ok(File::from(fd))
+        fault::open_with(&self.join(name.as_ref()), || {
+            let fd = rustix::fs::openat(
+                &self.fd,
+                &c,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o644),
+            )?;
+            Ok(File::from(fd))
+        })
     }
 
     /// Removes the entry `name` (not a directory). A link is removed
     /// itself; what it points to is untouched.
     pub fn remove(&self, name: impl AsRef<OsStr>) -> io::Result<()> {
         let c = c_name(name.as_ref())?;
-        rustix::fs::unlinkat(&self.fd, &c, AtFlags::empty())?;
-        Ok(())
+        fault::remove_with(&self.join(name.as_ref()), || {
+            rustix::fs::unlinkat(&self.fd, &c, AtFlags::empty()).map_err(io::Error::from)
+        })
     }
 
     /// Renames `from` to `to` inside this directory.
     pub fn rename(&self, from: impl AsRef<OsStr>, to: impl AsRef<OsStr>) -> io::Result<()> {
         let (f, t) = (c_name(from.as_ref())?, c_name(to.as_ref())?);
-        rustix::fs::renameat(&self.fd, &f, &self.fd, &t)?;
-        Ok(())
+        let (from, to) = (self.join(from.as_ref()), self.join(to.as_ref()));
+        fault::rename_with(&from, &to, || {
+            rustix::fs::renameat(&self.fd, &f, &self.fd, &t).map_err(io::Error::from)
+        })
     }
 
     /// Flushes this directory's entries to disk.
     pub fn sync(&self) -> io::Result<()> {
-        rustix::fs::fsync(&self.fd)?;
-        Ok(())
+        fault::sync_dir_with(&self.path, || {
+            rustix::fs::fsync(&self.fd).map_err(io::Error::from)
+        })
     }
 
     /// Flushes every written file of the file system holding this directory.
     pub fn sync_filesystem(&self) -> io::Result<()> {
-        rustix::fs::syncfs(self.fd.as_fd())?;
-        Ok(())
+        fault::syncfs_with(&self.path, || {
+            rustix::fs::syncfs(self.fd.as_fd()).map_err(io::Error::from)
+        })
     }
 }
 
