@@ -204,6 +204,19 @@ pub fn append_durable(path: &Path, text: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Allocates `len` bytes for the open `file` (not a sparse extension: a
+/// later write into them cannot meet a full disk).
+pub fn allocate(file: &File, len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let len = libc::off_t::try_from(len).map_err(std::io::Error::other)?;
+    // SAFETY: posix_fallocate takes a valid open descriptor, which `file`
+    // holds; it returns the error number rather than setting errno.
+    match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) } {
+        0 => Ok(()),
+        rc => Err(std::io::Error::from_raw_os_error(rc)),
+    }
+}
+
 /// Opens (creating it if need be) the lock file at `path` and waits for
 /// its exclusive lock, held until the file returned is dropped.
 pub fn lock_exclusive(path: &Path) -> std::io::Result<File> {

@@ -37,7 +37,7 @@ pub use usage::Usage;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot {op} {path}: {err}")]
+    #[error("cannot {op} {path}: {err}{}", space_left(.path, .err))]
     Io {
         op: &'static str,
         path: PathBuf,
@@ -72,6 +72,22 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// For a write that found the disk full: where, and how much is free
+/// there now, with the remedy. Empty for any other error.
+pub fn space_left(path: &Path, err: &std::io::Error) -> String {
+    if !matches!(err.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) {
+        return String::new();
+    }
+    let Some(dir) = path.ancestors().find(|d| d.is_dir()) else {
+        return String::new();
+    };
+    let free = fs2::available_space(dir).map_or_else(|_| "unknown".into(), |b| Size(b).to_string());
+    format!(
+        " ({} has {free} free: make room there and run the command again; nothing that was not stored was acknowledged)",
+        dir.display()
+    )
+}
 
 /// An area of the spool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

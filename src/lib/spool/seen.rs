@@ -218,8 +218,9 @@ impl Seen {
                 std::io::Error::other("not a duplicate memory file (bad magic)"),
             ));
         } else {
-            seen.file
-                .set_len((seen.buckets + 1) * PAGE as u64)
+            // Allocated, not sparse: an insert must never meet a full
+            // disk after the message it remembers was delivered.
+            durable::allocate(&seen.file, (seen.buckets + 1) * PAGE as u64)
                 .map_err(|e| Error::io("size", path, e))?;
             seen.write_header()?;
             seen.sync()?;
@@ -418,8 +419,7 @@ impl Seen {
             horizon: self.horizon,
             now: self.now,
         };
-        new.file
-            .set_len((buckets + 1) * PAGE as u64)
+        durable::allocate(&new.file, (buckets + 1) * PAGE as u64)
             .map_err(|e| Error::io("size", &new_path, e))?;
         let mut page = [0u8; PAGE];
         for b in 0..self.buckets {
@@ -466,6 +466,28 @@ mod tests {
 
     const DAY: i64 = 86_400;
     const MONTH: Duration = Duration::from_secs(30 * 86_400);
+
+    /// A power cut before the first fsync of a new table can leave its
+    /// length with nothing written: it remembered nothing, and starts
+    /// afresh rather than stopping the site as corrupt.
+    #[test]
+    fn a_table_of_zeros_starts_afresh_and_anything_else_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seen.idx");
+        std::fs::write(&path, vec![0u8; 3 * PAGE]).unwrap();
+        let mut s = Seen::open(&path, t(0)).unwrap();
+        s.insert(Kind::Id, "id-1", t(1000), t(0)).unwrap();
+        s.sync().unwrap();
+        drop(s);
+        assert!(Seen::open(&path, t(0))
+            .unwrap()
+            .contains(Kind::Id, "id-1")
+            .unwrap());
+        let mut junk = vec![0u8; 3 * PAGE];
+        junk[5000] = 1;
+        std::fs::write(&path, junk).unwrap();
+        assert!(Seen::open(&path, t(0)).is_err());
+    }
 
     #[test]
     fn remembers_grows_and_reopens() {

@@ -72,7 +72,9 @@ impl DirTransport {
     /// Writes `item` into `dir` as the new file `name`: copied (a message
     /// with this hop's time sent in its trace), or protected for the peer.
     fn write_one(&self, item: &Outgoing, dir: &untrusted::Dir, name: &str) -> Result<(), String> {
-        let out = dir.create_file(name).map_err(|e| e.to_string())?;
+        // A full medium is said with where and how much is free.
+        let said = |e: std::io::Error| format!("{e}{}", crate::spool::space_left(dir.path(), &e));
+        let out = dir.create_file(name).map_err(said)?;
         let mut out = std::io::BufWriter::new(out);
         let mut input = std::io::BufReader::with_capacity(
             256 * 1024,
@@ -82,12 +84,12 @@ impl DirTransport {
         match &self.protector {
             None => std::io::copy(&mut input, &mut out)
                 .map(|_| ())
-                .map_err(|e| e.to_string())?,
+                .map_err(said)?,
             Some(p) => p
                 .protect(&mut input, &mut out, self.now)
                 .map_err(|e| e.to_string())?,
         }
-        std::io::Write::flush(&mut out).map_err(|e| e.to_string())
+        std::io::Write::flush(&mut out).map_err(said)
     }
 
     /// Removes message files the next hop no longer needs: those whose
