@@ -39,7 +39,7 @@ fn a_sender_stalled_past_its_lease_records_nothing_and_the_message_arrives_once(
     let big = vec![b'f'; 48 * 1024 * 1024];
     let ids: Vec<String> = (0..3).map(|_| a.send(&[], &big)).collect();
 
-    let mut first = a
+    let first = a
         .cmd("rs-queue")
         .args(["flush", "--json"])
         .command()
