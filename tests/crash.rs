@@ -63,7 +63,8 @@ fn send_killed_at_random_moments_loses_nothing_and_shows_nothing_half_written() 
 
     let mut rng = Rng::from_env();
     let mut printed = Vec::new();
-    for _ in 0..100 {
+    let n = trials(100);
+    for _ in 0..n {
         let mut cmd = site.cmd("rs-send").args(args).command();
         cmd.stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -76,7 +77,7 @@ fn send_killed_at_random_moments_loses_nothing_and_shows_nothing_half_written() 
             printed.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
         }
     }
-    eprintln!("{} of 100 runs completed before SIGKILL", printed.len());
+    eprintln!("{} of {n} runs completed before SIGKILL", printed.len());
 
     // Every ID printed is queued.
     let queued: HashSet<String> = outbound_ids(&site).into_iter().collect();
@@ -264,7 +265,9 @@ fn the_delivery_cycle_survives_sigkill_at_any_step() {
     let ops = ["export", "import", "emit", "apply"];
     let mut landed = [0usize; 4];
     let mut spans = [5_000u64; 5];
-    for trial in 0..200 {
+    // One operation killed per round, in turn: `trials` kills each.
+    let rounds = 4 * trials(100);
+    for trial in 0..rounds {
         for k in 0..3 {
             let payload: Vec<u8> = (0..(100 + (trial * 7 + k) % 900))
                 .map(|j| ((trial + j * 13) % 251) as u8)
@@ -305,7 +308,10 @@ fn the_delivery_cycle_survives_sigkill_at_any_step() {
             ap,
         ) as usize;
     }
-    eprintln!("kills that landed mid-run, per operation {ops:?}: {landed:?} (of 50 each)");
+    eprintln!(
+        "kills that landed mid-run, per operation {ops:?}: {landed:?} (of {} each)",
+        rounds / 4
+    );
 
     // Settle: an hour later anything unacknowledged is sent again.
     let later = from_now(3 * 3600);
@@ -576,4 +582,286 @@ fn http_server_killed_at_random_moments_loses_nothing() {
     eprintln!("flushes that failed because the server died under them: {failed} of {n}");
     drop(srv);
     settle_and_check(&p, &a, port, &up, &down);
+}
+
+/// A to a relay R to a provider P over `dir:` routes: every command of the
+/// chain (flush at each hop, import with the relay passing messages on and
+/// acknowledgements coming back) is killed at a random moment in every
+/// round, then run to completion.
+#[test]
+fn a_relay_chain_over_dir_routes_survives_sigkill_at_every_step() {
+    let (a, r, p) = (
+        Site::component("a.host"),
+        Site::component("r.relay"),
+        Site::component("p.hub"),
+    );
+    let dir = |name: &str| a.stick(name).to_string_lossy().into_owned();
+    let (in_a, in_r, in_p) = (dir("in-a"), dir("in-r"), dir("in-p"));
+    let route = |d: &str| format!("ack_timeout = \"10m\"\nroutes = [\"dir:{d}\"]");
+    a.peer("r.relay", &format!("upstream = true\n{}", route(&in_r)));
+    r.peer("a.host", &route(&in_a));
+    r.peer("p.hub", &format!("upstream = true\n{}", route(&in_p)));
+    p.peer("r.relay", &route(&in_r));
+    let steps: [(&Site, Vec<&str>); 7] = [
+        (&a, vec!["rs-queue", "flush", "--force"]),
+        (&r, vec!["rs-relay", "import", "--from", &in_r]),
+        (&r, vec!["rs-queue", "flush", "--force"]),
+        (&p, vec!["rs-relay", "import", "--from", &in_p]),
+        (&p, vec!["rs-queue", "flush", "--force"]),
+        (&r, vec!["rs-relay", "import", "--from", &in_r]),
+        (&a, vec!["rs-relay", "import", "--from", &in_a]),
+    ];
+    let mut rng = Rng::from_env();
+    let mut spans = [5_000u64; 7];
+    let mut landed = [0usize; 7];
+    let mut sent = std::collections::HashMap::new();
+    let n = trials(100);
+    for trial in 0..n {
+        for k in 0..2 {
+            let payload = format!("relayed {trial} {k} {}", "r".repeat((trial * 31 + k) % 900));
+            sent.insert(a.send(&[], payload.as_bytes()), payload.into_bytes());
+        }
+        for (i, (site, args)) in steps.iter().enumerate() {
+            landed[i] += step(site, args, true, &mut rng, &mut spans[i]) as usize;
+        }
+    }
+    eprintln!("kills that landed mid-run, per step: {landed:?} (of {n} each)");
+    let later = from_now(3 * 3600);
+    for _ in 0..3 {
+        for (site, args) in &steps {
+            let r = site
+                .cmd(args[0])
+                .env("RS_NOW", &later)
+                .args(&args[1..])
+                .run();
+            assert!(
+                matches!(r.code, Some(0) | Some(75)),
+                "{args:?}: {}",
+                r.stderr
+            );
+        }
+    }
+    let got = p.received();
+    let ids: HashSet<&String> = got.iter().map(|(id, _)| id).collect();
+    assert_eq!(ids.len(), got.len(), "a message was delivered twice");
+    assert_eq!(got.len(), sent.len(), "messages lost");
+    for (id, content) in &got {
+        assert_eq!(sent.get(id), Some(content), "{id}");
+    }
+    for site in [&a, &r, &p] {
+        assert!(
+            site.files("quarantine").is_empty(),
+            "{:?}",
+            site.files("quarantine")
+        );
+        let n = site
+            .cmd("rs-queue")
+            .env("RS_NOW", &later)
+            .args(["stats", "--json"])
+            .run()
+            .success()
+            .json()["outbound"]["total"]["messages"]
+            .as_u64();
+        assert_eq!(n, Some(0), "outbound left");
+    }
+}
+
+/// `rs-relay receive` (an MTA's delivery pipe) killed at random moments:
+/// the MTA keeps a mail it was not told was taken and pipes it again; each
+/// message is delivered once.
+#[test]
+fn mail_receive_killed_at_random_moments_delivers_each_message_once() {
+    let a = Site::component("a.host");
+    a.peer(
+        "b.hub",
+        "upstream = true\nroutes = [\"smtp://127.0.0.1:1?from=a@x.test&to=b@y.test&tls=none\"]",
+    );
+    let b = Site::component("b.hub");
+    b.peer(
+        "a.host",
+        "routes = [\"smtp://127.0.0.1:1?from=b@y.test&to=a@x.test&tls=none\"]",
+    );
+    let mut rng = Rng::from_env();
+    let mut span = 5_000u64;
+    let mut ids = Vec::new();
+    let mut landed = 0;
+    let n = trials(100);
+    for trial in 0..n {
+        let id = a.send(
+            &[],
+            format!("mail {trial} {}", "m".repeat(trial % 700)).as_bytes(),
+        );
+        let queued = walkdir::WalkDir::new(a.spool.join("queue"))
+            .into_iter()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().contains(&id))
+            .unwrap()
+            .into_path();
+        let mut mail = b"From: Site A <a@x.test>\nTo: b@y.test\n".to_vec();
+        mail.extend(std::fs::read(&queued).unwrap());
+        // Killed once; the MTA then retries until it hears 0.
+        let mut child = b
+            .cmd("rs-relay")
+            .args(["receive"])
+            .command()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            let _ = child.stdin.take().unwrap().write_all(&mail);
+        }
+        std::thread::sleep(Duration::from_micros(rng.below(span)));
+        let _ = child.kill();
+        let taken = child.wait().unwrap().success();
+        landed += usize::from(!taken);
+        let start = Instant::now();
+        b.cmd("rs-relay")
+            .args(["receive"])
+            .stdin(&mail)
+            .run()
+            .success();
+        span = (span * 3 + start.elapsed().as_micros() as u64) / 4;
+        ids.push(id);
+    }
+    eprintln!("kills of rs-relay receive that landed mid-run: {landed} of {n}");
+    let got = b.received();
+    let unique: HashSet<&String> = got.iter().map(|(id, _)| id).collect();
+    assert_eq!(unique.len(), got.len(), "a message was delivered twice");
+    for id in &ids {
+        assert!(unique.contains(id), "{id} lost");
+    }
+    assert!(
+        b.files("quarantine").is_empty(),
+        "{:?}",
+        b.files("quarantine")
+    );
+}
+
+/// How long the concurrency soak runs: `RS_SOAK_SECONDS`, else `default`
+/// (scripts/soak.sh runs 600).
+fn soak_seconds(default: u64) -> u64 {
+    std::env::var("RS_SOAK_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Every command at once, as several cron jobs would run them, for a
+/// bounded time: senders, export, import, emit, export back, apply, and
+/// an operator's check, stats, hold and release, each in a loop of its
+/// own. Then everything settles: each message sent is delivered once.
+#[test]
+fn every_command_running_at_once_loses_nothing_and_duplicates_nothing() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let a = Arc::new(Site::component("a.host"));
+    a.peer("b.hub", "upstream = true\nack_timeout = \"10m\"");
+    let b = Arc::new(Site::component("b.hub"));
+    b.peer("a.host", "");
+    let to_b = a.stick("to-b").to_string_lossy().into_owned();
+    let to_a = a.stick("to-a").to_string_lossy().into_owned();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(Mutex::new(std::collections::HashMap::new()));
+    let mut loops = Vec::new();
+    let runs = Arc::new(Mutex::new(
+        std::collections::BTreeMap::<String, usize>::new(),
+    ));
+    let spawn_loop = |site: Arc<Site>, args: Vec<String>| {
+        let (stop, runs) = (stop.clone(), runs.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let r = site.cmd(&args[0]).args(&args[1..]).run();
+                assert!(
+                    matches!(r.code, Some(0) | Some(75)),
+                    "{args:?}: {:?} {}",
+                    r.code,
+                    r.stderr
+                );
+                *runs.lock().unwrap().entry(args.join(" ")).or_default() += 1;
+            }
+        })
+    };
+    let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    for args in [
+        v(&["rs-queue", "export", "--to", &to_b]),
+        v(&["rs-ack", "apply", "--from", &to_a]),
+        v(&["rs-queue", "check"]),
+        v(&["rs-queue", "stats"]),
+        v(&["rs-queue", "hold"]),
+        v(&["rs-queue", "release"]),
+    ] {
+        loops.push(spawn_loop(a.clone(), args));
+    }
+    for args in [
+        v(&["rs-relay", "import", "--from", &to_b]),
+        v(&["rs-ack", "emit"]),
+        v(&["rs-queue", "export", "--to", &to_a]),
+    ] {
+        loops.push(spawn_loop(b.clone(), args));
+    }
+    for t in 0..2 {
+        let (a, stop, sent) = (a.clone(), stop.clone(), sent.clone());
+        loops.push(std::thread::spawn(move || {
+            let mut k = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let payload = format!("sender {t} message {k}").into_bytes();
+                let id = a.send(&[], &payload);
+                sent.lock().unwrap().insert(id, payload);
+                k += 1;
+            }
+        }));
+    }
+    std::thread::sleep(Duration::from_secs(soak_seconds(10)));
+    stop.store(true, Ordering::Relaxed);
+    for l in loops {
+        l.join().expect("a loop failed");
+    }
+    eprintln!("runs per command: {:?}", runs.lock().unwrap());
+
+    a.cmd("rs-queue").args(["release"]).run().success();
+    let later = from_now(3 * 3600);
+    for _ in 0..2 {
+        for (site, args) in [
+            (&a, v(&["rs-queue", "export", "--to", &to_b])),
+            (&b, v(&["rs-relay", "import", "--from", &to_b])),
+            (&b, v(&["rs-ack", "emit"])),
+            (&b, v(&["rs-queue", "export", "--to", &to_a])),
+            (&a, v(&["rs-ack", "apply", "--from", &to_a])),
+        ] {
+            site.cmd(&args[0])
+                .env("RS_NOW", &later)
+                .args(&args[1..])
+                .run()
+                .success();
+        }
+    }
+    let sent = sent.lock().unwrap();
+    let got = b.received();
+    let ids: HashSet<&String> = got.iter().map(|(id, _)| id).collect();
+    assert_eq!(ids.len(), got.len(), "a message was delivered twice");
+    assert_eq!(got.len(), sent.len(), "messages lost");
+    for (id, content) in &got {
+        assert_eq!(sent.get(id), Some(content), "{id}");
+    }
+    eprintln!("{} message(s) sent and delivered once each", sent.len());
+    for site in [&a, &b] {
+        assert!(
+            site.files("quarantine").is_empty(),
+            "{:?}",
+            site.files("quarantine")
+        );
+    }
+    let left = a
+        .cmd("rs-queue")
+        .env("RS_NOW", &later)
+        .args(["stats", "--json"])
+        .run()
+        .success()
+        .json()["outbound"]["total"]["messages"]
+        .as_u64();
+    assert_eq!(left, Some(0), "A still holds messages");
 }
