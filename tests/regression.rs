@@ -849,3 +849,40 @@ fn a_mail_may_not_speak_for_another_component() {
     assert!(quarantine_reasons(&b).contains("a.host may not speak for c.host"));
     assert!(b.received().is_empty());
 }
+
+/// A run stopped while it held the spool lock (SIGSTOP, a hung NFS
+/// write) stalled every later run for ever: cron jobs piled up. A run now
+/// waits at most `[spool] lock_wait`, then exits 75 naming the lock.
+#[test]
+fn a_spool_lock_held_too_long_is_given_up_with_exit_75() {
+    let site = Site::with_config("");
+    site.send(&[], b"first");
+    let text = std::fs::read_to_string(site.spool.join("config.toml")).unwrap();
+    std::fs::write(
+        site.spool.join("config.toml"),
+        text.replace("lock_wait = \"10m\"", "lock_wait = \"1s\""),
+    )
+    .unwrap();
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(site.spool.join("state/usage"))
+        .unwrap();
+    fs2::FileExt::lock_exclusive(&lock).unwrap();
+    let start = std::time::Instant::now();
+    let r = site
+        .cmd("rs-send")
+        .args(["--class", "t", "--subclass", "t"])
+        .stdin(b"waits")
+        .run()
+        .code(75);
+    assert!(start.elapsed() < std::time::Duration::from_secs(30));
+    assert!(
+        r.stderr.contains("state/usage") && r.stderr.contains("lock_wait"),
+        "{}",
+        r.stderr
+    );
+    fs2::FileExt::unlock(&lock).unwrap();
+    site.send(&[], b"after");
+    assert_eq!(site.listed_ids().len(), 2);
+}

@@ -858,6 +858,10 @@ pub struct SpoolSettings {
     pub tmp_max_age: Duration,
     /// New messages are refused while the spool's file system has less free.
     pub min_free: Size,
+    /// The longest a run waits for the spool lock before it gives up
+    /// (exit 75): a stopped or hung run must not stall every later one.
+    #[serde(deserialize_with = "duration")]
+    pub lock_wait: Duration,
 }
 
 impl Default for SpoolSettings {
@@ -865,6 +869,7 @@ impl Default for SpoolSettings {
         SpoolSettings {
             tmp_max_age: Duration::from_secs(3600),
             min_free: Size(64 * 1024 * 1024),
+            lock_wait: Duration::from_secs(600),
         }
     }
 }
@@ -1262,6 +1267,10 @@ component = "{component}"
 tmp_max_age = "1h"
 # New messages are refused while the file system has less free space.
 min_free = "64 MiB"
+# A run waits at most this long for the spool lock (held for moments by
+# each run); then it exits 75, naming the lock, so a stopped or hung run
+# does not stall every cron job after it.
+lock_wait = "10m"
 
 [receive]
 # Accepted message IDs are remembered (to drop retransmissions and copies

@@ -171,7 +171,7 @@ impl Error {
                 S::Config(_) | S::NotASpool { .. } | S::ConfigMissing { .. } | S::Keys { .. } => {
                     ExitCode::Config
                 }
-                S::DiskFull { .. } => ExitCode::TempFail,
+                S::DiskFull { .. } | S::Locked { .. } => ExitCode::TempFail,
                 S::NotFound { .. } => ExitCode::NoInput,
             },
             Error::Config(_)

@@ -59,6 +59,8 @@ pub enum Error {
     Keys { peer: String, reason: String },
     #[error("no message {id} in the outbound areas of {spool} (see `rs-queue list`; dead messages are listed by `rs-queue list --area dead`)")]
     NotFound { id: String, spool: PathBuf },
+    #[error("the spool lock {path} was held by another run for longer than {waited} ([spool] lock_wait): a stopped or hung rs process holds it (find it with `fuser {path}`); try again later")]
+    Locked { path: PathBuf, waited: String },
 }
 
 impl Error {
@@ -708,7 +710,7 @@ impl Spool {
     /// Takes the spool lock, rebuilding the ledger if it is stale.
     pub fn lock(&self, now: Timestamp) -> Result<Locked<'_>> {
         let path = self.dir(Area::State).join("usage");
-        let (ledger, usage) = usage::Ledger::lock(&path)?;
+        let (ledger, usage) = usage::Ledger::lock(&path, self.config.spool.lock_wait)?;
         let mut locked = Locked {
             spool: self,
             ledger,

@@ -91,6 +91,27 @@ fn boot_id() -> String {
     super::fault::boot_id()
 }
 
+/// Takes the exclusive lock on `file`, waiting at most `wait`.
+fn wait_for_lock(file: &File, path: &Path, wait: std::time::Duration) -> Result<()> {
+    let start = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        match fs2::FileExt::try_lock_exclusive(file) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.raw_os_error() == fs2::lock_contended_error().raw_os_error() => {}
+            Err(e) => return Err(Error::io("lock", path, e)),
+        }
+        if start.elapsed() >= wait {
+            return Err(Error::Locked {
+                path: path.to_path_buf(),
+                waited: crate::time::format_duration(wait),
+            });
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(50));
+    }
+}
+
 /// The open, locked ledger.
 pub(super) struct Ledger {
     file: File,
@@ -102,7 +123,7 @@ pub(super) struct Ledger {
 impl Ledger {
     /// Opens and locks the ledger (waiting for other holders), returning the
     /// usage it records, or `None` if it must be rebuilt.
-    pub fn lock(path: &Path) -> Result<(Ledger, Option<Usage>)> {
+    pub fn lock(path: &Path, wait: std::time::Duration) -> Result<(Ledger, Option<Usage>)> {
         let mut file = super::durable::open(
             OpenOptions::new()
                 .read(true)
@@ -112,7 +133,7 @@ impl Ledger {
             path,
         )
         .map_err(|e| Error::io("open", path, e))?;
-        fs2::FileExt::lock_exclusive(&file).map_err(|e| Error::io("lock", path, e))?;
+        wait_for_lock(&file, path, wait)?;
         let mut text = String::new();
         let _ = file.read_to_string(&mut text);
         let boot = boot_id();
