@@ -5,6 +5,9 @@
 #   (tests/crash.rs: rs-send; export, import, emit, apply over media; flush
 #   and import through a relay over dir: routes; rs-relay receive; the HTTP
 #   client and server). A failure prints RS_TEST_SEED to replay it.
+# - the same power cut on lossyfs (tests/lossyfs.rs: a FUSE file system
+#   that forgets what was not fsynced), 1,000 trials each for rs-send,
+#   export and import.
 # - every command running at once, as cron jobs would, for RS_SOAK_SECONDS
 #   (default 600).
 # - the power-loss campaign (tests/powerloss.rs) in full: every mode (drop,
@@ -21,6 +24,7 @@ export RS_SOAK_SECONDS="${RS_SOAK_SECONDS:-600}"
 echo "soak: $RS_CRASH_TRIALS trials per command, $RS_SOAK_SECONDS s of concurrency"
 start=$SECONDS
 cargo test --quiet --features fault-injection --test crash -- --nocapture --test-threads 1
+cargo test --quiet --features fault-injection --test lossyfs -- --nocapture
 RS_POWERLOSS_MODES=drop,tear,mix cargo test --quiet --features fault-injection \
     --test powerloss -- --nocapture --test-threads 1
 echo "soak: passed in $((SECONDS - start)) s"

@@ -97,6 +97,28 @@ impl Site {
         site
     }
 
+    /// A site with component ID `component` whose spool is `spool` (which
+    /// the caller owns, e.g. on a file system it mounted).
+    pub fn component_at(component: &str, spool: &Path) -> Site {
+        let site = Site {
+            dir: None,
+            spool: spool.to_path_buf(),
+            env: HashMap::new(),
+            mounted: false,
+        };
+        let site_id = component.split('.').next().unwrap_or(component);
+        site.cmd("rs-queue")
+            .args(["init", "--site", site_id, "--component", component])
+            .run()
+            .success();
+        site
+    }
+
+    /// Sets an environment variable for every later command.
+    pub fn set_env(&mut self, k: &str, v: &str) {
+        self.env.insert(k.into(), v.into());
+    }
+
     /// A site with component ID `component` (site ID: its first label).
     pub fn component(component: &str) -> Site {
         let site = Site::new();

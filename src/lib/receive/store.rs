@@ -343,7 +343,11 @@ pub(super) fn store(
                 ));
             }
         }
-        durable::sync_filesystem(&spool.dir(Area::Tmp))?;
+        let written = staged.iter().map(|(s, _)| s.path());
+        durable::sync_files(
+            &spool.dir(Area::Tmp),
+            written.chain(pins.iter().map(|(s, _)| s.path())),
+        )?;
         crate::route::commit_pins(spool, pins)?;
         let admissions = spool.lock(now)?.admit_many(staged, now)?;
         for (&i, admission) in relays.iter().zip(admissions) {

@@ -187,6 +187,37 @@ pub fn sync_filesystem(path: &Path) -> Result<()> {
     .map_err(|e| Error::io("syncfs", path, e))
 }
 
+/// Whether a `syncfs` of the file system holding `dir` makes its files
+/// durable. Not on FUSE: the kernel passes a `syncfs` on to virtiofs only,
+/// so a FUSE daemon that buffers (sshfs, a cloud mount, a test's lossyfs)
+/// is never asked to write; only an fsync of each file reaches it.
+pub fn syncfs_reaches_files(dir: &Path) -> bool {
+    const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+        return true;
+    };
+    // SAFETY: statfs fills the struct we pass, for a valid C string.
+    let mut s: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut s) } != 0 {
+        return true;
+    }
+    s.f_type as i64 != FUSE_SUPER_MAGIC
+}
+
+/// Makes the written files `files` (on the file system holding `dir`)
+/// durable: one `syncfs`, the group commit, where that reaches them; else
+/// an fsync of each.
+pub fn sync_files<'a>(dir: &Path, files: impl IntoIterator<Item = &'a Path>) -> Result<()> {
+    if syncfs_reaches_files(dir) {
+        return sync_filesystem(dir);
+    }
+    for path in files {
+        let f = File::open(path).map_err(|e| Error::io("open", path, e))?;
+        sync_all(&f, path).map_err(|e| Error::io("fsync", path, e))?;
+    }
+    Ok(())
+}
+
 /// Appends `text` to the file at `path` (creating it) and returns after
 /// fsync of the file (and of its directory when the file is new).
 pub fn append_durable(path: &Path, text: &[u8]) -> Result<()> {

@@ -85,7 +85,7 @@ fn write_and_rename(
             last.1 = new.join(format!("{base},S={size}"));
         }
     }
-    durable::sync_filesystem(tmp)?;
+    durable::sync_files(tmp, staged.iter().map(|(from, _)| from.as_path()))?;
     for (from, to) in staged.iter() {
         durable::rename(from, to)?;
     }

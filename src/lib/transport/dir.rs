@@ -172,7 +172,7 @@ impl Transport for DirTransport {
                 }
             }
         }
-        if let Err(e) = dir.sync_filesystem() {
+        if let Err(e) = dir.sync_files(staged.iter().map(|(_, tmp)| tmp.as_str())) {
             return all(format!("cannot sync {}: {e}", dir.path().display()));
         }
         for (i, tmp) in staged {

@@ -296,6 +296,27 @@ impl Dir {
         })
     }
 
+    /// Makes the files `names` written in this directory durable: one
+    /// `syncfs` where that reaches them, else an fsync of each (FUSE; see
+    /// [`crate::spool::durable::syncfs_reaches_files`]).
+    pub fn sync_files<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> io::Result<()> {
+        if crate::spool::durable::syncfs_reaches_files(&self.path) {
+            return self.sync_filesystem();
+        }
+        for name in names {
+            let c = c_name(name.as_ref())?;
+            let fd = rustix::fs::openat(
+                &self.fd,
+                &c,
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            let path = self.join(name);
+            fault::sync_file_with(&path, || rustix::fs::fsync(&fd).map_err(io::Error::from))?;
+        }
+        Ok(())
+    }
+
     /// Flushes every written file of the file system holding this directory.
     pub fn sync_filesystem(&self) -> io::Result<()> {
         fault::syncfs_with(&self.path, || {
