@@ -43,6 +43,9 @@ enum Layout {
     /// The media cycle with an operator's commands on the way: hold and
     /// release (one message, then all sending), throttle, check, prune.
     Operator,
+    /// A's message by mail: `rs-relay receive` at B as the MTA's pipe,
+    /// piped again until it exits 0 (what an MTA does).
+    Mail,
 }
 
 /// The sites of a layout and what has been sent through them.
@@ -108,6 +111,9 @@ const OPERATOR: [Step; 13] = [
     MEDIA[5],
 ];
 
+/// `MAIL`: the mail carrying the message rs-send printed last.
+const MAIL: [Step; 2] = [("a", &["rs-send"]), ("b", &["rs-relay", "receive", "MAIL"])];
+
 impl Layout {
     /// The commands of the cycle that meet faults (the operator's layout
     /// leaves the media steps to the media campaign).
@@ -123,6 +129,7 @@ impl Layout {
             Layout::Media => &MEDIA,
             Layout::Relay => &RELAY,
             Layout::Operator => &OPERATOR,
+            Layout::Mail => &MAIL,
         }
     }
 }
@@ -148,6 +155,19 @@ impl World {
                 for d in ["to-b", "to-a"] {
                     w.dirs.insert(d, a.stick(d).to_string_lossy().into_owned());
                 }
+                w.sites = vec![("a", a), ("b", b)];
+            }
+            Layout::Mail => {
+                let a = Site::component("a.host");
+                a.peer(
+                    "b.hub",
+                    "upstream = true\nroutes = [\"smtp://127.0.0.1:1?from=a@x.test&to=b@y.test&tls=none\"]",
+                );
+                let b = Site::component("b.hub");
+                b.peer(
+                    "a.host",
+                    "routes = [\"smtp://127.0.0.1:1?from=b@y.test&to=a@x.test&tls=none\"]",
+                );
                 w.sites = vec![("a", a), ("b", b)];
             }
             Layout::Relay => {
@@ -182,6 +202,19 @@ impl World {
         w
     }
 
+    /// The mail an MTA would pipe for the message rs-send printed last.
+    fn mail(&self) -> Vec<u8> {
+        let queued = walkdir::WalkDir::new(self.site("a").spool.join("queue"))
+            .into_iter()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().contains(&self.last))
+            .expect("the message in A's queue")
+            .into_path();
+        let mut mail = b"From: Site A <a@x.test>\nTo: b@y.test\n".to_vec();
+        mail.extend(std::fs::read(queued).expect("read the queued message"));
+        mail
+    }
+
     fn site(&self, name: &str) -> &Site {
         &self
             .sites
@@ -198,11 +231,16 @@ impl World {
         let mut cmd = self
             .site(name)
             .cmd(args[0])
-            .args(args[1..].iter().map(|&a| match a {
-                "LAST" => self.last.clone(),
-                "COUNT" => (1000 + self.payloads.len()).to_string(),
-                _ => self.dirs.get(a).map_or(a, |d| d.as_str()).to_string(),
-            }))
+            .args(
+                args[1..]
+                    .iter()
+                    .filter(|&&a| a != "MAIL")
+                    .map(|&a| match a {
+                        "LAST" => self.last.clone(),
+                        "COUNT" => (1000 + self.payloads.len()).to_string(),
+                        _ => self.dirs.get(a).map_or(a, |d| d.as_str()).to_string(),
+                    }),
+            )
             .env("RS_FAULT_BOOT", self.boot);
         for (k, v) in env {
             cmd = cmd.env(k, v);
@@ -211,6 +249,9 @@ impl World {
             cmd = cmd.env("RS_NOW", now);
         }
         let sending = args[0] == "rs-send";
+        if args.last() == Some(&"MAIL") {
+            cmd = cmd.stdin(&self.mail());
+        }
         if sending {
             cmd = cmd
                 .args(["--class", "t", "--subclass", "p"])
@@ -266,6 +307,10 @@ impl World {
             assert_eq!(&delivered.unwrap().1, payload, "{what}: {id}");
         }
         for (name, site) in &self.sites {
+            if self.layout == Layout::Mail && *name == "a" {
+                // Mail is acknowledged by mail, which this run does not carry.
+                continue;
+            }
             let stats = site
                 .cmd("rs-queue")
                 .args(["stats", "--json"])
@@ -423,6 +468,22 @@ fn a_disk_that_fills_at_any_operation_of_an_operators_command_fails_cleanly() {
         "full disk",
         |n| format!("enospc@{n}+"),
         clean_failure,
+    );
+}
+
+#[test]
+fn a_power_cut_at_any_operation_of_mail_received_loses_nothing() {
+    campaign(Layout::Mail, "power cut", |n| format!("crash@{n}"), cut);
+}
+
+#[test]
+fn a_disk_that_fills_at_any_operation_of_mail_received_is_left_with_the_mta() {
+    // Any failure but 75 would make the MTA bounce the mail.
+    campaign(
+        Layout::Mail,
+        "full disk",
+        |n| format!("enospc@{n}+"),
+        |c| c == 0 || c == 75,
     );
 }
 
