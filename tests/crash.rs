@@ -488,27 +488,9 @@ fn settle_and_check(
     }
     drop(srv);
     for (site, sent) in [(p, up), (a, down)] {
-        let got = site.received();
-        let ids: HashSet<&String> = got.iter().map(|(id, _)| id).collect();
-        assert_eq!(ids.len(), got.len(), "a message was delivered twice");
-        assert_eq!(got.len(), sent.len(), "messages lost");
-        for (id, content) in &got {
-            assert_eq!(sent.get(id), Some(content), "{id}");
-        }
-        assert!(
-            site.files("quarantine").is_empty(),
-            "{:?}",
-            site.files("quarantine")
-        );
-        let n = site
-            .cmd("rs-queue")
-            .env("RS_NOW", &later)
-            .args(["stats", "--json"])
-            .run()
-            .success()
-            .json()["outbound"]["total"]["messages"]
-            .as_u64();
-        assert_eq!(n, Some(0), "outbound left");
+        support::assert_each_once(&site.received(), sent);
+        site.assert_nothing_quarantined();
+        assert_eq!(site.outbound_left(Some(&later)), 0, "outbound left");
     }
 }
 
@@ -641,28 +623,10 @@ fn a_relay_chain_over_dir_routes_survives_sigkill_at_every_step() {
             );
         }
     }
-    let got = p.received();
-    let ids: HashSet<&String> = got.iter().map(|(id, _)| id).collect();
-    assert_eq!(ids.len(), got.len(), "a message was delivered twice");
-    assert_eq!(got.len(), sent.len(), "messages lost");
-    for (id, content) in &got {
-        assert_eq!(sent.get(id), Some(content), "{id}");
-    }
+    support::assert_each_once(&p.received(), &sent);
     for site in [&a, &r, &p] {
-        assert!(
-            site.files("quarantine").is_empty(),
-            "{:?}",
-            site.files("quarantine")
-        );
-        let n = site
-            .cmd("rs-queue")
-            .env("RS_NOW", &later)
-            .args(["stats", "--json"])
-            .run()
-            .success()
-            .json()["outbound"]["total"]["messages"]
-            .as_u64();
-        assert_eq!(n, Some(0), "outbound left");
+        site.assert_nothing_quarantined();
+        assert_eq!(site.outbound_left(Some(&later)), 0, "outbound left");
     }
 }
 
@@ -672,15 +636,8 @@ fn a_relay_chain_over_dir_routes_survives_sigkill_at_every_step() {
 #[test]
 fn mail_receive_killed_at_random_moments_delivers_each_message_once() {
     let a = Site::component("a.host");
-    a.peer(
-        "b.hub",
-        "upstream = true\nroutes = [\"smtp://127.0.0.1:1?from=a@x.test&to=b@y.test&tls=none\"]",
-    );
     let b = Site::component("b.hub");
-    b.peer(
-        "a.host",
-        "routes = [\"smtp://127.0.0.1:1?from=b@y.test&to=a@x.test&tls=none\"]",
-    );
+    support::mail_peers(&a, &b);
     let mut rng = Rng::from_env();
     let mut span = 5_000u64;
     let mut ids = Vec::new();
@@ -691,14 +648,7 @@ fn mail_receive_killed_at_random_moments_delivers_each_message_once() {
             &[],
             format!("mail {trial} {}", "m".repeat(trial % 700)).as_bytes(),
         );
-        let queued = walkdir::WalkDir::new(a.spool.join("queue"))
-            .into_iter()
-            .flatten()
-            .find(|e| e.file_name().to_string_lossy().contains(&id))
-            .unwrap()
-            .into_path();
-        let mut mail = b"From: Site A <a@x.test>\nTo: b@y.test\n".to_vec();
-        mail.extend(std::fs::read(&queued).unwrap());
+        let mail = support::mail_from_a(&a, &id);
         // Killed once; the MTA then retries until it hears 0.
         let mut child = b
             .cmd("rs-relay")
@@ -840,28 +790,10 @@ fn every_command_running_at_once_loses_nothing_and_duplicates_nothing() {
         }
     }
     let sent = sent.lock().unwrap();
-    let got = b.received();
-    let ids: HashSet<&String> = got.iter().map(|(id, _)| id).collect();
-    assert_eq!(ids.len(), got.len(), "a message was delivered twice");
-    assert_eq!(got.len(), sent.len(), "messages lost");
-    for (id, content) in &got {
-        assert_eq!(sent.get(id), Some(content), "{id}");
-    }
+    support::assert_each_once(&b.received(), &sent);
     eprintln!("{} message(s) sent and delivered once each", sent.len());
     for site in [&a, &b] {
-        assert!(
-            site.files("quarantine").is_empty(),
-            "{:?}",
-            site.files("quarantine")
-        );
+        site.assert_nothing_quarantined();
     }
-    let left = a
-        .cmd("rs-queue")
-        .env("RS_NOW", &later)
-        .args(["stats", "--json"])
-        .run()
-        .success()
-        .json()["outbound"]["total"]["messages"]
-        .as_u64();
-    assert_eq!(left, Some(0), "A still holds messages");
+    assert_eq!(a.outbound_left(Some(&later)), 0, "A still holds messages");
 }

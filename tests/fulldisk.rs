@@ -294,25 +294,11 @@ fn an_http_server_on_a_full_spool_takes_nothing_and_the_client_keeps_it() {
 #[test]
 fn mail_received_on_a_full_spool_is_left_with_the_mta() {
     let a = Site::component("a.host");
-    a.peer(
-        "b.hub",
-        "upstream = true\nroutes = [\"smtp://127.0.0.1:1?from=a@x.test&to=b@y.test&tls=none\"]",
-    );
     let b = Site::component_on_tmpfs("b.hub", "4m");
-    b.peer(
-        "a.host",
-        "routes = [\"smtp://127.0.0.1:1?from=b@y.test&to=a@x.test&tls=none\"]",
-    );
+    support::mail_peers(&a, &b);
     b.append_config(NO_MIN_FREE);
     let id = a.send(&[], &vec![b'm'; 300 * 1024]);
-    let queued = walkdir::WalkDir::new(a.spool.join("queue"))
-        .into_iter()
-        .flatten()
-        .find(|e| e.file_name().to_string_lossy().contains(&id))
-        .expect("the queued message")
-        .into_path();
-    let mut mail = b"From: Site A <a@x.test>\nTo: b@y.test\n".to_vec();
-    mail.extend(std::fs::read(&queued).unwrap());
+    let mail = support::mail_from_a(&a, &id);
     fill(&b.spool);
     let r = b.cmd("rs-relay").args(["receive"]).stdin(&mail).run();
     assert_eq!(r.code, Some(75), "the MTA keeps the mail: {}", r.stderr);

@@ -259,20 +259,8 @@ fn send_export_and_import_cut_off_on_a_forgetful_file_system_lose_nothing() {
         assert_eq!(&d.unwrap().1, payload, "{id}");
     }
     for site in [&a, &b] {
-        assert!(
-            site.files("quarantine").is_empty(),
-            "{:?}",
-            site.files("quarantine")
-        );
+        site.assert_nothing_quarantined();
     }
-    let left = a
-        .cmd("rs-queue")
-        .env("RS_NOW", &later)
-        .args(["stats", "--json"])
-        .run()
-        .success()
-        .json()["outbound"]["total"]["messages"]
-        .as_u64();
-    assert_eq!(left, Some(0), "A still holds messages");
+    assert_eq!(a.outbound_left(Some(&later)), 0, "A still holds messages");
     drop(fs);
 }

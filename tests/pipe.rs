@@ -6,37 +6,16 @@ mod support;
 use support::Site;
 
 fn pair() -> (Site, Site) {
-    let a = Site::component("a.host");
-    a.peer(
-        "b.hub",
-        "upstream = true\nroutes = [\"smtp://127.0.0.1:1?from=a@x.test&to=b@y.test&tls=none\"]",
-    );
-    let b = Site::component("b.hub");
-    b.peer(
-        "a.host",
-        "routes = [\"smtp://127.0.0.1:1?from=b@y.test&to=a@x.test&tls=none\"]",
-    );
+    let (a, b) = (Site::component("a.host"), Site::component("b.hub"));
+    support::mail_peers(&a, &b);
     (a, b)
-}
-
-/// The email A would send for its first queued message.
-fn mail_from_a(a: &Site, id: &str) -> Vec<u8> {
-    let dir = a.spool.join("queue/normal");
-    let f = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .find(|e| e.file_name().to_string_lossy().contains(id))
-        .unwrap();
-    let mut mail = b"Return-Path: <a@x.test>\nReceived: from mx by mx\nFrom: Site A <a@x.test>\nTo: b@y.test\n".to_vec();
-    mail.extend(std::fs::read(f.path()).unwrap());
-    mail
 }
 
 #[test]
 fn a_stored_mail_exits_0_and_its_copy_is_a_duplicate() {
     let (a, b) = pair();
     let id = a.send(&[], b"by mail");
-    let mail = mail_from_a(&a, &id);
+    let mail = support::mail_from_a(&a, &id);
     let r = b
         .cmd("rs-relay")
         .args(["receive", "--json"])
@@ -84,7 +63,7 @@ fn junk_and_strangers_are_quarantined_with_exit_0() {
 fn a_spool_that_cannot_take_the_mail_asks_the_mta_to_retry() {
     let (a, _b) = pair();
     let id = a.send(&[], b"x");
-    let mail = mail_from_a(&a, &id);
+    let mail = support::mail_from_a(&a, &id);
     // A spool that cannot even be created.
     let r = std::process::Command::new(support::bin("rs-relay"))
         .args(["--spool", "/proc/no/such/spool", "receive"])
@@ -140,7 +119,7 @@ fn fetch_takes_new_mail_into_cur_once_stored() {
     for d in ["new", "cur", "tmp"] {
         std::fs::create_dir_all(md.join(d)).unwrap();
     }
-    std::fs::write(md.join("new/1.good.host"), mail_from_a(&a, &id)).unwrap();
+    std::fs::write(md.join("new/1.good.host"), support::mail_from_a(&a, &id)).unwrap();
     std::fs::write(md.join("new/2.junk.host"), b"From: a@x.test\n\njunk").unwrap();
     let r = b
         .cmd("rs-relay")

@@ -158,16 +158,8 @@ impl World {
                 w.sites = vec![("a", a), ("b", b)];
             }
             Layout::Mail => {
-                let a = Site::component("a.host");
-                a.peer(
-                    "b.hub",
-                    "upstream = true\nroutes = [\"smtp://127.0.0.1:1?from=a@x.test&to=b@y.test&tls=none\"]",
-                );
-                let b = Site::component("b.hub");
-                b.peer(
-                    "a.host",
-                    "routes = [\"smtp://127.0.0.1:1?from=b@y.test&to=a@x.test&tls=none\"]",
-                );
+                let (a, b) = (Site::component("a.host"), Site::component("b.hub"));
+                support::mail_peers(&a, &b);
                 w.sites = vec![("a", a), ("b", b)];
             }
             Layout::Relay => {
@@ -200,19 +192,6 @@ impl World {
             assert_eq!(w.run(step, &[], None), 0, "{step:?}: {}", w.stderr);
         }
         w
-    }
-
-    /// The mail an MTA would pipe for the message rs-send printed last.
-    fn mail(&self) -> Vec<u8> {
-        let queued = walkdir::WalkDir::new(self.site("a").spool.join("queue"))
-            .into_iter()
-            .flatten()
-            .find(|e| e.file_name().to_string_lossy().contains(&self.last))
-            .expect("the message in A's queue")
-            .into_path();
-        let mut mail = b"From: Site A <a@x.test>\nTo: b@y.test\n".to_vec();
-        mail.extend(std::fs::read(queued).expect("read the queued message"));
-        mail
     }
 
     fn site(&self, name: &str) -> &Site {
@@ -250,7 +229,7 @@ impl World {
         }
         let sending = args[0] == "rs-send";
         if args.last() == Some(&"MAIL") {
-            cmd = cmd.stdin(&self.mail());
+            cmd = cmd.stdin(&support::mail_from_a(self.site("a"), &self.last));
         }
         if sending {
             cmd = cmd

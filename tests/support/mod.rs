@@ -270,6 +270,28 @@ impl Site {
             .json_lines()
     }
 
+    /// How many messages the outbound areas hold, by `rs-queue stats` with
+    /// the clock at `now` (if given).
+    pub fn outbound_left(&self, now: Option<&str>) -> u64 {
+        let mut cmd = self.cmd("rs-queue").args(["stats", "--json"]);
+        if let Some(now) = now {
+            cmd = cmd.env("RS_NOW", now);
+        }
+        cmd.run().success().json()["outbound"]["total"]["messages"]
+            .as_u64()
+            .expect("a count")
+    }
+
+    /// Asserts that nothing went to quarantine/.
+    pub fn assert_nothing_quarantined(&self) {
+        let q = self.files("quarantine");
+        assert!(
+            q.is_empty(),
+            "quarantine/ of {}: {q:?}",
+            self.spool.display()
+        );
+    }
+
     /// Files directly in an area directory, `.reason` files excluded.
     pub fn files(&self, area: &str) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(self.spool.join(area))
@@ -496,4 +518,44 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Asserts that `got` (as [`Site::received`] lists it) holds every message
+/// of `sent` exactly once with its content, and nothing else.
+pub fn assert_each_once(got: &[(String, Vec<u8>)], sent: &HashMap<String, Vec<u8>>) {
+    let ids: std::collections::HashSet<&String> = got.iter().map(|(id, _)| id).collect();
+    assert_eq!(ids.len(), got.len(), "a message was delivered twice");
+    assert_eq!(got.len(), sent.len(), "messages lost");
+    for (id, content) in got {
+        assert_eq!(sent.get(id), Some(content), "{id}");
+    }
+}
+
+/// Makes `a` (a.host) and `b` (b.hub) peers over mail: each names the
+/// other's address, so `rs-relay receive` knows a mail from a@x.test as
+/// A's. The routes point at a closed port: nothing is sent by SMTP.
+pub fn mail_peers(a: &Site, b: &Site) {
+    a.peer(
+        "b.hub",
+        "upstream = true\nroutes = [\"smtp://127.0.0.1:1?from=a@x.test&to=b@y.test&tls=none\"]",
+    );
+    b.peer(
+        "a.host",
+        "routes = [\"smtp://127.0.0.1:1?from=b@y.test&to=a@x.test&tls=none\"]",
+    );
+}
+
+/// The mail an MTA would pipe to B for A's queued message `id`.
+pub fn mail_from_a(a: &Site, id: &str) -> Vec<u8> {
+    let queued = walkdir::WalkDir::new(a.spool.join("queue"))
+        .into_iter()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().contains(id))
+        .unwrap_or_else(|| panic!("{id} is not in A's queue"))
+        .into_path();
+    let mut mail =
+        b"Return-Path: <a@x.test>\nReceived: from mx by mx\nFrom: Site A <a@x.test>\nTo: b@y.test\n"
+            .to_vec();
+    mail.extend(std::fs::read(queued).expect("read the queued message"));
+    mail
 }
