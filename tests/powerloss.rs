@@ -46,6 +46,9 @@ enum Layout {
     /// A's message by mail: `rs-relay receive` at B as the MTA's pipe,
     /// piped again until it exits 0 (what an MTA does).
     Mail,
+    /// A's message posted to B's `rs-relay cgi` as a web server runs it
+    /// (one process per request), posted again until it is answered.
+    Cgi,
 }
 
 /// The sites of a layout and what has been sent through them.
@@ -114,6 +117,9 @@ const OPERATOR: [Step; 13] = [
 /// `MAIL`: the mail carrying the message rs-send printed last.
 const MAIL: [Step; 2] = [("a", &["rs-send"]), ("b", &["rs-relay", "receive", "MAIL"])];
 
+/// `BODY`: a request posting the message rs-send printed last.
+const CGI: [Step; 2] = [("a", &["rs-send"]), ("b", &["rs-relay", "cgi", "BODY"])];
+
 impl Layout {
     /// The commands of the cycle that meet faults (the operator's layout
     /// leaves the media steps to the media campaign).
@@ -130,6 +136,7 @@ impl Layout {
             Layout::Relay => &RELAY,
             Layout::Operator => &OPERATOR,
             Layout::Mail => &MAIL,
+            Layout::Cgi => &CGI,
         }
     }
 }
@@ -155,6 +162,11 @@ impl World {
                 for d in ["to-b", "to-a"] {
                     w.dirs.insert(d, a.stick(d).to_string_lossy().into_owned());
                 }
+                w.sites = vec![("a", a), ("b", b)];
+            }
+            Layout::Cgi => {
+                let (a, b) = (Site::component("a.host"), Site::component("b.hub"));
+                b.peer("a.host", "authentication = \"none\"");
                 w.sites = vec![("a", a), ("b", b)];
             }
             Layout::Mail => {
@@ -213,7 +225,7 @@ impl World {
             .args(
                 args[1..]
                     .iter()
-                    .filter(|&&a| a != "MAIL")
+                    .filter(|&&a| a != "MAIL" && a != "BODY")
                     .map(|&a| match a {
                         "LAST" => self.last.clone(),
                         "COUNT" => (1000 + self.payloads.len()).to_string(),
@@ -228,6 +240,14 @@ impl World {
             cmd = cmd.env("RS_NOW", now);
         }
         let sending = args[0] == "rs-send";
+        if args.last() == Some(&"BODY") {
+            let body = queued(self.site("a"), &self.last);
+            cmd = cmd
+                .env("REQUEST_METHOD", "POST")
+                .env("CONTENT_LENGTH", &body.len().to_string())
+                .env("HTTP_X_RS_FROM", "a.host")
+                .stdin(&body);
+        }
         if args.last() == Some(&"MAIL") {
             cmd = cmd.stdin(&support::mail_from_a(self.site("a"), &self.last));
         }
@@ -286,8 +306,9 @@ impl World {
             assert_eq!(&delivered.unwrap().1, payload, "{what}: {id}");
         }
         for (name, site) in &self.sites {
-            if self.layout == Layout::Mail && *name == "a" {
-                // Mail is acknowledged by mail, which this run does not carry.
+            if matches!(self.layout, Layout::Mail | Layout::Cgi) && *name == "a" {
+                // Acknowledged by mail, or in a reply only a client reads:
+                // this run carries neither back.
                 continue;
             }
             let stats = site
@@ -307,6 +328,17 @@ impl World {
             }
         }
     }
+}
+
+/// The envelope of `id` as `site` queued it (what a client posts).
+fn queued(site: &Site, id: &str) -> Vec<u8> {
+    let path = walkdir::WalkDir::new(site.spool.join("queue"))
+        .into_iter()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().contains(id))
+        .expect("the message in the queue")
+        .into_path();
+    std::fs::read(path).expect("read the queued message")
 }
 
 fn modes() -> Vec<String> {
@@ -463,6 +495,21 @@ fn a_disk_that_fills_at_any_operation_of_mail_received_is_left_with_the_mta() {
         "full disk",
         |n| format!("enospc@{n}+"),
         |c| c == 0 || c == 75,
+    );
+}
+
+#[test]
+fn a_power_cut_at_any_operation_of_a_cgi_request_loses_nothing() {
+    campaign(Layout::Cgi, "power cut", |n| format!("crash@{n}"), cut);
+}
+
+#[test]
+fn a_disk_that_fills_at_any_operation_of_a_cgi_request_fails_cleanly() {
+    campaign(
+        Layout::Cgi,
+        "full disk",
+        |n| format!("enospc@{n}+"),
+        clean_failure,
     );
 }
 
