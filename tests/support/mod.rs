@@ -106,12 +106,17 @@ impl Site {
             env: HashMap::new(),
             mounted: false,
         };
+        site.init(component);
+        site
+    }
+
+    /// `rs-queue init` for component ID `component` (site ID: its first label).
+    fn init(&self, component: &str) {
         let site_id = component.split('.').next().unwrap_or(component);
-        site.cmd("rs-queue")
+        self.cmd("rs-queue")
             .args(["init", "--site", site_id, "--component", component])
             .run()
             .success();
-        site
     }
 
     /// Sets an environment variable for every later command.
@@ -122,11 +127,7 @@ impl Site {
     /// A site with component ID `component` (site ID: its first label).
     pub fn component(component: &str) -> Site {
         let site = Site::new();
-        let site_id = component.split('.').next().unwrap_or(component);
-        site.cmd("rs-queue")
-            .args(["init", "--site", site_id, "--component", component])
-            .run()
-            .success();
+        site.init(component);
         site
     }
 
