@@ -100,29 +100,51 @@ fn content() -> impl Strategy<Value = Content> {
                 reason: r,
             })
         }),
-        (name(), name(), any::<u64>()).prop_map(|(c, s, n)| Content::BulkDataRequest(
-            BulkDataRequest {
+        (
+            name(),
+            name(),
+            any::<u64>(),
+            proptest::option::of(id()),
+            proptest::option::of(digest())
+        )
+            .prop_map(|(c, s, n, t, d)| Content::BulkDataRequest(BulkDataRequest {
                 class: c,
                 subclass: s,
-                size: n
-            }
-        )),
+                size: n,
+                transfer: t,
+                digest: d,
+                mime_type: Some(MimeType::octet_stream()),
+            })),
         (
             0usize..3,
             proptest::option::of(text()),
             proptest::option::of(text()),
-            id()
+            id(),
+            proptest::option::of(id()),
+            proptest::option::of(any::<u64>()),
+            proptest::option::of(digest())
         )
-            .prop_map(|(s, r, l, a)| {
+            .prop_map(|(s, r, l, a, t, c, v)| {
                 Content::BulkDataResponse(BulkDataResponse {
                     status: BulkStatus::ALL[s],
                     reason: r,
                     location: l,
                     answers: a,
+                    transfer: t,
+                    chunk_size: c,
+                    ask: None,
+                    verified: v,
                 })
             }),
         data().prop_map(Content::Data),
     ]
+}
+
+fn digest() -> impl Strategy<Value = Digest> {
+    proptest::array::uniform32(any::<u8>()).prop_map(|b| {
+        let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        Digest::new(format!("sha256:{hex}")).unwrap()
+    })
 }
 
 fn locator() -> impl Strategy<Value = Locator> {

@@ -70,6 +70,9 @@ pub struct Config {
     /// This site answers registrations (the provider's registrar).
     #[serde(default)]
     pub registrar: RegistrarSettings,
+    /// Bulk data: authorized first, then sent in chunks (SPEC.md section 12).
+    #[serde(default)]
+    pub bulk: BulkSettings,
     /// The sites this one exchanges messages with directly.
     #[serde(default, rename = "peer")]
     pub peers: Vec<Peer>,
@@ -231,6 +234,51 @@ impl Default for RegistrationSettings {
             enabled: false,
             heartbeat: Duration::from_secs(15 * 60),
             resend_after: 3,
+        }
+    }
+}
+
+/// Bulk data (SPEC.md section 12): what `rs-send` sends as bulk, and what
+/// this site takes as a hop on the path and as the receiver.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BulkSettings {
+    /// Data larger than this goes as bulk: a `bulk-data-request` first,
+    /// the data in chunks once the receiver said ok.
+    pub threshold: Size,
+    /// The largest transfer this site takes, as a hop or as the receiver
+    /// (larger is refused: `rejected`). None: any size the disk holds.
+    pub max_size: Option<Size>,
+    /// As the receiver: the chunk size it asks for (message mode).
+    pub chunk_size: Size,
+    /// As the receiver: how many chunks it asks for at a time (pacing).
+    pub window: u32,
+    /// As the receiver: transfers authorized and not yet complete at
+    /// once; a request beyond them is answered `deferred`.
+    pub max_transfers: u32,
+    /// As the sender: a request answered `deferred` this many times is
+    /// given up (dead, logged with the last reason).
+    pub max_deferrals: u32,
+    /// As the sender: how long after a `deferred` the request goes again.
+    #[serde(deserialize_with = "duration")]
+    pub retry: Duration,
+    /// As a hop or the receiver: how long a reservation lasts unless the
+    /// transfer moves (the lease on the space it holds).
+    #[serde(deserialize_with = "duration")]
+    pub reservation: Duration,
+}
+
+impl Default for BulkSettings {
+    fn default() -> Self {
+        BulkSettings {
+            threshold: Size(4 << 10),
+            max_size: None,
+            chunk_size: Size(1 << 20),
+            window: 16,
+            max_transfers: 16,
+            max_deferrals: 5,
+            retry: Duration::from_secs(3600),
+            reservation: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -1052,6 +1100,19 @@ impl Config {
                 "[registration] heartbeat and resend_after must be more than zero".into(),
             ));
         }
+        let b = &self.bulk;
+        if b.chunk_size.0 < 1024 || b.chunk_size.0 > 16 << 20 {
+            return Err((
+                None,
+                "[bulk] chunk_size must be between 1 KiB and 16 MiB".into(),
+            ));
+        }
+        if b.window == 0 || b.max_transfers == 0 || b.reservation.is_zero() {
+            return Err((
+                None,
+                "[bulk] window, max_transfers and reservation must be more than zero".into(),
+            ));
+        }
         for n in &self.recovery.site_networks {
             parse_network(n).map_err(|e| (None, format!("[recovery] site_networks: {e}")))?;
         }
@@ -1322,6 +1383,18 @@ refresh = "1h"                    # an older map is fetched again before use
 enabled = false                   # register before sending (session mode)
 heartbeat = "15m"                 # also the poll in session mode
 resend_after = 3                  # heartbeats without an answer: register again
+
+# Bulk data (SPEC section 12): larger data is authorized by every hop and
+# the receiver first, then sent in chunks.
+[bulk]
+threshold = "4KiB"                # rs-send: larger data goes as bulk
+# max_size = "10GiB"              # refuse larger transfers (as a hop or receiver)
+chunk_size = "1MiB"               # as the receiver: the chunks it asks for
+window = 16                       # as the receiver: chunks asked for at a time
+max_transfers = 16                # as the receiver: more at once are deferred
+max_deferrals = 5                 # as the sender: then the transfer is dead
+retry = "1h"                      # as the sender: ask again after a deferral
+reservation = "24h"               # a reservation not moving lapses after this
 
 # At the provider: answer registrations, hear heartbeats (rs-relay silent).
 [registrar]

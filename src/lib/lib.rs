@@ -7,6 +7,7 @@
 //! See ARCHITECTURE.md for the map and the invariants.
 
 pub mod ack;
+pub mod bulk;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -64,11 +64,7 @@ impl Site {
             String::from_utf8_lossy(&out.stderr)
         );
         site.mounted = true;
-        let site_id = component.split('.').next().unwrap_or(component);
-        site.cmd("rs-queue")
-            .args(["init", "--site", site_id, "--component", component])
-            .run()
-            .success();
+        site.init(component);
         site
     }
 
@@ -89,10 +85,7 @@ impl Site {
     /// Creates the spool with `rs-queue init` and appends `config` to its configuration.
     pub fn with_config(config: &str) -> Site {
         let site = Site::new();
-        site.cmd("rs-queue")
-            .args(["init", "--site", "test", "--component", "test.a"])
-            .run()
-            .success();
+        site.init("test.a");
         site.append_config(config);
         site
     }
@@ -117,6 +110,28 @@ impl Site {
             .args(["init", "--site", site_id, "--component", component])
             .run()
             .success();
+        self.bulk_threshold("1TiB");
+    }
+
+    /// Sets `[bulk] threshold`. Sites start with 1 TiB, so that tests of
+    /// anything but bulk send their data as one message; bulk tests lower it.
+    pub fn bulk_threshold(&self, size: &str) {
+        let path = self.spool.join("config.toml");
+        let text = std::fs::read_to_string(&path).expect("read config");
+        let mut found = false;
+        let out: Vec<String> = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("threshold = ") && !found {
+                    found = true;
+                    format!("threshold = \"{size}\"")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        assert!(found, "no [bulk] threshold in {}", path.display());
+        std::fs::write(&path, out.join("\n") + "\n").expect("write config");
     }
 
     /// Sets an environment variable for every later command.

@@ -155,6 +155,9 @@ pub fn run(args: AckArgs) -> Result<ExitCode, Error> {
 
 /// Where message `id` stands, as JSON with a one-line `summary`.
 pub fn status(spool: &Spool, id: &str, now: Timestamp) -> Result<Value, Error> {
+    if let Some(v) = crate::bulk::sender::status(spool, id) {
+        return Ok(v);
+    }
     let journal = ack::journal(spool, id)?;
     let acks: Vec<Value> = journal
         .iter()

@@ -23,8 +23,43 @@ pub fn run(args: SendArgs) -> Result<ExitCode, Error> {
     let spool = ctx.open_spool(now)?;
     let config = spool.config();
 
-    let (header, body) = build(&args, &config.component, &spool, now)?;
+    let (header, mut body) = build(&args, &config.component, &spool, now)?;
     let id = header.id.clone();
+    // Data above the bulk threshold goes as a transfer: its copy kept
+    // aside, and a request queued in its place.
+    let bulk_size = match &body {
+        Body::Content(Content::Data(d)) => Some(d.bytes.len() as u64),
+        Body::Stream { size, .. } => Some(*size),
+        Body::Content(_) => None,
+    }
+    .filter(|n| *n > config.bulk.threshold.0 && crate::bulk::sender::can_send(&header));
+    if let Some(size) = bulk_size {
+        if let Some(max) = config.bulk.max_size.filter(|m| size > m.0) {
+            return Err(Error::TooLarge {
+                id: id.to_string(),
+                what: "",
+                size,
+                max,
+                config: spool.config_path(),
+            });
+        }
+        spool.check_free_space(size)?;
+        let request = match body {
+            Body::Content(Content::Data(d)) => crate::bulk::sender::prepare(
+                &spool,
+                &header,
+                &d.mime_type,
+                size,
+                &mut d.bytes.as_slice(),
+                now,
+            )?,
+            Body::Stream {
+                mime, mut source, ..
+            } => crate::bulk::sender::prepare(&spool, &header, &mime, size, source.reader(), now)?,
+            Body::Content(_) => unreachable!("only data goes as bulk"),
+        };
+        body = Body::Content(request.content);
+    }
     let too_big = |size: u64, what: &'static str| -> Result<(), Error> {
         match config.throttle.max_message_bytes {
             Some(max) if size > max.0 => Err(Error::TooLarge {
@@ -96,6 +131,7 @@ pub fn run(args: SendArgs) -> Result<ExitCode, Error> {
                 out.json(&json!({
                     "id": &id,
                     "queued": true,
+                    "bulk": bulk_size.map(|size| json!({"size": size, "state": "requested"})),
                     "precedence": entry.name.precedence,
                     "persistence": entry.name.persistence,
                     "size": entry.name.size,

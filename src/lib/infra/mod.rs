@@ -1034,32 +1034,13 @@ pub fn send_control(
 /// cannot be handled now stays for the next run.
 pub fn run_held(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<()> {
     let dir = spool.dir(Area::Divert);
-    let mut held: Vec<(String, PathBuf, PathBuf)> = Vec::new();
-    for e in std::fs::read_dir(&dir)
-        .map_err(|e| crate::spool::Error::io("read", &dir, e))?
-        .flatten()
-    {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(id) = name.strip_suffix(".state") else {
-            continue;
-        };
-        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
-        if text.lines().next() == Some(&format!("rule {LABEL}")) {
-            let from = text
-                .lines()
-                .find_map(|l| l.strip_prefix("from "))
-                .unwrap_or_default()
-                .to_string();
-            held.push((from, dir.join(format!("{id}.msg")), e.path()));
-        }
-    }
+    let held = crate::relay::divert::held(spool, LABEL)?;
     if held.is_empty() {
         return Ok(());
     }
     let lock_path = dir.join(".infra.lock");
     let _lock = durable::lock_exclusive(&lock_path)
         .map_err(|e| crate::spool::Error::io("lock", &lock_path, e))?;
-    held.sort();
     for (from, msg, state) in held {
         // Another run may have handled it while this one waited.
         let Ok(bytes) = std::fs::read(&msg) else {

@@ -245,6 +245,14 @@ pub struct BulkDataRequest {
     pub class: Name,
     pub subclass: Name,
     pub size: u64,
+    /// The transfer asked for: the ID the sender printed (absent: this
+    /// request's own ID). A request asked again after `deferred` has an
+    /// ID of its own and the same transfer.
+    pub transfer: Option<MessageId>,
+    /// The whole data's digest, which the receiver verifies.
+    pub digest: Option<Digest>,
+    /// What the data is, as delivered.
+    pub mime_type: Option<MimeType>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -253,6 +261,66 @@ pub struct BulkDataResponse {
     pub reason: Option<Text>,
     pub location: Option<Text>,
     pub answers: MessageId,
+    /// The transfer answered (see [`BulkDataRequest::transfer`]).
+    pub transfer: Option<MessageId>,
+    /// The size of the chunks the receiver takes (where they travel as
+    /// messages).
+    pub chunk_size: Option<u64>,
+    /// The chunks the receiver asks for now (`0-7,9`): it paces the
+    /// transfer, and asks again for what did not arrive.
+    pub ask: Option<Text>,
+    /// On the receiver's last answer: the digest of the data it verified
+    /// (`ok`), after which the sender discards its copy.
+    pub verified: Option<Digest>,
+}
+
+/// A SHA-256 digest, `sha256:` and 64 lower-case hexadecimal digits.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Digest(String);
+
+impl Digest {
+    pub fn new(value: impl Into<String>) -> Result<Digest> {
+        let value = value.into();
+        match value.strip_prefix("sha256:") {
+            Some(hex)
+                if hex.len() == 64
+                    && hex
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+            {
+                Ok(Digest(value))
+            }
+            _ => Err(Error::Invalid {
+                field: "digest",
+                reason: format!(
+                    "`{}`: must be sha256: and 64 lower-case hexadecimal digits",
+                    value.chars().take(80).collect::<String>().escape_debug()
+                ),
+            }),
+        }
+    }
+
+    /// The digest of what `hasher` read.
+    pub fn of(hasher: sha2::Sha256) -> Digest {
+        use sha2::Digest as _;
+        let bytes = hasher.finalize();
+        let mut s = String::with_capacity(7 + 64);
+        s.push_str("sha256:");
+        for b in bytes.iter() {
+            s.push_str(&format!("{b:02x}"));
+        }
+        Digest(s)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// Anything else: bytes of a stated MIME type, binary allowed.

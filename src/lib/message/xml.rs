@@ -180,6 +180,16 @@ struct BulkRequestXml {
     subclass: String,
     #[serde(rename = "@size")]
     size: u64,
+    #[serde(rename = "@transfer", default, skip_serializing_if = "Option::is_none")]
+    transfer: Option<String>,
+    #[serde(rename = "@digest", default, skip_serializing_if = "Option::is_none")]
+    digest: Option<String>,
+    #[serde(
+        rename = "@mime-type",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    mime_type: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -188,6 +198,18 @@ struct BulkResponseXml {
     status: String,
     #[serde(rename = "@answers")]
     answers: String,
+    #[serde(rename = "@transfer", default, skip_serializing_if = "Option::is_none")]
+    transfer: Option<String>,
+    #[serde(
+        rename = "@chunk-size",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    chunk_size: Option<u64>,
+    #[serde(rename = "@ask", default, skip_serializing_if = "Option::is_none")]
+    ask: Option<String>,
+    #[serde(rename = "@verified", default, skip_serializing_if = "Option::is_none")]
+    verified: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -296,10 +318,17 @@ pub fn content_to_xml(c: &Content) -> String {
             class: r.class.to_string(),
             subclass: r.subclass.to_string(),
             size: r.size,
+            transfer: r.transfer.as_ref().map(|t| t.to_string()),
+            digest: r.digest.as_ref().map(|d| d.to_string()),
+            mime_type: r.mime_type.as_ref().map(|m| m.as_str().to_string()),
         }),
         Content::BulkDataResponse(r) => BodyXml::BulkDataResponse(BulkResponseXml {
             status: r.status.as_str().to_string(),
             answers: r.answers.to_string(),
+            transfer: r.transfer.as_ref().map(|t| t.to_string()),
+            chunk_size: r.chunk_size,
+            ask: r.ask.as_ref().map(|t| t.to_string()),
+            verified: r.verified.as_ref().map(|d| d.to_string()),
             reason: r.reason.as_ref().map(|t| t.to_string()),
             location: r.location.as_ref().map(|t| t.to_string()),
         }),
@@ -486,12 +515,19 @@ pub fn content_from_xml(bytes: &[u8]) -> Result<Content> {
             class: Name::new("class", r.class)?,
             subclass: Name::new("subclass", r.subclass)?,
             size: r.size,
+            transfer: r.transfer.map(|t| MessageId::parse(&t)).transpose()?,
+            digest: r.digest.map(Digest::new).transpose()?,
+            mime_type: r.mime_type.map(MimeType::new).transpose()?,
         }),
         BodyXml::BulkDataResponse(r) => Content::BulkDataResponse(BulkDataResponse {
             status: r.status.parse()?,
             reason: r.reason.map(|t| Text::new("reason", t)).transpose()?,
             location: r.location.map(|t| Text::new("location", t)).transpose()?,
             answers: MessageId::parse(&r.answers)?,
+            transfer: r.transfer.map(|t| MessageId::parse(&t)).transpose()?,
+            chunk_size: r.chunk_size,
+            ask: r.ask.map(|t| Text::new("ask", t)).transpose()?,
+            verified: r.verified.map(Digest::new).transpose()?,
         }),
         BodyXml::Data(d) => Content::Data(data_from_xml(d)?),
     })

@@ -50,6 +50,8 @@ pub struct Facts<'a> {
     /// The content's kind (`alarm`, `event`, `data`, ...) and severity.
     pub kind: &'a str,
     pub severity: Option<&'a str>,
+    /// It is part of a bulk transfer (a request, an answer, a chunk).
+    pub bulk: bool,
     /// The epoch of the service this site serves (`[spm] serves`), when
     /// known.
     pub service_epoch: Option<u64>,
@@ -101,6 +103,9 @@ pub enum Decision {
     /// rs takes it itself (a registration, an answer, a heartbeat: see
     /// `infra`).
     Infrastructure,
+    /// Part of a bulk transfer that this site handles (see `bulk`): at its
+    /// destination, or a request or answer passing through.
+    Bulk,
     /// Refuse it for good, with the reason; its origin is told.
     /// `remember` says whether its ID is remembered (so a retransmission is
     /// a duplicate): not for messages refused as not provably new, which
@@ -139,6 +144,13 @@ pub fn decide(f: &Facts<'_>, when: &When, config: &Config, learned: &Learned) ->
         config,
     ) {
         return Decision::Infrastructure;
+    }
+    if f.bulk {
+        let hop = route::next_hop(f.header, config, learned);
+        let passing = matches!(&hop, NextHop::Peer(p) if p != f.from);
+        if crate::bulk::takes(f.kind, &hop) && (!passing || f.relay_stopped.is_none()) {
+            return Decision::Bulk;
+        }
     }
     let rule = filter::first_match(
         &config.rules,
@@ -451,11 +463,13 @@ mod tests {
                 relay_stopped: known.contains("stop").then_some(stop),
                 kind: "event",
                 severity: Some("info"),
+                bulk: false,
                 service_epoch: known.contains("served").then_some(2),
             };
             let got = match decide(&f, &when, config, &learned) {
                 Decision::EpochMismatch { reason } => format!("epoch-mismatch: {reason}"),
                 Decision::Infrastructure => "infrastructure".into(),
+                Decision::Bulk => "bulk".into(),
                 Decision::Deliver => "deliver".to_string(),
                 Decision::Duplicate { by_origin_key } if by_origin_key => "origin key".into(),
                 Decision::Duplicate { .. } => "duplicate".into(),

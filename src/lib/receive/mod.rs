@@ -510,6 +510,15 @@ impl Batch<'_> {
                     Incoming::Small(msg) => crate::filter::kind_of(&msg.content),
                     Incoming::Large { .. } => ("data", None),
                 };
+                let mime = match &m {
+                    Incoming::Small(Message {
+                        content: crate::message::Content::Data(d),
+                        ..
+                    }) => Some(d.mime_type.as_str()),
+                    Incoming::Small(_) => None,
+                    Incoming::Large { layout, .. } => Some(layout.mime_type.as_str()),
+                };
+                let bulk = crate::bulk::is_bulk(kind, mime);
                 let facts = Facts {
                     header: &h,
                     from: &from,
@@ -518,6 +527,7 @@ impl Batch<'_> {
                     relay_stopped: relay_stopped.as_deref(),
                     kind,
                     severity,
+                    bulk,
                     service_epoch,
                 };
                 let decision = decide::decide(&facts, &when, config, state.learned());
@@ -526,7 +536,10 @@ impl Batch<'_> {
                 }
                 if let (
                     Locator::Source(s),
-                    Decision::Deliver | Decision::Forward { .. } | Decision::Infrastructure,
+                    Decision::Deliver
+                    | Decision::Forward { .. }
+                    | Decision::Infrastructure
+                    | Decision::Bulk,
                 ) = (&h.locator, &decision)
                 {
                     state.learn(&s.component, &from);
@@ -694,6 +707,15 @@ impl Batch<'_> {
                             group,
                         });
                     }
+                    Decision::Bulk => self.to_store.push(ToStore {
+                        m,
+                        from: from.clone(),
+                        index: p.index,
+                        disposition: Disposition::Divert,
+                        pin: None,
+                        rule: Some(crate::bulk::LABEL.to_string()),
+                        group,
+                    }),
                     Decision::Expand { targets } => {
                         let g = self.expanded.len();
                         self.expanded.push(Expanded {

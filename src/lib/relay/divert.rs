@@ -163,7 +163,7 @@ pub fn run(spool: &Spool, clock: &Clock, log: &dyn Fn(String), p: &mut Pending) 
         let state_path = dir.join(format!("{id}.state"));
         let mut state = State::parse(&std::fs::read_to_string(&state_path).unwrap_or_default());
         let now = clock.now();
-        if state.rule == crate::infra::LABEL {
+        if state.rule == crate::infra::LABEL || state.rule == crate::bulk::LABEL {
             // rs's own (a registration, an answer, a heartbeat): handled
             // by `infra::run_held`.
             continue;
@@ -280,8 +280,39 @@ pub fn run(spool: &Spool, clock: &Clock, log: &dyn Fn(String), p: &mut Pending) 
     Ok(())
 }
 
+/// What rs holds in `divert/` for itself under `label` (not a rule's):
+/// (the peer it came from, the message file, its state file), in order.
+pub fn held(spool: &Spool, label: &str) -> Result<Vec<(String, PathBuf, PathBuf)>> {
+    let dir = spool.dir(Area::Divert);
+    let mut held: Vec<(String, PathBuf, PathBuf)> = Vec::new();
+    for e in std::fs::read_dir(&dir)
+        .map_err(|e| Error::io("read", &dir, e))?
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(id) = name.strip_suffix(".state") else {
+            continue;
+        };
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        if text.lines().next() == Some(&format!("rule {label}")) {
+            let from = text
+                .lines()
+                .find_map(|l| l.strip_prefix("from "))
+                .unwrap_or_default()
+                .to_string();
+            held.push((from, dir.join(format!("{id}.msg")), e.path()));
+        }
+    }
+    held.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(held)
+}
+
 pub(crate) fn remove(dir: &Path, msg: &Path, state: &Path) -> Result<()> {
-    durable::remove_file(msg).map_err(|e| Error::io("remove", msg, e))?;
+    match durable::remove_file(msg) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("remove", msg, e)),
+    }
     let _ = durable::remove_file(state);
     durable::fsync_dir(dir)
 }

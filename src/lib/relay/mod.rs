@@ -53,6 +53,8 @@ pub fn run_pending(
 ) -> Result<Pending> {
     let mut p = Pending::default();
     crate::infra::run_held(spool, clock.now(), log)?;
+    crate::bulk::run_held(spool, clock.now(), log)?;
+    crate::bulk::tick(spool, clock.now(), log)?;
     divert::run(spool, clock, log, &mut p)?;
     aggregate::run(spool, clock, log, &mut p)?;
     p.swept = untold::sweep(spool, clock.now(), expired, log)?;

@@ -1,0 +1,385 @@
+//! Bulk data (SPEC.md sections 11 and 12): data above `[bulk] threshold`
+//! is authorized along its path before it is sent, then sent in chunks
+//! the receiver asks for, and verified whole at the end.
+//!
+//! **The sender** (`rs-send`, [`sender::prepare`]) keeps a copy of the data
+//! (`bulk/out/T.data`, T the ID it printed) and queues a
+//! `bulk-data-request` (class, subclass, size, digest). It then follows the
+//! receiver's answers (`bulk-data-response`): `deferred` asks again after
+//! `[bulk] retry`, up to `max_deferrals` times; `rejected` ends the
+//! transfer (dead, logged); `ok` with the chunks asked for (`ask`) queues
+//! those chunks; `ok` with the digest verified ends it: the copy goes.
+//!
+//! **A hop** ([`hop`]) that carries a request may refuse it (its
+//! `max_size`, its disk) by answering it itself, so the request goes no
+//! further; else it reserves the space (`bulk/hop/T.json`, a lease that
+//! lapses after `[bulk] reservation` unless the transfer moves) and passes
+//! the request on. The reservation is granted when the receiver's `ok`
+//! passes back through it, so the sender hears `ok` only once every hop on
+//! the path granted its own (the lease chain); it ends with the last answer.
+//!
+//! **The receiver** ([`receiver`]) refuses (`max_size`), defers (more than
+//! `max_transfers` at once, or no room) or authorizes: the space is
+//! allocated (`bulk/in/T.data`) and the first `window` chunks asked for.
+//! Chunks (`data` messages of type [`CHUNK_TYPE`], each with its index and
+//! digest) are checked and written in place; when every asked chunk is
+//! here the next window is asked for (the pacing); when all are here the
+//! whole digest is checked and the data delivered into the Maildir as
+//! message T, once; the last answer says ok (or rejected) with the digest.
+//!
+//! Chunks are ordinary messages: every hop acknowledges them and
+//! retransmits what is not acknowledged, duplicates are dropped by the
+//! duplicate memory, and a chunk that did not arrive is asked for again.
+//! They go with precedence `bulk`, so urgent and normal messages pass them.
+//!
+//! Everything bulk takes is held in `divert/` under [`LABEL`] (so it is
+//! acknowledged only once durable) and handled by [`run_held`] from
+//! `relay::run_pending`; [`tick`] asks again after deferrals and lets
+//! lapsed reservations go. State lives in `bulk/` under `bulk/.lock`.
+
+pub mod hop;
+pub mod ranges;
+pub mod receiver;
+pub mod sender;
+
+use std::path::{Path, PathBuf};
+
+use crate::message::{
+    BulkDataResponse, BulkStatus, Content, Destination, Header, Locator, Message, MessageId, Name,
+    Persistence, Precedence, Qos, Source, Target, Text,
+};
+use crate::route::NextHop;
+use crate::spool::{durable, Area, Result, Spool};
+use crate::time::Timestamp;
+
+pub use ranges::Ranges;
+
+/// The `divert/` label of what bulk takes (no rule may use it).
+pub const LABEL: &str = "rs-bulk";
+/// The MIME type of a chunk's data; its parameters say which transfer,
+/// which chunk, and the chunk's digest.
+pub const CHUNK_TYPE: &str = "application/vnd.rs.bulk-chunk";
+/// The location a receiver names when the chunks travel as messages.
+pub const AS_CHUNKS: &str = "chunks";
+/// The most bytes of a request or an answer read into memory.
+const MAX_SMALL: u64 = 256 * 1024;
+
+/// The directory `bulk/SUB` of the spool, made if missing.
+pub fn dir(spool: &Spool, sub: &str) -> Result<PathBuf> {
+    let d = spool.root().join("bulk").join(sub);
+    if !d.is_dir() {
+        durable::create_dir_all(&d)?;
+    }
+    Ok(d)
+}
+
+/// Takes `bulk/.lock`: one run changes bulk state at a time.
+fn lock(spool: &Spool) -> Result<std::fs::File> {
+    let d = dir(spool, "")?;
+    let path = d.join(".lock");
+    durable::lock_exclusive(&path).map_err(|e| crate::spool::Error::io("lock", &path, e))
+}
+
+/// Whether a message of content kind `kind` (and data of `mime`) is part of
+/// a transfer.
+pub fn is_bulk(kind: &str, mime: Option<&str>) -> bool {
+    kind == "bulk-data-request"
+        || kind == "bulk-data-response"
+        || (kind == "data" && mime.is_some_and(is_chunk_type))
+}
+
+fn is_chunk_type(mime: &str) -> bool {
+    mime.split(';')
+        .next()
+        .is_some_and(|e| e.trim().eq_ignore_ascii_case(CHUNK_TYPE))
+}
+
+/// Whether bulk takes a message of a transfer (see [`is_bulk`]) whose next
+/// hop is `hop`: at its destination everything; at a hop the requests
+/// (which it may refuse, and reserves for) and the answers (which grant
+/// or end its reservation). Chunks pass a hop as any message does.
+pub fn takes(kind: &str, hop: &NextHop) -> bool {
+    match hop {
+        NextHop::Local => true,
+        NextHop::Peer(_) => kind == "bulk-data-request" || kind == "bulk-data-response",
+        NextHop::Unknown(_) => false,
+    }
+}
+
+/// A chunk's parameters, as its MIME type carries them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChunkInfo {
+    pub transfer: MessageId,
+    pub index: u64,
+    pub digest: crate::message::Digest,
+}
+
+impl ChunkInfo {
+    pub fn mime(&self) -> String {
+        format!(
+            "{CHUNK_TYPE}; transfer={}; index={}; digest={}",
+            self.transfer, self.index, self.digest
+        )
+    }
+
+    pub fn parse(mime: &str) -> std::result::Result<ChunkInfo, String> {
+        if !is_chunk_type(mime) {
+            return Err(format!("`{}` is not a chunk", mime.escape_debug()));
+        }
+        let mut transfer = None;
+        let mut index = None;
+        let mut digest = None;
+        for p in mime.split(';').skip(1) {
+            let Some((k, v)) = p.trim().split_once('=') else {
+                continue;
+            };
+            match k.trim() {
+                "transfer" => transfer = MessageId::parse(v.trim()).ok(),
+                "index" => index = v.trim().parse::<u64>().ok(),
+                "digest" => digest = crate::message::Digest::new(v.trim()).ok(),
+                _ => {}
+            }
+        }
+        match (transfer, index, digest) {
+            (Some(transfer), Some(index), Some(digest)) => Ok(ChunkInfo {
+                transfer,
+                index,
+                digest,
+            }),
+            _ => Err("a chunk without a valid transfer, index and digest".into()),
+        }
+    }
+}
+
+/// The digest of `bytes`.
+pub fn digest_of(bytes: &[u8]) -> crate::message::Digest {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    h.update(bytes);
+    crate::message::Digest::of(h)
+}
+
+/// The locator of an answer to a message with header `h`: back to its
+/// origin. A forward-path request is answered on the back-channel to its
+/// source; a back-channel request on the forward path, from `me`.
+fn answer_locator(h: &Header, me: &Name) -> Locator {
+    let qos = Qos {
+        expiry: h.qos().expiry,
+        precedence: Precedence::Urgent,
+        persistence: Persistence::High,
+    };
+    match &h.locator {
+        Locator::Source(s) => Locator::Destination(Destination {
+            targets: vec![Target::Component(s.component.clone())],
+            qos,
+        }),
+        Locator::Destination(_) => Locator::Source(Source {
+            component: me.clone(),
+            component_type: Name::new("type", "rs").expect("a valid name"),
+            version: Name::new("version", env!("CARGO_PKG_VERSION")).expect("a valid name"),
+            qos,
+        }),
+    }
+}
+
+/// What an answer says besides its status.
+#[derive(Clone, Debug, Default)]
+pub struct Said {
+    pub reason: Option<String>,
+    pub chunk_size: Option<u64>,
+    pub ask: Option<Ranges>,
+    pub verified: Option<crate::message::Digest>,
+}
+
+/// A `bulk-data-response` to the request with header `h`, for transfer `t`.
+pub fn answer(
+    spool: &Spool,
+    h: &Header,
+    t: &MessageId,
+    status: BulkStatus,
+    said: Said,
+    now: Timestamp,
+) -> Message {
+    let me = &spool.config().component;
+    let text = |s: String| Text::new("reason", s.chars().take(1000).collect::<String>()).ok();
+    Message {
+        header: Header {
+            id: MessageId::mint(now),
+            created: now,
+            class: h.class.clone(),
+            subclass: h.subclass.clone(),
+            locator: answer_locator(h, me),
+            in_reply_to: Some(h.id.clone()),
+            origin_key: None,
+            epoch: None,
+            routing: Vec::new(),
+        },
+        content: Content::BulkDataResponse(BulkDataResponse {
+            status,
+            reason: said.reason.and_then(text),
+            location: (status == BulkStatus::Ok && said.verified.is_none())
+                .then(|| Text::new("location", AS_CHUNKS).expect("a valid text")),
+            answers: h.id.clone(),
+            transfer: Some(t.clone()),
+            chunk_size: said.chunk_size,
+            ask: said
+                .ask
+                .map(|r| Text::new("ask", r.to_string()).expect("ranges are text")),
+            verified: said.verified,
+        }),
+    }
+}
+
+/// Writes `value` as JSON to `dir/name`, durably (tmp, fsync, rename).
+fn save<T: serde::Serialize>(
+    spool: &Spool,
+    dir: &Path,
+    name: &str,
+    value: &T,
+    now: Timestamp,
+) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).expect("state serialises");
+    durable::write_durable(&spool.dir(Area::Tmp), dir, name, &bytes, now.as_micros())?;
+    Ok(())
+}
+
+/// Reads the JSON state at `path`; `None` when absent or unreadable.
+fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Handles what bulk took and holds in `divert/` (see the module
+/// documentation), each message once; what cannot be handled now stays for
+/// the next run.
+pub fn run_held(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<()> {
+    let held = crate::relay::divert::held(spool, LABEL)?;
+    if held.is_empty() {
+        return Ok(());
+    }
+    let _lock = lock(spool)?;
+    let config = spool.config();
+    let learned = crate::route::Learned::load(spool);
+    let mut chunks = receiver::Chunks::default();
+    let mut done: Vec<(PathBuf, PathBuf)> = Vec::new();
+    for (from, msg, state) in held {
+        let Ok(mut file) = std::fs::File::open(&msg) else {
+            continue; // another run handled it while this one waited
+        };
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let parsed = if size <= MAX_SMALL {
+            std::fs::read(&msg)
+                .map_err(|e| e.to_string())
+                .and_then(|b| crate::message::envelope::parse(&b).map_err(|e| e.to_string()))
+        } else {
+            receiver::read_large_chunk(&mut file, config.bulk.chunk_size.0).map(|m| vec![m])
+        };
+        let quarantine = |why: String| -> Result<()> {
+            let kept = spool.quarantine(&msg, &from, &why, now)?;
+            log(format!(
+                "{}: {why}: quarantined as {}",
+                msg.display(),
+                kept.display()
+            ));
+            crate::relay::divert::remove(&spool.dir(Area::Divert), &msg, &state)
+        };
+        let messages = match parsed {
+            Ok(ms) => ms,
+            Err(e) => {
+                quarantine(format!("a bulk message that cannot be read: {e}"))?;
+                continue;
+            }
+        };
+        let mut refused = None;
+        for m in messages {
+            let hop = crate::route::next_hop(&m.header, config, &learned);
+            match (&m.content, hop) {
+                (Content::BulkDataRequest(r), NextHop::Local) => {
+                    receiver::on_request(spool, &m.header, r, now, log)?
+                }
+                (Content::BulkDataRequest(r), NextHop::Peer(_)) => {
+                    hop::on_request(spool, &m, r, now, log)?
+                }
+                (Content::BulkDataResponse(r), NextHop::Local) => {
+                    sender::on_answer(spool, &m.header, r, now, log)?
+                }
+                (Content::BulkDataResponse(r), NextHop::Peer(_)) => {
+                    hop::on_answer(spool, &m, r, now, log)?
+                }
+                (Content::Data(d), NextHop::Local) => {
+                    if let Err(why) = chunks.add(spool, &m.header, d, log) {
+                        refused = Some(format!("{}: {why}", m.header.id));
+                    }
+                }
+                (_, hop) => {
+                    log(format!(
+                        "{}: a bulk message with nowhere to go here ({hop:?}): handed on as routing says",
+                        m.header.id
+                    ));
+                    crate::relay::pass_on(spool, vec![m], now, log)?;
+                }
+            }
+        }
+        match refused {
+            Some(why) => quarantine(why)?,
+            None => done.push((msg, state)),
+        }
+    }
+    chunks.finish(spool, now, log)?;
+    for (msg, state) in done {
+        crate::relay::divert::remove(&spool.dir(Area::Divert), &msg, &state)?;
+    }
+    Ok(())
+}
+
+/// What is due without a message: requests asked again after a deferral,
+/// reservations that lapsed.
+pub fn tick(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<()> {
+    if !spool.root().join("bulk").is_dir() {
+        return Ok(());
+    }
+    let _lock = lock(spool)?;
+    sender::tick(spool, now, log)?;
+    receiver::tick(spool, now, log)?;
+    hop::tick(spool, now, log)
+}
+
+/// The transfers in `bulk/SUB`, by ID, with the path of each state file.
+fn transfers(spool: &Spool, sub: &str) -> Result<Vec<(String, PathBuf)>> {
+    let d = dir(spool, sub)?;
+    let mut out: Vec<(String, PathBuf)> = std::fs::read_dir(&d)
+        .map_err(|e| crate::spool::Error::io("read", &d, e))?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let id = name.strip_suffix(".json")?;
+            MessageId::parse(id).ok()?;
+            Some((id.to_string(), e.path()))
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_parameters_round_trip_and_junk_is_refused() {
+        let c = ChunkInfo {
+            transfer: MessageId::mint(Timestamp::from_secs(1_800_000_000)),
+            index: 7,
+            digest: digest_of(b"abc"),
+        };
+        assert_eq!(ChunkInfo::parse(&c.mime()).unwrap(), c);
+        assert!(ChunkInfo::parse("application/octet-stream").is_err());
+        assert!(ChunkInfo::parse(&format!("{CHUNK_TYPE}; index=1")).is_err());
+        assert!(is_bulk("data", Some(&c.mime())));
+        assert!(!is_bulk("data", Some("text/plain")));
+        assert_eq!(
+            digest_of(b"abc").as_str(),
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

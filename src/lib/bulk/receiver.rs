@@ -1,0 +1,573 @@
+//! The receiving side of a transfer: authorization (the space reserved),
+//! the chunks written in place as they come, the pacing, the digest
+//! checked whole, and the delivery of the data as one message, once.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{answer, digest_of, dir, load, save, transfers, ChunkInfo, Ranges, Said};
+use crate::message::{
+    envelope, stream, BulkDataRequest, BulkStatus, Content, Data, Digest, Header, Message,
+    MessageId, MimeType,
+};
+use crate::spool::{durable, maildir, Area, Result, Spool};
+use crate::time::Timestamp;
+
+/// Where a transfer stands at its receiver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    Receiving,
+    Delivered,
+    Rejected,
+}
+
+/// The state of one transfer (`bulk/in/T.json`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Incoming {
+    pub phase: Phase,
+    pub size: u64,
+    pub digest: String,
+    pub mime: String,
+    /// The component that sends it (none for a back-channel transfer).
+    pub origin: Option<String>,
+    pub chunk_size: u64,
+    pub have: String,
+    pub asked: String,
+    /// The reservation lapses then, unless a chunk comes first.
+    pub expires: Timestamp,
+    pub reason: Option<String>,
+    pub updated: Timestamp,
+}
+
+impl Incoming {
+    fn count(&self) -> u64 {
+        self.size.div_ceil(self.chunk_size)
+    }
+}
+
+fn paths(spool: &Spool, t: &str) -> Result<(PathBuf, PathBuf, PathBuf)> {
+    let d = dir(spool, "in")?;
+    Ok((
+        d.join(format!("{t}.json")),
+        d.join(format!("{t}.data")),
+        d.join(format!("{t}.request")),
+    ))
+}
+
+fn save_state(spool: &Spool, t: &str, st: &Incoming, now: Timestamp) -> Result<()> {
+    save(spool, &dir(spool, "in")?, &format!("{t}.json"), st, now)
+}
+
+/// The request that authorized transfer `t`.
+fn request_of(spool: &Spool, t: &str) -> Result<Header> {
+    let (_, _, path) = paths(spool, t)?;
+    let bytes = std::fs::read(&path).map_err(|e| crate::spool::Error::io("read", &path, e))?;
+    envelope::parse(&bytes)
+        .ok()
+        .and_then(|ms| ms.into_iter().next())
+        .map(|m| m.header)
+        .ok_or_else(|| {
+            crate::spool::Error::io("parse", &path, std::io::Error::other("not a request"))
+        })
+}
+
+fn send(spool: &Spool, m: Message, now: Timestamp, log: &dyn Fn(String)) -> Result<()> {
+    crate::relay::pass_on(spool, vec![m], now, log).map(|_| ())
+}
+
+/// A request whose destination is this site: answered `rejected`,
+/// `deferred` or `ok` (the space allocated, the first chunks asked for);
+/// a request for a transfer known here is answered as it stands.
+pub fn on_request(
+    spool: &Spool,
+    h: &Header,
+    r: &BulkDataRequest,
+    now: Timestamp,
+    log: &dyn Fn(String),
+) -> Result<()> {
+    let t = r.transfer.as_ref().unwrap_or(&h.id).clone();
+    let ts = t.to_string();
+    let (state_path, data_path, request_path) = paths(spool, &ts)?;
+    let config = &spool.config().bulk;
+    let reply = |status, said: Said| send(spool, answer(spool, h, &t, status, said, now), now, log);
+    if let Some(st) = load::<Incoming>(&state_path) {
+        return match st.phase {
+            Phase::Receiving => reply(
+                BulkStatus::Ok,
+                Said {
+                    chunk_size: Some(st.chunk_size),
+                    ask: Some(still_asked(&st)),
+                    ..Said::default()
+                },
+            ),
+            Phase::Delivered => reply(
+                BulkStatus::Ok,
+                Said {
+                    verified: Digest::new(st.digest.clone()).ok(),
+                    ..Said::default()
+                },
+            ),
+            Phase::Rejected => reply(
+                BulkStatus::Rejected,
+                Said {
+                    reason: st.reason.clone(),
+                    ..Said::default()
+                },
+            ),
+        };
+    }
+    let refuse = |status: BulkStatus, why: String| {
+        log(format!(
+            "{ts}: bulk transfer of {} bytes {status}: {why}",
+            r.size
+        ));
+        reply(
+            status,
+            Said {
+                reason: Some(why),
+                ..Said::default()
+            },
+        )
+    };
+    let Some(digest) = &r.digest else {
+        return refuse(
+            BulkStatus::Rejected,
+            "a request without the data's digest".into(),
+        );
+    };
+    if r.size == 0 {
+        return refuse(BulkStatus::Rejected, "a request for no data".into());
+    }
+    let me = &spool.config().component;
+    if let Some(max) = config.max_size {
+        if r.size > max.0 {
+            return refuse(
+                BulkStatus::Rejected,
+                format!(
+                    "{} bytes is more than {me} takes ([bulk] max_size {max})",
+                    r.size
+                ),
+            );
+        }
+    }
+    let receiving = transfers(spool, "in")?
+        .into_iter()
+        .filter_map(|(_, p)| load::<Incoming>(&p))
+        .filter(|s| s.phase == Phase::Receiving)
+        .count() as u32;
+    if receiving >= config.max_transfers {
+        return refuse(
+            BulkStatus::Deferred,
+            format!("{me} receives {receiving} transfers already ([bulk] max_transfers)"),
+        );
+    }
+    let in_dir = dir(spool, "in")?;
+    let min_free = spool.config().spool.min_free;
+    let free = fs2::available_space(&in_dir).unwrap_or(0);
+    if free < r.size.saturating_add(min_free.0) {
+        return refuse(
+            BulkStatus::Deferred,
+            format!(
+                "{me} has {} free, and keeps {min_free} ([spool] min_free)",
+                crate::config::Size(free)
+            ),
+        );
+    }
+    // The reservation: the space itself, allocated.
+    let file = durable::open(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true),
+        &data_path,
+    )
+    .map_err(|e| crate::spool::Error::io("create", &data_path, e))?;
+    if let Err(e) = durable::allocate(&file, r.size) {
+        let _ = durable::remove_file(&data_path);
+        return refuse(
+            BulkStatus::Deferred,
+            format!("{me} could not reserve {} bytes: {e}", r.size),
+        );
+    }
+    durable::sync_data(&file, &data_path)
+        .map_err(|e| crate::spool::Error::io("fsync", &data_path, e))?;
+    durable::write_durable(
+        &spool.dir(Area::Tmp),
+        &in_dir,
+        &format!("{ts}.request"),
+        &envelope::to_bytes(&[Message {
+            header: h.clone(),
+            content: Content::BulkDataRequest(r.clone()),
+        }]),
+        now.as_micros(),
+    )?;
+    let _ = request_path;
+    let chunk_size = config.chunk_size.0;
+    let count = r.size.div_ceil(chunk_size);
+    let asked = Ranges::span(0, count.min(config.window as u64));
+    let st = Incoming {
+        phase: Phase::Receiving,
+        size: r.size,
+        digest: digest.to_string(),
+        mime: r
+            .mime_type
+            .as_ref()
+            .map_or("application/octet-stream".into(), |m| {
+                m.as_str().to_string()
+            }),
+        origin: h.origin().map(|o| o.to_string()),
+        chunk_size,
+        have: String::new(),
+        asked: asked.to_string(),
+        expires: now.saturating_add(config.reservation),
+        reason: None,
+        updated: now,
+    };
+    save_state(spool, &ts, &st, now)?;
+    log(format!(
+        "{ts}: bulk transfer of {} bytes authorized ({count} chunks of {chunk_size})",
+        r.size
+    ));
+    reply(
+        BulkStatus::Ok,
+        Said {
+            chunk_size: Some(chunk_size),
+            ask: Some(asked),
+            ..Said::default()
+        },
+    )
+}
+
+/// What is still asked for and not here (or, when all asked is here, the
+/// next window).
+fn still_asked(st: &Incoming) -> Ranges {
+    let count = st.count();
+    let have = Ranges::parse(&st.have, count).unwrap_or_default();
+    let asked = Ranges::parse(&st.asked, count).unwrap_or_default();
+    let missing: Vec<u64> = asked.iter().filter(|i| !have.contains(*i)).collect();
+    if missing.is_empty() {
+        have.missing(count, window_of(st))
+    } else {
+        let mut r = Ranges::default();
+        for i in missing {
+            r.insert(i);
+        }
+        r
+    }
+}
+
+fn window_of(st: &Incoming) -> u64 {
+    Ranges::parse(&st.asked, st.count()).map_or(1, |a| a.len().max(1))
+}
+
+/// Reads a chunk too large to parse in memory as a whole envelope: the
+/// data decoded, at most `16 MiB`.
+pub fn read_large_chunk(file: &mut File, _chunk_size: u64) -> std::result::Result<Message, String> {
+    let mut out = Bounded {
+        bytes: Vec::new(),
+        max: 16 << 20,
+    };
+    let layout = stream::decode(file, &mut out).map_err(|e| e.to_string())?;
+    Ok(Message {
+        header: layout.header,
+        content: Content::Data(Data {
+            mime_type: layout.mime_type,
+            bytes: out.bytes,
+        }),
+    })
+}
+
+/// A writer that refuses more than `max` bytes.
+struct Bounded {
+    bytes: Vec<u8>,
+    max: usize,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > self.max {
+            return Err(std::io::Error::other(format!(
+                "more than {} bytes: not a chunk",
+                self.max
+            )));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Chunks handled in one run: written in place as they come, made durable
+/// and recorded once per transfer at [`Chunks::finish`].
+#[derive(Default)]
+pub struct Chunks {
+    open: BTreeMap<String, (Incoming, File, PathBuf)>,
+}
+
+impl Chunks {
+    /// Checks one chunk and writes it in place. `Err`: why it is refused
+    /// (the caller quarantines it).
+    pub fn add(
+        &mut self,
+        spool: &Spool,
+        h: &Header,
+        d: &Data,
+        log: &dyn Fn(String),
+    ) -> std::result::Result<(), String> {
+        let info = ChunkInfo::parse(d.mime_type.as_str())?;
+        let t = info.transfer.to_string();
+        if !self.open.contains_key(&t) {
+            let (state_path, data_path, _) = paths(spool, &t).map_err(|e| e.to_string())?;
+            let st = load::<Incoming>(&state_path).ok_or_else(|| {
+                format!("a chunk of transfer {t}, which this site did not authorize")
+            })?;
+            if st.phase == Phase::Delivered {
+                log(format!(
+                    "{}: chunk {} of {t}, which is delivered already: dropped",
+                    h.id, info.index
+                ));
+                return Ok(());
+            }
+            if st.phase != Phase::Receiving {
+                return Err(format!("a chunk of transfer {t}, which is {:?}", st.phase));
+            }
+            let file = durable::open(std::fs::OpenOptions::new().write(true), &data_path)
+                .map_err(|e| format!("{}: {e}", data_path.display()))?;
+            self.open.insert(t.clone(), (st, file, data_path));
+        }
+        let (st, file, path) = self.open.get_mut(&t).expect("opened above");
+        let origin = h.origin().map(|o| o.to_string());
+        if origin != st.origin {
+            return Err(format!(
+                "a chunk of transfer {t} from {origin:?}; the transfer is {:?}'s",
+                st.origin
+            ));
+        }
+        let count = st.count();
+        if info.index >= count {
+            return Err(format!(
+                "chunk {} of a transfer of {count} chunks",
+                info.index
+            ));
+        }
+        let offset = info.index * st.chunk_size;
+        let len = st.chunk_size.min(st.size - offset);
+        if d.bytes.len() as u64 != len {
+            return Err(format!(
+                "chunk {} holds {} bytes, not {len}",
+                info.index,
+                d.bytes.len()
+            ));
+        }
+        if digest_of(&d.bytes) != info.digest {
+            return Err(format!("chunk {} does not match its digest", info.index));
+        }
+        let mut have = Ranges::parse(&st.have, count).unwrap_or_default();
+        if have.contains(info.index) {
+            return Ok(());
+        }
+        crate::spool::fault::write_with(path, || file.write_all_at(&d.bytes, offset))
+            .map_err(|e| format!("write chunk {} of {t}: {e}", info.index))?;
+        have.insert(info.index);
+        st.have = have.to_string();
+        Ok(())
+    }
+
+    /// Makes what was written durable and records it; asks for the next
+    /// chunks, or checks the whole data, delivers it and says so.
+    pub fn finish(self, spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<()> {
+        let config = &spool.config().bulk;
+        for (t, (mut st, file, data_path)) in self.open {
+            durable::sync_data(&file, &data_path)
+                .map_err(|e| crate::spool::Error::io("fsync", &data_path, e))?;
+            drop(file);
+            st.expires = now.saturating_add(config.reservation);
+            st.updated = now;
+            let count = st.count();
+            let have = Ranges::parse(&st.have, count).unwrap_or_default();
+            let request = request_of(spool, &t)?;
+            let transfer = MessageId::parse(&t).map_err(|e| {
+                crate::spool::Error::io("name", &data_path, std::io::Error::other(e.to_string()))
+            })?;
+            if have.len() == count {
+                complete(spool, &t, &mut st, &request, now, log)?;
+                save_state(spool, &t, &st, now)?;
+                let said = match st.phase {
+                    Phase::Delivered => Said {
+                        verified: Digest::new(st.digest.clone()).ok(),
+                        ..Said::default()
+                    },
+                    _ => Said {
+                        reason: st.reason.clone(),
+                        ..Said::default()
+                    },
+                };
+                let status = if st.phase == Phase::Delivered {
+                    BulkStatus::Ok
+                } else {
+                    BulkStatus::Rejected
+                };
+                send(
+                    spool,
+                    answer(spool, &request, &transfer, status, said, now),
+                    now,
+                    log,
+                )?;
+                continue;
+            }
+            let asked = Ranges::parse(&st.asked, count).unwrap_or_default();
+            if have.covers(&asked) {
+                let next = have.missing(count, config.window as u64);
+                st.asked = next.to_string();
+                save_state(spool, &t, &st, now)?;
+                let said = Said {
+                    chunk_size: Some(st.chunk_size),
+                    ask: Some(next),
+                    ..Said::default()
+                };
+                send(
+                    spool,
+                    answer(spool, &request, &transfer, BulkStatus::Ok, said, now),
+                    now,
+                    log,
+                )?;
+            } else {
+                save_state(spool, &t, &st, now)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every chunk is here: the digest is checked whole; the data is delivered
+/// as message `t` (unless a run killed after delivering did it already)
+/// or, not matching, set aside in quarantine.
+fn complete(
+    spool: &Spool,
+    t: &str,
+    st: &mut Incoming,
+    request: &Header,
+    now: Timestamp,
+    log: &dyn Fn(String),
+) -> Result<()> {
+    let (_, data_path, _) = paths(spool, t)?;
+    let mut f =
+        File::open(&data_path).map_err(|e| crate::spool::Error::io("open", &data_path, e))?;
+    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| crate::spool::Error::io("read", &data_path, e))?;
+        if n == 0 {
+            break;
+        }
+        sha2::Digest::update(&mut hasher, &buf[..n]);
+    }
+    let got = Digest::of(hasher);
+    if got.as_str() != st.digest {
+        let why = format!("the data's digest is {got}, not {} as announced", st.digest);
+        let kept = spool.quarantine(&data_path, "bulk", &format!("transfer {t}: {why}"), now)?;
+        log(format!(
+            "{t}: bulk transfer rejected: {why} (kept as {})",
+            kept.display()
+        ));
+        st.phase = Phase::Rejected;
+        st.reason = Some(why);
+        return Ok(());
+    }
+    if !maildir::ids(spool)?.contains(t) {
+        let mut header = request.clone();
+        header.id = MessageId::parse(t).map_err(|e| {
+            crate::spool::Error::io("name", &data_path, std::io::Error::other(e.to_string()))
+        })?;
+        let mime = MimeType::new(st.mime.clone()).unwrap_or_else(|_| MimeType::octet_stream());
+        let size = st.size;
+        let path = data_path.clone();
+        let write: maildir::Writer<'_> = Box::new(move |out| {
+            let mut f = File::open(&path)?;
+            stream::write_data_envelope(&header, &mime, size, &mut f, out)
+        });
+        maildir::deliver(
+            spool,
+            &[(MessageId::parse(t).expect("checked"), write)],
+            now,
+        )?;
+    }
+    let _ = durable::remove_file(&data_path);
+    st.phase = Phase::Delivered;
+    st.reason = None;
+    log(format!(
+        "{t}: bulk transfer of {} bytes verified ({got}) and delivered",
+        st.size
+    ));
+    Ok(())
+}
+
+/// Lets lapsed reservations go (the sender is told), and asks again for
+/// chunks that have not come for a quarter of `[bulk] reservation`.
+pub fn tick(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<()> {
+    let config = &spool.config().bulk;
+    for (t, path) in transfers(spool, "in")? {
+        let Some(mut st) = load::<Incoming>(&path) else {
+            continue;
+        };
+        if st.phase != Phase::Receiving {
+            continue;
+        }
+        let Ok(request) = request_of(spool, &t) else {
+            continue;
+        };
+        let Ok(transfer) = MessageId::parse(&t) else {
+            continue;
+        };
+        if now > st.expires {
+            let (_, data_path, _) = paths(spool, &t)?;
+            let _ = durable::remove_file(&data_path);
+            let why = format!(
+                "the reservation lapsed at {} with no chunk since",
+                st.expires
+            );
+            log(format!("{t}: bulk transfer given up here: {why}"));
+            st.phase = Phase::Rejected;
+            st.reason = Some(why.clone());
+            st.updated = now;
+            save_state(spool, &t, &st, now)?;
+            let said = Said {
+                reason: Some(why),
+                ..Said::default()
+            };
+            send(
+                spool,
+                answer(spool, &request, &transfer, BulkStatus::Rejected, said, now),
+                now,
+                log,
+            )?;
+        } else if now > st.updated.saturating_add(config.reservation / 4) {
+            let ask = still_asked(&st);
+            log(format!("{t}: chunks {ask} not here yet: asked again"));
+            st.updated = now;
+            save_state(spool, &t, &st, now)?;
+            let said = Said {
+                chunk_size: Some(st.chunk_size),
+                ask: Some(ask),
+                ..Said::default()
+            };
+            send(
+                spool,
+                answer(spool, &request, &transfer, BulkStatus::Ok, said, now),
+                now,
+                log,
+            )?;
+        }
+    }
+    Ok(())
+}

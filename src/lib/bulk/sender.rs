@@ -1,0 +1,554 @@
+//! The sending side of a transfer: the copy of the data, the request, and
+//! what the receiver's answers make of them (see the module above).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::{dir, load, save, transfers, ChunkInfo, Ranges};
+use crate::message::{
+    envelope, stream, BulkDataRequest, BulkDataResponse, BulkStatus, Content, Digest, Header,
+    Locator, Message, MessageId, MimeType, Persistence, Precedence,
+};
+use crate::spool::{durable, Admission, Area, Result, Spool};
+use crate::time::Timestamp;
+
+/// Where a transfer stands at its sender.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// The request is on its way; no answer yet.
+    Requested,
+    /// Answered `deferred`: asked again at `retry_at`.
+    Deferred,
+    /// Answered `ok`: chunks go as the receiver asks for them.
+    Authorized,
+    /// The receiver verified the whole data: the copy is gone.
+    Delivered,
+    /// Rejected, deferred too often, or lost on the way: given up.
+    Dead,
+}
+
+/// The state of one transfer (`bulk/out/T.json`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Outgoing {
+    pub phase: Phase,
+    pub size: u64,
+    pub digest: String,
+    /// The request that went last.
+    pub request: String,
+    pub requests: u32,
+    pub deferrals: u32,
+    pub retry_at: Option<Timestamp>,
+    pub chunk_size: Option<u64>,
+    /// The chunks the receiver asked for last.
+    pub asked: String,
+    /// The chunks queued: index, and the ID of the message that carries it.
+    pub chunks: BTreeMap<u64, String>,
+    /// How many chunks in all went.
+    pub chunks_sent: u64,
+    pub reason: Option<String>,
+    pub updated: Timestamp,
+}
+
+impl Outgoing {
+    pub fn count(&self) -> Option<u64> {
+        self.chunk_size.map(|c| self.size.div_ceil(c))
+    }
+}
+
+fn paths(spool: &Spool, t: &str) -> Result<(PathBuf, PathBuf, PathBuf)> {
+    let d = dir(spool, "out")?;
+    Ok((
+        d.join(format!("{t}.json")),
+        d.join(format!("{t}.data")),
+        d.join(format!("{t}.request")),
+    ))
+}
+
+/// Whether data with header `header` can go as a transfer: on the forward
+/// path, or to one component (a transfer to a group or to several goes as
+/// one message, as smaller data does).
+pub fn can_send(header: &Header) -> bool {
+    match &header.locator {
+        Locator::Source(_) => true,
+        Locator::Destination(d) => {
+            d.targets.len() == 1 && matches!(d.targets[0], crate::message::Target::Component(_))
+        }
+    }
+}
+
+/// Keeps a copy of `size` bytes of data from `data` for the transfer whose
+/// header is `header` (its ID names the transfer), and returns the request
+/// to queue. Durable on return: the data, its digest, the request.
+pub fn prepare(
+    spool: &Spool,
+    header: &Header,
+    mime: &MimeType,
+    size: u64,
+    data: &mut dyn Read,
+    now: Timestamp,
+) -> Result<Message> {
+    let t = header.id.to_string();
+    let (state_path, data_path, request_path) = paths(spool, &t)?;
+    let out_dir = dir(spool, "out")?;
+    let mut staged = spool.stage(now)?;
+    let tmp = staged.path().to_path_buf();
+    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = data
+            .read(&mut buf)
+            .map_err(|e| crate::spool::Error::io("read the data for", &tmp, e))?;
+        if n == 0 {
+            break;
+        }
+        sha2::Digest::update(&mut hasher, &buf[..n]);
+        staged
+            .write_all(&buf[..n])
+            .map_err(|e| crate::spool::Error::io("write", &tmp, e))?;
+        total += n as u64;
+    }
+    if total != size {
+        return Err(crate::spool::Error::io(
+            "copy",
+            &tmp,
+            std::io::Error::other(format!(
+                "the data changed while it was read: {size} bytes announced, {total} read"
+            )),
+        ));
+    }
+    let digest = Digest::of(hasher);
+    staged.sync()?;
+    staged.commit(&data_path)?;
+    let request = Message {
+        header: header.clone(),
+        content: Content::BulkDataRequest(BulkDataRequest {
+            class: header.class.clone(),
+            subclass: header.subclass.clone(),
+            size,
+            transfer: None,
+            digest: Some(digest.clone()),
+            mime_type: Some(mime.clone()),
+        }),
+    };
+    let name = |p: &PathBuf| p.file_name().unwrap().to_string_lossy().into_owned();
+    durable::write_durable(
+        &spool.dir(Area::Tmp),
+        &out_dir,
+        &name(&request_path),
+        &envelope::to_bytes(std::slice::from_ref(&request)),
+        now.as_micros(),
+    )?;
+    let st = Outgoing {
+        phase: Phase::Requested,
+        size,
+        digest: digest.to_string(),
+        request: t.clone(),
+        requests: 1,
+        deferrals: 0,
+        retry_at: None,
+        chunk_size: None,
+        asked: String::new(),
+        chunks: BTreeMap::new(),
+        chunks_sent: 0,
+        reason: None,
+        updated: now,
+    };
+    save(spool, &out_dir, &name(&state_path), &st, now)?;
+    Ok(request)
+}
+
+/// The first request of transfer `t` (its header is every later
+/// message's model).
+fn first_request(spool: &Spool, t: &str) -> Result<Message> {
+    let (_, _, path) = paths(spool, t)?;
+    let bytes = std::fs::read(&path).map_err(|e| crate::spool::Error::io("read", &path, e))?;
+    envelope::parse(&bytes)
+        .ok()
+        .and_then(|mut ms| (ms.len() == 1).then(|| ms.remove(0)))
+        .ok_or_else(|| {
+            crate::spool::Error::io(
+                "parse",
+                &path,
+                std::io::Error::other("not the one request of a transfer"),
+            )
+        })
+}
+
+/// What an answer from the receiver (or a hop) does to transfer it names.
+pub fn on_answer(
+    spool: &Spool,
+    h: &Header,
+    r: &BulkDataResponse,
+    now: Timestamp,
+    log: &dyn Fn(String),
+) -> Result<()> {
+    let t = r.transfer.as_ref().unwrap_or(&r.answers).to_string();
+    let (state_path, data_path, _) = paths(spool, &t)?;
+    let Some(mut st) = load::<Outgoing>(&state_path) else {
+        log(format!(
+            "{}: an answer for transfer {t}, which is not this site's: ignored",
+            h.id
+        ));
+        return Ok(());
+    };
+    if matches!(st.phase, Phase::Delivered | Phase::Dead) {
+        return Ok(());
+    }
+    let reason = r.reason.as_ref().map(|x| x.to_string()).unwrap_or_default();
+    let config = &spool.config().bulk;
+    match r.status {
+        BulkStatus::Rejected => give_up(&mut st, format!("rejected: {reason}"), &t, log),
+        BulkStatus::Deferred if st.phase == Phase::Authorized => {}
+        BulkStatus::Deferred => {
+            st.deferrals += 1;
+            if st.deferrals >= config.max_deferrals {
+                let why = format!("deferred {} times, the last: {reason}", st.deferrals);
+                give_up(&mut st, why, &t, log);
+            } else {
+                st.phase = Phase::Deferred;
+                st.retry_at = Some(now.saturating_add(config.retry));
+                log(format!(
+                    "{t}: bulk transfer deferred ({reason}); asked again at {}",
+                    now.saturating_add(config.retry)
+                ));
+            }
+        }
+        BulkStatus::Ok => match &r.verified {
+            Some(v) if v.as_str() == st.digest => {
+                st.phase = Phase::Delivered;
+                st.reason = Some(format!("verified {v}"));
+                let _ = durable::remove_file(&data_path);
+                log(format!("{t}: bulk transfer delivered and verified ({v})"));
+            }
+            Some(v) => {
+                let why = format!("the receiver verified {v}, not the data's {}", st.digest);
+                give_up(&mut st, why, &t, log)
+            }
+            None => authorized(spool, &t, &mut st, r, now, log)?,
+        },
+    }
+    st.updated = now;
+    save(spool, &dir(spool, "out")?, &format!("{t}.json"), &st, now)
+}
+
+fn give_up(st: &mut Outgoing, reason: String, t: &str, log: &dyn Fn(String)) {
+    log(format!(
+        "{t}: bulk transfer given up: {reason} (its data stays in bulk/out/{t}.data)"
+    ));
+    st.phase = Phase::Dead;
+    st.reason = Some(reason);
+}
+
+/// An `ok` asking for chunks: queues those not on their way already.
+fn authorized(
+    spool: &Spool,
+    t: &str,
+    st: &mut Outgoing,
+    r: &BulkDataResponse,
+    now: Timestamp,
+    log: &dyn Fn(String),
+) -> Result<()> {
+    let cs = match (st.chunk_size, r.chunk_size) {
+        (Some(c), _) => c,
+        (None, Some(c)) if (1024..=16 << 20).contains(&c) => c,
+        (None, c) => {
+            give_up(
+                st,
+                format!("the receiver asked for chunks of {c:?} bytes"),
+                t,
+                log,
+            );
+            return Ok(());
+        }
+    };
+    st.chunk_size = Some(cs);
+    if st.phase != Phase::Authorized {
+        log(format!(
+            "{t}: bulk transfer authorized ({} bytes in chunks of {cs})",
+            st.size
+        ));
+    }
+    st.phase = Phase::Authorized;
+    let count = st.size.div_ceil(cs);
+    let asked = match r.ask.as_ref().map(|a| Ranges::parse(a.as_str(), count)) {
+        Some(Ok(a)) => a,
+        Some(Err(e)) => {
+            log(format!(
+                "{t}: an answer asking for chunks it cannot name ({e}): ignored"
+            ));
+            return Ok(());
+        }
+        None => Ranges::default(),
+    };
+    // A chunk asked for again that is no longer on its way here went
+    // astray beyond the next hop: it goes again.
+    for i in asked.iter() {
+        if let Some(id) = st.chunks.get(&i) {
+            if spool.find(id).is_err() {
+                st.chunks.remove(&i);
+            }
+        }
+    }
+    st.asked = asked.to_string();
+    queue_asked(spool, t, st, now, log)
+}
+
+/// Queues every chunk asked for that is not queued yet.
+fn queue_asked(
+    spool: &Spool,
+    t: &str,
+    st: &mut Outgoing,
+    now: Timestamp,
+    log: &dyn Fn(String),
+) -> Result<()> {
+    let (Some(cs), Some(count)) = (st.chunk_size, st.count()) else {
+        return Ok(());
+    };
+    let Ok(asked) = Ranges::parse(&st.asked, count) else {
+        return Ok(());
+    };
+    let todo: Vec<u64> = asked
+        .iter()
+        .filter(|i| !st.chunks.contains_key(i))
+        .collect();
+    if todo.is_empty() {
+        return Ok(());
+    }
+    let model = first_request(spool, t)?.header;
+    let (_, data_path, _) = paths(spool, t)?;
+    let data = std::fs::File::open(&data_path)
+        .map_err(|e| crate::spool::Error::io("open", &data_path, e))?;
+    let transfer = MessageId::parse(t).map_err(|e| {
+        crate::spool::Error::io("name", &data_path, std::io::Error::other(e.to_string()))
+    })?;
+    let mut buf = vec![0u8; cs as usize];
+    let mut batch = Vec::with_capacity(todo.len());
+    for &i in &todo {
+        let offset = i * cs;
+        let len = cs.min(st.size - offset) as usize;
+        data.read_exact_at(&mut buf[..len], offset)
+            .map_err(|e| crate::spool::Error::io("read", &data_path, e))?;
+        let info = ChunkInfo {
+            transfer: transfer.clone(),
+            index: i,
+            digest: super::digest_of(&buf[..len]),
+        };
+        let header = chunk_header(&model, &transfer, now);
+        let mime = MimeType::new(info.mime()).map_err(|e| {
+            crate::spool::Error::io("name", &data_path, std::io::Error::other(e.to_string()))
+        })?;
+        let mut staged = spool.stage(now)?;
+        let path = staged.path().to_path_buf();
+        stream::write_data_envelope(&header, &mime, len as u64, &mut &buf[..len], &mut staged)
+            .map_err(|e| crate::spool::Error::io("write", &path, e))?;
+        staged.sync()?;
+        let name = crate::relay::entry_name(&header, staged.size());
+        batch.push((i, header.id.to_string(), staged, name));
+    }
+    let ids: Vec<(u64, String)> = batch.iter().map(|(i, id, _, _)| (*i, id.clone())).collect();
+    let admitted = spool
+        .lock(now)?
+        .admit_many(batch.into_iter().map(|(_, _, s, n)| (s, n)).collect(), now)?;
+    for ((i, id), a) in ids.into_iter().zip(admitted) {
+        match a {
+            Admission::Queued { .. } => {
+                st.chunks.insert(i, id);
+                st.chunks_sent += 1;
+            }
+            Admission::Rejected { detail, .. } => log(format!(
+                "{t}: chunk {i} not queued now ({detail}); it goes later"
+            )),
+        }
+    }
+    Ok(())
+}
+
+/// The header of a chunk of the transfer whose first request has header
+/// `model`: the same class, subclass and way, with precedence `bulk` (so
+/// nothing waits behind it) and persistence `high` (never evicted).
+fn chunk_header(model: &Header, transfer: &MessageId, now: Timestamp) -> Header {
+    let mut locator = model.locator.clone();
+    let qos = match &mut locator {
+        Locator::Source(s) => &mut s.qos,
+        Locator::Destination(d) => &mut d.qos,
+    };
+    qos.precedence = Precedence::Bulk;
+    qos.persistence = Persistence::High;
+    Header {
+        id: MessageId::mint(now),
+        created: now,
+        class: model.class.clone(),
+        subclass: model.subclass.clone(),
+        locator,
+        in_reply_to: Some(transfer.clone()),
+        origin_key: None,
+        epoch: None,
+        routing: Vec::new(),
+    }
+}
+
+/// Asks again after deferrals; queues chunks asked for that could not be
+/// queued; gives up transfers whose request or a chunk is dead.
+pub fn tick(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<()> {
+    let list = transfers(spool, "out")?;
+    if list.is_empty() {
+        return Ok(());
+    }
+    let mut dead: Option<Vec<(String, String)>> = None;
+    let mut dead_of = |id: &str| -> Result<Option<String>> {
+        if dead.is_none() {
+            dead = Some(
+                spool
+                    .scan_dead()?
+                    .into_iter()
+                    .map(|(n, r)| (n.id.to_string(), r.detail))
+                    .collect(),
+            );
+        }
+        Ok(dead
+            .as_ref()
+            .and_then(|d| d.iter().find(|(i, _)| i == id).map(|(_, r)| r.clone())))
+    };
+    for (t, path) in list {
+        let Some(mut st) = load::<Outgoing>(&path) else {
+            continue;
+        };
+        let before = st.clone();
+        match st.phase {
+            Phase::Deferred if st.retry_at.is_none_or(|at| now >= at) => {
+                ask_again(spool, &t, &mut st, now)?;
+                log(format!("{t}: bulk request asked again ({})", st.request));
+            }
+            Phase::Requested => {
+                if let Some(why) = dead_of(&st.request)? {
+                    give_up(&mut st, format!("its request is dead: {why}"), &t, log);
+                }
+            }
+            Phase::Authorized => {
+                let lost = st
+                    .chunks
+                    .iter()
+                    .map(|(i, id)| (*i, id.clone()))
+                    .collect::<Vec<_>>();
+                for (i, id) in lost {
+                    if let Some(why) = dead_of(&id)? {
+                        give_up(&mut st, format!("chunk {i} ({id}) is dead: {why}"), &t, log);
+                        break;
+                    }
+                }
+                if st.phase == Phase::Authorized {
+                    queue_asked(spool, &t, &mut st, now, log)?;
+                }
+            }
+            _ => {}
+        }
+        if st.phase != before.phase || st.chunks != before.chunks || st.request != before.request {
+            st.updated = now;
+            save(spool, &dir(spool, "out")?, &format!("{t}.json"), &st, now)?;
+        }
+    }
+    Ok(())
+}
+
+/// Queues a new request for transfer `t` (its own ID, the same transfer).
+fn ask_again(spool: &Spool, t: &str, st: &mut Outgoing, now: Timestamp) -> Result<()> {
+    let first = first_request(spool, t)?;
+    let mut header = first.header.clone();
+    header.id = MessageId::mint(now);
+    header.created = now;
+    let Content::BulkDataRequest(mut r) = first.content else {
+        return Ok(());
+    };
+    r.transfer = Some(first.header.id.clone());
+    let m = Message {
+        header: header.clone(),
+        content: Content::BulkDataRequest(r),
+    };
+    let mut staged = spool.stage(now)?;
+    let path = staged.path().to_path_buf();
+    envelope::write(std::slice::from_ref(&m), &mut staged)
+        .map_err(|e| crate::spool::Error::io("write", &path, e))?;
+    staged.sync()?;
+    let name = crate::relay::entry_name(&header, staged.size());
+    if let Admission::Queued { .. } = spool.lock(now)?.admit(staged, name, now)? {
+        st.phase = Phase::Requested;
+        st.request = header.id.to_string();
+        st.requests += 1;
+        st.retry_at = None;
+    }
+    Ok(())
+}
+
+/// Where transfer `id` stands at its sender, as `rs-ack status` shows it
+/// (`None`: not a transfer of this site's).
+pub fn status(spool: &Spool, id: &str) -> Option<Value> {
+    MessageId::parse(id).ok()?;
+    let path = spool.root().join("bulk/out").join(format!("{id}.json"));
+    let st = load::<Outgoing>(&path)?;
+    let count = st.count();
+    let acknowledged = st
+        .chunks
+        .values()
+        .filter(|c| spool.find(c).is_err())
+        .count();
+    let (state, summary) = match st.phase {
+        Phase::Requested => (
+            "bulk",
+            format!(
+                "bulk transfer of {} bytes: requested ({} request(s)), awaiting authorization",
+                st.size, st.requests
+            ),
+        ),
+        Phase::Deferred => (
+            "bulk",
+            format!(
+                "bulk transfer of {} bytes: deferred {} time(s), asked again at {}: {}",
+                st.size,
+                st.deferrals,
+                st.retry_at.map(|t| t.to_string()).unwrap_or_default(),
+                st.reason.clone().unwrap_or_default()
+            ),
+        ),
+        Phase::Authorized => (
+            "bulk",
+            format!(
+                "bulk transfer of {} bytes: authorized, {acknowledged} of {} chunks acknowledged",
+                st.size,
+                count.unwrap_or(0)
+            ),
+        ),
+        Phase::Delivered => (
+            "acknowledged",
+            format!(
+                "bulk transfer of {} bytes: delivered, {}",
+                st.size,
+                st.reason.clone().unwrap_or_default()
+            ),
+        ),
+        Phase::Dead => (
+            "dead",
+            format!(
+                "bulk transfer of {} bytes: dead: {}",
+                st.size,
+                st.reason.clone().unwrap_or_default()
+            ),
+        ),
+    };
+    Some(json!({
+        "id": id, "state": state, "summary": summary,
+        "bulk": {
+            "phase": st.phase, "size": st.size, "digest": st.digest,
+            "requests": st.requests, "deferrals": st.deferrals,
+            "chunk_size": st.chunk_size, "chunks": count,
+            "chunks_acknowledged": acknowledged, "chunks_sent": st.chunks_sent,
+            "reason": st.reason, "updated": st.updated,
+        }
+    }))
+}
