@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use support::http::{route, serve_tls, Nginx, Pki, Serve};
 use support::Site;
 
 const T0: &str = "2026-12-02T10:00:00Z";
@@ -18,6 +19,8 @@ struct Chain {
     sites: BTreeMap<&'static str, Site>,
     inbox: BTreeMap<&'static str, PathBuf>,
     minutes: u64,
+    /// Over HTTP: the relay's and the provider's servers (kept running).
+    servers: Vec<Box<dyn std::any::Any>>,
 }
 
 const SITES: [&str; 2] = ["a.host", "b.host"];
@@ -28,6 +31,7 @@ impl Chain {
             sites: BTreeMap::new(),
             inbox: BTreeMap::new(),
             minutes: 0,
+            servers: Vec::new(),
         };
         for n in ["a.host", "b.host", "r.relay", "p.hub"] {
             c.sites.insert(n, Site::component(n));
@@ -49,6 +53,64 @@ impl Chain {
         c.site("r.relay")
             .peer("p.hub", &format!("upstream = true\n{}", route(&c, "p.hub")));
         c.set_clock();
+        c
+    }
+
+    /// The same chain in session mode: `a.host` calls the relay's server
+    /// (`rs-relay serve`, or `rs-relay cgi` behind nginx when `cgi`), the
+    /// relay calls the provider's `rs-relay serve`; answers and the
+    /// chunks asked for come back in the replies.
+    fn over_http(cgi: bool, provider: &str) -> Chain {
+        let mut c = Chain {
+            sites: BTreeMap::new(),
+            inbox: BTreeMap::new(),
+            minutes: 0,
+            servers: Vec::new(),
+        };
+        for n in ["a.host", "r.relay", "p.hub"] {
+            c.sites.insert(n, Site::component(n));
+        }
+        c.set_clock();
+        let pki = Pki::new(c.site("p.hub").root(), "ca");
+        let server = pki.server();
+        c.site("p.hub").append_config(provider);
+        c.site("p.hub").peer("r.relay", "");
+        c.site("r.relay").peer("a.host", "");
+        serve_tls(c.site("p.hub"), &server, &pki.ca, "");
+        let p = Serve::start(c.site("p.hub"));
+        c.site("r.relay").peer(
+            "p.hub",
+            &format!(
+                "upstream = true\nroutes = [\"{}\"]",
+                route(&p.url, &pki.ca, Some(&pki.client("r.relay")))
+            ),
+        );
+        c.servers.push(Box::new(p));
+        let r_url = if cgi {
+            let web = Nginx::start(
+                &c.site("r.relay").root().join("nginx"),
+                c.site("r.relay"),
+                &server,
+                &pki.ca,
+            );
+            let url = web.url.clone();
+            c.servers.push(Box::new(web));
+            url
+        } else {
+            serve_tls(c.site("r.relay"), &server, &pki.ca, "");
+            let r = Serve::start(c.site("r.relay"));
+            let url = r.url.clone();
+            c.servers.push(Box::new(r));
+            url
+        };
+        c.site("a.host").peer(
+            "r.relay",
+            &format!(
+                "upstream = true\nroutes = [\"{}\"]",
+                route(&r_url, &pki.ca, Some(&pki.client("a.host")))
+            ),
+        );
+        c.site("a.host").bulk_threshold("4KiB");
         c
     }
 
@@ -303,4 +365,211 @@ fn a_busy_receiver_defers_and_after_max_deferrals_the_transfer_is_dead() {
         .map(|(i, _)| i)
         .collect();
     assert_eq!(got, vec![b]);
+}
+
+/// Over HTTP the request, the answers and the chunks ride the requests and
+/// replies: each flush of the site and of the relay moves the transfer on.
+fn over_http(cgi: bool) {
+    let c = Chain::over_http(cgi, "[bulk]\nchunk_size = \"64KiB\"\nwindow = 3\n");
+    let data = random(400 * 1024 + 5, 5);
+    let id = c.site("a.host").send(&[], &data);
+    let mut flushes = 0;
+    while c.status("a.host", &id)["state"] != "acknowledged" {
+        flushes += 1;
+        assert!(flushes <= 12, "not delivered: {}", c.status("a.host", &id));
+        c.flush("a.host");
+        c.flush("r.relay");
+    }
+    let got = c.site("p.hub").received();
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].0.as_str(), &got[0].1), (id.as_str(), &data));
+    assert_eq!(c.status("a.host", &id)["bulk"]["chunks_sent"], 7);
+    for n in ["a.host", "r.relay", "p.hub"] {
+        c.site(n).assert_nothing_quarantined();
+    }
+    assert!(bulk_files(c.site("r.relay"), "hop").is_empty());
+}
+
+#[test]
+fn a_bulk_file_through_a_relay_over_https() {
+    over_http(false);
+}
+
+#[test]
+fn a_bulk_file_through_a_relay_behind_nginx_and_cgi() {
+    over_http(true);
+}
+
+/// A small deterministic generator (xorshift), seeded per run and printed.
+struct Rng(u64);
+
+impl Rng {
+    fn from_env() -> Rng {
+        let seed = std::env::var("RS_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        eprintln!("RS_TEST_SEED={seed}");
+        Rng(seed)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+/// Runs `args` on `site`, killed (SIGKILL) at a random moment within
+/// `span` microseconds when `kill`, then to completion. Returns whether the
+/// kill landed mid-run.
+fn step(site: &Site, args: &[&str], kill: bool, rng: &mut Rng, span: &mut u64) -> bool {
+    let mut landed = false;
+    if kill {
+        let mut cmd = site.cmd(args[0]).args(&args[1..]).command();
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .stdin(std::process::Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        std::thread::sleep(Duration::from_micros(rng.below(*span)));
+        let _ = child.kill();
+        landed = !child.wait().unwrap().success();
+    }
+    let start = std::time::Instant::now();
+    let r = site.cmd(args[0]).args(&args[1..]).run();
+    assert!(
+        matches!(r.code, Some(0) | Some(75)),
+        "{args:?}: {}",
+        r.stderr
+    );
+    *span = (*span * 3 + start.elapsed().as_micros() as u64) / 4;
+    landed
+}
+
+/// The data bytes of the chunks in `dir` not counted before (a file left
+/// by a killed import is counted once).
+fn chunk_bytes(dir: &std::path::Path, counted: &mut std::collections::HashSet<String>) -> u64 {
+    let mut n = 0;
+    for e in walkdir::WalkDir::new(dir).into_iter().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !e.file_type().is_file() || name.starts_with('.') || !counted.insert(name) {
+            continue;
+        }
+        let text =
+            String::from_utf8_lossy(&std::fs::read(e.path()).unwrap_or_default()).into_owned();
+        if let Some(i) = text.find("application/vnd.rs.bulk-chunk") {
+            let size = text[i..]
+                .split("size=\"")
+                .nth(1)
+                .and_then(|s| s.split('"').next())
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(0);
+            n += size;
+        }
+    }
+    n
+}
+
+/// Resume: every step of transfers killed at random moments, on the
+/// sender's side and the receiver's. Each file arrives intact, once, and
+/// the chunk data that went over the medium is less than twice the file.
+#[test]
+fn bulk_transfers_killed_at_random_moments_arrive_once_and_resume() {
+    let trials = std::env::var("RS_CRASH_TRIALS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(50usize);
+    let mut a = Site::component("a.host");
+    let mut p = Site::component("p.hub");
+    let up = a.stick("to-p");
+    let down = a.stick("to-a");
+    a.peer(
+        "p.hub",
+        &format!("upstream = true\nroutes = [\"dir:{}\"]", up.display()),
+    );
+    p.peer("a.host", &format!("routes = [\"dir:{}\"]", down.display()));
+    a.bulk_threshold("4KiB");
+    p.append_config("[bulk]\nchunk_size = \"8KiB\"\nwindow = 4\n");
+    let (ups, downs) = (up.display().to_string(), down.display().to_string());
+    let mut rng = Rng::from_env();
+    let mut spans = [20_000u64; 4];
+    let mut landed = [0usize; 4];
+    let mut minutes = 0u64;
+    let mut worst = 0f64;
+    for trial in 0..trials {
+        let size = 64 * 1024 + (trial * 997) % 40_000;
+        let data = random(size, trial as u64 + 11);
+        let id = a.send(&[], &data);
+        let mut counted = std::collections::HashSet::new();
+        let mut bytes = 0u64;
+        let mut rounds = 0;
+        loop {
+            rounds += 1;
+            assert!(
+                rounds <= 40,
+                "trial {trial}: {id} not delivered after 40 rounds"
+            );
+            // The clocks move 11 minutes a round: anything not
+            // acknowledged is sent again.
+            minutes += 11;
+            let t = rs::time::Timestamp::parse(T0)
+                .unwrap()
+                .saturating_add(Duration::from_secs(minutes * 60))
+                .to_rfc3339();
+            a.at(&t);
+            p.at(&t);
+            let victim = rng.below(4) as usize;
+            let steps: [(&Site, Vec<&str>); 4] = [
+                (&a, vec!["rs-queue", "flush"]),
+                (&p, vec!["rs-relay", "import", "--from", &ups]),
+                (&p, vec!["rs-queue", "flush"]),
+                (&a, vec!["rs-relay", "import", "--from", &downs]),
+            ];
+            for (i, (site, args)) in steps.iter().enumerate() {
+                if i == 1 {
+                    bytes += chunk_bytes(&up, &mut counted);
+                }
+                landed[i] += step(site, args, i == victim, &mut rng, &mut spans[i]) as usize;
+            }
+            let st = a
+                .cmd("rs-ack")
+                .args(["status", "--json", &id])
+                .run()
+                .success()
+                .json();
+            if st["state"] == "acknowledged" {
+                break;
+            }
+            assert_eq!(st["state"], "bulk", "trial {trial}: {st}");
+        }
+        let got: Vec<_> = p.received().into_iter().filter(|(i, _)| *i == id).collect();
+        assert_eq!(
+            got.len(),
+            1,
+            "trial {trial}: {id} delivered {} times",
+            got.len()
+        );
+        assert!(got[0].1 == data, "trial {trial}: {id} not intact");
+        let ratio = bytes as f64 / size as f64;
+        worst = worst.max(ratio);
+        assert!(
+            ratio < 2.0,
+            "trial {trial}: {bytes} chunk bytes sent for {size}"
+        );
+    }
+    assert_eq!(p.received().len(), trials, "nothing else delivered");
+    eprintln!(
+        "{trials} transfers; kills landed mid-run: a flush {}, p import {}, p flush {}, a import {}; worst bytes sent / size {worst:.2}",
+        landed[0], landed[1], landed[2], landed[3]
+    );
+    for s in [&a, &p] {
+        s.assert_nothing_quarantined();
+    }
 }

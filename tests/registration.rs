@@ -24,6 +24,19 @@ fn provider(root_of: &Site) -> Site {
     p
 }
 
+/// A time of the test's day, `HH:MM` from 10:00: clients pin their clocks
+/// to these while the servers run on the real clock, so the day is put two
+/// hours before the present hour (what a server answers is then never
+/// beyond `max_clock_skew` ahead of a client, whatever the date).
+fn day(hhmm: &str) -> &'static str {
+    let (h, m) = hhmm.split_once(':').unwrap();
+    let minutes: i64 = (h.parse::<i64>().unwrap() - 10) * 60 + m.parse::<i64>().unwrap();
+    let now = rs::time::system_now().as_secs();
+    let base = now - now % 3600 - 2 * 3600;
+    let t = rs::time::Timestamp::from_secs(base + minutes * 60).to_rfc3339();
+    Box::leak(t.into_boxed_str())
+}
+
 fn registering(component: &str, extra: &str) -> Site {
     let s = Site::component(component);
     s.append_config(&format!("[registration]\nenabled = true\n{extra}"));
@@ -130,11 +143,11 @@ fn an_unanswered_registration_is_sent_again_after_the_configured_heartbeats() {
             .count()
     };
     for (at, expected) in [
-        ("2026-12-01T10:00:00Z", 1), // sent
-        ("2026-12-01T10:05:00Z", 1), // no heartbeat due yet
-        ("2026-12-01T10:10:00Z", 1), // heartbeat 1
-        ("2026-12-01T10:20:00Z", 2), // heartbeat 2: sent again
-        ("2026-12-01T10:30:00Z", 2),
+        (day("10:00"), 1), // sent
+        (day("10:05"), 1), // no heartbeat due yet
+        (day("10:10"), 1), // heartbeat 1
+        (day("10:20"), 2), // heartbeat 2: sent again
+        (day("10:30"), 2),
     ] {
         a.at(at);
         let r = flush(&a).success();
@@ -240,8 +253,8 @@ fn a_relays_heartbeat_nests_its_children_and_silent_names_the_one_that_stopped()
     };
     // Everyone registers (the relay first; its children's registrations
     // wait behind its own).
-    round("2026-12-01T10:00:00Z", &mut r, &mut leaves, &[0, 1]);
-    round("2026-12-01T10:01:00Z", &mut r, &mut leaves, &[0, 1]);
+    round(day("10:00"), &mut r, &mut leaves, &[0, 1]);
+    round(day("10:01"), &mut r, &mut leaves, &[0, 1]);
     for s in leaves.iter().chain([&r]) {
         assert!(state(s).contains("registered "), "{}", state(s));
     }
@@ -259,13 +272,13 @@ fn a_relays_heartbeat_nests_its_children_and_silent_names_the_one_that_stopped()
         );
     }
     // Heartbeats: both leaves, then only a.host.
-    round("2026-12-01T10:15:00Z", &mut r, &mut leaves, &[0, 1]);
-    round("2026-12-01T10:50:00Z", &mut r, &mut leaves, &[0]);
+    round(day("10:15"), &mut r, &mut leaves, &[0, 1]);
+    round(day("10:50"), &mut r, &mut leaves, &[0]);
     // The relay took its children's heartbeats; its own nests them.
     assert!(r.spool.join("state/heard/a.host").exists());
     let silent = p
         .cmd("rs-relay")
-        .env("RS_NOW", "2026-12-01T10:55:00Z")
+        .env("RS_NOW", day("10:55"))
         .args(["silent", "--for", "20m", "--json"])
         .run()
         .success()
@@ -279,7 +292,7 @@ fn a_relays_heartbeat_nests_its_children_and_silent_names_the_one_that_stopped()
     // Nobody is silent for 2 hours.
     let none = p
         .cmd("rs-relay")
-        .env("RS_NOW", "2026-12-01T10:55:00Z")
+        .env("RS_NOW", day("10:55"))
         .args(["silent", "--for", "2h", "--json"])
         .run()
         .success()
@@ -472,7 +485,7 @@ fn an_unknown_registration_is_refused_and_the_component_registers_again_when_tol
                 route(&srv.url, &pki.ca, Some(&cert))
             ),
         );
-        a.at("2026-12-01T10:00:00Z");
+        a.at(day("10:00"));
         flush(&a).success();
         let first = registration_id(&a);
         assert!(first.starts_with(&format!("{registrar}/")), "{}", state(&a));
@@ -481,13 +494,13 @@ fn an_unknown_registration_is_refused_and_the_component_registers_again_when_tol
             continue;
         }
         // Known: the heartbeats pass.
-        a.at("2026-12-01T10:11:00Z");
+        a.at(day("10:11"));
         let r = flush(&a).success();
         assert!(!r.stderr.contains("registering again"), "{}", r.stderr);
         // The provider loses its record: the next heartbeat is refused,
         // the component says so and registers again, with a new ID.
         std::fs::remove_file(p.spool.join("state/registered/a.host")).unwrap();
-        a.at("2026-12-01T10:22:00Z");
+        a.at(day("10:22"));
         let r = flush(&a).success();
         assert!(
             r.stderr
@@ -496,7 +509,7 @@ fn an_unknown_registration_is_refused_and_the_component_registers_again_when_tol
             "{}",
             r.stderr
         );
-        a.at("2026-12-01T10:23:00Z");
+        a.at(day("10:23"));
         flush(&a).success();
         let second = registration_id(&a);
         assert!(!second.is_empty() && second != first, "{}", state(&a));
@@ -520,12 +533,7 @@ fn unsent_heartbeats_do_not_pile_up() {
         &format!("upstream = true\nroutes = [\"dir:{}\"]", missing.display()),
     );
     a.send(&[], b"data 1");
-    for at in [
-        "2026-12-01T10:00:00Z",
-        "2026-12-01T10:20:00Z",
-        "2026-12-01T10:40:00Z",
-        "2026-12-01T11:00:00Z",
-    ] {
+    for at in [day("10:00"), day("10:20"), day("10:40"), day("11:00")] {
         a.at(at);
         flush(&a).code(75);
     }

@@ -278,7 +278,7 @@ impl Default for BulkSettings {
             max_transfers: 16,
             max_deferrals: 5,
             retry: Duration::from_secs(3600),
-            reservation: Duration::from_secs(24 * 3600),
+            reservation: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -1394,7 +1394,8 @@ window = 16                       # as the receiver: chunks asked for at a time
 max_transfers = 16                # as the receiver: more at once are deferred
 max_deferrals = 5                 # as the sender: then the transfer is dead
 retry = "1h"                      # as the sender: ask again after a deferral
-reservation = "24h"               # a reservation not moving lapses after this
+reservation = "7d"                # a reservation not moving lapses after this
+                                  # (media carried weekly need it this long)
 
 # At the provider: answer registrations, hear heartbeats (rs-relay silent).
 [registrar]

@@ -344,6 +344,27 @@ pub fn tick(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<()> {
     hop::tick(spool, now, log)
 }
 
+/// Every transfer this site sends (`direction` `out`) and receives
+/// (`in`), as `rs-queue list --area bulk` shows them.
+pub fn list(spool: &Spool) -> Result<Vec<serde_json::Value>> {
+    if !spool.root().join("bulk").is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for (t, _) in transfers(spool, "out")? {
+        if let Some(mut v) = sender::status(spool, &t) {
+            v["direction"] = "out".into();
+            out.push(v);
+        }
+    }
+    for (t, path) in transfers(spool, "in")? {
+        if let Some(v) = receiver::status(&t, &path) {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
 /// The transfers in `bulk/SUB`, by ID, with the path of each state file.
 fn transfers(spool: &Spool, sub: &str) -> Result<Vec<(String, PathBuf)>> {
     let d = dir(spool, sub)?;

@@ -309,7 +309,7 @@ impl std::io::Write for Bounded {
 /// and recorded once per transfer at [`Chunks::finish`].
 #[derive(Default)]
 pub struct Chunks {
-    open: BTreeMap<String, (Incoming, File, PathBuf)>,
+    open: BTreeMap<String, (Incoming, Option<File>, PathBuf)>,
 }
 
 impl Chunks {
@@ -339,11 +339,19 @@ impl Chunks {
             if st.phase != Phase::Receiving {
                 return Err(format!("a chunk of transfer {t}, which is {:?}", st.phase));
             }
-            let file = durable::open(std::fs::OpenOptions::new().write(true), &data_path)
-                .map_err(|e| format!("{}: {e}", data_path.display()))?;
+            // No data file: a run killed after delivering it (or setting
+            // it aside) and before recording that; `finish` completes it.
+            let file = match durable::open(std::fs::OpenOptions::new().write(true), &data_path) {
+                Ok(f) => Some(f),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(format!("{}: {e}", data_path.display())),
+            };
             self.open.insert(t.clone(), (st, file, data_path));
         }
         let (st, file, path) = self.open.get_mut(&t).expect("opened above");
+        let Some(file) = file else {
+            return Ok(());
+        };
         let origin = h.origin().map(|o| o.to_string());
         if origin != st.origin {
             return Err(format!(
@@ -386,9 +394,11 @@ impl Chunks {
     pub fn finish(self, spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<()> {
         let config = &spool.config().bulk;
         for (t, (mut st, file, data_path)) in self.open {
-            durable::sync_data(&file, &data_path)
-                .map_err(|e| crate::spool::Error::io("fsync", &data_path, e))?;
-            drop(file);
+            let gone = file.is_none();
+            if let Some(file) = file {
+                durable::sync_data(&file, &data_path)
+                    .map_err(|e| crate::spool::Error::io("fsync", &data_path, e))?;
+            }
             st.expires = now.saturating_add(config.reservation);
             st.updated = now;
             let count = st.count();
@@ -397,9 +407,10 @@ impl Chunks {
             let transfer = MessageId::parse(&t).map_err(|e| {
                 crate::spool::Error::io("name", &data_path, std::io::Error::other(e.to_string()))
             })?;
-            if have.len() == count {
+            if have.len() == count || gone {
+                // Said before it is recorded: a run killed in between says
+                // it again (the sender takes the second as the first).
                 complete(spool, &t, &mut st, &request, now, log)?;
-                save_state(spool, &t, &st, now)?;
                 let said = match st.phase {
                     Phase::Delivered => Said {
                         verified: Digest::new(st.digest.clone()).ok(),
@@ -421,13 +432,13 @@ impl Chunks {
                     now,
                     log,
                 )?;
+                save_state(spool, &t, &st, now)?;
                 continue;
             }
             let asked = Ranges::parse(&st.asked, count).unwrap_or_default();
             if have.covers(&asked) {
                 let next = have.missing(count, config.window as u64);
                 st.asked = next.to_string();
-                save_state(spool, &t, &st, now)?;
                 let said = Said {
                     chunk_size: Some(st.chunk_size),
                     ask: Some(next),
@@ -439,6 +450,7 @@ impl Chunks {
                     now,
                     log,
                 )?;
+                save_state(spool, &t, &st, now)?;
             } else {
                 save_state(spool, &t, &st, now)?;
             }
@@ -459,8 +471,26 @@ fn complete(
     log: &dyn Fn(String),
 ) -> Result<()> {
     let (_, data_path, _) = paths(spool, t)?;
-    let mut f =
-        File::open(&data_path).map_err(|e| crate::spool::Error::io("open", &data_path, e))?;
+    if maildir::ids(spool)?.contains(t) {
+        // A run killed after delivering it: done already.
+        let _ = durable::remove_file(&data_path);
+        st.phase = Phase::Delivered;
+        st.reason = None;
+        return Ok(());
+    }
+    let mut f = match File::open(&data_path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // A run killed after setting a data that did not match aside.
+            st.phase = Phase::Rejected;
+            st.reason = Some(
+                "its data is gone: set aside after a digest mismatch, or its reservation lapsed"
+                    .into(),
+            );
+            return Ok(());
+        }
+        Err(e) => return Err(crate::spool::Error::io("open", &data_path, e)),
+    };
     let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -484,7 +514,7 @@ fn complete(
         st.reason = Some(why);
         return Ok(());
     }
-    if !maildir::ids(spool)?.contains(t) {
+    {
         let mut header = request.clone();
         header.id = MessageId::parse(t).map_err(|e| {
             crate::spool::Error::io("name", &data_path, std::io::Error::other(e.to_string()))
@@ -513,7 +543,7 @@ fn complete(
 }
 
 /// Lets lapsed reservations go (the sender is told), and asks again for
-/// chunks that have not come for a quarter of `[bulk] reservation`.
+/// chunks that have not come for half of `[bulk] reservation`.
 pub fn tick(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<()> {
     let config = &spool.config().bulk;
     for (t, path) in transfers(spool, "in")? {
@@ -551,7 +581,7 @@ pub fn tick(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<()> {
                 now,
                 log,
             )?;
-        } else if now > st.updated.saturating_add(config.reservation / 4) {
+        } else if now > st.updated.saturating_add(config.reservation / 2) {
             let ask = still_asked(&st);
             log(format!("{t}: chunks {ask} not here yet: asked again"));
             st.updated = now;
@@ -570,4 +600,34 @@ pub fn tick(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Where transfer `t` (its state at `path`) stands here, for listings.
+pub fn status(t: &str, path: &std::path::Path) -> Option<serde_json::Value> {
+    let st = load::<Incoming>(path)?;
+    let count = st.count();
+    let held = Ranges::parse(&st.have, count).map_or(0, |h| h.len());
+    let summary = match st.phase {
+        Phase::Receiving => format!(
+            "bulk transfer of {} bytes from {}: authorized, {held} of {count} chunks held, chunks {} asked for; lapses at {}",
+            st.size,
+            st.origin.as_deref().unwrap_or("the provider"),
+            st.asked,
+            st.expires
+        ),
+        Phase::Delivered => format!("bulk transfer of {} bytes: verified ({}) and delivered", st.size, st.digest),
+        Phase::Rejected => format!(
+            "bulk transfer of {} bytes: rejected: {}",
+            st.size,
+            st.reason.clone().unwrap_or_default()
+        ),
+    };
+    Some(serde_json::json!({
+        "id": t, "direction": "in", "state": st.phase, "summary": summary,
+        "bulk": {
+            "phase": st.phase, "size": st.size, "digest": st.digest, "origin": st.origin,
+            "chunk_size": st.chunk_size, "chunks": count, "chunks_held": held,
+            "asked": st.asked, "expires": st.expires, "reason": st.reason, "updated": st.updated,
+        }
+    }))
 }

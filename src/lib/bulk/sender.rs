@@ -431,6 +431,18 @@ pub fn tick(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<()> {
                     give_up(&mut st, format!("its request is dead: {why}"), &t, log);
                 }
             }
+            Phase::Authorized if now >= st.updated.saturating_add(spool.config().bulk.retry) => {
+                // Nothing heard for `retry`: the request goes again and
+                // the receiver answers where the transfer stands (an
+                // answer lost on the way heals).
+                ask_again(spool, &t, &mut st, now)?;
+                st.phase = Phase::Authorized;
+                st.updated = now;
+                log(format!(
+                    "{t}: nothing heard of the transfer: asked where it stands ({})",
+                    st.request
+                ));
+            }
             Phase::Authorized => {
                 let lost = st
                     .chunks
@@ -449,7 +461,11 @@ pub fn tick(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<()> {
             }
             _ => {}
         }
-        if st.phase != before.phase || st.chunks != before.chunks || st.request != before.request {
+        if st.phase != before.phase
+            || st.chunks != before.chunks
+            || st.request != before.request
+            || st.updated != before.updated
+        {
             st.updated = now;
             save(spool, &dir(spool, "out")?, &format!("{t}.json"), &st, now)?;
         }

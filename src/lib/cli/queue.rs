@@ -36,7 +36,9 @@ pub enum QueueCommand {
     /// List messages in send order (precedence, then arrival). With --json,
     /// one JSON object per line.
     List {
-        /// Which messages: outbound (queued, held, sent), dead or quarantine.
+        /// Which messages: outbound (queued, held, sent), dead or quarantine;
+        /// or bulk: the transfers this site sends and receives, and where
+        /// each stands (authorized, chunks acknowledged or held, verified).
         #[arg(long, value_enum, default_value_t = ListArea::Outbound)]
         area: ListArea,
     },
@@ -151,4 +153,5 @@ pub enum ListArea {
     Outbound,
     Dead,
     Quarantine,
+    Bulk,
 }

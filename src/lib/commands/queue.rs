@@ -91,6 +91,9 @@ fn send_to(
     // handled now.
     let waited = crate::infra::held(spool).is_some();
     crate::infra::run_held(spool, ctx.clock.now(), &log)?;
+    // Bulk answers that came back are followed now (the chunks asked for
+    // go with the next run).
+    crate::bulk::run_held(spool, ctx.clock.now(), &log)?;
     if waited {
         // The registration's answer may have come back in this run: once
         // applied, what waited for it goes now.
@@ -370,6 +373,20 @@ fn list(
                     out.line(format!(
                         "{:<38} {:<8} {:<7} {}",
                         n.id, r.kind, n.precedence, r.detail
+                    ))?;
+                }
+            }
+        }
+        ListArea::Bulk => {
+            for t in crate::bulk::list(spool)? {
+                if ctx.json {
+                    out.json(&t)?;
+                } else {
+                    out.line(format!(
+                        "{} {:<3} {}",
+                        t["id"].as_str().unwrap_or_default(),
+                        t["direction"].as_str().unwrap_or_default(),
+                        t["summary"].as_str().unwrap_or_default()
                     ))?;
                 }
             }

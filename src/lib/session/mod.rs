@@ -237,6 +237,10 @@ fn answer(
         if let Err(e) = crate::infra::run_held(spool, now, log) {
             log(format!("infrastructure messages not handled now: {e}"));
         }
+        // So is a bulk request (or the chunks asked for next).
+        if let Err(e) = crate::bulk::run_held(spool, now, log) {
+            log(format!("bulk messages not handled now: {e}"));
+        }
     }
     // What this site holds for the caller: acknowledgements and
     // back-channel messages, chosen and recorded as any exchange.
