@@ -11,6 +11,14 @@ use super::Common;
 /// is printed: once rs-send exits 0, the message is delivered exactly once or
 /// reported undeliverable (see rs-ack(1)).
 ///
+/// Data larger than [bulk] threshold (4 KiB unless configured) goes as a
+/// bulk transfer: rs-send keeps a copy (bulk/out/ID.data) and queues a
+/// bulk-data-request; every hop may refuse it, the receiver answers ok,
+/// deferred or rejected, then asks for the data in chunks and verifies it
+/// whole before it is delivered as message ID. `rs-ack status ID` and
+/// `rs-queue list --area bulk` show where a transfer stands. Data to a
+/// group or to several destinations goes as one message whatever its size.
+///
 /// When the queue is full, the eviction order decides: expired messages go
 /// first, then the oldest bulk messages of normal persistence; a bulk message
 /// is rejected rather than displace others; an urgent message displaces the
