@@ -573,3 +573,148 @@ fn bulk_transfers_killed_at_random_moments_arrive_once_and_resume() {
         s.assert_nothing_quarantined();
     }
 }
+
+/// A download to a group behind a relay: the relay fetches it from the
+/// provider once, then sends it to each member in a transfer of its own,
+/// with a state per member (a member that defers is asked again as any
+/// receiver is, see above; one that rejects is dead, the relay's copy for
+/// it kept); the relay's copy goes when every member has it.
+#[test]
+fn a_group_download_reaches_every_member_once_with_one_fetch_from_the_provider() {
+    let mut c = Chain::new();
+    // The provider routes the group to the relay, which knows its members.
+    let p_config = std::fs::read_to_string(c.site("p.hub").spool.join("config.toml")).unwrap();
+    std::fs::write(
+        c.site("p.hub").spool.join("config.toml"),
+        p_config.replace(
+            "id = \"r.relay\"\n",
+            "id = \"r.relay\"\ncomponents = [\"ops\"]\n",
+        ),
+    )
+    .unwrap();
+    c.site("p.hub").bulk_threshold("4KiB");
+    c.site("r.relay").append_config(
+        "[[group]]\nname = \"ops\"\nmembers = [\"a.host\", \"b.host\"]\n\n[bulk]\nchunk_size = \"32KiB\"\nwindow = 8\nretry = \"10m\"\n",
+    );
+    // b refuses at first: it takes nothing above 100 KiB.
+    c.site("b.host")
+        .append_config("[bulk]\nthreshold = \"4KiB\"\nmax_size = \"100KiB\"\n");
+    let data = random(200 * 1024 + 3, 9);
+    let id = c
+        .site("p.hub")
+        .cmd("rs-send")
+        .args([
+            "--class",
+            "firmware",
+            "--subclass",
+            "image",
+            "--to",
+            "group:ops",
+        ])
+        .stdin(&data)
+        .run()
+        .success()
+        .stdout
+        .trim()
+        .to_string();
+    // Down: p → r; r answers and asks; p sends the chunks; r verifies and
+    // starts one transfer per member.
+    let down = |c: &Chain| {
+        c.flush("p.hub");
+        c.import("r.relay");
+        c.flush("r.relay");
+        for s in SITES {
+            c.import(s);
+            c.flush(s);
+        }
+        c.import("r.relay");
+        c.flush("r.relay");
+        c.import("p.hub");
+    };
+    let mut rounds = 0;
+    while c.status("p.hub", &id)["state"] != "acknowledged" {
+        rounds += 1;
+        assert!(rounds <= 6, "{}", c.status("p.hub", &id));
+        down(&c);
+    }
+    let s = c.status("p.hub", &id);
+    assert_eq!(
+        s["bulk"]["chunks_sent"], 7,
+        "one fetch from the provider: {s}"
+    );
+    let transfers = c
+        .site("r.relay")
+        .cmd("rs-queue")
+        .args(["list", "--area", "bulk", "--json"])
+        .run()
+        .success()
+        .json_lines();
+    let out: Vec<_> = transfers
+        .iter()
+        .filter(|t| t["direction"] == "out")
+        .collect();
+    assert_eq!(out.len(), 2, "one delivery state per member: {transfers:?}");
+    for _ in 0..4 {
+        down(&c);
+    }
+    let got_a = c.site("a.host").received();
+    assert_eq!(got_a.len(), 1);
+    assert_eq!(got_a[0].1, data, "a.host has it, byte-identical");
+    assert!(c.site("b.host").received().is_empty(), "b.host refused it");
+    let b_state = |c: &Chain| {
+        c.site("r.relay")
+            .cmd("rs-queue")
+            .args(["list", "--area", "bulk", "--json"])
+            .run()
+            .success()
+            .json_lines()
+            .into_iter()
+            .find(|t| t["direction"] == "out" && t["summary"].as_str().unwrap().contains("dead"))
+    };
+    assert!(b_state(&c).is_some(), "b.host's transfer is dead: rejected");
+    // b.host takes larger transfers now: a new download goes to both, and
+    // the relay's copy of it goes once both have it.
+    c.site("b.host")
+        .append_config("[bulk]\nthreshold = \"4KiB\"\n");
+    let data2 = random(150 * 1024, 10);
+    let id2 = c
+        .site("p.hub")
+        .cmd("rs-send")
+        .args([
+            "--class",
+            "firmware",
+            "--subclass",
+            "image",
+            "--to",
+            "group:ops",
+        ])
+        .stdin(&data2)
+        .run()
+        .success()
+        .stdout
+        .trim()
+        .to_string();
+    for _ in 0..8 {
+        down(&c);
+        c.later(1);
+    }
+    assert_eq!(c.status("p.hub", &id2)["state"], "acknowledged");
+    for s in SITES {
+        let got: Vec<_> = c
+            .site(s)
+            .received()
+            .into_iter()
+            .filter(|(_, d)| *d == data2)
+            .collect();
+        assert_eq!(got.len(), 1, "{s} has the second download once");
+    }
+    let left: Vec<String> = bulk_files(c.site("r.relay"), "out")
+        .into_iter()
+        .filter(|f| f.ends_with(".data"))
+        .collect();
+    assert_eq!(
+        left.len(),
+        1,
+        "only the copy for b.host's dead first transfer stays: {left:?}"
+    );
+}

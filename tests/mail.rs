@@ -543,6 +543,89 @@ fn tls_routes_verify_the_relay(env: &Env) {
 }
 
 /// A scenario's name and body.
+/// Bulk data by mail with a relay between: A mails the request and the
+/// chunks to B (Postfix pipes them into `rs-relay receive`), B, a relay
+/// for this scenario, passes them on to P over a directory; P's answers
+/// come back the same way and reach A by mail (A's Maildir).
+fn bulk_through_mail_and_a_relay(env: &Env) {
+    let b_config = std::fs::read_to_string(env.b.spool.join("config.toml")).unwrap();
+    let a_config = std::fs::read_to_string(env.a.spool.join("config.toml")).unwrap();
+    let p = Site::component("p.hub");
+    p.append_config("[bulk]\nchunk_size = \"16KiB\"\nwindow = 4\n");
+    let (to_p, to_b) = (p.stick("to-p"), p.stick("to-b"));
+    for d in [&to_p, &to_b] {
+        chown(d, NOBODY);
+    }
+    run_chmod(p.root());
+    p.peer("b.hub", &format!("routes = [\"dir:{}\"]", to_b.display()));
+    chown(&p.spool, NOBODY);
+    env.b.peer(
+        "p.hub",
+        &format!("upstream = true\nroutes = [\"dir:{}\"]", to_p.display()),
+    );
+    env.a.bulk_threshold("4KiB");
+    let data: Vec<u8> = (0..100_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let id = send(&env.a, &[], &data);
+    let p_cmd = |args: &[&str]| p.cmd(args[0]).args(&args[1..]).run_as(NOBODY).run();
+    let maildir = env.pf.maildir("a");
+    let mut rounds = 0;
+    let status = || {
+        env.a
+            .cmd("rs-ack")
+            .args(["status", "--json", &id])
+            .run()
+            .success()
+            .json()
+    };
+    while status()["state"] != "acknowledged" {
+        rounds += 1;
+        assert!(
+            rounds <= 10,
+            "not delivered after {rounds} rounds: {}",
+            status()
+        );
+        env.a.cmd("rs-queue").args(["flush", "--force"]).run();
+        env.pf.wait(
+            Duration::from_secs(60),
+            "Postfix to pipe the mail into B",
+            || env.pf.queue_is_empty(),
+        );
+        env.b(&["rs-queue", "flush"]).run();
+        p_cmd(&["rs-relay", "import", "--from", &to_p.display().to_string()]);
+        p_cmd(&["rs-queue", "flush"]);
+        env.b(&["rs-relay", "import", "--from", &to_b.display().to_string()])
+            .run();
+        env.b(&["rs-queue", "flush", "--force"]).run();
+        env.pf
+            .wait(Duration::from_secs(60), "Postfix to deliver to A", || {
+                env.pf.queue_is_empty()
+            });
+        env.a
+            .cmd("rs-relay")
+            .args(["fetch", "--maildir"])
+            .args([&maildir])
+            .run()
+            .success();
+    }
+    let got: Vec<_> = p.received().into_iter().filter(|(i, _)| *i == id).collect();
+    assert_eq!(got.len(), 1, "delivered once");
+    assert!(got[0].1 == data, "byte-identical");
+    let s = status();
+    assert_eq!(s["bulk"]["chunks_sent"], 7, "{s}");
+    assert!(
+        env.b.received().iter().all(|(i, _)| *i != id),
+        "the relay kept nothing"
+    );
+    println!(
+        "  bulk by mail: {} bytes in 7 chunks, {rounds} round trips",
+        data.len()
+    );
+    std::fs::write(env.b.spool.join("config.toml"), b_config).unwrap();
+    std::fs::write(env.a.spool.join("config.toml"), a_config).unwrap();
+}
+
 type Scenario = (&'static str, fn(&Env));
 
 /// Protection over mail, OpenPGP then S/MIME: A signs and encrypts what it
@@ -697,7 +780,7 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let scenarios: [Scenario; 8] = [
+    let scenarios: [Scenario; 9] = [
         ("round_trip_of_500_messages", round_trip_of_500_messages),
         ("tls_routes_verify_the_relay", tls_routes_verify_the_relay),
         (
@@ -718,6 +801,10 @@ fn main() {
         ),
         ("mta_stopped_during_a_flush", mta_stopped_during_a_flush),
         ("protected_mail_both_formats", protected_mail_both_formats),
+        (
+            "bulk_through_mail_and_a_relay",
+            bulk_through_mail_and_a_relay,
+        ),
     ];
     let chosen: Vec<_> = scenarios
         .iter()

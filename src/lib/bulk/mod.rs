@@ -106,6 +106,24 @@ pub fn takes(kind: &str, hop: &NextHop) -> bool {
     }
 }
 
+/// The members of the group a transfer is addressed to, when that group
+/// is configured here: this site is then the transfer's receiver (the
+/// relay nearest the members fetches the data once) and sends it on to
+/// each member in a transfer of its own.
+pub fn group_here<'a>(h: &Header, config: &'a crate::config::Config) -> Option<&'a [Name]> {
+    let Locator::Destination(d) = &h.locator else {
+        return None;
+    };
+    match d.targets.as_slice() {
+        [Target::Group(g)] => config
+            .groups
+            .iter()
+            .find(|c| c.name == *g)
+            .map(|c| c.members.as_slice()),
+        _ => None,
+    }
+}
+
 /// A chunk's parameters, as its MIME type carries them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChunkInfo {
@@ -292,7 +310,10 @@ pub fn run_held(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<(
         };
         let mut refused = None;
         for m in messages {
-            let hop = crate::route::next_hop(&m.header, config, &learned);
+            let hop = match group_here(&m.header, config) {
+                Some(_) => NextHop::Local,
+                None => crate::route::next_hop(&m.header, config, &learned),
+            };
             match (&m.content, hop) {
                 (Content::BulkDataRequest(r), NextHop::Local) => {
                     receiver::on_request(spool, &m.header, r, now, log)?
@@ -300,7 +321,13 @@ pub fn run_held(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<(
                 (Content::BulkDataRequest(r), NextHop::Peer(_)) => {
                     hop::on_request(spool, &m, r, now, log)?
                 }
-                (Content::BulkDataResponse(r), NextHop::Local) => {
+                // An answer for a transfer this site sends is its own,
+                // whichever way routing would take it (a relay sending a
+                // group's data on hears its members' answers on their way
+                // up).
+                (Content::BulkDataResponse(r), hop)
+                    if hop == NextHop::Local || sender::sends(spool, r) =>
+                {
                     sender::on_answer(spool, &m.header, r, now, log)?
                 }
                 (Content::BulkDataResponse(r), NextHop::Peer(_)) => {

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{answer, digest_of, dir, load, save, transfers, ChunkInfo, Ranges, Said};
 use crate::message::{
-    envelope, stream, BulkDataRequest, BulkStatus, Content, Data, Digest, Header, Message,
-    MessageId, MimeType,
+    envelope, stream, BulkDataRequest, BulkStatus, Content, Data, Digest, Header, Locator, Message,
+    MessageId, MimeType, Name, Target,
 };
 use crate::spool::{durable, maildir, Area, Result, Spool};
 use crate::time::Timestamp;
@@ -471,7 +471,24 @@ fn complete(
     log: &dyn Fn(String),
 ) -> Result<()> {
     let (_, data_path, _) = paths(spool, t)?;
-    if maildir::ids(spool)?.contains(t) {
+    let members = super::group_here(request, spool.config());
+    let handed_on = |m: &Name| {
+        let id = crate::receive::decide::copy_id(&request.id, &Target::Component(m.clone()));
+        spool
+            .root()
+            .join("bulk/out")
+            .join(format!("{id}.json"))
+            .exists()
+    };
+    let done = match members {
+        Some(ms) => {
+            ms.iter()
+                .all(|m| *m == spool.config().component || handed_on(m))
+                && !data_path.exists()
+        }
+        None => maildir::ids(spool)?.contains(t),
+    };
+    if done {
         // A run killed after delivering it: done already.
         let _ = durable::remove_file(&data_path);
         st.phase = Phase::Delivered;
@@ -514,7 +531,9 @@ fn complete(
         st.reason = Some(why);
         return Ok(());
     }
-    {
+    if let Some(members) = members {
+        fan_out(spool, t, st, request, members, &data_path, &got, now, log)?;
+    } else {
         let mut header = request.clone();
         header.id = MessageId::parse(t).map_err(|e| {
             crate::spool::Error::io("name", &data_path, std::io::Error::other(e.to_string()))
@@ -539,6 +558,71 @@ fn complete(
         "{t}: bulk transfer of {} bytes verified ({got}) and delivered",
         st.size
     ));
+    Ok(())
+}
+
+/// The data of group transfer `t`, verified here, goes on to each member
+/// of the group in a transfer of its own (its ID derived from `t` and the
+/// member, its data a link to this one), or into this site's Maildir when
+/// it is a member itself. Each member's transfer keeps its own state
+/// (`bulk/out/`): refused, deferred and retried on its own; the data's
+/// last link goes with the last member's delivery.
+#[allow(clippy::too_many_arguments)]
+fn fan_out(
+    spool: &Spool,
+    t: &str,
+    st: &Incoming,
+    request: &Header,
+    members: &[Name],
+    data_path: &std::path::Path,
+    digest: &Digest,
+    now: Timestamp,
+    log: &dyn Fn(String),
+) -> Result<()> {
+    let me = &spool.config().component;
+    let mime = MimeType::new(st.mime.clone()).unwrap_or_else(|_| MimeType::octet_stream());
+    for m in members {
+        let target = Target::Component(m.clone());
+        let mut header = request.clone();
+        header.id = crate::receive::decide::copy_id(&request.id, &target);
+        if let Locator::Destination(d) = &mut header.locator {
+            d.targets = vec![target];
+        }
+        if m == me {
+            deliver_copy(spool, header, &mime, st.size, data_path, now)?;
+            continue;
+        }
+        // The member's transfer is this site's: its messages start their
+        // routing here, and the member answers this site.
+        header.routing.clear();
+        super::sender::start_linked(spool, &header, &mime, digest, data_path, now, log)?;
+    }
+    log(format!(
+        "{t}: bulk transfer to group of {} members verified here and handed on to each",
+        members.len()
+    ));
+    Ok(())
+}
+
+/// Delivers this site's own copy of a group transfer, unless it is here.
+fn deliver_copy(
+    spool: &Spool,
+    header: Header,
+    mime: &MimeType,
+    size: u64,
+    data_path: &std::path::Path,
+    now: Timestamp,
+) -> Result<()> {
+    if maildir::ids(spool)?.contains(header.id.as_str()) {
+        return Ok(());
+    }
+    let (path, mime) = (data_path.to_path_buf(), mime.clone());
+    let id = header.id.clone();
+    let write: maildir::Writer<'_> = Box::new(move |out| {
+        let mut f = File::open(&path)?;
+        stream::write_data_envelope(&header, &mime, size, &mut f, out)
+    });
+    maildir::deliver(spool, &[(id, write)], now)?;
     Ok(())
 }
 

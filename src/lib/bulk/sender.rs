@@ -71,14 +71,14 @@ fn paths(spool: &Spool, t: &str) -> Result<(PathBuf, PathBuf, PathBuf)> {
 }
 
 /// Whether data with header `header` can go as a transfer: on the forward
-/// path, or to one component (a transfer to a group or to several goes as
-/// one message, as smaller data does).
+/// path, or to one component or group (a transfer to several goes as one
+/// message, as smaller data does). A group's transfer is received once by
+/// the relay where the group is configured, which sends it on to each
+/// member.
 pub fn can_send(header: &Header) -> bool {
     match &header.locator {
         Locator::Source(_) => true,
-        Locator::Destination(d) => {
-            d.targets.len() == 1 && matches!(d.targets[0], crate::message::Target::Component(_))
-        }
+        Locator::Destination(d) => d.targets.len() == 1,
     }
 }
 
@@ -94,8 +94,7 @@ pub fn prepare(
     now: Timestamp,
 ) -> Result<Message> {
     let t = header.id.to_string();
-    let (state_path, data_path, request_path) = paths(spool, &t)?;
-    let out_dir = dir(spool, "out")?;
+    let (_, data_path, _) = paths(spool, &t)?;
     let mut staged = spool.stage(now)?;
     let tmp = staged.path().to_path_buf();
     let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
@@ -126,6 +125,54 @@ pub fn prepare(
     let digest = Digest::of(hasher);
     staged.sync()?;
     staged.commit(&data_path)?;
+    let request = request_for(spool, header, mime, size, &digest, now)?;
+    save_new(spool, &request, now)?;
+    Ok(request)
+}
+
+/// Starts transfer `header.id` of the data at `data` (linked, not copied:
+/// the link goes when the transfer is delivered) and queues its request,
+/// unless it was started before. Durable on return.
+pub fn start_linked(
+    spool: &Spool,
+    header: &Header,
+    mime: &MimeType,
+    digest: &Digest,
+    data: &std::path::Path,
+    now: Timestamp,
+    log: &dyn Fn(String),
+) -> Result<()> {
+    let size = std::fs::metadata(data)
+        .map_err(|e| crate::spool::Error::io("read", data, e))?
+        .len();
+    let t = header.id.to_string();
+    let (state_path, data_path, _) = paths(spool, &t)?;
+    if state_path.exists() {
+        return Ok(());
+    }
+    if !data_path.exists() {
+        std::fs::hard_link(data, &data_path)
+            .map_err(|e| crate::spool::Error::io("link", &data_path, e))?;
+    }
+    let request = request_for(spool, header, mime, size, digest, now)?;
+    // Queued before it is recorded: a run killed in between queues the
+    // same request (the same ID) again, a duplicate the receiver drops.
+    crate::relay::pass_on(spool, vec![request.clone()], now, log)?;
+    save_new(spool, &request, now)
+}
+
+/// The first request of transfer `header.id`, kept in `bulk/out/T.request`.
+fn request_for(
+    spool: &Spool,
+    header: &Header,
+    mime: &MimeType,
+    size: u64,
+    digest: &Digest,
+    now: Timestamp,
+) -> Result<Message> {
+    let t = header.id.to_string();
+    let (_, _, request_path) = paths(spool, &t)?;
+    let out_dir = dir(spool, "out")?;
     let request = Message {
         header: header.clone(),
         content: Content::BulkDataRequest(BulkDataRequest {
@@ -145,10 +192,19 @@ pub fn prepare(
         &envelope::to_bytes(std::slice::from_ref(&request)),
         now.as_micros(),
     )?;
+    Ok(request)
+}
+
+/// Records a new transfer whose first request is `request`.
+fn save_new(spool: &Spool, request: &Message, now: Timestamp) -> Result<()> {
+    let Content::BulkDataRequest(r) = &request.content else {
+        return Ok(());
+    };
+    let t = request.header.id.to_string();
     let st = Outgoing {
         phase: Phase::Requested,
-        size,
-        digest: digest.to_string(),
+        size: r.size,
+        digest: r.digest.as_ref().map(|d| d.to_string()).unwrap_or_default(),
         request: t.clone(),
         requests: 1,
         deferrals: 0,
@@ -160,8 +216,7 @@ pub fn prepare(
         reason: None,
         updated: now,
     };
-    save(spool, &out_dir, &name(&state_path), &st, now)?;
-    Ok(request)
+    save(spool, &dir(spool, "out")?, &format!("{t}.json"), &st, now)
 }
 
 /// The first request of transfer `t` (its header is every later
@@ -179,6 +234,16 @@ fn first_request(spool: &Spool, t: &str) -> Result<Message> {
                 std::io::Error::other("not the one request of a transfer"),
             )
         })
+}
+
+/// Whether the transfer answer `r` names is one this site sends.
+pub fn sends(spool: &Spool, r: &BulkDataResponse) -> bool {
+    let t = r.transfer.as_ref().unwrap_or(&r.answers);
+    spool
+        .root()
+        .join("bulk/out")
+        .join(format!("{t}.json"))
+        .exists()
 }
 
 /// What an answer from the receiver (or a hop) does to transfer it names.

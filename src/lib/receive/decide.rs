@@ -135,6 +135,11 @@ pub fn decide(f: &Facts<'_>, when: &When, config: &Config, learned: &Learned) ->
             remember: false,
         };
     }
+    // A transfer to a group configured here is received here, once, and
+    // sent on to each member from here (see `bulk`).
+    if f.bulk && crate::bulk::group_here(f.header, config).is_some() {
+        return Decision::Bulk;
+    }
     if let Some(targets) = expansion(f.header, config) {
         return Decision::Expand { targets };
     }
