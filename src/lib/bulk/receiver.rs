@@ -510,6 +510,7 @@ fn complete(
     };
     let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
     let mut buf = vec![0u8; 1 << 20];
+    let mut progress = crate::output::Progress::new(format!("{t}: verifying"), st.size);
     loop {
         let n = f
             .read(&mut buf)
@@ -518,7 +519,9 @@ fn complete(
             break;
         }
         sha2::Digest::update(&mut hasher, &buf[..n]);
+        progress.add(n as u64);
     }
+    drop(progress);
     let got = Digest::of(hasher);
     if got.as_str() != st.digest {
         let why = format!("the data's digest is {got}, not {} as announced", st.digest);

@@ -100,6 +100,7 @@ pub fn prepare(
     let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
+    let mut progress = crate::output::Progress::new(format!("{t}: copying the data aside"), size);
     loop {
         let n = data
             .read(&mut buf)
@@ -112,6 +113,7 @@ pub fn prepare(
             .write_all(&buf[..n])
             .map_err(|e| crate::spool::Error::io("write", &tmp, e))?;
         total += n as u64;
+        progress.add(n as u64);
     }
     if total != size {
         return Err(crate::spool::Error::io(
