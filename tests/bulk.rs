@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use support::http::{route, serve_tls, Nginx, Pki, Serve};
-use support::Site;
+use support::{Rng, Site};
 
 const T0: &str = "2026-12-02T10:00:00Z";
 
@@ -398,33 +398,6 @@ fn a_bulk_file_through_a_relay_over_https() {
 #[test]
 fn a_bulk_file_through_a_relay_behind_nginx_and_cgi() {
     over_http(true);
-}
-
-/// A small deterministic generator (xorshift), seeded per run and printed.
-struct Rng(u64);
-
-impl Rng {
-    fn from_env() -> Rng {
-        let seed = std::env::var("RS_TEST_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-                    | 1
-            });
-        eprintln!("RS_TEST_SEED={seed}");
-        Rng(seed)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
 }
 
 /// Runs `args` on `site`, killed (SIGKILL) at a random moment within

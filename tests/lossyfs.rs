@@ -92,17 +92,6 @@ impl Drop for Lossy {
     }
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
-
 fn trials() -> usize {
     std::env::var("RS_CRASH_TRIALS")
         .ok()
@@ -137,13 +126,7 @@ fn send_export_and_import_cut_off_on_a_forgetful_file_system_lose_nothing() {
     for d in [&stick, &back] {
         std::fs::create_dir_all(d).unwrap();
     }
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("seed {seed}");
-    let mut rng = Rng(seed);
+    let mut rng = support::Rng::from_env();
     let mut boot = 0;
     let mut sent: HashMap<String, Vec<u8>> = HashMap::new();
     let mut payloads: HashSet<Vec<u8>> = HashSet::new();

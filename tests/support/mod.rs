@@ -575,3 +575,31 @@ pub fn mail_from_a(a: &Site, id: &str) -> Vec<u8> {
     mail.extend(std::fs::read(queued).expect("read the queued message"));
     mail
 }
+
+/// A small deterministic generator (xorshift), seeded per run and printed,
+/// so a failure can be replayed with RS_TEST_SEED.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn from_env() -> Rng {
+        let seed = std::env::var("RS_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        eprintln!("RS_TEST_SEED={seed}");
+        Rng(seed)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}

@@ -75,10 +75,7 @@ pub fn on_request(
             "{ts}: bulk request {} {status} here: {why}",
             m.header.id
         ));
-        let said = Said {
-            reason: Some(why),
-            ..Said::default()
-        };
+        let said = Said::because(Some(why));
         let a = answer(spool, &m.header, &t, status, said, now);
         crate::relay::pass_on(spool, vec![a], now, log)?;
         return Ok(());

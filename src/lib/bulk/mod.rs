@@ -209,6 +209,33 @@ pub struct Said {
     pub verified: Option<crate::message::Digest>,
 }
 
+impl Said {
+    /// Why (rejected, deferred).
+    pub fn because(reason: Option<String>) -> Said {
+        Said {
+            reason,
+            ..Said::default()
+        }
+    }
+
+    /// The last `ok`: this digest verified.
+    pub fn verified(digest: Option<crate::message::Digest>) -> Said {
+        Said {
+            verified: digest,
+            ..Said::default()
+        }
+    }
+
+    /// `ok`, asking for these chunks of this size.
+    pub fn asking(chunk_size: u64, ask: Ranges) -> Said {
+        Said {
+            chunk_size: Some(chunk_size),
+            ask: Some(ask),
+            ..Said::default()
+        }
+    }
+}
+
 /// A `bulk-data-response` to the request with header `h`, for transfer `t`.
 pub fn answer(
     spool: &Spool,

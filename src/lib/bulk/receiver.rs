@@ -81,6 +81,25 @@ fn send(spool: &Spool, m: Message, now: Timestamp, log: &dyn Fn(String)) -> Resu
     crate::relay::pass_on(spool, vec![m], now, log).map(|_| ())
 }
 
+/// Answers the request with header `request` of transfer `t`: queued
+/// toward the sender, durable on return.
+fn tell(
+    spool: &Spool,
+    request: &Header,
+    t: &MessageId,
+    status: BulkStatus,
+    said: Said,
+    now: Timestamp,
+    log: &dyn Fn(String),
+) -> Result<()> {
+    send(
+        spool,
+        answer(spool, request, t, status, said, now),
+        now,
+        log,
+    )
+}
+
 /// A request whose destination is this site: answered `rejected`,
 /// `deferred` or `ok` (the space allocated, the first chunks asked for);
 /// a request for a transfer known here is answered as it stands.
@@ -100,26 +119,13 @@ pub fn on_request(
         return match st.phase {
             Phase::Receiving => reply(
                 BulkStatus::Ok,
-                Said {
-                    chunk_size: Some(st.chunk_size),
-                    ask: Some(still_asked(&st)),
-                    ..Said::default()
-                },
+                Said::asking(st.chunk_size, still_asked(&st)),
             ),
             Phase::Delivered => reply(
                 BulkStatus::Ok,
-                Said {
-                    verified: Digest::new(st.digest.clone()).ok(),
-                    ..Said::default()
-                },
+                Said::verified(Digest::new(st.digest.clone()).ok()),
             ),
-            Phase::Rejected => reply(
-                BulkStatus::Rejected,
-                Said {
-                    reason: st.reason.clone(),
-                    ..Said::default()
-                },
-            ),
+            Phase::Rejected => reply(BulkStatus::Rejected, Said::because(st.reason.clone())),
         };
     }
     let refuse = |status: BulkStatus, why: String| {
@@ -127,13 +133,7 @@ pub fn on_request(
             "{ts}: bulk transfer of {} bytes {status}: {why}",
             r.size
         ));
-        reply(
-            status,
-            Said {
-                reason: Some(why),
-                ..Said::default()
-            },
-        )
+        reply(status, Said::because(Some(why)))
     };
     let Some(digest) = &r.digest else {
         return refuse(
@@ -234,14 +234,7 @@ pub fn on_request(
         "{ts}: bulk transfer of {} bytes authorized ({count} chunks of {chunk_size})",
         r.size
     ));
-    reply(
-        BulkStatus::Ok,
-        Said {
-            chunk_size: Some(chunk_size),
-            ask: Some(asked),
-            ..Said::default()
-        },
-    )
+    reply(BulkStatus::Ok, Said::asking(chunk_size, asked))
 }
 
 /// What is still asked for and not here (or, when all asked is here, the
@@ -412,26 +405,15 @@ impl Chunks {
                 // it again (the sender takes the second as the first).
                 complete(spool, &t, &mut st, &request, now, log)?;
                 let said = match st.phase {
-                    Phase::Delivered => Said {
-                        verified: Digest::new(st.digest.clone()).ok(),
-                        ..Said::default()
-                    },
-                    _ => Said {
-                        reason: st.reason.clone(),
-                        ..Said::default()
-                    },
+                    Phase::Delivered => Said::verified(Digest::new(st.digest.clone()).ok()),
+                    _ => Said::because(st.reason.clone()),
                 };
                 let status = if st.phase == Phase::Delivered {
                     BulkStatus::Ok
                 } else {
                     BulkStatus::Rejected
                 };
-                send(
-                    spool,
-                    answer(spool, &request, &transfer, status, said, now),
-                    now,
-                    log,
-                )?;
+                tell(spool, &request, &transfer, status, said, now, log)?;
                 save_state(spool, &t, &st, now)?;
                 continue;
             }
@@ -439,17 +421,8 @@ impl Chunks {
             if have.covers(&asked) {
                 let next = have.missing(count, config.window as u64);
                 st.asked = next.to_string();
-                let said = Said {
-                    chunk_size: Some(st.chunk_size),
-                    ask: Some(next),
-                    ..Said::default()
-                };
-                send(
-                    spool,
-                    answer(spool, &request, &transfer, BulkStatus::Ok, said, now),
-                    now,
-                    log,
-                )?;
+                let said = Said::asking(st.chunk_size, next);
+                tell(spool, &request, &transfer, BulkStatus::Ok, said, now, log)?;
                 save_state(spool, &t, &st, now)?;
             } else {
                 save_state(spool, &t, &st, now)?;
@@ -658,13 +631,13 @@ pub fn tick(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<()> {
             st.reason = Some(why.clone());
             st.updated = now;
             save_state(spool, &t, &st, now)?;
-            let said = Said {
-                reason: Some(why),
-                ..Said::default()
-            };
-            send(
+            let said = Said::because(Some(why));
+            tell(
                 spool,
-                answer(spool, &request, &transfer, BulkStatus::Rejected, said, now),
+                &request,
+                &transfer,
+                BulkStatus::Rejected,
+                said,
                 now,
                 log,
             )?;
@@ -672,18 +645,9 @@ pub fn tick(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<()> {
             let ask = still_asked(&st);
             log(format!("{t}: chunks {ask} not here yet: asked again"));
             st.updated = now;
+            let said = Said::asking(st.chunk_size, ask);
+            tell(spool, &request, &transfer, BulkStatus::Ok, said, now, log)?;
             save_state(spool, &t, &st, now)?;
-            let said = Said {
-                chunk_size: Some(st.chunk_size),
-                ask: Some(ask),
-                ..Said::default()
-            };
-            send(
-                spool,
-                answer(spool, &request, &transfer, BulkStatus::Ok, said, now),
-                now,
-                log,
-            )?;
         }
     }
     Ok(())
