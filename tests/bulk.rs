@@ -691,3 +691,98 @@ fn a_group_download_reaches_every_member_once_with_one_fetch_from_the_provider()
         "only the copy for b.host's dead first transfer stays: {left:?}"
     );
 }
+
+/// rs-send killed after keeping the data aside and before its request was
+/// queued (the ID never printed): the next run past `[bulk] retry` asks
+/// again, and the transfer completes.
+#[test]
+fn a_transfer_whose_request_never_left_asks_again() {
+    let mut c = Chain::new();
+    let data = random(40 * 1024, 12);
+    let id = c.site("a.host").send(&[], &data);
+    // What a kill before admission leaves: no request queued.
+    for e in walkdir::WalkDir::new(c.site("a.host").spool.join("queue"))
+        .into_iter()
+        .flatten()
+    {
+        if e.file_name().to_string_lossy().contains(&id) {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
+    c.round(&["a.host"]);
+    assert_eq!(
+        c.status("a.host", &id)["bulk"]["requests"],
+        1,
+        "not before retry"
+    );
+    c.later(61);
+    for _ in 0..3 {
+        c.round(&["a.host"]);
+    }
+    let s = c.status("a.host", &id);
+    assert_eq!(s["state"], "acknowledged", "{s}");
+    assert_eq!(s["bulk"]["requests"], 2, "{s}");
+    assert_eq!(c.site("p.hub").received(), vec![(id, data)]);
+}
+
+/// An urgent message sent while a transfer's chunks wait goes first.
+#[test]
+fn an_urgent_message_does_not_wait_behind_the_chunks() {
+    let c = Chain::new();
+    c.site("p.hub")
+        .append_config("[bulk]\nchunk_size = \"8KiB\"\nwindow = 16\n");
+    let id = c.site("a.host").send(&[], &random(128 * 1024, 13));
+    c.round(&["a.host"]);
+    let urgent = c.site("a.host").send(
+        &[
+            "--kind",
+            "alarm",
+            "--precedence",
+            "urgent",
+            "--text",
+            "disk full",
+        ],
+        b"",
+    );
+    let order: Vec<String> = c
+        .site("a.host")
+        .list()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["precedence"].as_str().unwrap(),
+                e["id"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(order.len(), 17, "16 chunks and the alarm: {order:?}");
+    assert_eq!(order[0], format!("urgent {urgent}"), "{order:?}");
+    assert!(
+        order[1..].iter().all(|o| o.starts_with("bulk ")),
+        "{order:?}"
+    );
+    for _ in 0..3 {
+        c.round(&["a.host"]);
+    }
+    assert_eq!(c.status("a.host", &id)["state"], "acknowledged");
+}
+
+/// A relay over its throttle defers a transfer its budget cannot carry
+/// now; the sender is told why and asks again later.
+#[test]
+fn a_hop_over_its_throttle_defers_the_transfer() {
+    let c = Chain::new();
+    c.site("r.relay")
+        .append_config("[throttle]\nmax_bytes_per_day = \"64KiB\"\n");
+    let id = c.site("a.host").send(&[], &random(100 * 1024, 14));
+    let p = c.round(&["a.host"]);
+    assert!(!p.contains(&id), "the provider saw it: {p}");
+    let s = c.status("a.host", &id);
+    assert_eq!(s["bulk"]["phase"], "deferred", "{s}");
+    let summary = s["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("max_bytes_per_day") && summary.contains("r.relay"),
+        "{summary}"
+    );
+}

@@ -55,6 +55,8 @@ pub fn on_request(
                 r.size
             ),
         ))
+    } else if let Some(why) = over_throttle(spool, r.size, now) {
+        Some((BulkStatus::Deferred, why))
     } else {
         let free = fs2::available_space(&hop_dir).unwrap_or(0);
         let taken = reserved(spool, now)?;
@@ -88,6 +90,30 @@ pub fn on_request(
     save(spool, &hop_dir, &format!("{ts}.json"), &res, now)?;
     crate::relay::pass_on(spool, vec![m.clone()], now, log)?;
     Ok(())
+}
+
+/// Why this relay's throttle (`[throttle] max_bytes_per_hour`, `_per_day`)
+/// cannot take `size` more bytes now, if it cannot.
+fn over_throttle(spool: &Spool, size: u64, now: Timestamp) -> Option<String> {
+    let t = &spool.config().throttle;
+    let sent = spool
+        .throttle_sent()
+        .at(now, crate::time::local_offset_secs());
+    let me = &spool.config().component;
+    [
+        (t.max_bytes_per_hour, sent.hour_bytes, "max_bytes_per_hour", "this hour"),
+        (t.max_bytes_per_day, sent.day_bytes, "max_bytes_per_day", "today"),
+    ]
+    .into_iter()
+    .find_map(|(max, sent, key, when)| {
+        let max = max?;
+        (sent.saturating_add(size) > max.0).then(|| {
+            format!(
+                "{me} sent {} {when} and sends at most {max} ([throttle] {key}): no room for {size} bytes now",
+                crate::config::Size(sent)
+            )
+        })
+    })
 }
 
 /// An answer passing back through: grants the reservation (`ok` asking

@@ -51,6 +51,10 @@ pub struct Outgoing {
     pub chunks: BTreeMap<u64, String>,
     /// How many chunks in all went.
     pub chunks_sent: u64,
+    /// The component that authorized the transfer: only its answers move
+    /// the transfer on from then (a hop on the path may refuse before).
+    #[serde(default)]
+    pub receiver: Option<String>,
     pub reason: Option<String>,
     pub updated: Timestamp,
 }
@@ -215,6 +219,7 @@ fn save_new(spool: &Spool, request: &Message, now: Timestamp) -> Result<()> {
         asked: String::new(),
         chunks: BTreeMap::new(),
         chunks_sent: 0,
+        receiver: None,
         reason: None,
         updated: now,
     };
@@ -268,6 +273,17 @@ pub fn on_answer(
     if matches!(st.phase, Phase::Delivered | Phase::Dead) {
         return Ok(());
     }
+    let from = h.origin().map(|o| o.to_string());
+    if st.receiver.is_some() && from != st.receiver {
+        log(format!(
+            "{}: an answer for transfer {t} from {from:?}, not from its receiver {:?}: ignored",
+            h.id, st.receiver
+        ));
+        return Ok(());
+    }
+    if r.status == BulkStatus::Ok && st.receiver.is_none() {
+        st.receiver = from;
+    }
     let reason = r.reason.as_ref().map(|x| x.to_string()).unwrap_or_default();
     let config = &spool.config().bulk;
     match r.status {
@@ -280,6 +296,7 @@ pub fn on_answer(
                 give_up(&mut st, why, &t, log);
             } else {
                 st.phase = Phase::Deferred;
+                st.reason = Some(reason.clone());
                 st.retry_at = Some(now.saturating_add(config.retry));
                 log(format!(
                     "{t}: bulk transfer deferred ({reason}); asked again at {}",
@@ -496,6 +513,25 @@ pub fn tick(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<()> {
             Phase::Requested => {
                 if let Some(why) = dead_of(&st.request)? {
                     give_up(&mut st, format!("its request is dead: {why}"), &t, log);
+                } else if spool.find(&st.request).is_err() && {
+                    // Never queued (rs-send killed before it printed the
+                    // ID: no acknowledgement on record) and `retry` past,
+                    // or gone and unanswered for half a reservation.
+                    let bulk = &spool.config().bulk;
+                    let left = crate::ack::journal(spool, &st.request).is_ok_and(|j| !j.is_empty());
+                    let wait = if left {
+                        bulk.reservation / 2
+                    } else {
+                        bulk.retry
+                    };
+                    now >= st.updated.saturating_add(wait)
+                } {
+                    ask_again(spool, &t, &mut st, now)?;
+                    st.updated = now;
+                    log(format!(
+                        "{t}: no answer to the bulk request: asked again ({})",
+                        st.request
+                    ));
                 }
             }
             Phase::Authorized if now >= st.updated.saturating_add(spool.config().bulk.retry) => {
