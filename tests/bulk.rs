@@ -786,3 +786,69 @@ fn a_hop_over_its_throttle_defers_the_transfer() {
         "{summary}"
     );
 }
+
+/// Hostile chunks: one claiming another site's transfer, one whose data
+/// does not match its digest. Both go to quarantine with the reason,
+/// nothing of them is written, and the real transfer completes intact.
+#[test]
+fn forged_and_corrupt_chunks_are_quarantined_and_the_transfer_completes() {
+    let c = Chain::new();
+    c.site("p.hub")
+        .append_config("[bulk]\nchunk_size = \"8KiB\"\nwindow = 8\n");
+    c.site("b.host").bulk_threshold("1TiB");
+    // Five chunks, the last of 3,192 bytes (under a.host's threshold, so
+    // a forged last chunk from a.host goes as one message).
+    let data = random(40 * 1024 - 5000, 15);
+    let id = c.site("a.host").send(&[], &data);
+    c.round(&["a.host"]);
+    assert_eq!(c.status("a.host", &id)["bulk"]["phase"], "authorized");
+    let garbage = random(8192, 16);
+    let digest = rs::bulk::digest_of(&garbage);
+    let chunk = |index: u64, digest: &str| {
+        format!("application/vnd.rs.bulk-chunk; transfer={id}; index={index}; digest={digest}")
+    };
+    // b.host claims a.host's transfer.
+    c.site("b.host")
+        .send(&["--mime-type", &chunk(0, digest.as_str())], &garbage);
+    // a.host sends data that does not match the digest it names.
+    let other = rs::bulk::digest_of(b"something else");
+    c.site("a.host").send(
+        &["--mime-type", &chunk(4, other.as_str())],
+        &garbage[..3192],
+    );
+    for _ in 0..3 {
+        c.round(&["a.host", "b.host"]);
+    }
+    assert_eq!(c.status("a.host", &id)["state"], "acknowledged");
+    let got: Vec<_> = c
+        .site("p.hub")
+        .received()
+        .into_iter()
+        .filter(|(i, _)| *i == id)
+        .collect();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].1 == data, "intact");
+    let reasons: Vec<String> = c
+        .site("p.hub")
+        .cmd("rs-queue")
+        .args(["list", "--area", "quarantine", "--json"])
+        .run()
+        .success()
+        .json_lines()
+        .iter()
+        .map(|q| q["detail"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("b.host") && r.contains("a.host")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("does not match its digest")),
+        "{reasons:?}"
+    );
+}
