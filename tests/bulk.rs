@@ -172,12 +172,7 @@ impl Chain {
     }
 
     fn status(&self, n: &str, id: &str) -> serde_json::Value {
-        self.site(n)
-            .cmd("rs-ack")
-            .args(["status", "--json", id])
-            .run()
-            .success()
-            .json()
+        self.site(n).ack_status(id)
     }
 }
 
@@ -511,12 +506,7 @@ fn bulk_transfers_killed_at_random_moments_arrive_once_and_resume() {
                 }
                 landed[i] += step(site, args, i == victim, &mut rng, &mut spans[i]) as usize;
             }
-            let st = a
-                .cmd("rs-ack")
-                .args(["status", "--json", &id])
-                .run()
-                .success()
-                .json();
+            let st = a.ack_status(&id);
             if st["state"] == "acknowledged" {
                 break;
             }
@@ -572,24 +562,26 @@ fn a_group_download_reaches_every_member_once_with_one_fetch_from_the_provider()
     // b refuses at first: it takes nothing above 100 KiB.
     c.site("b.host")
         .append_config("[bulk]\nthreshold = \"4KiB\"\nmax_size = \"100KiB\"\n");
+    let download = |c: &Chain, data: &[u8]| {
+        c.site("p.hub")
+            .cmd("rs-send")
+            .args([
+                "--class",
+                "firmware",
+                "--subclass",
+                "image",
+                "--to",
+                "group:ops",
+            ])
+            .stdin(data)
+            .run()
+            .success()
+            .stdout
+            .trim()
+            .to_string()
+    };
     let data = random(200 * 1024 + 3, 9);
-    let id = c
-        .site("p.hub")
-        .cmd("rs-send")
-        .args([
-            "--class",
-            "firmware",
-            "--subclass",
-            "image",
-            "--to",
-            "group:ops",
-        ])
-        .stdin(&data)
-        .run()
-        .success()
-        .stdout
-        .trim()
-        .to_string();
+    let id = download(&c, &data);
     // Down: p → r; r answers and asks; p sends the chunks; r verifies and
     // starts one transfer per member.
     let down = |c: &Chain| {
@@ -650,23 +642,7 @@ fn a_group_download_reaches_every_member_once_with_one_fetch_from_the_provider()
     c.site("b.host")
         .append_config("[bulk]\nthreshold = \"4KiB\"\n");
     let data2 = random(150 * 1024, 10);
-    let id2 = c
-        .site("p.hub")
-        .cmd("rs-send")
-        .args([
-            "--class",
-            "firmware",
-            "--subclass",
-            "image",
-            "--to",
-            "group:ops",
-        ])
-        .stdin(&data2)
-        .run()
-        .success()
-        .stdout
-        .trim()
-        .to_string();
+    let id2 = download(&c, &data2);
     for _ in 0..8 {
         down(&c);
         c.later(1);

@@ -262,6 +262,15 @@ impl Site {
             .to_string()
     }
 
+    /// Where message (or transfer) `id` stands: `rs-ack status --json ID`.
+    pub fn ack_status(&self, id: &str) -> serde_json::Value {
+        self.cmd("rs-ack")
+            .args(["status", "--json", id])
+            .run()
+            .success()
+            .json()
+    }
+
     /// The outbound listing (`rs-queue list --json`), in send order.
     pub fn list(&self) -> Vec<serde_json::Value> {
         self.cmd("rs-queue")
