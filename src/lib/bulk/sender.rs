@@ -671,3 +671,96 @@ pub fn status(spool: &Spool, id: &str) -> Option<Value> {
         }
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bulk::Said;
+    use crate::message::{Name, Qos, Routing, Source};
+
+    fn name(s: &str) -> Name {
+        Name::new("name", s).unwrap()
+    }
+
+    /// The answer `said` from component `who` to the request `request`.
+    fn answer_from(
+        spool: &Spool,
+        who: &str,
+        request: &Header,
+        status: BulkStatus,
+        said: Said,
+        now: Timestamp,
+    ) -> (Header, BulkDataResponse) {
+        let mut m = crate::bulk::answer(spool, request, &request.id, status, said, now);
+        m.header.routing = vec![Routing {
+            component: name(who),
+            received: None,
+            sent: Some(now),
+        }];
+        let Content::BulkDataResponse(r) = m.content else {
+            unreachable!("an answer")
+        };
+        (m.header, r)
+    }
+
+    /// Once a receiver authorized a transfer, an answer from anyone else
+    /// (a forged "verified", a forged rejection) changes nothing.
+    #[test]
+    fn only_the_receiver_that_authorized_a_transfer_moves_it_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Timestamp::from_secs(1_800_000_000);
+        let spool = Spool::create(&dir.path().join("s"), &name("a"), &name("a.host"), now).unwrap();
+        let request = Header {
+            id: MessageId::mint(now),
+            created: now,
+            class: name("c"),
+            subclass: name("s"),
+            locator: Locator::Source(Source {
+                component: name("a.host"),
+                component_type: name("rs"),
+                version: name("1"),
+                qos: Qos {
+                    expiry: None,
+                    precedence: Precedence::Normal,
+                    persistence: Persistence::Normal,
+                },
+            }),
+            in_reply_to: None,
+            origin_key: None,
+            epoch: None,
+            routing: Vec::new(),
+        };
+        let t = request.id.clone();
+        let data = vec![7u8; 10_000];
+        let mime = MimeType::octet_stream();
+        prepare(&spool, &request, &mime, 10_000, &mut data.as_slice(), now).unwrap();
+        let state_path = spool.root().join(format!("bulk/out/{t}.json"));
+        let data_path = spool.root().join(format!("bulk/out/{t}.data"));
+        let state = || load::<Outgoing>(&state_path).unwrap();
+        let digest = Digest::new(state().digest).unwrap();
+        let log = |_: String| {};
+        let ask = Said::asking(4096, Ranges::span(0, 1));
+        let (h, r) = answer_from(&spool, "p.hub", &request, BulkStatus::Ok, ask, now);
+        on_answer(&spool, &h, &r, now, &log).unwrap();
+        assert_eq!(state().phase, Phase::Authorized);
+        assert_eq!(state().receiver.as_deref(), Some("p.hub"));
+        let forged = [
+            (BulkStatus::Ok, Said::verified(Some(digest.clone()))),
+            (BulkStatus::Rejected, Said::because(Some("forged".into()))),
+        ];
+        for (status, said) in forged {
+            let (h, r) = answer_from(&spool, "evil.host", &request, status, said, now);
+            on_answer(&spool, &h, &r, now, &log).unwrap();
+            assert_eq!(state().phase, Phase::Authorized, "a forged answer moved it");
+            assert!(data_path.exists());
+        }
+        let done = Said::verified(Some(digest));
+        let (h, r) = answer_from(&spool, "p.hub", &request, BulkStatus::Ok, done, now);
+        on_answer(&spool, &h, &r, now, &log).unwrap();
+        assert_eq!(state().phase, Phase::Delivered);
+        assert!(
+            !data_path.exists(),
+            "the copy goes once its receiver verified it"
+        );
+    }
+}
