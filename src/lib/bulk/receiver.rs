@@ -112,7 +112,7 @@ pub fn on_request(
 ) -> Result<()> {
     let t = r.transfer.as_ref().unwrap_or(&h.id).clone();
     let ts = t.to_string();
-    let (state_path, data_path, request_path) = paths(spool, &ts)?;
+    let (state_path, data_path, _) = paths(spool, &ts)?;
     let config = &spool.config().bulk;
     let reply = |status, said: Said| send(spool, answer(spool, h, &t, status, said, now), now, log);
     if let Some(st) = load::<Incoming>(&state_path) {
@@ -207,7 +207,6 @@ pub fn on_request(
         }]),
         now.as_micros(),
     )?;
-    let _ = request_path;
     let chunk_size = config.chunk_size.0;
     let count = r.size.div_ceil(chunk_size);
     let asked = Ranges::span(0, count.min(config.window as u64));
