@@ -169,6 +169,13 @@ impl ChunkInfo {
     }
 }
 
+/// The ID of transfer `t` (a name read from `bulk/`), or an error naming
+/// `path`.
+fn transfer_id(t: &str, path: &Path) -> Result<MessageId> {
+    MessageId::parse(t)
+        .map_err(|e| crate::spool::Error::io("name", path, std::io::Error::other(e.to_string())))
+}
+
 /// The digest of `bytes`.
 pub fn digest_of(bytes: &[u8]) -> crate::message::Digest {
     use sha2::Digest as _;

@@ -396,9 +396,7 @@ impl Chunks {
             let count = st.count();
             let have = Ranges::parse(&st.have, count).unwrap_or_default();
             let request = request_of(spool, &t)?;
-            let transfer = MessageId::parse(&t).map_err(|e| {
-                crate::spool::Error::io("name", &data_path, std::io::Error::other(e.to_string()))
-            })?;
+            let transfer = super::transfer_id(&t, &data_path)?;
             if have.len() == count || gone {
                 // Said before it is recorded: a run killed in between says
                 // it again (the sender takes the second as the first).
@@ -510,21 +508,9 @@ fn complete(
         fan_out(spool, t, st, request, members, &data_path, &got, now, log)?;
     } else {
         let mut header = request.clone();
-        header.id = MessageId::parse(t).map_err(|e| {
-            crate::spool::Error::io("name", &data_path, std::io::Error::other(e.to_string()))
-        })?;
+        header.id = super::transfer_id(t, &data_path)?;
         let mime = MimeType::new(st.mime.clone()).unwrap_or_else(|_| MimeType::octet_stream());
-        let size = st.size;
-        let path = data_path.clone();
-        let write: maildir::Writer<'_> = Box::new(move |out| {
-            let mut f = File::open(&path)?;
-            stream::write_data_envelope(&header, &mime, size, &mut f, out)
-        });
-        maildir::deliver(
-            spool,
-            &[(MessageId::parse(t).expect("checked"), write)],
-            now,
-        )?;
+        deliver_copy(spool, header, &mime, st.size, &data_path, now)?;
     }
     let _ = durable::remove_file(&data_path);
     st.phase = Phase::Delivered;
@@ -579,7 +565,8 @@ fn fan_out(
     Ok(())
 }
 
-/// Delivers this site's own copy of a group transfer, unless it is here.
+/// Delivers the data at `data_path` as the message with header `header`
+/// (a transfer's, or this site's copy of a group's), unless it is here.
 fn deliver_copy(
     spool: &Spool,
     header: Header,

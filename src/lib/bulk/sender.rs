@@ -373,11 +373,10 @@ fn authorized(
     };
     // A chunk asked for again that is no longer on its way here went
     // astray beyond the next hop: it goes again.
+    let outbound = outbound_ids(spool)?;
     for i in asked.iter() {
-        if let Some(id) = st.chunks.get(&i) {
-            if spool.find(id).is_err() {
-                st.chunks.remove(&i);
-            }
+        if st.chunks.get(&i).is_some_and(|id| !outbound.contains(id)) {
+            st.chunks.remove(&i);
         }
     }
     st.asked = asked.to_string();
@@ -409,9 +408,7 @@ fn queue_asked(
     let (_, data_path, _) = paths(spool, t)?;
     let data = std::fs::File::open(&data_path)
         .map_err(|e| crate::spool::Error::io("open", &data_path, e))?;
-    let transfer = MessageId::parse(t).map_err(|e| {
-        crate::spool::Error::io("name", &data_path, std::io::Error::other(e.to_string()))
-    })?;
+    let transfer = super::transfer_id(t, &data_path)?;
     let mut buf = vec![0u8; cs as usize];
     let mut batch = Vec::with_capacity(todo.len());
     for &i in &todo {
@@ -605,6 +602,17 @@ fn ask_again(spool: &Spool, t: &str, st: &mut Outgoing, now: Timestamp) -> Resul
     Ok(())
 }
 
+/// The IDs of every message still in this site's outbound areas (queued,
+/// held, sent and not acknowledged), from one scan of their names.
+fn outbound_ids(spool: &Spool) -> Result<std::collections::HashSet<String>> {
+    let mut ids = std::collections::HashSet::new();
+    for area in Area::OUTBOUND {
+        let (entries, _) = spool.scan(area)?;
+        ids.extend(entries.into_iter().map(|e| e.name.id.to_string()));
+    }
+    Ok(ids)
+}
+
 /// Where transfer `id` stands at its sender, as `rs-ack status` shows it
 /// (`None`: not a transfer of this site's).
 pub fn status(spool: &Spool, id: &str) -> Option<Value> {
@@ -612,10 +620,11 @@ pub fn status(spool: &Spool, id: &str) -> Option<Value> {
     let path = spool.root().join("bulk/out").join(format!("{id}.json"));
     let st = load::<Outgoing>(&path)?;
     let count = st.count();
+    let outbound = outbound_ids(spool).ok()?;
     let acknowledged = st
         .chunks
         .values()
-        .filter(|c| spool.find(c).is_err())
+        .filter(|c| !outbound.contains(*c))
         .count();
     let (state, summary) = match st.phase {
         Phase::Requested => (
