@@ -19,6 +19,8 @@ packages=(
     lintian
     man-db
     adduser
+    python3
+    python3-venv
 )
 
 # Postfix asks how to configure itself; the tests configure their own instances.
@@ -47,4 +49,11 @@ rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup comp
 command -v cargo-deb >/dev/null || cargo install cargo-deb --locked --version 3.8.0 --quiet
 # The fuzzer driver (scripts/fuzz.sh; its smoke run is part of scripts/test.sh).
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2 --quiet
+# A standard tus client (tuspy, from PyPI) for the resumable-upload tests
+# (tests/bulk.rs), in a virtual environment of its own: .venv/.
+venv="$(cd "$(dirname "$0")/.." && pwd)/.venv"
+if ! "$venv/bin/python3" -c "import tusclient" 2>/dev/null; then
+    /usr/bin/python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "tuspy==1.1.0"
+fi
 echo "setup: ready ($(cargo --version))"

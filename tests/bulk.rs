@@ -828,3 +828,228 @@ fn forged_and_corrupt_chunks_are_quarantined_and_the_transfer_completes() {
         "{reasons:?}"
     );
 }
+
+/// The Python of the virtual environment `scripts/setup.sh` makes, with
+/// tuspy installed.
+fn tus_python() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python3");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/setup.sh (it installs tuspy)",
+        p.display()
+    );
+    p
+}
+
+/// One raw HTTP/1.1 request to `url`'s host: the status and the headers
+/// of the reply (lower-case names). With `cut`, only the first `cut`
+/// bytes of the body are sent and the connection is closed.
+fn raw(
+    url: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+    cut: Option<usize>,
+) -> (u16, BTreeMap<String, String>) {
+    use std::io::{Read, Write};
+    let host = url.trim_start_matches("http://").split('/').next().unwrap();
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    s.write_all(req.as_bytes()).unwrap();
+    if let Some(n) = cut {
+        s.write_all(&body[..n]).unwrap();
+        s.shutdown(std::net::Shutdown::Both).unwrap();
+        return (0, BTreeMap::new());
+    }
+    s.write_all(body).unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let mut lines = text.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers)
+}
+
+/// `a.host` and `p.hub` over directories; `p.hub` also runs `rs-relay
+/// serve` (plain HTTP, `a.host` naming itself in `X-Rs-From`).
+fn pair() -> (Site, Site, PathBuf, PathBuf, Serve) {
+    let mut a = Site::component("a.host");
+    let mut p = Site::component("p.hub");
+    a.at(T0);
+    p.at(T0);
+    let to_a = p.stick("in-a");
+    let to_p = p.stick("in-p");
+    p.peer(
+        "a.host",
+        &format!(
+            "routes = [\"dir:{}\"]\nauthentication = \"none\"",
+            to_a.display()
+        ),
+    );
+    p.peer("b.host", "authentication = \"none\"");
+    a.peer(
+        "p.hub",
+        &format!("upstream = true\nroutes = [\"dir:{}\"]", to_p.display()),
+    );
+    a.bulk_threshold("4KiB");
+    p.append_config("[bulk]\nchunk_size = \"64KiB\"\n");
+    let server = Serve::start(&p);
+    (a, p, to_a, to_p, server)
+}
+
+#[test]
+fn a_standard_tus_client_uploads_an_authorized_transfer_and_resumes_after_a_kill() {
+    let python = tus_python();
+    let (a, p, to_a, to_p, server) = pair();
+    let data = random(640 * 1024 + 5, 11);
+    let file = a.root().join("upload.bin");
+    std::fs::write(&file, &data).unwrap();
+    let id = a.send(&[], &data);
+    // The request goes by directory; the provider authorizes it and names
+    // where it may be uploaded.
+    a.cmd("rs-queue").args(["flush"]).run();
+    let log = p.import_from(&to_p).run().stderr;
+    assert!(log.contains("authorized"), "{log}");
+    let uploads = format!("{}/uploads", server.url);
+    let store = a.root().join("tus.json");
+    let tuspy = |transfer: Option<&str>, caller: &str| {
+        let mut c = std::process::Command::new(&python);
+        c.arg(env!("CARGO_MANIFEST_DIR").to_string() + "/tests/tus/upload.py")
+            .args([&uploads, file.to_str().unwrap(), store.to_str().unwrap()])
+            .args([caller, "65536"])
+            .args(transfer)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c
+    };
+    // No authorization: no transfer named, a transfer that does not
+    // exist, another site's transfer.
+    for (transfer, caller, why) in [
+        (None, "a.host", "403"),
+        (Some("20261202T100000-000000-deadbeef"), "a.host", "404"),
+        (Some(id.as_str()), "b.host", "403"),
+    ] {
+        let out = tuspy(transfer, caller).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{transfer:?} as {caller} was taken");
+        assert!(stderr.contains(why), "{transfer:?} as {caller}: {stderr}");
+    }
+    let _ = std::fs::remove_file(&store);
+    // The upload, killed after three pieces.
+    let mut child = tuspy(Some(&id), "a.host").spawn().unwrap();
+    let out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut pieces = 0;
+    for line in std::io::BufRead::lines(out).map_while(Result::ok) {
+        if line.starts_with("offset") {
+            pieces += 1;
+            if pieces == 3 {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(pieces, 3, "tuspy stopped early");
+    let path = format!("/rs/uploads/{id}");
+    let tus = |extra: &[(&'static str, String)]| {
+        let mut h: Vec<(&'static str, String)> = vec![
+            ("Tus-Resumable", "1.0.0".to_string()),
+            ("X-Rs-From", "a.host".to_string()),
+        ];
+        h.extend_from_slice(extra);
+        h
+    };
+    let (status, h) = raw(&server.url, "HEAD", &path, &tus(&[]), b"", None);
+    assert_eq!(status, 200);
+    let at: usize = h["upload-offset"].parse().unwrap();
+    assert!(at >= 3 * 65536 && at < data.len(), "offset {at}");
+    assert_eq!(h["upload-length"], data.len().to_string());
+    assert!(h["upload-expires"].ends_with("GMT"), "{h:?}");
+    // Pieces that do not count: cut short (with a checksum), a wrong
+    // checksum, a wrong offset.
+    use base64::Engine as _;
+    let piece = &data[at..at + 65536];
+    let sum = base64::engine::general_purpose::STANDARD.encode(openssl::sha::sha256(piece));
+    let patch = |offset: usize, sum: &str| {
+        tus(&[
+            ("Content-Type", "application/offset+octet-stream".into()),
+            ("Upload-Offset", offset.to_string()),
+            ("Upload-Checksum", format!("sha256 {sum}")),
+        ])
+    };
+    raw(
+        &server.url,
+        "PATCH",
+        &path,
+        &patch(at, &sum),
+        piece,
+        Some(10_000),
+    );
+    let bad = base64::engine::general_purpose::STANDARD.encode([0u8; 32]);
+    let (status, _) = raw(&server.url, "PATCH", &path, &patch(at, &bad), piece, None);
+    assert_eq!(status, 460, "checksum mismatch");
+    let (status, _) = raw(
+        &server.url,
+        "PATCH",
+        &path,
+        &patch(at + 1, &sum),
+        piece,
+        None,
+    );
+    assert_eq!(status, 409, "wrong offset");
+    let (_, h) = raw(&server.url, "HEAD", &path, &tus(&[]), b"", None);
+    assert_eq!(
+        h["upload-offset"],
+        at.to_string(),
+        "nothing of them counted"
+    );
+    // tuspy again, with its store: it resumes where the upload stands.
+    let out = tuspy(Some(&id), "a.host").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with(&format!("start {at}\n")), "{stdout}");
+    assert!(
+        stdout.ends_with(&format!("done {}\n", data.len())),
+        "{stdout}"
+    );
+    let got = p.received();
+    assert_eq!(got.len(), 1, "delivered once");
+    assert_eq!((got[0].0.as_str(), &got[0].1), (id.as_str(), &data));
+    // The sender hears it verified, and its copy goes.
+    p.cmd("rs-queue").args(["flush"]).run();
+    a.import_from(&to_a).run();
+    let s = a.ack_status(&id);
+    assert!(
+        s["summary"].as_str().unwrap().contains("verified sha256:"),
+        "{s}"
+    );
+    assert!(bulk_files(&a, "out").iter().all(|f| !f.ends_with(".data")));
+    // Done is done: the upload stands complete; a termination is refused.
+    let (_, h) = raw(&server.url, "HEAD", &path, &tus(&[]), b"", None);
+    assert_eq!(h["upload-offset"], data.len().to_string());
+    let (status, _) = raw(&server.url, "DELETE", &path, &tus(&[]), b"", None);
+    assert_eq!(status, 409);
+    let (status, h) = raw(&server.url, "OPTIONS", "/rs/uploads", &[], b"", None);
+    assert_eq!(status, 204);
+    assert_eq!(h["tus-version"], "1.0.0");
+    assert!(h["tus-extension"].contains("termination"), "{h:?}");
+    p.assert_nothing_quarantined();
+}

@@ -77,6 +77,16 @@ impl Timestamp {
             .unwrap_or_else(|_| "1970-01-01T00:00:00.000000Z".to_string())
     }
 
+    /// The HTTP date (RFC 9110 IMF-fixdate): `Wed, 02 Dec 2026 15:10:44 GMT`.
+    pub fn to_http_date(self) -> String {
+        let fmt = format_description!(
+            "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+        );
+        self.to_datetime()
+            .format(&fmt)
+            .unwrap_or_else(|_| "Thu, 01 Jan 1970 00:00:00 GMT".to_string())
+    }
+
     /// The compact UTC form used at the front of message IDs:
     /// `YYYYMMDDTHHMMSS-uuuuuu`, fixed width, so IDs sort by creation time.
     pub fn to_id_prefix(self) -> String {

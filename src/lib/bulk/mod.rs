@@ -59,8 +59,10 @@ pub const LABEL: &str = "rs-bulk";
 /// The MIME type of a chunk's data; its parameters say which transfer,
 /// which chunk, and the chunk's digest.
 pub const CHUNK_TYPE: &str = "application/vnd.rs.bulk-chunk";
-/// The location a receiver names when the chunks travel as messages.
-pub const AS_CHUNKS: &str = "chunks";
+/// Where a receiver's `ok` says the data may be uploaded over HTTP (tus),
+/// relative to the URL its neighbour posts to (`uploads/T`); where there
+/// is no URL the chunks it asks for travel as messages.
+pub const UPLOADS: &str = "uploads/";
 /// The most bytes of a request or an answer read into memory.
 const MAX_SMALL: u64 = 256 * 1024;
 
@@ -74,7 +76,7 @@ pub fn dir(spool: &Spool, sub: &str) -> Result<PathBuf> {
 }
 
 /// Takes `bulk/.lock`: one run changes bulk state at a time.
-fn lock(spool: &Spool) -> Result<std::fs::File> {
+pub(crate) fn lock(spool: &Spool) -> Result<std::fs::File> {
     let d = dir(spool, "")?;
     let path = d.join(".lock");
     durable::lock_exclusive(&path).map_err(|e| crate::spool::Error::io("lock", &path, e))
@@ -270,7 +272,7 @@ pub fn answer(
             status,
             reason: said.reason.and_then(text),
             location: (status == BulkStatus::Ok && said.verified.is_none())
-                .then(|| Text::new("location", AS_CHUNKS).expect("a valid text")),
+                .then(|| Text::new("location", format!("{UPLOADS}{t}")).expect("a valid text")),
             answers: h.id.clone(),
             transfer: Some(t.clone()),
             chunk_size: said.chunk_size,

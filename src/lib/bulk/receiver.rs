@@ -43,11 +43,44 @@ pub struct Incoming {
     pub expires: Timestamp,
     pub reason: Option<String>,
     pub updated: Timestamp,
+    /// The bytes from the start written and made durable by uploads over
+    /// HTTP (tus), whatever the chunks held say.
+    #[serde(default)]
+    pub uploaded: u64,
 }
 
 impl Incoming {
     fn count(&self) -> u64 {
         self.size.div_ceil(self.chunk_size)
+    }
+
+    /// The bytes from the start held: uploaded, or in the chunks held
+    /// from the first on (the offset an upload resumes from).
+    fn offset(&self) -> u64 {
+        let have = Ranges::parse(&self.have, self.count()).unwrap_or_default();
+        let first_missing = (0..self.count())
+            .find(|i| !have.contains(*i))
+            .unwrap_or(self.count());
+        (first_missing * self.chunk_size)
+            .max(self.uploaded)
+            .min(self.size)
+    }
+
+    /// Records that the bytes before `offset` are here: the chunks they
+    /// cover whole are held.
+    fn uploaded_to(&mut self, offset: u64) {
+        self.uploaded = self.uploaded.max(offset);
+        let count = self.count();
+        let mut have = Ranges::parse(&self.have, count).unwrap_or_default();
+        let whole = if self.uploaded >= self.size {
+            count
+        } else {
+            self.uploaded / self.chunk_size
+        };
+        for i in 0..whole {
+            have.insert(i);
+        }
+        self.have = have.to_string();
     }
 }
 
@@ -227,6 +260,7 @@ pub fn on_request(
         expires: now.saturating_add(config.reservation),
         reason: None,
         updated: now,
+        uploaded: 0,
     };
     save_state(spool, &ts, &st, now)?;
     log(format!(
@@ -384,49 +418,356 @@ impl Chunks {
     /// Makes what was written durable and records it; asks for the next
     /// chunks, or checks the whole data, delivers it and says so.
     pub fn finish(self, spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<()> {
-        let config = &spool.config().bulk;
         for (t, (mut st, file, data_path)) in self.open {
             let gone = file.is_none();
             if let Some(file) = file {
                 durable::sync_data(&file, &data_path)
                     .map_err(|e| crate::spool::Error::io("fsync", &data_path, e))?;
             }
-            st.expires = now.saturating_add(config.reservation);
-            st.updated = now;
-            let count = st.count();
-            let have = Ranges::parse(&st.have, count).unwrap_or_default();
-            let request = request_of(spool, &t)?;
-            let transfer = super::transfer_id(&t, &data_path)?;
-            if have.len() == count || gone {
-                // Said before it is recorded: a run killed in between says
-                // it again (the sender takes the second as the first).
-                complete(spool, &t, &mut st, &request, now, log)?;
-                let said = match st.phase {
-                    Phase::Delivered => Said::verified(Digest::new(st.digest.clone()).ok()),
-                    _ => Said::because(st.reason.clone()),
-                };
-                let status = if st.phase == Phase::Delivered {
-                    BulkStatus::Ok
-                } else {
-                    BulkStatus::Rejected
-                };
-                tell(spool, &request, &transfer, status, said, now, log)?;
-                save_state(spool, &t, &st, now)?;
-                continue;
-            }
-            let asked = Ranges::parse(&st.asked, count).unwrap_or_default();
-            if have.covers(&asked) {
-                let next = have.missing(count, config.window as u64);
-                st.asked = next.to_string();
-                let said = Said::asking(st.chunk_size, next);
-                tell(spool, &request, &transfer, BulkStatus::Ok, said, now, log)?;
-                save_state(spool, &t, &st, now)?;
-            } else {
-                save_state(spool, &t, &st, now)?;
-            }
+            settle(spool, &t, &mut st, gone, true, now, log)?;
         }
         Ok(())
     }
+}
+
+/// Records transfer `t` after data came (durable already): when all of it
+/// is here, checks it whole, delivers it and says so; else, with
+/// `ask_next`, asks for the next window once the asked chunks are here.
+/// `gone`: the data file is gone (a run killed after delivering it).
+fn settle(
+    spool: &Spool,
+    t: &str,
+    st: &mut Incoming,
+    gone: bool,
+    ask_next: bool,
+    now: Timestamp,
+    log: &dyn Fn(String),
+) -> Result<()> {
+    let config = &spool.config().bulk;
+    let (_, data_path, _) = paths(spool, t)?;
+    st.expires = now.saturating_add(config.reservation);
+    st.updated = now;
+    let count = st.count();
+    let have = Ranges::parse(&st.have, count).unwrap_or_default();
+    let request = request_of(spool, t)?;
+    let transfer = super::transfer_id(t, &data_path)?;
+    if have.len() == count || gone {
+        // Said before it is recorded: a run killed in between says it
+        // again (the sender takes the second as the first).
+        complete(spool, t, st, &request, now, log)?;
+        let said = match st.phase {
+            Phase::Delivered => Said::verified(Digest::new(st.digest.clone()).ok()),
+            _ => Said::because(st.reason.clone()),
+        };
+        let status = if st.phase == Phase::Delivered {
+            BulkStatus::Ok
+        } else {
+            BulkStatus::Rejected
+        };
+        tell(spool, &request, &transfer, status, said, now, log)?;
+        return save_state(spool, t, st, now);
+    }
+    let asked = Ranges::parse(&st.asked, count).unwrap_or_default();
+    if ask_next && have.covers(&asked) {
+        let next = have.missing(count, config.window as u64);
+        st.asked = next.to_string();
+        let said = Said::asking(st.chunk_size, next);
+        tell(spool, &request, &transfer, BulkStatus::Ok, said, now, log)?;
+    }
+    save_state(spool, t, st, now)
+}
+
+/// An upload over HTTP refused: the status to answer, and why.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Refused {
+    pub status: u16,
+    pub why: String,
+}
+
+fn refused(status: u16, why: impl Into<String>) -> Refused {
+    Refused {
+        status,
+        why: why.into(),
+    }
+}
+
+fn unavailable(e: crate::spool::Error) -> Refused {
+    refused(503, format!("not taken now: {e}"))
+}
+
+/// Where an upload stands (what tus `HEAD` says).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Upload {
+    pub size: u64,
+    pub offset: u64,
+    pub expires: Timestamp,
+}
+
+/// The checksum algorithms an upload may name (tus `Upload-Checksum`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    Sha1,
+    Sha256,
+}
+
+impl Algorithm {
+    pub fn parse(name: &str) -> Option<Algorithm> {
+        match name {
+            "sha1" => Some(Algorithm::Sha1),
+            "sha256" => Some(Algorithm::Sha256),
+            _ => None,
+        }
+    }
+}
+
+/// One piece of an upload: its bytes from `offset` on.
+pub struct Patch<'a> {
+    pub offset: u64,
+    /// The body's length, when the caller said it.
+    pub length: Option<u64>,
+    /// The checksum the body must have.
+    pub checksum: Option<(Algorithm, Vec<u8>)>,
+    pub body: &'a mut dyn Read,
+}
+
+/// Transfer `t`'s state, if `caller` may upload it: it is authorized here
+/// and `caller` is its origin or the neighbour its request came from.
+fn upload_state(spool: &Spool, t: &str, caller: &Name) -> std::result::Result<Incoming, Refused> {
+    if MessageId::parse(t).is_err() {
+        return Err(refused(404, format!("{t:?} names no transfer")));
+    }
+    let (state_path, _, _) = paths(spool, t).map_err(unavailable)?;
+    let Some(st) = load::<Incoming>(&state_path) else {
+        return Err(refused(
+            404,
+            format!("no transfer {t} is authorized here: its bulk request comes first"),
+        ));
+    };
+    let request = request_of(spool, t).map_err(unavailable)?;
+    let me = &spool.config().component;
+    let neighbour = request
+        .routing
+        .iter()
+        .rev()
+        .map(|r| &r.component)
+        .find(|c| *c != me);
+    if st.origin.as_deref() != Some(caller.as_str()) && neighbour != Some(caller) {
+        return Err(refused(
+            403,
+            format!(
+                "transfer {t} comes from {} through {}: {caller} may not upload it",
+                st.origin.as_deref().unwrap_or("the provider"),
+                neighbour.map_or("no neighbour", |n| n.as_str())
+            ),
+        ));
+    }
+    Ok(st)
+}
+
+/// Where the upload of transfer `t` stands, as `caller` may see it.
+pub fn upload_status(
+    spool: &Spool,
+    t: &str,
+    caller: &Name,
+) -> std::result::Result<Upload, Refused> {
+    let st = upload_state(spool, t, caller)?;
+    match st.phase {
+        Phase::Rejected => Err(refused(
+            410,
+            format!(
+                "transfer {t} was given up: {}",
+                st.reason.as_deref().unwrap_or("rejected")
+            ),
+        )),
+        Phase::Delivered => Ok(Upload {
+            size: st.size,
+            offset: st.size,
+            expires: st.expires,
+        }),
+        Phase::Receiving => Ok(Upload {
+            size: st.size,
+            offset: st.offset(),
+            expires: st.expires,
+        }),
+    }
+}
+
+/// Writes one piece of transfer `t`'s upload in place: taken only at the
+/// offset the upload stands at, whole, and matching its checksum (a body
+/// cut short without a checksum is taken as far as it came). Durable and
+/// recorded on return; the last piece completes the transfer (checked
+/// whole, delivered, the sender told).
+pub fn upload_patch(
+    spool: &Spool,
+    t: &str,
+    caller: &Name,
+    patch: Patch<'_>,
+    now: Timestamp,
+    log: &dyn Fn(String),
+) -> std::result::Result<Upload, Refused> {
+    let (_, data_path, _) = paths(spool, t).map_err(unavailable)?;
+    let st = upload_state(spool, t, caller)?;
+    if st.phase == Phase::Delivered && patch.offset == st.size {
+        return upload_status(spool, t, caller);
+    }
+    if st.phase != Phase::Receiving {
+        return Err(refused(
+            if st.phase == Phase::Rejected {
+                410
+            } else {
+                409
+            },
+            format!("transfer {t} is {:?} already", st.phase),
+        ));
+    }
+    // One piece of a transfer at a time: the data file's lock.
+    let file = match durable::open(std::fs::OpenOptions::new().write(true), &data_path) {
+        Ok(f) => f,
+        Err(e) => return Err(refused(409, format!("{}: {e}", data_path.display()))),
+    };
+    fs2::FileExt::lock_exclusive(&file)
+        .map_err(|e| refused(503, format!("lock {}: {e}", data_path.display())))?;
+    // Read again under the lock: another piece may have come meanwhile.
+    let st = upload_state(spool, t, caller)?;
+    if st.phase != Phase::Receiving {
+        return upload_status(spool, t, caller);
+    }
+    let at = st.offset();
+    if patch.offset != at {
+        return Err(refused(
+            409,
+            format!(
+                "Upload-Offset is {}, but the upload of {t} stands at {at}",
+                patch.offset
+            ),
+        ));
+    }
+    let room = st.size - at;
+    if patch.length.is_some_and(|n| n > room) {
+        return Err(refused(
+            400,
+            format!(
+                "{} bytes from {at} is past the end of the {} bytes of {t}",
+                patch.length.unwrap_or(0),
+                st.size
+            ),
+        ));
+    }
+    let mut sha1 = openssl::sha::Sha1::new();
+    let mut sha256 = openssl::sha::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut written = 0u64;
+    let mut body = patch.body.take(room + 1);
+    let cut = loop {
+        let n = match body.read(&mut buf) {
+            Ok(0) => break None,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => break Some(e.to_string()),
+        };
+        if written + n as u64 > room {
+            return Err(refused(
+                400,
+                format!("the body runs past the end of the {} bytes of {t}", st.size),
+            ));
+        }
+        crate::spool::fault::write_with(&data_path, || file.write_all_at(&buf[..n], at + written))
+            .map_err(|e| refused(503, format!("write {}: {e}", data_path.display())))?;
+        match patch.checksum {
+            Some((Algorithm::Sha1, _)) => sha1.update(&buf[..n]),
+            Some((Algorithm::Sha256, _)) => sha256.update(&buf[..n]),
+            None => {}
+        }
+        written += n as u64;
+    };
+    let short = patch.length.is_some_and(|n| written < n);
+    if let Some((algorithm, expected)) = &patch.checksum {
+        if cut.is_some() || short {
+            return Err(refused(
+                400,
+                format!(
+                    "the body ended after {written} bytes ({}): with a checksum, nothing of it is kept",
+                    cut.as_deref().unwrap_or("short of Content-Length")
+                ),
+            ));
+        }
+        let got = match algorithm {
+            Algorithm::Sha1 => sha1.finish().to_vec(),
+            Algorithm::Sha256 => sha256.finish().to_vec(),
+        };
+        if got != *expected {
+            return Err(refused(
+                460,
+                format!("the {written} bytes from {at} do not match their Upload-Checksum"),
+            ));
+        }
+    }
+    durable::sync_data(&file, &data_path)
+        .map_err(|e| refused(503, format!("fsync {}: {e}", data_path.display())))?;
+    // Recorded under the bulk lock, the state read again (chunks may have
+    // come as messages meanwhile).
+    let _lock = super::lock(spool).map_err(unavailable)?;
+    let mut st = upload_state(spool, t, caller)?;
+    if st.phase != Phase::Receiving {
+        return upload_status(spool, t, caller);
+    }
+    st.uploaded_to(at + written);
+    let done = st.offset() == st.size;
+    if done {
+        drop(file);
+        settle(spool, t, &mut st, false, false, now, log).map_err(unavailable)?;
+    } else {
+        st.expires = now.saturating_add(spool.config().bulk.reservation);
+        st.updated = now;
+        save_state(spool, t, &st, now).map_err(unavailable)?;
+    }
+    Ok(Upload {
+        size: st.size,
+        offset: if st.phase == Phase::Delivered {
+            st.size
+        } else {
+            st.offset()
+        },
+        expires: st.expires,
+    })
+}
+
+/// Ends the upload of transfer `t` at the uploader's word (tus `DELETE`):
+/// the space is freed and the sender hears `rejected`.
+pub fn upload_terminate(
+    spool: &Spool,
+    t: &str,
+    caller: &Name,
+    now: Timestamp,
+    log: &dyn Fn(String),
+) -> std::result::Result<(), Refused> {
+    let _lock = super::lock(spool).map_err(unavailable)?;
+    let mut st = upload_state(spool, t, caller)?;
+    match st.phase {
+        Phase::Rejected => return Ok(()),
+        Phase::Delivered => return Err(refused(409, format!("transfer {t} is delivered already"))),
+        Phase::Receiving => {}
+    }
+    let (_, data_path, _) = paths(spool, t).map_err(unavailable)?;
+    let request = request_of(spool, t).map_err(unavailable)?;
+    let transfer = super::transfer_id(t, &data_path).map_err(unavailable)?;
+    let why = format!("its upload was terminated by {caller}");
+    tell(
+        spool,
+        &request,
+        &transfer,
+        BulkStatus::Rejected,
+        Said::because(Some(why.clone())),
+        now,
+        log,
+    )
+    .map_err(unavailable)?;
+    let _ = durable::remove_file(&data_path);
+    log(format!("{t}: bulk transfer given up here: {why}"));
+    st.phase = Phase::Rejected;
+    st.reason = Some(why);
+    st.updated = now;
+    save_state(spool, t, &st, now).map_err(unavailable)
 }
 
 /// Every chunk is here: the digest is checked whole; the data is delivered

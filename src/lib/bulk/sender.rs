@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::{dir, load, save, transfers, ChunkInfo, Ranges};
 use crate::message::{
     envelope, stream, BulkDataRequest, BulkDataResponse, BulkStatus, Content, Digest, Header,
-    Locator, Message, MessageId, MimeType, Persistence, Precedence,
+    Locator, Message, MessageId, MimeType, Name, Persistence, Precedence,
 };
 use crate::spool::{durable, Admission, Area, Result, Spool};
 use crate::time::Timestamp;
@@ -611,6 +611,46 @@ fn outbound_ids(spool: &Spool) -> Result<std::collections::HashSet<String>> {
         ids.extend(entries.into_iter().map(|e| e.name.id.to_string()));
     }
     Ok(ids)
+}
+
+/// The data of transfer `t`, if `caller` may download it (over HTTP,
+/// with ranges): the transfer is authorized, and `caller` its receiver or
+/// the peer its messages go to. `Err`: the HTTP status, and why.
+pub fn download(
+    spool: &Spool,
+    t: &str,
+    caller: &Name,
+) -> std::result::Result<(PathBuf, u64, String), (u16, String)> {
+    let fail = |e: crate::spool::Error| (503, format!("not now: {e}"));
+    if MessageId::parse(t).is_err() {
+        return Err((404, format!("{t:?} names no transfer")));
+    }
+    let (state_path, data_path, _) = paths(spool, t).map_err(fail)?;
+    let Some(st) = load::<Outgoing>(&state_path) else {
+        return Err((404, format!("no transfer {t} is sent from here")));
+    };
+    let request = first_request(spool, t).map_err(fail)?;
+    let learned = crate::route::Learned::load(spool);
+    let next = match crate::route::next_hop(&request.header, spool.config(), &learned) {
+        crate::route::NextHop::Peer(p) => Some(p),
+        _ => None,
+    };
+    if st.receiver.as_deref() != Some(caller.as_str()) && next.as_ref() != Some(caller) {
+        return Err((
+            403,
+            format!(
+                "transfer {t} goes to {:?}: {caller} may not download it",
+                st.receiver
+            ),
+        ));
+    }
+    if st.phase != Phase::Authorized {
+        return Err((
+            409,
+            format!("transfer {t} is {:?}, not authorized", st.phase),
+        ));
+    }
+    Ok((data_path, st.size, st.digest))
 }
 
 /// Where transfer `id` stands at its sender, as `rs-ack status` shows it

@@ -24,6 +24,12 @@ pub struct Env {
     pub verify: Option<String>,
     pub cert: Option<String>,
     pub rs_from: Option<String>,
+    /// The request's path (`REQUEST_URI`, else `SCRIPT_NAME` and
+    /// `PATH_INFO`): an upload or a download, or the session endpoint.
+    pub path: Option<String>,
+    /// Every request header passed (`HTTP_*`, `CONTENT_TYPE`), by its
+    /// lower-case name.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Env {
@@ -36,7 +42,29 @@ impl Env {
             verify: var("SSL_CLIENT_VERIFY"),
             cert: var("SSL_CLIENT_CERT"),
             rs_from: var("HTTP_X_RS_FROM"),
+            path: var("REQUEST_URI").or_else(|| {
+                let script = var("SCRIPT_NAME").unwrap_or_default();
+                let info = var("PATH_INFO").unwrap_or_default();
+                Some(format!("{script}{info}")).filter(|p| !p.is_empty())
+            }),
+            headers: std::env::vars()
+                .filter_map(|(k, v)| {
+                    let name = match k.strip_prefix("HTTP_") {
+                        Some(n) => n,
+                        None if k == "CONTENT_TYPE" || k == "CONTENT_LENGTH" => &k,
+                        None => return None,
+                    };
+                    Some((name.to_ascii_lowercase().replace('_', "-"), v))
+                })
+                .collect(),
         }
+    }
+
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
     }
 
     /// What the web server found of the client's certificate.
@@ -91,15 +119,34 @@ pub fn respond(
     clock: &Clock,
     log: &dyn Fn(String),
 ) -> Response {
-    if env.method.as_deref() != Some("POST") {
-        return Response::text(405, "rs answers POST only\n");
-    }
-    let max = spool.config().http.max_body.0;
     let length: u64 = match env.content_length.as_deref().map(str::parse) {
         None => 0,
         Some(Ok(n)) => n,
         Some(Err(_)) => return Response::text(400, "CONTENT_LENGTH is not a number\n"),
     };
+    let path = env.path.clone().unwrap_or_default();
+    if let Some(resource) = super::tus::resource(&path) {
+        let method = env.method.clone().unwrap_or_default();
+        let header = |name: &str| env.header(name);
+        let mut body = input.take(length);
+        let call = super::tus::Call {
+            method: &method,
+            path: &path,
+            resource,
+            identity: env.identity(),
+            header: &header,
+            body: &mut body,
+        };
+        let mut r = super::tus::handle(spool, call, clock, log);
+        if method == "HEAD" {
+            r.body = super::ResponseBody::Empty;
+        }
+        return r;
+    }
+    if env.method.as_deref() != Some("POST") {
+        return Response::text(405, "rs answers POST only\n");
+    }
+    let max = spool.config().http.max_body.0;
     if length > max {
         log(format!(
             "request of {length} bytes refused (413): [http] max_body is {max}"
@@ -126,16 +173,35 @@ pub fn respond(
 
 /// Writes `resp` as a CGI response.
 pub fn write(resp: &Response, out: &mut dyn Write) -> std::io::Result<()> {
-    let body = resp.bytes();
     write!(
         out,
-        "Status: {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n",
+        "Status: {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
         resp.status,
         resp.reason(),
         resp.content_type(),
-        body.len()
+        resp.len()
     )?;
-    out.write_all(body)?;
+    for (name, value) in &resp.headers {
+        // A header's value never ends the header block.
+        if !value.contains(['\r', '\n']) {
+            write!(out, "{name}: {value}\r\n")?;
+        }
+    }
+    out.write_all(b"\r\n")?;
+    match &resp.body {
+        super::ResponseBody::File { path, start, len } => {
+            let mut f = std::fs::File::open(path)?;
+            std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(*start))?;
+            let copied = std::io::copy(&mut f.take(*len), out)?;
+            if copied < *len {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("{} is shorter than it was", path.display()),
+                ));
+            }
+        }
+        _ => out.write_all(resp.bytes())?,
+    }
     out.flush()
 }
 

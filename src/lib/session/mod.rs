@@ -24,6 +24,7 @@
 
 pub mod cgi;
 pub mod server;
+pub mod tus;
 
 use crate::ack;
 use crate::config::{Authentication, Config, Peer};
@@ -59,6 +60,8 @@ pub struct Request {
 #[derive(Debug)]
 pub struct Response {
     pub status: u16,
+    /// Headers besides the content's type and length (tus's, ranges').
+    pub headers: Vec<(&'static str, String)>,
     /// The envelope (200), or a line of text saying why (errors).
     pub body: ResponseBody,
 }
@@ -68,26 +71,70 @@ pub enum ResponseBody {
     Empty,
     Text(String),
     Envelope(Vec<u8>),
+    /// `len` bytes of the file at `path` from `start` on (a download).
+    File {
+        path: std::path::PathBuf,
+        start: u64,
+        len: u64,
+    },
 }
 
 impl Response {
     pub fn text(status: u16, text: impl Into<String>) -> Response {
         Response {
             status,
+            headers: Vec::new(),
             body: ResponseBody::Text(text.into()),
         }
+    }
+
+    /// A reply with no body.
+    pub fn empty(status: u16) -> Response {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: ResponseBody::Empty,
+        }
+    }
+
+    /// The same, with header `name: value` too.
+    pub fn with(mut self, name: &'static str, value: impl Into<String>) -> Response {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// The length of the body.
+    pub fn len(&self) -> u64 {
+        match &self.body {
+            ResponseBody::File { len, .. } => *len,
+            _ => self.bytes().len() as u64,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The reason phrase of the status.
     pub fn reason(&self) -> &'static str {
         match self.status {
             200 => "OK",
+            201 => "Created",
             204 => "No Content",
+            206 => "Partial Content",
             400 => "Bad Request",
             403 => "Forbidden",
+            404 => "Not Found",
             405 => "Method Not Allowed",
             408 => "Request Timeout",
+            409 => "Conflict",
+            410 => "Gone",
+            412 => "Precondition Failed",
             413 => "Content Too Large",
+            415 => "Unsupported Media Type",
+            416 => "Range Not Satisfiable",
+            460 => "Checksum Mismatch",
+            502 => "Bad Gateway",
             503 => "Service Unavailable",
             _ => "Internal Server Error",
         }
@@ -97,13 +144,15 @@ impl Response {
     pub fn content_type(&self) -> &'static str {
         match self.body {
             ResponseBody::Envelope(_) => "multipart/related",
+            ResponseBody::File { .. } => "application/octet-stream",
             _ => "text/plain; charset=utf-8",
         }
     }
 
+    /// The body held in memory (none for a file's).
     pub fn bytes(&self) -> &[u8] {
         match &self.body {
-            ResponseBody::Empty => b"",
+            ResponseBody::Empty | ResponseBody::File { .. } => b"",
             ResponseBody::Text(t) => t.as_bytes(),
             ResponseBody::Envelope(b) => b,
         }
@@ -261,12 +310,7 @@ fn answer(
                 .map_err(|e| crate::spool::Error::io("read", &item.path, e))?;
             bytes
         }
-        None if reply.messages.is_empty() => {
-            return Ok(Response {
-                status: 204,
-                body: ResponseBody::Empty,
-            })
-        }
+        None if reply.messages.is_empty() => return Ok(Response::empty(204)),
         None => envelope::to_bytes(&reply.messages),
     };
     let protector = Protector::for_peer(peer).map_err(|e| crate::spool::Error::Keys {
@@ -287,6 +331,7 @@ fn answer(
     };
     Ok(Response {
         status: 200,
+        headers: Vec::new(),
         body: ResponseBody::Envelope(body),
     })
 }

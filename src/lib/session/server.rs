@@ -14,7 +14,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -22,7 +22,7 @@ use openssl::ssl::{Ssl, SslAcceptor, SslFiletype, SslMethod, SslVerifyMode};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use super::{handle, Identity, Request, Response};
+use super::{handle, tus, Identity, Request, Response, ResponseBody};
 use crate::config::HttpSettings;
 use crate::spool::Spool;
 use crate::time::Clock;
@@ -207,7 +207,10 @@ async fn request(
     identity: Identity,
     shared: Arc<Shared>,
     http: HttpSettings,
-) -> hyper::Response<Full<Bytes>> {
+) -> hyper::Response<Body> {
+    if let Some(resource) = tus::resource(req.uri().path()) {
+        return transfer(req, resource, identity, shared, http).await;
+    }
     if req.method() != Method::POST {
         return reply(Response::text(405, "rs answers POST only\n"));
     }
@@ -253,12 +256,190 @@ async fn request(
     reply(answered.unwrap_or_else(|e| Response::text(500, format!("the handler failed: {e}\n"))))
 }
 
-fn reply(r: Response) -> hyper::Response<Full<Bytes>> {
-    let mut resp = hyper::Response::new(Full::new(Bytes::copy_from_slice(r.bytes())));
+/// Answers an upload or a download (see [`tus`]): the body goes to the
+/// handler as it arrives, never whole in memory; a pause longer than
+/// `[http] request_timeout` ends it.
+async fn transfer(
+    req: hyper::Request<Incoming>,
+    resource: tus::Resource,
+    identity: Identity,
+    shared: Arc<Shared>,
+    http: HttpSettings,
+) -> hyper::Response<Body> {
+    let method = req.method().as_str().to_string();
+    let path = req.uri().path().to_string();
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect();
+    let head = method == "HEAD";
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    let mut body = req.into_body();
+    tokio::spawn(async move {
+        loop {
+            let frame = match tokio::time::timeout(http.request_timeout, body.frame()).await {
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the body paused longer than [http] request_timeout",
+                )),
+                Ok(None) => break,
+                Ok(Some(Err(e))) => Err(std::io::Error::other(e)),
+                Ok(Some(Ok(f))) => match f.into_data() {
+                    Ok(data) => Ok(data),
+                    Err(_) => continue,
+                },
+            };
+            let failed = frame.is_err();
+            if tx.send(frame).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    let answered = tokio::task::spawn_blocking(move || {
+        let log = |s: String| (shared.log)(s);
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        let mut reader = Channel {
+            rx,
+            current: Bytes::new(),
+        };
+        let call = tus::Call {
+            method: &method,
+            path: &path,
+            resource,
+            identity,
+            header: &header,
+            body: &mut reader,
+        };
+        tus::handle(&shared.spool, call, &shared.clock, &log)
+    })
+    .await;
+    let mut r =
+        answered.unwrap_or_else(|e| Response::text(500, format!("the handler failed: {e}\n")));
+    if head {
+        let len = r.len();
+        r.body = ResponseBody::Empty;
+        if r.status == 200 && len > 0 {
+            r = r.with("Content-Length", len.to_string());
+        }
+    }
+    reply(r)
+}
+
+/// A request body arriving through a channel, read as a stream.
+struct Channel {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl std::io::Read for Channel {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                None => return Ok(0),
+                Some(Err(e)) => return Err(e),
+                Some(Ok(b)) => self.current = b,
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+/// A reply's body: bytes in memory, or a range of a file read as it goes.
+pub enum Body {
+    Bytes(Option<Bytes>),
+    File {
+        file: std::fs::File,
+        at: u64,
+        left: u64,
+    },
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        use std::os::unix::fs::FileExt;
+        let frame = match self.get_mut() {
+            Body::Bytes(b) => b.take().map(|b| Ok(hyper::body::Frame::data(b))),
+            Body::File { left: 0, .. } => None,
+            Body::File { file, at, left } => {
+                let mut buf = vec![0u8; (*left).min(256 << 10) as usize];
+                Some(match file.read_at(&mut buf, *at) {
+                    Ok(0) => Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the file is shorter than it was",
+                    )),
+                    Ok(n) => {
+                        buf.truncate(n);
+                        *at += n as u64;
+                        *left -= n as u64;
+                        Ok(hyper::body::Frame::data(Bytes::from(buf)))
+                    }
+                    Err(e) => Err(e),
+                })
+            }
+        };
+        std::task::Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Bytes(b) => b.is_none(),
+            Body::File { left, .. } => *left == 0,
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            Body::Bytes(b) => {
+                hyper::body::SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            Body::File { left, .. } => hyper::body::SizeHint::with_exact(*left),
+        }
+    }
+}
+
+fn reply(r: Response) -> hyper::Response<Body> {
+    let body = match &r.body {
+        ResponseBody::File { path, start, len } => match std::fs::File::open(path) {
+            Ok(file) => Body::File {
+                file,
+                at: *start,
+                left: *len,
+            },
+            Err(e) => {
+                return reply(Response::text(
+                    503,
+                    format!("cannot open {}: {e}\n", path.display()),
+                ))
+            }
+        },
+        _ if r.bytes().is_empty() => Body::Bytes(None),
+        _ => Body::Bytes(Some(Bytes::copy_from_slice(r.bytes()))),
+    };
+    let mut resp = hyper::Response::new(body);
     *resp.status_mut() =
         StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if let Ok(v) = hyper::header::HeaderValue::from_str(r.content_type()) {
         resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    for (name, value) in &r.headers {
+        let name = hyper::header::HeaderName::from_bytes(name.as_bytes());
+        if let (Ok(n), Ok(v)) = (name, hyper::header::HeaderValue::from_str(value)) {
+            resp.headers_mut().insert(n, v);
+        }
     }
     resp
 }
