@@ -1053,3 +1053,39 @@ fn a_standard_tus_client_uploads_an_authorized_transfer_and_resumes_after_a_kill
     assert!(h["tus-extension"].contains("termination"), "{h:?}");
     p.assert_nothing_quarantined();
 }
+
+#[test]
+fn a_download_resumes_with_http_ranges() {
+    let (a, p, to_a, to_p, server) = pair();
+    let data = random(300 * 1024 + 3, 12);
+    let id = p.send(&["--to", "a.host"], &data);
+    p.cmd("rs-queue").args(["flush"]).run();
+    a.import_from(&to_a).run();
+    a.cmd("rs-queue").args(["flush"]).run();
+    p.import_from(&to_p).run();
+    assert_eq!(p.ack_status(&id)["bulk"]["phase"], "authorized");
+    let url = format!("{}/downloads/{id}", server.url);
+    let out = a.root().join("download.bin");
+    let curl = |caller: &str, args: &[&str]| {
+        let o = std::process::Command::new("curl")
+            .args(["-s", "-o"])
+            .arg(&out)
+            .args(["-w", "%{http_code}", "-H"])
+            .arg(format!("X-Rs-From: {caller}"))
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert_eq!(curl("a.host", &["-r", "0-99999", &url]), "206");
+    assert_eq!(std::fs::read(&out).unwrap(), data[..100_000]);
+    // curl -C - asks for the rest (Range: bytes=100000-).
+    assert_eq!(curl("a.host", &["-C", "-", &url]), "206");
+    assert!(std::fs::read(&out).unwrap() == data, "resumed byte-identical");
+    assert_eq!(curl("a.host", &["-r", "400000-", &url]), "416");
+    assert_eq!(curl("b.host", &[&url]), "403", "not b's");
+    let unknown = format!("{}/downloads/20261202T100000-000000-deadbeef", server.url);
+    assert_eq!(curl("a.host", &[&unknown]), "404");
+    let dots = format!("{}/downloads/..", server.url);
+    assert_eq!(curl("a.host", &["--path-as-is", &dots]), "404");
+}
