@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{answer, dir, load, save, transfers, Said};
-use crate::message::{BulkDataRequest, BulkDataResponse, BulkStatus, Message};
+use crate::message::{BulkDataRequest, BulkDataResponse, BulkStatus, Message, MessageId, Name};
 use crate::spool::{durable, Result, Spool};
 use crate::time::Timestamp;
 
@@ -19,6 +19,15 @@ pub struct Reservation {
     pub size: u64,
     pub granted: bool,
     pub expires: Timestamp,
+    /// The component the transfer comes from.
+    #[serde(default)]
+    pub origin: Option<String>,
+    /// The neighbour the request came from.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// The peer the request went on to.
+    #[serde(default)]
+    pub to: Option<String>,
 }
 
 /// The bytes reserved by live reservations.
@@ -36,6 +45,7 @@ pub fn on_request(
     spool: &Spool,
     m: &Message,
     r: &BulkDataRequest,
+    to: &Name,
     now: Timestamp,
     log: &dyn Fn(String),
 ) -> Result<()> {
@@ -86,6 +96,16 @@ pub fn on_request(
         size: r.size,
         granted: false,
         expires: now.saturating_add(config.bulk.reservation),
+        origin: m.header.origin().map(|o| o.to_string()),
+        from: m
+            .header
+            .routing
+            .iter()
+            .rev()
+            .map(|x| &x.component)
+            .find(|c| *c != me)
+            .map(|c| c.to_string()),
+        to: Some(to.to_string()),
     };
     save(spool, &hop_dir, &format!("{ts}.json"), &res, now)?;
     crate::relay::pass_on(spool, vec![m.clone()], now, log)?;
@@ -158,4 +178,51 @@ pub fn tick(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<()> {
         durable::fsync_dir(&dir(spool, "hop")?)?;
     }
     Ok(())
+}
+
+/// Where an upload of transfer `t` from `caller` goes on from this hop:
+/// the next peer and its HTTP route. `Err`: the HTTP status and why (404
+/// when this hop does not carry the transfer, or carries it on by
+/// messages).
+pub fn upload_route(
+    spool: &Spool,
+    t: &str,
+    caller: &Name,
+    now: Timestamp,
+) -> std::result::Result<(Name, crate::config::HttpRoute), (u16, String)> {
+    if MessageId::parse(t).is_err() {
+        return Err((404, format!("{t:?} names no transfer")));
+    }
+    let path = spool.root().join("bulk/hop").join(format!("{t}.json"));
+    let Some(res) = load::<Reservation>(&path).filter(|r| r.expires >= now) else {
+        return Err((
+            404,
+            format!("no transfer {t} is authorized here: its bulk request comes first"),
+        ));
+    };
+    let caller_s = Some(caller.as_str());
+    if res.origin.as_deref() != caller_s && res.from.as_deref() != caller_s {
+        return Err((
+            403,
+            format!(
+                "transfer {t} comes from {} through {}: {caller} may not upload it",
+                res.origin.as_deref().unwrap_or("the provider"),
+                res.from.as_deref().unwrap_or("no neighbour")
+            ),
+        ));
+    }
+    if !res.granted {
+        return Err((409, format!("transfer {t} is not authorized yet")));
+    }
+    let to = res.to.as_deref().unwrap_or("");
+    match spool.config().peer(to).and_then(|p| p.routes.first()) {
+        Some(crate::config::Route::Http(h)) => Ok((
+            Name::new("component", to).map_err(|e| (404, e.to_string()))?,
+            h.clone(),
+        )),
+        _ => Err((
+            404,
+            format!("transfer {t} goes on from here to {to} by messages: send its chunks"),
+        )),
+    }
 }

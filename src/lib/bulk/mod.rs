@@ -41,6 +41,7 @@ pub mod hop;
 pub mod ranges;
 pub mod receiver;
 pub mod sender;
+pub mod upload;
 
 use std::path::{Path, PathBuf};
 
@@ -354,8 +355,8 @@ pub fn run_held(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<(
                 (Content::BulkDataRequest(r), NextHop::Local) => {
                     receiver::on_request(spool, &m.header, r, now, log)?
                 }
-                (Content::BulkDataRequest(r), NextHop::Peer(_)) => {
-                    hop::on_request(spool, &m, r, now, log)?
+                (Content::BulkDataRequest(r), NextHop::Peer(to)) => {
+                    hop::on_request(spool, &m, r, &to, now, log)?
                 }
                 // An answer for a transfer this site sends is its own,
                 // whichever way routing would take it (a relay sending a

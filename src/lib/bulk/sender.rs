@@ -57,6 +57,17 @@ pub struct Outgoing {
     pub receiver: Option<String>,
     pub reason: Option<String>,
     pub updated: Timestamp,
+    /// Where the data is uploaded over HTTP (tus), relative to the next
+    /// hop's URL (`uploads/T`): set when the receiver named it and the
+    /// next hop is an HTTP route; the chunks then do not go as messages.
+    #[serde(default)]
+    pub upload: Option<String>,
+    /// The bytes the receiver said it holds, from the last upload.
+    #[serde(default)]
+    pub uploaded: u64,
+    /// An upload was refused on the way: the chunks go as messages.
+    #[serde(default)]
+    pub chunks_only: bool,
 }
 
 impl Outgoing {
@@ -222,6 +233,9 @@ fn save_new(spool: &Spool, request: &Message, now: Timestamp) -> Result<()> {
         receiver: None,
         reason: None,
         updated: now,
+        upload: None,
+        uploaded: 0,
+        chunks_only: false,
     };
     save(spool, &dir(spool, "out")?, &format!("{t}.json"), &st, now)
 }
@@ -380,7 +394,70 @@ fn authorized(
         }
     }
     st.asked = asked.to_string();
+    let here = format!("{}{t}", super::UPLOADS);
+    let offered = r.location.as_ref().is_some_and(|l| l.as_str() == here);
+    if offered && !st.chunks_only && upload_route(spool, t).is_some() {
+        if st.upload.is_none() {
+            log(format!("{t}: the data goes over HTTP (tus, {here})"));
+        }
+        st.upload = Some(here);
+        return Ok(());
+    }
     queue_asked(spool, t, st, now, log)
+}
+
+/// The next hop of transfer `t` and its HTTP route, when its first route
+/// is one (an upload goes there).
+pub fn upload_route(spool: &Spool, t: &str) -> Option<(Name, crate::config::HttpRoute)> {
+    let request = first_request(spool, t).ok()?;
+    let learned = crate::route::Learned::load(spool);
+    let crate::route::NextHop::Peer(p) =
+        crate::route::next_hop(&request.header, spool.config(), &learned)
+    else {
+        return None;
+    };
+    match spool.config().peer(p.as_str())?.routes.first()? {
+        crate::config::Route::Http(h) => Some((p, h.clone())),
+        _ => None,
+    }
+}
+
+/// The upload of transfer `t` was refused on the way (`why`): the chunks
+/// asked for go as messages from now on.
+pub fn upload_refused(
+    spool: &Spool,
+    t: &str,
+    why: &str,
+    now: Timestamp,
+    log: &dyn Fn(String),
+) -> Result<()> {
+    let _lock = super::lock(spool)?;
+    let (state_path, _, _) = paths(spool, t)?;
+    let Some(mut st) = load::<Outgoing>(&state_path) else {
+        return Ok(());
+    };
+    log(format!(
+        "{t}: the upload over HTTP is refused ({why}): the chunks go as messages"
+    ));
+    st.upload = None;
+    st.chunks_only = true;
+    queue_asked(spool, t, &mut st, now, log)?;
+    st.updated = now;
+    save(spool, &dir(spool, "out")?, &format!("{t}.json"), &st, now)
+}
+
+/// Records that the receiver holds the first `offset` bytes of `t`.
+pub fn uploaded(spool: &Spool, t: &str, offset: u64, now: Timestamp) -> Result<()> {
+    let _lock = super::lock(spool)?;
+    let (state_path, _, _) = paths(spool, t)?;
+    let Some(mut st) = load::<Outgoing>(&state_path) else {
+        return Ok(());
+    };
+    if st.phase == Phase::Authorized && offset > st.uploaded {
+        st.uploaded = offset;
+        save(spool, &dir(spool, "out")?, &format!("{t}.json"), &st, now)?;
+    }
+    Ok(())
 }
 
 /// Queues every chunk asked for that is not queued yet.
@@ -394,6 +471,9 @@ fn queue_asked(
     let (Some(cs), Some(count)) = (st.chunk_size, st.count()) else {
         return Ok(());
     };
+    if st.upload.is_some() {
+        return Ok(()); // uploaded over HTTP instead
+    }
     let Ok(asked) = Ranges::parse(&st.asked, count) else {
         return Ok(());
     };
@@ -684,6 +764,13 @@ pub fn status(spool: &Spool, id: &str) -> Option<Value> {
                 st.reason.clone().unwrap_or_default()
             ),
         ),
+        Phase::Authorized if st.upload.is_some() => (
+            "bulk",
+            format!(
+                "bulk transfer of {} bytes: authorized, uploading over HTTP: {} bytes held by the receiver",
+                st.size, st.uploaded
+            ),
+        ),
         Phase::Authorized => (
             "bulk",
             format!(
@@ -716,6 +803,7 @@ pub fn status(spool: &Spool, id: &str) -> Option<Value> {
             "requests": st.requests, "deferrals": st.deferrals,
             "chunk_size": st.chunk_size, "chunks": count,
             "chunks_acknowledged": acknowledged, "chunks_sent": st.chunks_sent,
+            "upload": st.upload, "uploaded": st.uploaded, "chunks_only": st.chunks_only,
             "reason": st.reason, "updated": st.updated,
         }
     }))

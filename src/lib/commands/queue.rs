@@ -94,6 +94,28 @@ fn send_to(
     // Bulk answers that came back are followed now (the chunks asked for
     // go with the next run).
     crate::bulk::run_held(spool, ctx.clock.now(), &log)?;
+    let mut uploads = Vec::new();
+    if let Via::Routes { .. } = via {
+        // Transfers authorized over HTTP are uploaded now (tus); the
+        // receiver's answer to a complete one is fetched by one more
+        // exchange with its peer.
+        uploads = crate::bulk::upload::run(spool, only, ctx.clock.now(), &log)?;
+        let mut polled = std::collections::BTreeSet::new();
+        for u in uploads.iter().filter(|u| u.complete) {
+            if !polled.insert(u.peer.clone()) {
+                continue;
+            }
+            for r in outbound::run(spool, Some(u.peer.as_str()), via, &ctx.clock, &log)? {
+                match runs.iter_mut().find(|x| x.peer == r.peer) {
+                    Some(x) => x.report.received.messages += r.report.received.messages,
+                    None => runs.push(r),
+                }
+            }
+        }
+        if !polled.is_empty() {
+            crate::bulk::run_held(spool, ctx.clock.now(), &log)?;
+        }
+    }
     if waited {
         // The registration's answer may have come back in this run: once
         // applied, what waited for it goes now.
@@ -128,6 +150,9 @@ fn send_to(
                 "stopped": r.stopped, "lease_lapsed": r.lease_lapsed, "pruned": run.pruned,
                 "error": r.last_error, "exchanges": r.exchanges,
                 "received": super::relay::report_json(&r.received),
+                "uploaded": uploads.iter().filter(|u| u.peer == run.peer).map(|u| json!({
+                    "transfer": u.transfer, "bytes": u.bytes, "complete": u.complete,
+                })).collect::<Vec<_>>(),
             }));
         } else if r.sent + r.ack_files + r.deferred + r.refused + r.expired + r.received.messages
             > 0

@@ -129,6 +129,7 @@ impl Response {
             408 => "Request Timeout",
             409 => "Conflict",
             410 => "Gone",
+            411 => "Length Required",
             412 => "Precondition Failed",
             413 => "Content Too Large",
             415 => "Unsupported Media Type",

@@ -29,6 +29,7 @@ use crate::bulk::receiver::{self, Algorithm, Patch, Refused, Upload};
 use crate::message::Name;
 use crate::spool::Spool;
 use crate::time::Clock;
+use crate::transport::tus::Client;
 
 /// The tus protocol version spoken.
 pub const VERSION: &str = "1.0.0";
@@ -122,7 +123,10 @@ pub fn handle(spool: &Spool, call: Call<'_>, clock: &Clock, log: &dyn Fn(String)
     };
     let now = clock.now();
     let answer = match (&call.resource, method.as_str()) {
-        (Resource::Uploads, "POST") => create(spool, &call, &caller),
+        (Resource::Uploads, "POST") => create(spool, &call, &caller, now),
+        (Resource::Upload(t), m @ ("HEAD" | "PATCH" | "DELETE")) if passes_through(spool, t) => {
+            pass(spool, t, m, call.body, header, &caller, now)
+        }
         (Resource::Upload(t), "HEAD") => receiver::upload_status(spool, t, &caller)
             .map(|u| {
                 upload_headers(tus(Response::empty(200)), &u)
@@ -177,8 +181,74 @@ fn metadata(text: &str) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
+/// Whether transfer `t` only passes through this site (a hop's
+/// reservation, no state as its receiver): its upload goes on to the next
+/// hop as it comes, and nothing of it is kept here.
+fn passes_through(spool: &Spool, t: &str) -> bool {
+    let bulk = spool.root().join("bulk");
+    crate::message::MessageId::parse(t).is_ok()
+        && !bulk.join("in").join(format!("{t}.json")).exists()
+        && bulk.join("hop").join(format!("{t}.json")).exists()
+}
+
+/// Passes one request of transfer `t`'s upload on to the next hop, as
+/// this site, streaming the body; the next hop's answer is the answer.
+fn pass(
+    spool: &Spool,
+    t: &str,
+    method: &str,
+    body: &mut dyn Read,
+    header: &dyn Fn(&str) -> Option<String>,
+    caller: &Name,
+    now: crate::time::Timestamp,
+) -> Response {
+    let (peer, route) = match crate::bulk::hop::upload_route(spool, t, caller, now) {
+        Ok(x) => x,
+        Err((status, why)) => return tus(Response::text(status, format!("{why}\n"))),
+    };
+    let client = match Client::new(&route, &spool.config().component) {
+        Ok(c) => c,
+        Err(e) => return tus(Response::text(502, format!("{e}\n"))),
+    };
+    let url = format!(
+        "{}/{}{t}",
+        route.url.trim_end_matches('/'),
+        crate::bulk::UPLOADS
+    );
+    let headers: Vec<(&str, String)> = ["content-type", "upload-offset", "upload-checksum"]
+        .into_iter()
+        .filter_map(|name| Some((name, header(name)?)))
+        .collect();
+    let body = if method == "PATCH" {
+        let Some(len) = header("content-length").and_then(|v| v.trim().parse::<u64>().ok()) else {
+            return tus(Response::text(
+                411,
+                "a PATCH passed on needs its Content-Length\n",
+            ));
+        };
+        Some((body, len))
+    } else {
+        None
+    };
+    match client.call(method, &url, &headers, body) {
+        Ok(a) => {
+            let mut r = if a.text.is_empty() || a.status == 204 {
+                Response::empty(a.status)
+            } else {
+                Response::text(a.status, format!("{}\n", a.text))
+            };
+            r.headers = a.headers;
+            r
+        }
+        Err(e) => tus(Response::text(
+            502,
+            format!("the next hop {peer} cannot be reached: {e}\n"),
+        )),
+    }
+}
+
 /// Creation: the upload of an authorized transfer, named in the metadata.
-fn create(spool: &Spool, call: &Call<'_>, caller: &Name) -> Response {
+fn create(spool: &Spool, call: &Call<'_>, caller: &Name, now: crate::time::Timestamp) -> Response {
     let header = call.header;
     if header("upload-defer-length").is_some() {
         return tus(Response::text(
@@ -203,9 +273,36 @@ fn create(spool: &Spool, call: &Call<'_>, caller: &Name) -> Response {
             "an upload is taken only for an authorized bulk transfer: send its bulk request first (rs-send), then name the transfer's ID in Upload-Metadata (transfer <base64 of the ID>)\n",
         ));
     };
-    let upload = match receiver::upload_status(spool, &t, caller) {
-        Ok(u) => u,
-        Err(r) => return refused(r),
+    let upload = if passes_through(spool, &t) {
+        // Created here; the next hop says where the upload stands.
+        let a = pass(
+            spool,
+            &t,
+            "HEAD",
+            &mut std::io::empty(),
+            &|_| None,
+            caller,
+            now,
+        );
+        let field = |name: &str| {
+            a.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+        };
+        match (a.status, field("Upload-Offset"), field("Upload-Length")) {
+            (200, Some(offset), Some(size)) => Upload {
+                size,
+                offset,
+                expires: now.saturating_add(spool.config().bulk.reservation),
+            },
+            _ => return a,
+        }
+    } else {
+        match receiver::upload_status(spool, &t, caller) {
+            Ok(u) => u,
+            Err(r) => return refused(r),
+        }
     };
     if upload.size != length {
         return tus(Response::text(

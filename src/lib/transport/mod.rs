@@ -12,6 +12,7 @@ pub mod dir;
 pub mod http;
 pub mod smtp;
 pub mod spm;
+pub mod tus;
 pub mod untrusted;
 
 use std::fs::File;
