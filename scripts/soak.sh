@@ -25,7 +25,7 @@ echo "soak: $RS_CRASH_TRIALS trials per command, $RS_SOAK_SECONDS s of concurren
 start=$SECONDS
 cargo test --quiet --features fault-injection --test crash -- --nocapture --test-threads 1
 cargo test --quiet --features fault-injection --test lossyfs -- --nocapture
-cargo test --quiet --features fault-injection --test bulk bulk_transfers_killed -- --nocapture
+cargo test --quiet --features fault-injection --test bulk killed_at_random_moments -- --nocapture --test-threads 1
 RS_POWERLOSS_MODES=drop,tear,mix cargo test --quiet --features fault-injection \
     --test powerloss -- --nocapture --test-threads 1
 echo "soak: passed in $((SECONDS - start)) s"

@@ -1096,3 +1096,106 @@ fn a_download_resumes_with_http_ranges() {
     let dots = format!("{}/downloads/..", server.url);
     assert_eq!(curl("a.host", &["--path-as-is", &dots]), "404");
 }
+
+/// Resume over HTTP: uploads (tus) killed at random moments on either
+/// side — the uploading `rs-queue flush`, or the receiver's `rs-relay
+/// serve` while a flush uploads — each file arrives intact, once.
+#[test]
+fn tus_uploads_killed_at_random_moments_arrive_once_and_resume() {
+    let trials = std::env::var("RS_CRASH_TRIALS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(50usize)
+        / 2;
+    let mut a = Site::component("a.host");
+    let mut p = Site::component("p.hub");
+    a.at(T0);
+    p.at(T0);
+    // Retransmissions every round (a killed run may lose a reply).
+    let often = "ack_timeout = \"5m\"\nretry_cap = \"10m\"";
+    p.peer("a.host", &format!("authentication = \"none\"\n{often}"));
+    p.append_config("[bulk]\nchunk_size = \"16KiB\"\n");
+    let mut server = Serve::start(&p);
+    let port = server.port;
+    a.peer(
+        "p.hub",
+        &format!(
+            "upstream = true\nauthentication = \"none\"\n{often}\nroutes = [\"{}\"]",
+            server.url
+        ),
+    );
+    a.bulk_threshold("4KiB");
+    let mut rng = Rng::from_env();
+    let mut span = 50_000u64;
+    let mut landed = [0usize; 2];
+    let mut minutes = 0u64;
+    for trial in 0..trials {
+        let size = 100 * 1024 + (trial * 997) % 100_000;
+        let data = random(size, trial as u64 + 101);
+        let id = a.send(&[], &data);
+        let mut rounds = 0;
+        while a.ack_status(&id)["state"] != "acknowledged" {
+            // The clocks move 11 minutes a round (the server restarted
+            // on the new time): anything not acknowledged goes again.
+            minutes += 11;
+            let t = rs::time::Timestamp::parse(T0)
+                .unwrap()
+                .saturating_add(Duration::from_secs(minutes * 60))
+                .to_rfc3339();
+            a.at(&t);
+            p.at(&t);
+            server.kill();
+            server = Serve::start_on(&p, port);
+            rounds += 1;
+            assert!(
+                rounds <= 20,
+                "trial {trial}: {id} not delivered: {}",
+                a.ack_status(&id)
+            );
+            // --force: a link that failed is tried again at once.
+            let flush = || {
+                let mut c = a.cmd("rs-queue").args(["flush", "--force"]).command();
+                c.stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .stdin(std::process::Stdio::null());
+                c.spawn().unwrap()
+            };
+            let mut child = flush();
+            let start = std::time::Instant::now();
+            std::thread::sleep(Duration::from_micros(rng.below(span)));
+            if rng.below(2) == 0 {
+                let _ = child.kill();
+                landed[0] += !child.wait().unwrap().success() as usize;
+            } else {
+                server.kill();
+                let _ = child.wait();
+                landed[1] += 1;
+                server = Serve::start_on(&p, port);
+            }
+            span = (span * 3 + start.elapsed().as_micros() as u64) / 4;
+            let r = a.cmd("rs-queue").args(["flush", "--force"]).run();
+            assert!(matches!(r.code, Some(0) | Some(75)), "{}", r.stderr);
+        }
+        let got: Vec<_> = p.received().into_iter().filter(|(i, _)| *i == id).collect();
+        assert_eq!(
+            got.len(),
+            1,
+            "trial {trial}: {id} delivered {} times",
+            got.len()
+        );
+        assert!(got[0].1 == data, "trial {trial}: {id} not intact");
+        let s = a.ack_status(&id);
+        assert_eq!(
+            s["bulk"]["chunks_sent"], 0,
+            "uploaded, not sent as chunks: {s}"
+        );
+    }
+    assert_eq!(p.received().len(), trials, "nothing else delivered");
+    eprintln!(
+        "{trials} uploads; killed: the uploader mid-run {}, the server {}",
+        landed[0], landed[1]
+    );
+    for s in [&a, &p] {
+        s.assert_nothing_quarantined();
+    }
+}
