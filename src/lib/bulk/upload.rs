@@ -16,11 +16,10 @@ use crate::spool::{Result, Spool};
 use crate::time::Timestamp;
 use crate::transport::tus::{Client, Failure};
 
-/// The largest piece sent in one request (halved while a server answers
-/// 413).
-const PIECE: u64 = 4 << 20;
-/// The smallest.
+/// A piece sent in one request is four of the receiver's chunks (4 MiB by
+/// default), within these bounds; halved while a server answers 413.
 const MIN_PIECE: u64 = 64 << 10;
+const MAX_PIECE: u64 = 16 << 20;
 
 /// One transfer's upload in this run.
 #[derive(Debug)]
@@ -110,7 +109,7 @@ fn one(
             return Ok(Some((0, false)));
         }
     };
-    let mut piece = PIECE;
+    let mut piece = (st.chunk_size.unwrap_or(1 << 20) * 4).clamp(MIN_PIECE, MAX_PIECE);
     let mut buf = Vec::new();
     let mut sent = 0u64;
     let mut conflicts = 0;
