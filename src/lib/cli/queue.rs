@@ -134,8 +134,10 @@ pub enum QueueCommand {
     /// and fetches the map again once when all fail. A link that fails for
     /// want of a connection or because its client certificate is rejected
     /// gets one repair attempt (a new configuration or certificate from
-    /// [recovery] config_url; see spool/README.md), then a new test. Exit
-    /// status 75 if something due could not be sent (try again later).
+    /// [recovery] config_url; see spool/README.md), then a new test. Bulk
+    /// transfers authorized over an HTTP route are uploaded (tus, resumed
+    /// from where the server says they stand; progress on a terminal).
+    /// Exit status 75 if something due could not be sent (try again later).
     Flush {
         /// Only to this peer (default: every configured peer).
         #[arg(long, value_name = "PEER")]

@@ -79,8 +79,11 @@ pub enum RelayCommand {
     /// acknowledgements, answered with a response per message, the
     /// acknowledgements owed to it, and the back-channel messages waiting
     /// for it. The web server does TLS and verifies client certificates; it
-    /// passes SSL_CLIENT_VERIFY and SSL_CLIENT_CERT (see README). A stdout
-    /// closed before the reply is written exits 74, never 0.
+    /// passes SSL_CLIENT_VERIFY and SSL_CLIENT_CERT (see README). Paths
+    /// ending in uploads, uploads/ID or downloads/ID are bulk transfers:
+    /// tus 1.0.0 uploads of authorized transfers (passed on to the next
+    /// hop at a relay) and downloads with byte ranges. A stdout closed
+    /// before the reply is written exits 74, never 0.
     Cgi,
     /// List the relay's rules ([[rule]] in config.toml), in the order they
     /// are evaluated; with `test`, say which rule a message meets and what
@@ -118,9 +121,10 @@ pub enum RelayCommand {
     },
     /// Run the built-in HTTP server (for tests and small sites): HTTPS with
     /// client certificates when [http] cert, key and client_ca are set,
-    /// else plain HTTP (for peers with authentication = "none"). Runs until
-    /// stopped; bounded by [http] max_connections, request_timeout and
-    /// max_body.
+    /// else plain HTTP (for peers with authentication = "none"). Answers
+    /// what `rs-relay cgi` answers, bulk uploads (tus) and downloads
+    /// included. Runs until stopped; bounded by [http] max_connections,
+    /// request_timeout (a pause in an upload's body) and max_body.
     Serve {
         /// The address to listen on (`127.0.0.1:8443`; port 0 picks one,
         /// which is printed on stderr).
