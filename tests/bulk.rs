@@ -1199,3 +1199,53 @@ fn tus_uploads_killed_at_random_moments_arrive_once_and_resume() {
         s.assert_nothing_quarantined();
     }
 }
+
+/// A relay reached over HTTP that carries the transfer on by messages (its
+/// next hop is a directory) refuses the upload: the sender turns back to
+/// chunks, and the file arrives all the same.
+#[test]
+fn an_upload_a_relay_cannot_pass_on_turns_back_to_chunks() {
+    let mut a = Site::component("a.host");
+    let mut r = Site::component("r.relay");
+    let mut p = Site::component("p.hub");
+    for s in [&mut a, &mut r, &mut p] {
+        s.at(T0);
+    }
+    let to_p = r.stick("to-p");
+    let to_r = r.stick("to-r");
+    r.peer("a.host", "authentication = \"none\"");
+    r.peer(
+        "p.hub",
+        &format!("upstream = true\nroutes = [\"dir:{}\"]", to_p.display()),
+    );
+    p.peer("r.relay", &format!("routes = [\"dir:{}\"]", to_r.display()));
+    p.append_config("[bulk]\nchunk_size = \"64KiB\"\n");
+    let server = Serve::start(&r);
+    a.peer(
+        "r.relay",
+        &format!(
+            "upstream = true\nauthentication = \"none\"\nroutes = [\"{}\"]",
+            server.url
+        ),
+    );
+    a.bulk_threshold("4KiB");
+    let data = random(200 * 1024 + 9, 21);
+    let id = a.send(&[], &data);
+    let mut rounds = 0;
+    while a.ack_status(&id)["state"] != "acknowledged" {
+        rounds += 1;
+        assert!(rounds <= 8, "not delivered: {}", a.ack_status(&id));
+        a.cmd("rs-queue").args(["flush"]).run();
+        r.cmd("rs-queue").args(["flush"]).run();
+        p.import_from(&to_p).run();
+        p.cmd("rs-queue").args(["flush"]).run();
+        r.import_from(&to_r).run();
+    }
+    let got = p.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].0.as_str(), &got[0].1), (id.as_str(), &data));
+    let s = a.ack_status(&id);
+    assert_eq!(s["bulk"]["chunks_only"], true, "{s}");
+    assert_eq!(s["bulk"]["chunks_sent"], 4, "{s}");
+    assert!(bulk_files(&r, "in").is_empty());
+}
