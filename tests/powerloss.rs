@@ -11,6 +11,10 @@
 //! once, intact; nothing else is delivered twice; nothing is left queued,
 //! dead or quarantined.
 //!
+//! The HTTP exchange carries a bulk transfer too (its request, answers and
+//! tus upload in one flush), so every durable point of an upload meets
+//! the fault on either side.
+//!
 //! `RS_POWERLOSS_MODES` (default: one mode per index, in turn) and
 //! `RS_POWERLOSS_STEP` (every Nth index) bound the campaign;
 //! scripts/soak.sh runs every mode at every index.
@@ -551,7 +555,9 @@ impl Http {
     fn new() -> Http {
         let p = Site::component("p.hub");
         p.peer("a.host", "authentication = \"none\"\nack_timeout = \"10m\"");
+        p.append_config("[bulk]\nchunk_size = \"16KiB\"\n");
         let a = Site::component("a.host");
+        a.bulk_threshold("4KiB");
         let port = support::free_port();
         a.peer(
             "p.hub",
@@ -576,9 +582,16 @@ impl Http {
         h
     }
 
-    /// One message each way.
+    /// One message each way, and a bulk transfer up (its request, the
+    /// answer, the upload with tus and the last answer, all in one flush).
     fn round(&mut self) {
         let n = self.payloads.len();
+        let bulk: Vec<u8> = (0..150_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ n as u8)
+            .collect();
+        let id = self.a.send(&[], &bulk);
+        self.up.insert(id, bulk.clone());
+        self.payloads.insert(bulk);
         for (site, to, map) in [
             (&self.a, None, &mut self.up),
             (&self.p, Some("a.host"), &mut self.down),
