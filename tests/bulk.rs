@@ -641,6 +641,18 @@ fn a_group_download_reaches_every_member_once_with_one_fetch_from_the_provider()
             .find(|t| t["direction"] == "out" && t["summary"].as_str().unwrap().contains("dead"))
     };
     assert!(b_state(&c).is_some(), "b.host's transfer is dead: rejected");
+    // The provider is told b.host's copy is undeliverable.
+    let copy = rs::receive::decide::copy_id(
+        &rs::message::MessageId::parse(&id).unwrap(),
+        &rs::message::Target::Component(rs::message::Name::new("component", "b.host").unwrap()),
+    );
+    let told = c.status("p.hub", copy.as_str());
+    assert_eq!(told["state"], "dead", "{told}");
+    let summary = told["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("undeliverable at r.relay") && summary.contains("max_size"),
+        "{summary}"
+    );
     // b.host takes larger transfers now: a new download goes to both, and
     // the relay's copy of it goes once both have it.
     c.site("b.host")

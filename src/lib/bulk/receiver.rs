@@ -897,7 +897,14 @@ fn fan_out(
         // The member's transfer is this site's: its messages start their
         // routing here, and the member answers this site.
         header.routing.clear();
-        super::sender::start_linked(spool, &header, &mime, digest, data_path, now, log)?;
+        let member = super::sender::Member {
+            header: &header,
+            report_to: request.origin(),
+            mime: &mime,
+            digest,
+            data: data_path,
+        };
+        super::sender::start_linked(spool, member, now, log)?;
     }
     log(format!(
         "{t}: bulk transfer to group of {} members verified here and handed on to each",

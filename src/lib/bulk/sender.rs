@@ -68,6 +68,10 @@ pub struct Outgoing {
     /// An upload was refused on the way: the chunks go as messages.
     #[serde(default)]
     pub chunks_only: bool,
+    /// A group member's transfer from a relay: the component that sent
+    /// the group's transfer, told if this one dies.
+    #[serde(default)]
+    pub report_to: Option<String>,
 }
 
 impl Outgoing {
@@ -143,22 +147,39 @@ pub fn prepare(
     staged.sync()?;
     staged.commit(&data_path)?;
     let request = request_for(spool, header, mime, size, &digest, now)?;
-    save_new(spool, &request, now)?;
+    save_new(spool, &request, None, now)?;
     Ok(request)
 }
 
-/// Starts transfer `header.id` of the data at `data` (linked, not copied:
-/// the link goes when the transfer is delivered) and queues its request,
-/// unless it was started before. Durable on return.
+/// A group member's transfer, started by the relay where the group is
+/// configured (see [`start_linked`]).
+pub struct Member<'a> {
+    /// The member's request header (its ID derived from the group's).
+    pub header: &'a Header,
+    /// The component that sent the group's transfer, told if this dies.
+    pub report_to: Option<&'a Name>,
+    pub mime: &'a MimeType,
+    pub digest: &'a Digest,
+    /// The verified data (linked, not copied).
+    pub data: &'a std::path::Path,
+}
+
+/// Starts a member's transfer of the data at `member.data` (linked, not
+/// copied: the link goes when the transfer is delivered) and queues its
+/// request, unless it was started before. Durable on return.
 pub fn start_linked(
     spool: &Spool,
-    header: &Header,
-    mime: &MimeType,
-    digest: &Digest,
-    data: &std::path::Path,
+    member: Member<'_>,
     now: Timestamp,
     log: &dyn Fn(String),
 ) -> Result<()> {
+    let Member {
+        header,
+        report_to,
+        mime,
+        digest,
+        data,
+    } = member;
     let size = std::fs::metadata(data)
         .map_err(|e| crate::spool::Error::io("read", data, e))?
         .len();
@@ -175,7 +196,7 @@ pub fn start_linked(
     // Queued before it is recorded: a run killed in between queues the
     // same request (the same ID) again, a duplicate the receiver drops.
     crate::relay::pass_on(spool, vec![request.clone()], now, log)?;
-    save_new(spool, &request, now)
+    save_new(spool, &request, report_to.map(|o| o.to_string()), now)
 }
 
 /// The first request of transfer `header.id`, kept in `bulk/out/T.request`.
@@ -213,7 +234,12 @@ fn request_for(
 }
 
 /// Records a new transfer whose first request is `request`.
-fn save_new(spool: &Spool, request: &Message, now: Timestamp) -> Result<()> {
+fn save_new(
+    spool: &Spool,
+    request: &Message,
+    report_to: Option<String>,
+    now: Timestamp,
+) -> Result<()> {
     let Content::BulkDataRequest(r) = &request.content else {
         return Ok(());
     };
@@ -236,6 +262,7 @@ fn save_new(spool: &Spool, request: &Message, now: Timestamp) -> Result<()> {
         upload: None,
         uploaded: 0,
         chunks_only: false,
+        report_to,
     };
     save(spool, &dir(spool, "out")?, &format!("{t}.json"), &st, now)
 }
@@ -333,7 +360,43 @@ pub fn on_answer(
         },
     }
     st.updated = now;
+    if st.phase == Phase::Dead {
+        report_death(spool, &t, &st, now, log)?;
+    }
     save(spool, &dir(spool, "out")?, &format!("{t}.json"), &st, now)
+}
+
+/// A group member's transfer that died: the component that sent the
+/// group's transfer is told (the member's copy is undeliverable), as any
+/// copy of a group message that dies at a relay. Told before the death is
+/// recorded: a run killed in between tells it again (the same notice).
+fn report_death(
+    spool: &Spool,
+    t: &str,
+    st: &Outgoing,
+    now: Timestamp,
+    log: &dyn Fn(String),
+) -> Result<()> {
+    let Some(origin) = st
+        .report_to
+        .as_deref()
+        .and_then(|o| Name::new("component", o).ok())
+    else {
+        return Ok(());
+    };
+    let mut header = first_request(spool, t)?.header;
+    header.routing = vec![crate::message::Routing {
+        component: origin.clone(),
+        received: None,
+        sent: None,
+    }];
+    let learned = crate::route::Learned::load(spool);
+    let why = st.reason.clone().unwrap_or_default();
+    crate::relay::tell_origin(spool, &header, &learned, &why, now)?;
+    log(format!(
+        "{t}: {origin} is told this member's copy is undeliverable"
+    ));
+    Ok(())
 }
 
 fn give_up(st: &mut Outgoing, reason: String, t: &str, log: &dyn Fn(String)) {
@@ -640,6 +703,9 @@ pub fn tick(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<()> {
                 }
             }
             _ => {}
+        }
+        if st.phase == Phase::Dead && before.phase != Phase::Dead {
+            report_death(spool, &t, &st, now, log)?;
         }
         if st.phase != before.phase
             || st.chunks != before.chunks
