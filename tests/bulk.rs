@@ -1261,3 +1261,74 @@ fn an_upload_a_relay_cannot_pass_on_turns_back_to_chunks() {
     assert_eq!(s["bulk"]["chunks_sent"], 4, "{s}");
     assert!(bulk_files(&r, "in").is_empty());
 }
+
+/// Runs `cmd` with a terminal for stderr (`script`), returning what it
+/// wrote there.
+fn on_a_terminal(cmd: support::Cmd) -> String {
+    let c = cmd.command();
+    let line: Vec<String> = std::iter::once(c.get_program())
+        .chain(c.get_args())
+        .map(|a| format!("'{}'", a.to_string_lossy()))
+        .collect();
+    let mut s = std::process::Command::new("script");
+    s.args(["-qec", &line.join(" "), "/dev/null"]);
+    for (k, v) in c.get_envs() {
+        match v {
+            Some(v) => s.env(k, v),
+            None => s.env_remove(k),
+        };
+    }
+    let out = s.stdin(std::process::Stdio::null()).output().unwrap();
+    assert!(out.status.success(), "{line:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every long bulk step shows its progress on a terminal (rs-send keeping
+/// the data aside, the chunks sent and imported, the receiver verifying,
+/// an upload over HTTP), and prints nothing of it when stderr is not one.
+#[test]
+fn bulk_steps_show_progress_on_a_terminal_only() {
+    let mut a = Site::component("a.host");
+    let mut p = Site::component("p.hub");
+    a.at(T0);
+    p.at(T0);
+    let to_a = p.stick("in-a");
+    let to_p = p.stick("in-p");
+    p.peer("a.host", &format!("routes = [\"dir:{}\"]", to_a.display()));
+    a.peer(
+        "p.hub",
+        &format!("upstream = true\nroutes = [\"dir:{}\"]", to_p.display()),
+    );
+    a.bulk_threshold("4KiB");
+    p.append_config("[bulk]\nchunk_size = \"16MiB\"\n");
+    let data = random(20 << 20, 31);
+    let file = a.root().join("big.bin");
+    std::fs::write(&file, &data).unwrap();
+    let send = a
+        .cmd("rs-send")
+        .args(["--class", "test", "--subclass", "case", "-f"])
+        .args([&file]);
+    let shown = on_a_terminal(send);
+    assert!(shown.contains("of 20 MiB"), "rs-send: {shown}");
+    a.cmd("rs-queue").args(["flush"]).run().success();
+    p.import_from(&to_p).run();
+    p.cmd("rs-queue").args(["flush"]).run();
+    a.import_from(&to_a).run();
+    // The two chunks go, are imported, and the whole is verified.
+    let flush = on_a_terminal(a.cmd("rs-queue").args(["flush"]));
+    assert!(
+        flush.contains("p.hub: sending") && flush.contains("MiB"),
+        "{flush}"
+    );
+    let import = on_a_terminal(p.import_from(&to_p));
+    assert!(import.contains("importing from"), "{import}");
+    assert!(import.contains("verifying"), "{import}");
+    assert_eq!(p.received().len(), 1);
+    // Not on a terminal: nothing of it.
+    let quiet = a
+        .cmd("rs-send")
+        .args(["--class", "test", "--subclass", "case", "-f"])
+        .args([&file])
+        .run();
+    assert!(!quiet.stderr.contains("MiB"), "{}", quiet.stderr);
+}

@@ -382,11 +382,24 @@ pub fn flush_with(
     // chunk's outcome is recorded, and the lease renewed, before the next
     // one goes.
     let size = transport.chunk_size().max(1);
+    // Progress on a terminal only (the sizes cost a stat each).
+    let bytes = |items: &[Outgoing]| -> u64 {
+        items
+            .iter()
+            .filter_map(|o| std::fs::metadata(&o.path).ok())
+            .map(|m| m.len())
+            .sum()
+    };
+    let mut progress = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        .then(|| crate::output::Progress::new(format!("{}: sending", peer.id), bytes(&due)));
     for (n, chunk) in due.chunks(size).enumerate() {
         let mut batch: Vec<Outgoing> = std::mem::take(&mut acks);
         let carried_acks = batch.len();
         batch.extend(chunk.iter().cloned());
         let mut ex = transport.exchange(&batch);
+        if let Some(p) = &mut progress {
+            p.add(bytes(chunk));
+        }
         report.exchanges += 1;
         report.trouble = ex.trouble.or(report.trouble);
         link::exchanged(spool, peer, now);

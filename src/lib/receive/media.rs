@@ -141,6 +141,15 @@ fn import_files(
     log: &dyn Fn(String),
 ) -> crate::spool::Result<bool> {
     use super::{receive, Fate, Inbound, Payload};
+    // Progress on a terminal only (the sizes cost an open each).
+    let mut progress = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+        let total = names
+            .iter()
+            .filter_map(|n| dir.open_file(n).ok()?.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        crate::output::Progress::new(format!("importing from {}", dir.path().display()), total)
+    });
     let mut pending = names.into_iter().peekable();
     while pending.peek().is_some() {
         let mut batch = Vec::new();
@@ -171,6 +180,9 @@ fn import_files(
             continue;
         }
         let received = receive(spool, batch, now, super::Answer::Owe, log)?;
+        if let Some(p) = &mut progress {
+            p.add(bytes);
+        }
         total.add(&received.report);
         if after == AfterImport::Remove {
             for (name, fate) in batch_names.iter().zip(&received.fates) {
