@@ -1332,3 +1332,29 @@ fn bulk_steps_show_progress_on_a_terminal_only() {
         .run();
     assert!(!quiet.stderr.contains("MiB"), "{}", quiet.stderr);
 }
+
+/// A receive killed between writing a held message's state and the
+/// message leaves that state alone in `divert/`: the next receive, which
+/// finishes what the intent file names, removes it.
+#[test]
+fn a_held_state_whose_message_never_came_is_removed() {
+    let (a, p, _to_a, to_p, _server) = pair();
+    let id = "20261202T100000-000000-0123456789abcdef";
+    let divert = p.spool.join("divert");
+    std::fs::create_dir_all(&divert).unwrap();
+    let orphan = divert.join(format!("{id}.state"));
+    std::fs::write(&orphan, "rule rs-bulk\nfrom a.host\nfailures 0\n").unwrap();
+    std::fs::write(
+        p.spool.join("state/receive.intent"),
+        format!("{id} a.host 1798828620 divert 1796205600\n"),
+    )
+    .unwrap();
+    let data = random(50 * 1024, 41);
+    let sent = a.send(&[], &data);
+    a.cmd("rs-queue").args(["flush"]).run();
+    let log = p.import_from(&to_p).run().stderr;
+    assert!(log.contains("authorized"), "{log}");
+    assert!(!orphan.exists(), "the orphan state is gone");
+    assert!(!p.spool.join("state/receive.intent").exists());
+    assert_eq!(a.ack_status(&sent)["bulk"]["phase"], "requested");
+}

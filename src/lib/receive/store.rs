@@ -167,6 +167,15 @@ pub(super) fn recover(
             }
         };
         if !present {
+            // A diverted message's state is written before the message:
+            // one whose message never came is the interrupted run's.
+            if i.disposition == Disposition::Divert {
+                let state = spool.dir(Area::Divert).join(format!("{}.state", i.id));
+                if state.exists() {
+                    durable::remove_file(&state).map_err(|e| Error::io("remove", &state, e))?;
+                    durable::fsync_dir(&spool.dir(Area::Divert))?;
+                }
+            }
             continue;
         }
         let created = i
