@@ -1358,3 +1358,42 @@ fn a_held_state_whose_message_never_came_is_removed() {
     assert!(!p.spool.join("state/receive.intent").exists());
     assert_eq!(a.ack_status(&sent)["bulk"]["phase"], "requested");
 }
+
+/// `rs-queue delete T` of a transfer on its way withdraws its queued
+/// chunks and removes the sender's copy of the data; of a delivered one,
+/// it changes nothing.
+#[test]
+fn deleting_a_transfer_withdraws_its_chunks_and_its_data() {
+    let (a, p, to_a, to_p, _server) = pair();
+    let id = a.send(&[], &random(300 * 1024, 51));
+    a.cmd("rs-queue").args(["flush"]).run();
+    p.import_from(&to_p).run();
+    p.cmd("rs-queue").args(["flush"]).run();
+    a.import_from(&to_a).run();
+    assert_eq!(a.ack_status(&id)["bulk"]["phase"], "authorized");
+    let queued = a.list().len();
+    assert!(queued >= 4, "the chunks asked for are queued: {queued}");
+    let r = a.cmd("rs-queue").args(["delete", &id]).run().success();
+    assert!(
+        r.stderr.contains(&format!("{queued} queued message(s)"))
+            && r.stderr.contains("copy of the data removed"),
+        "{}",
+        r.stderr
+    );
+    assert!(a.list().is_empty(), "nothing of it queued");
+    assert!(bulk_files(&a, "out").iter().all(|f| !f.ends_with(".data")));
+    let s = a.ack_status(&id);
+    assert_eq!(s["state"], "dead", "{s}");
+    assert!(s["summary"]
+        .as_str()
+        .unwrap()
+        .contains("deleted by the operator"));
+    assert_eq!(a.files("dead").len(), queued, "in dead/, with the reason");
+    // Deleting it again finds nothing more to do, and fails nothing.
+    let r = a.cmd("rs-queue").args(["delete", &id]).run().success();
+    assert!(
+        r.stderr.contains("no copy of the data was left"),
+        "{}",
+        r.stderr
+    );
+}

@@ -401,7 +401,7 @@ fn report_death(
 
 fn give_up(st: &mut Outgoing, reason: String, t: &str, log: &dyn Fn(String)) {
     log(format!(
-        "{t}: bulk transfer given up: {reason} (its data stays in bulk/out/{t}.data)"
+        "{t}: bulk transfer given up: {reason} (its data stays in bulk/out/{t}.data until rs-queue delete {t})"
     ));
     st.phase = Phase::Dead;
     st.reason = Some(reason);
@@ -757,6 +757,62 @@ fn outbound_ids(spool: &Spool) -> Result<std::collections::HashSet<String>> {
         ids.extend(entries.into_iter().map(|e| e.name.id.to_string()));
     }
     Ok(ids)
+}
+
+/// `rs-queue delete T` of a transfer this site sends: what of it is still
+/// queued (its request, its chunks) goes to dead/ as deleted, its copy of
+/// the data is removed, and it is dead. A dead transfer's copy (kept for
+/// the operator) is removed the same way. `None` when T is no transfer
+/// sent from here; else what was done.
+pub fn delete(spool: &Spool, t: &str, now: Timestamp) -> Result<Option<String>> {
+    if MessageId::parse(t).is_err() {
+        return Ok(None);
+    }
+    let (state_path, data_path, _) = paths(spool, t)?;
+    let _lock = super::lock(spool)?;
+    let Some(mut st) = load::<Outgoing>(&state_path) else {
+        return Ok(None);
+    };
+    if st.phase == Phase::Delivered {
+        return Ok(Some(format!(
+            "{t}: delivered and verified already: nothing to delete"
+        )));
+    }
+    let why = "deleted by the operator (rs-queue delete)";
+    let mut ids: Vec<&str> = st.chunks.values().map(String::as_str).collect();
+    ids.push(&st.request);
+    let mut buried = 0;
+    {
+        let mut locked = spool.lock(now)?;
+        for area in Area::OUTBOUND {
+            let (entries, _) = spool.scan(area)?;
+            for e in entries.iter().filter(|e| ids.contains(&e.name.id.as_str())) {
+                locked.bury(e, crate::spool::DeadKind::Deleted, why, now)?;
+                buried += 1;
+            }
+        }
+    }
+    let had_data = data_path.exists();
+    if had_data {
+        durable::remove_file(&data_path)
+            .map_err(|e| crate::spool::Error::io("remove", &data_path, e))?;
+        durable::fsync_dir(&dir(spool, "out")?)?;
+    }
+    if st.phase != Phase::Dead {
+        st.phase = Phase::Dead;
+        st.reason = Some(why.to_string());
+    }
+    st.upload = None;
+    st.updated = now;
+    save(spool, &dir(spool, "out")?, &format!("{t}.json"), &st, now)?;
+    Ok(Some(format!(
+        "{t}: bulk transfer deleted: {buried} queued message(s) of it moved to dead/, {}",
+        if had_data {
+            "its copy of the data removed"
+        } else {
+            "no copy of the data was left"
+        }
+    )))
 }
 
 /// The data of transfer `t`, if `caller` may download it (over HTTP,

@@ -68,7 +68,10 @@ pub enum QueueCommand {
         /// Messages to release.
         ids: Vec<String>,
     },
-    /// Withdraw messages: they move to dead/ with reason `deleted`.
+    /// Withdraw messages: they move to dead/ with reason `deleted`. The ID
+    /// of a bulk transfer sent from here withdraws what of it is queued
+    /// and removes this site's copy of its data (a dead transfer's copy,
+    /// kept until then, too).
     Delete {
         /// Messages to delete.
         #[arg(required = true)]

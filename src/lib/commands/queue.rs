@@ -876,9 +876,14 @@ fn hold(
 }
 
 fn delete(ctx: &Context, spool: &Spool, ids: &[String], now: Timestamp) -> Result<ExitCode, Error> {
-    let mut locked = spool.lock(now)?;
     let mut code = ExitCode::Ok;
     for id in ids {
+        // A bulk transfer sent from here: its messages and its data.
+        if let Some(what) = crate::bulk::sender::delete(spool, id, now)? {
+            ctx.log(what);
+            continue;
+        }
+        let mut locked = spool.lock(now)?;
         match spool.find(id) {
             Ok(e) => {
                 locked.bury(
