@@ -1397,3 +1397,54 @@ fn deleting_a_transfer_withdraws_its_chunks_and_its_data() {
         r.stderr
     );
 }
+
+/// A request claiming more data than any disk holds is deferred (no room)
+/// with nothing allocated; one claiming more than `max_size` is rejected.
+#[test]
+fn hostile_sizes_in_a_request_allocate_nothing() {
+    let (a, p, _to_a, to_p, _server) = pair();
+    for (claim, expect) in [
+        ("18446744073709551615", "deferred"),
+        ("9223372036854775807", "deferred"),
+    ] {
+        let id = a.send(&[], &random(50 * 1024, 61));
+        for e in walkdir::WalkDir::new(a.spool.join("queue"))
+            .into_iter()
+            .flatten()
+        {
+            if e.file_name().to_string_lossy().contains(&id) {
+                let text = std::fs::read_to_string(e.path()).unwrap();
+                let forged = text.replace("size=\"51200\"", &format!("size=\"{claim}\""));
+                assert_ne!(text, forged);
+                std::fs::write(e.path(), forged).unwrap();
+            }
+        }
+        a.cmd("rs-queue").args(["flush"]).run();
+        let log = p.import_from(&to_p).run().stderr;
+        assert!(log.contains(&format!("{claim} bytes {expect}")), "{log}");
+        assert!(
+            bulk_files(&p, "in").is_empty(),
+            "nothing allocated: {:?}",
+            bulk_files(&p, "in")
+        );
+    }
+    p.append_config("max_size = \"1GiB\"\n");
+    let id = a.send(&[], &random(50 * 1024, 62));
+    for e in walkdir::WalkDir::new(a.spool.join("queue"))
+        .into_iter()
+        .flatten()
+    {
+        if e.file_name().to_string_lossy().contains(&id) {
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            std::fs::write(
+                e.path(),
+                text.replace("size=\"51200\"", "size=\"2000000000\""),
+            )
+            .unwrap();
+        }
+    }
+    a.cmd("rs-queue").args(["flush"]).run();
+    let log = p.import_from(&to_p).run().stderr;
+    assert!(log.contains("2000000000 bytes rejected"), "{log}");
+    p.assert_nothing_quarantined();
+}
