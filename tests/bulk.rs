@@ -454,10 +454,7 @@ fn chunk_bytes(dir: &std::path::Path, counted: &mut std::collections::HashSet<St
 /// the chunk data that went over the medium is less than twice the file.
 #[test]
 fn bulk_transfers_killed_at_random_moments_arrive_once_and_resume() {
-    let trials = std::env::var("RS_CRASH_TRIALS")
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(50usize);
+    let trials = crash_trials();
     let mut a = Site::component("a.host");
     let mut p = Site::component("p.hub");
     let up = a.stick("to-p");
@@ -516,14 +513,7 @@ fn bulk_transfers_killed_at_random_moments_arrive_once_and_resume() {
             }
             assert_eq!(st["state"], "bulk", "trial {trial}: {st}");
         }
-        let got: Vec<_> = p.received().into_iter().filter(|(i, _)| *i == id).collect();
-        assert_eq!(
-            got.len(),
-            1,
-            "trial {trial}: {id} delivered {} times",
-            got.len()
-        );
-        assert!(got[0].1 == data, "trial {trial}: {id} not intact");
+        delivered_once(&p, &id, &data, trial);
         let ratio = bytes as f64 / size as f64;
         worst = worst.max(ratio);
         assert!(
@@ -1114,11 +1104,7 @@ fn a_download_resumes_with_http_ranges() {
 /// serve` while a flush uploads — each file arrives intact, once.
 #[test]
 fn tus_uploads_killed_at_random_moments_arrive_once_and_resume() {
-    let trials = std::env::var("RS_CRASH_TRIALS")
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(50usize)
-        / 2;
+    let trials = crash_trials() / 2;
     let mut a = Site::component("a.host");
     let mut p = Site::component("p.hub");
     a.at(T0);
@@ -1188,14 +1174,7 @@ fn tus_uploads_killed_at_random_moments_arrive_once_and_resume() {
             let r = a.cmd("rs-queue").args(["flush", "--force"]).run();
             assert!(matches!(r.code, Some(0) | Some(75)), "{}", r.stderr);
         }
-        let got: Vec<_> = p.received().into_iter().filter(|(i, _)| *i == id).collect();
-        assert_eq!(
-            got.len(),
-            1,
-            "trial {trial}: {id} delivered {} times",
-            got.len()
-        );
-        assert!(got[0].1 == data, "trial {trial}: {id} not intact");
+        delivered_once(&p, &id, &data, trial);
         let s = a.ack_status(&id);
         assert_eq!(
             s["bulk"]["chunks_sent"], 0,
@@ -1408,17 +1387,7 @@ fn hostile_sizes_in_a_request_allocate_nothing() {
         ("9223372036854775807", "deferred"),
     ] {
         let id = a.send(&[], &random(50 * 1024, 61));
-        for e in walkdir::WalkDir::new(a.spool.join("queue"))
-            .into_iter()
-            .flatten()
-        {
-            if e.file_name().to_string_lossy().contains(&id) {
-                let text = std::fs::read_to_string(e.path()).unwrap();
-                let forged = text.replace("size=\"51200\"", &format!("size=\"{claim}\""));
-                assert_ne!(text, forged);
-                std::fs::write(e.path(), forged).unwrap();
-            }
-        }
+        forge_size(&a, &id, claim);
         a.cmd("rs-queue").args(["flush"]).run();
         let log = p.import_from(&to_p).run().stderr;
         assert!(log.contains(&format!("{claim} bytes {expect}")), "{log}");
@@ -1430,21 +1399,47 @@ fn hostile_sizes_in_a_request_allocate_nothing() {
     }
     p.append_config("max_size = \"1GiB\"\n");
     let id = a.send(&[], &random(50 * 1024, 62));
-    for e in walkdir::WalkDir::new(a.spool.join("queue"))
-        .into_iter()
-        .flatten()
-    {
-        if e.file_name().to_string_lossy().contains(&id) {
-            let text = std::fs::read_to_string(e.path()).unwrap();
-            std::fs::write(
-                e.path(),
-                text.replace("size=\"51200\"", "size=\"2000000000\""),
-            )
-            .unwrap();
-        }
-    }
+    forge_size(&a, &id, "2000000000");
     a.cmd("rs-queue").args(["flush"]).run();
     let log = p.import_from(&to_p).run().stderr;
     assert!(log.contains("2000000000 bytes rejected"), "{log}");
     p.assert_nothing_quarantined();
+}
+
+/// The runs of a kill campaign: `RS_CRASH_TRIALS`, 50 by default.
+fn crash_trials() -> usize {
+    std::env::var("RS_CRASH_TRIALS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(50)
+}
+
+/// `id` is delivered at `p` once, intact.
+fn delivered_once(p: &Site, id: &str, data: &[u8], trial: usize) {
+    let got: Vec<_> = p.received().into_iter().filter(|(i, _)| i == id).collect();
+    assert_eq!(
+        got.len(),
+        1,
+        "trial {trial}: {id} delivered {} times",
+        got.len()
+    );
+    assert!(got[0].1 == data, "trial {trial}: {id} not intact");
+}
+
+/// Rewrites the size the queued request of transfer `id` (50 KiB) claims.
+fn forge_size(site: &Site, id: &str, claim: &str) {
+    let mut forged = 0;
+    for e in walkdir::WalkDir::new(site.spool.join("queue"))
+        .into_iter()
+        .flatten()
+    {
+        if e.file_name().to_string_lossy().contains(id) {
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            let new = text.replace("size=\"51200\"", &format!("size=\"{claim}\""));
+            assert_ne!(text, new);
+            std::fs::write(e.path(), new).unwrap();
+            forged += 1;
+        }
+    }
+    assert_eq!(forged, 1, "the request of {id} is queued");
 }
