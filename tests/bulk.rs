@@ -119,10 +119,7 @@ impl Chain {
     }
 
     fn set_clock(&mut self) {
-        let t = rs::time::Timestamp::parse(T0)
-            .unwrap()
-            .saturating_add(Duration::from_secs(self.minutes * 60))
-            .to_rfc3339();
+        let t = after_t0(self.minutes);
         for s in self.sites.values_mut() {
             s.at(&t);
         }
@@ -488,10 +485,7 @@ fn bulk_transfers_killed_at_random_moments_arrive_once_and_resume() {
             // The clocks move 11 minutes a round: anything not
             // acknowledged is sent again.
             minutes += 11;
-            let t = rs::time::Timestamp::parse(T0)
-                .unwrap()
-                .saturating_add(Duration::from_secs(minutes * 60))
-                .to_rfc3339();
+            let t = after_t0(minutes);
             a.at(&t);
             p.at(&t);
             let victim = rng.below(4) as usize;
@@ -893,6 +887,11 @@ fn raw(
 /// `a.host` and `p.hub` over directories; `p.hub` also runs `rs-relay
 /// serve` (plain HTTP, `a.host` naming itself in `X-Rs-From`).
 fn pair() -> (Site, Site, PathBuf, PathBuf, Serve) {
+    pair_chunked("64KiB")
+}
+
+/// The same, the provider asking for chunks of `chunk_size`.
+fn pair_chunked(chunk_size: &str) -> (Site, Site, PathBuf, PathBuf, Serve) {
     let mut a = Site::component("a.host");
     let mut p = Site::component("p.hub");
     a.at(T0);
@@ -912,7 +911,7 @@ fn pair() -> (Site, Site, PathBuf, PathBuf, Serve) {
         &format!("upstream = true\nroutes = [\"dir:{}\"]", to_p.display()),
     );
     a.bulk_threshold("4KiB");
-    p.append_config("[bulk]\nchunk_size = \"64KiB\"\n");
+    p.append_config(&format!("[bulk]\nchunk_size = \"{chunk_size}\"\n"));
     let server = Serve::start(&p);
     (a, p, to_a, to_p, server)
 }
@@ -1136,10 +1135,7 @@ fn tus_uploads_killed_at_random_moments_arrive_once_and_resume() {
             // The clocks move 11 minutes a round (the server restarted
             // on the new time): anything not acknowledged goes again.
             minutes += 11;
-            let t = rs::time::Timestamp::parse(T0)
-                .unwrap()
-                .saturating_add(Duration::from_secs(minutes * 60))
-                .to_rfc3339();
+            let t = after_t0(minutes);
             a.at(&t);
             p.at(&t);
             server.kill();
@@ -1263,23 +1259,11 @@ fn on_a_terminal(cmd: support::Cmd) -> String {
 }
 
 /// Every long bulk step shows its progress on a terminal (rs-send keeping
-/// the data aside, the chunks sent and imported, the receiver verifying,
-/// an upload over HTTP), and prints nothing of it when stderr is not one.
+/// the data aside, the chunks sent and imported, the receiver verifying),
+/// and prints nothing of it when stderr is not one.
 #[test]
 fn bulk_steps_show_progress_on_a_terminal_only() {
-    let mut a = Site::component("a.host");
-    let mut p = Site::component("p.hub");
-    a.at(T0);
-    p.at(T0);
-    let to_a = p.stick("in-a");
-    let to_p = p.stick("in-p");
-    p.peer("a.host", &format!("routes = [\"dir:{}\"]", to_a.display()));
-    a.peer(
-        "p.hub",
-        &format!("upstream = true\nroutes = [\"dir:{}\"]", to_p.display()),
-    );
-    a.bulk_threshold("4KiB");
-    p.append_config("[bulk]\nchunk_size = \"16MiB\"\n");
+    let (a, p, to_a, to_p, _server) = pair_chunked("16MiB");
     let data = random(20 << 20, 31);
     let file = a.root().join("big.bin");
     std::fs::write(&file, &data).unwrap();
@@ -1442,4 +1426,12 @@ fn forge_size(site: &Site, id: &str, claim: &str) {
         }
     }
     assert_eq!(forged, 1, "the request of {id} is queued");
+}
+
+/// The time `minutes` after T0.
+fn after_t0(minutes: u64) -> String {
+    rs::time::Timestamp::parse(T0)
+        .unwrap()
+        .saturating_add(Duration::from_secs(minutes * 60))
+        .to_rfc3339()
 }
