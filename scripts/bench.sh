@@ -4,7 +4,7 @@
 # min-max, runs. Not part of the tests (machines are shared and noisy).
 #
 #   scripts/bench.sh             every workload (about 12 minutes on 2 cores)
-#   scripts/bench.sh w1 w3       only those (w1 w2 w3 w4 w5 w6 w7 protect limits)
+#   scripts/bench.sh w1 w3       only those (w1 w2 w3 w4 w5 w6 w7 bulk protect limits)
 #
 # W1 per-invocation enqueue: 2,000 processes each queue one 1 KiB message.
 # W2 removable media: 10,000 queued 1 KiB messages exported, imported
@@ -27,6 +27,10 @@
 #    connections, its backup is rs-relay serve) beside the same messages over
 #    a fixed https:// route to the same server, in the same run; and
 #    rs-spm resolve and fetch on that map. rs only.
+# bulk: one 1 GiB file as a bulk transfer over plain HTTP on 127.0.0.1:
+#    rs-send keeping it aside, then one rs-queue flush (the request, its
+#    authorization, the upload with tus, the digest checked and the data
+#    delivered, the answer), beside a durable copy of the file (dd). rs only.
 # protect: protection alone on one envelope: OpenPGP (1 GiB of data) beside
 #    gpg, S/MIME (256 MiB: rs holds S/MIME in memory) beside openssl cms.
 # limits: the physical limits beside them: process start, a durable small
@@ -61,7 +65,7 @@ bin=$root/target/release
 work=$(mktemp -d /var/tmp/rs-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 which=("$@")
-[ ${#which[@]} -gt 0 ] || which=(w1 w2 w3 w4 w5 w6 w7 protect limits)
+[ ${#which[@]} -gt 0 ] || which=(w1 w2 w3 w4 w5 w6 w7 bulk protect limits)
 wants() { local w; for w in "${which[@]}"; do [ "$w" = "$1" ] && return 0; done; return 1; }
 
 table=$work/table
@@ -537,6 +541,36 @@ if wants w7; then
     row "W7 rs-spm resolve on a $entries-entry map, ms|$(awk -v t="$m" 'BEGIN{printf "%.1f", t*1e3}')| | |$(awk -v a="$mn" -v b="$mx" 'BEGIN{printf "%.1f-%.1f ms", a*1e3, b*1e3}')|$c"
     read -r m mn mx c < <(stats "$work/w7.fetch")
     row "W7 rs-spm fetch (file://) of that map, checked and kept, ms|$(awk -v t="$m" 'BEGIN{printf "%.1f", t*1e3}')| | |$(awk -v a="$mn" -v b="$mx" 'BEGIN{printf "%.1f-%.1f ms", a*1e3, b*1e3}')|$c"
+fi
+
+# ------------------------------------------------------------------ bulk
+if wants bulk; then
+    echo "bulk: 1 GiB as a bulk transfer over HTTP (tus) to rs-relay serve"
+    head -c 1073741824 /dev/urandom > "$work/1g"
+    d=$work/bulk; mkdir -p "$d"
+    port=$(free_port)
+    RS_SPOOL=$d/a "$bin/rs-queue" init --site a --component a.host >/dev/null
+    RS_SPOOL=$d/b "$bin/rs-queue" init --site b --component b.hub >/dev/null
+    printf '\n[[peer]]\nid = "b.hub"\nupstream = true\nauthentication = "none"\nroutes = ["http://127.0.0.1:%s/rs"]\n' "$port" >> "$d/a/config.toml"
+    printf '\n[[peer]]\nid = "a.host"\nauthentication = "none"\n' >> "$d/b/config.toml"
+    /usr/bin/time -f "%e %M" -o "$work/bulk.serve" env RS_SPOOL="$d/b" "$bin/rs-relay" serve --listen "127.0.0.1:$port" 2>"$d/serve.log" &
+    spid=$!
+    until grep -q listening "$d/serve.log"; do sleep 0.05; done
+    rss "$work/bulk.send" env RS_SPOOL="$d/a" "$bin/rs-send" --class bench --subclass bulk --file "$work/1g"
+    rss "$work/bulk.flush" env RS_SPOOL="$d/a" "$bin/rs-queue" flush
+    pkill -TERM -P "$spid" || true; wait "$spid" 2>/dev/null || true
+    got=$(ls "$d/b/received/new" | head -1)
+    [ -n "$got" ] || { echo "bulk: nothing delivered" >&2; exit 1; }
+    RS_SPOOL=$d/a "$bin/rs-queue" list --area bulk --json | grep -q '"delivered"' || { echo "bulk: not verified" >&2; exit 1; }
+    # The physical limit in the same minute: a durable copy of the file.
+    t0=$(now_us); dd if="$work/1g" of="$d/copy" bs=1M conv=fsync status=none; t1=$(now_us)
+    dds=$(echo "$t0 $t1" | awk '{printf "%.2f", ($2-$1)/1e6}')
+    rm -rf "$d" "$work/1g"
+    mbs() { awk -v s="$1" 'BEGIN{printf "%.1f", 1024/s}'; }
+    read -r ss sr < "$work/bulk.send"; read -r fs fr < "$work/bulk.flush"; read -r _ vr < "$work/bulk.serve"
+    row "bulk 1 GiB over HTTP: rs-send keeps it aside, MB/s (peak RSS MiB); peer: dd conv=fsync copy|$(mbs "$ss") ($((sr/1024)))|$(mbs "$dds")|$(awk -v a="$ss" -v b="$dds" 'BEGIN{printf "%.2fx", b/a}')|rs ${ss} s, dd ${dds} s|1"
+    row "bulk 1 GiB over HTTP: rs-queue flush (request, tus upload, verified, delivered), MB/s (peak RSS MiB); peer: dd conv=fsync copy|$(mbs "$fs") ($((fr/1024)))|$(mbs "$dds")|$(awk -v a="$fs" -v b="$dds" 'BEGIN{printf "%.2fx", b/a}')|rs ${fs} s, dd ${dds} s|1"
+    row "bulk 1 GiB over HTTP: rs-relay serve receiving it, peak RSS MiB|$((vr/1024))|n/a| | |1"
 fi
 
 # ------------------------------------------------------------------ protect

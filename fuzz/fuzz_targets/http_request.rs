@@ -3,7 +3,8 @@
 //! handler): it is always answered, with a status the protocol knows, and
 //! the CGI response written is well formed. No peer here takes a claimed
 //! name, so whatever the request says, it stores nothing unless a client
-//! certificate the web server verified names a peer.
+//! certificate the web server verified names a peer. The path and the
+//! headers are fuzzed too, so uploads and downloads (tus) are reached.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use rs::session::cgi::{self, Env};
@@ -27,7 +28,7 @@ fn spool() -> &'static Spool {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let mut parts = data.splitn(6, |&b| b == 0xff);
+    let mut parts = data.splitn(8, |&b| b == 0xff);
     let mut field = || {
         parts
             .next()
@@ -40,12 +41,23 @@ fuzz_target!(|data: &[u8]| {
         verify: field(),
         cert: field(),
         rs_from: field(),
+        path: field(),
+        headers: field()
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect(),
     };
     let body = parts.next().unwrap_or_default();
     let clock = Clock::fixed(Timestamp::from_secs(1_800_000_000));
     let resp = cgi::respond(spool(), &env, &mut &body[..], &clock, &|_| {});
     assert!(
-        [200, 204, 400, 403, 405, 413, 503].contains(&resp.status),
+        [
+            200, 201, 204, 206, 400, 403, 404, 405, 409, 410, 411, 412, 413, 415, 416, 460, 502,
+            503
+        ]
+        .contains(&resp.status),
         "status {}",
         resp.status
     );
