@@ -567,7 +567,7 @@ if wants bulk; then
     dds=$(echo "$t0 $t1" | awk '{printf "%.2f", ($2-$1)/1e6}')
     rm -rf "$d" "$work/1g"
     mbs() { awk -v s="$1" 'BEGIN{printf "%.1f", 1024/s}'; }
-    read -r ss sr < "$work/bulk.send"; read -r fs fr < "$work/bulk.flush"; read -r _ vr < "$work/bulk.serve"
+    read -r ss sr < "$work/bulk.send"; read -r fs fr < "$work/bulk.flush"; read -r _ vr < <(tail -1 "$work/bulk.serve")
     row "bulk 1 GiB over HTTP: rs-send keeps it aside, MB/s (peak RSS MiB); peer: dd conv=fsync copy|$(mbs "$ss") ($((sr/1024)))|$(mbs "$dds")|$(awk -v a="$ss" -v b="$dds" 'BEGIN{printf "%.2fx", b/a}')|rs ${ss} s, dd ${dds} s|1"
     row "bulk 1 GiB over HTTP: rs-queue flush (request, tus upload, verified, delivered), MB/s (peak RSS MiB); peer: dd conv=fsync copy|$(mbs "$fs") ($((fr/1024)))|$(mbs "$dds")|$(awk -v a="$fs" -v b="$dds" 'BEGIN{printf "%.2fx", b/a}')|rs ${fs} s, dd ${dds} s|1"
     row "bulk 1 GiB over HTTP: rs-relay serve receiving it, peak RSS MiB|$((vr/1024))|n/a| | |1"

@@ -1111,7 +1111,8 @@ fn tus_uploads_killed_at_random_moments_arrive_once_and_resume() {
     // Retransmissions every round (a killed run may lose a reply).
     let often = "ack_timeout = \"5m\"\nretry_cap = \"10m\"";
     p.peer("a.host", &format!("authentication = \"none\"\n{often}"));
-    p.append_config("[bulk]\nchunk_size = \"16KiB\"\n");
+    // Pieces of 64 KiB (64 chunks): several to an upload.
+    p.append_config("[bulk]\nchunk_size = \"1KiB\"\n");
     let mut server = Serve::start(&p);
     let port = server.port;
     a.peer(

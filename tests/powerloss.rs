@@ -555,7 +555,8 @@ impl Http {
     fn new() -> Http {
         let p = Site::component("p.hub");
         p.peer("a.host", "authentication = \"none\"\nack_timeout = \"10m\"");
-        p.append_config("[bulk]\nchunk_size = \"16KiB\"\n");
+        // Pieces of 64 KiB (64 chunks): three to the upload.
+        p.append_config("[bulk]\nchunk_size = \"1KiB\"\n");
         let a = Site::component("a.host");
         a.bulk_threshold("4KiB");
         let port = support::free_port();

@@ -7,6 +7,7 @@
 //! carries the transfer on by messages, or is not the way any more) turns
 //! the transfer back to chunks.
 
+use std::io::Read;
 use std::os::unix::fs::FileExt;
 
 use super::sender::{self, Outgoing, Phase};
@@ -16,10 +17,11 @@ use crate::spool::{Result, Spool};
 use crate::time::Timestamp;
 use crate::transport::tus::{Client, Failure};
 
-/// A piece sent in one request is four of the receiver's chunks (4 MiB by
-/// default), within these bounds; halved while a server answers 413.
+/// A piece sent in one request is 64 of the receiver's chunks (64 MiB by
+/// default), within these bounds; halved while a server answers 413. It is
+/// read twice from the file (its digest, then the body), never held whole.
 const MIN_PIECE: u64 = 64 << 10;
-const MAX_PIECE: u64 = 16 << 20;
+const MAX_PIECE: u64 = 64 << 20;
 
 /// One transfer's upload in this run.
 #[derive(Debug)]
@@ -109,19 +111,21 @@ fn one(
             return Ok(Some((0, false)));
         }
     };
-    let mut piece = (st.chunk_size.unwrap_or(1 << 20) * 4).clamp(MIN_PIECE, MAX_PIECE);
-    let mut buf = Vec::new();
+    let mut piece = (st.chunk_size.unwrap_or(1 << 20) * 64).clamp(MIN_PIECE, MAX_PIECE);
     let mut sent = 0u64;
     let mut conflicts = 0;
     let mut progress = crate::output::Progress::new(format!("{t}: uploading"), st.size);
     progress.add(offset.min(st.size));
     while offset < st.size {
         let len = piece.min(st.size - offset);
-        buf.resize(len as usize, 0);
-        data.read_exact_at(&mut buf, offset)
+        let sum = digest_of_range(&data, offset, len)
             .map_err(|e| crate::spool::Error::io("read", &data_path, e))?;
-        let sum = openssl::sha::sha256(&buf);
-        match client.patch(url, offset, &mut &buf[..], len, &sum) {
+        let mut body = Range {
+            file: &data,
+            at: offset,
+            left: len,
+        };
+        match client.patch(url, offset, &mut body, len, &sum) {
             Ok(next) if next > offset && next <= st.size => {
                 sent += next - offset;
                 progress.add(next - offset);
@@ -163,4 +167,48 @@ fn one(
         ));
     }
     Ok(Some((sent, offset >= st.size)))
+}
+
+/// The SHA-256 of `len` bytes of `file` from `at`.
+fn digest_of_range(file: &std::fs::File, at: u64, len: u64) -> std::io::Result<[u8; 32]> {
+    let mut h = openssl::sha::Sha256::new();
+    let mut body = Range {
+        file,
+        at,
+        left: len,
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = body.read(&mut buf)?;
+        if n == 0 {
+            return Ok(h.finish());
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+/// `left` bytes of a file from `at`, read as a stream.
+struct Range<'a> {
+    file: &'a std::fs::File,
+    at: u64,
+    left: u64,
+}
+
+impl Read for Range<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = buf.len().min(self.left.min(usize::MAX as u64) as usize);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.at)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the data is shorter than the transfer",
+            ));
+        }
+        self.at += n as u64;
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
