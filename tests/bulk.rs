@@ -1362,15 +1362,22 @@ fn deleting_a_transfer_withdraws_its_chunks_and_its_data() {
     );
 }
 
-/// A request claiming more data than any disk holds is deferred (no room)
-/// with nothing allocated; one claiming more than `max_size` is rejected.
+/// A request claiming more than a transfer holds (65,536 chunks of 16 MiB)
+/// is rejected, one claiming more than the disk holds deferred, with
+/// nothing allocated; one over `max_size` is rejected.
 #[test]
 fn hostile_sizes_in_a_request_allocate_nothing() {
     let (a, p, _to_a, to_p, _server) = pair();
     for (claim, expect) in [
-        ("18446744073709551615", "deferred"),
-        ("9223372036854775807", "deferred"),
+        ("18446744073709551615", "rejected"),
+        ("9223372036854775807", "rejected"),
+        // Within what a transfer holds (1 TiB), more than the disk.
+        ("1000000000000", "deferred"),
     ] {
+        let free = fs2::available_space(&p.spool).unwrap();
+        if expect == "deferred" && claim.parse::<u64>().unwrap() <= free {
+            continue; // a disk that holds it: nothing to show here
+        }
         let id = a.send(&[], &random(50 * 1024, 61));
         forge_size(&a, &id, claim);
         a.cmd("rs-queue").args(["flush"]).run();
@@ -1435,4 +1442,37 @@ fn after_t0(minutes: u64) -> String {
         .unwrap()
         .saturating_add(Duration::from_secs(minutes * 60))
         .to_rfc3339()
+}
+
+/// A transfer of more chunks than a state can name (65,536) takes larger
+/// chunks instead, and completes: 65 MiB asked for in chunks of 1 KiB,
+/// uploaded over HTTP in one flush.
+#[test]
+fn a_transfer_of_more_chunks_than_can_be_named_takes_larger_ones() {
+    let mut a = Site::component("a.host");
+    let mut p = Site::component("p.hub");
+    a.at(T0);
+    p.at(T0);
+    p.peer("a.host", "authentication = \"none\"");
+    p.append_config("[bulk]\nchunk_size = \"1KiB\"\n");
+    let server = Serve::start(&p);
+    a.peer(
+        "p.hub",
+        &format!(
+            "upstream = true\nauthentication = \"none\"\nroutes = [\"{}\"]",
+            server.url
+        ),
+    );
+    a.bulk_threshold("4KiB");
+    let data = random(65 << 20, 71);
+    let id = a.send(&[], &data);
+    a.cmd("rs-queue").args(["flush"]).run().success();
+    let s = a.ack_status(&id);
+    assert_eq!(s["state"], "acknowledged", "{s}");
+    assert_eq!(
+        s["bulk"]["chunk_size"],
+        (65u64 << 20).div_ceil(65536),
+        "{s}"
+    );
+    delivered_once(&p, &id, &data, 0);
 }

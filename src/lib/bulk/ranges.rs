@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 /// The most ranges, and indices, a text may hold (hostile input is
 /// bounded).
 const MAX_RANGES: usize = 4096;
-const MAX_INDICES: u64 = 65536;
+pub const MAX_INDICES: u64 = 65536;
 
 /// Chunk indices, each below the transfer's chunk count.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

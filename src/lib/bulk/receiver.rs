@@ -18,6 +18,9 @@ use crate::message::{
 use crate::spool::{durable, maildir, Area, Result, Spool};
 use crate::time::Timestamp;
 
+/// The largest chunk (a chunk travels as one message).
+const MAX_CHUNK: u64 = 16 << 20;
+
 /// Where a transfer stands at its receiver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -189,6 +192,18 @@ pub fn on_request(
             );
         }
     }
+    let most = super::ranges::MAX_INDICES * MAX_CHUNK;
+    if r.size > most {
+        return refuse(
+            BulkStatus::Rejected,
+            format!(
+                "{} bytes is more than a transfer holds ({} chunks of at most {})",
+                r.size,
+                super::ranges::MAX_INDICES,
+                crate::config::Size(MAX_CHUNK)
+            ),
+        );
+    }
     let receiving = transfers(spool, "in")?
         .into_iter()
         .filter_map(|(_, p)| load::<Incoming>(&p))
@@ -240,7 +255,11 @@ pub fn on_request(
         }]),
         now.as_micros(),
     )?;
-    let chunk_size = config.chunk_size.0;
+    // At most MAX_INDICES chunks, so that what is held stays nameable.
+    let chunk_size = config
+        .chunk_size
+        .0
+        .max(r.size.div_ceil(super::ranges::MAX_INDICES));
     let count = r.size.div_ceil(chunk_size);
     let asked = Ranges::span(0, count.min(config.window as u64));
     let st = Incoming {
@@ -451,7 +470,7 @@ fn settle(
     let have = Ranges::parse(&st.have, count).unwrap_or_default();
     let request = request_of(spool, t)?;
     let transfer = super::transfer_id(t, &data_path)?;
-    if have.len() == count || gone {
+    if have.len() == count || st.uploaded >= st.size || gone {
         // Said before it is recorded: a run killed in between says it
         // again (the sender takes the second as the first).
         complete(spool, t, st, &request, now, log)?;

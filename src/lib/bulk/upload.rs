@@ -18,8 +18,9 @@ use crate::time::Timestamp;
 use crate::transport::tus::{Client, Failure};
 
 /// A piece sent in one request is 64 of the receiver's chunks (64 MiB by
-/// default), within these bounds; halved while a server answers 413. It is
-/// read twice from the file (its digest, then the body), never held whole.
+/// default) or a 64th of the data, within these bounds; halved while a
+/// server answers 413. It is read twice from the file (its digest, then
+/// the body), never held whole.
 const MIN_PIECE: u64 = 64 << 10;
 const MAX_PIECE: u64 = 64 << 20;
 
@@ -111,7 +112,11 @@ fn one(
             return Ok(Some((0, false)));
         }
     };
-    let mut piece = (st.chunk_size.unwrap_or(1 << 20) * 64).clamp(MIN_PIECE, MAX_PIECE);
+    // 64 chunks, or a 64th of the data when that is more: few requests,
+    // and few records of the offset at the receiver.
+    let mut piece = (st.chunk_size.unwrap_or(1 << 20) * 64)
+        .max(st.size.div_ceil(64))
+        .clamp(MIN_PIECE, MAX_PIECE);
     let mut sent = 0u64;
     let mut conflicts = 0;
     let mut progress = crate::output::Progress::new(format!("{t}: uploading"), st.size);
