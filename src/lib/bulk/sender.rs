@@ -469,16 +469,20 @@ fn authorized(
     queue_asked(spool, t, st, now, log)
 }
 
+/// The peer transfer `t`'s messages go to, as routing says now.
+fn next_peer(spool: &Spool, t: &str) -> Option<Name> {
+    let request = first_request(spool, t).ok()?;
+    let learned = crate::route::Learned::load(spool);
+    match crate::route::next_hop(&request.header, spool.config(), &learned) {
+        crate::route::NextHop::Peer(p) => Some(p),
+        _ => None,
+    }
+}
+
 /// The next hop of transfer `t` and its HTTP route, when its first route
 /// is one (an upload goes there).
 pub fn upload_route(spool: &Spool, t: &str) -> Option<(Name, crate::config::HttpRoute)> {
-    let request = first_request(spool, t).ok()?;
-    let learned = crate::route::Learned::load(spool);
-    let crate::route::NextHop::Peer(p) =
-        crate::route::next_hop(&request.header, spool.config(), &learned)
-    else {
-        return None;
-    };
+    let p = next_peer(spool, t)?;
     match spool.config().peer(p.as_str())?.routes.first()? {
         crate::config::Route::Http(h) => Some((p, h.clone())),
         _ => None,
@@ -831,12 +835,7 @@ pub fn download(
     let Some(st) = load::<Outgoing>(&state_path) else {
         return Err((404, format!("no transfer {t} is sent from here")));
     };
-    let request = first_request(spool, t).map_err(fail)?;
-    let learned = crate::route::Learned::load(spool);
-    let next = match crate::route::next_hop(&request.header, spool.config(), &learned) {
-        crate::route::NextHop::Peer(p) => Some(p),
-        _ => None,
-    };
+    let next = next_peer(spool, t);
     if st.receiver.as_deref() != Some(caller.as_str()) && next.as_ref() != Some(caller) {
         return Err((
             403,
