@@ -21,6 +21,8 @@ packages=(
     adduser
     python3
     python3-venv
+    postgresql
+    nats-server
 )
 
 # Postfix asks how to configure itself; the tests configure their own instances.

@@ -73,6 +73,11 @@ pub struct Config {
     /// Bulk data: authorized first, then sent in chunks (SPEC.md section 12).
     #[serde(default)]
     pub bulk: BulkSettings,
+    /// Where the state a provider's relays share lives (scale-out): this
+    /// spool (the default), or PostgreSQL, with JetStream taking what is
+    /// delivered here.
+    #[serde(default)]
+    pub shared: SharedSettings,
     /// The sites this one exchanges messages with directly.
     #[serde(default, rename = "peer")]
     pub peers: Vec<Peer>,
@@ -281,6 +286,36 @@ impl Default for BulkSettings {
             reservation: Duration::from_secs(7 * 24 * 3600),
         }
     }
+}
+
+/// Where a provider's relays keep what they share (see `shared`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SharedSettings {
+    pub backend: Backend,
+    /// The PostgreSQL connection, in libpq's `key=value` form (host, port,
+    /// user, dbname, ...), without a password.
+    pub postgres: Option<String>,
+    /// A file holding the database password, if it needs one.
+    pub password_file: Option<PathBuf>,
+    /// A NATS server (`nats://host:port`) with JetStream: messages
+    /// delivered here are published to it instead of the Maildir.
+    pub nats: Option<String>,
+    /// The JetStream stream (made by `rs-relay db init` if missing).
+    pub stream: Option<String>,
+    /// Subjects are `PREFIX.CLASS.SUBCLASS` (default `rs`).
+    pub subject_prefix: Option<String>,
+}
+
+/// The shared state's home.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// This spool's own files (one relay host).
+    #[default]
+    Spool,
+    /// A PostgreSQL database many relays share.
+    Postgres,
 }
 
 /// The provider's registrar: answers registrations, hears heartbeats.
@@ -1075,6 +1110,27 @@ impl Config {
     /// Checks what serde cannot; an error names the table (`peer`, `rule`,
     /// `group`) and index it concerns, if any.
     fn validate(&self) -> Result<(), (Option<TableAt>, String)> {
+        if let Some(conn) = &self.shared.postgres {
+            if conn.to_ascii_lowercase().contains("password") {
+                return Err((
+                    None,
+                    "[shared] postgres must not hold a password: put it in a file named by password_file".into(),
+                ));
+            }
+        }
+        if self.shared.backend == Backend::Postgres && self.shared.postgres.is_none() {
+            return Err((
+                None,
+                "[shared] backend = \"postgres\" needs postgres = \"host=... user=... dbname=...\""
+                    .into(),
+            ));
+        }
+        if self.shared.nats.is_some() && self.shared.backend != Backend::Postgres {
+            return Err((
+                None,
+                "[shared] nats needs backend = \"postgres\" (the database stops what JetStream's window would miss)".into(),
+            ));
+        }
         if let Some(second) = self
             .peers
             .iter()

@@ -171,7 +171,8 @@ impl Error {
                 S::Config(_) | S::NotASpool { .. } | S::ConfigMissing { .. } | S::Keys { .. } => {
                     ExitCode::Config
                 }
-                S::DiskFull { .. } | S::Locked { .. } => ExitCode::TempFail,
+                S::DiskFull { .. } | S::Locked { .. } | S::Shared { .. } => ExitCode::TempFail,
+                S::SharedSchema { .. } => ExitCode::Config,
                 S::NotFound { .. } => ExitCode::NoInput,
             },
             Error::Config(_)

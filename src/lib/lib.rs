@@ -24,6 +24,7 @@ pub mod reconfig;
 pub mod relay;
 pub mod route;
 pub mod session;
+pub mod shared;
 pub mod spm;
 pub mod spool;
 pub mod time;

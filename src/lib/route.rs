@@ -46,6 +46,14 @@ fn path(spool: &Spool) -> PathBuf {
 }
 
 impl Learned {
+    /// What a shared database holds: (component, peer) pairs.
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Learned {
+        Learned {
+            map: pairs.into_iter().collect(),
+            changed: false,
+        }
+    }
+
     pub fn load(spool: &Spool) -> Learned {
         let text = std::fs::read_to_string(path(spool)).unwrap_or_default();
         let map = text

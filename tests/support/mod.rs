@@ -6,6 +6,7 @@
 
 pub mod http;
 pub mod postfix;
+pub mod scale;
 
 use std::collections::HashMap;
 use std::io::Write;

@@ -131,6 +131,29 @@ pub enum RelayCommand {
         #[arg(long, value_name = "ADDR")]
         listen: String,
     },
+    /// The database a provider's relays share ([shared] backend =
+    /// "postgres"): make its schema (init; also the JetStream stream when
+    /// [shared] nats is set), bring it to this version (migrate), or show
+    /// what it holds (status). Exit 75 when it cannot be reached, 78 when
+    /// its schema does not fit this rs.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DbCommand {
+    /// Make the schema in an empty database (and the JetStream stream);
+    /// on a database already made, migrate it. Safe to run again.
+    Init,
+    /// Apply the migrations this rs has and the database lacks, one
+    /// transaction each, under a lock (two instances never migrate at once).
+    Migrate,
+    /// The schema version and how many rows each table holds: IDs
+    /// accepted, learned routes, back-channel messages (and those handed
+    /// out awaiting acknowledgement), acknowledgements owed, dead messages.
+    Status,
 }
 
 #[derive(Subcommand, Debug)]

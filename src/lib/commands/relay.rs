@@ -303,7 +303,49 @@ fn run_command(args: RelayArgs) -> Result<ExitCode, Error> {
             set,
         } => control(&ctx, &spool, &mut out, &component, &action, &set, now),
         RelayCommand::Cgi => cgi(&args.common),
+        RelayCommand::Db { command } => db(&ctx, &spool, &mut out, command),
     }
+}
+
+/// `rs-relay db init|migrate|status`.
+fn db(
+    ctx: &Context,
+    spool: &crate::spool::Spool,
+    out: &mut Out,
+    command: crate::cli::relay::DbCommand,
+) -> Result<ExitCode, Error> {
+    use crate::cli::relay::DbCommand;
+    let config = spool.config();
+    match command {
+        DbCommand::Init | DbCommand::Migrate => {
+            let init = matches!(command, DbCommand::Init);
+            let m = crate::shared::migrate(config, init)?;
+            if ctx.json {
+                out.json(&json!({"from": m.from, "to": m.to}))?;
+            } else if m.from == m.to {
+                out.line(format!("schema version {}: nothing to do", m.to))?;
+            } else {
+                out.line(format!("schema version {} -> {}", m.from, m.to))?;
+            }
+        }
+        DbCommand::Status => {
+            let s = crate::shared::status(config)?;
+            if ctx.json {
+                out.json(&serde_json::to_value(&s).expect("plain data"))?;
+            } else {
+                out.line(format!("schema version    {}", s.schema))?;
+                out.line(format!("accepted IDs      {}", s.accepted))?;
+                out.line(format!("learned routes    {}", s.routes))?;
+                out.line(format!(
+                    "back-channel      {} ({} awaiting acknowledgement)",
+                    s.outbox, s.outbox_sent
+                ))?;
+                out.line(format!("acks owed         {}", s.acks))?;
+                out.line(format!("dead              {}", s.dead))?;
+            }
+        }
+    }
+    Ok(ExitCode::Ok)
 }
 
 /// `rs-relay receive`: one mail on stdin, as an MTA's delivery pipe.

@@ -40,7 +40,7 @@ mod parse;
 pub mod state;
 mod store;
 
-use crate::ack::{self, Applied, Owed};
+use crate::ack::{Applied, Owed};
 use crate::message::{Header, Locator, Message, MessageId, Name, ResponseStatus};
 use crate::protect::Protector;
 use crate::route::{self, Learned, NextHop};
@@ -259,9 +259,17 @@ pub fn receive(
 ) -> Result<Received> {
     let _lock = ReceiveLock::take(spool)?;
     spool.clean_maildir_tmp(now)?;
-    let mut state = FileShared::new(spool, now, log);
+    let mut file_state;
+    let mut db_state;
+    let state: &mut dyn Shared = if crate::shared::in_database(spool.config()) {
+        db_state = crate::shared::pg::PgShared::open(spool, now)?;
+        &mut db_state
+    } else {
+        file_state = FileShared::new(spool, now, log);
+        &mut file_state
+    };
     if store::intent_path(spool).exists() {
-        store::recover(spool, &mut state, now, log)?;
+        store::recover(spool, state, now, log)?;
     }
     let mut b = Batch {
         spool,
@@ -281,9 +289,9 @@ pub fn receive(
     // Decrypted envelopes in tmp/, removed when the batch ends.
     let mut plaintexts: Vec<crate::spool::Staged> = Vec::new();
     let parsed = b.parse(batch, &mut plaintexts)?;
-    b.decide(parsed, &mut state)?;
-    b.store(&mut state)?;
-    let replies = b.finish(&mut state, answer)?;
+    b.decide(parsed, state)?;
+    b.store(state)?;
+    let replies = b.finish(state, answer)?;
     Ok(Received {
         report: b.report,
         fates: b.fates,
@@ -884,7 +892,7 @@ impl Batch<'_> {
             state.owe(peer, o)?;
         }
         for (peer, ms) in &self.pass_on {
-            self.report.passed_on += ack::queue_out(self.spool, peer, ms, self.now)?;
+            self.report.passed_on += state.pass_on(peer, ms, self.now)?;
         }
         if !self.duplicate_ids.is_empty() {
             let shown: Vec<&str> = self
@@ -914,7 +922,7 @@ impl Batch<'_> {
                 .map_err(|e| Error::io("remove", &intent, e))?;
         }
         for (from, acks) in &self.acks_from {
-            let a = ack::apply(self.spool, acks, from, self.now, self.log)?;
+            let a = state.apply_acks(acks, from, self.now, self.log)?;
             self.report.add(&Report {
                 acks: a,
                 ..Report::default()

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::decide::When;
 use crate::ack::{self, Owed};
-use crate::message::Name;
+use crate::message::{Message, Name};
 use crate::route::Learned;
 use crate::spool::seen::{Kind, Seen};
 use crate::spool::{Area, Result, Spool};
@@ -51,6 +51,20 @@ pub trait Shared {
 
     /// Records acknowledgements owed to `peer`; durable on return.
     fn owe(&mut self, peer: &Name, owed: &[Owed]) -> Result<()>;
+
+    /// Queues acknowledgements on their way to other components for their
+    /// next hop `peer`; durable on return. Returns how many.
+    fn pass_on(&mut self, peer: &Name, messages: &[Message], now: Timestamp) -> Result<usize>;
+
+    /// Applies the acknowledgements `from` sent for what this site sent it
+    /// (discards what it took, buries what it refused).
+    fn apply_acks(
+        &mut self,
+        acks: &[Message],
+        from: &Name,
+        now: Timestamp,
+        log: &dyn Fn(String),
+    ) -> Result<ack::Applied>;
 }
 
 /// [`Shared`] in the spool: `state/seen.idx`, `state/routes`,
@@ -146,5 +160,19 @@ impl Shared for FileShared<'_> {
 
     fn owe(&mut self, peer: &Name, owed: &[Owed]) -> Result<()> {
         ack::owe(self.spool, peer, owed)
+    }
+
+    fn pass_on(&mut self, peer: &Name, messages: &[Message], now: Timestamp) -> Result<usize> {
+        ack::queue_out(self.spool, peer, messages, now)
+    }
+
+    fn apply_acks(
+        &mut self,
+        acks: &[Message],
+        from: &Name,
+        now: Timestamp,
+        log: &dyn Fn(String),
+    ) -> Result<ack::Applied> {
+        ack::apply(self.spool, acks, from, now, log)
     }
 }

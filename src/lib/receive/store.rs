@@ -295,10 +295,42 @@ pub(super) fn store(
         h
     };
 
-    // Final delivery.
-    let locals: Vec<usize> = (0..items.len())
+    // Final delivery: published to JetStream when the provider hands
+    // what it receives to its services that way (`[shared] nats`), else
+    // into the Maildir.
+    let mut locals: Vec<usize> = (0..items.len())
         .filter(|&i| items[i].disposition == Disposition::Local)
         .collect();
+    if config.shared.nats.is_some() {
+        locals.retain(|&i| {
+            let t = &items[i];
+            let h = stamp(t.m.header());
+            let mut bytes = Vec::new();
+            if t.m.stored_size() > crate::shared::jetstream::MAX_PAYLOAD
+                || t.m.write_with(&h, &mut bytes).is_err()
+                || bytes.len() as u64 > crate::shared::jetstream::MAX_PAYLOAD
+            {
+                log(format!(
+                    "{} is larger than a JetStream message may be ({} bytes): delivered into the Maildir instead",
+                    h.id,
+                    crate::shared::jetstream::MAX_PAYLOAD
+                ));
+                return true;
+            }
+            let subject =
+                crate::shared::jetstream::subject(config, h.class.as_str(), h.subclass.as_str());
+            stored[i] = Some(
+                match crate::shared::jetstream::publish(config, &subject, h.id.as_str(), bytes) {
+                    Ok(_) => Stored::Kept("delivered"),
+                    Err(e) => {
+                        log(format!("{} not taken now: {e}", h.id));
+                        Stored::Later(e.to_string())
+                    }
+                },
+            );
+            false
+        });
+    }
     let writers: Vec<(MessageId, maildir::Writer<'_>)> = locals
         .iter()
         .map(|&i| {

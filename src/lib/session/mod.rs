@@ -302,7 +302,17 @@ fn answer(
         me: spool.config().component.clone(),
         now,
     };
-    outbound::flush(spool, peer, &mut reply, clock, log)?;
+    let mut db_outbox = None;
+    if crate::shared::in_database(spool.config()) {
+        // What this instance queued goes where every instance finds it.
+        crate::shared::outbox::push(spool, now, log)?;
+        // Kept until the reply is built: a large message is read from its
+        // file after the runner returns.
+        let outbox = db_outbox.insert(crate::shared::outbox::PgOutbox::open(spool)?);
+        outbound::flush_with(spool, outbox, peer, &mut reply, clock, log)?;
+    } else {
+        outbound::flush(spool, peer, &mut reply, clock, log)?;
+    }
     let body = match reply.large {
         Some(item) => {
             let mut bytes = Vec::new();

@@ -59,6 +59,12 @@ pub enum Error {
     Keys { peer: String, reason: String },
     #[error("no message {id} in the outbound areas of {spool} (see `rs-queue list`; dead messages are listed by `rs-queue list --area dead`)")]
     NotFound { id: String, spool: PathBuf },
+    /// The shared state (PostgreSQL, JetStream) cannot be used now.
+    #[error("shared state: {reason}")]
+    Shared { reason: String },
+    /// The shared database is not set up for this version of rs.
+    #[error("shared state: {reason}")]
+    SharedSchema { reason: String },
     #[error("the spool lock {path} was held by another run for longer than {waited} ([spool] lock_wait): a stopped or hung rs process holds it (find it with `fuser {path}`); try again later")]
     Locked { path: PathBuf, waited: String },
 }

@@ -1,0 +1,367 @@
+//! The state a provider's relays share, for scale-out: many `rs-relay
+//! serve` (or `cgi`) instances, each with a spool of its own, behind one
+//! load balancer, keep in one PostgreSQL database what a single relay keeps
+//! in its spool (`[shared] backend = "postgres"`):
+//!
+//! - the duplicate memory (`rs_accepted`): a message ID is claimed by an
+//!   insert in the receiving request's transaction, so another instance
+//!   taking the same ID at the same moment waits for that transaction and
+//!   then sees it accepted (committed) or free (rolled back: the claimer
+//!   died); a message is accepted only once the transaction commits
+//!   ([`pg::PgShared`]);
+//! - the components learned behind each peer (`rs_routes`);
+//! - the acknowledgements owed (`rs_acks`) and the back-channel messages
+//!   (`rs_outbox`), handed to one poll at a time under a row lease (`FOR
+//!   UPDATE SKIP LOCKED`) and deleted only when the peer acknowledges them
+//!   ([`outbox::PgOutbox`]); what an instance queued in its own spool (its
+//!   `rs-send`, what it relays) moves into the database before it answers
+//!   ([`outbox::push`]);
+//! - with `[shared] nats`, what is delivered here is published to NATS
+//!   JetStream (subject `PREFIX.CLASS.SUBCLASS`, the message ID as
+//!   `Nats-Msg-Id`) and acknowledged only once JetStream confirmed it
+//!   ([`jetstream`]).
+//!
+//! The schema is made and migrated by `rs-relay db init|migrate`
+//! ([`migrate`]); an instance refuses a database whose schema is older or
+//! newer than it knows. A connection is kept per thread for the next
+//! request.
+
+pub mod jetstream;
+pub mod outbox;
+pub mod pg;
+
+use std::sync::Mutex;
+
+use crate::config::{Backend, Config};
+use crate::spool::{Error, Result};
+
+/// The schema version this build reads and writes.
+pub const SCHEMA: i32 = 1;
+
+/// The migrations, in order: `MIGRATIONS[n]` takes the schema from
+/// version `n` to `n + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: the duplicate memory, learned routes, acknowledgements owed, the
+    // back-channel queues and what died there, and the messages waiting
+    // for JetStream's confirmation.
+    r#"
+    CREATE TABLE rs_meta (
+        key text PRIMARY KEY,
+        value bigint NOT NULL
+    );
+    CREATE TABLE rs_accepted (
+        kind smallint NOT NULL,
+        key text NOT NULL,
+        keep_until bigint NOT NULL,
+        created bigint NOT NULL,
+        accepted bigint NOT NULL,
+        PRIMARY KEY (kind, key)
+    );
+    CREATE INDEX rs_accepted_keep ON rs_accepted (keep_until);
+    CREATE TABLE rs_routes (
+        component text PRIMARY KEY,
+        peer text NOT NULL,
+        learned bigint NOT NULL
+    );
+    CREATE TABLE rs_acks (
+        seq bigserial PRIMARY KEY,
+        peer text NOT NULL,
+        envelope bytea NOT NULL,
+        made bigint NOT NULL,
+        leased_until bigint NOT NULL DEFAULT 0
+    );
+    CREATE INDEX rs_acks_peer ON rs_acks (peer, seq);
+    CREATE TABLE rs_outbox (
+        id text PRIMARY KEY,
+        peer text NOT NULL,
+        rank smallint NOT NULL,
+        arrival bigint NOT NULL,
+        expiry bigint,
+        envelope bytea NOT NULL,
+        queued bigint NOT NULL,
+        attempts integer NOT NULL DEFAULT 0,
+        sent_to text,
+        due bigint NOT NULL DEFAULT 0,
+        leased_until bigint NOT NULL DEFAULT 0,
+        holder text
+    );
+    CREATE INDEX rs_outbox_peer ON rs_outbox (peer, rank, arrival);
+    CREATE TABLE rs_dead (
+        id text PRIMARY KEY,
+        peer text NOT NULL,
+        reason text NOT NULL,
+        died bigint NOT NULL,
+        envelope bytea NOT NULL
+    );
+    CREATE TABLE rs_published (
+        id text PRIMARY KEY,
+        subject text NOT NULL,
+        sequence bigint NOT NULL,
+        published bigint NOT NULL
+    );
+    "#,
+];
+
+/// A connection to the shared database, returned to this thread's cache
+/// when dropped (unless it broke).
+pub struct Db {
+    client: Option<postgres::Client>,
+    key: String,
+}
+
+/// Connections idle between requests, for the next (a process-wide pool:
+/// a static is never dropped, so no client is torn down at exit after the
+/// runtime it needs).
+static IDLE: Mutex<Vec<(String, postgres::Client)>> = Mutex::new(Vec::new());
+
+impl Db {
+    /// Connects as `[shared]` says (or takes this thread's cached
+    /// connection) and checks the schema's version.
+    pub fn connect(config: &Config) -> Result<Db> {
+        let mut db = Db::open(config)?;
+        let version = db.version()?;
+        if version != SCHEMA {
+            let remedy = if version < SCHEMA {
+                "run `rs-relay db migrate`"
+            } else {
+                "this rs is older than the database: upgrade it"
+            };
+            let what = if version == 0 {
+                "holds no rs schema: run `rs-relay db init`".to_string()
+            } else {
+                format!("has schema version {version}, this rs reads {SCHEMA}: {remedy}")
+            };
+            return Err(Error::SharedSchema {
+                reason: format!("the database ({}) {what}", db.key),
+            });
+        }
+        Ok(db)
+    }
+
+    /// Connects without looking at the schema (`rs-relay db`).
+    pub fn open(config: &Config) -> Result<Db> {
+        let key = config.shared.postgres.clone().ok_or_else(|| Error::SharedSchema {
+            reason: "no database is configured: set [shared] postgres = \"host=... user=... dbname=...\""
+                .into(),
+        })?;
+        let cached = {
+            let mut idle = IDLE.lock().unwrap_or_else(|p| p.into_inner());
+            idle.retain(|(_, c)| !c.is_closed());
+            idle.iter()
+                .position(|(k, _)| *k == key)
+                .map(|at| idle.swap_remove(at).1)
+        };
+        let client = match cached {
+            Some(c) => c,
+            None => {
+                let mut pg: postgres::Config = key.parse().map_err(|e| Error::SharedSchema {
+                    reason: format!("[shared] postgres = \"{key}\" cannot be read: {e}"),
+                })?;
+                if let Some(file) = &config.shared.password_file {
+                    let pw = std::fs::read_to_string(file).map_err(|e| Error::SharedSchema {
+                        reason: format!(
+                            "[shared] password_file {}: {e}: make it readable by this user",
+                            file.display()
+                        ),
+                    })?;
+                    pg.password(pw.trim_end_matches(['\n', '\r']));
+                }
+                pg.connect_timeout(std::time::Duration::from_secs(10));
+                pg.application_name("rs-relay");
+                let mut client = pg.connect(postgres::NoTls).map_err(|e| Error::Shared {
+                    reason: format!(
+                        "cannot connect to PostgreSQL ({key}): {e}: start it, or check [shared] postgres"
+                    ),
+                })?;
+                // A transaction left open by a stalled instance must not
+                // hold the IDs it claimed for long.
+                client
+                    .batch_execute(
+                        "SET idle_in_transaction_session_timeout = '60s'; SET lock_timeout = '30s'",
+                    )
+                    .map_err(|e| pg_error(&key, e))?;
+                client
+            }
+        };
+        Ok(Db {
+            client: Some(client),
+            key,
+        })
+    }
+
+    pub fn client(&mut self) -> &mut postgres::Client {
+        self.client.as_mut().expect("held until dropped")
+    }
+
+    /// An error of this database, with what was being done.
+    pub fn error(&self, doing: &str, e: postgres::Error) -> Error {
+        pg_error(&format!("{} while {doing}", self.key), e)
+    }
+
+    /// The schema version the database holds (0: none).
+    pub fn version(&mut self) -> Result<i32> {
+        let row = self
+            .client()
+            .query_one("SELECT to_regclass('rs_meta') IS NOT NULL", &[])
+            .map_err(|e| pg_error("checking the schema", e))?;
+        if !row.get::<_, bool>(0) {
+            return Ok(0);
+        }
+        let v = self
+            .client()
+            .query_opt("SELECT value FROM rs_meta WHERE key = 'schema'", &[])
+            .map_err(|e| pg_error("reading the schema version", e))?;
+        Ok(v.map_or(0, |r| r.get::<_, i64>(0) as i32))
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            if client.is_closed() {
+                return;
+            }
+            let key = std::mem::take(&mut self.key);
+            let mut idle = IDLE.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < 64 {
+                idle.push((key, client));
+            } else {
+                // Dropped outside the lock.
+                drop(idle);
+                drop(client);
+            }
+        }
+    }
+}
+
+/// A database error, as the shared state reports it.
+pub fn pg_error(doing: &str, e: postgres::Error) -> Error {
+    let detail = match e.as_db_error() {
+        Some(d) => format!("{}: {}", d.code().code(), d.message()),
+        None => e.to_string(),
+    };
+    Error::Shared {
+        reason: format!("PostgreSQL, {doing}: {detail}"),
+    }
+}
+
+/// Whether this site keeps its shared state in a database.
+pub fn in_database(config: &Config) -> bool {
+    config.shared.backend == Backend::Postgres
+}
+
+/// What `rs-relay db` did.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Migrated {
+    pub from: i32,
+    pub to: i32,
+}
+
+/// Brings the schema to [`SCHEMA`], one migration per transaction, under
+/// an advisory lock so two instances never migrate at once. `init` also
+/// makes it from nothing; without it an empty database is an error.
+pub fn migrate(config: &Config, init: bool) -> Result<Migrated> {
+    let mut db = Db::open(config)?;
+    let from = db.version()?;
+    if from == 0 && !init {
+        return Err(Error::SharedSchema {
+            reason: format!(
+                "the database ({}) holds no rs schema: run `rs-relay db init` first",
+                db.key
+            ),
+        });
+    }
+    if from > SCHEMA {
+        return Err(Error::SharedSchema {
+            reason: format!(
+                "the database ({}) has schema version {from}, newer than this rs ({SCHEMA}): upgrade rs",
+                db.key
+            ),
+        });
+    }
+    let mut at = from;
+    while (at as usize) < MIGRATIONS.len() {
+        let key = db.key.clone();
+        let client = db.client();
+        let mut tx = client
+            .transaction()
+            .map_err(|e| pg_error(&format!("{key}: migrating"), e))?;
+        tx.execute("SELECT pg_advisory_xact_lock(7243012)", &[])
+            .map_err(|e| pg_error("migrating", e))?;
+        // Another instance may have migrated while this one waited.
+        let now_at: i32 = if at == 0 {
+            let exists: bool = tx
+                .query_one("SELECT to_regclass('rs_meta') IS NOT NULL", &[])
+                .map_err(|e| pg_error("migrating", e))?
+                .get(0);
+            if exists {
+                -1
+            } else {
+                0
+            }
+        } else {
+            tx.query_one("SELECT value FROM rs_meta WHERE key = 'schema'", &[])
+                .map_err(|e| pg_error("migrating", e))?
+                .get::<_, i64>(0) as i32
+        };
+        if now_at != at {
+            drop(tx);
+            at = db.version()?;
+            continue;
+        }
+        tx.batch_execute(MIGRATIONS[at as usize])
+            .map_err(|e| pg_error(&format!("migrating to schema version {}", at + 1), e))?;
+        tx.execute(
+            "INSERT INTO rs_meta (key, value) VALUES ('schema', $1)
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            &[&(at as i64 + 1)],
+        )
+        .map_err(|e| pg_error("recording the schema version", e))?;
+        tx.commit().map_err(|e| pg_error("migrating", e))?;
+        at += 1;
+    }
+    if init {
+        if let Some(url) = &config.shared.nats {
+            jetstream::ensure_stream(config, url)?;
+        }
+    }
+    Ok(Migrated { from, to: at })
+}
+
+/// What the shared database holds (`rs-relay db status`).
+#[derive(Debug, serde::Serialize)]
+pub struct Status {
+    pub schema: i32,
+    pub accepted: i64,
+    pub routes: i64,
+    pub outbox: i64,
+    pub outbox_sent: i64,
+    pub acks: i64,
+    pub dead: i64,
+}
+
+/// Counts what the shared database holds.
+pub fn status(config: &Config) -> Result<Status> {
+    let mut db = Db::connect(config)?;
+    let row = db
+        .client()
+        .query_one(
+            "SELECT (SELECT count(*) FROM rs_accepted),
+                    (SELECT count(*) FROM rs_routes),
+                    (SELECT count(*) FROM rs_outbox),
+                    (SELECT count(*) FROM rs_outbox WHERE sent_to IS NOT NULL),
+                    (SELECT count(*) FROM rs_acks),
+                    (SELECT count(*) FROM rs_dead)",
+            &[],
+        )
+        .map_err(|e| pg_error("counting", e))?;
+    Ok(Status {
+        schema: SCHEMA,
+        accepted: row.get(0),
+        routes: row.get(1),
+        outbox: row.get(2),
+        outbox_sent: row.get(3),
+        acks: row.get(4),
+        dead: row.get(5),
+    })
+}
