@@ -5,9 +5,10 @@
 mod support;
 
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use support::http::Serve;
-use support::scale::{Nats, Postgres};
+use support::scale::{Balancer, Nats, Postgres};
 use support::Site;
 
 /// The provider's configuration for the shared backend.
@@ -175,4 +176,266 @@ fn two_instances_share_duplicates_the_back_channel_and_acknowledgements() {
         .success()
         .json();
     assert_eq!(status["outbox"], 0, "{status}");
+    // rs-queue stats reports from the shared database too.
+    let stats = ps[1]
+        .cmd("rs-queue")
+        .args(["stats", "--json"])
+        .run()
+        .success()
+        .json();
+    assert_eq!(stats["shared"]["backend"], "postgres", "{stats}");
+    assert_eq!(stats["shared"]["accepted"], 5, "{stats}");
+    assert_eq!(stats["shared"]["outbox"], 0, "{stats}");
+    let text = ps[1].cmd("rs-queue").args(["stats"]).run().success().stdout;
+    assert!(text.contains("5 accepted IDs"), "{text}");
+    // Pruning forgets an ID only after its keep-until time (30 days here),
+    // and the horizon then refuses what it can no longer prove new.
+    let pruned = ps[0]
+        .cmd("rs-relay")
+        .args(["--json", "db", "prune"])
+        .run()
+        .success()
+        .json();
+    assert_eq!(pruned["forgotten"], 0, "{pruned}");
+    let pruned = ps[0]
+        .cmd("rs-relay")
+        .env("RS_NOW", "2027-03-01T00:00:00Z")
+        .args(["--json", "db", "prune"])
+        .run()
+        .success()
+        .json();
+    assert_eq!(pruned["forgotten"], 5, "{pruned}");
+    assert!(
+        pruned["horizon"].as_str().unwrap().starts_with("2026-"),
+        "{pruned}"
+    );
+    assert_eq!(pg.psql("rs", "SELECT count(*) FROM rs_accepted"), "0");
+}
+
+fn count(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The time a day from now, for `RS_NOW`.
+fn a_day_later() -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", "+1 day", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .expect("date");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// POSTs `body` to `url` as peer `from`; the reply's status and body.
+fn post(url: &str, from: &str, body: &[u8]) -> (u16, String) {
+    let reply = ureq::post(url)
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .header("X-Rs-From", from)
+        .header("Content-Type", "application/octet-stream")
+        .send(body)
+        .expect("the POST");
+    let status = reply.status().as_u16();
+    let text = reply.into_body().read_to_string().unwrap_or_default();
+    (status, text)
+}
+
+#[test]
+fn three_relays_behind_nginx_take_every_message_once_while_one_is_killed() {
+    let messages = count("RS_SCALE_MESSAGES", 10_000);
+    let back = count("RS_SCALE_BACK", 2_000);
+    let n_sites = 20;
+    let pg = Postgres::start();
+    let nats = Nats::start();
+    let ids: Vec<String> = (1..=n_sites).map(|n| format!("s{n:02}.host")).collect();
+    let ps = provider(3, &ids, &shared(&pg, Some(&nats)));
+    ps[0].cmd("rs-relay").args(["db", "init"]).run().success();
+    let mut serves: Vec<Serve> = ps.iter().map(Serve::start).collect();
+    let ports: Vec<u16> = serves.iter().map(|s| s.port).collect();
+    let lb = Balancer::start(&ports);
+    let sites: Vec<Site> = ids.iter().map(|id| site(id, &lb.url())).collect();
+
+    // Each site queues its share; a copy of every queued envelope is kept
+    // to post again a day later.
+    let copies = tempfile::tempdir().unwrap();
+    let sent: Vec<HashSet<String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = sites
+            .iter()
+            .enumerate()
+            .map(|(k, site)| {
+                let copies = copies.path().join(k.to_string());
+                s.spawn(move || {
+                    let mut mine = HashSet::new();
+                    for n in 0..messages / n_sites {
+                        mine.insert(site.send(&[], format!("site {k} reading {n}").as_bytes()));
+                    }
+                    std::fs::create_dir_all(&copies).unwrap();
+                    for f in std::fs::read_dir(site.spool.join("queue/normal")).unwrap() {
+                        let f = f.unwrap();
+                        std::fs::copy(f.path(), copies.join(f.file_name())).unwrap();
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(sent.iter().map(HashSet::len).sum::<usize>(), messages);
+    // The provider's services queue the back-channel at any instance.
+    let mut expected: Vec<HashSet<String>> = vec![HashSet::new(); n_sites];
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3)
+            .map(|i| {
+                let p = &ps[i];
+                let ids = &ids;
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    for n in (i..back).step_by(3) {
+                        let k = n % n_sites;
+                        let id = p.send(&["--to", &ids[k]], format!("order {n}").as_bytes());
+                        out.push((k, id));
+                    }
+                    out
+                })
+            })
+            .collect();
+        for h in handles {
+            for (k, id) in h.join().unwrap() {
+                expected[k].insert(id);
+            }
+        }
+    });
+
+    // The sites flush (four at a time) until everything is through; one
+    // relay is killed once a quarter of the messages are in, and started
+    // again on its port.
+    let started = Instant::now();
+    let deadline = Duration::from_secs(600);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let rounds = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for w in 0..4 {
+            let (sites, done, rounds) = (&sites, &done, &rounds);
+            s.spawn(move || {
+                while !done.load(std::sync::atomic::Ordering::SeqCst)
+                    && started.elapsed() < deadline
+                {
+                    // --force: a request that met the killed relay marks
+                    // the link failed, retried a minute later otherwise.
+                    for site in sites.iter().skip(w).step_by(4) {
+                        site.cmd("rs-queue").args(["flush", "--force"]).run();
+                    }
+                    rounds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }
+        let mut killed = false;
+        loop {
+            std::thread::sleep(Duration::from_millis(300));
+            let accepted: usize = pg
+                .psql("rs", "SELECT count(*) FROM rs_accepted WHERE kind = 0")
+                .parse()
+                .unwrap();
+            if !killed && accepted >= messages / 4 {
+                serves[1].kill();
+                std::thread::sleep(Duration::from_secs(1));
+                serves[1] = Serve::start_on(&ps[1], ports[1]);
+                killed = true;
+            }
+            let outbox: usize = pg
+                .psql("rs", "SELECT count(*) FROM rs_outbox")
+                .parse()
+                .unwrap();
+            let delivered: usize = sites.iter().map(|s| s.received().len()).sum();
+            let queued_at_provider: usize = ps.iter().map(|p| p.files("queue/normal").len()).sum();
+            if std::env::var_os("RS_TEST_VERBOSE").is_some() {
+                eprintln!(
+                    "{:.1} s: accepted {accepted}, back-channel delivered {delivered}, {outbox} in rs_outbox, {queued_at_provider} queued at instances",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            if killed
+                && accepted >= messages
+                && outbox == 0
+                && queued_at_provider == 0
+                && delivered >= back
+            {
+                break;
+            }
+            assert!(
+                started.elapsed() < deadline,
+                "not through in {deadline:?}: accepted {accepted} of {messages}, back-channel delivered {delivered} of {back}, {outbox} in rs_outbox, {queued_at_provider} queued at instances"
+            );
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let took = started.elapsed();
+
+    // Every site's queue is empty, and it holds its back-channel messages
+    // exactly once.
+    for (k, site) in sites.iter().enumerate() {
+        // A last flush carries the acknowledgements of the last poll.
+        site.cmd("rs-queue").args(["flush"]).run();
+        assert_eq!(site.outbound_left(None), 0, "{}: {:?}", ids[k], site.list());
+        let got: Vec<String> = site.received().into_iter().map(|(id, _)| id).collect();
+        let unique: HashSet<String> = got.iter().cloned().collect();
+        assert_eq!(got.len(), unique.len(), "{}: delivered twice", ids[k]);
+        assert_eq!(unique, expected[k], "{}", ids[k]);
+        site.assert_nothing_quarantined();
+    }
+    // Every message ID exactly once in JetStream and in the database.
+    let all: HashSet<String> = sent.iter().flatten().cloned().collect();
+    let js = nats.messages("RS");
+    let mut seen = HashMap::new();
+    for (id, _, _) in &js {
+        *seen.entry(id.clone()).or_insert(0) += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "published more than once: {twice:?}");
+    assert_eq!(seen.keys().cloned().collect::<HashSet<_>>(), all);
+    assert_eq!(js.len(), messages);
+    assert_eq!(ids_in_database(&pg), all);
+    assert_eq!(
+        pg.psql("rs", "SELECT count(*) FROM rs_outbox"),
+        "0",
+        "kept until acknowledged, and all acknowledged"
+    );
+    assert_eq!(pg.psql("rs", "SELECT count(*) FROM rs_dead"), "0");
+    eprintln!(
+        "{messages} messages in and {back} back-channel messages out through 3 relays in {:.1} s ({} flush rounds), one relay killed and restarted",
+        took.as_secs_f64(),
+        rounds.load(std::sync::atomic::Ordering::SeqCst)
+    );
+
+    // A day later (the relays' clock pinned there), the same envelopes
+    // posted again are duplicates: acknowledged, not published again.
+    drop(serves);
+    let later = a_day_later();
+    let serves: Vec<Serve> = ps
+        .iter()
+        .zip(&ports)
+        .map(|(p, port)| Serve::start_later(p, *port, &later))
+        .collect();
+    let mut reposted = 0;
+    for (k, id) in ids.iter().enumerate() {
+        let dir = copies.path().join(k.to_string());
+        for f in std::fs::read_dir(&dir).unwrap().take(10) {
+            let body = std::fs::read(f.unwrap().path()).unwrap();
+            let (status, reply) = post(&lb.url(), id, &body);
+            assert_eq!(status, 200, "{reply}");
+            assert!(reply.contains("accepted"), "{reply}");
+            reposted += 1;
+        }
+    }
+    assert_eq!(
+        nats.messages("RS").len(),
+        messages,
+        "nothing published again"
+    );
+    assert_eq!(ids_in_database(&pg).len(), messages);
+    eprintln!("{reposted} envelopes posted again a day later: all duplicates");
+    drop(serves);
 }

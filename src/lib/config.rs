@@ -1453,6 +1453,17 @@ retry = "1h"                      # as the sender: ask again after a deferral
 reservation = "7d"                # a reservation not moving lapses after this
                                   # (media carried weekly need it this long)
 
+# At a provider running many relays (scale-out): the state they share in
+# PostgreSQL, what they deliver published to NATS JetStream. Make the
+# schema with `rs-relay db init`. The default keeps it all in this spool.
+[shared]
+backend = "spool"                 # or "postgres"
+# postgres = "host=db.example port=5432 user=rs dbname=rs"   # never a password here
+# password_file = "/etc/rs/db-password"
+# nats = "nats://127.0.0.1:4222"  # deliveries go to JetStream, not the Maildir
+# stream = "RS"                   # made by `rs-relay db init`
+# subject_prefix = "rs"           # subjects are PREFIX.CLASS.SUBCLASS
+
 # At the provider: answer registrations, hear heartbeats (rs-relay silent).
 [registrar]
 enabled = false

@@ -150,6 +150,12 @@ pub enum DbCommand {
     /// Apply the migrations this rs has and the database lacks, one
     /// transaction each, under a lock (two instances never migrate at once).
     Migrate,
+    /// Forget the accepted IDs whose keep-until time passed (each is
+    /// kept until its message's expiry, and at least [receive]
+    /// dedupe_retention): a message created before the newest of them
+    /// and not remembered is refused as not provably new. Run it from cron
+    /// at one instance.
+    Prune,
     /// The schema version and how many rows each table holds: IDs
     /// accepted, learned routes, back-channel messages (and those handed
     /// out awaiting acknowledgement), acknowledgements owed, dead messages.

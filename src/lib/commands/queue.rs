@@ -672,6 +672,19 @@ fn content_summary(c: &Content) -> Value {
 /// An area's label, (messages, bytes) per precedence, and its totals.
 type StatsRow = (String, [(u64, u64); 3], (u64, u64));
 
+/// What the shared database holds, for `stats --json` (null on a spool
+/// that keeps its own state; the error when the database cannot be read).
+fn shared_json(config: &config::Config) -> Value {
+    if !crate::shared::in_database(config) {
+        return Value::Null;
+    }
+    match crate::shared::status(config) {
+        Ok(s) => json!({"backend": "postgres", "accepted": s.accepted, "routes": s.routes,
+            "outbox": s.outbox, "outbox_sent": s.outbox_sent, "acks": s.acks, "dead": s.dead}),
+        Err(e) => json!({"backend": "postgres", "error": e.to_string()}),
+    }
+}
+
 fn stats(ctx: &Context, spool: &Spool, out: &mut Out, now: Timestamp) -> Result<ExitCode, Error> {
     // Per area and precedence, from file names (no file is opened).
     let named_areas = [
@@ -762,6 +775,7 @@ fn stats(ctx: &Context, spool: &Spool, out: &mut Out, now: Timestamp) -> Result<
             },
             "throttle_sent": sent,
             "received": received,
+            "shared": shared_json(cfg),
         }))?;
         return Ok(ExitCode::Ok);
     }
@@ -782,6 +796,15 @@ fn stats(ctx: &Context, spool: &Spool, out: &mut Out, now: Timestamp) -> Result<
         ))?;
     }
     out.line("")?;
+    if crate::shared::in_database(cfg) {
+        match crate::shared::status(cfg) {
+            Ok(s) => out.line(format!(
+                "shared (PostgreSQL): {} accepted IDs, {} back-channel messages ({} awaiting acknowledgement), {} acknowledgement envelopes owed, {} dead",
+                s.accepted, s.outbox, s.outbox_sent, s.acks, s.dead
+            ))?,
+            Err(e) => out.line(format!("shared (PostgreSQL): {e}"))?,
+        }
+    }
     let total = outbound.iter().fold((0, 0), |a, p| (a.0 + p.0, a.1 + p.1));
     out.line(format!(
         "outbound:   {} messages, {} (limit: {})",

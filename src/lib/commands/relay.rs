@@ -328,6 +328,17 @@ fn db(
                 out.line(format!("schema version {} -> {}", m.from, m.to))?;
             }
         }
+        DbCommand::Prune => {
+            let (n, horizon) = crate::shared::prune(config, ctx.clock.now())?;
+            if ctx.json {
+                out.json(&json!({"forgotten": n, "horizon": horizon.map(|t| t.to_rfc3339())}))?;
+            } else {
+                out.line(format!(
+                    "forgot {n} accepted ID(s); messages created before {} are refused unless remembered",
+                    horizon.map_or_else(|| "-".into(), |t| t.to_rfc3339())
+                ))?;
+            }
+        }
         DbCommand::Status => {
             let s = crate::shared::status(config)?;
             if ctx.json {

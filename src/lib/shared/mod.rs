@@ -11,8 +11,9 @@
 //!   ([`pg::PgShared`]);
 //! - the components learned behind each peer (`rs_routes`);
 //! - the acknowledgements owed (`rs_acks`) and the back-channel messages
-//!   (`rs_outbox`), handed to one poll at a time under a row lease (`FOR
-//!   UPDATE SKIP LOCKED`) and deleted only when the peer acknowledges them
+//!   (`rs_outbox`), handed to one poll at a time under row locks (`FOR
+//!   UPDATE SKIP LOCKED`, held until the poll's outcomes are recorded) and
+//!   deleted only when the peer acknowledges them
 //!   ([`outbox::PgOutbox`]); what an instance queued in its own spool (its
 //!   `rs-send`, what it relays) moves into the database before it answers
 //!   ([`outbox::push`]);
@@ -67,8 +68,7 @@ const MIGRATIONS: &[&str] = &[
         seq bigserial PRIMARY KEY,
         peer text NOT NULL,
         envelope bytea NOT NULL,
-        made bigint NOT NULL,
-        leased_until bigint NOT NULL DEFAULT 0
+        made bigint NOT NULL
     );
     CREATE INDEX rs_acks_peer ON rs_acks (peer, seq);
     CREATE TABLE rs_outbox (
@@ -81,9 +81,7 @@ const MIGRATIONS: &[&str] = &[
         queued bigint NOT NULL,
         attempts integer NOT NULL DEFAULT 0,
         sent_to text,
-        due bigint NOT NULL DEFAULT 0,
-        leased_until bigint NOT NULL DEFAULT 0,
-        holder text
+        due bigint NOT NULL DEFAULT 0
     );
     CREATE INDEX rs_outbox_peer ON rs_outbox (peer, rank, arrival);
     CREATE TABLE rs_dead (
@@ -364,4 +362,45 @@ pub fn status(config: &Config) -> Result<Status> {
         acks: row.get(4),
         dead: row.get(5),
     })
+}
+
+/// Forgets the accepted IDs whose keep-until time is before `now`, and
+/// raises the horizon to the newest creation time among them. Returns how
+/// many were forgotten and the horizon.
+pub fn prune(
+    config: &Config,
+    now: crate::time::Timestamp,
+) -> Result<(u64, Option<crate::time::Timestamp>)> {
+    let mut db = Db::connect(config)?;
+    let mut tx = db
+        .client()
+        .transaction()
+        .map_err(|e| pg_error("pruning", e))?;
+    // Claims in flight (keep_until 0) are other batches' and not visible;
+    // only committed rows are forgotten.
+    let row = tx
+        .query_one(
+            "WITH gone AS (
+                 DELETE FROM rs_accepted WHERE keep_until > 0 AND keep_until < $1
+                 RETURNING created)
+             SELECT count(*), max(created) FROM gone",
+            &[&now.as_micros()],
+        )
+        .map_err(|e| pg_error("pruning", e))?;
+    let n: i64 = row.get(0);
+    let newest: Option<i64> = row.get(1);
+    if let Some(c) = newest {
+        tx.execute(
+            "INSERT INTO rs_meta (key, value) VALUES ('horizon', $1)
+             ON CONFLICT (key) DO UPDATE SET value = GREATEST(rs_meta.value, EXCLUDED.value)",
+            &[&c],
+        )
+        .map_err(|e| pg_error("recording the horizon", e))?;
+    }
+    let horizon: Option<i64> = tx
+        .query_opt("SELECT value FROM rs_meta WHERE key = 'horizon'", &[])
+        .map_err(|e| pg_error("pruning", e))?
+        .map(|r| r.get(0));
+    tx.commit().map_err(|e| pg_error("pruning", e))?;
+    Ok((n as u64, horizon.map(crate::time::Timestamp::from_micros)))
 }

@@ -2,9 +2,11 @@
 //! hold for the sites that poll them, whichever instance a poll reaches.
 //!
 //! A message waits in `rs_outbox` under the peer that leads to its
-//! destination. A poll takes what is due for its peer under a row lease
-//! (`FOR UPDATE SKIP LOCKED`, then `leased_until`): two polls at once,
-//! on two instances, never take the same row. Handed out, a row stays
+//! destination. A poll takes what is due for its peer with `FOR UPDATE
+//! SKIP LOCKED` in a transaction it keeps open until the outcomes are
+//! recorded: two polls at once, on two instances, never take the same
+//! row, and an instance that dies mid-poll releases its rows at once (its
+//! transaction rolls back with its connection). Handed out, a row stays
 //! (`sent_to`, due again after the peer's `ack_timeout`, doubling up to
 //! `retry_cap`) until the peer acknowledges it: then it is deleted
 //! ([`super::pg::PgShared`]'s `apply_acks`). The acknowledgements owed to
@@ -25,28 +27,7 @@ use crate::transport::{dir, Cargo, Outcome, Outgoing};
 /// How many rows one poll looks at.
 const MAX_ROWS: i64 = 1000;
 
-/// This process, as the holder of the rows it leases.
-fn holder() -> String {
-    use std::sync::OnceLock;
-    static HOLDER: OnceLock<String> = OnceLock::new();
-    HOLDER
-        .get_or_init(|| {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_string())
-                .unwrap_or_default();
-            let mut nonce = [0u8; 4];
-            let _ = getrandom::fill(&mut nonce);
-            format!(
-                "{host}:{}:{:08x}",
-                std::process::id(),
-                u32::from_be_bytes(nonce)
-            )
-        })
-        .clone()
-}
-
-/// A row handed to the runner: its ID and the file its envelope was
-/// written to.
+/// A row handed to the runner.
 struct Chosen {
     id: String,
     size: u64,
@@ -57,10 +38,9 @@ struct Chosen {
 pub struct PgOutbox<'s> {
     spool: &'s Spool,
     db: Db,
-    holder: String,
+    /// The transaction holding the rows taken is open.
+    in_tx: bool,
     chosen: Vec<Chosen>,
-    /// The lease taken, as `leased_until`.
-    until: i64,
     /// Rows of `rs_acks` handed to the runner: (seq, file).
     acks: Vec<(i64, PathBuf)>,
     /// The files written for the transport, removed when this is dropped.
@@ -72,16 +52,33 @@ impl<'s> PgOutbox<'s> {
         Ok(PgOutbox {
             spool,
             db: Db::connect(spool.config())?,
-            holder: holder(),
+            in_tx: false,
             chosen: Vec::new(),
-            until: 0,
             acks: Vec::new(),
             files: Vec::new(),
         })
     }
 
-    fn lease(&self) -> std::time::Duration {
-        self.spool.config().lease.transmit_max
+    fn begin(&mut self) -> Result<()> {
+        if !self.in_tx {
+            self.db
+                .client()
+                .batch_execute("BEGIN")
+                .map_err(|e| pg_error("taking what is due", e))?;
+            self.in_tx = true;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        if self.in_tx {
+            self.in_tx = false;
+            self.db
+                .client()
+                .batch_execute("COMMIT")
+                .map_err(|e| pg_error("recording what was handed out", e))?;
+        }
+        Ok(())
     }
 
     /// A file in tmp/ holding `bytes`, for the transport to read.
@@ -98,14 +95,9 @@ impl<'s> PgOutbox<'s> {
 
 impl Drop for PgOutbox<'_> {
     fn drop(&mut self) {
-        let _ = self.release();
-        // Acknowledgements taken and not carried are free for the next poll.
-        let seqs: Vec<i64> = self.acks.drain(..).map(|(s, _)| s).collect();
-        if !seqs.is_empty() {
-            let _ = self.db.client().execute(
-                "UPDATE rs_acks SET leased_until = 0 WHERE seq = ANY($1)",
-                &[&seqs],
-            );
+        // What was not recorded is free for the next poll.
+        if self.in_tx {
+            let _ = self.db.client().batch_execute("ROLLBACK");
         }
         for p in self.files.drain(..) {
             let _ = std::fs::remove_file(p);
@@ -114,17 +106,15 @@ impl Drop for PgOutbox<'_> {
 }
 
 impl Outbox for PgOutbox<'_> {
-    fn acks(&mut self, peer: &Peer, now: Timestamp) -> Result<Vec<Outgoing>> {
-        let until = now.saturating_add(self.lease()).as_micros();
+    fn acks(&mut self, peer: &Peer, _now: Timestamp) -> Result<Vec<Outgoing>> {
+        self.begin()?;
         let rows = self
             .db
             .client()
             .query(
-                "UPDATE rs_acks SET leased_until = $3 WHERE seq IN (
-                     SELECT seq FROM rs_acks WHERE peer = $1 AND leased_until < $2
-                     ORDER BY seq LIMIT 100 FOR UPDATE SKIP LOCKED)
-                 RETURNING seq, envelope",
-                &[&peer.id.as_str(), &now.as_micros(), &until],
+                "SELECT seq, envelope FROM rs_acks WHERE peer = $1
+                 ORDER BY seq LIMIT 100 FOR UPDATE SKIP LOCKED",
+                &[&peer.id.as_str()],
             )
             .map_err(|e| pg_error("taking acknowledgements owed", e))?;
         let mut out = Vec::new();
@@ -156,6 +146,10 @@ impl Outbox for PgOutbox<'_> {
                 .map_err(|e| pg_error("forgetting acknowledgements carried", e))?;
         }
         self.acks.retain(|(s, _)| !seqs.contains(s));
+        // With no message to record, the runner ends here.
+        if self.chosen.is_empty() {
+            self.commit()?;
+        }
         Ok(())
     }
 
@@ -167,14 +161,16 @@ impl Outbox for PgOutbox<'_> {
         log: &dyn Fn(String),
     ) -> Result<Vec<Outgoing>> {
         let now = clock.now().as_micros();
-        let config = self.spool.config();
-        let until = clock.now().saturating_add(self.lease()).as_micros();
+        let limit = self.spool.config().http.max_reply.0;
+        self.begin()?;
         let client = self.db.client();
         // What expired waiting is dead, with the reason.
         let expired = client
             .query(
                 "WITH gone AS (
-                     DELETE FROM rs_outbox WHERE peer = $1 AND expiry < $2
+                     DELETE FROM rs_outbox WHERE id IN (
+                         SELECT id FROM rs_outbox WHERE peer = $1 AND expiry < $2
+                         FOR UPDATE SKIP LOCKED)
                      RETURNING id, peer, envelope)
                  INSERT INTO rs_dead (id, peer, reason, died, envelope)
                  SELECT id, peer, 'expired before it was acknowledged', $2, envelope FROM gone
@@ -190,20 +186,16 @@ impl Outbox for PgOutbox<'_> {
             ));
         }
         report.expired += expired.len();
-        // Candidates in send order, each row locked by this transaction
-        // only; rows another poll holds are passed over.
-        let mut tx = client
-            .transaction()
-            .map_err(|e| pg_error("taking back-channel messages", e))?;
-        let rows = tx
+        // Candidates in send order, locked by this poll's transaction;
+        // rows another poll holds are passed over.
+        let rows = client
             .query(
                 "SELECT id, octet_length(envelope), attempts FROM rs_outbox
-                 WHERE peer = $1 AND due <= $2 AND leased_until < $2
+                 WHERE peer = $1 AND due <= $2
                  ORDER BY rank, arrival LIMIT $3 FOR UPDATE SKIP LOCKED",
                 &[&peer.id.as_str(), &now, &MAX_ROWS],
             )
             .map_err(|e| pg_error("taking back-channel messages", e))?;
-        let limit = config.http.max_reply.0;
         let mut total = 0u64;
         let mut ids: Vec<String> = Vec::new();
         for r in &rows {
@@ -214,32 +206,19 @@ impl Outbox for PgOutbox<'_> {
             total += size;
             ids.push(r.get(0));
         }
-        let taken = tx
+        let taken = client
             .query(
-                "UPDATE rs_outbox SET leased_until = $2, holder = $3 WHERE id = ANY($1)
-                 RETURNING id, envelope, rank, arrival, attempts",
-                &[&ids, &until, &self.holder],
+                "SELECT id, envelope, rank, arrival, attempts FROM rs_outbox
+                 WHERE id = ANY($1) ORDER BY rank, arrival",
+                &[&ids],
             )
-            .map_err(|e| pg_error("leasing back-channel messages", e))?;
-        tx.commit()
-            .map_err(|e| pg_error("leasing back-channel messages", e))?;
-        self.until = until;
-        let mut taken: Vec<_> = taken
-            .into_iter()
-            .map(|r| {
-                (
-                    r.get::<_, i16>(2),
-                    r.get::<_, i64>(3),
-                    r.get::<_, String>(0),
-                    r.get::<_, Vec<u8>>(1),
-                    r.get::<_, i32>(4),
-                )
-            })
-            .collect();
-        taken.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+            .map_err(|e| pg_error("reading back-channel messages", e))?;
         let mut out = Vec::new();
-        for (rank, arrival, id, bytes, attempts) in taken {
-            let path = self.staged(&id, &bytes)?;
+        for r in taken {
+            let id: String = r.get(0);
+            let bytes: &[u8] = r.get(1);
+            let (rank, arrival): (i16, i64) = (r.get(2), r.get(3));
+            let path = self.staged(&id, bytes)?;
             out.push(Outgoing {
                 wire_name: dir::message_wire_name(rank as usize, arrival as u64, &id),
                 path,
@@ -248,7 +227,7 @@ impl Outbox for PgOutbox<'_> {
             self.chosen.push(Chosen {
                 id,
                 size: bytes.len() as u64,
-                attempts,
+                attempts: r.get(4),
             });
         }
         report.waiting += rows.len().saturating_sub(out.len());
@@ -266,10 +245,9 @@ impl Outbox for PgOutbox<'_> {
         log: &dyn Fn(String),
     ) -> Result<bool> {
         let now = clock.now();
-        let renewed = now.saturating_add(self.lease()).as_micros();
         let end = (first + outcomes.len()).min(self.chosen.len());
-        let mut handed: Vec<(String, i64)> = Vec::new();
-        let mut deferred: Vec<String> = Vec::new();
+        let mut ids: Vec<String> = Vec::new();
+        let mut dues: Vec<i64> = Vec::new();
         let mut refused: Vec<(String, String)> = Vec::new();
         for (c, o) in self.chosen[first.min(end)..end].iter().zip(outcomes) {
             match o {
@@ -280,17 +258,18 @@ impl Outbox for PgOutbox<'_> {
                         peer.ack_timeout,
                         peer.retry_cap,
                     ));
-                    handed.push((c.id.clone(), due.as_micros()));
+                    ids.push(c.id.clone());
+                    dues.push(due.as_micros());
                     report.sent += 1;
                     report.bytes += c.size;
                     if c.attempts > 0 {
                         report.retransmitted += 1;
                     }
                 }
+                // Left as it was: due at the next poll.
                 Outcome::Deferred(why) => {
                     report.deferred += 1;
                     report.last_error = Some(why.clone());
-                    deferred.push(c.id.clone());
                 }
                 Outcome::Refused(why) => {
                     report.refused += 1;
@@ -298,80 +277,37 @@ impl Outbox for PgOutbox<'_> {
                 }
             }
         }
-        let mut tx = self
-            .db
-            .client()
-            .transaction()
-            .map_err(|e| pg_error("recording what was handed out", e))?;
-        // Only rows still leased to this poll are recorded; a lapsed lease
-        // records nothing (another poll may have them now).
-        let (ids, dues): (Vec<String>, Vec<i64>) = handed.into_iter().unzip();
-        let mut ours =
-            tx.execute(
-                "UPDATE rs_outbox o SET attempts = o.attempts + 1, sent_to = $3, due = t.due,
-                        leased_until = 0, holder = NULL
-                 FROM UNNEST($1::text[], $2::bigint[]) AS t(id, due)
-                 WHERE o.id = t.id AND o.holder = $4 AND o.leased_until = $5",
-                &[&ids, &dues, &peer.id.as_str(), &self.holder, &self.until],
-            )
-            .map_err(|e| pg_error("recording what was handed out", e))? as usize;
-        ours += tx
+        let client = self.db.client();
+        client
             .execute(
-                "UPDATE rs_outbox SET leased_until = 0, holder = NULL
-                 WHERE id = ANY($1) AND holder = $2 AND leased_until = $3",
-                &[&deferred, &self.holder, &self.until],
+                "UPDATE rs_outbox o SET attempts = o.attempts + 1, sent_to = $3, due = t.due
+                 FROM UNNEST($1::text[], $2::bigint[]) AS t(id, due) WHERE o.id = t.id",
+                &[&ids, &dues, &peer.id.as_str()],
             )
-            .map_err(|e| pg_error("recording what was deferred", e))? as usize;
+            .map_err(|e| pg_error("recording what was handed out", e))?;
         for (id, why) in &refused {
-            let n = tx
+            client
                 .execute(
-                    "WITH gone AS (
-                         DELETE FROM rs_outbox WHERE id = $1 AND holder = $2 AND leased_until = $3
-                         RETURNING id, peer, envelope)
+                    "WITH gone AS (DELETE FROM rs_outbox WHERE id = $1 RETURNING id, peer, envelope)
                      INSERT INTO rs_dead (id, peer, reason, died, envelope)
-                     SELECT id, peer, $4, $5, envelope FROM gone ON CONFLICT (id) DO NOTHING",
-                    &[id, &self.holder, &self.until, why, &now.as_micros()],
+                     SELECT id, peer, $2, $3, envelope FROM gone ON CONFLICT (id) DO NOTHING",
+                    &[id, why, &now.as_micros()],
                 )
                 .map_err(|e| pg_error("burying a refused message", e))?;
-            if n == 1 {
-                log(format!(
-                    "{id} refused by {}: {why}: moved to rs_dead",
-                    peer.id
-                ));
-            }
-            ours += 1;
+            log(format!(
+                "{id} refused by {}: {why}: moved to rs_dead",
+                peer.id
+            ));
         }
-        if ours < end - first.min(end) {
-            report.lease_lapsed = true;
-            drop(tx);
-            return Ok(false);
+        // The last chunk's outcomes end the poll.
+        if end == self.chosen.len() {
+            self.commit()?;
         }
-        // The lease on what is left is renewed.
-        let until = renewed;
-        tx.execute(
-            "UPDATE rs_outbox SET leased_until = $3 WHERE holder = $1 AND leased_until = $2",
-            &[&self.holder, &self.until, &until],
-        )
-        .map_err(|e| pg_error("renewing a lease", e))?;
-        tx.commit()
-            .map_err(|e| pg_error("recording what was handed out", e))?;
-        self.until = until;
         Ok(true)
     }
 
     fn release(&mut self) -> Result<()> {
-        if !self.chosen.is_empty() {
-            let ids: Vec<&str> = self.chosen.iter().map(|c| c.id.as_str()).collect();
-            let (holder, until) = (self.holder.clone(), self.until);
-            self.db
-                .client()
-                .execute(
-                    "UPDATE rs_outbox SET leased_until = 0, holder = NULL
-                     WHERE id = ANY($1) AND holder = $2 AND leased_until = $3",
-                    &[&ids, &holder, &until],
-                )
-                .map_err(|e| pg_error("releasing a lease", e))?;
-        }
+        self.commit()?;
         self.chosen.clear();
         Ok(())
     }
