@@ -588,7 +588,10 @@ pub fn upload_status(
     spool: &Spool,
     t: &str,
     caller: &Name,
+    now: Timestamp,
+    log: &dyn Fn(String),
 ) -> std::result::Result<Upload, Refused> {
+    recover(spool, t, caller, now, log)?;
     let st = upload_state(spool, t, caller)?;
     match st.phase {
         Phase::Rejected => Err(refused(
@@ -611,6 +614,29 @@ pub fn upload_status(
     }
 }
 
+/// A run killed after delivering transfer `t` (its data removed) and
+/// before recording it leaves it `receiving` with no data: it is recorded
+/// now, as the chunks' path does (delivered, the sender told).
+fn recover(
+    spool: &Spool,
+    t: &str,
+    caller: &Name,
+    now: Timestamp,
+    log: &dyn Fn(String),
+) -> std::result::Result<(), Refused> {
+    let st = upload_state(spool, t, caller)?;
+    let (_, data_path, _) = paths(spool, t).map_err(unavailable)?;
+    if st.phase != Phase::Receiving || data_path.exists() {
+        return Ok(());
+    }
+    let _lock = super::lock(spool).map_err(unavailable)?;
+    let mut st = upload_state(spool, t, caller)?;
+    if st.phase == Phase::Receiving && !data_path.exists() {
+        settle(spool, t, &mut st, true, false, now, log).map_err(unavailable)?;
+    }
+    Ok(())
+}
+
 /// Writes one piece of transfer `t`'s upload in place: taken only at the
 /// offset the upload stands at, whole, and matching its checksum (a body
 /// cut short without a checksum is taken as far as it came). Durable and
@@ -627,7 +653,7 @@ pub fn upload_patch(
     let (_, data_path, _) = paths(spool, t).map_err(unavailable)?;
     let st = upload_state(spool, t, caller)?;
     if st.phase == Phase::Delivered && patch.offset == st.size {
-        return upload_status(spool, t, caller);
+        return upload_status(spool, t, caller, now, log);
     }
     if st.phase != Phase::Receiving {
         return Err(refused(
@@ -642,6 +668,9 @@ pub fn upload_patch(
     // One piece of a transfer at a time: the data file's lock.
     let file = match durable::open(std::fs::OpenOptions::new().write(true), &data_path) {
         Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return upload_status(spool, t, caller, now, log);
+        }
         Err(e) => return Err(refused(409, format!("{}: {e}", data_path.display()))),
     };
     fs2::FileExt::lock_exclusive(&file)
@@ -649,7 +678,7 @@ pub fn upload_patch(
     // Read again under the lock: another piece may have come meanwhile.
     let st = upload_state(spool, t, caller)?;
     if st.phase != Phase::Receiving {
-        return upload_status(spool, t, caller);
+        return upload_status(spool, t, caller, now, log);
     }
     let at = st.offset();
     if patch.offset != at {
@@ -728,7 +757,7 @@ pub fn upload_patch(
     let _lock = super::lock(spool).map_err(unavailable)?;
     let mut st = upload_state(spool, t, caller)?;
     if st.phase != Phase::Receiving {
-        return upload_status(spool, t, caller);
+        return upload_status(spool, t, caller, now, log);
     }
     st.uploaded_to(at + written);
     let done = st.offset() == st.size;

@@ -123,11 +123,11 @@ pub fn handle(spool: &Spool, call: Call<'_>, clock: &Clock, log: &dyn Fn(String)
     };
     let now = clock.now();
     let answer = match (&call.resource, method.as_str()) {
-        (Resource::Uploads, "POST") => create(spool, &call, &caller, now),
+        (Resource::Uploads, "POST") => create(spool, &call, &caller, now, log),
         (Resource::Upload(t), m @ ("HEAD" | "PATCH" | "DELETE")) if passes_through(spool, t) => {
             pass(spool, t, m, call.body, header, &caller, now)
         }
-        (Resource::Upload(t), "HEAD") => receiver::upload_status(spool, t, &caller)
+        (Resource::Upload(t), "HEAD") => receiver::upload_status(spool, t, &caller, now, log)
             .map(|u| {
                 upload_headers(tus(Response::empty(200)), &u)
                     .with("Upload-Length", u.size.to_string())
@@ -248,7 +248,13 @@ fn pass(
 }
 
 /// Creation: the upload of an authorized transfer, named in the metadata.
-fn create(spool: &Spool, call: &Call<'_>, caller: &Name, now: crate::time::Timestamp) -> Response {
+fn create(
+    spool: &Spool,
+    call: &Call<'_>,
+    caller: &Name,
+    now: crate::time::Timestamp,
+    log: &dyn Fn(String),
+) -> Response {
     let header = call.header;
     if header("upload-defer-length").is_some() {
         return tus(Response::text(
@@ -299,7 +305,7 @@ fn create(spool: &Spool, call: &Call<'_>, caller: &Name, now: crate::time::Times
             _ => return a,
         }
     } else {
-        match receiver::upload_status(spool, &t, caller) {
+        match receiver::upload_status(spool, &t, caller, now, log) {
             Ok(u) => u,
             Err(r) => return refused(r),
         }
