@@ -4,7 +4,7 @@
 # min-max, runs. Not part of the tests (machines are shared and noisy).
 #
 #   scripts/bench.sh             every workload (about 12 minutes on 2 cores)
-#   scripts/bench.sh w1 w3       only those (w1 w2 w3 w4 w5 w6 w7 bulk protect limits)
+#   scripts/bench.sh w1 w3       only those (w1 w2 w3 w4 w5 w6 w7 scale bulk protect limits)
 #
 # W1 per-invocation enqueue: 2,000 processes each queue one 1 KiB message.
 # W2 removable media: 10,000 queued 1 KiB messages exported, imported
@@ -27,6 +27,11 @@
 #    connections, its backup is rs-relay serve) beside the same messages over
 #    a fixed https:// route to the same server, in the same run; and
 #    rs-spm resolve and fetch on that map. rs only.
+# scale: the provider scaled out: 10,000 queued 1 KiB messages from 6 sites
+#    over plain HTTP into 1, 2 and 3 rs-relay serve instances sharing
+#    PostgreSQL (duplicate memory) and NATS JetStream (deliveries), beside
+#    the same messages into one relay on its file spool. Messages/s, and
+#    CPU per message (the relays', and the whole machine's). rs only.
 # bulk: one 1 GiB file as a bulk transfer over plain HTTP on 127.0.0.1:
 #    rs-send keeping it aside, then one rs-queue flush (the request, its
 #    authorization, the upload with tus, the digest checked and the data
@@ -52,6 +57,8 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v python3 >/dev/null || need+=(python3)
 command -v nginx >/dev/null || need+=(nginx-light)
 command -v fcgiwrap >/dev/null || need+=(fcgiwrap)
+[ -d /usr/lib/postgresql ] && command -v psql >/dev/null || need+=(postgresql)
+[ -x /usr/sbin/nats-server ] || need+=(nats-server)
 if [ ${#need[@]} -gt 0 ]; then
     echo "bench: installing ${need[*]}"
     sudo=""
@@ -65,7 +72,7 @@ bin=$root/target/release
 work=$(mktemp -d /var/tmp/rs-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 which=("$@")
-[ ${#which[@]} -gt 0 ] || which=(w1 w2 w3 w4 w5 w6 w7 bulk protect limits)
+[ ${#which[@]} -gt 0 ] || which=(w1 w2 w3 w4 w5 w6 w7 scale bulk protect limits)
 wants() { local w; for w in "${which[@]}"; do [ "$w" = "$1" ] && return 0; done; return 1; }
 
 table=$work/table
@@ -541,6 +548,103 @@ if wants w7; then
     row "W7 rs-spm resolve on a $entries-entry map, ms|$(awk -v t="$m" 'BEGIN{printf "%.1f", t*1e3}')| | |$(awk -v a="$mn" -v b="$mx" 'BEGIN{printf "%.1f-%.1f ms", a*1e3, b*1e3}')|$c"
     read -r m mn mx c < <(stats "$work/w7.fetch")
     row "W7 rs-spm fetch (file://) of that map, checked and kept, ms|$(awk -v t="$m" 'BEGIN{printf "%.1f", t*1e3}')| | |$(awk -v a="$mn" -v b="$mx" 'BEGIN{printf "%.1f-%.1f ms", a*1e3, b*1e3}')|$c"
+fi
+
+# ------------------------------------------------------------------ scale
+if wants scale; then
+    sites=6; per=$(( ${RS_BENCH_MESSAGES:-10000} / 6 )); n=$((per * sites)); runs=3
+    echo "scale: preparing $sites sites with $per messages each"
+    p=$work/scp; mkdir -p "$p"
+    for k in $(seq $sites); do
+        RS_SPOOL=$p/s$k "$bin/rs-queue" init --site s$k --component s$k.host >/dev/null && one_message "$p/s$k"
+        printf '\n[[peer]]\nid = "p.hub"\nupstream = true\nauthentication = "none"\nroutes = ["http://127.0.0.1:PORT/rs"]\n' >> "$p/s$k/config.toml"
+        for i in $(seq "$per"); do RS_SPOOL=$p/s$k "$bin/rs-send" --class bench --subclass scale --file "$work/1k" >/dev/null; done
+    done
+    for i in 1 2 3; do
+        RS_SPOOL=$p/p$i "$bin/rs-queue" init --site p --component p.hub >/dev/null && one_message "$p/p$i"
+        for k in $(seq $sites); do printf '\n[[peer]]\nid = "s%s.host"\nauthentication = "none"\n' "$k" >> "$p/p$i/config.toml"; done
+    done
+    # PostgreSQL (fsync and synchronous_commit on, as shipped) and
+    # nats-server with JetStream, on 127.0.0.1; a fresh database and
+    # stream for each run.
+    pg=$work/pg; mkdir -p "$pg"
+    as_pg=(); [ "$(id -u)" -eq 0 ] && { chown postgres: "$pg"; as_pg=(runuser -u postgres --); }
+    pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+    "${as_pg[@]}" "$pgbin/initdb" -D "$pg/data" -A trust -U rs >/dev/null
+    pgport=$(free_port)
+    "${as_pg[@]}" "$pgbin/pg_ctl" -D "$pg/data" -l "$pg/log" -w -t 60 \
+        -o "-c listen_addresses=127.0.0.1 -p $pgport -c unix_socket_directories=$pg -c max_connections=200" start >/dev/null
+    stop_pg() { "${as_pg[@]}" "$pgbin/pg_ctl" -D "$pg/data" -m fast -w stop >/dev/null 2>&1 || true; }
+    trap 'stop_pg; rm -rf "$work"' EXIT
+    psql_rs() { psql -h 127.0.0.1 -p "$pgport" -U rs -At -v ON_ERROR_STOP=1 "$@"; }
+    # busy_ticks: the machine's CPU time so far (user, nice, system, irq,
+    # softirq), in clock ticks; cpu_ticks PID...: those processes' own.
+    busy_ticks() { awk '/^cpu / {print $2+$3+$4+$7+$8}' /proc/stat; }
+    cpu_ticks() { local t=0 pid; for pid in "$@"; do t=$((t + $(awk '{print $14+$15}' "/proc/$pid/stat"))); done; echo $t; }
+    hz=$(getconf CLK_TCK)
+    scale_one() { # KIND (file, or pgN: N instances on the shared backend)
+        local kind=$1 w=$work/scale-$r-$1 k i pids=() ports=() t0 t1 b0 b1 c1 got left
+        cp -a "$p" "$w"
+        local inst=1; [ "$kind" = file ] || inst=${kind#pg}
+        if [ "$kind" != file ]; then
+            psql_rs -d postgres -c "DROP DATABASE IF EXISTS rs" -c "CREATE DATABASE rs" >/dev/null
+            local nport; nport=$(free_port)
+            /usr/sbin/nats-server -a 127.0.0.1 -p "$nport" -js -sd "$w/js" -l "$w/nats.log" & local natspid=$!
+            until grep -q "Server is ready" "$w/nats.log" 2>/dev/null; do sleep 0.05; done
+            for i in $(seq "$inst"); do
+                printf '\n[shared]\nbackend = "postgres"\npostgres = "host=127.0.0.1 port=%s user=rs dbname=rs"\nnats = "nats://127.0.0.1:%s"\n' \
+                    "$pgport" "$nport" >> "$w/p$i/config.toml"
+            done
+            RS_SPOOL=$w/p1 "$bin/rs-relay" db init >/dev/null
+        fi
+        for i in $(seq "$inst"); do
+            ports+=("$(free_port)")
+            RS_SPOOL=$w/p$i "$bin/rs-relay" serve --listen "127.0.0.1:${ports[-1]}" 2>"$w/serve$i.log" &
+            pids+=($!)
+            until grep -q listening "$w/serve$i.log"; do sleep 0.05; done
+        done
+        # Site k polls instance k mod N (as a balancer would spread them).
+        for k in $(seq $sites); do sed -i "s/127.0.0.1:PORT/127.0.0.1:${ports[$((k % inst))]}/" "$w/s$k/config.toml"; done
+        sync
+        b0=$(busy_ticks); t0=$(now_us)
+        local fl=()
+        for k in $(seq $sites); do
+            ( for j in $(seq 5); do
+                RS_SPOOL=$w/s$k "$bin/rs-queue" flush --force >/dev/null 2>&1 || true
+                [ -z "$(find "$w/s$k/queue" -type f -print -quit)" ] && break
+              done ) &
+            fl+=($!)
+        done
+        wait "${fl[@]}"
+        t1=$(now_us); b1=$(busy_ticks); c1=$(cpu_ticks "${pids[@]}")
+        for pid in "${pids[@]}"; do kill "$pid"; wait "$pid" 2>/dev/null || true; done
+        if [ "$kind" = file ]; then
+            got=$(find "$w/p1/received/new" -type f | wc -l)
+        else
+            got=$(psql_rs -d rs -c "SELECT count(*) FROM rs_accepted WHERE kind = 0")
+            kill "$natspid"; wait "$natspid" 2>/dev/null || true
+        fi
+        left=$(find "$w"/s*/queue -type f | wc -l)
+        [ "$got" = "$n" ] && [ "$left" = 0 ] || { echo "scale: $kind accepted $got of $n, $left left at the sites (see $w)" >&2; trap - EXIT; stop_pg; exit 1; }
+        echo "$t0 $t1" | awk '{printf "%.6f\n", ($2-$1)/1e6}' >> "$work/scale.$kind"
+        awk -v c="$c1" -v hz="$hz" -v n="$n" 'BEGIN{printf "%.1f\n", c/hz/n*1e6}' >> "$work/scale.$kind.relaycpu"
+        awk -v c="$((b1 - b0))" -v hz="$hz" -v n="$n" 'BEGIN{printf "%.1f\n", c/hz/n*1e6}' >> "$work/scale.$kind.allcpu"
+        rm -rf "$w"
+    }
+    for r in $(seq $runs); do
+        echo "scale: run $r"
+        if [ $((r % 2)) = 1 ]; then order=(file pg1 pg2 pg3); else order=(pg3 pg2 pg1 file); fi
+        for kind in "${order[@]}"; do scale_one "$kind"; done
+    done
+    stop_pg; trap 'rm -rf "$work"' EXIT
+    read -r fm fmin fmax fn < <(stats "$work/scale.file")
+    read -r fc _ < <(stats "$work/scale.file.relaycpu")
+    for kind in pg1 pg2 pg3; do
+        read -r m mmin mmax mn < <(stats "$work/scale.$kind")
+        read -r rc _ < <(stats "$work/scale.$kind.relaycpu")
+        read -r ac _ < <(stats "$work/scale.$kind.allcpu")
+        row "Scale-out: $n x 1 KiB from $sites sites over HTTP, ${kind#pg} relay(s) on PostgreSQL + JetStream, messages/s (peer: one relay on its file spool); CPU µs/message relays, whole machine|$(awk -v n="$n" -v t="$m" 'BEGIN{printf "%.0f", n/t}') ($rc, $ac)|$(awk -v n="$n" -v t="$fm" 'BEGIN{printf "%.0f", n/t}') ($fc)|$(awk -v a="$m" -v b="$fm" 'BEGIN{printf "%.2fx", b/a}')|shared ${mmin}-${mmax} s, file ${fmin}-${fmax} s|$mn"
+    done
 fi
 
 # ------------------------------------------------------------------ bulk

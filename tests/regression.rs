@@ -94,6 +94,31 @@ fn rs_send_does_not_load_openssl() {
     );
 }
 
+/// Nor does it carry the provider's database and JetStream clients (and
+/// the TLS and crypto they bring): the library has them, rs-send's code
+/// never reaches them.
+#[test]
+fn rs_send_carries_no_database_tls_or_crypto_code() {
+    let out = std::process::Command::new("nm")
+        .arg(support::bin("rs-send"))
+        .output()
+        .expect("nm (binutils)");
+    assert!(out.status.success());
+    let symbols = String::from_utf8_lossy(&out.stdout);
+    assert!(symbols.lines().count() > 1000, "rs-send is stripped");
+    for crate_name in [
+        "postgres",
+        "async_nats",
+        "ring_core",
+        "rustls",
+        "sequoia",
+        "tokio",
+    ] {
+        let n = symbols.lines().filter(|l| l.contains(crate_name)).count();
+        assert_eq!(n, 0, "rs-send has {n} symbols of {crate_name}");
+    }
+}
+
 // ---------------------------------------------------------------- media
 // Issue 11: what a hostile stick, a replay or a wrong clock could do.
 

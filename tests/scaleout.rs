@@ -212,6 +212,82 @@ fn two_instances_share_duplicates_the_back_channel_and_acknowledgements() {
     assert_eq!(pg.psql("rs", "SELECT count(*) FROM rs_accepted"), "0");
 }
 
+#[test]
+fn the_throttle_counts_what_every_instance_sent_and_a_publish_never_committed_is_not_repeated() {
+    let pg = Postgres::start();
+    let nats = Nats::start();
+    let sites = vec!["a.host".to_string()];
+    let ps = provider(2, &sites, &shared(&pg, Some(&nats)));
+    for p in &ps {
+        p.cmd("rs-queue")
+            .args(["throttle", "--max-messages-per-hour", "3"])
+            .run()
+            .success();
+    }
+    ps[0].cmd("rs-relay").args(["db", "init"]).run().success();
+    // The instances' clocks pinned mid-hour: the hour's count stays one.
+    let out = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:30:00Z"])
+        .output()
+        .expect("date");
+    let now = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let s1 = Serve::start_later(&ps[0], 0, &now);
+    let s2 = Serve::start_later(&ps[1], 0, &now);
+    let a = site("a.host", &s1.url);
+
+    // An instance killed after publishing a message and before its batch
+    // committed leaves a record of the publish: the message sent again is
+    // accepted, and not published a second time (whatever JetStream's
+    // duplicate window).
+    let first = a.send(&[], b"published before");
+    pg.psql(
+        "rs",
+        &format!(
+            "INSERT INTO rs_published VALUES ('{first}', 'rs.test.case', 1, 0, 9000000000000000000)"
+        ),
+    );
+    let second = a.send(&[], b"published now");
+    a.cmd("rs-queue").args(["flush"]).run().success();
+    assert_eq!(a.outbound_left(None), 0, "{:?}", a.list());
+    let ids = ids_in_database(&pg);
+    assert!(ids.contains(&first) && ids.contains(&second), "{ids:?}");
+    let js: Vec<String> = nats.messages("RS").into_iter().map(|m| m.0).collect();
+    assert_eq!(js, vec![second.clone()], "only the second is published");
+    assert_eq!(
+        pg.psql("rs", "SELECT count(*) FROM rs_published"),
+        "0",
+        "accepted: the records of the publishes go with the commit"
+    );
+
+    // Five back-channel messages, three queued at instance 1 and two at
+    // instance 2, under a throttle of three an hour: the site polls one
+    // instance, then the other, then the first again, and three come in
+    // all (each instance alone would have handed out all it holds).
+    for n in 0..5 {
+        ps[n % 2].send(&["--to", "a.host"], format!("order {n}").as_bytes());
+    }
+    let config = a.spool.join("config.toml");
+    let route = |from: &str, to: &str| {
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(&config, text.replace(from, to)).unwrap();
+    };
+    a.cmd("rs-queue").args(["flush", "--force"]).run().success();
+    assert_eq!(a.received().len(), 3, "instance 1 hands out its three");
+    route(&s1.url, &s2.url);
+    let out = a.cmd("rs-queue").args(["flush", "--force"]).run().success();
+    assert_eq!(
+        a.received().len(),
+        3,
+        "instance 2 counts what instance 1 sent: {}",
+        out.stderr
+    );
+    route(&s2.url, &s1.url);
+    a.cmd("rs-queue").args(["flush", "--force"]).run().success();
+    assert_eq!(a.received().len(), 3);
+    assert_eq!(pg.psql("rs", "SELECT hour_messages FROM rs_throttle"), "3");
+    assert_eq!(pg.psql("rs", "SELECT count(*) FROM rs_outbox"), "2");
+}
+
 fn count(var: &str, default: usize) -> usize {
     std::env::var(var)
         .ok()

@@ -138,13 +138,8 @@ pub fn due(
         expired: Vec::new(),
         stop: None,
     };
-    if held {
-        out.stop = Some(Stop::Held);
-        return out;
-    }
-    let minute = now.minute_of_day(utc_offset_secs);
-    if !throttle.windows.is_empty() && !throttle.windows.iter().any(|w| w.contains(minute)) {
-        out.stop = Some(Stop::OutsideWindows);
+    if let Some(stop) = closed(throttle, held, now, utc_offset_secs) {
+        out.stop = Some(stop);
         return out;
     }
     let mut s = sent.at(now, utc_offset_secs);
@@ -153,49 +148,71 @@ pub fn due(
             out.expired.push(i);
             continue;
         }
-        let checks: [(&'static str, Option<u64>, u64, u64); 4] = [
-            (
-                "max_bytes_per_hour",
-                throttle.max_bytes_per_hour.map(|x| x.0),
-                s.hour_bytes,
-                e.size,
-            ),
-            (
-                "max_bytes_per_day",
-                throttle.max_bytes_per_day.map(|x| x.0),
-                s.day_bytes,
-                e.size,
-            ),
-            (
-                "max_messages_per_hour",
-                throttle.max_messages_per_hour,
-                s.hour_messages,
-                1,
-            ),
-            (
-                "max_messages_per_day",
-                throttle.max_messages_per_day,
-                s.day_messages,
-                1,
-            ),
-        ];
-        for (setting, limit, used, next) in checks {
-            if let Some(limit) = limit {
-                if used + next > limit {
-                    out.stop = Some(Stop::Limit {
-                        setting,
-                        limit,
-                        used,
-                        next,
-                    });
-                    return out;
-                }
-            }
+        if let Some(stop) = refuses(throttle, s, e.size) {
+            out.stop = Some(stop);
+            return out;
         }
         s = s.record(e.size, now, utc_offset_secs);
         out.due.push(i);
     }
     out
+}
+
+/// Why nothing may be sent now whatever its size: a hold, or a time outside
+/// every window.
+pub fn closed(
+    throttle: &Throttle,
+    held: bool,
+    now: Timestamp,
+    utc_offset_secs: i32,
+) -> Option<Stop> {
+    let minute = now.minute_of_day(utc_offset_secs);
+    if held {
+        Some(Stop::Held)
+    } else if !throttle.windows.is_empty() && !throttle.windows.iter().any(|w| w.contains(minute)) {
+        Some(Stop::OutsideWindows)
+    } else {
+        None
+    }
+}
+
+/// The limit a next message of `size` bytes would pass, with `s` sent in
+/// the current periods (see [`Sent::at`]).
+pub fn refuses(throttle: &Throttle, s: Sent, size: u64) -> Option<Stop> {
+    let checks: [(&'static str, Option<u64>, u64, u64); 4] = [
+        (
+            "max_bytes_per_hour",
+            throttle.max_bytes_per_hour.map(|x| x.0),
+            s.hour_bytes,
+            size,
+        ),
+        (
+            "max_bytes_per_day",
+            throttle.max_bytes_per_day.map(|x| x.0),
+            s.day_bytes,
+            size,
+        ),
+        (
+            "max_messages_per_hour",
+            throttle.max_messages_per_hour,
+            s.hour_messages,
+            1,
+        ),
+        (
+            "max_messages_per_day",
+            throttle.max_messages_per_day,
+            s.day_messages,
+            1,
+        ),
+    ];
+    checks.into_iter().find_map(|(setting, limit, used, next)| {
+        limit.filter(|l| used + next > *l).map(|limit| Stop::Limit {
+            setting,
+            limit,
+            used,
+            next,
+        })
+    })
 }
 
 /// Whether a relay is over its throttle: a period's limit is used up, so

@@ -451,7 +451,7 @@ impl Batch<'_> {
         let mut when = None;
         let relay_stopped = crate::queue::throttle::over(
             &config.throttle,
-            self.spool.throttle_sent(),
+            state.sent()?,
             self.now,
             crate::time::local_offset_secs(),
         )

@@ -1,8 +1,9 @@
 //! The state a receiver keeps across runs, behind one interface: the
 //! duplicate memory, the components learned behind each peer, and the
-//! acknowledgements owed. The receive path talks only to [`Shared`]; the
-//! file spool ([`FileShared`]) is the implementation today, and a provider
-//! running many relays on one database implements the same trait.
+//! acknowledgements owed, and what the throttle counted. The receive path
+//! talks only to [`Shared`]: the file spool ([`FileShared`]), or at a
+//! provider running many relays, the shared database
+//! (`crate::shared::pg::PgShared`).
 //!
 //! Authoritative: what a `commit` returns from is durable, and nothing is
 //! acknowledged before it.
@@ -41,6 +42,10 @@ pub trait Shared {
 
     /// The components learned behind each peer.
     fn learned(&self) -> &Learned;
+
+    /// What the throttle counted as sent in the current periods (by every
+    /// relay sharing this state).
+    fn sent(&mut self) -> Result<crate::queue::throttle::Sent>;
 
     /// Records that `component` was seen arriving through `peer` (unless
     /// it is known through another).
@@ -141,6 +146,10 @@ impl Shared for FileShared<'_> {
         created: Timestamp,
     ) -> Result<()> {
         self.seen()?.insert(kind, key, keep_until, created)
+    }
+
+    fn sent(&mut self) -> Result<crate::queue::throttle::Sent> {
+        Ok(self.spool.throttle_sent())
     }
 
     fn learned(&self) -> &Learned {

@@ -302,9 +302,23 @@ pub(super) fn store(
         .filter(|&i| items[i].disposition == Disposition::Local)
         .collect();
     if config.shared.nats.is_some() {
+        let ids: Vec<&str> = locals
+            .iter()
+            .map(|&i| items[i].m.header().id.as_str())
+            .collect();
+        let before = crate::shared::published_among(config, &ids)?;
+        let retention = config.receive.dedupe_retention;
         locals.retain(|&i| {
             let t = &items[i];
             let h = stamp(t.m.header());
+            if before.contains(h.id.as_str()) {
+                log(format!(
+                    "{}: published to JetStream before, by a batch that did not commit: not again",
+                    h.id
+                ));
+                stored[i] = Some(Stored::Kept("delivered"));
+                return false;
+            }
             let mut bytes = Vec::new();
             if t.m.stored_size() > crate::shared::jetstream::MAX_PAYLOAD
                 || t.m.write_with(&h, &mut bytes).is_err()
@@ -321,7 +335,27 @@ pub(super) fn store(
                 crate::shared::jetstream::subject(config, h.class.as_str(), h.subclass.as_str());
             stored[i] = Some(
                 match crate::shared::jetstream::publish(config, &subject, h.id.as_str(), bytes) {
-                    Ok(_) => Stored::Kept("delivered"),
+                    Ok((sequence, _)) => {
+                        let keep = h
+                            .qos()
+                            .expiry
+                            .unwrap_or(now)
+                            .max(now.saturating_add(retention));
+                        let recorded = crate::shared::record_published(
+                            config,
+                            h.id.as_str(),
+                            &subject,
+                            sequence,
+                            keep,
+                            now,
+                        );
+                        if let Err(e) = recorded {
+                            // Published: JetStream's window stops a second
+                            // copy sent soon; the batch's commit decides.
+                            log(format!("{}: {e}", h.id));
+                        }
+                        Stored::Kept("delivered")
+                    }
                     Err(e) => {
                         log(format!("{} not taken now: {e}", h.id));
                         Stored::Later(e.to_string())

@@ -31,6 +31,7 @@ pub mod jetstream;
 pub mod outbox;
 pub mod pg;
 
+use std::collections::HashSet;
 use std::sync::Mutex;
 
 use crate::config::{Backend, Config};
@@ -43,8 +44,9 @@ pub const SCHEMA: i32 = 1;
 /// version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
     // 1: the duplicate memory, learned routes, acknowledgements owed, the
-    // back-channel queues and what died there, and the messages waiting
-    // for JetStream's confirmation.
+    // back-channel queues and what died there, what was published to
+    // JetStream by a batch that has not committed, and the throttle's
+    // counters.
     r#"
     CREATE TABLE rs_meta (
         key text PRIMARY KEY,
@@ -95,7 +97,17 @@ const MIGRATIONS: &[&str] = &[
         id text PRIMARY KEY,
         subject text NOT NULL,
         sequence bigint NOT NULL,
-        published bigint NOT NULL
+        published bigint NOT NULL,
+        keep_until bigint NOT NULL
+    );
+    CREATE TABLE rs_throttle (
+        id smallint PRIMARY KEY CHECK (id = 0),
+        hour_start bigint NOT NULL,
+        hour_bytes bigint NOT NULL,
+        hour_messages bigint NOT NULL,
+        day_start bigint NOT NULL,
+        day_bytes bigint NOT NULL,
+        day_messages bigint NOT NULL
     );
     "#,
 ];
@@ -364,9 +376,120 @@ pub fn status(config: &Config) -> Result<Status> {
     })
 }
 
+/// Which of `ids` were published to JetStream by a receive batch that
+/// never committed (its instance killed between the two): they are not
+/// published again, whatever JetStream's duplicate window.
+pub fn published_among(config: &Config, ids: &[&str]) -> Result<HashSet<String>> {
+    if ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let mut db = Db::connect(config)?;
+    let rows = db
+        .client()
+        .query("SELECT id FROM rs_published WHERE id = ANY($1)", &[&ids])
+        .map_err(|e| pg_error("reading what was published", e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Records at once (apart from the receive batch's transaction, which
+/// deletes the record when it commits) that message `id` was published as
+/// stream sequence `sequence`; kept until `keep_until` at most.
+pub fn record_published(
+    config: &Config,
+    id: &str,
+    subject: &str,
+    sequence: u64,
+    keep_until: crate::time::Timestamp,
+    now: crate::time::Timestamp,
+) -> Result<()> {
+    // Committed without waiting for the disk: what it guards against is
+    // an instance killed, not the database's host.
+    let mut db = Db::connect(config)?;
+    let mut tx = db
+        .client()
+        .transaction()
+        .map_err(|e| pg_error("recording a publish", e))?;
+    tx.batch_execute("SET LOCAL synchronous_commit = off")
+        .map_err(|e| pg_error("recording a publish", e))?;
+    tx.execute(
+        "INSERT INTO rs_published (id, subject, sequence, published, keep_until)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+        &[
+            &id,
+            &subject,
+            &(sequence as i64),
+            &now.as_micros(),
+            &keep_until.as_micros(),
+        ],
+    )
+    .map_err(|e| pg_error("recording a publish", e))?;
+    tx.commit().map_err(|e| pg_error("recording a publish", e))
+}
+
+/// What the throttle counted as sent by every instance together (`lock`:
+/// the row stays locked until `client`'s transaction ends, so that
+/// instances count one after the other).
+pub fn throttle_sent(
+    client: &mut impl postgres::GenericClient,
+    lock: bool,
+) -> Result<crate::queue::throttle::Sent> {
+    let sql = format!(
+        "SELECT hour_start, hour_bytes, hour_messages, day_start, day_bytes, day_messages
+         FROM rs_throttle WHERE id = 0{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    let row = client
+        .query_opt(sql.as_str(), &[])
+        .map_err(|e| pg_error("reading the throttle's counters", e))?;
+    let n = |r: &postgres::Row, i: usize| r.get::<_, i64>(i).max(0) as u64;
+    Ok(
+        row.map_or_else(Default::default, |r| crate::queue::throttle::Sent {
+            hour_start: r.get(0),
+            hour_bytes: n(&r, 1),
+            hour_messages: n(&r, 2),
+            day_start: r.get(3),
+            day_bytes: n(&r, 4),
+            day_messages: n(&r, 5),
+        }),
+    )
+}
+
+/// Counts `messages` of `bytes` in all as sent at `now`, in `client`'s
+/// open transaction.
+pub fn record_sent(
+    client: &mut impl postgres::GenericClient,
+    messages: u64,
+    bytes: u64,
+    now: crate::time::Timestamp,
+    utc_offset_secs: i32,
+) -> Result<()> {
+    if messages == 0 {
+        return Ok(());
+    }
+    let before = throttle_sent(client, true)?;
+    let s = before.record_many(messages, bytes, now, utc_offset_secs);
+    client
+        .execute(
+            "INSERT INTO rs_throttle VALUES (0, $1, $2, $3, $4, $5, $6)
+             ON CONFLICT (id) DO UPDATE SET hour_start = $1, hour_bytes = $2,
+                 hour_messages = $3, day_start = $4, day_bytes = $5, day_messages = $6",
+            &[
+                &s.hour_start,
+                &(s.hour_bytes as i64),
+                &(s.hour_messages as i64),
+                &s.day_start,
+                &(s.day_bytes as i64),
+                &(s.day_messages as i64),
+            ],
+        )
+        .map(|_| ())
+        .map_err(|e| pg_error("counting what was sent", e))
+}
+
 /// Forgets the accepted IDs whose keep-until time is before `now`, and
 /// raises the horizon to the newest creation time among them. Returns how
-/// many were forgotten and the horizon.
+/// many were forgotten and the horizon. Records of publishes whose
+/// messages' keep-until passed go too.
 pub fn prune(
     config: &Config,
     now: crate::time::Timestamp,
@@ -397,6 +520,11 @@ pub fn prune(
         )
         .map_err(|e| pg_error("recording the horizon", e))?;
     }
+    tx.execute(
+        "DELETE FROM rs_published WHERE keep_until < $1",
+        &[&now.as_micros()],
+    )
+    .map_err(|e| pg_error("pruning what was published", e))?;
     let horizon: Option<i64> = tx
         .query_opt("SELECT value FROM rs_meta WHERE key = 'horizon'", &[])
         .map_err(|e| pg_error("pruning", e))?

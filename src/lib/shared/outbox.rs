@@ -18,7 +18,7 @@ use super::{pg_error, Db};
 use crate::config::Peer;
 use crate::message::{envelope, Precedence};
 use crate::outbound::{Outbox, Report};
-use crate::queue::retry;
+use crate::queue::{retry, throttle};
 use crate::route::{self, Learned, NextHop};
 use crate::spool::{Area, Result, Spool};
 use crate::time::{Clock, Timestamp};
@@ -196,13 +196,30 @@ impl Outbox for PgOutbox<'_> {
                 &[&peer.id.as_str(), &now, &MAX_ROWS],
             )
             .map_err(|e| pg_error("taking back-channel messages", e))?;
+        // The throttle counts what every instance sent: with a limit set,
+        // its row is locked until this poll is recorded, so polls at
+        // several instances count one after the other.
+        let throttle = &self.spool.config().throttle;
+        let (moment, offset) = (clock.now(), clock.utc_offset_secs());
+        let limited = throttle.max_bytes_per_hour.is_some()
+            || throttle.max_bytes_per_day.is_some()
+            || throttle.max_messages_per_hour.is_some()
+            || throttle.max_messages_per_day.is_some();
+        let stop = throttle::closed(throttle, self.spool.is_held(), moment, offset);
+        let mut sent = super::throttle_sent(client, limited)?.at(moment, offset);
         let mut total = 0u64;
         let mut ids: Vec<String> = Vec::new();
-        for r in &rows {
+        report.stopped = stop.as_ref().map(ToString::to_string);
+        for r in rows.iter().filter(|_| stop.is_none()) {
             let size = r.get::<_, i32>(1) as u64;
             if total > 0 && total + size > limit {
                 break;
             }
+            if let Some(stop) = throttle::refuses(throttle, sent, size) {
+                report.stopped = Some(stop.to_string());
+                break;
+            }
+            sent = sent.record(size, moment, offset);
             total += size;
             ids.push(r.get(0));
         }
@@ -278,6 +295,19 @@ impl Outbox for PgOutbox<'_> {
             }
         }
         let client = self.db.client();
+        let bytes: u64 = self.chosen[first.min(end)..end]
+            .iter()
+            .zip(outcomes)
+            .filter(|(_, o)| matches!(o, Outcome::Handed))
+            .map(|(c, _)| c.size)
+            .sum();
+        super::record_sent(
+            client,
+            ids.len() as u64,
+            bytes,
+            now,
+            clock.utc_offset_secs(),
+        )?;
         client
             .execute(
                 "UPDATE rs_outbox o SET attempts = o.attempts + 1, sent_to = $3, due = t.due

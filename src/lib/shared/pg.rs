@@ -197,6 +197,10 @@ impl Shared for PgShared<'_> {
         Ok(())
     }
 
+    fn sent(&mut self) -> Result<crate::queue::throttle::Sent> {
+        super::throttle_sent(self.db.client(), false)
+    }
+
     fn learned(&self) -> &Learned {
         &self.learned
     }
@@ -276,6 +280,13 @@ impl Shared for PgShared<'_> {
                     &[&newest],
                 )
                 .map_err(|e| pg_error("recording the receive time", e))?;
+        }
+        if !kept.is_empty() && self.spool.config().shared.nats.is_some() {
+            // Accepted: the database stops a second copy from here on.
+            let kept: Vec<&str> = kept.into_iter().collect();
+            client
+                .execute("DELETE FROM rs_published WHERE id = ANY($1)", &[&kept])
+                .map_err(|e| pg_error("forgetting publishes now accepted", e))?;
         }
         for (component, peer) in self.new_routes.drain(..) {
             client
