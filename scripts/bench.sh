@@ -557,7 +557,7 @@ if wants scale; then
     p=$work/scp; mkdir -p "$p"
     for k in $(seq $sites); do
         RS_SPOOL=$p/s$k "$bin/rs-queue" init --site s$k --component s$k.host >/dev/null && one_message "$p/s$k"
-        printf '\n[[peer]]\nid = "p.hub"\nupstream = true\nauthentication = "none"\nroutes = ["http://127.0.0.1:PORT/rs"]\n' >> "$p/s$k/config.toml"
+        printf '\n[[peer]]\nid = "p.hub"\nupstream = true\nauthentication = "none"\nroutes = ["http://127.0.0.1:1/rs"]\n' >> "$p/s$k/config.toml"
         for i in $(seq "$per"); do RS_SPOOL=$p/s$k "$bin/rs-send" --class bench --subclass scale --file "$work/1k" >/dev/null; done
     done
     for i in 1 2 3; do
@@ -567,7 +567,8 @@ if wants scale; then
     # PostgreSQL (fsync and synchronous_commit on, as shipped) and
     # nats-server with JetStream, on 127.0.0.1; a fresh database and
     # stream for each run.
-    pg=$work/pg; mkdir -p "$pg"
+    # Its own directory: the postgres user cannot enter $work.
+    pg=$(mktemp -d /var/tmp/rs-bench-pg.XXXXXX)
     as_pg=(); [ "$(id -u)" -eq 0 ] && { chown postgres: "$pg"; as_pg=(runuser -u postgres --); }
     pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
     "${as_pg[@]}" "$pgbin/initdb" -D "$pg/data" -A trust -U rs >/dev/null
@@ -575,7 +576,7 @@ if wants scale; then
     "${as_pg[@]}" "$pgbin/pg_ctl" -D "$pg/data" -l "$pg/log" -w -t 60 \
         -o "-c listen_addresses=127.0.0.1 -p $pgport -c unix_socket_directories=$pg -c max_connections=200" start >/dev/null
     stop_pg() { "${as_pg[@]}" "$pgbin/pg_ctl" -D "$pg/data" -m fast -w stop >/dev/null 2>&1 || true; }
-    trap 'stop_pg; rm -rf "$work"' EXIT
+    trap 'stop_pg; rm -rf "$work" "$pg"' EXIT
     psql_rs() { psql -h 127.0.0.1 -p "$pgport" -U rs -At -v ON_ERROR_STOP=1 "$@"; }
     # busy_ticks: the machine's CPU time so far (user, nice, system, irq,
     # softirq), in clock ticks; cpu_ticks PID...: those processes' own.
@@ -592,8 +593,7 @@ if wants scale; then
             /usr/sbin/nats-server -a 127.0.0.1 -p "$nport" -js -sd "$w/js" -l "$w/nats.log" & local natspid=$!
             until grep -q "Server is ready" "$w/nats.log" 2>/dev/null; do sleep 0.05; done
             for i in $(seq "$inst"); do
-                printf '\n[shared]\nbackend = "postgres"\npostgres = "host=127.0.0.1 port=%s user=rs dbname=rs"\nnats = "nats://127.0.0.1:%s"\n' \
-                    "$pgport" "$nport" >> "$w/p$i/config.toml"
+                sed -i "s|^backend = \"spool\".*|backend = \"postgres\"\npostgres = \"host=127.0.0.1 port=$pgport user=rs dbname=rs\"\nnats = \"nats://127.0.0.1:$nport\"|" "$w/p$i/config.toml"
             done
             RS_SPOOL=$w/p1 "$bin/rs-relay" db init >/dev/null
         fi
@@ -604,7 +604,7 @@ if wants scale; then
             until grep -q listening "$w/serve$i.log"; do sleep 0.05; done
         done
         # Site k polls instance k mod N (as a balancer would spread them).
-        for k in $(seq $sites); do sed -i "s/127.0.0.1:PORT/127.0.0.1:${ports[$((k % inst))]}/" "$w/s$k/config.toml"; done
+        for k in $(seq $sites); do sed -i "s|127.0.0.1:1/rs|127.0.0.1:${ports[$((k % inst))]}/rs|" "$w/s$k/config.toml"; done
         sync
         b0=$(busy_ticks); t0=$(now_us)
         local fl=()
@@ -636,7 +636,7 @@ if wants scale; then
         if [ $((r % 2)) = 1 ]; then order=(file pg1 pg2 pg3); else order=(pg3 pg2 pg1 file); fi
         for kind in "${order[@]}"; do scale_one "$kind"; done
     done
-    stop_pg; trap 'rm -rf "$work"' EXIT
+    stop_pg; rm -rf "$pg"; trap 'rm -rf "$work"' EXIT
     read -r fm fmin fmax fn < <(stats "$work/scale.file")
     read -r fc _ < <(stats "$work/scale.file.relaycpu")
     for kind in pg1 pg2 pg3; do

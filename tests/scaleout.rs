@@ -7,7 +7,7 @@ mod support;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use support::http::Serve;
+use support::http::{route, Nginx, Pki, Serve};
 use support::scale::{Balancer, Nats, Postgres};
 use support::Site;
 
@@ -286,6 +286,43 @@ fn the_throttle_counts_what_every_instance_sent_and_a_publish_never_committed_is
     assert_eq!(a.received().len(), 3);
     assert_eq!(pg.psql("rs", "SELECT hour_messages FROM rs_throttle"), "3");
     assert_eq!(pg.psql("rs", "SELECT count(*) FROM rs_outbox"), "2");
+}
+
+/// `rs-relay cgi` behind nginx and `rs-relay serve` are instances of the
+/// same provider: a site posting through the CGI is remembered and
+/// published once, and polls the back-channel queued at the server.
+#[test]
+fn a_cgi_instance_shares_the_database_with_a_server() {
+    let pg = Postgres::start();
+    let nats = Nats::start();
+    let sites = vec!["a.host".to_string(), "b.host".to_string()];
+    let ps = provider(2, &sites, &shared(&pg, Some(&nats)));
+    ps[0].cmd("rs-relay").args(["db", "init"]).run().success();
+    let srv = Serve::start(&ps[0]);
+    let pki = Pki::new(ps[1].root(), "ca");
+    let web = Nginx::start(&ps[1].root().join("nginx"), &ps[1], &pki.server(), &pki.ca);
+    let a = site("a.host", &route(&web.url, &pki.ca, None));
+    let mine: HashSet<String> = (0..3)
+        .map(|n| a.send(&[], format!("reading {n}").as_bytes()))
+        .collect();
+    let back: HashSet<String> = (0..2)
+        .map(|n| ps[0].send(&["--to", "a.host"], format!("order {n}").as_bytes()))
+        .collect();
+    // The server moves what it queued into the database at its next
+    // request; then the CGI hands it out.
+    let b = site("b.host", &srv.url);
+    b.cmd("rs-queue").args(["flush"]).run().success();
+    a.cmd("rs-queue").args(["flush"]).run().success();
+    assert_eq!(a.outbound_left(None), 0, "{:?}", a.list());
+    assert_eq!(ids_in_database(&pg), mine);
+    let js: HashSet<String> = nats.messages("RS").into_iter().map(|m| m.0).collect();
+    assert_eq!(js, mine);
+    let got: HashSet<String> = a.received().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(got, back);
+    // The acknowledgements go with the next request, through the CGI.
+    a.cmd("rs-queue").args(["flush"]).run().success();
+    assert_eq!(pg.psql("rs", "SELECT count(*) FROM rs_outbox"), "0");
+    assert!(ps[1].received().is_empty() && ps[1].files("quarantine").is_empty());
 }
 
 fn count(var: &str, default: usize) -> usize {
