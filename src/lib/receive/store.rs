@@ -219,6 +219,108 @@ fn held_for_aggregate(spool: &Spool, id: &MessageId) -> bool {
         .any(|e| e.file_name().to_string_lossy().ends_with(&suffix))
 }
 
+/// Publishes the final deliveries among `items` (indexes `locals`) to
+/// JetStream, pipelined, and records each publish in the database at once;
+/// what was published by a batch that never committed is not published
+/// again. Leaves in `locals` what goes into the Maildir instead (too large
+/// for a JetStream message); what JetStream did not take is `Later`.
+fn publish(
+    spool: &Spool,
+    items: &[ToStore],
+    locals: &mut Vec<usize>,
+    stored: &mut [Option<Stored>],
+    now: Timestamp,
+    log: &dyn Fn(String),
+) -> Result<()> {
+    use crate::shared::jetstream::{self, Publish, MAX_PAYLOAD};
+    let config = spool.config();
+    let ids: Vec<&str> = locals
+        .iter()
+        .map(|&i| items[i].m.header().id.as_str())
+        .collect();
+    let before = crate::shared::published_among(config, &ids)?;
+    let mut batch: Vec<(usize, Publish)> = Vec::new();
+    locals.retain(|&i| {
+        let t = &items[i];
+        let mut h = t.m.header().clone();
+        h.stamp_received(&config.component, now);
+        if before.contains(h.id.as_str()) {
+            log(format!(
+                "{}: published to JetStream before, by a batch that did not commit: not again",
+                h.id
+            ));
+            stored[i] = Some(Stored::Kept("delivered"));
+            return false;
+        }
+        let mut body = Vec::new();
+        if t.m.stored_size() > MAX_PAYLOAD
+            || t.m.write_with(&h, &mut body).is_err()
+            || body.len() as u64 > MAX_PAYLOAD
+        {
+            log(format!(
+                "{} is larger than a JetStream message may be ({MAX_PAYLOAD} bytes): delivered into the Maildir instead",
+                h.id
+            ));
+            return true;
+        }
+        let subject = jetstream::subject(config, h.class.as_str(), h.subclass.as_str());
+        batch.push((
+            i,
+            Publish {
+                subject,
+                id: h.id.to_string(),
+                body,
+            },
+        ));
+        false
+    });
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let (indexes, messages): (Vec<usize>, Vec<Publish>) = batch.into_iter().unzip();
+    let names: Vec<(String, String)> = messages
+        .iter()
+        .map(|m| (m.id.clone(), m.subject.clone()))
+        .collect();
+    let results = match jetstream::publish_all(config, messages) {
+        Ok(r) => r,
+        Err(e) => {
+            log(format!("{} message(s) not taken now: {e}", indexes.len()));
+            for &i in &indexes {
+                stored[i] = Some(Stored::Later(e.to_string()));
+            }
+            return Ok(());
+        }
+    };
+    let retention = config.receive.dedupe_retention;
+    let mut published = Vec::new();
+    for ((&i, (id, subject)), result) in indexes.iter().zip(names).zip(results) {
+        stored[i] = Some(match result {
+            Ok((sequence, _)) => {
+                let keep = items[i]
+                    .m
+                    .header()
+                    .qos()
+                    .expiry
+                    .unwrap_or(now)
+                    .max(now.saturating_add(retention));
+                published.push((id, subject, sequence, keep));
+                Stored::Kept("delivered")
+            }
+            Err(e) => {
+                log(format!("{id} not taken now: {e}"));
+                Stored::Later(e.to_string())
+            }
+        });
+    }
+    if let Err(e) = crate::shared::record_published(config, &published, now) {
+        // Published: JetStream's window stops a second copy sent soon;
+        // the batch's commit decides.
+        log(format!("{} publish(es) not recorded: {e}", published.len()));
+    }
+    Ok(())
+}
+
 /// Keeps what it can of `items` durably here: as far as the disk has room
 /// above `min_free` (in order), delivered into the Maildir or admitted to
 /// the queue; returns what became of each, in order. The intent file is
@@ -302,68 +404,7 @@ pub(super) fn store(
         .filter(|&i| items[i].disposition == Disposition::Local)
         .collect();
     if config.shared.nats.is_some() {
-        let ids: Vec<&str> = locals
-            .iter()
-            .map(|&i| items[i].m.header().id.as_str())
-            .collect();
-        let before = crate::shared::published_among(config, &ids)?;
-        let retention = config.receive.dedupe_retention;
-        locals.retain(|&i| {
-            let t = &items[i];
-            let h = stamp(t.m.header());
-            if before.contains(h.id.as_str()) {
-                log(format!(
-                    "{}: published to JetStream before, by a batch that did not commit: not again",
-                    h.id
-                ));
-                stored[i] = Some(Stored::Kept("delivered"));
-                return false;
-            }
-            let mut bytes = Vec::new();
-            if t.m.stored_size() > crate::shared::jetstream::MAX_PAYLOAD
-                || t.m.write_with(&h, &mut bytes).is_err()
-                || bytes.len() as u64 > crate::shared::jetstream::MAX_PAYLOAD
-            {
-                log(format!(
-                    "{} is larger than a JetStream message may be ({} bytes): delivered into the Maildir instead",
-                    h.id,
-                    crate::shared::jetstream::MAX_PAYLOAD
-                ));
-                return true;
-            }
-            let subject =
-                crate::shared::jetstream::subject(config, h.class.as_str(), h.subclass.as_str());
-            stored[i] = Some(
-                match crate::shared::jetstream::publish(config, &subject, h.id.as_str(), bytes) {
-                    Ok((sequence, _)) => {
-                        let keep = h
-                            .qos()
-                            .expiry
-                            .unwrap_or(now)
-                            .max(now.saturating_add(retention));
-                        let recorded = crate::shared::record_published(
-                            config,
-                            h.id.as_str(),
-                            &subject,
-                            sequence,
-                            keep,
-                            now,
-                        );
-                        if let Err(e) = recorded {
-                            // Published: JetStream's window stops a second
-                            // copy sent soon; the batch's commit decides.
-                            log(format!("{}: {e}", h.id));
-                        }
-                        Stored::Kept("delivered")
-                    }
-                    Err(e) => {
-                        log(format!("{} not taken now: {e}", h.id));
-                        Stored::Later(e.to_string())
-                    }
-                },
-            );
-            false
-        });
+        publish(spool, items, &mut locals, &mut stored, now, log)?;
     }
     let writers: Vec<(MessageId, maildir::Writer<'_>)> = locals
         .iter()

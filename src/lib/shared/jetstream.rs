@@ -157,10 +157,19 @@ pub fn ensure_stream(config: &Config, url: &str) -> Result<()> {
     })
 }
 
-/// Publishes `body` as message `id` on `subject` and waits for
-/// JetStream's acknowledgement. Returns the stream sequence and whether
-/// JetStream already held that ID (a duplicate it dropped).
-pub fn publish(config: &Config, subject: &str, id: &str, body: Vec<u8>) -> Result<(u64, bool)> {
+/// One message to publish: its subject, its ID (`Nats-Msg-Id`) and body.
+pub struct Publish {
+    pub subject: String,
+    pub id: String,
+    pub body: Vec<u8>,
+}
+
+/// Publishes each message and waits for JetStream's acknowledgements, the
+/// publishes pipelined (all sent, then all acknowledgements awaited).
+/// Returns, for each in order, its stream sequence and whether JetStream
+/// already held that ID (a duplicate it dropped), or why it was not
+/// stored. `Err` only when no connection could be made.
+pub fn publish_all(config: &Config, messages: Vec<Publish>) -> Result<Vec<Result<(u64, bool)>>> {
     let url = config
         .shared
         .nats
@@ -169,25 +178,40 @@ pub fn publish(config: &Config, subject: &str, id: &str, body: Vec<u8>) -> Resul
             reason: "no NATS server is configured ([shared] nats)".into(),
         })?;
     with(url, |conn| {
-        conn.runtime.block_on(async {
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert(async_nats::header::NATS_MESSAGE_ID, id);
-            let ack = tokio::time::timeout(TIMEOUT, async {
-                conn.js
-                    .publish_with_headers(subject.to_string(), headers, body.into())
-                    .await?
-                    .await
-            })
-            .await
-            .map_err(|_| {
-                error(
-                    url,
-                    &format!("publishing {id}"),
-                    "no acknowledgement in time",
+        let out = conn.runtime.block_on(async {
+            let mut pending = Vec::with_capacity(messages.len());
+            for m in messages {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert(async_nats::header::NATS_MESSAGE_ID, m.id.as_str());
+                let sent = tokio::time::timeout(
+                    TIMEOUT,
+                    conn.js
+                        .publish_with_headers(m.subject, headers, m.body.into()),
                 )
-            })?
-            .map_err(|e| error(url, &format!("publishing {id}"), e))?;
-            Ok((ack.sequence, ack.duplicate))
-        })
+                .await;
+                pending.push((m.id, sent));
+            }
+            let mut out = Vec::with_capacity(pending.len());
+            for (id, sent) in pending {
+                let doing = format!("publishing {id}");
+                out.push(match sent {
+                    Err(_) => Err(error(url, &doing, "not sent in time")),
+                    Ok(Err(e)) => Err(error(url, &doing, e)),
+                    Ok(Ok(ack)) => match tokio::time::timeout(TIMEOUT, ack).await {
+                        Err(_) => Err(error(url, &doing, "no acknowledgement in time")),
+                        Ok(Err(e)) => Err(error(url, &doing, e)),
+                        Ok(Ok(a)) => Ok((a.sequence, a.duplicate)),
+                    },
+                });
+            }
+            out
+        });
+        // A connection that failed a publish is not kept.
+        match out.iter().find_map(|r| r.as_ref().err()) {
+            Some(e) if out.iter().all(Result::is_err) => Err(Error::Shared {
+                reason: e.to_string(),
+            }),
+            _ => Ok(out),
+        }
     })
 }

@@ -392,38 +392,39 @@ pub fn published_among(config: &Config, ids: &[&str]) -> Result<HashSet<String>>
 }
 
 /// Records at once (apart from the receive batch's transaction, which
-/// deletes the record when it commits) that message `id` was published as
-/// stream sequence `sequence`; kept until `keep_until` at most.
+/// deletes the records when it commits) that each message was published:
+/// (ID, subject, stream sequence, kept until at most).
 pub fn record_published(
     config: &Config,
-    id: &str,
-    subject: &str,
-    sequence: u64,
-    keep_until: crate::time::Timestamp,
+    published: &[(String, String, u64, crate::time::Timestamp)],
     now: crate::time::Timestamp,
 ) -> Result<()> {
+    if published.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = published.iter().map(|p| p.0.as_str()).collect();
+    let subjects: Vec<&str> = published.iter().map(|p| p.1.as_str()).collect();
+    let sequences: Vec<i64> = published.iter().map(|p| p.2 as i64).collect();
+    let keeps: Vec<i64> = published.iter().map(|p| p.3.as_micros()).collect();
     // Committed without waiting for the disk: what it guards against is
     // an instance killed, not the database's host.
     let mut db = Db::connect(config)?;
     let mut tx = db
         .client()
         .transaction()
-        .map_err(|e| pg_error("recording a publish", e))?;
+        .map_err(|e| pg_error("recording publishes", e))?;
     tx.batch_execute("SET LOCAL synchronous_commit = off")
-        .map_err(|e| pg_error("recording a publish", e))?;
+        .map_err(|e| pg_error("recording publishes", e))?;
     tx.execute(
         "INSERT INTO rs_published (id, subject, sequence, published, keep_until)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
-        &[
-            &id,
-            &subject,
-            &(sequence as i64),
-            &now.as_micros(),
-            &keep_until.as_micros(),
-        ],
+         SELECT id, subject, seq, $5, keep
+         FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[])
+              AS t(id, subject, seq, keep)
+         ON CONFLICT (id) DO NOTHING",
+        &[&ids, &subjects, &sequences, &keeps, &now.as_micros()],
     )
-    .map_err(|e| pg_error("recording a publish", e))?;
-    tx.commit().map_err(|e| pg_error("recording a publish", e))
+    .map_err(|e| pg_error("recording publishes", e))?;
+    tx.commit().map_err(|e| pg_error("recording publishes", e))
 }
 
 /// What the throttle counted as sent by every instance together (`lock`:
