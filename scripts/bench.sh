@@ -617,6 +617,14 @@ if wants scale; then
         done
         wait "${fl[@]}"
         t1=$(now_us); b1=$(busy_ticks); c1=$(cpu_ticks "${pids[@]}")
+        # The database's and JetStream's share: their processes' CPU since
+        # they started (the database's backends started with this run's
+        # relays; the postmaster's own since its start is small).
+        if [ "$kind" != file ]; then
+            local d1; d1=$(cpu_ticks $(pgrep -u postgres) 2>/dev/null || echo 0)
+            awk -v c="$d1" -v hz="$hz" -v n="$n" 'BEGIN{printf "%.1f\n", c/hz/n*1e6}' >> "$work/scale.$kind.dbcpu"
+            awk -v c="$(cpu_ticks "$natspid")" -v hz="$hz" -v n="$n" 'BEGIN{printf "%.1f\n", c/hz/n*1e6}' >> "$work/scale.$kind.natscpu"
+        fi
         for pid in "${pids[@]}"; do kill "$pid"; wait "$pid" 2>/dev/null || true; done
         if [ "$kind" = file ]; then
             got=$(find "$w/p1/received/new" -type f | wc -l)
@@ -639,11 +647,14 @@ if wants scale; then
     stop_pg; rm -rf "$pg"; trap 'rm -rf "$work"' EXIT
     read -r fm fmin fmax fn < <(stats "$work/scale.file")
     read -r fc _ < <(stats "$work/scale.file.relaycpu")
+    read -r fa _ < <(stats "$work/scale.file.allcpu")
     for kind in pg1 pg2 pg3; do
         read -r m mmin mmax mn < <(stats "$work/scale.$kind")
         read -r rc _ < <(stats "$work/scale.$kind.relaycpu")
         read -r ac _ < <(stats "$work/scale.$kind.allcpu")
-        row "Scale-out: $n x 1 KiB from $sites sites over HTTP, ${kind#pg} relay(s) on PostgreSQL + JetStream, messages/s (peer: one relay on its file spool); CPU µs/message relays, whole machine|$(awk -v n="$n" -v t="$m" 'BEGIN{printf "%.0f", n/t}') ($rc, $ac)|$(awk -v n="$n" -v t="$fm" 'BEGIN{printf "%.0f", n/t}') ($fc)|$(awk -v a="$m" -v b="$fm" 'BEGIN{printf "%.2fx", b/a}')|shared ${mmin}-${mmax} s, file ${fmin}-${fmax} s|$mn"
+        read -r dc _ < <(stats "$work/scale.$kind.dbcpu")
+        read -r nc _ < <(stats "$work/scale.$kind.natscpu")
+        row "Scale-out: $n x 1 KiB from $sites sites over HTTP, ${kind#pg} relay(s) on PostgreSQL + JetStream, messages/s (peer: one relay on its file spool); CPU µs/message relays, PostgreSQL, nats-server, whole machine|$(awk -v n="$n" -v t="$m" 'BEGIN{printf "%.0f", n/t}') ($rc, $dc, $nc, $ac)|$(awk -v n="$n" -v t="$fm" 'BEGIN{printf "%.0f", n/t}') ($fc, $fa)|$(awk -v a="$m" -v b="$fm" 'BEGIN{printf "%.2fx", b/a}')|shared ${mmin}-${mmax} s, file ${fmin}-${fmax} s|$mn"
     done
 fi
 
