@@ -220,36 +220,20 @@ pub fn refuses(throttle: &Throttle, s: Sent, size: u64) -> Option<Stop> {
 /// its throttle answers "rejected, retry" (the sender keeps its copy); holds
 /// and windows do not count (a held relay still takes custody).
 pub fn over(throttle: &Throttle, sent: Sent, now: Timestamp, utc_offset_secs: i32) -> Option<Stop> {
-    let s = sent.at(now, utc_offset_secs);
-    let checks: [(&'static str, Option<u64>, u64); 4] = [
-        (
-            "max_bytes_per_hour",
-            throttle.max_bytes_per_hour.map(|x| x.0),
-            s.hour_bytes,
-        ),
-        (
-            "max_bytes_per_day",
-            throttle.max_bytes_per_day.map(|x| x.0),
-            s.day_bytes,
-        ),
-        (
-            "max_messages_per_hour",
-            throttle.max_messages_per_hour,
-            s.hour_messages,
-        ),
-        (
-            "max_messages_per_day",
-            throttle.max_messages_per_day,
-            s.day_messages,
-        ),
-    ];
-    checks.into_iter().find_map(|(setting, limit, used)| {
-        limit.filter(|l| used >= *l).map(|limit| Stop::Limit {
+    // Used up: not even one more message of one byte fits.
+    refuses(throttle, sent.at(now, utc_offset_secs), 1).map(|stop| match stop {
+        Stop::Limit {
+            setting,
+            limit,
+            used,
+            ..
+        } => Stop::Limit {
             setting,
             limit,
             used,
             next: 0,
-        })
+        },
+        other => other,
     })
 }
 
