@@ -109,6 +109,8 @@ const MIGRATIONS: &[&str] = &[
         day_bytes bigint NOT NULL,
         day_messages bigint NOT NULL
     );
+    -- The one row exists from the start, so that the first polls lock it.
+    INSERT INTO rs_throttle VALUES (0, 0, 0, 0, 0, 0, 0);
     "#,
 ];
 
