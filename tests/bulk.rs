@@ -1059,6 +1059,59 @@ fn a_standard_tus_client_uploads_an_authorized_transfer_and_resumes_after_a_kill
     p.assert_nothing_quarantined();
 }
 
+/// A receiver killed after delivering an upload and before recording it
+/// (its data gone, its state still `receiving` at the last piece) answers
+/// the next PATCH and HEAD as delivered, and tells the sender, instead of
+/// refusing every piece (409) for ever.
+#[test]
+fn an_upload_delivered_by_a_killed_receiver_is_recorded_at_the_next_request() {
+    let (a, p, _to_a, to_p, server) = pair();
+    let data = random(200 * 1024 + 7, 13);
+    let id = a.send(&[], &data);
+    a.cmd("rs-queue").args(["flush"]).run();
+    p.import_from(&to_p).run();
+    let path = format!("/rs/uploads/{id}");
+    let tus = |offset: usize| {
+        vec![
+            ("Tus-Resumable", "1.0.0".to_string()),
+            ("X-Rs-From", "a.host".to_string()),
+            ("Content-Type", "application/offset+octet-stream".into()),
+            ("Upload-Offset", offset.to_string()),
+        ]
+    };
+    let (status, h) = raw(&server.url, "PATCH", &path, &tus(0), &data, None);
+    assert_eq!(status, 204);
+    assert_eq!(h["upload-offset"], data.len().to_string());
+    assert_eq!(p.received().len(), 1);
+    // The state as the last piece's run left it before it was killed.
+    let state = p.spool.join(format!("bulk/in/{id}.json"));
+    let mut st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert_eq!(st["phase"], "delivered");
+    st["phase"] = "receiving".into();
+    st["uploaded"] = 65536.into();
+    st["have"] = "0-0".into();
+    std::fs::write(&state, serde_json::to_vec(&st).unwrap()).unwrap();
+    let (status, h) = raw(
+        &server.url,
+        "PATCH",
+        &path,
+        &tus(65536),
+        &data[65536..],
+        None,
+    );
+    assert_eq!(status, 204, "{h:?}");
+    assert_eq!(h["upload-offset"], data.len().to_string());
+    let mut head = tus(0);
+    head.truncate(2);
+    let (status, h) = raw(&server.url, "HEAD", &path, &head, b"", None);
+    assert_eq!(status, 200);
+    assert_eq!(h["upload-offset"], data.len().to_string());
+    let st: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert_eq!(st["phase"], "delivered", "{st}");
+    delivered_once(&p, &id, &data, 0);
+}
+
 #[test]
 fn a_download_resumes_with_http_ranges() {
     let (a, p, to_a, to_p, server) = pair();
