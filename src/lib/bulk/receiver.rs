@@ -591,8 +591,7 @@ pub fn upload_status(
     now: Timestamp,
     log: &dyn Fn(String),
 ) -> std::result::Result<Upload, Refused> {
-    recover(spool, t, caller, now, log)?;
-    let st = upload_state(spool, t, caller)?;
+    let st = recovered_state(spool, t, caller, now, log)?;
     match st.phase {
         Phase::Rejected => Err(refused(
             410,
@@ -614,27 +613,28 @@ pub fn upload_status(
     }
 }
 
-/// A run killed after delivering transfer `t` (its data removed) and
-/// before recording it leaves it `receiving` with no data: it is recorded
-/// now, as the chunks' path does (delivered, the sender told).
-fn recover(
+/// Transfer `t`'s state as `caller` may see it. A run killed after
+/// delivering it (its data removed) and before recording it left it
+/// `receiving` with no data: it is recorded now, as the chunks' path does
+/// (delivered, the sender told).
+fn recovered_state(
     spool: &Spool,
     t: &str,
     caller: &Name,
     now: Timestamp,
     log: &dyn Fn(String),
-) -> std::result::Result<(), Refused> {
+) -> std::result::Result<Incoming, Refused> {
     let st = upload_state(spool, t, caller)?;
     let (_, data_path, _) = paths(spool, t).map_err(unavailable)?;
     if st.phase != Phase::Receiving || data_path.exists() {
-        return Ok(());
+        return Ok(st);
     }
     let _lock = super::lock(spool).map_err(unavailable)?;
     let mut st = upload_state(spool, t, caller)?;
     if st.phase == Phase::Receiving && !data_path.exists() {
         settle(spool, t, &mut st, true, false, now, log).map_err(unavailable)?;
     }
-    Ok(())
+    Ok(st)
 }
 
 /// Writes one piece of transfer `t`'s upload in place: taken only at the

@@ -226,6 +226,7 @@ fn held_for_aggregate(spool: &Spool, id: &MessageId) -> bool {
 /// for a JetStream message); what JetStream did not take is `Later`.
 fn publish(
     spool: &Spool,
+    state: &mut dyn Shared,
     items: &[ToStore],
     locals: &mut Vec<usize>,
     stored: &mut [Option<Stored>],
@@ -292,18 +293,12 @@ fn publish(
             return Ok(());
         }
     };
-    let retention = config.receive.dedupe_retention;
     let mut published = Vec::new();
     for ((&i, (id, subject)), result) in indexes.iter().zip(names).zip(results) {
         stored[i] = Some(match result {
             Ok((sequence, _)) => {
-                let keep = items[i]
-                    .m
-                    .header()
-                    .qos()
-                    .expiry
-                    .unwrap_or(now)
-                    .max(now.saturating_add(retention));
+                // As long as the duplicate memory would keep its ID.
+                let keep = state.keep_until(items[i].m.header().qos().expiry)?;
                 published.push((id, subject, sequence, keep));
                 Stored::Kept("delivered")
             }
@@ -404,7 +399,7 @@ pub(super) fn store(
         .filter(|&i| items[i].disposition == Disposition::Local)
         .collect();
     if config.shared.nats.is_some() {
-        publish(spool, items, &mut locals, &mut stored, now, log)?;
+        publish(spool, state, items, &mut locals, &mut stored, now, log)?;
     }
     let writers: Vec<(MessageId, maildir::Writer<'_>)> = locals
         .iter()

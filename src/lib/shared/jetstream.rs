@@ -206,7 +206,7 @@ pub fn publish_all(config: &Config, messages: Vec<Publish>) -> Result<Vec<Result
             }
             out
         });
-        // A connection that failed a publish is not kept.
+        // A connection on which every publish failed is not kept.
         match out.iter().find_map(|r| r.as_ref().err()) {
             Some(e) if out.iter().all(Result::is_err) => Err(Error::Shared {
                 reason: e.to_string(),
