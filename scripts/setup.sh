@@ -23,6 +23,7 @@ packages=(
     python3-venv
     postgresql
     nats-server
+    age
 )
 
 # Postfix asks how to configure itself; the tests configure their own instances.

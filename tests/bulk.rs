@@ -1529,3 +1529,170 @@ fn a_transfer_of_more_chunks_than_can_be_named_takes_larger_ones() {
     );
     delivered_once(&p, &id, &data, 0);
 }
+
+/// An age key pair made by `age-keygen` (the standard tool): the identity
+/// file, and its recipient.
+fn age_key(dir: &std::path::Path, name: &str) -> (PathBuf, String) {
+    let path = dir.join(format!("{name}.key"));
+    let out = std::process::Command::new("age-keygen")
+        .arg("-o")
+        .arg(&path)
+        .output()
+        .expect("age-keygen (scripts/setup.sh installs age)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = std::process::Command::new("age-keygen")
+        .arg("-y")
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        path,
+        String::from_utf8(r.stdout).unwrap().trim().to_string(),
+    )
+}
+
+#[test]
+fn a_sealed_transfer_is_opened_only_at_its_receiver_and_age_reads_it() {
+    let c = Chain::new();
+    let keys = c.site("p.hub").root().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let (identity, recipient) = age_key(&keys, "p.hub");
+    c.site("a.host")
+        .append_config(&format!("[bulk]\nencrypt_to = [\"{recipient}\"]\n"));
+    c.site("p.hub").append_config(&format!(
+        "[bulk]\nidentity = \"{}\"\nchunk_size = \"128KiB\"\nwindow = 2\n",
+        identity.display()
+    ));
+    // Three chunks of two sealed segments, and a last one of 1,016 bytes.
+    let data = random(3 * 131072 + 1000, 21);
+    let id = c.site("a.host").send(&[], &data);
+    // What rs keeps aside is an age file: the standard tool opens it.
+    let copy = c.site("a.host").spool.join(format!("bulk/out/{id}.data"));
+    let opened = std::process::Command::new("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(&identity)
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert!(
+        opened.status.success(),
+        "{}",
+        String::from_utf8_lossy(&opened.stderr)
+    );
+    assert!(opened.stdout == data, "age reads what rs sealed");
+    let raw = std::fs::read(&copy).unwrap();
+    assert!(
+        !raw.windows(64).any(|w| w == &data[1000..1064]),
+        "the copy aside holds no data in the clear"
+    );
+    let log = c.round(&["a.host"]);
+    assert!(log.contains("authorized (4 chunks of 131104)"), "{log}");
+    assert_eq!(c.status("a.host", &id)["bulk"]["sealed"], true);
+    // A forged last chunk (its digest right, its sealing not), sent before
+    // the real one is asked for, is set aside.
+    let garbage = random(1016, 22);
+    let mime = format!(
+        "application/vnd.rs.bulk-chunk; transfer={id}; index=3; digest={}",
+        rs::bulk::digest_of(&garbage).as_str()
+    );
+    c.site("a.host").send(&["--mime-type", &mime], &garbage);
+    for _ in 0..2 {
+        c.round(&["a.host"]);
+    }
+    assert_eq!(c.status("a.host", &id)["state"], "acknowledged");
+    let got = c.site("p.hub").received();
+    assert_eq!(got.len(), 1, "delivered once");
+    assert!(got[0].1 == data, "byte-identical");
+    let listed = c
+        .site("p.hub")
+        .cmd("rs-queue")
+        .args(["list", "--area", "bulk", "--json"])
+        .run()
+        .success()
+        .json_lines();
+    let p = listed.iter().find(|e| e["id"] == id.as_str()).unwrap();
+    assert_eq!(p["bulk"]["sealed"], true, "{p}");
+    assert!(
+        p["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("sealed bulk transfer of 394216 bytes"),
+        "{p}"
+    );
+    let reasons: Vec<String> = c
+        .site("p.hub")
+        .cmd("rs-queue")
+        .args(["list", "--area", "quarantine", "--json"])
+        .run()
+        .success()
+        .json_lines()
+        .iter()
+        .map(|q| q["detail"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(reasons[0].contains("does not open"), "{reasons:?}");
+    for n in ["a.host", "r.relay"] {
+        c.site(n).assert_nothing_quarantined();
+    }
+}
+
+#[test]
+fn a_sealed_transfer_for_keys_the_receiver_lacks_is_rejected_with_the_reason() {
+    for receiver_key in [false, true] {
+        let c = Chain::new();
+        let keys = c.site("p.hub").root().join("keys");
+        std::fs::create_dir_all(&keys).unwrap();
+        let (_, recipient) = age_key(&keys, "someone-else");
+        c.site("a.host")
+            .append_config(&format!("[bulk]\nencrypt_to = [\"{recipient}\"]\n"));
+        if receiver_key {
+            let (identity, _) = age_key(&keys, "p.hub");
+            c.site("p.hub")
+                .append_config(&format!("[bulk]\nidentity = \"{}\"\n", identity.display()));
+        }
+        let id = c.site("a.host").send(&[], &random(100_000, 23));
+        c.round(&["a.host"]);
+        let s = c.status("a.host", &id);
+        assert_eq!(s["state"], "dead", "{s}");
+        let summary = s["summary"].as_str().unwrap();
+        let want = if receiver_key {
+            "sealed for none of this site's keys"
+        } else {
+            "no [bulk] identity"
+        };
+        assert!(summary.contains(want), "{summary}");
+        assert!(
+            bulk_files(c.site("p.hub"), "in").is_empty(),
+            "nothing allocated"
+        );
+    }
+}
+
+#[test]
+fn rs_send_refuses_a_recipient_that_is_not_one() {
+    let s = Site::component("a.host");
+    s.append_config("[bulk]\nencrypt_to = [\"age1notarecipient\"]\n");
+    let r = s
+        .cmd("rs-send")
+        .args(["--class", "c", "--subclass", "s"])
+        .stdin(&random(10_000, 24))
+        .run();
+    assert_eq!(r.code, Some(78), "{}", r.stderr);
+    assert!(r.stderr.contains("[bulk] encrypt_to"), "{}", r.stderr);
+    // A file of recipients that is missing: named, nothing queued.
+    s.append_config("[bulk]\nencrypt_to = [\"/nonexistent/recipients\"]\n");
+    let r = s
+        .cmd("rs-send")
+        .args(["--class", "c", "--subclass", "s"])
+        .stdin(&random(10_000, 24))
+        .run();
+    assert_eq!(r.code, Some(78), "{}", r.stderr);
+    assert!(r.stderr.contains("/nonexistent/recipients"), "{}", r.stderr);
+    assert!(s.list().is_empty());
+    assert!(bulk_files(&s, "out").is_empty(), "no copy left behind");
+}

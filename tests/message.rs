@@ -114,6 +114,10 @@ fn content() -> impl Strategy<Value = Content> {
                 transfer: t,
                 digest: d,
                 mime_type: Some(MimeType::octet_stream()),
+                sealed: (n % 2 == 0).then(|| rs::message::Sealing {
+                    header: (0..(n % 300) as u8).collect(),
+                    size: n,
+                }),
             })),
         (
             0usize..3,

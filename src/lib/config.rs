@@ -271,6 +271,14 @@ pub struct BulkSettings {
     /// transfer moves (the lease on the space it holds).
     #[serde(deserialize_with = "duration")]
     pub reservation: Duration,
+    /// As the sender: seal every transfer when it is queued, for these age
+    /// recipients (`age1...`, or files of them one a line, as `age -R`):
+    /// an age file any of them opens. Empty: transfers go in the clear
+    /// (each hop's protection still applies to the messages around them).
+    pub encrypt_to: Vec<String>,
+    /// As the receiver: the age identity file (`age-keygen -o FILE`) that
+    /// opens transfers sealed for this site.
+    pub identity: Option<PathBuf>,
 }
 
 impl Default for BulkSettings {
@@ -284,6 +292,8 @@ impl Default for BulkSettings {
             max_deferrals: 5,
             retry: Duration::from_secs(3600),
             reservation: Duration::from_secs(7 * 24 * 3600),
+            encrypt_to: Vec::new(),
+            identity: None,
         }
     }
 }
@@ -1169,6 +1179,10 @@ impl Config {
                 "[bulk] window, max_transfers and reservation must be more than zero".into(),
             ));
         }
+        for r in b.encrypt_to.iter().filter(|r| r.starts_with("age1")) {
+            crate::bulk::seal::Recipient::parse(r)
+                .map_err(|e| (None, format!("[bulk] encrypt_to: {e}")))?;
+        }
         for n in &self.recovery.site_networks {
             parse_network(n).map_err(|e| (None, format!("[recovery] site_networks: {e}")))?;
         }
@@ -1452,6 +1466,10 @@ max_deferrals = 5                 # as the sender: then the transfer is dead
 retry = "1h"                      # as the sender: ask again after a deferral
 reservation = "7d"                # a reservation not moving lapses after this
                                   # (media carried weekly need it this long)
+# encrypt_to = ["age1..."]        # as the sender: seal transfers when queued
+                                  # (age recipients, or files of them)
+# identity = "/etc/rs/bulk.key"   # as the receiver: opens sealed transfers
+                                  # (made by age-keygen -o)
 
 # At a provider running many relays (scale-out): the state they share in
 # PostgreSQL, what they deliver published to NATS JetStream. Make the

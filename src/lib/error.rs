@@ -168,9 +168,11 @@ impl Error {
                 S::Io { err, .. } if err.raw_os_error() == Some(libc::ENOSPC) => ExitCode::TempFail,
                 S::Io { op, .. } if op.starts_with("create") => ExitCode::CantCreat,
                 S::Io { .. } => ExitCode::IoErr,
-                S::Config(_) | S::NotASpool { .. } | S::ConfigMissing { .. } | S::Keys { .. } => {
-                    ExitCode::Config
-                }
+                S::Config(_)
+                | S::NotASpool { .. }
+                | S::ConfigMissing { .. }
+                | S::Keys { .. }
+                | S::Sealing { .. } => ExitCode::Config,
                 S::DiskFull { .. } | S::Locked { .. } | S::Shared { .. } => ExitCode::TempFail,
                 S::SharedSchema { .. } => ExitCode::Config,
                 S::NotFound { .. } => ExitCode::NoInput,

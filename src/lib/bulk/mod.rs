@@ -40,6 +40,7 @@
 pub mod hop;
 pub mod ranges;
 pub mod receiver;
+pub mod seal;
 pub mod sender;
 pub mod upload;
 
@@ -217,6 +218,10 @@ pub struct Said {
     pub chunk_size: Option<u64>,
     pub ask: Option<Ranges>,
     pub verified: Option<crate::message::Digest>,
+    /// An `ok` asking for chunks that may also come as an upload over
+    /// HTTP (tus): not for a sealed transfer, whose chunks are opened one
+    /// by one as messages.
+    pub uploads: bool,
 }
 
 impl Said {
@@ -241,7 +246,16 @@ impl Said {
         Said {
             chunk_size: Some(chunk_size),
             ask: Some(ask),
+            uploads: true,
             ..Said::default()
+        }
+    }
+
+    /// The same, for a transfer that is sealed (`true`): no upload.
+    pub fn sealed(self, sealed: bool) -> Said {
+        Said {
+            uploads: self.uploads && !sealed,
+            ..self
         }
     }
 }
@@ -272,7 +286,7 @@ pub fn answer(
         content: Content::BulkDataResponse(BulkDataResponse {
             status,
             reason: said.reason.and_then(text),
-            location: (status == BulkStatus::Ok && said.verified.is_none())
+            location: (status == BulkStatus::Ok && said.verified.is_none() && said.uploads)
                 .then(|| Text::new("location", format!("{UPLOADS}{t}")).expect("a valid text")),
             answers: h.id.clone(),
             transfer: Some(t.clone()),

@@ -50,11 +50,33 @@ pub struct Incoming {
     /// HTTP (tus), whatever the chunks held say.
     #[serde(default)]
     pub uploaded: u64,
+    /// A sealed transfer: its header (base64), opened with `[bulk]
+    /// identity`. `size` and the chunks are then the sealed payload's.
+    #[serde(default)]
+    pub sealed: Option<String>,
+    /// A sealed transfer: the data's size (in the clear).
+    #[serde(default)]
+    pub data_size: Option<u64>,
 }
 
 impl Incoming {
     fn count(&self) -> u64 {
         self.size.div_ceil(self.chunk_size)
+    }
+
+    /// The data's size, as delivered.
+    fn data_size(&self) -> u64 {
+        self.data_size.unwrap_or(self.size)
+    }
+
+    /// The key that opens a sealed transfer's chunks.
+    fn key(&self, spool: &Spool) -> std::result::Result<Option<super::seal::Key>, String> {
+        let Some(h) = &self.sealed else {
+            return Ok(None);
+        };
+        let header = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, h)
+            .map_err(|e| format!("its sealing header: {e}"))?;
+        open_sealed(spool, &header).map(Some)
     }
 
     /// The bytes from the start held: uploaded, or in the chunks held
@@ -98,6 +120,18 @@ fn paths(spool: &Spool, t: &str) -> Result<(PathBuf, PathBuf, PathBuf)> {
 
 fn save_state(spool: &Spool, t: &str, st: &Incoming, now: Timestamp) -> Result<()> {
     save(spool, &dir(spool, "in")?, &format!("{t}.json"), st, now)
+}
+
+/// Opens a sealing header with this site's `[bulk] identity`.
+fn open_sealed(spool: &Spool, header: &[u8]) -> std::result::Result<super::seal::Key, String> {
+    let Some(path) = &spool.config().bulk.identity else {
+        return Err(format!(
+            "the data is sealed, and {} has no [bulk] identity to open it (age-keygen -o FILE, then identity = \"FILE\")",
+            spool.config().component
+        ));
+    };
+    let ids = super::seal::Identity::read(path)?;
+    super::seal::open(header, &ids)
 }
 
 /// The request that authorized transfer `t`.
@@ -155,7 +189,7 @@ pub fn on_request(
         return match st.phase {
             Phase::Receiving => reply(
                 BulkStatus::Ok,
-                Said::asking(st.chunk_size, still_asked(&st)),
+                Said::asking(st.chunk_size, still_asked(&st)).sealed(st.sealed.is_some()),
             ),
             Phase::Delivered => reply(
                 BulkStatus::Ok,
@@ -179,6 +213,28 @@ pub fn on_request(
     };
     if r.size == 0 {
         return refuse(BulkStatus::Rejected, "a request for no data".into());
+    }
+    if let Some(x) = &r.sealed {
+        if x.size != super::seal::sealed_size(r.size) {
+            return refuse(
+                BulkStatus::Rejected,
+                format!(
+                    "{} bytes sealed are {} bytes, not {}",
+                    r.size,
+                    super::seal::sealed_size(r.size),
+                    x.size
+                ),
+            );
+        }
+        if let Err(why) = open_sealed(spool, &x.header) {
+            // An identity file this site cannot read now is its own
+            // problem: asked again later. Anything else will not change.
+            let status = match &spool.config().bulk.identity {
+                Some(p) if std::fs::metadata(p).is_err() => BulkStatus::Deferred,
+                _ => BulkStatus::Rejected,
+            };
+            return refuse(status, why);
+        }
     }
     let me = &spool.config().component;
     if let Some(max) = config.max_size {
@@ -255,16 +311,27 @@ pub fn on_request(
         }]),
         now.as_micros(),
     )?;
-    // At most MAX_INDICES chunks, so that what is held stays nameable.
-    let chunk_size = config
-        .chunk_size
-        .0
-        .max(r.size.div_ceil(super::ranges::MAX_INDICES));
-    let count = r.size.div_ceil(chunk_size);
+    // At most MAX_INDICES chunks, so that what is held stays nameable; a
+    // sealed transfer's are whole sealed segments (each opened alone).
+    let size = r.sealed.as_ref().map_or(r.size, |x| x.size);
+    let chunk_size = match &r.sealed {
+        None => config
+            .chunk_size
+            .0
+            .max(size.div_ceil(super::ranges::MAX_INDICES)),
+        Some(_) => {
+            let segments = size.div_ceil(super::seal::SEALED_SEGMENT);
+            let per_chunk = (config.chunk_size.0 / super::seal::SEGMENT)
+                .max(segments.div_ceil(super::ranges::MAX_INDICES))
+                .max(1);
+            per_chunk * super::seal::SEALED_SEGMENT
+        }
+    };
+    let count = size.div_ceil(chunk_size);
     let asked = Ranges::span(0, count.min(config.window as u64));
     let st = Incoming {
         phase: Phase::Receiving,
-        size: r.size,
+        size,
         digest: digest.to_string(),
         mime: r
             .mime_type
@@ -280,13 +347,21 @@ pub fn on_request(
         reason: None,
         updated: now,
         uploaded: 0,
+        sealed: r
+            .sealed
+            .as_ref()
+            .map(|x| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &x.header)),
+        data_size: r.sealed.as_ref().map(|_| r.size),
     };
     save_state(spool, &ts, &st, now)?;
     log(format!(
         "{ts}: bulk transfer of {} bytes authorized ({count} chunks of {chunk_size})",
         r.size
     ));
-    reply(BulkStatus::Ok, Said::asking(chunk_size, asked))
+    reply(
+        BulkStatus::Ok,
+        Said::asking(chunk_size, asked).sealed(r.sealed.is_some()),
+    )
 }
 
 /// What is still asked for and not here (or, when all asked is here, the
@@ -354,7 +429,17 @@ impl std::io::Write for Bounded {
 /// and recorded once per transfer at [`Chunks::finish`].
 #[derive(Default)]
 pub struct Chunks {
-    open: BTreeMap<String, (Incoming, Option<File>, PathBuf)>,
+    open: BTreeMap<String, Open>,
+}
+
+/// A transfer chunks came for in this run.
+struct Open {
+    st: Incoming,
+    /// None: its data is gone (delivered by a run killed before recording).
+    file: Option<File>,
+    path: PathBuf,
+    /// A sealed transfer's key.
+    key: Option<super::seal::Key>,
 }
 
 impl Chunks {
@@ -391,9 +476,25 @@ impl Chunks {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                 Err(e) => return Err(format!("{}: {e}", data_path.display())),
             };
-            self.open.insert(t.clone(), (st, file, data_path));
+            let key = st
+                .key(spool)
+                .map_err(|e| format!("a chunk of sealed transfer {t}: {e}"))?;
+            self.open.insert(
+                t.clone(),
+                Open {
+                    st,
+                    file,
+                    path: data_path,
+                    key,
+                },
+            );
         }
-        let (st, file, path) = self.open.get_mut(&t).expect("opened above");
+        let Open {
+            st,
+            file,
+            path,
+            key,
+        } = self.open.get_mut(&t).expect("opened above");
         let Some(file) = file else {
             return Ok(());
         };
@@ -427,7 +528,16 @@ impl Chunks {
         if have.contains(info.index) {
             return Ok(());
         }
-        crate::spool::fault::write_with(path, || file.write_all_at(&d.bytes, offset))
+        let (bytes, at) = match key {
+            None => (std::borrow::Cow::Borrowed(&d.bytes[..]), offset),
+            Some(key) => {
+                let open = open_chunk(key, st, offset, &d.bytes)
+                    .map_err(|e| format!("chunk {} of sealed transfer {t}: {e}", info.index))?;
+                let at = offset / super::seal::SEALED_SEGMENT * super::seal::SEGMENT;
+                (std::borrow::Cow::Owned(open), at)
+            }
+        };
+        crate::spool::fault::write_with(path, || file.write_all_at(&bytes, at))
             .map_err(|e| format!("write chunk {} of {t}: {e}", info.index))?;
         have.insert(info.index);
         st.have = have.to_string();
@@ -437,7 +547,13 @@ impl Chunks {
     /// Makes what was written durable and records it; asks for the next
     /// chunks, or checks the whole data, delivers it and says so.
     pub fn finish(self, spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<()> {
-        for (t, (mut st, file, data_path)) in self.open {
+        for (t, o) in self.open {
+            let Open {
+                mut st,
+                file,
+                path: data_path,
+                ..
+            } = o;
             let gone = file.is_none();
             if let Some(file) = file {
                 durable::sync_data(&file, &data_path)
@@ -447,6 +563,27 @@ impl Chunks {
         }
         Ok(())
     }
+}
+
+/// Opens the sealed segments of a chunk at `offset` of transfer `st`'s
+/// payload: the data they hold, in the clear.
+fn open_chunk(
+    key: &super::seal::Key,
+    st: &Incoming,
+    offset: u64,
+    sealed: &[u8],
+) -> std::result::Result<Vec<u8>, String> {
+    use super::seal::{SEALED_SEGMENT, SEGMENT};
+    let last = st.size.div_ceil(SEALED_SEGMENT) - 1;
+    let first = offset / SEALED_SEGMENT;
+    let mut out = Vec::with_capacity(
+        sealed.len() / SEALED_SEGMENT as usize * SEGMENT as usize + SEGMENT as usize,
+    );
+    for (k, seg) in sealed.chunks(SEALED_SEGMENT as usize).enumerate() {
+        let i = first + k as u64;
+        key.open(i, i == last, seg, &mut out)?;
+    }
+    Ok(out)
 }
 
 /// Records transfer `t` after data came (durable already): when all of it
@@ -490,7 +627,7 @@ fn settle(
     if ask_next && have.covers(&asked) {
         let next = have.missing(count, config.window as u64);
         st.asked = next.to_string();
-        let said = Said::asking(st.chunk_size, next);
+        let said = Said::asking(st.chunk_size, next).sealed(st.sealed.is_some());
         tell(spool, &request, &transfer, BulkStatus::Ok, said, now, log)?;
     }
     save_state(spool, t, st, now)
@@ -570,6 +707,12 @@ fn upload_state(spool: &Spool, t: &str, caller: &Name) -> std::result::Result<In
         .rev()
         .map(|r| &r.component)
         .find(|c| *c != me);
+    if st.sealed.is_some() {
+        return Err(refused(
+            409,
+            format!("transfer {t} is sealed: its chunks come as messages, each opened here"),
+        ));
+    }
     if st.origin.as_deref() != Some(caller.as_str()) && neighbour != Some(caller) {
         return Err(refused(
             403,
@@ -869,7 +1012,7 @@ fn complete(
     };
     let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
     let mut buf = vec![0u8; 1 << 20];
-    let mut progress = crate::output::Progress::new(format!("{t}: verifying"), st.size);
+    let mut progress = crate::output::Progress::new(format!("{t}: verifying"), st.data_size());
     loop {
         let n = f
             .read(&mut buf)
@@ -899,14 +1042,14 @@ fn complete(
         let mut header = request.clone();
         header.id = super::transfer_id(t, &data_path)?;
         let mime = MimeType::new(st.mime.clone()).unwrap_or_else(|_| MimeType::octet_stream());
-        deliver_copy(spool, header, &mime, st.size, &data_path, now)?;
+        deliver_copy(spool, header, &mime, st.data_size(), &data_path, now)?;
     }
     let _ = durable::remove_file(&data_path);
     st.phase = Phase::Delivered;
     st.reason = None;
     log(format!(
         "{t}: bulk transfer of {} bytes verified ({got}) and delivered",
-        st.size
+        st.data_size()
     ));
     Ok(())
 }
@@ -939,7 +1082,7 @@ fn fan_out(
             d.targets = vec![target];
         }
         if m == me {
-            deliver_copy(spool, header, &mime, st.size, data_path, now)?;
+            deliver_copy(spool, header, &mime, st.data_size(), data_path, now)?;
             continue;
         }
         // The member's transfer is this site's: its messages start their
@@ -1027,7 +1170,7 @@ pub fn tick(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<()> {
             let ask = still_asked(&st);
             log(format!("{t}: chunks {ask} not here yet: asked again"));
             st.updated = now;
-            let said = Said::asking(st.chunk_size, ask);
+            let said = Said::asking(st.chunk_size, ask).sealed(st.sealed.is_some());
             tell(spool, &request, &transfer, BulkStatus::Ok, said, now, log)?;
             save_state(spool, &t, &st, now)?;
         }
@@ -1040,25 +1183,28 @@ pub fn status(t: &str, path: &std::path::Path) -> Option<serde_json::Value> {
     let st = load::<Incoming>(path)?;
     let count = st.count();
     let held = Ranges::parse(&st.have, count).map_or(0, |h| h.len());
+    let sealed = if st.sealed.is_some() { "sealed " } else { "" };
     let summary = match st.phase {
         Phase::Receiving => format!(
-            "bulk transfer of {} bytes from {}: authorized, {held} of {count} chunks held, chunks {} asked for; lapses at {}",
-            st.size,
+            "{}bulk transfer of {} bytes from {}: authorized, {held} of {count} chunks held, chunks {} asked for; lapses at {}",
+            sealed,
+            st.data_size(),
             st.origin.as_deref().unwrap_or("the provider"),
             st.asked,
             st.expires
         ),
-        Phase::Delivered => format!("bulk transfer of {} bytes: verified ({}) and delivered", st.size, st.digest),
+        Phase::Delivered => format!("{sealed}bulk transfer of {} bytes: verified ({}) and delivered", st.data_size(), st.digest),
         Phase::Rejected => format!(
-            "bulk transfer of {} bytes: rejected: {}",
-            st.size,
+            "{sealed}bulk transfer of {} bytes: rejected: {}",
+            st.data_size(),
             st.reason.clone().unwrap_or_default()
         ),
     };
     Some(serde_json::json!({
         "id": t, "direction": "in", "state": st.phase, "summary": summary,
         "bulk": {
-            "phase": st.phase, "size": st.size, "digest": st.digest, "origin": st.origin,
+            "phase": st.phase, "size": st.data_size(), "digest": st.digest, "origin": st.origin,
+            "sealed": st.sealed.is_some(),
             "chunk_size": st.chunk_size, "chunks": count, "chunks_held": held,
             "asked": st.asked, "expires": st.expires, "reason": st.reason, "updated": st.updated,
         }

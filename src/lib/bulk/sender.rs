@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::{dir, load, save, transfers, ChunkInfo, Ranges};
 use crate::message::{
     envelope, stream, BulkDataRequest, BulkDataResponse, BulkStatus, Content, Digest, Header,
-    Locator, Message, MessageId, MimeType, Name, Persistence, Precedence,
+    Locator, Message, MessageId, MimeType, Name, Persistence, Precedence, Sealing,
 };
 use crate::spool::{durable, Admission, Area, Result, Spool};
 use crate::time::Timestamp;
@@ -72,11 +72,23 @@ pub struct Outgoing {
     /// the group's transfer, told if this one dies.
     #[serde(default)]
     pub report_to: Option<String>,
+    /// A sealed transfer: where its payload starts in `T.data` (after the
+    /// age header); `size` is then the payload's.
+    #[serde(default)]
+    pub sealed_at: Option<u64>,
 }
 
 impl Outgoing {
     pub fn count(&self) -> Option<u64> {
         self.chunk_size.map(|c| self.size.div_ceil(c))
+    }
+
+    /// The data's size (a sealed transfer's `size` is its payload's).
+    pub fn data_size(&self) -> u64 {
+        match self.sealed_at {
+            Some(_) => super::seal::plain_size(self.size).unwrap_or(self.size),
+            None => self.size,
+        }
     }
 }
 
@@ -116,6 +128,15 @@ pub fn prepare(
     let (_, data_path, _) = paths(spool, &t)?;
     let mut staged = spool.stage(now)?;
     let tmp = staged.path().to_path_buf();
+    let encrypt_to = &spool.config().bulk.encrypt_to;
+    if !encrypt_to.is_empty() {
+        let sealed = seal_aside(&tmp, encrypt_to, size, data, &t)?;
+        staged.sync()?;
+        staged.commit(&data_path)?;
+        let request = request_for(spool, header, mime, size, &sealed.1, Some(sealed.0), now)?;
+        save_new(spool, &request, None, now)?;
+        return Ok(request);
+    }
     let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
@@ -146,9 +167,87 @@ pub fn prepare(
     let digest = Digest::of(hasher);
     staged.sync()?;
     staged.commit(&data_path)?;
-    let request = request_for(spool, header, mime, size, &digest, now)?;
+    let request = request_for(spool, header, mime, size, &digest, None, now)?;
     save_new(spool, &request, None, now)?;
     Ok(request)
+}
+
+/// Seals `size` bytes of data from `data` into `path` for the recipients
+/// `encrypt_to`, by `rs-queue seal` (beside this program: `rs-send` links
+/// no cryptography): the sealing, and the data's digest. Durable on return.
+fn seal_aside(
+    path: &std::path::Path,
+    encrypt_to: &[String],
+    size: u64,
+    data: &mut dyn Read,
+    t: &str,
+) -> Result<(Sealing, Digest)> {
+    use std::process::{Command, Stdio};
+    let fail = |why: String| crate::spool::Error::Sealing {
+        reason: format!("{t}: cannot seal the data into {}: {why}", path.display()),
+    };
+    let helper = std::env::current_exe()
+        .map_err(|e| fail(e.to_string()))?
+        .with_file_name("rs-queue");
+    let mut cmd = Command::new(&helper);
+    cmd.arg("seal").arg("--out").arg(path);
+    for r in encrypt_to {
+        cmd.arg("--to").arg(r);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(format!("{}: {e}", helper.display())))?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    let mut progress = crate::output::Progress::new(format!("{t}: sealing the data aside"), size);
+    let pumped = loop {
+        let n = match data.read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => break Err(format!("reading the data: {e}")),
+        };
+        if let Err(e) = stdin.write_all(&buf[..n]) {
+            break Err(format!("{}: {e}", helper.display()));
+        }
+        total += n as u64;
+        progress.add(n as u64);
+    };
+    drop(stdin);
+    let out = child
+        .wait_with_output()
+        .map_err(|e| fail(format!("{}: {e}", helper.display())))?;
+    if !out.status.success() {
+        let said = String::from_utf8_lossy(&out.stderr);
+        return Err(fail(said.trim().to_string()));
+    }
+    pumped.map_err(fail)?;
+    if total != size {
+        return Err(fail(format!(
+            "the data changed while it was read: {size} bytes announced, {total} read"
+        )));
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| fail(e.to_string()))?;
+    let header = v["header"]
+        .as_str()
+        .and_then(|h| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, h).ok());
+    let digest = v["digest"]
+        .as_str()
+        .and_then(|d| Digest::new(d.to_string()).ok());
+    match (header, digest, v["size"].as_u64()) {
+        (Some(header), Some(digest), Some(n)) if n == size => Ok((
+            Sealing {
+                header,
+                size: super::seal::sealed_size(size),
+            },
+            digest,
+        )),
+        _ => Err(fail(format!("{} answered {:?}", helper.display(), v))),
+    }
 }
 
 /// A group member's transfer, started by the relay where the group is
@@ -192,7 +291,7 @@ pub fn start_linked(
         std::fs::hard_link(data, &data_path)
             .map_err(|e| crate::spool::Error::io("link", &data_path, e))?;
     }
-    let request = request_for(spool, header, mime, size, digest, now)?;
+    let request = request_for(spool, header, mime, size, digest, None, now)?;
     // Queued before it is recorded: a run killed in between queues the
     // same request (the same ID) again, a duplicate the receiver drops.
     crate::relay::pass_on(spool, vec![request.clone()], now, log)?;
@@ -206,6 +305,7 @@ fn request_for(
     mime: &MimeType,
     size: u64,
     digest: &Digest,
+    sealed: Option<Sealing>,
     now: Timestamp,
 ) -> Result<Message> {
     let t = header.id.to_string();
@@ -220,6 +320,7 @@ fn request_for(
             transfer: None,
             digest: Some(digest.clone()),
             mime_type: Some(mime.clone()),
+            sealed,
         }),
     };
     let name = |p: &PathBuf| p.file_name().unwrap().to_string_lossy().into_owned();
@@ -246,7 +347,7 @@ fn save_new(
     let t = request.header.id.to_string();
     let st = Outgoing {
         phase: Phase::Requested,
-        size: r.size,
+        size: r.sealed.as_ref().map_or(r.size, |x| x.size),
         digest: r.digest.as_ref().map(|d| d.to_string()).unwrap_or_default(),
         request: t.clone(),
         requests: 1,
@@ -263,6 +364,7 @@ fn save_new(
         uploaded: 0,
         chunks_only: false,
         report_to,
+        sealed_at: r.sealed.as_ref().map(|x| x.header.len() as u64),
     };
     save(spool, &dir(spool, "out")?, &format!("{t}.json"), &st, now)
 }
@@ -459,7 +561,8 @@ fn authorized(
     st.asked = asked.to_string();
     let here = format!("{}{t}", super::UPLOADS);
     let offered = r.location.as_ref().is_some_and(|l| l.as_str() == here);
-    if offered && !st.chunks_only && upload_route(spool, t).is_some() {
+    // A sealed transfer's chunks go as messages: the receiver opens each.
+    if offered && !st.chunks_only && st.sealed_at.is_none() && upload_route(spool, t).is_some() {
         if st.upload.is_none() {
             log(format!("{t}: the data goes over HTTP (tus, {here})"));
         }
@@ -561,7 +664,7 @@ fn queue_asked(
     for &i in &todo {
         let offset = i * cs;
         let len = cs.min(st.size - offset) as usize;
-        data.read_exact_at(&mut buf[..len], offset)
+        data.read_exact_at(&mut buf[..len], st.sealed_at.unwrap_or(0) + offset)
             .map_err(|e| crate::spool::Error::io("read", &data_path, e))?;
         let info = ChunkInfo {
             transfer: transfer.clone(),
@@ -861,6 +964,12 @@ pub fn status(spool: &Spool, id: &str) -> Option<Value> {
     let path = spool.root().join("bulk/out").join(format!("{id}.json"));
     let st = load::<Outgoing>(&path)?;
     let count = st.count();
+    let size = st.data_size();
+    let sealed = if st.sealed_at.is_some() {
+        "sealed "
+    } else {
+        ""
+    };
     let outbound = outbound_ids(spool).ok()?;
     let acknowledged = st
         .chunks
@@ -871,15 +980,15 @@ pub fn status(spool: &Spool, id: &str) -> Option<Value> {
         Phase::Requested => (
             "bulk",
             format!(
-                "bulk transfer of {} bytes: requested ({} request(s)), awaiting authorization",
-                st.size, st.requests
+                "{sealed}bulk transfer of {} bytes: requested ({} request(s)), awaiting authorization",
+                size, st.requests
             ),
         ),
         Phase::Deferred => (
             "bulk",
             format!(
-                "bulk transfer of {} bytes: deferred {} time(s), asked again at {}: {}",
-                st.size,
+                "{sealed}bulk transfer of {} bytes: deferred {} time(s), asked again at {}: {}",
+                size,
                 st.deferrals,
                 st.retry_at.map(|t| t.to_string()).unwrap_or_default(),
                 st.reason.clone().unwrap_or_default()
@@ -888,31 +997,31 @@ pub fn status(spool: &Spool, id: &str) -> Option<Value> {
         Phase::Authorized if st.upload.is_some() => (
             "bulk",
             format!(
-                "bulk transfer of {} bytes: authorized, uploading over HTTP: {} bytes held by the receiver",
-                st.size, st.uploaded
+                "{sealed}bulk transfer of {} bytes: authorized, uploading over HTTP: {} bytes held by the receiver",
+                size, st.uploaded
             ),
         ),
         Phase::Authorized => (
             "bulk",
             format!(
-                "bulk transfer of {} bytes: authorized, {acknowledged} of {} chunks acknowledged",
-                st.size,
+                "{sealed}bulk transfer of {} bytes: authorized, {acknowledged} of {} chunks acknowledged",
+                size,
                 count.unwrap_or(0)
             ),
         ),
         Phase::Delivered => (
             "acknowledged",
             format!(
-                "bulk transfer of {} bytes: delivered, {}",
-                st.size,
+                "{sealed}bulk transfer of {} bytes: delivered, {}",
+                size,
                 st.reason.clone().unwrap_or_default()
             ),
         ),
         Phase::Dead => (
             "dead",
             format!(
-                "bulk transfer of {} bytes: dead: {}",
-                st.size,
+                "{sealed}bulk transfer of {} bytes: dead: {}",
+                size,
                 st.reason.clone().unwrap_or_default()
             ),
         ),
@@ -920,7 +1029,7 @@ pub fn status(spool: &Spool, id: &str) -> Option<Value> {
     Some(json!({
         "id": id, "state": state, "summary": summary,
         "bulk": {
-            "phase": st.phase, "size": st.size, "digest": st.digest,
+            "phase": st.phase, "size": size, "digest": st.digest, "sealed": st.sealed_at.is_some(),
             "requests": st.requests, "deferrals": st.deferrals,
             "chunk_size": st.chunk_size, "chunks": count,
             "chunks_acknowledged": acknowledged, "chunks_sent": st.chunks_sent,

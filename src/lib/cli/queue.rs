@@ -127,6 +127,18 @@ pub enum QueueCommand {
         #[arg(long, value_name = "PEER")]
         peer: Option<String>,
     },
+    /// Internal: run by `rs-send` to seal bulk data at queue time (an age
+    /// file for the [bulk] encrypt_to recipients). Reads the data on
+    /// standard input, writes and fsyncs FILE, prints the data's size,
+    /// digest and the sealing header as one JSON object.
+    #[command(hide = true)]
+    Seal {
+        #[arg(long, value_name = "FILE")]
+        out: std::path::PathBuf,
+        /// A recipient (age1...) or a file of them; repeat for several.
+        #[arg(long = "to", value_name = "RECIPIENT", required = true)]
+        to: Vec<String>,
+    },
     /// Send what is due over each peer's configured routes (dir: routes
     /// write to their directory, which must exist). A message a peer did
     /// not acknowledge within its ack_timeout goes again to its backup

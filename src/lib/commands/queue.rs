@@ -22,10 +22,13 @@ pub fn run(args: QueueArgs) -> Result<ExitCode, Error> {
     if let QueueCommand::Init { site, component } = &args.command {
         return init(&ctx, site, component.as_deref(), now);
     }
+    if let QueueCommand::Seal { out, to } = &args.command {
+        return seal(out, to);
+    }
     let spool = ctx.open_spool(now)?;
     let mut out = Out::new();
     match args.command {
-        QueueCommand::Init { .. } => unreachable!("handled above"),
+        QueueCommand::Init { .. } | QueueCommand::Seal { .. } => unreachable!("handled above"),
         QueueCommand::List { area } => list(&ctx, &spool, &mut out, area, now),
         QueueCommand::Show { id, raw, content } => show(&ctx, &spool, &mut out, &id, raw, content),
         QueueCommand::Stats => stats(&ctx, &spool, &mut out, now),
@@ -1189,4 +1192,32 @@ fn check(ctx: &Context, spool: &Spool, out: &mut Out, now: Timestamp) -> Result<
     } else {
         ExitCode::DataErr
     })
+}
+
+/// `rs-queue seal`: bulk data from standard input sealed into `path`
+/// (durable on return), for `rs-send` (which links no cryptography).
+fn seal(path: &std::path::Path, to: &[String]) -> Result<ExitCode, Error> {
+    use std::io::Write;
+    let recipients = crate::bulk::seal::Recipient::from_config(to)
+        .map_err(|reason| crate::spool::Error::Sealing { reason })?;
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| crate::spool::Error::io("open", path, e))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, &file);
+    let stdin = std::io::stdin();
+    let sealed =
+        crate::bulk::seal::seal_stream(&recipients, &mut stdin.lock(), &mut w, &mut |_| {})
+            .and_then(|s| w.flush().map(|_| s))
+            .map_err(|e| crate::spool::Error::io("seal the data into", path, e))?;
+    drop(w);
+    durable::sync_all(&file, path).map_err(|e| crate::spool::Error::io("fsync", path, e))?;
+    let mut out = Out::new();
+    out.json(&json!({
+        "size": sealed.size,
+        "digest": sealed.digest.to_string(),
+        "header": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &sealed.header),
+    }))?;
+    Ok(ExitCode::Ok)
 }

@@ -253,6 +253,19 @@ pub struct BulkDataRequest {
     pub digest: Option<Digest>,
     /// What the data is, as delivered.
     pub mime_type: Option<MimeType>,
+    /// Set when the data was sealed when it was queued (an age file): the
+    /// chunks then carry the sealed payload, and only a receiver holding
+    /// one of its recipients' identities opens it.
+    pub sealed: Option<Sealing>,
+}
+
+/// How a transfer's data was sealed (see `bulk::seal`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sealing {
+    /// The age header, the payload's nonce at its end.
+    pub header: Vec<u8>,
+    /// The sealed payload's size: what the chunks carry.
+    pub size: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -190,6 +190,14 @@ struct BulkRequestXml {
         skip_serializing_if = "Option::is_none"
     )]
     mime_type: Option<String>,
+    #[serde(rename = "@sealed", default, skip_serializing_if = "Option::is_none")]
+    sealed: Option<String>,
+    #[serde(
+        rename = "@sealed-size",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    sealed_size: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -321,6 +329,11 @@ pub fn content_to_xml(c: &Content) -> String {
             transfer: r.transfer.as_ref().map(|t| t.to_string()),
             digest: r.digest.as_ref().map(|d| d.to_string()),
             mime_type: r.mime_type.as_ref().map(|m| m.as_str().to_string()),
+            sealed: r
+                .sealed
+                .as_ref()
+                .map(|x| base64::engine::general_purpose::STANDARD.encode(&x.header)),
+            sealed_size: r.sealed.as_ref().map(|x| x.size),
         }),
         Content::BulkDataResponse(r) => BodyXml::BulkDataResponse(BulkResponseXml {
             status: r.status.as_str().to_string(),
@@ -518,6 +531,23 @@ pub fn content_from_xml(bytes: &[u8]) -> Result<Content> {
             transfer: r.transfer.map(|t| MessageId::parse(&t)).transpose()?,
             digest: r.digest.map(Digest::new).transpose()?,
             mime_type: r.mime_type.map(MimeType::new).transpose()?,
+            sealed: match (r.sealed, r.sealed_size) {
+                (None, None) => None,
+                (Some(h), Some(size)) if h.len() <= 2 * crate::bulk::seal::MAX_HEADER => {
+                    Some(Sealing {
+                        header: base64::engine::general_purpose::STANDARD
+                            .decode(h.trim())
+                            .map_err(|_| invalid("sealed", "not base64"))?,
+                        size,
+                    })
+                }
+                _ => {
+                    return Err(invalid(
+                        "sealed",
+                        "sealed and sealed-size go together, the header at most 16 KiB",
+                    ))
+                }
+            },
         }),
         BodyXml::BulkDataResponse(r) => Content::BulkDataResponse(BulkDataResponse {
             status: r.status.parse()?,

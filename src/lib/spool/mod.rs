@@ -57,6 +57,9 @@ pub enum Error {
     },
     #[error("keys for peer {peer}: {reason}")]
     Keys { peer: String, reason: String },
+    /// Bulk data cannot be sealed as `[bulk] encrypt_to` says.
+    #[error("{reason}")]
+    Sealing { reason: String },
     #[error("no message {id} in the outbound areas of {spool} (see `rs-queue list`; dead messages are listed by `rs-queue list --area dead`)")]
     NotFound { id: String, spool: PathBuf },
     /// The shared state (PostgreSQL, JetStream) cannot be used now.
