@@ -9,8 +9,10 @@
 # W1 per-invocation enqueue: 2,000 processes each queue one 1 KiB message.
 # W2 removable media: 10,000 queued 1 KiB messages exported, imported
 #    (delivered), acknowledgements carried back and applied.
-# W3 bulk: one 1 GiB file queued, exported, imported; rs without and with
-#    OpenPGP, NNCP (always encrypted). MB/s and peak RSS.
+# W3 bulk: one 1 GiB file queued, exported, imported as a bulk transfer
+#    over removable media (request, answer, chunks: each step's runs
+#    summed); rs in the clear and sealed for an age key at queue time,
+#    NNCP (always encrypted), beside a durable 1 GiB write. MB/s, peak RSS.
 # W4 queue at scale (rs only: NNCP has no equivalent operations): list | head,
 #    stats, and an eviction, at 10^4, 10^5 and 10^6 queued messages.
 # W5 session mode: 10,000 queued 1 KiB messages site -> provider and 10,000
@@ -44,7 +46,7 @@ set -euo pipefail
 
 # These workloads measure data sent as one message, whatever its size:
 # spools start with [bulk] threshold raised (the default, 4 KiB, sends
-# larger data as a bulk transfer, which W3 does not measure yet).
+# larger data as a bulk transfer, which W3 and the bulk workload measure).
 one_message() { sed -i 's/^threshold = .*/threshold = "1TiB"/' "$1/config.toml"; }
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -53,6 +55,7 @@ need=()
 command -v nncp-file >/dev/null || need+=(nncp)
 [ -x /usr/bin/time ] || need+=(time)
 command -v gpg >/dev/null || need+=(gnupg)
+command -v age-keygen >/dev/null || need+=(age)
 command -v openssl >/dev/null || need+=(openssl)
 command -v python3 >/dev/null || need+=(python3)
 command -v nginx >/dev/null || need+=(nginx-light)
@@ -261,23 +264,47 @@ if wants w3; then
     echo "W3: 1 GiB"
     head -c 1073741824 /dev/urandom > "$work/1g"
     mb() { awk -v s="$1" 'BEGIN{printf "%.1f", 1024/s}'; }
-    for mode in plain openpgp; do
-        d=$work/w3-$mode; mkdir -p "$d"
-        extra_a=""; extra_b=""
-        if [ $mode = openpgp ]; then
-            export GNUPGHOME=$d/gnupg; mkdir -p "$GNUPGHOME"; chmod 700 "$GNUPGHOME"
-            for who in a b; do
-                gpg --batch --passphrase '' --quick-gen-key "$who <$who@bench>" future-default default 1y 2>/dev/null
-                gpg --batch --armor --export-secret-keys "$who@bench" > "$d/$who.key"
-                gpg --batch --armor --export "$who@bench" > "$d/$who.pub"
-            done
-            extra_a=$(printf 'protection = "openpgp"\nour_key = "%s"\npeer_cert = "%s"' "$d/a.key" "$d/b.pub")
-            extra_b=$(printf 'protection = "openpgp"\nour_key = "%s"\npeer_cert = "%s"' "$d/b.key" "$d/a.pub")
+    # rs sends 1 GiB as a bulk transfer: rs-send keeps it aside (sealed
+    # for the receiver's age key when encrypted); the request goes over,
+    # the answer comes back, the chunks go over, the receiver opens them
+    # and delivers. Each step's time is the sum of the runs it takes:
+    # export = the request's, the answer's and the chunks' exports;
+    # import = their three imports. Peak RSS is the largest of them.
+    w3_sum() { awk '{t+=$1; if ($2>m) m=$2} END {printf "%.2f %d\n", t, m}' "$1"; }
+    for mode in plain sealed; do
+        d=$work/w3-$mode; mkdir -p "$d/s1" "$d/s2"
+        RS_SPOOL=$d/a "$bin/rs-queue" init --site a --component a.host >/dev/null
+        RS_SPOOL=$d/b "$bin/rs-queue" init --site b --component b.hub >/dev/null
+        printf '\n[[peer]]\nid = "b.hub"\nupstream = true\n' >> "$d/a/config.toml"
+        printf '\n[[peer]]\nid = "a.host"\n' >> "$d/b/config.toml"
+        # The receiver asks for every chunk at once (media carried once),
+        # in chunks of 4 MiB.
+        sed -i 's/^window = .*/window = 100000/; s/^chunk_size = .*/chunk_size = "4MiB"/' "$d/b/config.toml"
+        if [ $mode = sealed ]; then
+            age-keygen -o "$d/b.key" 2>/dev/null
+            sed -i "s|^\[bulk\]|[bulk]\nencrypt_to = [\"$(age-keygen -y "$d/b.key")\"]|" "$d/a/config.toml"
+            sed -i "s|^\[bulk\]|[bulk]\nidentity = \"$d/b.key\"|" "$d/b/config.toml"
         fi
-        rs_sites "$d" "$extra_a" "$extra_b"
+        sync
         rss "$work/w3.$mode.queue" env RS_SPOOL="$d/a" "$bin/rs-send" --class bench --subclass w3 --file "$work/1g"
-        rss "$work/w3.$mode.export" env RS_SPOOL="$d/a" "$bin/rs-queue" export --to "$d/stick"
-        rss "$work/w3.$mode.import" env RS_SPOOL="$d/b" "$bin/rs-relay" import --from "$d/stick"
+        : > "$work/w3.$mode.ex"; : > "$work/w3.$mode.im"
+        rss "$work/w3.$mode.ex" env RS_SPOOL="$d/a" "$bin/rs-queue" export --to "$d/s1"
+        rss "$work/w3.$mode.im" env RS_SPOOL="$d/b" "$bin/rs-relay" import --from "$d/s1"
+        rss "$work/w3.$mode.ex" env RS_SPOOL="$d/b" "$bin/rs-queue" export --to "$d/s2"
+        rss "$work/w3.$mode.im" env RS_SPOOL="$d/a" "$bin/rs-relay" import --from "$d/s2"
+        rss "$work/w3.$mode.ex" env RS_SPOOL="$d/a" "$bin/rs-queue" export --to "$d/s1"
+        rss "$work/w3.$mode.im" env RS_SPOOL="$d/b" "$bin/rs-relay" import --from "$d/s1"
+        w3_sum "$work/w3.$mode.ex" > "$work/w3.$mode.export"; w3_sum "$work/w3.$mode.im" > "$work/w3.$mode.import"
+        rm -f "$work/w3.$mode.ex" "$work/w3.$mode.im"
+        got=$(find "$d/b/received/new" -type f | head -1)
+        [ -n "$got" ] || { echo "W3 $mode: nothing delivered" >&2; exit 1; }
+        python3 - "$got" "$work/1g" <<'PY' || { echo "W3 $mode: the delivered data differs" >&2; exit 1; }
+import sys, email, base64, hashlib, re
+raw = open(sys.argv[1], 'rb').read()
+m = re.search(rb'<data[^>]*>([^<]*)</data>', raw)
+h = hashlib.sha256(base64.b64decode(m.group(1))).digest()
+sys.exit(0 if h == hashlib.sha256(open(sys.argv[2], 'rb').read()).digest() else 1)
+PY
         rm -rf "$d"
     done
     c=$work/w3-nncp; nncp_nodes "$c"; mkdir -p "$c/stick"
@@ -287,15 +314,19 @@ if wants w3; then
     /usr/bin/time -f "%e %M" -o "$work/t2" nncp-toss -quiet -cfg "$c/bob.hjson" >/dev/null 2>&1
     paste "$work/t1" "$work/t2" | awk '{printf "%.2f %d\n", $1+$3, ($2>$4)?$2:$4}' >> "$work/w3.nncp.import"
     cmp -s "$work/1g" "$c/bob/incoming/big" || { echo "W3: NNCP's copy differs" >&2; exit 1; }
-    rm -rf "$c" "$work/1g"
+    rm -rf "$c"
+    # The disk in the same run: a durable sequential write of 1 GiB.
+    t0=$(now_us); dd if="$work/1g" of="$work/dd.out" bs=4M conv=fsync status=none; t1=$(now_us)
+    rm -f "$work/dd.out" "$work/1g"
     for step in queue export import; do
-        read -r ps pr < "$work/w3.plain.$step"; read -r es er < "$work/w3.openpgp.$step"; read -r ns nr < "$work/w3.nncp.$step"
-        row "W3 $step 1 GiB, MB/s (peak RSS MiB), rs plain|$(mb "$ps") ($((pr/1024)))|n/a (NNCP always encrypts)| |${ps} s|1"
-        row "W3 $step 1 GiB, MB/s (peak RSS MiB), encrypted|$(mb "$es") ($((er/1024)))|$(mb "$ns") ($((nr/1024)))|$(awk -v a="$es" -v b="$ns" 'BEGIN{printf "%.2fx", b/a}')|rs ${es} s, NNCP ${ns} s|1"
+        read -r ps pr < "$work/w3.plain.$step"; read -r es er < "$work/w3.sealed.$step"; read -r ns nr < "$work/w3.nncp.$step"
+        row "W3 $step 1 GiB, MB/s (peak RSS MiB), rs bulk in the clear|$(mb "$ps") ($((pr/1024)))|n/a (NNCP always encrypts)| |${ps} s|1"
+        row "W3 $step 1 GiB, MB/s (peak RSS MiB), encrypted (rs: bulk sealed with age)|$(mb "$es") ($((er/1024)))|$(mb "$ns") ($((nr/1024)))|$(awk -v a="$es" -v b="$ns" 'BEGIN{printf "%.2fx", b/a}')|rs ${es} s, NNCP ${ns} s|1"
     done
-    tp=$(cat "$work"/w3.plain.* | awk '{s+=$1} END {print s}'); te=$(cat "$work"/w3.openpgp.* | awk '{s+=$1} END {print s}'); tn=$(cat "$work"/w3.nncp.* | awk '{s+=$1} END {print s}')
-    row "W3 end to end 1 GiB, MB/s, rs plain|$(mb "$tp")|n/a| |${tp} s|1"
-    row "W3 end to end 1 GiB, MB/s, encrypted|$(mb "$te")|$(mb "$tn")|$(awk -v a="$te" -v b="$tn" 'BEGIN{printf "%.2fx", b/a}')|rs ${te} s, NNCP ${tn} s|1"
+    tp=$(cat "$work"/w3.plain.* | awk '{s+=$1} END {print s}'); te=$(cat "$work"/w3.sealed.* | awk '{s+=$1} END {print s}'); tn=$(cat "$work"/w3.nncp.* | awk '{s+=$1} END {print s}')
+    row "W3 end to end 1 GiB, MB/s, rs bulk in the clear|$(mb "$tp")|n/a| |${tp} s|1"
+    row "W3 end to end 1 GiB, MB/s, encrypted (rs: bulk sealed with age)|$(mb "$te")|$(mb "$tn")|$(awk -v a="$te" -v b="$tn" 'BEGIN{printf "%.2fx", b/a}')|rs ${te} s, NNCP ${tn} s|1"
+    row "W3 the disk: durable write of the same 1 GiB (dd bs=4M conv=fsync), MB/s|$(echo "$t0 $t1" | awk '{printf "%.1f", 1024/(($2-$1)/1e6)}')|n/a| |physical limit|1"
 fi
 
 # ------------------------------------------------------------------ W4
