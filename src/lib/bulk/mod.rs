@@ -133,15 +133,18 @@ pub fn group_here<'a>(h: &Header, config: &'a crate::config::Config) -> Option<&
 pub struct ChunkInfo {
     pub transfer: MessageId,
     pub index: u64,
-    pub digest: crate::message::Digest,
+    /// The chunk's digest: absent only from a sealed transfer's chunks,
+    /// whose sealing authenticates every segment (and its place).
+    pub digest: Option<crate::message::Digest>,
 }
 
 impl ChunkInfo {
     pub fn mime(&self) -> String {
-        format!(
-            "{CHUNK_TYPE}; transfer={}; index={}; digest={}",
-            self.transfer, self.index, self.digest
-        )
+        let mut m = format!("{CHUNK_TYPE}; transfer={}; index={}", self.transfer, self.index);
+        if let Some(d) = &self.digest {
+            m.push_str(&format!("; digest={d}"));
+        }
+        m
     }
 
     pub fn parse(mime: &str) -> std::result::Result<ChunkInfo, String> {
@@ -158,17 +161,21 @@ impl ChunkInfo {
             match k.trim() {
                 "transfer" => transfer = MessageId::parse(v.trim()).ok(),
                 "index" => index = v.trim().parse::<u64>().ok(),
-                "digest" => digest = crate::message::Digest::new(v.trim()).ok(),
+                "digest" => digest = Some(crate::message::Digest::new(v.trim()).ok()),
                 _ => {}
             }
         }
-        match (transfer, index, digest) {
-            (Some(transfer), Some(index), Some(digest)) => Ok(ChunkInfo {
+        let digest = match digest {
+            None => None,
+            Some(d) => Some(d.ok_or("a chunk whose digest is not one")?),
+        };
+        match (transfer, index) {
+            (Some(transfer), Some(index)) => Ok(ChunkInfo {
                 transfer,
                 index,
                 digest,
             }),
-            _ => Err("a chunk without a valid transfer, index and digest".into()),
+            _ => Err("a chunk without a valid transfer and index".into()),
         }
     }
 }
@@ -469,9 +476,15 @@ mod tests {
         let c = ChunkInfo {
             transfer: MessageId::mint(Timestamp::from_secs(1_800_000_000)),
             index: 7,
-            digest: digest_of(b"abc"),
+            digest: Some(digest_of(b"abc")),
         };
         assert_eq!(ChunkInfo::parse(&c.mime()).unwrap(), c);
+        let sealed = ChunkInfo {
+            digest: None,
+            ..c.clone()
+        };
+        assert_eq!(ChunkInfo::parse(&sealed.mime()).unwrap(), sealed);
+        assert!(ChunkInfo::parse(&format!("{}; digest=nonsense", sealed.mime())).is_err());
         assert!(ChunkInfo::parse("application/octet-stream").is_err());
         assert!(ChunkInfo::parse(&format!("{CHUNK_TYPE}; index=1")).is_err());
         assert!(is_bulk("data", Some(&c.mime())));

@@ -521,8 +521,17 @@ impl Chunks {
                 d.bytes.len()
             ));
         }
-        if digest_of(&d.bytes) != info.digest {
-            return Err(format!("chunk {} does not match its digest", info.index));
+        match &info.digest {
+            Some(digest) if digest_of(&d.bytes) != *digest => {
+                return Err(format!("chunk {} does not match its digest", info.index));
+            }
+            None if key.is_none() => {
+                return Err(format!(
+                    "chunk {} has no digest, and transfer {t} is not sealed",
+                    info.index
+                ));
+            }
+            _ => {}
         }
         let mut have = Ranges::parse(&st.have, count).unwrap_or_default();
         if have.contains(info.index) {

@@ -53,9 +53,8 @@ pub fn write_data_envelope(
         header.id,
         quick_xml::escape::escape(mime.as_str()),
     )?;
-    let engine = base64::engine::general_purpose::STANDARD;
     let mut buf = vec![0u8; LINE_IN * 1024];
-    let mut line = String::with_capacity(80);
+    let mut text = vec![0u8; LINE_OUT * 1024];
     let mut total = 0u64;
     loop {
         let n = read_full(data, &mut buf)?;
@@ -63,12 +62,8 @@ pub fn write_data_envelope(
             break;
         }
         total += n as u64;
-        for chunk in buf[..n].chunks(LINE_IN) {
-            line.clear();
-            engine.encode_string(chunk, &mut line);
-            line.push('\n');
-            out.write_all(line.as_bytes())?;
-        }
+        let len = encode_lines(&buf[..n], &mut text);
+        out.write_all(&text[..len])?;
         if n < buf.len() {
             break;
         }
@@ -81,6 +76,25 @@ pub fn write_data_envelope(
     }
     write!(out, "</data></content>\n--{boundary}--\n")?;
     out.flush()
+}
+
+/// Characters per base64 line, with its line end.
+const LINE_OUT: usize = 77;
+
+/// Encodes `data` as base64 lines of 76 characters (the last shorter),
+/// each ended by a newline, into `text` (at least `LINE_OUT` bytes for
+/// each `LINE_IN` of data, rounded up); returns the bytes written.
+pub fn encode_lines(data: &[u8], text: &mut [u8]) -> usize {
+    let engine = base64::engine::general_purpose::STANDARD;
+    let mut at = 0;
+    for chunk in data.chunks(LINE_IN) {
+        at += engine
+            .encode_slice(chunk, &mut text[at..at + 76])
+            .expect("76 characters hold 57 bytes");
+        text[at] = b'\n';
+        at += 1;
+    }
+    at
 }
 
 /// Reads until `buf` is full or the input ends.
@@ -316,7 +330,13 @@ pub fn decode(file: &mut File, out: &mut dyn Write) -> Result<Layout> {
     let mut out_buf = Vec::with_capacity(192 * 1024);
     let engine = base64::engine::general_purpose::STANDARD;
     let mut feed = |text: &[u8], pending: &mut Vec<u8>, flush_all: bool| -> Result<()> {
-        pending.extend(text.iter().copied().filter(|b| !b.is_ascii_whitespace()));
+        // Line by line (a byte at a time costs more than the decoding).
+        let mut rest = text;
+        while let Some(p) = rest.iter().position(|b| b.is_ascii_whitespace()) {
+            pending.extend_from_slice(&rest[..p]);
+            rest = &rest[p + 1..];
+        }
+        pending.extend_from_slice(rest);
         let usable = if flush_all {
             pending.len()
         } else {
