@@ -451,7 +451,23 @@ fn chunk_bytes(dir: &std::path::Path, counted: &mut std::collections::HashSet<St
 /// the chunk data that went over the medium is less than twice the file.
 #[test]
 fn bulk_transfers_killed_at_random_moments_arrive_once_and_resume() {
-    let trials = crash_trials();
+    killed_at_random_moments(false);
+}
+
+/// The same for sealed transfers (fewer trials: each is three chunks of
+/// 3.7 MB, asked for one at a time), whose receiver writes each opened
+/// chunk as its text in the message it delivers.
+#[test]
+fn sealed_transfers_killed_at_random_moments_arrive_once_and_resume() {
+    killed_at_random_moments(true);
+}
+
+fn killed_at_random_moments(sealed: bool) {
+    let trials = if sealed {
+        (crash_trials() / 4).max(4)
+    } else {
+        crash_trials()
+    };
     let mut a = Site::component("a.host");
     let mut p = Site::component("p.hub");
     let up = a.stick("to-p");
@@ -462,7 +478,18 @@ fn bulk_transfers_killed_at_random_moments_arrive_once_and_resume() {
     );
     p.peer("a.host", &format!("routes = [\"dir:{}\"]", down.display()));
     a.bulk_threshold("4KiB");
-    p.append_config("[bulk]\nchunk_size = \"8KiB\"\nwindow = 4\n");
+    if sealed {
+        let keys = p.root().join("keys");
+        std::fs::create_dir_all(&keys).unwrap();
+        let (identity, recipient) = age_key(&keys, "p.hub");
+        a.append_config(&format!("[bulk]\nencrypt_to = [\"{recipient}\"]\n"));
+        p.append_config(&format!(
+            "[bulk]\nidentity = \"{}\"\nwindow = 1\n",
+            identity.display()
+        ));
+    } else {
+        p.append_config("[bulk]\nchunk_size = \"8KiB\"\nwindow = 4\n");
+    }
     let (ups, downs) = (up.display().to_string(), down.display().to_string());
     let mut rng = Rng::from_env();
     let mut spans = [20_000u64; 4];
@@ -470,7 +497,11 @@ fn bulk_transfers_killed_at_random_moments_arrive_once_and_resume() {
     let mut minutes = 0u64;
     let mut worst = 0f64;
     for trial in 0..trials {
-        let size = 64 * 1024 + (trial * 997) % 40_000;
+        let size = if sealed {
+            2 * 57 * 65536 + 1 + (trial * 997) % 40_000
+        } else {
+            64 * 1024 + (trial * 997) % 40_000
+        };
         let data = random(size, trial as u64 + 11);
         let id = a.send(&[], &data);
         let mut counted = std::collections::HashSet::new();
@@ -1567,8 +1598,10 @@ fn a_sealed_transfer_is_opened_only_at_its_receiver_and_age_reads_it() {
         "[bulk]\nidentity = \"{}\"\nchunk_size = \"128KiB\"\nwindow = 2\n",
         identity.display()
     ));
-    // Three chunks of two sealed segments, and a last one of 1,016 bytes.
-    let data = random(3 * 131072 + 1000, 21);
+    // Two chunks of 57 sealed segments (a whole number of base64 lines:
+    // the receiver writes each where it belongs in the message it
+    // delivers), and a last one of 1,016 bytes.
+    let data = random(2 * 57 * 65536 + 1000, 21);
     let id = c.site("a.host").send(&[], &data);
     // What rs keeps aside is an age file: the standard tool opens it.
     let copy = c.site("a.host").spool.join(format!("bulk/out/{id}.data"));
@@ -1591,13 +1624,13 @@ fn a_sealed_transfer_is_opened_only_at_its_receiver_and_age_reads_it() {
         "the copy aside holds no data in the clear"
     );
     let log = c.round(&["a.host"]);
-    assert!(log.contains("authorized (4 chunks of 131104)"), "{log}");
+    assert!(log.contains("authorized (3 chunks of 3736464)"), "{log}");
     assert_eq!(c.status("a.host", &id)["bulk"]["sealed"], true);
     // A forged last chunk (its digest right, its sealing not), sent before
     // the real one is asked for, is set aside.
     let garbage = random(1016, 22);
     let mime = format!(
-        "application/vnd.rs.bulk-chunk; transfer={id}; index=3; digest={}",
+        "application/vnd.rs.bulk-chunk; transfer={id}; index=2; digest={}",
         rs::bulk::digest_of(&garbage).as_str()
     );
     c.site("a.host").send(&["--mime-type", &mime], &garbage);
@@ -1621,7 +1654,7 @@ fn a_sealed_transfer_is_opened_only_at_its_receiver_and_age_reads_it() {
         p["summary"]
             .as_str()
             .unwrap()
-            .starts_with("sealed bulk transfer of 394216 bytes"),
+            .starts_with("sealed bulk transfer of 7472104 bytes"),
         "{p}"
     );
     let reasons: Vec<String> = c

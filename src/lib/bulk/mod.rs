@@ -140,7 +140,10 @@ pub struct ChunkInfo {
 
 impl ChunkInfo {
     pub fn mime(&self) -> String {
-        let mut m = format!("{CHUNK_TYPE}; transfer={}; index={}", self.transfer, self.index);
+        let mut m = format!(
+            "{CHUNK_TYPE}; transfer={}; index={}",
+            self.transfer, self.index
+        );
         if let Some(d) = &self.digest {
             m.push_str(&format!("; digest={d}"));
         }

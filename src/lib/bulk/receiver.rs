@@ -57,6 +57,11 @@ pub struct Incoming {
     /// A sealed transfer: the data's size (in the clear).
     #[serde(default)]
     pub data_size: Option<u64>,
+    /// The data file is laid out as the message it is delivered as (the
+    /// data's base64 text starts here): each chunk, opened, is written as
+    /// its text where it belongs, and delivery is a rename.
+    #[serde(default)]
+    pub text_at: Option<u64>,
 }
 
 impl Incoming {
@@ -283,6 +288,18 @@ pub fn on_request(
             ),
         );
     }
+    // A sealed transfer (not a group's, which is handed on in the clear)
+    // is received into the very message it is delivered as.
+    let parts = (r.sealed.is_some() && super::group_here(h, spool.config()).is_none()).then(|| {
+        let mut header = h.clone();
+        header.id = t.clone();
+        let mime = r.mime_type.clone().unwrap_or_else(MimeType::octet_stream);
+        stream::data_envelope_parts(&header, &mime, r.size)
+    });
+    let allocated = match &parts {
+        Some((head, tail)) => head.len() as u64 + stream::text_len(r.size) + tail.len() as u64,
+        None => r.size,
+    };
     // The reservation: the space itself, allocated.
     let file = durable::open(
         std::fs::OpenOptions::new()
@@ -292,11 +309,17 @@ pub fn on_request(
         &data_path,
     )
     .map_err(|e| crate::spool::Error::io("create", &data_path, e))?;
-    if let Err(e) = durable::allocate(&file, r.size) {
+    let placed = durable::allocate(&file, allocated).and_then(|_| match &parts {
+        Some((head, tail)) => file
+            .write_all_at(head, 0)
+            .and_then(|_| file.write_all_at(tail, allocated - tail.len() as u64)),
+        None => Ok(()),
+    });
+    if let Err(e) = placed {
         let _ = durable::remove_file(&data_path);
         return refuse(
             BulkStatus::Deferred,
-            format!("{me} could not reserve {} bytes: {e}", r.size),
+            format!("{me} could not reserve {allocated} bytes: {e}"),
         );
     }
     durable::sync_data(&file, &data_path)
@@ -320,10 +343,16 @@ pub fn on_request(
             .0
             .max(size.div_ceil(super::ranges::MAX_INDICES)),
         Some(_) => {
+            // Whole segments, and (laid out in place) a whole number of
+            // base64 lines of data: 57 segments or a multiple.
             let segments = size.div_ceil(super::seal::SEALED_SEGMENT);
-            let per_chunk = (config.chunk_size.0 / super::seal::SEGMENT)
+            let mut per_chunk = (config.chunk_size.0 / super::seal::SEGMENT)
                 .max(segments.div_ceil(super::ranges::MAX_INDICES))
                 .max(1);
+            if parts.is_some() {
+                let line = stream::LINE_IN as u64;
+                per_chunk = per_chunk.div_ceil(line) * line;
+            }
             per_chunk * super::seal::SEALED_SEGMENT
         }
     };
@@ -352,6 +381,7 @@ pub fn on_request(
             .as_ref()
             .map(|x| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &x.header)),
         data_size: r.sealed.as_ref().map(|_| r.size),
+        text_at: parts.as_ref().map(|(head, _)| head.len() as u64),
     };
     save_state(spool, &ts, &st, now)?;
     log(format!(
@@ -440,6 +470,10 @@ struct Open {
     path: PathBuf,
     /// A sealed transfer's key.
     key: Option<super::seal::Key>,
+    /// The data's digest so far, while its chunks come in order from the
+    /// first (then the whole is not read again to check it), and the next
+    /// chunk it takes.
+    hashing: Option<(sha2::Sha256, u64)>,
 }
 
 impl Chunks {
@@ -482,6 +516,8 @@ impl Chunks {
             self.open.insert(
                 t.clone(),
                 Open {
+                    hashing: (st.have.is_empty() && st.uploaded == 0)
+                        .then(|| (<sha2::Sha256 as sha2::Digest>::new(), 0)),
                     st,
                     file,
                     path: data_path,
@@ -494,6 +530,7 @@ impl Chunks {
             file,
             path,
             key,
+            hashing,
         } = self.open.get_mut(&t).expect("opened above");
         let Some(file) = file else {
             return Ok(());
@@ -546,8 +583,27 @@ impl Chunks {
                 (std::borrow::Cow::Owned(open), at)
             }
         };
-        crate::spool::fault::write_with(path, || file.write_all_at(&bytes, at))
+        // Hashed once written (a chunk not written is not held).
+        let in_order = matches!(hashing, Some((_, next)) if *next == info.index);
+        if !in_order {
+            *hashing = None;
+        }
+        let (text, at) = match st.text_at {
+            None => (None, at),
+            Some(text_at) => {
+                let mut text = vec![0u8; bytes.len().div_ceil(stream::LINE_IN) * 77];
+                let len = stream::encode_lines(&bytes, &mut text);
+                text.truncate(len);
+                (Some(text), text_at + stream::text_offset(at))
+            }
+        };
+        let written = text.as_deref().unwrap_or(&bytes);
+        crate::spool::fault::write_with(path, || file.write_all_at(written, at))
             .map_err(|e| format!("write chunk {} of {t}: {e}", info.index))?;
+        if let Some((h, next)) = hashing {
+            sha2::Digest::update(h, &bytes);
+            *next += 1;
+        }
         have.insert(info.index);
         st.have = have.to_string();
         Ok(())
@@ -561,14 +617,18 @@ impl Chunks {
                 mut st,
                 file,
                 path: data_path,
+                hashing,
                 ..
             } = o;
+            let known = hashing
+                .filter(|(_, next)| *next == st.count())
+                .map(|(h, _)| Digest::of(h));
             let gone = file.is_none();
             if let Some(file) = file {
                 durable::sync_data(&file, &data_path)
                     .map_err(|e| crate::spool::Error::io("fsync", &data_path, e))?;
             }
-            settle(spool, &t, &mut st, gone, true, now, log)?;
+            settle(spool, &t, &mut st, gone, true, known, now, log)?;
         }
         Ok(())
     }
@@ -599,12 +659,14 @@ fn open_chunk(
 /// is here, checks it whole, delivers it and says so; else, with
 /// `ask_next`, asks for the next window once the asked chunks are here.
 /// `gone`: the data file is gone (a run killed after delivering it).
+#[allow(clippy::too_many_arguments)]
 fn settle(
     spool: &Spool,
     t: &str,
     st: &mut Incoming,
     gone: bool,
     ask_next: bool,
+    known: Option<Digest>,
     now: Timestamp,
     log: &dyn Fn(String),
 ) -> Result<()> {
@@ -619,7 +681,7 @@ fn settle(
     if have.len() == count || st.uploaded >= st.size || gone {
         // Said before it is recorded: a run killed in between says it
         // again (the sender takes the second as the first).
-        complete(spool, t, st, &request, now, log)?;
+        complete(spool, t, st, &request, known, now, log)?;
         let said = match st.phase {
             Phase::Delivered => Said::verified(Digest::new(st.digest.clone()).ok()),
             _ => Said::because(st.reason.clone()),
@@ -784,7 +846,7 @@ fn recovered_state(
     let _lock = super::lock(spool).map_err(unavailable)?;
     let mut st = upload_state(spool, t, caller)?;
     if st.phase == Phase::Receiving && !data_path.exists() {
-        settle(spool, t, &mut st, true, false, now, log).map_err(unavailable)?;
+        settle(spool, t, &mut st, true, false, None, now, log).map_err(unavailable)?;
     }
     Ok(st)
 }
@@ -915,7 +977,7 @@ pub fn upload_patch(
     let done = st.offset() == st.size;
     if done {
         drop(file);
-        settle(spool, t, &mut st, false, false, now, log).map_err(unavailable)?;
+        settle(spool, t, &mut st, false, false, None, now, log).map_err(unavailable)?;
     } else {
         st.expires = now.saturating_add(spool.config().bulk.reservation);
         st.updated = now;
@@ -973,11 +1035,13 @@ pub fn upload_terminate(
 /// Every chunk is here: the digest is checked whole; the data is delivered
 /// as message `t` (unless a run killed after delivering did it already)
 /// or, not matching, set aside in quarantine.
+/// `known`: the data's digest, computed as it came (else it is read).
 fn complete(
     spool: &Spool,
     t: &str,
     st: &mut Incoming,
     request: &Header,
+    known: Option<Digest>,
     now: Timestamp,
     log: &dyn Fn(String),
 ) -> Result<()> {
@@ -1019,21 +1083,10 @@ fn complete(
         }
         Err(e) => return Err(crate::spool::Error::io("open", &data_path, e)),
     };
-    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut progress = crate::output::Progress::new(format!("{t}: verifying"), st.data_size());
-    loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(|e| crate::spool::Error::io("read", &data_path, e))?;
-        if n == 0 {
-            break;
-        }
-        sha2::Digest::update(&mut hasher, &buf[..n]);
-        progress.add(n as u64);
-    }
-    drop(progress);
-    let got = Digest::of(hasher);
+    let got = match known {
+        Some(d) => d,
+        None => read_digest(&mut f, st, &data_path, t)?,
+    };
     if got.as_str() != st.digest {
         let why = format!("the data's digest is {got}, not {} as announced", st.digest);
         let kept = spool.quarantine(&data_path, "bulk", &format!("transfer {t}: {why}"), now)?;
@@ -1047,6 +1100,11 @@ fn complete(
     }
     if let Some(members) = members {
         fan_out(spool, t, st, request, members, &data_path, &got, now, log)?;
+    } else if st.text_at.is_some() {
+        // The file is the message: delivered by its rename.
+        durable::sync_data(&f, &data_path)
+            .map_err(|e| crate::spool::Error::io("fsync", &data_path, e))?;
+        maildir::deliver_file(spool, &super::transfer_id(t, &data_path)?, &data_path, now)?;
     } else {
         let mut header = request.clone();
         header.id = super::transfer_id(t, &data_path)?;
@@ -1061,6 +1119,45 @@ fn complete(
         st.data_size()
     ));
     Ok(())
+}
+
+/// The digest of transfer `st`'s data as its file holds it (in the clear,
+/// or as the text of the message it is laid out as).
+fn read_digest(
+    f: &mut File,
+    st: &Incoming,
+    data_path: &std::path::Path,
+    t: &str,
+) -> Result<Digest> {
+    struct Hashing(sha2::Sha256, crate::output::Progress);
+    impl std::io::Write for Hashing {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            sha2::Digest::update(&mut self.0, buf);
+            self.1.add(buf.len() as u64);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let progress = crate::output::Progress::new(format!("{t}: verifying"), st.data_size());
+    let mut hashing = Hashing(<sha2::Sha256 as sha2::Digest>::new(), progress);
+    if st.text_at.is_some() {
+        let layout = stream::decode(f, &mut hashing).map_err(|e| {
+            crate::spool::Error::io("read", data_path, std::io::Error::other(e.to_string()))
+        })?;
+        if layout.size != st.data_size() {
+            return Err(crate::spool::Error::io(
+                "read",
+                data_path,
+                std::io::Error::other("not the size authorized"),
+            ));
+        }
+    } else {
+        std::io::copy(f, &mut hashing)
+            .map_err(|e| crate::spool::Error::io("read", data_path, e))?;
+    }
+    Ok(Digest::of(hashing.0))
 }
 
 /// The data of group transfer `t`, verified here, goes on to each member

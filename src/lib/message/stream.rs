@@ -24,7 +24,7 @@ use super::{limits, xml, Error, Header, MimeType, Result};
 pub const THRESHOLD: u64 = 4 * 1024 * 1024;
 
 /// Input bytes per base64 line (57 bytes make 76 characters).
-const LINE_IN: usize = 57;
+pub const LINE_IN: usize = 57;
 
 /// Writes a one-message envelope whose content is `size` bytes of data read
 /// from `data`, in bounded memory. Fails if `data` does not hold exactly
@@ -36,23 +36,9 @@ pub fn write_data_envelope(
     data: &mut dyn Read,
     out: &mut dyn Write,
 ) -> io::Result<()> {
-    let header_xml = xml::header_to_xml(header);
-    let boundary = pick_boundary(std::iter::once(header_xml.as_bytes()));
+    let (head, tail) = data_envelope_parts(header, mime, size);
     let mut out = io::BufWriter::with_capacity(256 * 1024, out);
-    write_head(&mut out, header, 1, &boundary)?;
-    write_part(
-        &mut out,
-        &boundary,
-        &format!("header.{}@rs", header.id),
-        &header_xml,
-    )?;
-    write!(
-        out,
-        "--{boundary}\nContent-Type: application/xml; charset=utf-8\nContent-ID: <content.{}@rs>\nContent-Transfer-Encoding: 7bit\n\n\
-         <?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<content><data mime-type=\"{}\" size=\"{size}\" encoding=\"base64\">\n",
-        header.id,
-        quick_xml::escape::escape(mime.as_str()),
-    )?;
+    out.write_all(&head)?;
     let mut buf = vec![0u8; LINE_IN * 1024];
     let mut text = vec![0u8; LINE_OUT * 1024];
     let mut total = 0u64;
@@ -74,8 +60,54 @@ pub fn write_data_envelope(
             format!("the data changed while it was read: {size} bytes announced, {total} read"),
         ));
     }
-    write!(out, "</data></content>\n--{boundary}--\n")?;
+    out.write_all(&tail)?;
     out.flush()
+}
+
+/// What a one-message envelope of `size` bytes of data holds before its
+/// data text and after it: the data text between is [`encode_lines`] of
+/// the data, [`text_len`] bytes (so a writer may place each part of it
+/// where it belongs, in any order).
+pub fn data_envelope_parts(header: &Header, mime: &MimeType, size: u64) -> (Vec<u8>, Vec<u8>) {
+    let header_xml = xml::header_to_xml(header);
+    let boundary = pick_boundary(std::iter::once(header_xml.as_bytes()));
+    let mut head = Vec::with_capacity(4096);
+    write_head(&mut head, header, 1, &boundary).expect("writes to memory");
+    write_part(
+        &mut head,
+        &boundary,
+        &format!("header.{}@rs", header.id),
+        &header_xml,
+    )
+    .expect("writes to memory");
+    write!(
+        head,
+        "--{boundary}\nContent-Type: application/xml; charset=utf-8\nContent-ID: <content.{}@rs>\nContent-Transfer-Encoding: 7bit\n\n\
+         <?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<content><data mime-type=\"{}\" size=\"{size}\" encoding=\"base64\">\n",
+        header.id,
+        quick_xml::escape::escape(mime.as_str()),
+    )
+    .expect("writes to memory");
+    let tail = format!("</data></content>\n--{boundary}--\n").into_bytes();
+    (head, tail)
+}
+
+/// The length of the data text of `size` bytes (lines of 76 characters
+/// and their ends).
+pub fn text_len(size: u64) -> u64 {
+    let (full, rest) = (size / LINE_IN as u64, size % LINE_IN as u64);
+    full * LINE_OUT as u64
+        + if rest > 0 {
+            rest.div_ceil(3) * 4 + 1
+        } else {
+            0
+        }
+}
+
+/// Where the data text of the byte at `offset` (a multiple of `LINE_IN`)
+/// starts, from the start of the data text.
+pub fn text_offset(offset: u64) -> u64 {
+    offset / LINE_IN as u64 * LINE_OUT as u64
 }
 
 /// Characters per base64 line, with its line end.
@@ -623,6 +655,39 @@ mod tests {
             assert_eq!(out, bytes, "{n}");
             assert_eq!(layout.size, n as u64);
             assert_eq!(layout.header, header());
+        }
+    }
+
+    #[test]
+    fn an_envelope_laid_out_in_parts_is_the_streamed_one() {
+        for n in [0usize, 1, 56, 57, 58, 57 * 100, 100_001] {
+            let bytes = data(n);
+            let (_, written) = streamed(&bytes);
+            let (head, tail) = data_envelope_parts(&header(), &MimeType::octet_stream(), n as u64);
+            let mut laid = head.clone();
+            laid.resize(head.len() + text_len(n as u64) as usize, 0);
+            // The data text placed piece by piece, from the end.
+            for start in (0..n).step_by(57 * 7).rev() {
+                let end = (start + 57 * 7).min(n);
+                let mut text = vec![0u8; (end - start).div_ceil(57) * 77];
+                let len = encode_lines(&bytes[start..end], &mut text);
+                let at = head.len() + text_offset(start as u64) as usize;
+                laid[at..at + len].copy_from_slice(&text[..len]);
+            }
+            laid.extend_from_slice(&tail);
+            // Each envelope picks its boundary at random.
+            let boundary = |b: &[u8]| {
+                let t = String::from_utf8_lossy(b).into_owned();
+                let at = t.find("=_rs_").unwrap();
+                t[at..at + 29].to_string()
+            };
+            let laid = String::from_utf8(laid)
+                .unwrap()
+                .replace(&boundary(&head), "B");
+            let written = String::from_utf8(written.clone())
+                .unwrap()
+                .replace(&boundary(&written), "B");
+            assert!(laid == written, "{n}");
         }
     }
 

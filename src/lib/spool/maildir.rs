@@ -56,6 +56,20 @@ pub fn deliver(
     Ok(staged.into_iter().map(|(_, to)| to).collect())
 }
 
+/// Delivers the message file at `path` (written and fsynced by the
+/// caller, on this file system) as message `id` into `received/new/`, by
+/// renaming it. Durable on return.
+pub fn deliver_file(spool: &Spool, id: &MessageId, path: &Path, now: Timestamp) -> Result<PathBuf> {
+    let new = spool.dir(Area::Received).join("new");
+    let size = fs::metadata(path)
+        .map_err(|e| Error::io("read", path, e))?
+        .len();
+    let to = new.join(format!("{}.{id}.{},S={size}", now.as_secs(), host()));
+    durable::rename(path, &to)?;
+    durable::fsync_dir(new.as_path())?;
+    Ok(to)
+}
+
 fn write_and_rename(
     tmp: &Path,
     new: &Path,
