@@ -1672,6 +1672,19 @@ fn a_sealed_transfer_is_opened_only_at_its_receiver_and_age_reads_it() {
     for n in ["a.host", "r.relay"] {
         c.site(n).assert_nothing_quarantined();
     }
+    // Sealing shows its progress on a terminal, as copying does.
+    let file = c.site("a.host").root().join("big.bin");
+    std::fs::write(&file, random(20 << 20, 25)).unwrap();
+    let send = c
+        .site("a.host")
+        .cmd("rs-send")
+        .args(["--class", "test", "--subclass", "case", "-f"])
+        .args([&file]);
+    let shown = on_a_terminal(send);
+    assert!(
+        shown.contains("sealing the data aside") && shown.contains("of 20 MiB"),
+        "rs-send: {shown}"
+    );
 }
 
 #[test]

@@ -121,7 +121,7 @@ pub fn prepare(
     header: &Header,
     mime: &MimeType,
     size: u64,
-    data: &mut dyn Read,
+    data: Source<'_>,
     now: Timestamp,
 ) -> Result<Message> {
     let t = header.id.to_string();
@@ -137,6 +137,10 @@ pub fn prepare(
         save_new(spool, &request, None, now)?;
         return Ok(request);
     }
+    let data: &mut dyn Read = match data {
+        Source::Bytes(b) => b,
+        Source::File(f) => f,
+    };
     let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
@@ -172,6 +176,13 @@ pub fn prepare(
     Ok(request)
 }
 
+/// The data of a transfer being prepared: in memory, or a file (read from
+/// where it stands).
+pub enum Source<'a> {
+    Bytes(&'a mut &'a [u8]),
+    File(&'a mut std::fs::File),
+}
+
 /// Seals `size` bytes of data from `data` into `path` for the recipients
 /// `encrypt_to`, by `rs-queue seal` (beside this program: `rs-send` links
 /// no cryptography): the sealing, and the data's digest. Durable on return.
@@ -179,7 +190,7 @@ fn seal_aside(
     path: &std::path::Path,
     encrypt_to: &[String],
     size: u64,
-    data: &mut dyn Read,
+    data: Source<'_>,
     t: &str,
 ) -> Result<(Sealing, Digest)> {
     use std::process::{Command, Stdio};
@@ -194,30 +205,36 @@ fn seal_aside(
     for r in encrypt_to {
         cmd.arg("--to").arg(r);
     }
+    let mut progress = crate::output::Progress::new(format!("{t}: sealing the data aside"), size);
+    // A file is read by the helper itself, from where it stands; data in
+    // memory goes through a pipe.
+    let (stdin, mut bytes) = match data {
+        Source::File(f) => (
+            Stdio::from(f.try_clone().map_err(|e| fail(e.to_string()))?),
+            None,
+        ),
+        Source::Bytes(b) => (Stdio::piped(), Some(b)),
+    };
     let mut child = cmd
-        .stdin(Stdio::piped())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| fail(format!("{}: {e}", helper.display())))?;
-    let mut stdin = child.stdin.take().expect("piped");
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    let mut progress = crate::output::Progress::new(format!("{t}: sealing the data aside"), size);
-    let pumped = loop {
-        let n = match data.read(&mut buf) {
-            Ok(0) => break Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => break Err(format!("reading the data: {e}")),
-        };
-        if let Err(e) = stdin.write_all(&buf[..n]) {
-            break Err(format!("{}: {e}", helper.display()));
-        }
-        total += n as u64;
-        progress.add(n as u64);
+    let pumped = match (child.stdin.take(), bytes.take()) {
+        (Some(mut stdin), Some(b)) => stdin
+            .write_all(b)
+            .map_err(|e| format!("{}: {e}", helper.display())),
+        _ => Ok(()),
     };
-    drop(stdin);
+    // Progress from the sealed file's growth (its header is small).
+    let mut shown = 0u64;
+    while child.try_wait().ok().flatten().is_none() {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let now = std::fs::metadata(path).map_or(0, |m| m.len()).min(size);
+        progress.add(now.saturating_sub(shown));
+        shown = shown.max(now);
+    }
     let out = child
         .wait_with_output()
         .map_err(|e| fail(format!("{}: {e}", helper.display())))?;
@@ -226,11 +243,7 @@ fn seal_aside(
         return Err(fail(said.trim().to_string()));
     }
     pumped.map_err(fail)?;
-    if total != size {
-        return Err(fail(format!(
-            "the data changed while it was read: {size} bytes announced, {total} read"
-        )));
-    }
+    progress.add(size.saturating_sub(shown));
     let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| fail(e.to_string()))?;
     let header = v["header"]
         .as_str()
@@ -239,7 +252,10 @@ fn seal_aside(
         .as_str()
         .and_then(|d| Digest::new(d.to_string()).ok());
     match (header, digest, v["size"].as_u64()) {
-        (Some(header), Some(digest), Some(n)) if n == size => Ok((
+        (_, _, Some(n)) if n != size => Err(fail(format!(
+            "the data changed while it was read: {size} bytes announced, {n} read"
+        ))),
+        (Some(header), Some(digest), Some(_)) => Ok((
             Sealing {
                 header,
                 size: super::seal::sealed_size(size),

@@ -50,12 +50,19 @@ pub fn run(args: SendArgs) -> Result<ExitCode, Error> {
                 &header,
                 &d.mime_type,
                 size,
-                &mut d.bytes.as_slice(),
+                crate::bulk::sender::Source::Bytes(&mut d.bytes.as_slice()),
                 now,
             )?,
             Body::Stream {
                 mime, mut source, ..
-            } => crate::bulk::sender::prepare(&spool, &header, &mime, size, source.reader(), now)?,
+            } => crate::bulk::sender::prepare(
+                &spool,
+                &header,
+                &mime,
+                size,
+                crate::bulk::sender::Source::File(source.file()),
+                now,
+            )?,
             Body::Content(_) => unreachable!("only data goes as bulk"),
         };
         body = Body::Content(request.content);
@@ -316,6 +323,12 @@ impl Large {
     }
 
     fn reader(&mut self) -> &mut dyn Read {
+        match self {
+            Large::File(f, _) | Large::Spilled(_, f) => f,
+        }
+    }
+
+    fn file(&mut self) -> &mut std::fs::File {
         match self {
             Large::File(f, _) | Large::Spilled(_, f) => f,
         }
