@@ -1120,7 +1120,15 @@ mod tests {
         let t = request.id.clone();
         let data = vec![7u8; 10_000];
         let mime = MimeType::octet_stream();
-        prepare(&spool, &request, &mime, 10_000, &mut data.as_slice(), now).unwrap();
+        prepare(
+            &spool,
+            &request,
+            &mime,
+            10_000,
+            crate::bulk::sender::Source::Bytes(&mut data.as_slice()),
+            now,
+        )
+        .unwrap();
         let state_path = spool.root().join(format!("bulk/out/{t}.json"));
         let data_path = spool.root().join(format!("bulk/out/{t}.data"));
         let state = || load::<Outgoing>(&state_path).unwrap();
