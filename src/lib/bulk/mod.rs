@@ -309,6 +309,23 @@ pub fn answer(
     }
 }
 
+/// Where a held message sorts: not a chunk first, then chunks by transfer
+/// and index (read from the start of its file, where its data's type is).
+fn chunk_key(msg: &Path) -> Option<(MessageId, u64)> {
+    use std::io::Read;
+    let mut start = Vec::with_capacity(16 * 1024);
+    std::fs::File::open(msg)
+        .ok()?
+        .take(16 * 1024)
+        .read_to_end(&mut start)
+        .ok()?;
+    let text = String::from_utf8_lossy(&start);
+    let at = text.find(CHUNK_TYPE)?;
+    let mime = text[at..].split(['"', '\n']).next()?;
+    let info = ChunkInfo::parse(mime).ok()?;
+    Some((info.transfer, info.index))
+}
+
 /// Writes `value` as JSON to `dir/name`, durably (tmp, fsync, rename).
 fn save<T: serde::Serialize>(
     spool: &Spool,
@@ -332,10 +349,14 @@ fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
 /// documentation), each message once; what cannot be handled now stays for
 /// the next run.
 pub fn run_held(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<()> {
-    let held = crate::relay::divert::held(spool, LABEL)?;
+    let mut held = crate::relay::divert::held(spool, LABEL)?;
     if held.is_empty() {
         return Ok(());
     }
+    // Requests and answers first, then each transfer's chunks in order
+    // (a transfer whose chunks all come in order is digested as they
+    // come, not read again).
+    held.sort_by_cached_key(|(_, msg, _)| chunk_key(msg));
     let _lock = lock(spool)?;
     let config = spool.config();
     let learned = crate::route::Learned::load(spool);

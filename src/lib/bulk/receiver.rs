@@ -460,6 +460,9 @@ impl std::io::Write for Bounded {
 #[derive(Default)]
 pub struct Chunks {
     open: BTreeMap<String, Open>,
+    /// A sealed chunk opened, and its text: kept from chunk to chunk.
+    plain: Vec<u8>,
+    text: Vec<u8>,
 }
 
 /// A transfer chunks came for in this run.
@@ -575,12 +578,12 @@ impl Chunks {
             return Ok(());
         }
         let (bytes, at) = match key {
-            None => (std::borrow::Cow::Borrowed(&d.bytes[..]), offset),
+            None => (&d.bytes[..], offset),
             Some(key) => {
-                let open = open_chunk(key, st, offset, &d.bytes)
+                open_chunk(key, st, offset, &d.bytes, &mut self.plain)
                     .map_err(|e| format!("chunk {} of sealed transfer {t}: {e}", info.index))?;
                 let at = offset / super::seal::SEALED_SEGMENT * super::seal::SEGMENT;
-                (std::borrow::Cow::Owned(open), at)
+                (&self.plain[..], at)
             }
         };
         // Hashed once written (a chunk not written is not held).
@@ -591,17 +594,17 @@ impl Chunks {
         let (text, at) = match st.text_at {
             None => (None, at),
             Some(text_at) => {
-                let mut text = vec![0u8; bytes.len().div_ceil(stream::LINE_IN) * 77];
-                let len = stream::encode_lines(&bytes, &mut text);
-                text.truncate(len);
-                (Some(text), text_at + stream::text_offset(at))
+                self.text
+                    .resize(bytes.len().div_ceil(stream::LINE_IN) * 77, 0);
+                let len = stream::encode_lines(bytes, &mut self.text);
+                (Some(&self.text[..len]), text_at + stream::text_offset(at))
             }
         };
-        let written = text.as_deref().unwrap_or(&bytes);
+        let written = text.unwrap_or(bytes);
         crate::spool::fault::write_with(path, || file.write_all_at(written, at))
             .map_err(|e| format!("write chunk {} of {t}: {e}", info.index))?;
         if let Some((h, next)) = hashing {
-            sha2::Digest::update(h, &bytes);
+            sha2::Digest::update(h, bytes);
             *next += 1;
         }
         have.insert(info.index);
@@ -635,24 +638,23 @@ impl Chunks {
 }
 
 /// Opens the sealed segments of a chunk at `offset` of transfer `st`'s
-/// payload: the data they hold, in the clear.
+/// payload into `out`: the data they hold, in the clear.
 fn open_chunk(
     key: &super::seal::Key,
     st: &Incoming,
     offset: u64,
     sealed: &[u8],
-) -> std::result::Result<Vec<u8>, String> {
-    use super::seal::{SEALED_SEGMENT, SEGMENT};
+    out: &mut Vec<u8>,
+) -> std::result::Result<(), String> {
+    use super::seal::SEALED_SEGMENT;
     let last = st.size.div_ceil(SEALED_SEGMENT) - 1;
     let first = offset / SEALED_SEGMENT;
-    let mut out = Vec::with_capacity(
-        sealed.len() / SEALED_SEGMENT as usize * SEGMENT as usize + SEGMENT as usize,
-    );
+    out.clear();
     for (k, seg) in sealed.chunks(SEALED_SEGMENT as usize).enumerate() {
         let i = first + k as u64;
-        key.open(i, i == last, seg, &mut out)?;
+        key.open(i, i == last, seg, out)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Records transfer `t` after data came (durable already): when all of it

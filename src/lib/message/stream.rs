@@ -362,13 +362,19 @@ pub fn decode(file: &mut File, out: &mut dyn Write) -> Result<Layout> {
     let mut out_buf = Vec::with_capacity(192 * 1024);
     let engine = base64::engine::general_purpose::STANDARD;
     let mut feed = |text: &[u8], pending: &mut Vec<u8>, flush_all: bool| -> Result<()> {
-        // Line by line (a byte at a time costs more than the decoding).
-        let mut rest = text;
-        while let Some(p) = rest.iter().position(|b| b.is_ascii_whitespace()) {
-            pending.extend_from_slice(&rest[..p]);
-            rest = &rest[p + 1..];
+        // Line by line (a byte at a time costs more than the decoding);
+        // whitespace other than line ends and spaces is rare, and taken
+        // out a byte at a time.
+        if memchr::memchr2(b'\t', b'\x0c', text).is_some() {
+            pending.extend(text.iter().copied().filter(|b| !b.is_ascii_whitespace()));
+        } else {
+            let mut rest = text;
+            while let Some(p) = memchr::memchr3(b'\n', b'\r', b' ', rest) {
+                pending.extend_from_slice(&rest[..p]);
+                rest = &rest[p + 1..];
+            }
+            pending.extend_from_slice(rest);
         }
-        pending.extend_from_slice(rest);
         let usable = if flush_all {
             pending.len()
         } else {
@@ -404,7 +410,7 @@ pub fn decode(file: &mut File, out: &mut dyn Write) -> Result<Layout> {
                 if buf.is_empty() {
                     return Err(Error::Mime("the content part ends inside its data".into()));
                 }
-                if let Some(lt) = buf.iter().position(|&b| b == b'<') {
+                if let Some(lt) = memchr::memchr(b'<', buf) {
                     feed(&buf[..lt], &mut pending, true)?;
                     lines.r.consume(lt);
                     lines.offset += lt as u64;
@@ -713,6 +719,11 @@ mod tests {
                 .map(|c| std::str::from_utf8(c).unwrap())
                 .collect::<Vec<_>>()
                 .join(" \n "), // 3 a line, spaces
+            b64.as_bytes()
+                .chunks(76)
+                .map(|c| std::str::from_utf8(c).unwrap())
+                .collect::<Vec<_>>()
+                .join("\t\n"), // tabs
         ];
         for (i, l) in layouts.iter().enumerate() {
             let changed = format!("{}{l}{}", &text[..start], &text[end..]);
