@@ -399,7 +399,8 @@ pub fn open(header: &[u8], identities: &[Identity]) -> Result<Key, Error> {
 
 /// The sealed size of `plain` bytes of data.
 pub fn sealed_size(plain: u64) -> u64 {
-    plain + plain.div_ceil(SEGMENT).max(1) * TAG
+    // Saturating: a size from a hostile request cannot overflow it.
+    plain.saturating_add(plain.div_ceil(SEGMENT).max(1) * TAG)
 }
 
 /// The data size of a payload of `sealed` bytes (None: no payload is
@@ -588,6 +589,7 @@ mod tests {
         assert!(key.open(1, true, seg(1), &mut Vec::new()).is_err());
         assert!(key.open(1, false, seg(1), &mut Vec::new()).is_ok());
         assert_eq!(plain_size(SEALED_SEGMENT + 1), None);
+        assert_eq!(sealed_size(u64::MAX), u64::MAX);
         assert_eq!(plain_size(SEALED_SEGMENT + TAG + 1), Some(SEGMENT + 1));
     }
 
