@@ -185,6 +185,18 @@ fn random(n: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// Why each message quarantined at `site` was set aside.
+fn quarantine_reasons(site: &Site) -> Vec<String> {
+    site.cmd("rs-queue")
+        .args(["list", "--area", "quarantine", "--json"])
+        .run()
+        .success()
+        .json_lines()
+        .iter()
+        .map(|q| q["detail"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 fn bulk_files(site: &Site, sub: &str) -> Vec<String> {
     let dir = site.spool.join("bulk").join(sub);
     let mut v: Vec<String> = std::fs::read_dir(&dir)
@@ -835,16 +847,7 @@ fn forged_and_corrupt_chunks_are_quarantined_and_the_transfer_completes() {
         .collect();
     assert_eq!(got.len(), 1);
     assert!(got[0].1 == data, "intact");
-    let reasons: Vec<String> = c
-        .site("p.hub")
-        .cmd("rs-queue")
-        .args(["list", "--area", "quarantine", "--json"])
-        .run()
-        .success()
-        .json_lines()
-        .iter()
-        .map(|q| q["detail"].as_str().unwrap_or_default().to_string())
-        .collect();
+    let reasons = quarantine_reasons(c.site("p.hub"));
     assert_eq!(reasons.len(), 2, "{reasons:?}");
     assert!(
         reasons
@@ -1370,7 +1373,11 @@ fn bulk_steps_show_progress_on_a_terminal_only() {
     );
     let import = on_a_terminal(p.import_from(&to_p));
     assert!(import.contains("importing from"), "{import}");
-    assert!(import.contains("verifying"), "{import}");
+    // The chunks came in order: digested as they came, not read again.
+    assert!(
+        import.contains("verified (sha256:") && !import.contains("verifying"),
+        "{import}"
+    );
     assert_eq!(p.received().len(), 1);
     // Not on a terminal: nothing of it.
     let quiet = a
@@ -1657,16 +1664,7 @@ fn a_sealed_transfer_is_opened_only_at_its_receiver_and_age_reads_it() {
             .starts_with("sealed bulk transfer of 7472104 bytes"),
         "{p}"
     );
-    let reasons: Vec<String> = c
-        .site("p.hub")
-        .cmd("rs-queue")
-        .args(["list", "--area", "quarantine", "--json"])
-        .run()
-        .success()
-        .json_lines()
-        .iter()
-        .map(|q| q["detail"].as_str().unwrap_or_default().to_string())
-        .collect();
+    let reasons = quarantine_reasons(c.site("p.hub"));
     assert_eq!(reasons.len(), 1, "{reasons:?}");
     assert!(reasons[0].contains("does not open"), "{reasons:?}");
     for n in ["a.host", "r.relay"] {
@@ -1741,4 +1739,36 @@ fn rs_send_refuses_a_recipient_that_is_not_one() {
     assert!(r.stderr.contains("/nonexistent/recipients"), "{}", r.stderr);
     assert!(s.list().is_empty());
     assert!(bulk_files(&s, "out").is_empty(), "no copy left behind");
+}
+
+#[test]
+fn a_sealed_chunk_this_site_cannot_open_now_waits_and_is_not_set_aside() {
+    let c = Chain::new();
+    let keys = c.site("p.hub").root().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let (identity, recipient) = age_key(&keys, "p.hub");
+    c.site("a.host")
+        .append_config(&format!("[bulk]\nencrypt_to = [\"{recipient}\"]\n"));
+    c.site("p.hub")
+        .append_config(&format!("[bulk]\nidentity = \"{}\"\n", identity.display()));
+    let data = random(100_000, 26);
+    let id = c.site("a.host").send(&[], &data);
+    c.round(&["a.host"]);
+    assert_eq!(c.status("a.host", &id)["bulk"]["phase"], "authorized");
+    // The identity is gone when the chunk comes: it waits in custody.
+    let aside = keys.join("moved.key");
+    std::fs::rename(&identity, &aside).unwrap();
+    let log = c.round(&["a.host"]);
+    assert!(log.contains("stays held for the next run"), "{log}");
+    assert!(c.site("p.hub").received().is_empty());
+    c.site("p.hub").assert_nothing_quarantined();
+    // Back: the next run opens it, delivers once, and says so.
+    std::fs::rename(&aside, &identity).unwrap();
+    c.round(&["a.host"]);
+    c.round(&["a.host"]);
+    assert_eq!(c.status("a.host", &id)["state"], "acknowledged");
+    let got = c.site("p.hub").received();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].1 == data);
+    c.site("p.hub").assert_nothing_quarantined();
 }

@@ -390,7 +390,7 @@ pub fn run_held(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<(
                 continue;
             }
         };
-        let mut refused = None;
+        let (mut refused, mut later) = (None, None);
         for m in messages {
             let hop = match group_here(&m.header, config) {
                 Some(_) => NextHop::Local,
@@ -415,11 +415,15 @@ pub fn run_held(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<(
                 (Content::BulkDataResponse(r), NextHop::Peer(_)) => {
                     hop::on_answer(spool, &m, r, now, log)?
                 }
-                (Content::Data(d), NextHop::Local) => {
-                    if let Err(why) = chunks.add(spool, &m.header, d, log) {
+                (Content::Data(d), NextHop::Local) => match chunks.add(spool, &m.header, d, log) {
+                    Ok(()) => {}
+                    Err(receiver::Refusal::Bad(why)) => {
                         refused = Some(format!("{}: {why}", m.header.id));
                     }
-                }
+                    Err(receiver::Refusal::Later(why)) => {
+                        later = Some(format!("{}: {why}", m.header.id));
+                    }
+                },
                 (_, hop) => {
                     log(format!(
                         "{}: a bulk message with nowhere to go here ({hop:?}): handed on as routing says",
@@ -429,9 +433,10 @@ pub fn run_held(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<(
                 }
             }
         }
-        match refused {
-            Some(why) => quarantine(why)?,
-            None => done.push((msg, state)),
+        match (refused, later) {
+            (Some(why), _) => quarantine(why)?,
+            (None, Some(why)) => log(format!("{why}; it stays held for the next run")),
+            (None, None) => done.push((msg, state)),
         }
     }
     chunks.finish(spool, now, log)?;

@@ -455,6 +455,22 @@ impl std::io::Write for Bounded {
     }
 }
 
+/// Why a chunk is not taken.
+#[derive(Debug)]
+pub enum Refusal {
+    /// It never will be: set aside (quarantine), with the reason.
+    Bad(String),
+    /// Not now (this site cannot open it: its identity is unreadable):
+    /// held for the next run.
+    Later(String),
+}
+
+impl From<String> for Refusal {
+    fn from(why: String) -> Refusal {
+        Refusal::Bad(why)
+    }
+}
+
 /// Chunks handled in one run: written in place as they come, made durable
 /// and recorded once per transfer at [`Chunks::finish`].
 #[derive(Default)]
@@ -488,7 +504,7 @@ impl Chunks {
         h: &Header,
         d: &Data,
         log: &dyn Fn(String),
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), Refusal> {
         let info = ChunkInfo::parse(d.mime_type.as_str())?;
         let t = info.transfer.to_string();
         if !self.open.contains_key(&t) {
@@ -504,18 +520,20 @@ impl Chunks {
                 return Ok(());
             }
             if st.phase != Phase::Receiving {
-                return Err(format!("a chunk of transfer {t}, which is {:?}", st.phase));
+                return Err(format!("a chunk of transfer {t}, which is {:?}", st.phase).into());
             }
             // No data file: a run killed after delivering it (or setting
             // it aside) and before recording that; `finish` completes it.
             let file = match durable::open(std::fs::OpenOptions::new().write(true), &data_path) {
                 Ok(f) => Some(f),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => return Err(format!("{}: {e}", data_path.display())),
+                Err(e) => return Err(format!("{}: {e}", data_path.display()).into()),
             };
+            // A key this site cannot read now is its own problem: the
+            // chunk waits for the next run, it is not set aside.
             let key = st
                 .key(spool)
-                .map_err(|e| format!("a chunk of sealed transfer {t}: {e}"))?;
+                .map_err(|e| Refusal::Later(format!("a chunk of sealed transfer {t}: {e}")))?;
             self.open.insert(
                 t.clone(),
                 Open {
@@ -543,14 +561,12 @@ impl Chunks {
             return Err(format!(
                 "a chunk of transfer {t} from {origin:?}; the transfer is {:?}'s",
                 st.origin
-            ));
+            )
+            .into());
         }
         let count = st.count();
         if info.index >= count {
-            return Err(format!(
-                "chunk {} of a transfer of {count} chunks",
-                info.index
-            ));
+            return Err(format!("chunk {} of a transfer of {count} chunks", info.index).into());
         }
         let offset = info.index * st.chunk_size;
         let len = st.chunk_size.min(st.size - offset);
@@ -559,17 +575,19 @@ impl Chunks {
                 "chunk {} holds {} bytes, not {len}",
                 info.index,
                 d.bytes.len()
-            ));
+            )
+            .into());
         }
         match &info.digest {
             Some(digest) if digest_of(&d.bytes) != *digest => {
-                return Err(format!("chunk {} does not match its digest", info.index));
+                return Err(format!("chunk {} does not match its digest", info.index).into());
             }
             None if key.is_none() => {
                 return Err(format!(
                     "chunk {} has no digest, and transfer {t} is not sealed",
                     info.index
-                ));
+                )
+                .into());
             }
             _ => {}
         }
