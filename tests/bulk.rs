@@ -491,9 +491,7 @@ fn killed_at_random_moments(sealed: bool) {
     p.peer("a.host", &format!("routes = [\"dir:{}\"]", down.display()));
     a.bulk_threshold("4KiB");
     if sealed {
-        let keys = p.root().join("keys");
-        std::fs::create_dir_all(&keys).unwrap();
-        let (identity, recipient) = age_key(&keys, "p.hub");
+        let (identity, recipient) = age_key(&p, "p.hub");
         a.append_config(&format!("[bulk]\nencrypt_to = [\"{recipient}\"]\n"));
         p.append_config(&format!(
             "[bulk]\nidentity = \"{}\"\nwindow = 1\n",
@@ -1568,9 +1566,11 @@ fn a_transfer_of_more_chunks_than_can_be_named_takes_larger_ones() {
     delivered_once(&p, &id, &data, 0);
 }
 
-/// An age key pair made by `age-keygen` (the standard tool): the identity
-/// file, and its recipient.
-fn age_key(dir: &std::path::Path, name: &str) -> (PathBuf, String) {
+/// An age key pair made by `age-keygen` (the standard tool) in `site`'s
+/// `keys/`: the identity file, and its recipient.
+fn age_key(site: &Site, name: &str) -> (PathBuf, String) {
+    let dir = site.root().join("keys");
+    std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("{name}.key"));
     let out = std::process::Command::new("age-keygen")
         .arg("-o")
@@ -1596,9 +1596,7 @@ fn age_key(dir: &std::path::Path, name: &str) -> (PathBuf, String) {
 #[test]
 fn a_sealed_transfer_is_opened_only_at_its_receiver_and_age_reads_it() {
     let c = Chain::new();
-    let keys = c.site("p.hub").root().join("keys");
-    std::fs::create_dir_all(&keys).unwrap();
-    let (identity, recipient) = age_key(&keys, "p.hub");
+    let (identity, recipient) = age_key(c.site("p.hub"), "p.hub");
     c.site("a.host")
         .append_config(&format!("[bulk]\nencrypt_to = [\"{recipient}\"]\n"));
     c.site("p.hub").append_config(&format!(
@@ -1689,13 +1687,11 @@ fn a_sealed_transfer_is_opened_only_at_its_receiver_and_age_reads_it() {
 fn a_sealed_transfer_for_keys_the_receiver_lacks_is_rejected_with_the_reason() {
     for receiver_key in [false, true] {
         let c = Chain::new();
-        let keys = c.site("p.hub").root().join("keys");
-        std::fs::create_dir_all(&keys).unwrap();
-        let (_, recipient) = age_key(&keys, "someone-else");
+        let (_, recipient) = age_key(c.site("p.hub"), "someone-else");
         c.site("a.host")
             .append_config(&format!("[bulk]\nencrypt_to = [\"{recipient}\"]\n"));
         if receiver_key {
-            let (identity, _) = age_key(&keys, "p.hub");
+            let (identity, _) = age_key(c.site("p.hub"), "p.hub");
             c.site("p.hub")
                 .append_config(&format!("[bulk]\nidentity = \"{}\"\n", identity.display()));
         }
@@ -1744,9 +1740,7 @@ fn rs_send_refuses_a_recipient_that_is_not_one() {
 #[test]
 fn a_sealed_chunk_this_site_cannot_open_now_waits_and_is_not_set_aside() {
     let c = Chain::new();
-    let keys = c.site("p.hub").root().join("keys");
-    std::fs::create_dir_all(&keys).unwrap();
-    let (identity, recipient) = age_key(&keys, "p.hub");
+    let (identity, recipient) = age_key(c.site("p.hub"), "p.hub");
     c.site("a.host")
         .append_config(&format!("[bulk]\nencrypt_to = [\"{recipient}\"]\n"));
     c.site("p.hub")
@@ -1756,7 +1750,7 @@ fn a_sealed_chunk_this_site_cannot_open_now_waits_and_is_not_set_aside() {
     c.round(&["a.host"]);
     assert_eq!(c.status("a.host", &id)["bulk"]["phase"], "authorized");
     // The identity is gone when the chunk comes: it waits in custody.
-    let aside = keys.join("moved.key");
+    let aside = identity.with_file_name("moved.key");
     std::fs::rename(&identity, &aside).unwrap();
     let log = c.round(&["a.host"]);
     assert!(log.contains("stays held for the next run"), "{log}");

@@ -613,7 +613,7 @@ impl Chunks {
             None => (None, at),
             Some(text_at) => {
                 self.text
-                    .resize(bytes.len().div_ceil(stream::LINE_IN) * 77, 0);
+                    .resize(bytes.len().div_ceil(stream::LINE_IN) * stream::LINE_OUT, 0);
                 let len = stream::encode_lines(bytes, &mut self.text);
                 (Some(&self.text[..len]), text_at + stream::text_offset(at))
             }
@@ -1121,9 +1121,8 @@ fn complete(
     if let Some(members) = members {
         fan_out(spool, t, st, request, members, &data_path, &got, now, log)?;
     } else if st.text_at.is_some() {
-        // The file is the message: delivered by its rename.
-        durable::sync_data(&f, &data_path)
-            .map_err(|e| crate::spool::Error::io("fsync", &data_path, e))?;
+        // The file is the message (made durable as its chunks came):
+        // delivered by its rename.
         maildir::deliver_file(spool, &super::transfer_id(t, &data_path)?, &data_path, now)?;
     } else {
         let mut header = request.clone();

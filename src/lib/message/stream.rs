@@ -111,7 +111,7 @@ pub fn text_offset(offset: u64) -> u64 {
 }
 
 /// Characters per base64 line, with its line end.
-const LINE_OUT: usize = 77;
+pub const LINE_OUT: usize = 77;
 
 /// Encodes `data` as base64 lines of 76 characters (the last shorter),
 /// each ended by a newline, into `text` (at least `LINE_OUT` bytes for
