@@ -1716,23 +1716,21 @@ fn a_sealed_transfer_for_keys_the_receiver_lacks_is_rejected_with_the_reason() {
 #[test]
 fn rs_send_refuses_a_recipient_that_is_not_one() {
     let s = Site::component("a.host");
-    s.append_config("[bulk]\nencrypt_to = [\"age1notarecipient\"]\n");
-    let r = s
-        .cmd("rs-send")
-        .args(["--class", "c", "--subclass", "s"])
-        .stdin(&random(10_000, 24))
-        .run();
-    assert_eq!(r.code, Some(78), "{}", r.stderr);
-    assert!(r.stderr.contains("[bulk] encrypt_to"), "{}", r.stderr);
-    // A file of recipients that is missing: named, nothing queued.
-    s.append_config("[bulk]\nencrypt_to = [\"/nonexistent/recipients\"]\n");
-    let r = s
-        .cmd("rs-send")
-        .args(["--class", "c", "--subclass", "s"])
-        .stdin(&random(10_000, 24))
-        .run();
-    assert_eq!(r.code, Some(78), "{}", r.stderr);
-    assert!(r.stderr.contains("/nonexistent/recipients"), "{}", r.stderr);
+    // Not a recipient; a file of recipients that is missing: each named,
+    // exit 78, nothing queued.
+    for (to, named) in [
+        ("age1notarecipient", "[bulk] encrypt_to"),
+        ("/nonexistent/recipients", "/nonexistent/recipients"),
+    ] {
+        s.append_config(&format!("[bulk]\nencrypt_to = [\"{to}\"]\n"));
+        let r = s
+            .cmd("rs-send")
+            .args(["--class", "c", "--subclass", "s"])
+            .stdin(&random(10_000, 24))
+            .run();
+        assert_eq!(r.code, Some(78), "{}", r.stderr);
+        assert!(r.stderr.contains(named), "{}", r.stderr);
+    }
     assert!(s.list().is_empty());
     assert!(bulk_files(&s, "out").is_empty(), "no copy left behind");
 }
