@@ -84,6 +84,28 @@ pub(crate) fn lock(spool: &Spool) -> Result<std::fs::File> {
     durable::lock_exclusive(&path).map_err(|e| crate::spool::Error::io("lock", &path, e))
 }
 
+/// Takes the lock [`lock`] takes if no one holds it: `None` when another
+/// does (a caller that holds other locks must not wait for it: a run of
+/// [`run_held`] holding it may wait for theirs).
+pub(crate) fn try_lock(spool: &Spool) -> Result<Option<std::fs::File>> {
+    let d = dir(spool, "")?;
+    let path = d.join(".lock");
+    durable::try_lock_exclusive(&path).map_err(|e| crate::spool::Error::io("lock", &path, e))
+}
+
+/// Whether a chunk (data of type `mime`) with header `h` belongs to a
+/// transfer this site receives: it is written in place when it comes.
+pub fn received_here(
+    h: &Header,
+    mime: Option<&str>,
+    config: &crate::config::Config,
+    learned: &crate::route::Learned,
+) -> bool {
+    mime.is_some_and(is_chunk_type)
+        && (group_here(h, config).is_some()
+            || crate::route::next_hop(h, config, learned) == NextHop::Local)
+}
+
 /// Whether a message of content kind `kind` (and data of `mime`) is part of
 /// a transfer.
 pub fn is_bulk(kind: &str, mime: Option<&str>) -> bool {
@@ -367,12 +389,25 @@ pub fn run_held(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<(
             continue; // another run handled it while this one waited
         };
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let parsed = if size <= MAX_SMALL {
-            std::fs::read(&msg)
+        // A large one is a chunk, read as it is written in place.
+        let (parsed, large) = if size <= MAX_SMALL {
+            let parsed = std::fs::read(&msg)
                 .map_err(|e| e.to_string())
-                .and_then(|b| crate::message::envelope::parse(&b).map_err(|e| e.to_string()))
+                .and_then(|b| crate::message::envelope::parse(&b).map_err(|e| e.to_string()));
+            (parsed, false)
         } else {
-            receiver::read_large_chunk(&mut file, config.bulk.chunk_size.0).map(|m| vec![m])
+            let parsed = crate::message::stream::scan(&mut file)
+                .map(|l| {
+                    vec![Message {
+                        header: l.header,
+                        content: Content::Data(crate::message::Data {
+                            mime_type: l.mime_type,
+                            bytes: Vec::new(),
+                        }),
+                    }]
+                })
+                .map_err(|e| e.to_string());
+            (parsed, true)
         };
         let quarantine = |why: String| -> Result<()> {
             let kept = spool.quarantine(&msg, &from, &why, now)?;
@@ -415,7 +450,16 @@ pub fn run_held(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<(
                 (Content::BulkDataResponse(r), NextHop::Peer(_)) => {
                     hop::on_answer(spool, &m, r, now, log)?
                 }
-                (Content::Data(d), NextHop::Local) => match chunks.add(spool, &m.header, d, log) {
+                (Content::Data(d), NextHop::Local) => match chunks.add(
+                    spool,
+                    &m.header,
+                    &d.mime_type,
+                    match large {
+                        true => receiver::ChunkData::File(&file),
+                        false => receiver::ChunkData::Bytes(&d.bytes),
+                    },
+                    log,
+                ) {
                     Ok(()) => {}
                     Err(receiver::Refusal::Bad(why)) => {
                         refused = Some(format!("{}: {why}", m.header.id));

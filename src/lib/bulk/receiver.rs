@@ -10,9 +10,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{answer, digest_of, dir, load, save, transfers, ChunkInfo, Ranges, Said};
+use super::{answer, dir, load, save, transfers, ChunkInfo, Ranges, Said};
 use crate::message::{
-    envelope, stream, BulkDataRequest, BulkStatus, Content, Data, Digest, Header, Locator, Message,
+    envelope, stream, BulkDataRequest, BulkStatus, Content, Digest, Header, Locator, Message,
     MessageId, MimeType, Name, Target,
 };
 use crate::spool::{durable, maildir, Area, Result, Spool};
@@ -416,43 +416,11 @@ fn window_of(st: &Incoming) -> u64 {
     Ranges::parse(&st.asked, st.count()).map_or(1, |a| a.len().max(1))
 }
 
-/// Reads a chunk too large to parse in memory as a whole envelope: the
-/// data decoded, at most `16 MiB`.
-pub fn read_large_chunk(file: &mut File, _chunk_size: u64) -> std::result::Result<Message, String> {
-    let mut out = Bounded {
-        bytes: Vec::new(),
-        max: 16 << 20,
-    };
-    let layout = stream::decode(file, &mut out).map_err(|e| e.to_string())?;
-    Ok(Message {
-        header: layout.header,
-        content: Content::Data(Data {
-            mime_type: layout.mime_type,
-            bytes: out.bytes,
-        }),
-    })
-}
-
-/// A writer that refuses more than `max` bytes.
-struct Bounded {
-    bytes: Vec<u8>,
-    max: usize,
-}
-
-impl std::io::Write for Bounded {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.bytes.len() + buf.len() > self.max {
-            return Err(std::io::Error::other(format!(
-                "more than {} bytes: not a chunk",
-                self.max
-            )));
-        }
-        self.bytes.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+/// A chunk's data: in memory, or in a one-message data envelope in a file
+/// (decoded as it is read, in bounded memory).
+pub enum ChunkData<'a> {
+    Bytes(&'a [u8]),
+    File(&'a File),
 }
 
 /// Why a chunk is not taken.
@@ -460,8 +428,8 @@ impl std::io::Write for Bounded {
 pub enum Refusal {
     /// It never will be: set aside (quarantine), with the reason.
     Bad(String),
-    /// Not now (this site cannot open it: its identity is unreadable):
-    /// held for the next run.
+    /// Not now (this site cannot open it, or cannot write it): held, or
+    /// left with its sender, for a later run.
     Later(String),
 }
 
@@ -471,12 +439,22 @@ impl From<String> for Refusal {
     }
 }
 
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Bad(why) | Refusal::Later(why) => f.write_str(why),
+        }
+    }
+}
+
 /// Chunks handled in one run: written in place as they come, made durable
 /// and recorded once per transfer at [`Chunks::finish`].
 #[derive(Default)]
 pub struct Chunks {
     open: BTreeMap<String, Open>,
-    /// A sealed chunk opened, and its text: kept from chunk to chunk.
+    /// Buffers kept from chunk to chunk: sealed input short of a segment,
+    /// data not yet written, its text.
+    sealed: Vec<u8>,
     plain: Vec<u8>,
     text: Vec<u8>,
 }
@@ -495,23 +473,28 @@ struct Open {
     hashing: Option<(sha2::Sha256, u64)>,
 }
 
+/// Data written at a time: whole base64 lines, about 1 MB.
+const PLACE: usize = stream::LINE_IN * 16 * 1024;
+
 impl Chunks {
-    /// Checks one chunk and writes it in place. `Err`: why it is refused
-    /// (the caller quarantines it).
+    /// Checks one chunk (the data of message `h`, of type `mime`) and
+    /// writes it in place as it is read. `Err`: why it is not taken.
     pub fn add(
         &mut self,
         spool: &Spool,
         h: &Header,
-        d: &Data,
+        mime: &MimeType,
+        data: ChunkData<'_>,
         log: &dyn Fn(String),
     ) -> std::result::Result<(), Refusal> {
-        let info = ChunkInfo::parse(d.mime_type.as_str())?;
+        let info = ChunkInfo::parse(mime.as_str())?;
         let t = info.transfer.to_string();
         if !self.open.contains_key(&t) {
             let (state_path, data_path, _) = paths(spool, &t).map_err(|e| e.to_string())?;
             let st = load::<Incoming>(&state_path).ok_or_else(|| {
                 format!("a chunk of transfer {t}, which this site did not authorize")
             })?;
+            check_origin(h, &t, &st)?;
             if st.phase == Phase::Delivered {
                 log(format!(
                     "{}: chunk {} of {t}, which is delivered already: dropped",
@@ -527,7 +510,7 @@ impl Chunks {
             let file = match durable::open(std::fs::OpenOptions::new().write(true), &data_path) {
                 Ok(f) => Some(f),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => return Err(format!("{}: {e}", data_path.display()).into()),
+                Err(e) => return Err(Refusal::Later(format!("{}: {e}", data_path.display()))),
             };
             // A key this site cannot read now is its own problem: the
             // chunk waits for the next run, it is not set aside.
@@ -556,74 +539,99 @@ impl Chunks {
         let Some(file) = file else {
             return Ok(());
         };
-        let origin = h.origin().map(|o| o.to_string());
-        if origin != st.origin {
-            return Err(format!(
-                "a chunk of transfer {t} from {origin:?}; the transfer is {:?}'s",
-                st.origin
-            )
-            .into());
-        }
+        check_origin(h, &t, st)?;
         let count = st.count();
         if info.index >= count {
             return Err(format!("chunk {} of a transfer of {count} chunks", info.index).into());
         }
-        let offset = info.index * st.chunk_size;
-        let len = st.chunk_size.min(st.size - offset);
-        if d.bytes.len() as u64 != len {
+        if info.digest.is_none() && key.is_none() {
             return Err(format!(
-                "chunk {} holds {} bytes, not {len}",
-                info.index,
-                d.bytes.len()
+                "chunk {} has no digest, and transfer {t} is not sealed",
+                info.index
             )
             .into());
         }
-        match &info.digest {
-            Some(digest) if digest_of(&d.bytes) != *digest => {
-                return Err(format!("chunk {} does not match its digest", info.index).into());
-            }
-            None if key.is_none() => {
-                return Err(format!(
-                    "chunk {} has no digest, and transfer {t} is not sealed",
-                    info.index
-                )
-                .into());
-            }
-            _ => {}
-        }
+        let offset = info.index * st.chunk_size;
+        let len = st.chunk_size.min(st.size - offset);
         let mut have = Ranges::parse(&st.have, count).unwrap_or_default();
         if have.contains(info.index) {
+            // Held already: a copy that does not match is still set aside.
+            if let Some(want) = &info.digest {
+                let mut sink = Digesting::default();
+                let read = match data {
+                    ChunkData::Bytes(b) => {
+                        std::io::Write::write_all(&mut sink, b).map_err(|e| e.to_string())
+                    }
+                    ChunkData::File(f) => f
+                        .try_clone()
+                        .and_then(|mut f| {
+                            stream::decode(&mut f, &mut sink).map_err(std::io::Error::other)
+                        })
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                };
+                read.map_err(|e| format!("chunk {} cannot be read: {e}", info.index))?;
+                if sink.len != len || Digest::of(sink.hash) != *want {
+                    return Err(format!("chunk {} does not match its digest", info.index).into());
+                }
+            }
             return Ok(());
         }
-        let (bytes, at) = match key {
-            None => (&d.bytes[..], offset),
-            Some(key) => {
-                open_chunk(key, st, offset, &d.bytes, &mut self.plain)
-                    .map_err(|e| format!("chunk {} of sealed transfer {t}: {e}", info.index))?;
-                let at = offset / super::seal::SEALED_SEGMENT * super::seal::SEGMENT;
-                (&self.plain[..], at)
-            }
-        };
-        // Hashed once written (a chunk not written is not held).
         let in_order = matches!(hashing, Some((_, next)) if *next == info.index);
+        let mut place = Place {
+            file,
+            path,
+            key: key.as_ref(),
+            segment: offset / super::seal::SEALED_SEGMENT,
+            last_segment: st
+                .size
+                .div_ceil(super::seal::SEALED_SEGMENT)
+                .saturating_sub(1),
+            sealed: &mut self.sealed,
+            plain: &mut self.plain,
+            text: &mut self.text,
+            at: match key {
+                Some(_) => offset / super::seal::SEALED_SEGMENT * super::seal::SEGMENT,
+                None => offset,
+            },
+            text_at: st.text_at,
+            got: 0,
+            len,
+            digest: info
+                .digest
+                .clone()
+                .map(|want| (<sha2::Sha256 as sha2::Digest>::new(), want)),
+            whole: hashing
+                .as_ref()
+                .filter(|_| in_order)
+                .map(|(h, _)| h.clone()),
+            refused: None,
+        };
+        place.sealed.clear();
+        place.plain.clear();
+        let read = match data {
+            ChunkData::Bytes(b) => {
+                std::io::Write::write_all(&mut place, b).map_err(|e| e.to_string())
+            }
+            ChunkData::File(f) => f
+                .try_clone()
+                .map_err(|e| e.to_string())
+                .and_then(|mut f| stream::decode(&mut f, &mut place).map_err(|e| e.to_string()))
+                .map(|_| ()),
+        };
+        if let Some(refusal) = place.refused.take() {
+            return Err(refusal);
+        }
+        read.map_err(|e| format!("chunk {} cannot be read: {e}", info.index))?;
+        let whole = place.end().map_err(|r| match r {
+            Refusal::Bad(why) => {
+                Refusal::Bad(format!("chunk {} of transfer {t}: {why}", info.index))
+            }
+            later => later,
+        })?;
+        *hashing = whole.map(|h| (h, info.index + 1));
         if !in_order {
             *hashing = None;
-        }
-        let (text, at) = match st.text_at {
-            None => (None, at),
-            Some(text_at) => {
-                self.text
-                    .resize(bytes.len().div_ceil(stream::LINE_IN) * stream::LINE_OUT, 0);
-                let len = stream::encode_lines(bytes, &mut self.text);
-                (Some(&self.text[..len]), text_at + stream::text_offset(at))
-            }
-        };
-        let written = text.unwrap_or(bytes);
-        crate::spool::fault::write_with(path, || file.write_all_at(written, at))
-            .map_err(|e| format!("write chunk {} of {t}: {e}", info.index))?;
-        if let Some((h, next)) = hashing {
-            sha2::Digest::update(h, bytes);
-            *next += 1;
         }
         have.insert(info.index);
         st.have = have.to_string();
@@ -655,24 +663,167 @@ impl Chunks {
     }
 }
 
-/// Opens the sealed segments of a chunk at `offset` of transfer `st`'s
-/// payload into `out`: the data they hold, in the clear.
-fn open_chunk(
-    key: &super::seal::Key,
-    st: &Incoming,
-    offset: u64,
-    sealed: &[u8],
-    out: &mut Vec<u8>,
-) -> std::result::Result<(), String> {
-    use super::seal::SEALED_SEGMENT;
-    let last = st.size.div_ceil(SEALED_SEGMENT) - 1;
-    let first = offset / SEALED_SEGMENT;
-    out.clear();
-    for (k, seg) in sealed.chunks(SEALED_SEGMENT as usize).enumerate() {
-        let i = first + k as u64;
-        key.open(i, i == last, seg, out)?;
+/// Refuses a chunk of transfer `t` (state `st`) that its sender did not
+/// send.
+fn check_origin(h: &Header, t: &str, st: &Incoming) -> std::result::Result<(), Refusal> {
+    let origin = h.origin().map(|o| o.to_string());
+    if origin != st.origin {
+        return Err(format!(
+            "a chunk of transfer {t} from {origin:?}; the transfer is {:?}'s",
+            st.origin
+        )
+        .into());
     }
     Ok(())
+}
+
+/// A writer that digests and counts what it is given.
+#[derive(Default)]
+struct Digesting {
+    hash: sha2::Sha256,
+    len: u64,
+}
+
+impl std::io::Write for Digesting {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        sha2::Digest::update(&mut self.hash, buf);
+        self.len += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One chunk on its way into its transfer's data file: its bytes opened
+/// (sealed segments) and digested as they come, and written where they
+/// belong (as the text of the message it is delivered as, when the file
+/// is laid out so) a block at a time.
+struct Place<'a> {
+    file: &'a File,
+    path: &'a std::path::Path,
+    key: Option<&'a super::seal::Key>,
+    /// The next sealed segment's index, and the payload's last.
+    segment: u64,
+    last_segment: u64,
+    sealed: &'a mut Vec<u8>,
+    plain: &'a mut Vec<u8>,
+    text: &'a mut Vec<u8>,
+    /// Where `plain` starts in the data.
+    at: u64,
+    text_at: Option<u64>,
+    /// Bytes of the chunk taken, and the chunk's length.
+    got: u64,
+    len: u64,
+    /// The chunk's digest so far and the one it carries (such a chunk is
+    /// written only once it matches); the data's digest so far.
+    digest: Option<(sha2::Sha256, Digest)>,
+    whole: Option<sha2::Sha256>,
+    refused: Option<Refusal>,
+}
+
+impl Place<'_> {
+    /// Opens the whole sealed segments taken, and writes what is due.
+    fn take(&mut self, last: bool) -> std::result::Result<(), Refusal> {
+        use super::seal::SEALED_SEGMENT;
+        if let Some(key) = self.key {
+            let whole = if last {
+                self.sealed.len()
+            } else {
+                self.sealed.len() / SEALED_SEGMENT as usize * SEALED_SEGMENT as usize
+            };
+            for seg in self.sealed[..whole].chunks(SEALED_SEGMENT as usize) {
+                key.open(
+                    self.segment,
+                    self.segment == self.last_segment,
+                    seg,
+                    self.plain,
+                )
+                .map_err(Refusal::Bad)?;
+                self.segment += 1;
+            }
+            self.sealed.drain(..whole);
+        }
+        if (self.plain.len() >= PLACE && self.digest.is_none()) || last {
+            self.write(last)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the data held: whole lines of it (all, when `last`).
+    fn write(&mut self, last: bool) -> std::result::Result<(), Refusal> {
+        let n = if last || self.text_at.is_none() {
+            self.plain.len()
+        } else {
+            self.plain.len() / stream::LINE_IN * stream::LINE_IN
+        };
+        let bytes = &self.plain[..n];
+        let (written, at) = match self.text_at {
+            None => (bytes, self.at),
+            Some(text_at) => {
+                self.text
+                    .resize(n.div_ceil(stream::LINE_IN) * stream::LINE_OUT, 0);
+                let len = stream::encode_lines(bytes, self.text);
+                (&self.text[..len], text_at + stream::text_offset(self.at))
+            }
+        };
+        let file = self.file;
+        crate::spool::fault::write_with(self.path, || file.write_all_at(written, at))
+            .map_err(|e| Refusal::Later(format!("write {}: {e}", self.path.display())))?;
+        if let Some(h) = &mut self.whole {
+            sha2::Digest::update(h, bytes);
+        }
+        self.at += n as u64;
+        self.plain.drain(..n);
+        Ok(())
+    }
+
+    /// The chunk's end: checked whole, the rest written; the data's
+    /// digest so far.
+    fn end(mut self) -> std::result::Result<Option<sha2::Sha256>, Refusal> {
+        if self.got != self.len {
+            return Err(Refusal::Bad(format!(
+                "{} bytes, not {}",
+                self.got, self.len
+            )));
+        }
+        if let Some((h, want)) = self.digest.take() {
+            if Digest::of(h) != want {
+                return Err(Refusal::Bad("it does not match its digest".into()));
+            }
+        }
+        self.take(true)?;
+        Ok(self.whole.take())
+    }
+}
+
+impl std::io::Write for Place<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let fail = |p: &mut Self, r: Refusal| {
+            let e = std::io::Error::other(r.to_string());
+            p.refused = Some(r);
+            e
+        };
+        self.got += buf.len() as u64;
+        if self.got > self.len {
+            let r = Refusal::Bad(format!("more than the chunk's {} bytes", self.len));
+            return Err(fail(self, r));
+        }
+        if let Some((h, _)) = &mut self.digest {
+            sha2::Digest::update(h, buf);
+        }
+        match self.key {
+            Some(_) => self.sealed.extend_from_slice(buf),
+            None => self.plain.extend_from_slice(buf),
+        }
+        if let Err(r) = self.take(false) {
+            return Err(fail(self, r));
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Records transfer `t` after data came (durable already): when all of it

@@ -716,10 +716,21 @@ impl Batch<'_> {
                         });
                     }
                     Decision::Bulk => self.to_store.push(ToStore {
+                        // A chunk of a transfer received here is written
+                        // in place now; the rest is held for `bulk`.
+                        disposition: if crate::bulk::received_here(
+                            &h,
+                            mime,
+                            config,
+                            state.learned(),
+                        ) {
+                            Disposition::Chunk
+                        } else {
+                            Disposition::Divert
+                        },
                         m,
                         from: from.clone(),
                         index: p.index,
-                        disposition: Disposition::Divert,
                         pin: None,
                         rule: Some(crate::bulk::LABEL.to_string()),
                         group,
@@ -795,7 +806,7 @@ impl Batch<'_> {
                             }
                         }
                         Disposition::Relay => self.report.relayed += 1,
-                        Disposition::Divert => self.report.diverted += 1,
+                        Disposition::Divert | Disposition::Chunk => self.report.diverted += 1,
                         Disposition::Aggregate => self.report.aggregated += 1,
                     }
                     self.remember.push((

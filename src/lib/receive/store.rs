@@ -12,6 +12,7 @@ use std::io::Write;
 use super::parse::Incoming;
 use super::state::Shared;
 use crate::ack::Owed;
+use crate::bulk::receiver::Refusal;
 use crate::message::{Header, Locator, MessageId, Name, ResponseStatus};
 use crate::spool::seen::Kind;
 use crate::spool::{durable, maildir, Admission, Area, EntryName, Error, Result, Spool};
@@ -28,6 +29,9 @@ pub(super) enum Disposition {
     Divert,
     /// Held in `aggregate/` for a rule's next aggregate.
     Aggregate,
+    /// A chunk of a transfer this site receives, written in place (or,
+    /// when it cannot be now, held in `divert/` for `bulk`).
+    Chunk,
 }
 
 /// The directory name a rule's label takes (letters, digits, `.`, `-`, `_`).
@@ -85,6 +89,7 @@ impl Intent {
             Disposition::Relay => "relay",
             Disposition::Divert => "divert",
             Disposition::Aggregate => "aggregate",
+            Disposition::Chunk => "chunk",
         };
         let created = self
             .created
@@ -108,6 +113,7 @@ impl Intent {
                 "relay" => Disposition::Relay,
                 "divert" => Disposition::Divert,
                 "aggregate" => Disposition::Aggregate,
+                "chunk" => Disposition::Chunk,
                 _ => return None,
             },
             created: f
@@ -148,7 +154,9 @@ pub(super) fn recover(
             Disposition::Local => delivered
                 .get_or_insert(maildir::ids(spool)?)
                 .contains(i.id.as_str()),
-            Disposition::Divert => spool
+            // A chunk written in place is not: it is taken again when its
+            // sender sends it again (its transfer knows it holds it).
+            Disposition::Divert | Disposition::Chunk => spool
                 .dir(Area::Divert)
                 .join(format!("{}.msg", i.id))
                 .exists(),
@@ -169,7 +177,7 @@ pub(super) fn recover(
         if !present {
             // A diverted message's state is written before the message:
             // one whose message never came is the interrupted run's.
-            if i.disposition == Disposition::Divert {
+            if matches!(i.disposition, Disposition::Divert | Disposition::Chunk) {
                 let state = spool.dir(Area::Divert).join(format!("{}.state", i.id));
                 if state.exists() {
                     durable::remove_file(&state).map_err(|e| Error::io("remove", &state, e))?;
@@ -206,6 +214,51 @@ pub(super) fn recover(
         ));
     }
     Ok(())
+}
+
+/// Writes the chunks among `items` (indexes `chunks`) in place, under the
+/// bulk lock if it is free now (this run holds the receive lock, which a
+/// run holding the bulk lock may wait for); made durable and recorded
+/// before this returns. Says of each whether it was taken, or why not:
+/// one refused for good is set aside, one that cannot be taken now is
+/// held for `bulk`.
+fn write_chunks(
+    spool: &Spool,
+    items: &[ToStore],
+    chunks: &[usize],
+    now: Timestamp,
+    log: &dyn Fn(String),
+) -> Result<Vec<(usize, std::result::Result<(), Refusal>)>> {
+    use crate::bulk::receiver::{ChunkData, Chunks};
+    let Some(_lock) = crate::bulk::try_lock(spool)? else {
+        let busy = || Err(Refusal::Later("the bulk lock is busy".into()));
+        return Ok(chunks.iter().map(|&i| (i, busy())).collect());
+    };
+    let mut written = Chunks::default();
+    let mut taken = Vec::with_capacity(chunks.len());
+    for &i in chunks {
+        let (h, mime, data) = match &items[i].m {
+            Incoming::Small(m) => match &m.content {
+                crate::message::Content::Data(d) => {
+                    (&m.header, &d.mime_type, ChunkData::Bytes(&d.bytes))
+                }
+                _ => {
+                    taken.push((i, Err(Refusal::Bad("not a chunk".into()))));
+                    continue;
+                }
+            },
+            Incoming::Large { layout, file } => {
+                (&layout.header, &layout.mime_type, ChunkData::File(file))
+            }
+        };
+        let r = written.add(spool, h, mime, data, log);
+        if let Err(Refusal::Later(why)) = &r {
+            log(format!("{}: {why}: held for a later run", h.id));
+        }
+        taken.push((i, r));
+    }
+    written.finish(spool, now, log)?;
+    Ok(taken)
 }
 
 /// Whether message `id` is held in some aggregate's inputs.
@@ -481,10 +534,40 @@ pub(super) fn store(
         }
     }
 
+    // Chunks of transfers received here, written in place; those that
+    // cannot be now are held for `bulk` instead.
+    let mut held_chunks = vec![false; items.len()];
+    let chunks: Vec<usize> = (0..items.len())
+        .filter(|&i| items[i].disposition == Disposition::Chunk)
+        .collect();
+    if !chunks.is_empty() {
+        for (i, taken) in write_chunks(spool, items, &chunks, now, log)? {
+            match taken {
+                Ok(()) => stored[i] = Some(Stored::Kept("custody")),
+                Err(Refusal::Bad(why)) => {
+                    let t = &items[i];
+                    let h = t.m.header();
+                    let why = format!("{}: {why}", h.id);
+                    let kept = spool.quarantine_with(
+                        |out| t.m.write_with(h, out),
+                        "chunk",
+                        t.from.as_str(),
+                        &why,
+                        now,
+                    )?;
+                    log(format!("{why}: quarantined as {}", kept.display()));
+                    stored[i] = Some(Stored::Kept("custody"));
+                }
+                Err(Refusal::Later(_)) => held_chunks[i] = true,
+            }
+        }
+    }
+
     // Held for rules: diverted to a handler, gathered for an aggregate.
     for (i, t) in items.iter().enumerate() {
         let (dir, name) = match t.disposition {
-            Disposition::Divert => {
+            Disposition::Chunk if !held_chunks[i] => continue,
+            Disposition::Divert | Disposition::Chunk => {
                 let dir = spool.dir(Area::Divert);
                 let state = format!(
                     "rule {}\nfrom {}\nfailures 0\n",

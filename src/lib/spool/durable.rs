@@ -259,3 +259,17 @@ pub fn lock_exclusive(path: &Path) -> std::io::Result<File> {
     fs2::FileExt::lock_exclusive(&f)?;
     Ok(f)
 }
+
+/// Like [`lock_exclusive`], without waiting: `None` when another holds it.
+pub fn try_lock_exclusive(path: &Path) -> std::io::Result<Option<File>> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    match fs2::FileExt::try_lock_exclusive(&f) {
+        Ok(()) => Ok(Some(f)),
+        Err(e) if e.kind() == fs2::lock_contended_error().kind() => Ok(None),
+        Err(e) => Err(e),
+    }
+}

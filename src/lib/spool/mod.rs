@@ -508,10 +508,20 @@ impl Spool {
         detail: &str,
         now: Timestamp,
     ) -> Result<PathBuf> {
+        self.quarantine_with(|out| out.write_all(bytes), label, from, detail, now)
+    }
+
+    /// Like [`Spool::quarantine_bytes`], for what `write` writes.
+    pub fn quarantine_with(
+        &self,
+        write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+        label: &str,
+        from: &str,
+        detail: &str,
+        now: Timestamp,
+    ) -> Result<PathBuf> {
         let mut staged = self.stage(now)?;
-        staged
-            .write_all(bytes)
-            .map_err(|e| Error::io("write", staged.path(), e))?;
+        write(&mut staged).map_err(|e| Error::io("write", staged.path(), e))?;
         staged.sync()?;
         let mut tmp_name = staged.path().as_os_str().to_os_string();
         tmp_name.push(format!(".{label}"));
