@@ -114,7 +114,7 @@ pub fn is_bulk(kind: &str, mime: Option<&str>) -> bool {
         || (kind == "data" && mime.is_some_and(is_chunk_type))
 }
 
-fn is_chunk_type(mime: &str) -> bool {
+pub(crate) fn is_chunk_type(mime: &str) -> bool {
     mime.split(';')
         .next()
         .is_some_and(|e| e.trim().eq_ignore_ascii_case(CHUNK_TYPE))

@@ -62,6 +62,40 @@ pub struct Incoming {
     /// its text where it belongs, and delivery is a rename.
     #[serde(default)]
     pub text_at: Option<u64>,
+    /// The data's digest so far, while its chunks come in order from the
+    /// first (then the whole is not read again to check it).
+    #[serde(default)]
+    pub hashed: Option<Hashed>,
+}
+
+/// A digest in progress: the next chunk it takes, and its state (hex).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Hashed {
+    pub next: u64,
+    pub state: String,
+}
+
+impl Hashed {
+    fn of(h: &sha2::Sha256, next: u64) -> Hashed {
+        use sha2::digest::common::hazmat::SerializableState;
+        let state = h.serialize().iter().map(|b| format!("{b:02x}")).collect();
+        Hashed { next, state }
+    }
+
+    /// The digest again; `None` from a state this build cannot read.
+    fn hasher(&self) -> Option<(sha2::Sha256, u64)> {
+        use sha2::digest::common::hazmat::{SerializableState, SerializedState};
+        let s = self.state.as_bytes();
+        if s.len() % 2 != 0 {
+            return None;
+        }
+        let bytes: Vec<u8> = s
+            .chunks(2)
+            .map(|p| u8::from_str_radix(std::str::from_utf8(p).ok()?, 16).ok())
+            .collect::<Option<_>>()?;
+        let state = SerializedState::<sha2::Sha256>::try_from(&bytes[..]).ok()?;
+        Some((sha2::Sha256::deserialize(&state).ok()?, self.next))
+    }
 }
 
 impl Incoming {
@@ -100,6 +134,7 @@ impl Incoming {
     /// cover whole are held.
     fn uploaded_to(&mut self, offset: u64) {
         self.uploaded = self.uploaded.max(offset);
+        self.hashed = None;
         let count = self.count();
         let mut have = Ranges::parse(&self.have, count).unwrap_or_default();
         let whole = if self.uploaded >= self.size {
@@ -382,6 +417,7 @@ pub fn on_request(
             .map(|x| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &x.header)),
         data_size: r.sealed.as_ref().map(|_| r.size),
         text_at: parts.as_ref().map(|(head, _)| head.len() as u64),
+        hashed: None,
     };
     save_state(spool, &ts, &st, now)?;
     log(format!(
@@ -517,11 +553,15 @@ impl Chunks {
             let key = st
                 .key(spool)
                 .map_err(|e| Refusal::Later(format!("a chunk of sealed transfer {t}: {e}")))?;
+            let hashing = match &st.hashed {
+                Some(h) => h.hasher(),
+                None => (st.have.is_empty() && st.uploaded == 0)
+                    .then(|| (<sha2::Sha256 as sha2::Digest>::new(), 0)),
+            };
             self.open.insert(
                 t.clone(),
                 Open {
-                    hashing: (st.have.is_empty() && st.uploaded == 0)
-                        .then(|| (<sha2::Sha256 as sha2::Digest>::new(), 0)),
+                    hashing,
                     st,
                     file,
                     path: data_path,
@@ -649,6 +689,7 @@ impl Chunks {
                 hashing,
                 ..
             } = o;
+            st.hashed = hashing.as_ref().map(|(h, next)| Hashed::of(h, *next));
             let known = hashing
                 .filter(|(_, next)| *next == st.count())
                 .map(|(h, _)| Digest::of(h));
@@ -1485,4 +1526,37 @@ pub fn status(t: &str, path: &std::path::Path) -> Option<serde_json::Value> {
             "asked": st.asked, "expires": st.expires, "reason": st.reason, "updated": st.updated,
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A digest kept in a state file between chunks goes on where it
+    /// stopped, at any length (a partial block included).
+    #[test]
+    fn a_digest_in_progress_survives_its_state_file() {
+        use sha2::Digest as _;
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 + i / 3) as u8).collect();
+        for cut in [0, 1, 63, 64, 65, 4096, 9_999, 10_000] {
+            let mut h = sha2::Sha256::new();
+            h.update(&data[..cut]);
+            let kept = serde_json::to_string(&Hashed::of(&h, 3)).unwrap();
+            let back: Hashed = serde_json::from_str(&kept).unwrap();
+            let (mut h, next) = back.hasher().expect("read back");
+            assert_eq!(next, 3);
+            h.update(&data[cut..]);
+            assert_eq!(Digest::of(h), crate::bulk::digest_of(&data), "cut at {cut}");
+        }
+        let junk = Hashed {
+            next: 0,
+            state: "zz".into(),
+        };
+        assert!(junk.hasher().is_none());
+        let short = Hashed {
+            next: 0,
+            state: "00ff".into(),
+        };
+        assert!(short.hasher().is_none());
+    }
 }

@@ -227,6 +227,18 @@ pub fn scan(file: &mut File) -> Result<Layout> {
 
 /// Like [`scan`], writing the decoded data to `out`.
 pub fn decode(file: &mut File, out: &mut dyn Write) -> Result<Layout> {
+    read(file, Some(out))
+}
+
+/// Reads the start of a one-message data envelope, up to its data (which
+/// is not checked: its size is the one the envelope states), and returns
+/// its layout.
+pub fn scan_head(file: &mut File) -> Result<Layout> {
+    read(file, None)
+}
+
+/// [`decode`]; without `out`, [`scan_head`].
+fn read(file: &mut File, out: Option<&mut dyn Write>) -> Result<Layout> {
     file.seek(SeekFrom::Start(0))
         .map_err(|e| Error::Mime(format!("seek: {e}")))?;
     let mut lines = Lines {
@@ -359,6 +371,15 @@ pub fn decode(file: &mut File, out: &mut dyn Write) -> Result<Layout> {
         .find('>')
         .map_or(opening.len(), |e| at + e + 1);
     let (mime_type, size) = data_attributes(&opening[at..end])?;
+    let Some(out) = out else {
+        return Ok(Layout {
+            header,
+            mime_type,
+            size,
+            content_start,
+            boundary,
+        });
+    };
     let rest = opening[end..].to_string();
     // The data text, decoded in blocks as the reader holds them (base64
     // lines are short: one at a time costs more than the decoding).

@@ -790,7 +790,38 @@ impl Batch<'_> {
 
     /// Stage 4: keeps what was decided, and earns its acknowledgements.
     fn store(&mut self, state: &mut dyn Shared) -> Result<()> {
-        let items = std::mem::take(&mut self.to_store);
+        // A chunk read only up to its data is read whole before it is
+        // kept in any way but written in place (which reads it then).
+        let mut items = Vec::with_capacity(self.to_store.len());
+        for t in std::mem::take(&mut self.to_store) {
+            let why = match t.disposition {
+                Disposition::Chunk => None,
+                _ => t.m.check().err(),
+            };
+            let Some(why) = why else {
+                items.push(t);
+                continue;
+            };
+            let h = t.m.header().clone();
+            let why = format!("a chunk that cannot be read: {why}");
+            let kept = self.spool.quarantine_with(
+                |out| t.m.write_with(&h, out),
+                "in",
+                t.from.as_str(),
+                &format!("{}: {why}", h.id),
+                self.now,
+            )?;
+            (self.log)(format!(
+                "{} from {}: {why}: quarantined as {}",
+                h.id,
+                t.from,
+                kept.display()
+            ));
+            self.report.quarantined += 1;
+            if t.group.is_none() {
+                self.owe_rejection(&h, &t.from, state.learned(), &why);
+            }
+        }
         let stored = store::store(self.spool, state, &items, self.now, self.log)?;
         let me = self.spool.config().component.clone();
         for (t, s) in items.iter().zip(stored) {

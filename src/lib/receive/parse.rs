@@ -20,6 +20,8 @@ pub(super) enum Incoming {
     Large {
         layout: stream::Layout,
         file: File,
+        /// False: only read up to its data (a chunk: see [`unwrap`]).
+        checked: bool,
     },
 }
 
@@ -44,7 +46,11 @@ impl Incoming {
                 header,
                 content: m.content.clone(),
             }),
-            Incoming::Large { layout, file } => Incoming::Large {
+            Incoming::Large {
+                layout,
+                file,
+                checked,
+            } => Incoming::Large {
                 layout: stream::Layout {
                     header,
                     ..layout.clone()
@@ -52,6 +58,7 @@ impl Incoming {
                 file: file
                     .try_clone()
                     .map_err(|e| Error::io("read", std::path::Path::new("inbound file"), e))?,
+                checked: *checked,
             },
         })
     }
@@ -68,6 +75,22 @@ impl Incoming {
         data / 3 * 4 + 8192
     }
 
+    /// Reads what parsing did not (the data of a chunk read only up to
+    /// it); `Err`: why it cannot be kept.
+    pub(super) fn check(&self) -> std::result::Result<(), String> {
+        match self {
+            Incoming::Large {
+                file,
+                checked: false,
+                ..
+            } => {
+                let mut f = file.try_clone().map_err(|e| e.to_string())?;
+                stream::scan(&mut f).map(|_| ()).map_err(|e| e.to_string())
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Writes the message's envelope with `header` in place of its own.
     pub(super) fn write_with(&self, header: &Header, out: &mut dyn Write) -> std::io::Result<()> {
         match self {
@@ -79,7 +102,7 @@ impl Incoming {
                 let mut out = out;
                 envelope::write(std::slice::from_ref(&m), &mut out)
             }
-            Incoming::Large { layout, file } => {
+            Incoming::Large { layout, file, .. } => {
                 let mut f = file.try_clone()?;
                 stream::write_with_header(&mut f, layout, header, out)
             }
@@ -96,14 +119,37 @@ pub(super) fn unwrap(payload: &Payload) -> std::result::Result<Vec<Incoming>, St
         Payload::Bytes(b) => envelope::parse(b)
             .map(|ms| ms.into_iter().map(Incoming::Small).collect())
             .map_err(|e| e.to_string()),
-        Payload::File(file) => match stream::load_file(file).map_err(|e| e.to_string())? {
-            stream::Loaded::Messages(ms) => Ok(ms.into_iter().map(Incoming::Small).collect()),
-            stream::Loaded::Large(layout) => Ok(vec![Incoming::Large {
-                layout: *layout,
-                file: file.try_clone().map_err(|e| e.to_string())?,
-            }]),
-        },
+        Payload::File(file) => {
+            if let Some(layout) = large_chunk(file) {
+                return Ok(vec![Incoming::Large {
+                    layout,
+                    file: file.try_clone().map_err(|e| e.to_string())?,
+                    checked: false,
+                }]);
+            }
+            match stream::load_file(file).map_err(|e| e.to_string())? {
+                stream::Loaded::Messages(ms) => Ok(ms.into_iter().map(Incoming::Small).collect()),
+                stream::Loaded::Large(layout) => Ok(vec![Incoming::Large {
+                    layout: *layout,
+                    file: file.try_clone().map_err(|e| e.to_string())?,
+                    checked: true,
+                }]),
+            }
+        }
     }
+}
+
+/// A large envelope holding one chunk of a transfer, read up to its data:
+/// the data is read once, as it is written in place, or read whole before
+/// it is kept in any other way ([`Incoming::check`]).
+fn large_chunk(file: &File) -> Option<stream::Layout> {
+    let mut f = file.try_clone().ok()?;
+    let len = f.metadata().ok()?.len();
+    if len <= stream::THRESHOLD {
+        return None;
+    }
+    let layout = stream::scan_head(&mut f).ok()?;
+    (crate::bulk::is_chunk_type(layout.mime_type.as_str()) && layout.size < len).then_some(layout)
 }
 
 /// An inbound envelope its peer's protection let in.

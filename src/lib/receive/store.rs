@@ -247,7 +247,7 @@ fn write_chunks(
                     continue;
                 }
             },
-            Incoming::Large { layout, file } => {
+            Incoming::Large { layout, file, .. } => {
                 (&layout.header, &layout.mime_type, ChunkData::File(file))
             }
         };
