@@ -509,9 +509,6 @@ struct Open {
     hashing: Option<(sha2::Sha256, u64)>,
 }
 
-/// Data written at a time: whole base64 lines, about 1 MB.
-const PLACE: usize = stream::LINE_IN * 16 * 1024;
-
 impl Chunks {
     /// Checks one chunk (the data of message `h`, of type `mime`) and
     /// writes it in place as it is read. `Err`: why it is not taken.
@@ -618,55 +615,70 @@ impl Chunks {
             return Ok(());
         }
         let in_order = matches!(hashing, Some((_, next)) if *next == info.index);
-        let mut place = Place {
-            file,
-            path,
-            key: key.as_ref(),
-            segment: offset / super::seal::SEALED_SEGMENT,
-            last_segment: st
-                .size
-                .div_ceil(super::seal::SEALED_SEGMENT)
-                .saturating_sub(1),
-            sealed: &mut self.sealed,
-            plain: &mut self.plain,
-            text: &mut self.text,
-            at: match key {
-                Some(_) => offset / super::seal::SEALED_SEGMENT * super::seal::SEGMENT,
-                None => offset,
-            },
-            text_at: st.text_at,
-            got: 0,
-            len,
-            digest: info
-                .digest
-                .clone()
-                .map(|want| (<sha2::Sha256 as sha2::Digest>::new(), want)),
-            whole: hashing
-                .as_ref()
-                .filter(|_| in_order)
-                .map(|(h, _)| h.clone()),
-            refused: None,
+        let whole = hashing
+            .as_ref()
+            .filter(|_| in_order)
+            .map(|(h, _)| h.clone());
+        let at = match key {
+            Some(_) => offset / super::seal::SEALED_SEGMENT * super::seal::SEGMENT,
+            None => offset,
         };
-        place.sealed.clear();
-        place.plain.clear();
-        let read = match data {
-            ChunkData::Bytes(b) => {
-                std::io::Write::write_all(&mut place, b).map_err(|e| e.to_string())
-            }
-            ChunkData::File(f) => f
-                .try_clone()
-                .map_err(|e| e.to_string())
-                .and_then(|mut f| stream::decode(&mut f, &mut place).map_err(|e| e.to_string()))
-                .map(|_| ()),
-        };
-        if let Some(refusal) = place.refused.take() {
-            return Err(refusal);
-        }
-        read.map_err(|e| format!("chunk {} cannot be read: {e}", info.index))?;
-        let whole = place.end().map_err(|r| match r {
-            Refusal::Bad(why) => {
-                Refusal::Bad(format!("chunk {} of transfer {t}: {why}", info.index))
-            }
+        let (sealed, plain, text) = (&mut self.sealed, &mut self.plain, &mut self.text);
+        sealed.clear();
+        plain.clear();
+        // Read, opened and checked here; written and digested beside it.
+        let (blocks, to_write) = std::sync::mpsc::sync_channel::<(u64, Vec<u8>)>(2);
+        let (spare, spares) = std::sync::mpsc::channel::<Vec<u8>>();
+        let text_at = st.text_at;
+        let file = &*file;
+        let path = path.as_path();
+        let (read, written) = std::thread::scope(|scope| {
+            let writer =
+                scope.spawn(move || write_blocks(file, path, text_at, text, whole, to_write, spare));
+            let mut place = Place {
+                key: key.as_ref(),
+                segment: offset / super::seal::SEALED_SEGMENT,
+                last_segment: st
+                    .size
+                    .div_ceil(super::seal::SEALED_SEGMENT)
+                    .saturating_sub(1),
+                sealed,
+                plain,
+                at,
+                text: text_at.is_some(),
+                got: 0,
+                len,
+                digest: info
+                    .digest
+                    .clone()
+                    .map(|want| (<sha2::Sha256 as sha2::Digest>::new(), want)),
+                blocks,
+                spares,
+                refused: None,
+            };
+            let read = match data {
+                ChunkData::Bytes(b) => {
+                    std::io::Write::write_all(&mut place, b).map_err(|e| e.to_string())
+                }
+                ChunkData::File(f) => f
+                    .try_clone()
+                    .map_err(|e| e.to_string())
+                    .and_then(|mut f| {
+                        stream::decode(&mut f, &mut place).map_err(|e| e.to_string())
+                    })
+                    .map(|_| ()),
+            };
+            // The writer ends when the blocks do (`end` drops `place`).
+            let read = place.end(read);
+            let written = writer.join().unwrap_or_else(|_| {
+                Err(Refusal::Later("the chunk's writer stopped".into()))
+            });
+            (read, written)
+        });
+        // What the writer could not do (a full disk) comes first: the
+        // reader stopped because of it.
+        let whole = written.and_then(|whole| read.map(|()| whole)).map_err(|r| match r {
+            Refusal::Bad(why) => Refusal::Bad(format!("chunk {} of transfer {t}: {why}", info.index)),
             later => later,
         })?;
         *hashing = whole.map(|h| (h, info.index + 1));
@@ -737,34 +749,36 @@ impl std::io::Write for Digesting {
 }
 
 /// One chunk on its way into its transfer's data file: its bytes opened
-/// (sealed segments) and digested as they come, and written where they
-/// belong (as the text of the message it is delivered as, when the file
-/// is laid out so) a block at a time.
+/// (sealed segments) and checked as they come, and handed a block at a
+/// time to [`write_blocks`].
 struct Place<'a> {
-    file: &'a File,
-    path: &'a std::path::Path,
     key: Option<&'a super::seal::Key>,
     /// The next sealed segment's index, and the payload's last.
     segment: u64,
     last_segment: u64,
     sealed: &'a mut Vec<u8>,
+    /// The data not yet handed on, which starts at `at` in the data.
     plain: &'a mut Vec<u8>,
-    text: &'a mut Vec<u8>,
-    /// Where `plain` starts in the data.
     at: u64,
-    text_at: Option<u64>,
+    /// Blocks are whole lines of text (the data is written as text).
+    text: bool,
     /// Bytes of the chunk taken, and the chunk's length.
     got: u64,
     len: u64,
     /// The chunk's digest so far and the one it carries (such a chunk is
-    /// written only once it matches); the data's digest so far.
+    /// written only once it matches).
     digest: Option<(sha2::Sha256, Digest)>,
-    whole: Option<sha2::Sha256>,
+    blocks: std::sync::mpsc::SyncSender<(u64, Vec<u8>)>,
+    /// Blocks written, to fill again.
+    spares: std::sync::mpsc::Receiver<Vec<u8>>,
     refused: Option<Refusal>,
 }
 
+/// Data handed on at a time: whole base64 lines, about 230 KB.
+const BLOCK: usize = stream::LINE_IN * 4096;
+
 impl Place<'_> {
-    /// Opens the whole sealed segments taken, and writes what is due.
+    /// Opens the whole sealed segments taken, and hands on what is due.
     fn take(&mut self, last: bool) -> std::result::Result<(), Refusal> {
         use super::seal::SEALED_SEGMENT;
         if let Some(key) = self.key {
@@ -785,43 +799,40 @@ impl Place<'_> {
             }
             self.sealed.drain(..whole);
         }
-        if (self.plain.len() >= PLACE && self.digest.is_none()) || last {
-            self.write(last)?;
+        if (self.plain.len() >= BLOCK && self.digest.is_none()) || last {
+            self.hand_on(last)?;
         }
         Ok(())
     }
 
-    /// Writes the data held: whole lines of it (all, when `last`).
-    fn write(&mut self, last: bool) -> std::result::Result<(), Refusal> {
-        let n = if last || self.text_at.is_none() {
+    /// Hands on the data held: whole lines of it (all, when `last`).
+    fn hand_on(&mut self, last: bool) -> std::result::Result<(), Refusal> {
+        let n = if last || !self.text {
             self.plain.len()
         } else {
             self.plain.len() / stream::LINE_IN * stream::LINE_IN
         };
-        let bytes = &self.plain[..n];
-        let (written, at) = match self.text_at {
-            None => (bytes, self.at),
-            Some(text_at) => {
-                self.text
-                    .resize(n.div_ceil(stream::LINE_IN) * stream::LINE_OUT, 0);
-                let len = stream::encode_lines(bytes, self.text);
-                (&self.text[..len], text_at + stream::text_offset(self.at))
-            }
-        };
-        let file = self.file;
-        crate::spool::fault::write_with(self.path, || file.write_all_at(written, at))
-            .map_err(|e| Refusal::Later(format!("write {}: {e}", self.path.display())))?;
-        if let Some(h) = &mut self.whole {
-            sha2::Digest::update(h, bytes);
+        if n == 0 {
+            return Ok(());
         }
+        let mut next = self.spares.try_recv().unwrap_or_default();
+        next.clear();
+        next.extend_from_slice(&self.plain[n..]);
+        self.plain.truncate(n);
+        let block = std::mem::replace(self.plain, next);
+        self.blocks
+            .send((self.at, block))
+            .map_err(|_| Refusal::Later("the chunk's writer stopped".into()))?;
         self.at += n as u64;
-        self.plain.drain(..n);
         Ok(())
     }
 
-    /// The chunk's end: checked whole, the rest written; the data's
-    /// digest so far.
-    fn end(mut self) -> std::result::Result<Option<sha2::Sha256>, Refusal> {
+    /// The chunk's end, once `read`: checked whole, the rest handed on.
+    fn end(mut self, read: std::result::Result<(), String>) -> std::result::Result<(), Refusal> {
+        if let Some(refusal) = self.refused.take() {
+            return Err(refusal);
+        }
+        read.map_err(|e| Refusal::Bad(format!("it cannot be read: {e}")))?;
         if self.got != self.len {
             return Err(Refusal::Bad(format!(
                 "{} bytes, not {}",
@@ -833,9 +844,39 @@ impl Place<'_> {
                 return Err(Refusal::Bad("it does not match its digest".into()));
             }
         }
-        self.take(true)?;
-        Ok(self.whole.take())
+        self.take(true)
     }
+}
+
+/// Writes the blocks of a chunk where they belong in `file` (as the text
+/// of the message the data is delivered as, from `text_at`, when the file
+/// is laid out so), digesting them into `whole`, until they end.
+fn write_blocks(
+    file: &File,
+    path: &std::path::Path,
+    text_at: Option<u64>,
+    text: &mut Vec<u8>,
+    mut whole: Option<sha2::Sha256>,
+    blocks: std::sync::mpsc::Receiver<(u64, Vec<u8>)>,
+    spare: std::sync::mpsc::Sender<Vec<u8>>,
+) -> std::result::Result<Option<sha2::Sha256>, Refusal> {
+    for (at, block) in blocks {
+        let (written, at) = match text_at {
+            None => (&block[..], at),
+            Some(text_at) => {
+                text.resize(block.len().div_ceil(stream::LINE_IN) * stream::LINE_OUT, 0);
+                let len = stream::encode_lines(&block, text);
+                (&text[..len], text_at + stream::text_offset(at))
+            }
+        };
+        crate::spool::fault::write_with(path, || file.write_all_at(written, at))
+            .map_err(|e| Refusal::Later(format!("write {}: {e}", path.display())))?;
+        if let Some(h) = &mut whole {
+            sha2::Digest::update(h, &block);
+        }
+        let _ = spare.send(block);
+    }
+    Ok(whole)
 }
 
 impl std::io::Write for Place<'_> {
