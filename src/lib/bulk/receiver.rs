@@ -871,6 +871,7 @@ fn write_blocks(
         };
         crate::spool::fault::write_with(path, || file.write_all_at(written, at))
             .map_err(|e| Refusal::Later(format!("write {}: {e}", path.display())))?;
+        durable::start_writeback(file, at, written.len() as u64);
         if let Some(h) = &mut whole {
             sha2::Digest::update(h, &block);
         }

@@ -260,6 +260,20 @@ pub fn lock_exclusive(path: &Path) -> std::io::Result<File> {
     Ok(f)
 }
 
+/// Starts writing `len` bytes of `file` from `at` to the disk, without
+/// waiting: a later fsync of a file written in large parts then waits for
+/// the last of them, not for all (advice: a failure is the fsync's).
+pub fn start_writeback(file: &File, at: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(at), Ok(len)) = (i64::try_from(at), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: the descriptor is open for the call; no memory is passed.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), at, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
 /// Like [`lock_exclusive`], without waiting: `None` when another holds it.
 pub fn try_lock_exclusive(path: &Path) -> std::io::Result<Option<File>> {
     let f = std::fs::OpenOptions::new()
