@@ -633,8 +633,8 @@ impl Chunks {
         let file = &*file;
         let path = path.as_path();
         let (read, written) = std::thread::scope(|scope| {
-            let writer =
-                scope.spawn(move || write_blocks(file, path, text_at, text, whole, to_write, spare));
+            let writer = scope
+                .spawn(move || write_blocks(file, path, text_at, text, whole, to_write, spare));
             let mut place = Place {
                 key: key.as_ref(),
                 segment: offset / super::seal::SEALED_SEGMENT,
@@ -663,24 +663,26 @@ impl Chunks {
                 ChunkData::File(f) => f
                     .try_clone()
                     .map_err(|e| e.to_string())
-                    .and_then(|mut f| {
-                        stream::decode(&mut f, &mut place).map_err(|e| e.to_string())
-                    })
+                    .and_then(|mut f| stream::decode(&mut f, &mut place).map_err(|e| e.to_string()))
                     .map(|_| ()),
             };
             // The writer ends when the blocks do (`end` drops `place`).
             let read = place.end(read);
-            let written = writer.join().unwrap_or_else(|_| {
-                Err(Refusal::Later("the chunk's writer stopped".into()))
-            });
+            let written = writer
+                .join()
+                .unwrap_or_else(|_| Err(Refusal::Later("the chunk's writer stopped".into())));
             (read, written)
         });
         // What the writer could not do (a full disk) comes first: the
         // reader stopped because of it.
-        let whole = written.and_then(|whole| read.map(|()| whole)).map_err(|r| match r {
-            Refusal::Bad(why) => Refusal::Bad(format!("chunk {} of transfer {t}: {why}", info.index)),
-            later => later,
-        })?;
+        let whole = written
+            .and_then(|whole| read.map(|()| whole))
+            .map_err(|r| match r {
+                Refusal::Bad(why) => {
+                    Refusal::Bad(format!("chunk {} of transfer {t}: {why}", info.index))
+                }
+                later => later,
+            })?;
         *hashing = whole.map(|h| (h, info.index + 1));
         if !in_order {
             *hashing = None;

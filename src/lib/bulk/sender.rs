@@ -646,6 +646,9 @@ pub fn uploaded(spool: &Spool, t: &str, offset: u64, now: Timestamp) -> Result<(
     Ok(())
 }
 
+/// Chunks written before they are made durable together.
+const QUEUED_AT_ONCE: usize = 64;
+
 /// Queues every chunk asked for that is not queued yet.
 fn queue_asked(
     spool: &Spool,
@@ -676,46 +679,54 @@ fn queue_asked(
         .map_err(|e| crate::spool::Error::io("open", &data_path, e))?;
     let transfer = super::transfer_id(t, &data_path)?;
     let mut buf = vec![0u8; cs as usize];
-    let mut batch = Vec::with_capacity(todo.len());
-    for &i in &todo {
-        let offset = i * cs;
-        let len = cs.min(st.size - offset) as usize;
-        data.read_exact_at(&mut buf[..len], st.sealed_at.unwrap_or(0) + offset)
-            .map_err(|e| crate::spool::Error::io("read", &data_path, e))?;
-        let info = ChunkInfo {
-            transfer: transfer.clone(),
-            index: i,
-            // A sealed chunk's segments authenticate themselves.
-            digest: st
-                .sealed_at
-                .is_none()
-                .then(|| super::digest_of(&buf[..len])),
-        };
-        let header = chunk_header(&model, &transfer, now);
-        let mime = MimeType::new(info.mime()).map_err(|e| {
-            crate::spool::Error::io("name", &data_path, std::io::Error::other(e.to_string()))
-        })?;
-        let mut staged = spool.stage(now)?;
-        let path = staged.path().to_path_buf();
-        stream::write_data_envelope(&header, &mime, len as u64, &mut &buf[..len], &mut staged)
-            .map_err(|e| crate::spool::Error::io("write", &path, e))?;
-        staged.sync()?;
-        let name = crate::relay::entry_name(&header, staged.size());
-        batch.push((i, header.id.to_string(), staged, name));
-    }
-    let ids: Vec<(u64, String)> = batch.iter().map(|(i, id, _, _)| (*i, id.clone())).collect();
-    let admitted = spool
-        .lock(now)?
-        .admit_many(batch.into_iter().map(|(_, _, s, n)| (s, n)).collect(), now)?;
-    for ((i, id), a) in ids.into_iter().zip(admitted) {
-        match a {
-            Admission::Queued { .. } => {
-                st.chunks.insert(i, id);
-                st.chunks_sent += 1;
+    // A group at a time: written, made durable together (their writes
+    // overlap), then admitted.
+    for group in todo.chunks(QUEUED_AT_ONCE) {
+        let mut batch = Vec::with_capacity(group.len());
+        for &i in group {
+            let offset = i * cs;
+            let len = cs.min(st.size - offset) as usize;
+            data.read_exact_at(&mut buf[..len], st.sealed_at.unwrap_or(0) + offset)
+                .map_err(|e| crate::spool::Error::io("read", &data_path, e))?;
+            let info = ChunkInfo {
+                transfer: transfer.clone(),
+                index: i,
+                // A sealed chunk's segments authenticate themselves.
+                digest: st
+                    .sealed_at
+                    .is_none()
+                    .then(|| super::digest_of(&buf[..len])),
+            };
+            let header = chunk_header(&model, &transfer, now);
+            let mime = MimeType::new(info.mime()).map_err(|e| {
+                crate::spool::Error::io("name", &data_path, std::io::Error::other(e.to_string()))
+            })?;
+            let mut staged = spool.stage(now)?;
+            let path = staged.path().to_path_buf();
+            stream::write_data_envelope(&header, &mime, len as u64, &mut &buf[..len], &mut staged)
+                .map_err(|e| crate::spool::Error::io("write", &path, e))?;
+            staged.start_writeback();
+            let name = crate::relay::entry_name(&header, staged.size());
+            batch.push((i, header.id.to_string(), staged, name));
+        }
+        durable::sync_files(
+            &spool.dir(crate::spool::Area::Tmp),
+            batch.iter().map(|(_, _, s, _)| s.path()),
+        )?;
+        let ids: Vec<(u64, String)> = batch.iter().map(|(i, id, _, _)| (*i, id.clone())).collect();
+        let admitted = spool
+            .lock(now)?
+            .admit_many(batch.into_iter().map(|(_, _, s, n)| (s, n)).collect(), now)?;
+        for ((i, id), a) in ids.into_iter().zip(admitted) {
+            match a {
+                Admission::Queued { .. } => {
+                    st.chunks.insert(i, id);
+                    st.chunks_sent += 1;
+                }
+                Admission::Rejected { detail, .. } => log(format!(
+                    "{t}: chunk {i} not queued now ({detail}); it goes later"
+                )),
             }
-            Admission::Rejected { detail, .. } => log(format!(
-                "{t}: chunk {i} not queued now ({detail}); it goes later"
-            )),
         }
     }
     Ok(())

@@ -1205,7 +1205,8 @@ fn seal(path: &std::path::Path, to: &[String]) -> Result<ExitCode, Error> {
         .truncate(true)
         .open(path)
         .map_err(|e| crate::spool::Error::io("open", path, e))?;
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, &file);
+    let mut w = durable::Flowing::new(std::io::BufWriter::with_capacity(1 << 20, &file), &file)
+        .map_err(|e| crate::spool::Error::io("open", path, e))?;
     let stdin = std::io::stdin();
     let sealed =
         crate::bulk::seal::seal_stream(&recipients, &mut stdin.lock(), &mut w, &mut |_| {})

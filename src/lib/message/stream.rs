@@ -387,36 +387,45 @@ fn read(file: &mut File, out: Option<&mut dyn Write>) -> Result<Layout> {
     let mut pending: Vec<u8> = Vec::with_capacity(256 * 1024);
     let mut out_buf = Vec::with_capacity(192 * 1024);
     let mut feed = |text: &[u8], pending: &mut Vec<u8>, flush_all: bool| -> Result<()> {
-        // Line by line (a byte at a time costs more than the decoding);
-        // whitespace other than line ends and spaces is rare, and taken
-        // out a byte at a time.
-        if memchr::memchr2(b'\t', b'\x0c', text).is_some() {
-            pending.extend(text.iter().copied().filter(|b| !b.is_ascii_whitespace()));
-        } else {
-            let mut rest = text;
-            while let Some(p) = memchr::memchr3(b'\n', b'\r', b' ', rest) {
-                pending.extend_from_slice(&rest[..p]);
-                rest = &rest[p + 1..];
-            }
-            pending.extend_from_slice(rest);
+        // Line by line (a byte at a time costs more than the decoding),
+        // CRLF or LF. Other whitespace (rare: spaces, tabs) makes the
+        // decoding fail; it is then taken out and the text decoded again.
+        let mut rest = text;
+        while let Some(p) = memchr::memchr(b'\n', rest) {
+            let line = &rest[..p];
+            pending.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+            rest = &rest[p + 1..];
         }
-        let usable = if flush_all {
-            pending.len()
-        } else {
-            pending.len() / 4 * 4
-        };
-        if usable > 0 {
+        pending.extend_from_slice(rest);
+        for retry in [false, true] {
+            if retry {
+                pending.retain(|b| !b.is_ascii_whitespace());
+            }
+            let usable = if flush_all {
+                pending.len()
+            } else {
+                pending.len() / 4 * 4
+            };
+            if usable == 0 {
+                return Ok(());
+            }
             out_buf.clear();
-            base64_simd::STANDARD
-                .decode_append(&pending[..usable], &mut out_buf)
-                .map_err(|e| Error::Invalid {
-                    field: "data",
-                    reason: format!("bad base64: {e}"),
-                })?;
-            decoded += out_buf.len() as u64;
-            out.write_all(&out_buf)
-                .map_err(|e| Error::Mime(format!("write: {e}")))?;
-            pending.drain(..usable);
+            match base64_simd::STANDARD.decode_append(&pending[..usable], &mut out_buf) {
+                Ok(_) => {
+                    decoded += out_buf.len() as u64;
+                    out.write_all(&out_buf)
+                        .map_err(|e| Error::Mime(format!("write: {e}")))?;
+                    pending.drain(..usable);
+                    return Ok(());
+                }
+                Err(_) if !retry && pending.iter().any(u8::is_ascii_whitespace) => {}
+                Err(e) => {
+                    return Err(Error::Invalid {
+                        field: "data",
+                        reason: format!("bad base64: {e}"),
+                    })
+                }
+            }
         }
         Ok(())
     };

@@ -98,6 +98,14 @@ impl Staged {
         self.size
     }
 
+    /// Starts writing what was written to the disk, without waiting (see
+    /// [`start_writeback`]): for a batch of files made durable together.
+    pub fn start_writeback(&self) {
+        if let Some(f) = &self.file {
+            start_writeback(f, 0, self.size);
+        }
+    }
+
     /// Makes the content durable: returns after fsync of the file.
     pub fn sync(&mut self) -> Result<()> {
         if let Some(f) = &self.file {
@@ -271,6 +279,45 @@ pub fn start_writeback(file: &File, at: u64, len: u64) {
     // SAFETY: the descriptor is open for the call; no memory is passed.
     unsafe {
         libc::sync_file_range(file.as_raw_fd(), at, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+/// A writer to a file that starts writing to the disk what it was given
+/// every few MiB (see [`start_writeback`]): a large file's final fsync
+/// then waits for its last part, not for all of it.
+pub struct Flowing<W> {
+    inner: W,
+    file: File,
+    at: u64,
+    started: u64,
+}
+
+impl<W: std::io::Write> Flowing<W> {
+    /// Writes through `inner`, which writes `file` from its start.
+    pub fn new(inner: W, file: &File) -> io::Result<Flowing<W>> {
+        Ok(Flowing {
+            inner,
+            file: file.try_clone()?,
+            at: 0,
+            started: 0,
+        })
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Flowing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        const EVERY: u64 = 8 << 20;
+        let n = self.inner.write(buf)?;
+        self.at += n as u64;
+        if self.at - self.started >= EVERY {
+            self.inner.flush()?;
+            start_writeback(&self.file, self.started, self.at - self.started);
+            self.started = self.at;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 

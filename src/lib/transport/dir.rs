@@ -75,7 +75,12 @@ impl DirTransport {
         // A full medium is said with where and how much is free.
         let said = |e: std::io::Error| format!("{e}{}", crate::spool::space_left(dir.path(), &e));
         let out = dir.create_file(name).map_err(said)?;
-        let mut out = std::io::BufWriter::new(out);
+        let file = out.try_clone().map_err(said)?;
+        let mut out = crate::spool::durable::Flowing::new(
+            std::io::BufWriter::with_capacity(256 * 1024, out),
+            &file,
+        )
+        .map_err(said)?;
         let mut input = std::io::BufReader::with_capacity(
             256 * 1024,
             item.leaving(&self.from, self.now)
