@@ -1764,3 +1764,74 @@ fn a_sealed_chunk_this_site_cannot_open_now_waits_and_is_not_set_aside() {
     assert!(got[0].1 == data);
     c.site("p.hub").assert_nothing_quarantined();
 }
+
+/// Damages the data text of the first large file (a chunk) under `dir`:
+/// a character in its middle that base64 has not.
+fn damage_a_large_chunk(dir: &std::path::Path) -> PathBuf {
+    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .filter(|e| e.metadata().is_ok_and(|m| m.len() > 4 << 20))
+        .map(|e| e.into_path())
+        .collect();
+    files.sort();
+    let file = files.first().expect("a large chunk to damage").clone();
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mut at = bytes.len() / 2;
+    while !bytes[at].is_ascii_alphanumeric() {
+        at += 1;
+    }
+    bytes[at] = b'*';
+    std::fs::write(&file, bytes).unwrap();
+    file
+}
+
+/// A large chunk damaged on the way (its data text no longer base64) is
+/// set aside with the reason where it is read: at the relay that would
+/// pass it on, which does not answer for it, and at the receiver, which
+/// writes nothing of it. Both come again, and the transfer completes,
+/// delivered once.
+#[test]
+fn large_chunks_damaged_on_the_way_are_set_aside_and_come_again() {
+    let mut c = Chain::new();
+    let (identity, recipient) = age_key(c.site("p.hub"), "p.hub");
+    c.site("a.host")
+        .append_config(&format!("[bulk]\nencrypt_to = [\"{recipient}\"]\n"));
+    c.site("p.hub").append_config(&format!(
+        "[bulk]\nidentity = \"{}\"\nchunk_size = \"128KiB\"\nwindow = 3\nreservation = \"2h\"\n",
+        identity.display()
+    ));
+    let data = random(2 * 57 * 65536 + 1000, 31);
+    let id = c.site("a.host").send(&[], &data);
+    c.round(&["a.host"]);
+    assert_eq!(c.status("a.host", &id)["bulk"]["phase"], "authorized");
+    // The chunks leave; one is damaged before the relay reads it.
+    c.flush("a.host");
+    damage_a_large_chunk(&c.inbox["r.relay"]);
+    c.import("r.relay");
+    let reasons = quarantine_reasons(c.site("r.relay"));
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(reasons[0].contains("cannot be read"), "{reasons:?}");
+    // Another is damaged before the receiver reads it.
+    c.flush("r.relay");
+    damage_a_large_chunk(&c.inbox["p.hub"]);
+    c.import("p.hub");
+    let reasons = quarantine_reasons(c.site("p.hub"));
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(reasons[0].contains("cannot be read"), "{reasons:?}");
+    assert!(c.site("p.hub").received().is_empty());
+    for _ in 0..6 {
+        if c.status("a.host", &id)["state"] == "acknowledged" {
+            break;
+        }
+        c.later(61);
+        c.round(&["a.host"]);
+    }
+    assert_eq!(c.status("a.host", &id)["state"], "acknowledged");
+    let got = c.site("p.hub").received();
+    assert_eq!(got.len(), 1, "delivered once");
+    assert!(got[0].1 == data, "byte-identical");
+    assert_eq!(quarantine_reasons(c.site("r.relay")).len(), 1);
+    assert_eq!(quarantine_reasons(c.site("p.hub")).len(), 1);
+}

@@ -791,7 +791,8 @@ impl Batch<'_> {
     /// Stage 4: keeps what was decided, and earns its acknowledgements.
     fn store(&mut self, state: &mut dyn Shared) -> Result<()> {
         // A chunk read only up to its data is read whole before it is
-        // kept in any way but written in place (which reads it then).
+        // kept in any way but written in place (which reads it then); one
+        // that cannot be read is set aside.
         let mut items = Vec::with_capacity(self.to_store.len());
         for t in std::mem::take(&mut self.to_store) {
             let why = match t.disposition {
@@ -817,10 +818,9 @@ impl Batch<'_> {
                 t.from,
                 kept.display()
             ));
+            // Not answered, as an envelope that cannot be read is not:
+            // damaged on the way, it is sent again.
             self.report.quarantined += 1;
-            if t.group.is_none() {
-                self.owe_rejection(&h, &t.from, state.learned(), &why);
-            }
         }
         let stored = store::store(self.spool, state, &items, self.now, self.log)?;
         let me = self.spool.config().component.clone();
