@@ -646,6 +646,22 @@ pub fn uploaded(spool: &Spool, t: &str, offset: u64, now: Timestamp) -> Result<(
     Ok(())
 }
 
+/// A part of a file, read from `at` to `end` whatever the file's offset.
+struct Region<'a> {
+    file: &'a std::fs::File,
+    at: u64,
+    end: u64,
+}
+
+impl Read for Region<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = buf.len().min((self.end - self.at) as usize);
+        let n = self.file.read_at(&mut buf[..want], self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
 /// Chunks written before they are made durable together.
 const QUEUED_AT_ONCE: usize = 64;
 
@@ -678,37 +694,74 @@ fn queue_asked(
     let data = std::fs::File::open(&data_path)
         .map_err(|e| crate::spool::Error::io("open", &data_path, e))?;
     let transfer = super::transfer_id(t, &data_path)?;
-    let mut buf = vec![0u8; cs as usize];
-    // A group at a time: written, made durable together (their writes
-    // overlap), then admitted.
-    for group in todo.chunks(QUEUED_AT_ONCE) {
-        let mut batch = Vec::with_capacity(group.len());
-        for &i in group {
-            let offset = i * cs;
-            let len = cs.min(st.size - offset) as usize;
-            data.read_exact_at(&mut buf[..len], st.sealed_at.unwrap_or(0) + offset)
+    let sealed_at = st.sealed_at;
+    let size = st.size;
+    // One chunk's message, written (not yet durable). A sealed chunk is
+    // read as it is written; another is read first, for its digest.
+    let write_chunk = |i: u64, buf: &mut Vec<u8>| -> Result<_> {
+        let offset = i * cs;
+        let len = cs.min(size - offset) as usize;
+        let at = sealed_at.unwrap_or(0) + offset;
+        if sealed_at.is_none() {
+            buf.resize(len, 0);
+            data.read_exact_at(buf, at)
                 .map_err(|e| crate::spool::Error::io("read", &data_path, e))?;
-            let info = ChunkInfo {
-                transfer: transfer.clone(),
-                index: i,
-                // A sealed chunk's segments authenticate themselves.
-                digest: st
-                    .sealed_at
-                    .is_none()
-                    .then(|| super::digest_of(&buf[..len])),
-            };
-            let header = chunk_header(&model, &transfer, now);
-            let mime = MimeType::new(info.mime()).map_err(|e| {
-                crate::spool::Error::io("name", &data_path, std::io::Error::other(e.to_string()))
-            })?;
-            let mut staged = spool.stage(now)?;
-            let path = staged.path().to_path_buf();
-            stream::write_data_envelope(&header, &mime, len as u64, &mut &buf[..len], &mut staged)
-                .map_err(|e| crate::spool::Error::io("write", &path, e))?;
-            staged.start_writeback();
-            let name = crate::relay::entry_name(&header, staged.size());
-            batch.push((i, header.id.to_string(), staged, name));
         }
+        let info = ChunkInfo {
+            transfer: transfer.clone(),
+            index: i,
+            // A sealed chunk's segments authenticate themselves.
+            digest: sealed_at.is_none().then(|| super::digest_of(buf)),
+        };
+        let header = chunk_header(&model, &transfer, now);
+        let mime = MimeType::new(info.mime()).map_err(|e| {
+            crate::spool::Error::io("name", &data_path, std::io::Error::other(e.to_string()))
+        })?;
+        let mut staged = spool.stage(now)?;
+        let path = staged.path().to_path_buf();
+        let mut source: Box<dyn Read + '_> = match sealed_at {
+            Some(_) => Box::new(Region {
+                file: &data,
+                at,
+                end: at + len as u64,
+            }),
+            None => Box::new(&buf[..]),
+        };
+        stream::write_data_envelope(&header, &mime, len as u64, &mut source, &mut staged)
+            .map_err(|e| crate::spool::Error::io("write", &path, e))?;
+        staged.start_writeback();
+        let name = crate::relay::entry_name(&header, staged.size());
+        Ok((i, header.id.to_string(), staged, name))
+    };
+    // A group at a time: written (by two threads, each its share),
+    // made durable together (their writes overlap), then admitted.
+    for group in todo.chunks(QUEUED_AT_ONCE) {
+        let shares: Vec<Vec<u64>> = (0..2)
+            .map(|k| group.iter().copied().skip(k).step_by(2).collect())
+            .collect();
+        let written: Vec<Result<Vec<_>>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = shares
+                .iter()
+                .map(|share| {
+                    scope.spawn(|| {
+                        let mut buf = Vec::new();
+                        share
+                            .iter()
+                            .map(|&i| write_chunk(i, &mut buf))
+                            .collect::<Result<Vec<_>>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("a chunk writer does not panic"))
+                .collect()
+        });
+        let mut batch = Vec::with_capacity(group.len());
+        for w in written {
+            batch.extend(w?);
+        }
+        batch.sort_by_key(|(i, ..)| *i);
         durable::sync_files(
             &spool.dir(crate::spool::Area::Tmp),
             batch.iter().map(|(_, _, s, _)| s.path()),

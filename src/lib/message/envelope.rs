@@ -268,6 +268,15 @@ impl Reheaded {
         })
     }
 
+    /// What it reads: the new start (bytes), then the rest of the file
+    /// from where the file stands.
+    pub fn into_parts(self) -> (Vec<u8>, std::fs::File) {
+        let at = self.head.position() as usize;
+        let mut head = self.head.into_inner();
+        head.drain(..at.min(head.len()));
+        (head, self.rest)
+    }
+
     /// The bytes it reads, in all.
     pub fn len(&self) -> u64 {
         self.len

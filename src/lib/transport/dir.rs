@@ -75,25 +75,34 @@ impl DirTransport {
         // A full medium is said with where and how much is free.
         let said = |e: std::io::Error| format!("{e}{}", crate::spool::space_left(dir.path(), &e));
         let out = dir.create_file(name).map_err(said)?;
+        let leaving = item
+            .leaving(&self.from, self.now)
+            .map_err(|e| format!("cannot read {}: {e}", item.path.display()))?;
+        let Some(p) = &self.protector else {
+            // The new start, then the rest copied by the kernel, its
+            // writeback started as it goes.
+            let (head, rest) = leaving.into_parts();
+            let mut at = head.len() as u64;
+            std::io::Write::write_all(&mut &out, &head).map_err(said)?;
+            loop {
+                let mut piece = std::io::Read::take(&rest, 8 << 20);
+                let n = std::io::copy(&mut piece, &mut &out).map_err(said)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                crate::spool::durable::start_writeback(&out, at, n);
+                at += n;
+            }
+        };
         let file = out.try_clone().map_err(said)?;
         let mut out = crate::spool::durable::Flowing::new(
             std::io::BufWriter::with_capacity(256 * 1024, out),
             &file,
         )
         .map_err(said)?;
-        let mut input = std::io::BufReader::with_capacity(
-            256 * 1024,
-            item.leaving(&self.from, self.now)
-                .map_err(|e| format!("cannot read {}: {e}", item.path.display()))?,
-        );
-        match &self.protector {
-            None => std::io::copy(&mut input, &mut out)
-                .map(|_| ())
-                .map_err(said)?,
-            Some(p) => p
-                .protect(&mut input, &mut out, self.now)
-                .map_err(|e| e.to_string())?,
-        }
+        let mut input = std::io::BufReader::with_capacity(256 * 1024, leaving);
+        p.protect(&mut input, &mut out, self.now)
+            .map_err(|e| e.to_string())?;
         std::io::Write::flush(&mut out).map_err(said)
     }
 
