@@ -86,7 +86,7 @@ impl Hashed {
     fn hasher(&self) -> Option<(sha2::Sha256, u64)> {
         use sha2::digest::common::hazmat::{SerializableState, SerializedState};
         let s = self.state.as_bytes();
-        if s.len() % 2 != 0 {
+        if !s.len().is_multiple_of(2) {
             return None;
         }
         let bytes: Vec<u8> = s
