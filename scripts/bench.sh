@@ -12,7 +12,8 @@
 # W3 bulk: one 1 GiB file queued, exported, imported as a bulk transfer
 #    over removable media (request, answer, chunks: each step's runs
 #    summed); rs in the clear and sealed for an age key at queue time,
-#    NNCP (always encrypted), beside a durable 1 GiB write. MB/s, peak RSS.
+#    NNCP (always encrypted), beside a durable 1 GiB write. MB/s, peak RSS;
+#    medians of W3_RUNS rounds (3).
 # W4 queue at scale (rs only: NNCP has no equivalent operations): list | head,
 #    stats, and an eviction, at 10^4, 10^5 and 10^6 queued messages.
 # W5 session mode: 10,000 queued 1 KiB messages site -> provider and 10,000
@@ -271,6 +272,10 @@ if wants w3; then
     # export = the request's, the answer's and the chunks' exports;
     # import = their three imports. Peak RSS is the largest of them.
     w3_sum() { awk '{t+=$1; if ($2>m) m=$2} END {printf "%.2f %d\n", t, m}' "$1"; }
+    # Each round runs rs in the clear, rs sealed and NNCP, one after the
+    # other; a figure is the median of its rounds (peak RSS: the largest).
+    w3_runs=${W3_RUNS:-3}
+    for round in $(seq "$w3_runs"); do
     for mode in plain sealed; do
         d=$work/w3-$mode; mkdir -p "$d/s1" "$d/s2"
         RS_SPOOL=$d/a "$bin/rs-queue" init --site a --component a.host >/dev/null
@@ -294,7 +299,7 @@ if wants w3; then
         rss "$work/w3.$mode.im" env RS_SPOOL="$d/a" "$bin/rs-relay" import --from "$d/s2"
         rss "$work/w3.$mode.ex" env RS_SPOOL="$d/a" "$bin/rs-queue" export --to "$d/s1"
         rss "$work/w3.$mode.im" env RS_SPOOL="$d/b" "$bin/rs-relay" import --from "$d/s1"
-        w3_sum "$work/w3.$mode.ex" > "$work/w3.$mode.export"; w3_sum "$work/w3.$mode.im" > "$work/w3.$mode.import"
+        w3_sum "$work/w3.$mode.ex" >> "$work/w3.$mode.export"; w3_sum "$work/w3.$mode.im" >> "$work/w3.$mode.import"
         rm -f "$work/w3.$mode.ex" "$work/w3.$mode.im"
         got=$(find "$d/b/received/new" -type f | head -1)
         [ -n "$got" ] || { echo "W3 $mode: nothing delivered" >&2; exit 1; }
@@ -315,17 +320,26 @@ PY
     paste "$work/t1" "$work/t2" | awk '{printf "%.2f %d\n", $1+$3, ($2>$4)?$2:$4}' >> "$work/w3.nncp.import"
     cmp -s "$work/1g" "$c/bob/incoming/big" || { echo "W3: NNCP's copy differs" >&2; exit 1; }
     rm -rf "$c"
+    # This round's end to end: the sum of its steps (each file's last line).
+    for who in plain sealed nncp; do
+        cat "$work/w3.$who.queue" "$work/w3.$who.export" "$work/w3.$who.import" 2>/dev/null \
+            | awk -v n="$round" 'NR==n || NR==2*n || NR==3*n {s+=$1} END {printf "%.2f\n", s}' >> "$work/w3.$who.e2e"
+    done
+    done
     # The disk in the same run: a durable sequential write of 1 GiB.
     t0=$(now_us); dd if="$work/1g" of="$work/dd.out" bs=4M conv=fsync status=none; t1=$(now_us)
     rm -f "$work/dd.out" "$work/1g"
+    # The median of a file's first column, and the largest of its second.
+    w3_med() { sort -n "$1" | awk '{t[NR]=$1; if ($2>m) m=$2} END {printf "%s %d\n", t[int((NR+1)/2)], m}'; }
+    w3_span() { sort -n "$1" | awk 'NR==1{a=$1} {b=$1} END {printf "%s-%s", a, b}'; }
     for step in queue export import; do
-        read -r ps pr < "$work/w3.plain.$step"; read -r es er < "$work/w3.sealed.$step"; read -r ns nr < "$work/w3.nncp.$step"
-        row "W3 $step 1 GiB, MB/s (peak RSS MiB), rs bulk in the clear|$(mb "$ps") ($((pr/1024)))|n/a (NNCP always encrypts)| |${ps} s|1"
-        row "W3 $step 1 GiB, MB/s (peak RSS MiB), encrypted (rs: bulk sealed with age)|$(mb "$es") ($((er/1024)))|$(mb "$ns") ($((nr/1024)))|$(awk -v a="$es" -v b="$ns" 'BEGIN{printf "%.2fx", b/a}')|rs ${es} s, NNCP ${ns} s|1"
+        read -r ps pr < <(w3_med "$work/w3.plain.$step"); read -r es er < <(w3_med "$work/w3.sealed.$step"); read -r ns nr < <(w3_med "$work/w3.nncp.$step")
+        row "W3 $step 1 GiB, MB/s (peak RSS MiB), rs bulk in the clear|$(mb "$ps") ($((pr/1024)))|n/a (NNCP always encrypts)| |$(w3_span "$work/w3.plain.$step") s|$w3_runs"
+        row "W3 $step 1 GiB, MB/s (peak RSS MiB), encrypted (rs: bulk sealed with age)|$(mb "$es") ($((er/1024)))|$(mb "$ns") ($((nr/1024)))|$(awk -v a="$es" -v b="$ns" 'BEGIN{printf "%.2fx", b/a}')|rs $(w3_span "$work/w3.sealed.$step") s, NNCP $(w3_span "$work/w3.nncp.$step") s|$w3_runs"
     done
-    tp=$(cat "$work"/w3.plain.* | awk '{s+=$1} END {print s}'); te=$(cat "$work"/w3.sealed.* | awk '{s+=$1} END {print s}'); tn=$(cat "$work"/w3.nncp.* | awk '{s+=$1} END {print s}')
-    row "W3 end to end 1 GiB, MB/s, rs bulk in the clear|$(mb "$tp")|n/a| |${tp} s|1"
-    row "W3 end to end 1 GiB, MB/s, encrypted (rs: bulk sealed with age)|$(mb "$te")|$(mb "$tn")|$(awk -v a="$te" -v b="$tn" 'BEGIN{printf "%.2fx", b/a}')|rs ${te} s, NNCP ${tn} s|1"
+    read -r tp _ < <(w3_med "$work/w3.plain.e2e"); read -r te _ < <(w3_med "$work/w3.sealed.e2e"); read -r tn _ < <(w3_med "$work/w3.nncp.e2e")
+    row "W3 end to end 1 GiB, MB/s, rs bulk in the clear|$(mb "$tp")|n/a| |$(w3_span "$work/w3.plain.e2e") s|$w3_runs"
+    row "W3 end to end 1 GiB, MB/s, encrypted (rs: bulk sealed with age)|$(mb "$te")|$(mb "$tn")|$(awk -v a="$te" -v b="$tn" 'BEGIN{printf "%.2fx", b/a}')|rs $(w3_span "$work/w3.sealed.e2e") s, NNCP $(w3_span "$work/w3.nncp.e2e") s|$w3_runs"
     row "W3 the disk: durable write of the same 1 GiB (dd bs=4M conv=fsync), MB/s|$(echo "$t0 $t1" | awk '{printf "%.1f", 1024/(($2-$1)/1e6)}')|n/a| |physical limit|1"
 fi
 
