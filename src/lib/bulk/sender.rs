@@ -646,22 +646,6 @@ pub fn uploaded(spool: &Spool, t: &str, offset: u64, now: Timestamp) -> Result<(
     Ok(())
 }
 
-/// A part of a file, read from `at` to `end` whatever the file's offset.
-struct Region<'a> {
-    file: &'a std::fs::File,
-    at: u64,
-    end: u64,
-}
-
-impl Read for Region<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let want = buf.len().min((self.end - self.at) as usize);
-        let n = self.file.read_at(&mut buf[..want], self.at)?;
-        self.at += n as u64;
-        Ok(n)
-    }
-}
-
 /// Chunks written before they are made durable together.
 const QUEUED_AT_ONCE: usize = 64;
 
@@ -720,10 +704,10 @@ fn queue_asked(
         let mut staged = spool.stage(now)?;
         let path = staged.path().to_path_buf();
         let mut source: Box<dyn Read + '_> = match sealed_at {
-            Some(_) => Box::new(Region {
+            Some(_) => Box::new(super::upload::Range {
                 file: &data,
                 at,
-                end: at + len as u64,
+                left: len as u64,
             }),
             None => Box::new(&buf[..]),
         };

@@ -192,11 +192,12 @@ fn digest_of_range(file: &std::fs::File, at: u64, len: u64) -> std::io::Result<[
     }
 }
 
-/// `left` bytes of a file from `at`, read as a stream.
-struct Range<'a> {
-    file: &'a std::fs::File,
-    at: u64,
-    left: u64,
+/// `left` bytes of a file from `at`, read as a stream (whatever the
+/// file's offset).
+pub(super) struct Range<'a> {
+    pub file: &'a std::fs::File,
+    pub at: u64,
+    pub left: u64,
 }
 
 impl Read for Range<'_> {
