@@ -501,6 +501,10 @@ fn killed_at_random_moments(sealed: bool) {
         p.append_config("[bulk]\nchunk_size = \"8KiB\"\nwindow = 4\n");
     }
     let (ups, downs) = (up.display().to_string(), down.display().to_string());
+    // Both clocks pinned from the first send on (the receiver refuses
+    // what was made a day from its time).
+    a.at(&after_t0(0));
+    p.at(&after_t0(0));
     let mut rng = Rng::from_env();
     let mut spans = [20_000u64; 4];
     let mut landed = [0usize; 4];
@@ -1834,4 +1838,60 @@ fn large_chunks_damaged_on_the_way_are_set_aside_and_come_again() {
     assert!(got[0].1 == data, "byte-identical");
     assert_eq!(quarantine_reasons(c.site("r.relay")).len(), 1);
     assert_eq!(quarantine_reasons(c.site("p.hub")).len(), 1);
+}
+
+/// A large chunk a relay holds for bulk (in `divert/`, as when the bulk
+/// lock was busy) and routing sends on is handed on whole: the receiver
+/// gets its data, not the start its parse read.
+#[test]
+fn a_large_chunk_held_at_a_relay_goes_on_whole() {
+    let c = Chain::new();
+    let (identity, recipient) = age_key(c.site("p.hub"), "p.hub");
+    c.site("a.host")
+        .append_config(&format!("[bulk]\nencrypt_to = [\"{recipient}\"]\n"));
+    c.site("p.hub").append_config(&format!(
+        "[bulk]\nidentity = \"{}\"\nchunk_size = \"128KiB\"\nwindow = 3\n",
+        identity.display()
+    ));
+    let data = random(2 * 57 * 65536 + 1000, 41);
+    let id = c.site("a.host").send(&[], &data);
+    c.round(&["a.host"]);
+    assert_eq!(c.status("a.host", &id)["bulk"]["phase"], "authorized");
+    c.flush("a.host");
+    // One large chunk taken from the medium into the relay's custody for
+    // bulk, with the state a held message has.
+    let file = walkdir::WalkDir::new(&c.inbox["r.relay"])
+        .into_iter()
+        .flatten()
+        .filter(|e| e.metadata().is_ok_and(|m| m.is_file() && m.len() > 4 << 20))
+        .map(|e| e.into_path())
+        .min()
+        .expect("a large chunk");
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    let chunk_id = name
+        .strip_suffix(".msg")
+        .and_then(|s| s.splitn(3, '-').nth(2))
+        .expect("a message's wire name")
+        .to_string();
+    let divert = c.site("r.relay").spool.join("divert");
+    std::fs::create_dir_all(&divert).unwrap();
+    std::fs::rename(&file, divert.join(format!("{chunk_id}.msg"))).unwrap();
+    std::fs::write(
+        divert.join(format!("{chunk_id}.state")),
+        "rule rs-bulk\nfrom a.host\nfailures 0\n",
+    )
+    .unwrap();
+    for _ in 0..3 {
+        if c.status("a.host", &id)["state"] == "acknowledged" {
+            break;
+        }
+        c.round(&["a.host"]);
+    }
+    assert_eq!(c.status("a.host", &id)["state"], "acknowledged");
+    let got = c.site("p.hub").received();
+    assert_eq!(got.len(), 1, "delivered once");
+    assert!(got[0].1 == data, "byte-identical");
+    for n in ["r.relay", "p.hub"] {
+        c.site(n).assert_nothing_quarantined();
+    }
 }

@@ -389,24 +389,28 @@ pub fn run_held(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<(
             continue; // another run handled it while this one waited
         };
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        // A large one is a chunk, read as it is written in place.
+        // A large one is a chunk, read up to its data here: its data is
+        // read (and checked) once, as it is written in place or handed on.
         let (parsed, large) = if size <= MAX_SMALL {
             let parsed = std::fs::read(&msg)
                 .map_err(|e| e.to_string())
                 .and_then(|b| crate::message::envelope::parse(&b).map_err(|e| e.to_string()));
             (parsed, false)
         } else {
-            let parsed = crate::message::stream::scan(&mut file)
-                .map(|l| {
-                    vec![Message {
+            let parsed = crate::message::stream::scan_head(&mut file)
+                .map_err(|e| e.to_string())
+                .and_then(|l| {
+                    if l.size > receiver::MAX_CHUNK {
+                        return Err(format!("{} bytes of data: not a chunk", l.size));
+                    }
+                    Ok(vec![Message {
                         header: l.header,
                         content: Content::Data(crate::message::Data {
                             mime_type: l.mime_type,
                             bytes: Vec::new(),
                         }),
-                    }]
-                })
-                .map_err(|e| e.to_string());
+                    }])
+                });
             (parsed, true)
         };
         let quarantine = |why: String| -> Result<()> {
@@ -473,6 +477,30 @@ pub fn run_held(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<(
                         "{}: a bulk message with nowhere to go here ({hop:?}): handed on as routing says",
                         m.header.id
                     ));
+                    // A large one was read only up to its data: it goes
+                    // on whole.
+                    let m = match (large, m.content) {
+                        (true, Content::Data(d)) => {
+                            let mut bytes = Vec::new();
+                            match receiver::ChunkData::File(&file).read_into(&mut bytes) {
+                                Ok(()) => Message {
+                                    header: m.header,
+                                    content: Content::Data(crate::message::Data {
+                                        mime_type: d.mime_type,
+                                        bytes,
+                                    }),
+                                },
+                                Err(why) => {
+                                    refused = Some(format!("{}: {why}", m.header.id));
+                                    continue;
+                                }
+                            }
+                        }
+                        (_, content) => Message {
+                            header: m.header,
+                            content,
+                        },
+                    };
                     crate::relay::pass_on(spool, vec![m], now, log)?;
                 }
             }

@@ -19,7 +19,7 @@ use crate::spool::{durable, maildir, Area, Result, Spool};
 use crate::time::Timestamp;
 
 /// The largest chunk (a chunk travels as one message).
-const MAX_CHUNK: u64 = 16 << 20;
+pub(crate) const MAX_CHUNK: u64 = 16 << 20;
 
 /// Where a transfer stands at its receiver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,7 +68,7 @@ pub struct Incoming {
     pub hashed: Option<Hashed>,
 }
 
-/// A digest in progress: the next chunk it takes, and its state (hex).
+/// A digest in progress: the next chunk it takes, and its state (base64).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Hashed {
     pub next: u64,
@@ -78,21 +78,16 @@ pub struct Hashed {
 impl Hashed {
     fn of(h: &sha2::Sha256, next: u64) -> Hashed {
         use sha2::digest::common::hazmat::SerializableState;
-        let state = h.serialize().iter().map(|b| format!("{b:02x}")).collect();
+        let state =
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, h.serialize());
         Hashed { next, state }
     }
 
     /// The digest again; `None` from a state this build cannot read.
     fn hasher(&self) -> Option<(sha2::Sha256, u64)> {
         use sha2::digest::common::hazmat::{SerializableState, SerializedState};
-        let s = self.state.as_bytes();
-        if !s.len().is_multiple_of(2) {
-            return None;
-        }
-        let bytes: Vec<u8> = s
-            .chunks(2)
-            .map(|p| u8::from_str_radix(std::str::from_utf8(p).ok()?, 16).ok())
-            .collect::<Option<_>>()?;
+        let bytes =
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &self.state).ok()?;
         let state = SerializedState::<sha2::Sha256>::try_from(&bytes[..]).ok()?;
         Some((sha2::Sha256::deserialize(&state).ok()?, self.next))
     }
@@ -459,6 +454,21 @@ pub enum ChunkData<'a> {
     File(&'a File),
 }
 
+impl ChunkData<'_> {
+    /// Writes the data (decoded) into `out`.
+    pub fn read_into(&self, out: &mut dyn std::io::Write) -> std::result::Result<(), String> {
+        match self {
+            ChunkData::Bytes(b) => out.write_all(b).map_err(|e| e.to_string()),
+            ChunkData::File(f) => {
+                let mut f = f.try_clone().map_err(|e| e.to_string())?;
+                stream::decode(&mut f, out)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
 /// Why a chunk is not taken.
 #[derive(Debug)]
 pub enum Refusal {
@@ -595,19 +605,8 @@ impl Chunks {
             // Held already: a copy that does not match is still set aside.
             if let Some(want) = &info.digest {
                 let mut sink = Digesting::default();
-                let read = match data {
-                    ChunkData::Bytes(b) => {
-                        std::io::Write::write_all(&mut sink, b).map_err(|e| e.to_string())
-                    }
-                    ChunkData::File(f) => f
-                        .try_clone()
-                        .and_then(|mut f| {
-                            stream::decode(&mut f, &mut sink).map_err(std::io::Error::other)
-                        })
-                        .map(|_| ())
-                        .map_err(|e| e.to_string()),
-                };
-                read.map_err(|e| format!("chunk {} cannot be read: {e}", info.index))?;
+                data.read_into(&mut sink)
+                    .map_err(|e| format!("chunk {} cannot be read: {e}", info.index))?;
                 if sink.len != len || Digest::of(sink.hash) != *want {
                     return Err(format!("chunk {} does not match its digest", info.index).into());
                 }
@@ -656,16 +655,7 @@ impl Chunks {
                 spares,
                 refused: None,
             };
-            let read = match data {
-                ChunkData::Bytes(b) => {
-                    std::io::Write::write_all(&mut place, b).map_err(|e| e.to_string())
-                }
-                ChunkData::File(f) => f
-                    .try_clone()
-                    .map_err(|e| e.to_string())
-                    .and_then(|mut f| stream::decode(&mut f, &mut place).map_err(|e| e.to_string()))
-                    .map(|_| ()),
-            };
+            let read = data.read_into(&mut place);
             // The writer ends when the blocks do (`end` drops `place`).
             let read = place.end(read);
             let written = writer
@@ -683,10 +673,8 @@ impl Chunks {
                 }
                 later => later,
             })?;
+        // None when this chunk came out of order (see `whole`).
         *hashing = whole.map(|h| (h, info.index + 1));
-        if !in_order {
-            *hashing = None;
-        }
         have.insert(info.index);
         st.have = have.to_string();
         Ok(())
@@ -1599,7 +1587,7 @@ mod tests {
         assert!(junk.hasher().is_none());
         let short = Hashed {
             next: 0,
-            state: "00ff".into(),
+            state: "AP8=".into(),
         };
         assert!(short.hasher().is_none());
     }
