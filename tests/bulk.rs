@@ -1769,6 +1769,25 @@ fn a_sealed_chunk_this_site_cannot_open_now_waits_and_is_not_set_aside() {
     c.site("p.hub").assert_nothing_quarantined();
 }
 
+/// A chain where a.host sends p.hub a sealed transfer of three large
+/// chunks (all asked for at once; p.hub's `[bulk]` has `extra` too),
+/// authorized: the chain, the transfer's ID and its data.
+fn sealed_and_authorized(extra: &str, seed: u64) -> (Chain, String, Vec<u8>) {
+    let c = Chain::new();
+    let (identity, recipient) = age_key(c.site("p.hub"), "p.hub");
+    c.site("a.host")
+        .append_config(&format!("[bulk]\nencrypt_to = [\"{recipient}\"]\n"));
+    c.site("p.hub").append_config(&format!(
+        "[bulk]\nidentity = \"{}\"\nchunk_size = \"128KiB\"\nwindow = 3\n{extra}",
+        identity.display()
+    ));
+    let data = random(2 * 57 * 65536 + 1000, seed);
+    let id = c.site("a.host").send(&[], &data);
+    c.round(&["a.host"]);
+    assert_eq!(c.status("a.host", &id)["bulk"]["phase"], "authorized");
+    (c, id, data)
+}
+
 /// Damages the data text of the first large file (a chunk) under `dir`:
 /// a character in its middle that base64 has not.
 fn damage_a_large_chunk(dir: &std::path::Path) -> PathBuf {
@@ -1798,18 +1817,7 @@ fn damage_a_large_chunk(dir: &std::path::Path) -> PathBuf {
 /// delivered once.
 #[test]
 fn large_chunks_damaged_on_the_way_are_set_aside_and_come_again() {
-    let mut c = Chain::new();
-    let (identity, recipient) = age_key(c.site("p.hub"), "p.hub");
-    c.site("a.host")
-        .append_config(&format!("[bulk]\nencrypt_to = [\"{recipient}\"]\n"));
-    c.site("p.hub").append_config(&format!(
-        "[bulk]\nidentity = \"{}\"\nchunk_size = \"128KiB\"\nwindow = 3\nreservation = \"2h\"\n",
-        identity.display()
-    ));
-    let data = random(2 * 57 * 65536 + 1000, 31);
-    let id = c.site("a.host").send(&[], &data);
-    c.round(&["a.host"]);
-    assert_eq!(c.status("a.host", &id)["bulk"]["phase"], "authorized");
+    let (mut c, id, data) = sealed_and_authorized("reservation = \"2h\"\n", 31);
     // The chunks leave; one is damaged before the relay reads it.
     c.flush("a.host");
     damage_a_large_chunk(&c.inbox["r.relay"]);
@@ -1845,18 +1853,7 @@ fn large_chunks_damaged_on_the_way_are_set_aside_and_come_again() {
 /// gets its data, not the start its parse read.
 #[test]
 fn a_large_chunk_held_at_a_relay_goes_on_whole() {
-    let c = Chain::new();
-    let (identity, recipient) = age_key(c.site("p.hub"), "p.hub");
-    c.site("a.host")
-        .append_config(&format!("[bulk]\nencrypt_to = [\"{recipient}\"]\n"));
-    c.site("p.hub").append_config(&format!(
-        "[bulk]\nidentity = \"{}\"\nchunk_size = \"128KiB\"\nwindow = 3\n",
-        identity.display()
-    ));
-    let data = random(2 * 57 * 65536 + 1000, 41);
-    let id = c.site("a.host").send(&[], &data);
-    c.round(&["a.host"]);
-    assert_eq!(c.status("a.host", &id)["bulk"]["phase"], "authorized");
+    let (c, id, data) = sealed_and_authorized("", 41);
     c.flush("a.host");
     // One large chunk taken from the medium into the relay's custody for
     // bulk, with the state a held message has.
