@@ -322,6 +322,48 @@ fn bodies_posted_by_hand_over_the_limit_or_junk() {
     assert_eq!(s.p.received().len(), 1, "nothing else stored");
 }
 
+/// A body over the limit, sent whole before the client reads anything,
+/// still gets its 413: the server reads and drops the rest (bounded) rather
+/// than closing on unread data, which resets the connection and loses the
+/// answer. Whether the length is declared or the body is chunked; a client
+/// waiting for "100 Continue" gets the 413 without sending its body.
+#[test]
+fn a_body_over_the_limit_sent_whole_gets_its_413() {
+    let p = Site::component("p.hub");
+    p.peer("a.host", "authentication = \"none\"");
+    p.append_config("[http]\nmax_body = \"64k\"\n");
+    let srv = Serve::start(&p);
+    let size = 4 << 20;
+    let ask = |head: &str, body: &[u8]| {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        c.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
+        let request = format!("POST /rs HTTP/1.1\r\nHost: x\r\nX-Rs-From: a.host\r\n{head}\r\n");
+        c.write_all(request.as_bytes()).unwrap();
+        c.write_all(body).expect("the whole body is taken");
+        let mut answer = Vec::new();
+        let _ = c.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let declared = ask(&format!("Content-Length: {size}\r\n"), &vec![b'x'; size]);
+    assert!(declared.starts_with("HTTP/1.1 413"), "declared: {declared}");
+    let mut chunked = Vec::new();
+    for _ in 0..size / (64 << 10) {
+        chunked.extend_from_slice(b"10000\r\n");
+        chunked.extend_from_slice(&[b'x'; 64 << 10]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let chunked = ask("Transfer-Encoding: chunked\r\n", &chunked);
+    assert!(chunked.starts_with("HTTP/1.1 413"), "chunked: {chunked}");
+    let waiting = ask(
+        &format!("Content-Length: {size}\r\nExpect: 100-continue\r\n"),
+        b"",
+    );
+    assert!(waiting.starts_with("HTTP/1.1 413"), "waiting: {waiting}");
+    assert!(p.received().is_empty() && p.files("quarantine").is_empty());
+}
+
 /// A client that stalls mid-request is cut off after the request timeout,
 /// holding no lock: other requests are served meanwhile.
 #[test]

@@ -5,7 +5,9 @@
 //! (`[http] max_connections`; more wait in the listen queue), the time a
 //! request may take to arrive (`[http] request_timeout`, headers and body;
 //! a slow or stalled client is cut off, holding no lock), and the body's
-//! size (`[http] max_body`, 413 without reading further). With `[http]
+//! size (`[http] max_body`, 413 as soon as it is known; what is left of
+//! the body is read and dropped, bounded, so the client sees the 413 rather
+//! than a reset connection). With `[http]
 //! cert` and `key` it speaks TLS, asking for a client certificate verified
 //! against `[http] client_ca`; a certificate that fails verification still
 //! completes the handshake, so the caller gets a 403 that says why.
@@ -14,7 +16,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -220,35 +222,39 @@ async fn request(
         .get(hyper::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if length.is_some_and(|n| n > max) {
-        return reply(Response::text(
+    let expects = expects_continue(&req);
+    let too_large = || {
+        reply(Response::text(
             413,
             format!("the body is more than the {max} bytes this site takes\n"),
-        ));
+        ))
+    };
+    if length.is_some_and(|n| n > max) {
+        linger(req.into_body(), expects);
+        return too_large();
     }
     let claimed = req
         .headers()
         .get("x-rs-from")
         .and_then(|v| v.to_str().ok())
         .map(String::from);
-    let limited = Limited::new(req.into_body(), usize::try_from(max).unwrap_or(usize::MAX));
-    let body = match tokio::time::timeout(http.request_timeout, limited.collect()).await {
+    let mut incoming = req.into_body();
+    let collected = collect(&mut incoming, usize::try_from(max).unwrap_or(usize::MAX));
+    let body = match tokio::time::timeout(http.request_timeout, collected).await {
         Err(_) => return reply(Response::text(408, "the body took too long to arrive\n")),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return reply(Response::text(
-                413,
-                format!("the body is more than the {max} bytes this site takes\n"),
-            ))
+        Ok(Ok(None)) => {
+            linger(incoming, expects);
+            return too_large();
         }
         Ok(Err(e)) => return reply(Response::text(400, format!("cannot read the body: {e}\n"))),
-        Ok(Ok(c)) => c.to_bytes(),
+        Ok(Ok(Some(body))) => body,
     };
     let answered = tokio::task::spawn_blocking(move || {
         let log = |s: String| (shared.log)(s);
         let req = Request {
             identity,
             claimed,
-            body: Payload::Bytes(body.to_vec()),
+            body: Payload::Bytes(body),
         };
         handle(&shared.spool, req, &shared.clock, &log)
     })
@@ -274,6 +280,7 @@ async fn transfer(
         .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
         .collect();
     let head = method == "HEAD";
+    let expects = expects_continue(&req);
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
     let mut body = req.into_body();
     tokio::spawn(async move {
@@ -291,7 +298,12 @@ async fn transfer(
                 },
             };
             let failed = frame.is_err();
-            if tx.send(frame).await.is_err() || failed {
+            if failed {
+                break;
+            }
+            if tx.send(frame).await.is_err() {
+                // Answered before the body ended (refused, or complete).
+                linger(body, expects);
                 break;
             }
         }
@@ -329,6 +341,56 @@ async fn transfer(
         }
     }
     reply(r)
+}
+
+/// Reads a body of at most `max` bytes; `None` when it is larger (what is
+/// left of it is still in `body`).
+async fn collect(body: &mut Incoming, max: usize) -> Result<Option<Vec<u8>>, hyper::Error> {
+    let mut got = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            if got.len() + data.len() > max {
+                return Ok(None);
+            }
+            got.extend_from_slice(&data);
+        }
+    }
+    Ok(Some(got))
+}
+
+/// Whether the client waits for "100 Continue" before it sends the body.
+fn expects_continue<B>(req: &hyper::Request<B>) -> bool {
+    req.headers()
+        .get(hyper::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// How much of a body answered before it was read is still read, and for
+/// how long, before the connection is closed.
+const LINGER_BYTES: u64 = 16 << 20;
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads and drops what is left of a body answered early (413, 403), so the
+/// client sees the answer: a connection closed with data unread is reset,
+/// and the reset can reach the client before the answer, as a broken pipe.
+/// Bounded in bytes and time; a client waiting for "100 Continue" has sent
+/// nothing, so its body is dropped at once.
+fn linger(mut body: Incoming, expects_continue: bool) {
+    if expects_continue {
+        return;
+    }
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + LINGER_TIME;
+        let mut read = 0u64;
+        while read < LINGER_BYTES {
+            match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(Some(Ok(frame))) => {
+                    read += frame.data_ref().map_or(0, |d| d.len() as u64);
+                }
+                _ => break,
+            }
+        }
+    });
 }
 
 /// A request body arriving through a channel, read as a stream.
