@@ -1,6 +1,6 @@
 //! The state of the link to each peer (`state/links/PEER`, JSON): after a
 //! flush that could not reach a peer, the next attempt waits (one minute,
-//! doubling up to the peer's `retry_cap`), so cron can run `rs-queue flush`
+//! or `retry_cap` if shorter, doubling up to the peer's `retry_cap`), so cron can run `rs-queue flush`
 //! often without hammering a dead relay. A cache: losing it only means one
 //! early retry.
 //!
@@ -36,7 +36,8 @@ pub fn load(spool: &Spool, peer: &Peer) -> Option<LinkState> {
 pub fn failed(spool: &Spool, peer: &Peer, why: &str, now: Timestamp) -> Result<LinkState> {
     let old = load(spool, peer);
     let failures = old.as_ref().map_or(0, |s| s.failures) + 1;
-    let wait = retry::backoff(failures, std::time::Duration::from_secs(60), peer.retry_cap);
+    let first = std::time::Duration::from_secs(60).min(peer.retry_cap);
+    let wait = retry::backoff(failures, first, peer.retry_cap);
     let state = LinkState {
         failures,
         since: old.map_or(now, |s| s.since),
@@ -85,5 +86,37 @@ pub fn exchanged(spool: &Spool, peer: &Peer, now: Timestamp) {
     let dir = spool.dir(Area::State).join("polled");
     if std::fs::create_dir_all(&dir).is_ok() {
         let _ = std::fs::write(dir.join(peer.id.as_str()), now.to_rfc3339());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wait after a failed link starts at a minute and doubles, never
+    /// past the peer's `retry_cap`, the first one included.
+    #[test]
+    fn a_failed_link_waits_no_longer_than_its_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Timestamp::from_secs(1_800_000_000);
+        let name = |s: &str| crate::message::Name::new("name", s).unwrap();
+        let spool = Spool::create(&dir.path().join("s"), &name("a"), &name("a.host"), now).unwrap();
+        let waits = |peer: &Peer| {
+            (0..4)
+                .map(|_| {
+                    let st = failed(&spool, peer, "refused", now).unwrap();
+                    (st.next_try.as_micros() - now.as_micros()) / 1_000_000
+                })
+                .collect::<Vec<_>>()
+        };
+        let peer: Peer = toml::from_str("id = \"hub\"").unwrap();
+        assert_eq!(waits(&peer), [60, 120, 240, 480]);
+        succeeded(&spool, &peer);
+        assert_eq!(load(&spool, &peer), None);
+        let peer: Peer = toml::from_str("id = \"hub\"\nretry_cap = \"10s\"").unwrap();
+        assert_eq!(waits(&peer), [10, 10, 10, 10]);
+        succeeded(&spool, &peer);
+        let peer: Peer = toml::from_str("id = \"hub\"\nretry_cap = \"3m\"").unwrap();
+        assert_eq!(waits(&peer), [60, 120, 180, 180]);
     }
 }
