@@ -1892,3 +1892,60 @@ fn a_large_chunk_held_at_a_relay_goes_on_whole() {
         c.site(n).assert_nothing_quarantined();
     }
 }
+
+/// `[queue] max_bytes` counts the data of the transfers waiting to be
+/// sent: one that does not fit is refused at once (75), the limit and the
+/// figures named, and nothing of it kept; once the transfer before it has
+/// ended, it fits. `[queue.bulk] max_bytes` counts the same way.
+#[test]
+fn a_transfer_over_the_queue_limit_is_refused_and_keeps_nothing() {
+    let c = Chain::new();
+    let a = c.site("a.host");
+    a.append_config("[queue]\nmax_bytes = \"100KiB\"\n");
+    let first = random(60 * 1024, 21);
+    let id = a.send(&[], &first);
+    let second = random(60 * 1024, 22);
+    let try_second = || {
+        a.cmd("rs-send")
+            .args(["--class", "test", "--subclass", "case"])
+            .stdin(&second)
+            .run()
+    };
+    let refused = try_second().code(75);
+    assert!(
+        refused.stderr.contains("[queue] max_bytes")
+            && refused.stderr.contains("61440 bytes of transfers wait")
+            && refused.stderr.contains("config.toml"),
+        "{}",
+        refused.stderr
+    );
+    let out = bulk_files(a, "out");
+    assert!(
+        out.len() == 3 && out.iter().all(|f| f.starts_with(&id)),
+        "only the first transfer's files: {out:?}"
+    );
+    assert!(a.files("dead").is_empty(), "nothing kept in dead/");
+    for _ in 0..4 {
+        c.round(&["a.host"]);
+    }
+    assert_eq!(c.status("a.host", &id)["state"], "acknowledged");
+    let got: Vec<_> = c.site("p.hub").received();
+    assert!(got.len() == 1 && got[0].1 == first);
+    let id2 = try_second().success().stdout.trim().to_string();
+    assert_ne!(id2, id);
+
+    let b = c.site("b.host");
+    b.append_config("[queue.bulk]\nmax_bytes = \"50KiB\"\n");
+    let refused = b
+        .cmd("rs-send")
+        .args(["--class", "test", "--subclass", "case"])
+        .stdin(&second)
+        .run()
+        .code(75);
+    assert!(
+        refused.stderr.contains("[queue.bulk] max_bytes"),
+        "{}",
+        refused.stderr
+    );
+    assert!(bulk_files(b, "out").is_empty());
+}

@@ -1374,6 +1374,8 @@ component = "{component}"
 # unlimited. When a new message does not fit, the eviction order of the
 # specification applies (expired first, then bulk messages of normal
 # persistence, ...), and a message that cannot be admitted is rejected.
+# The data of bulk transfers not yet ended counts too (under [queue] and
+# [queue.bulk]): a new transfer that does not fit is refused by rs-send.
 [queue]
 # max_bytes = "512 MiB"
 # max_messages = 100000

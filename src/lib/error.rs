@@ -103,6 +103,12 @@ pub enum Error {
         max: crate::config::Size,
         config: PathBuf,
     },
+    #[error("message {id} was not queued: {detail}; nothing of it was kept (raise the limit in {config}, or let the transfers waiting end: rs-queue list)")]
+    BulkNotQueued {
+        id: String,
+        detail: String,
+        config: PathBuf,
+    },
     #[error("message {id} was not queued: {detail}; it is kept as {kept}")]
     NotQueued {
         id: String,
@@ -189,6 +195,7 @@ impl Error {
             Error::SpoolExists { .. } => ExitCode::CantCreat,
             Error::Input { .. } | Error::UnknownMessage { .. } => ExitCode::NoInput,
             Error::NotQueued { .. }
+            | Error::BulkNotQueued { .. }
             | Error::NotAcknowledged { .. }
             | Error::MapUnreachable { .. }
             | Error::Retry(_) => ExitCode::TempFail,

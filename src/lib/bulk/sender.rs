@@ -176,6 +176,60 @@ pub fn prepare(
     Ok(request)
 }
 
+/// The bytes of data this site keeps aside for transfers that have not
+/// ended (their copies in `bulk/out/`). They count against `[queue]
+/// max_bytes` (and `[queue.bulk]`, as their chunks go as bulk) when a new
+/// transfer asks for room: see [`room_for`].
+pub fn waiting_bytes(spool: &Spool) -> Result<u64> {
+    Ok(super::transfers(spool, "out")?
+        .iter()
+        .filter_map(|(_, path)| super::load::<Outgoing>(path))
+        .filter(|st| !matches!(st.phase, Phase::Delivered | Phase::Dead))
+        .map(|st| st.size)
+        .sum())
+}
+
+/// Whether a new transfer of `size` bytes, whose request has precedence
+/// `precedence`, fits under `[queue] max_bytes` and the precedences'
+/// limits, counting what the queue holds and the data of the transfers
+/// waiting. `Err`: why not. Nothing is discarded to make room for one: a
+/// transfer's data is not a queued message.
+pub fn room_for(
+    spool: &Spool,
+    size: u64,
+    precedence: Precedence,
+    now: Timestamp,
+) -> Result<std::result::Result<(), String>> {
+    let limits = &spool.config().queue;
+    // The total, the chunks' precedence, and the request's.
+    let mut scopes = vec![
+        (None, limits.total()),
+        (Some(Precedence::Bulk), limits.bulk),
+    ];
+    if precedence != Precedence::Bulk {
+        scopes.push((Some(precedence), limits.for_precedence(precedence)));
+    }
+    scopes.retain(|(_, limit)| limit.max_bytes.is_some());
+    if scopes.is_empty() {
+        return Ok(Ok(()));
+    }
+    let waiting = waiting_bytes(spool)?;
+    let usage = *spool.lock(now)?.usage();
+    for (scope, limit) in scopes {
+        let (queued, name) = match scope {
+            None => (usage.total().1, "[queue]".to_string()),
+            Some(p) => (usage.of(p).1, format!("[queue.{p}]")),
+        };
+        let max = limit.max_bytes.map_or(u64::MAX, |m| m.0);
+        if queued.saturating_add(waiting).saturating_add(size) > max {
+            return Ok(Err(format!(
+                "a bulk transfer of {size} bytes does not fit under {name} max_bytes = {max}: {queued} bytes are queued and {waiting} bytes of transfers wait"
+            )));
+        }
+    }
+    Ok(Ok(()))
+}
+
 /// The data of a transfer being prepared: in memory, or a file (read from
 /// where it stands).
 pub enum Source<'a> {

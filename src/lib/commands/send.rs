@@ -44,6 +44,15 @@ pub fn run(args: SendArgs) -> Result<ExitCode, Error> {
             });
         }
         spool.check_free_space(size)?;
+        if let Err(detail) =
+            crate::bulk::sender::room_for(&spool, size, header.qos().precedence, now)?
+        {
+            return Err(Error::BulkNotQueued {
+                id: id.to_string(),
+                detail,
+                config: spool.config_path(),
+            });
+        }
         let request = match body {
             Body::Content(Content::Data(d)) => crate::bulk::sender::prepare(
                 &spool,
