@@ -325,6 +325,49 @@ fn a_hop_with_a_limit_refuses_and_the_provider_never_sees_the_request() {
     );
 }
 
+/// A relay's `[[rule]]` that discards (or diverts) data of a class
+/// refuses a transfer of that class there: the sender is told which rule,
+/// the provider never sees the request, nothing is reserved. A transfer
+/// of another class passes the same relay.
+#[test]
+fn a_relay_rule_that_takes_a_class_refuses_its_transfers() {
+    let c = Chain::new();
+    c.site("r.relay").append_config(
+        "[[rule]]\nname = \"no-secrets\"\nclass = \"secret*\"\naction = \"discard\"\n",
+    );
+    let data = random(50 * 1024, 23);
+    let secret = c
+        .site("a.host")
+        .cmd("rs-send")
+        .args(["--class", "secrets", "--subclass", "dump"])
+        .stdin(&data)
+        .run()
+        .success()
+        .stdout
+        .trim()
+        .to_string();
+    let other = c.site("a.host").send(&[], &data);
+    for _ in 0..3 {
+        c.round(&["a.host"]);
+    }
+    let s = c.status("a.host", &secret);
+    assert_eq!(s["state"], "dead", "{s}");
+    let summary = s["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("no-secrets") && summary.contains("r.relay"),
+        "{summary}"
+    );
+    assert!(!bulk_files(c.site("p.hub"), "in")
+        .iter()
+        .any(|f| f.starts_with(&secret)));
+    assert!(!bulk_files(c.site("r.relay"), "hop")
+        .iter()
+        .any(|f| f.starts_with(&secret)));
+    assert_eq!(c.status("a.host", &other)["state"], "acknowledged");
+    let got = c.site("p.hub").received();
+    assert!(got.len() == 1 && got[0].0 == other && got[0].1 == data);
+}
+
 #[test]
 fn a_busy_receiver_defers_and_after_max_deferrals_the_transfer_is_dead() {
     let mut c = Chain::new();

@@ -367,6 +367,37 @@ fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// Why this site's `[[rule]]`s keep the data a bulk request announces from
+/// passing, if they do: the first rule that matches the request as data
+/// (its class, subclass, source, destination, the time of day) discards,
+/// diverts or aggregates it. A message would be taken by that rule; a
+/// transfer is refused instead, so the sender is told and no data moves
+/// (bulk data is not held for handlers or aggregates). A `forward` rule
+/// does not change a transfer's path: its chunks follow routing.
+fn ruled_out(h: &Header, config: &crate::config::Config, now: Timestamp) -> Option<String> {
+    use crate::filter::Action;
+    let facts = crate::filter::Facts {
+        header: h,
+        kind: "data",
+        severity: None,
+        minute_of_day: now.minute_of_day(crate::time::local_offset_secs()),
+    };
+    let (i, rule) = crate::filter::first_match(&config.rules, &facts)?;
+    let what = match rule.action {
+        Action::Forward => return None,
+        Action::Discard => "discards",
+        Action::Divert => "diverts to a handler",
+        Action::Aggregate => "aggregates",
+    };
+    Some(format!(
+        "[[rule]] \"{}\" of {} {what} data of class {} subclass {}, and bulk data is not held here",
+        rule.label(i),
+        config.component,
+        h.class,
+        h.subclass
+    ))
+}
+
 /// Handles what bulk took and holds in `divert/` (see the module
 /// documentation), each message once; what cannot be handled now stays for
 /// the next run.
@@ -435,6 +466,19 @@ pub fn run_held(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<(
                 Some(_) => NextHop::Local,
                 None => crate::route::next_hop(&m.header, config, &learned),
             };
+            if let (Content::BulkDataRequest(r), Some(why)) =
+                (&m.content, ruled_out(&m.header, config, now))
+            {
+                let t = r.transfer.as_ref().unwrap_or(&m.header.id);
+                log(format!(
+                    "{t}: bulk request {} rejected here: {why}",
+                    m.header.id
+                ));
+                let said = Said::because(Some(why));
+                let a = answer(spool, &m.header, t, BulkStatus::Rejected, said, now);
+                crate::relay::pass_on(spool, vec![a], now, log)?;
+                continue;
+            }
             match (&m.content, hop) {
                 (Content::BulkDataRequest(r), NextHop::Local) => {
                     receiver::on_request(spool, &m.header, r, now, log)?
