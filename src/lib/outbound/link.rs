@@ -1,8 +1,8 @@
 //! The state of the link to each peer (`state/links/PEER`, JSON): after a
 //! flush that could not reach a peer, the next attempt waits (one minute,
-//! or `retry_cap` if shorter, doubling up to the peer's `retry_cap`), so cron can run `rs-queue flush`
-//! often without hammering a dead relay. A cache: losing it only means one
-//! early retry.
+//! or `retry_cap` if shorter, doubling up to the peer's `retry_cap`), so
+//! cron can run `rs-queue flush` often without hammering a dead relay. A
+//! cache: losing it only means one early retry.
 //!
 //! Also when this site last exchanged with each peer (`state/polled/PEER`),
 //! so that an HTTP peer is polled with nothing to send only once its

@@ -298,12 +298,14 @@ async fn transfer(
                 },
             };
             let failed = frame.is_err();
-            if failed {
-                break;
-            }
             if tx.send(frame).await.is_err() {
                 // Answered before the body ended (refused, or complete).
-                linger(body, expects);
+                if !failed {
+                    linger(body, expects);
+                }
+                break;
+            }
+            if failed {
                 break;
             }
         }
