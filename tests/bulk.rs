@@ -971,6 +971,11 @@ fn pair() -> (Site, Site, PathBuf, PathBuf, Serve) {
 
 /// The same, the provider asking for chunks of `chunk_size`.
 fn pair_chunked(chunk_size: &str) -> (Site, Site, PathBuf, PathBuf, Serve) {
+    pair_with(chunk_size, "")
+}
+
+/// The same, the provider's configuration given `extra` (whole tables).
+fn pair_with(chunk_size: &str, extra: &str) -> (Site, Site, PathBuf, PathBuf, Serve) {
     let mut a = Site::component("a.host");
     let mut p = Site::component("p.hub");
     a.at(T0);
@@ -990,9 +995,60 @@ fn pair_chunked(chunk_size: &str) -> (Site, Site, PathBuf, PathBuf, Serve) {
         &format!("upstream = true\nroutes = [\"dir:{}\"]", to_p.display()),
     );
     a.bulk_threshold("4KiB");
-    p.append_config(&format!("[bulk]\nchunk_size = \"{chunk_size}\"\n"));
+    p.append_config(&format!("[bulk]\nchunk_size = \"{chunk_size}\"\n{extra}"));
     let server = Serve::start(&p);
     (a, p, to_a, to_p, server)
+}
+
+/// A piece whose body pauses longer than `[http] request_timeout` is
+/// refused for that pause, and nothing of it counts: the broken body
+/// reaches the upload as an error, not as an end that came early.
+#[test]
+fn an_upload_piece_that_stalls_is_refused_for_its_pause() {
+    use std::io::{Read, Write};
+    let (a, p, _, to_p, server) = pair_with("64KiB", "[http]\nrequest_timeout = \"2s\"\n");
+    let data = random(200 * 1024, 31);
+    let id = a.send(&[], &data);
+    a.cmd("rs-queue").args(["flush"]).run();
+    let log = p.import_from(&to_p).run().stderr;
+    assert!(log.contains("authorized"), "{log}");
+    let host = server
+        .url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap();
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    use base64::Engine as _;
+    let sum =
+        base64::engine::general_purpose::STANDARD.encode(openssl::sha::sha256(&data[..65536]));
+    let head = format!(
+        "PATCH /rs/uploads/{id} HTTP/1.1\r\nHost: {host}\r\nTus-Resumable: 1.0.0\r\nX-Rs-From: a.host\r\n\
+         Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n\
+         Upload-Checksum: sha256 {sum}\r\nContent-Length: 65536\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&data[..10_000]).unwrap();
+    // Then nothing: the server gives up after 2 s and says why.
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    let tus = [
+        ("Tus-Resumable", "1.0.0".to_string()),
+        ("X-Rs-From", "a.host".to_string()),
+    ];
+    let (status, h) = raw(
+        &server.url,
+        "HEAD",
+        &format!("/rs/uploads/{id}"),
+        &tus,
+        b"",
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(h["upload-offset"], "0", "nothing of it counts");
 }
 
 #[test]
@@ -1640,16 +1696,24 @@ fn age_key(site: &Site, name: &str) -> (PathBuf, String) {
     )
 }
 
-#[test]
-fn a_sealed_transfer_is_opened_only_at_its_receiver_and_age_reads_it() {
+/// A chain where a.host seals what it sends for p.hub, whose `[bulk]`
+/// asks for `window` chunks at a time (and has `extra` too): the chain,
+/// and p.hub's age identity file.
+fn sealed_chain(window: u32, extra: &str) -> (Chain, PathBuf) {
     let c = Chain::new();
     let (identity, recipient) = age_key(c.site("p.hub"), "p.hub");
     c.site("a.host")
         .append_config(&format!("[bulk]\nencrypt_to = [\"{recipient}\"]\n"));
     c.site("p.hub").append_config(&format!(
-        "[bulk]\nidentity = \"{}\"\nchunk_size = \"128KiB\"\nwindow = 2\n",
+        "[bulk]\nidentity = \"{}\"\nchunk_size = \"128KiB\"\nwindow = {window}\n{extra}",
         identity.display()
     ));
+    (c, identity)
+}
+
+#[test]
+fn a_sealed_transfer_is_opened_only_at_its_receiver_and_age_reads_it() {
+    let (c, identity) = sealed_chain(2, "");
     // Two chunks of 57 sealed segments (a whole number of base64 lines:
     // the receiver writes each where it belongs in the message it
     // delivers), and a last one of 1,016 bytes.
@@ -1816,14 +1880,7 @@ fn a_sealed_chunk_this_site_cannot_open_now_waits_and_is_not_set_aside() {
 /// chunks (all asked for at once; p.hub's `[bulk]` has `extra` too),
 /// authorized: the chain, the transfer's ID and its data.
 fn sealed_and_authorized(extra: &str, seed: u64) -> (Chain, String, Vec<u8>) {
-    let c = Chain::new();
-    let (identity, recipient) = age_key(c.site("p.hub"), "p.hub");
-    c.site("a.host")
-        .append_config(&format!("[bulk]\nencrypt_to = [\"{recipient}\"]\n"));
-    c.site("p.hub").append_config(&format!(
-        "[bulk]\nidentity = \"{}\"\nchunk_size = \"128KiB\"\nwindow = 3\n{extra}",
-        identity.display()
-    ));
+    let (c, _) = sealed_chain(3, extra);
     let data = random(2 * 57 * 65536 + 1000, seed);
     let id = c.site("a.host").send(&[], &data);
     c.round(&["a.host"]);
@@ -1948,13 +2005,13 @@ fn a_transfer_over_the_queue_limit_is_refused_and_keeps_nothing() {
     let first = random(60 * 1024, 21);
     let id = a.send(&[], &first);
     let second = random(60 * 1024, 22);
-    let try_second = || {
-        a.cmd("rs-send")
+    let send_second = |site: &Site| {
+        site.cmd("rs-send")
             .args(["--class", "test", "--subclass", "case"])
             .stdin(&second)
             .run()
     };
-    let refused = try_second().code(75);
+    let refused = send_second(a).code(75);
     assert!(
         refused.stderr.contains("[queue] max_bytes")
             && refused.stderr.contains("61440 bytes of transfers wait")
@@ -1974,17 +2031,12 @@ fn a_transfer_over_the_queue_limit_is_refused_and_keeps_nothing() {
     assert_eq!(c.status("a.host", &id)["state"], "acknowledged");
     let got: Vec<_> = c.site("p.hub").received();
     assert!(got.len() == 1 && got[0].1 == first);
-    let id2 = try_second().success().stdout.trim().to_string();
+    let id2 = send_second(a).success().stdout.trim().to_string();
     assert_ne!(id2, id);
 
     let b = c.site("b.host");
     b.append_config("[queue.bulk]\nmax_bytes = \"50KiB\"\n");
-    let refused = b
-        .cmd("rs-send")
-        .args(["--class", "test", "--subclass", "case"])
-        .stdin(&second)
-        .run()
-        .code(75);
+    let refused = send_second(b).code(75);
     assert!(
         refused.stderr.contains("[queue.bulk] max_bytes"),
         "{}",
