@@ -622,7 +622,7 @@ fn what_cannot_be_delivered_after_custody_is_reported_to_its_origin() {
         st["summary"]
             .as_str()
             .unwrap()
-            .contains("p.hub, the peer it came from"),
+            .contains("component a.ghost is unknown at r.relay"),
         "{st}"
     );
 }

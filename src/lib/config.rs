@@ -231,6 +231,11 @@ pub struct RegistrationSettings {
     pub heartbeat: Duration,
     /// A registration not answered after this many heartbeats goes again.
     pub resend_after: u32,
+    /// The provider component whose control messages and registration
+    /// answers this component obeys. None: the one whose answer registered
+    /// it, and before that, the upstream peer.
+    #[serde(deserialize_with = "name_opt")]
+    pub registrar: Option<Name>,
 }
 
 impl Default for RegistrationSettings {
@@ -239,6 +244,7 @@ impl Default for RegistrationSettings {
             enabled: false,
             heartbeat: Duration::from_secs(15 * 60),
             resend_after: 3,
+            registrar: None,
         }
     }
 }
@@ -1455,6 +1461,9 @@ refresh = "1h"                    # an older map is fetched again before use
 enabled = false                   # register before sending (session mode)
 heartbeat = "15m"                 # also the poll in session mode
 resend_after = 3                  # heartbeats without an answer: register again
+# registrar = "provider.hub"       # whose control messages are obeyed (default:
+                                  # the one that answered the registration, else
+                                  # the upstream peer); never changed by the provider
 
 # Bulk data (SPEC section 12): larger data is authorized by every hop and
 # the receiver first, then sent in chunks.

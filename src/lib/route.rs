@@ -226,6 +226,51 @@ pub fn may_speak_for(
     }
 }
 
+/// The component that made a message, as far as its header says: its
+/// source on the forward path; on the back-channel the first routing
+/// element (the component that made it stamps it as it sends), else the
+/// peer that carried it.
+pub fn originator<'a>(h: &'a Header, carrier: &'a Name) -> &'a Name {
+    h.origin().unwrap_or(carrier)
+}
+
+/// Whether `peer` is this site's upstream peer, or a twin of it in its
+/// failover group: where the provider's messages come down from.
+pub fn is_upstream(peer: &Name, config: &Config) -> bool {
+    config
+        .upstream()
+        .is_some_and(|u| config.twins(u.id.as_str(), peer.as_str()))
+}
+
+/// Whether `peer` may carry a message with header `h` (see SPEC.md
+/// section 13a, "who may say what"): on the forward path, for a source it
+/// may speak for ([`may_speak_for`]); on the back-channel, down from the
+/// upstream peer anything this site did not make itself, and from any other
+/// peer only what a component it may speak for made. `Err(reason)` when it
+/// may not: the message is forged.
+pub fn may_carry(
+    peer: &Name,
+    h: &Header,
+    config: &Config,
+    learned: &Learned,
+) -> Result<(), String> {
+    match &h.locator {
+        Locator::Source(s) => may_speak_for(peer, &s.component, config, learned),
+        Locator::Destination(_) => {
+            let made_by = originator(h, peer);
+            if is_upstream(peer, config) {
+                if *made_by == config.component {
+                    return Err(format!(
+                        "{peer} may not speak for {made_by}: it is this site's own component ID"
+                    ));
+                }
+                return Ok(());
+            }
+            may_speak_for(peer, made_by, config, learned)
+        }
+    }
+}
+
 /// The way to one component, without falling back to upstream.
 pub fn toward(component: &Name, config: &Config, learned: &Learned) -> Option<NextHop> {
     if *component == config.component {

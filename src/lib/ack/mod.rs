@@ -132,6 +132,13 @@ pub fn message(owed: &Owed, now: Timestamp) -> Message {
     }
 }
 
+/// Whether an acknowledgement with this reason code is an end-to-end
+/// notice (from the message's destination or a hop that held it, to its
+/// origin), rather than a hop's answer to the peer that sent it.
+pub fn end_to_end(code: &str) -> bool {
+    code.starts_with("final-") || code.starts_with("control-")
+}
+
 /// Whether `m` is an acknowledgement.
 pub fn is_ack(m: &Message) -> bool {
     m.header.class.as_str() == "rs"
@@ -198,10 +205,7 @@ fn strongest_per_message(owed: Vec<Owed>) -> Vec<Owed> {
     // A hop's acknowledgement and an end-to-end notice (final-delivered,
     // final-rejected) for the same message are different things: both go.
     owed.into_iter()
-        .filter(|o| {
-            let end_to_end = o.code.starts_with("final-") || o.code.starts_with("control-");
-            seen.insert((o.id.clone(), o.to.clone(), end_to_end))
-        })
+        .filter(|o| seen.insert((o.id.clone(), o.to.clone(), end_to_end(o.code))))
         .collect()
 }
 
@@ -213,6 +217,92 @@ pub fn outgoing(spool: &Spool, peer: &Name) -> Vec<PathBuf> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+/// The table of what this site handed to which peer (`state/handed.idx`).
+fn handed_path(spool: &Spool) -> PathBuf {
+    spool.dir(Area::State).join("handed.idx")
+}
+
+fn handed_key(id: &str, peer: &Name) -> String {
+    format!("{id} {peer}")
+}
+
+/// Records that the messages `handed` (ID, expiry) went to `peer`, so that
+/// the end-to-end notices about them that come back from that side are
+/// believed ([`was_handed`]); kept until the later of each expiry and
+/// `[receive] dedupe_retention`. Durable on return. The caller holds the
+/// spool lock, which makes it the table's one writer.
+pub fn note_handed(
+    spool: &Spool,
+    peer: &Name,
+    handed: &[(&MessageId, Option<Timestamp>)],
+    now: Timestamp,
+) -> Result<()> {
+    if handed.is_empty() {
+        return Ok(());
+    }
+    let retention = spool.config().receive.dedupe_retention;
+    let mut table = crate::spool::seen::Seen::open(&handed_path(spool), now)?;
+    for (id, expiry) in handed {
+        let keep = table.keep_until(*expiry, retention);
+        table.insert(
+            crate::spool::seen::Kind::Handed,
+            &handed_key(id.as_str(), peer),
+            keep,
+            now,
+        )?;
+    }
+    table.sync()
+}
+
+/// What this site handed to which peer, looked up for a batch: the
+/// recorded hand-offs ([`note_handed`]), and what waits in `sent/` for its
+/// peer's acknowledgement (read once, when first needed).
+pub struct Handed<'s> {
+    spool: &'s Spool,
+    now: Timestamp,
+    table: Option<Option<crate::spool::seen::Seen>>,
+    sent: Option<HashMap<String, Name>>,
+}
+
+impl<'s> Handed<'s> {
+    pub fn new(spool: &'s Spool, now: Timestamp) -> Handed<'s> {
+        Handed {
+            spool,
+            now,
+            table: None,
+            sent: None,
+        }
+    }
+
+    /// Whether message `id` was handed to `peer` here. Only then may a
+    /// notice about `id` come from `peer`'s side: a component that never
+    /// held a message cannot speak of its fate.
+    pub fn was(&mut self, id: &str, peer: &Name) -> Result<bool> {
+        if self.table.is_none() {
+            let t = crate::spool::seen::Seen::open_read(&handed_path(self.spool), self.now)?;
+            self.table = Some(t);
+        }
+        if let Some(Some(t)) = &self.table {
+            if t.contains(crate::spool::seen::Kind::Handed, &handed_key(id, peer))? {
+                return Ok(true);
+            }
+        }
+        if self.sent.is_none() {
+            let (sent, _) = self.spool.scan(Area::Sent)?;
+            self.sent = Some(
+                sent.into_iter()
+                    .filter_map(|e| Some((e.name.id.to_string(), e.sent?.peer)))
+                    .collect(),
+            );
+        }
+        Ok(self
+            .sent
+            .as_ref()
+            .and_then(|m| m.get(id))
+            .is_some_and(|p| p == peer))
+    }
 }
 
 /// What applying acknowledgements did.

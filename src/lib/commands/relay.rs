@@ -428,6 +428,7 @@ pub fn report_json(r: &Report) -> serde_json::Value {
         "rejected": r.rejected,
         "retry": r.retry,
         "quarantined": r.quarantined,
+        "refused": r.refused,
         "skipped": r.skipped,
         "discarded": r.discarded,
         "diverted": r.diverted,
@@ -446,8 +447,9 @@ pub fn print_report(ctx: &Context, out: &mut Out, r: &Report, source: &str) -> R
         return out.json(&v);
     }
     ctx.log(format!(
-        "{source}: {} message(s): {} delivered, {} queued onward, {} duplicate(s), {} rejected, {} discarded by rules, {} to retry, {} quarantined, {} skipped unread; acknowledgements: {} copies discarded, {} refused, {} recorded, {} passed on{}",
+        "{source}: {} message(s): {} delivered, {} queued onward, {} duplicate(s), {} rejected, {} discarded by rules, {} to retry, {} quarantined, {} skipped unread{}; acknowledgements: {} copies discarded, {} refused, {} recorded, {} passed on{}",
         r.messages, r.delivered, r.relayed, r.duplicates, r.rejected, r.discarded, r.retry, r.quarantined, r.skipped,
+        if r.refused > 0 { format!(", {} refused for who made or carried it (kept in quarantine)", r.refused) } else { String::new() },
         r.acks.discarded, r.acks.rejected, r.acks.recorded, r.passed_on,
         if r.unsigned_acks > 0 { format!(", {} ignored (unsigned)", r.unsigned_acks) } else { String::new() }
     ));

@@ -90,29 +90,88 @@ pub fn takes(h: &Header, hop: &NextHop, config: &Config) -> bool {
     }
 }
 
-/// Why a message rs takes must not be obeyed, if it must not: a control
-/// message or a registration answer that did not come through the
-/// upstream peer, or came unsigned from an upstream whose protection is
-/// configured (`trusted`: the envelope was signed, or its peer has none).
-/// The caller quarantines it with this reason.
-pub fn refuse(h: &Header, from: &Name, trusted: bool, config: &Config) -> Option<String> {
+/// Whose control messages and registration answers this component
+/// obeys: its registrar, as `[registration] registrar` names it or as the
+/// answer that registered it showed; before any answer, the answer to its
+/// own pending registration, or its upstream peer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Authority {
+    pub registrar: Option<Name>,
+    /// The registration waiting for its answer.
+    pub pending: Option<MessageId>,
+}
+
+impl Authority {
+    pub fn of(spool: &Spool) -> Authority {
+        let st = State::load(spool);
+        Authority {
+            registrar: spool
+                .config()
+                .registration
+                .registrar
+                .clone()
+                .or(st.registrar),
+            pending: st.pending,
+        }
+    }
+}
+
+/// Why a control message or registration answer must not be obeyed or
+/// passed on, if it must not (SPEC.md section 13a). They travel only down
+/// from the provider: a hop passes one on only when it came from its own
+/// upstream peer, and a component obeys one only when it came from its
+/// upstream (signed, where that peer is protected: `signed`) and was made
+/// by its registrar ([`Authority`]); whoever carried it vouches only for
+/// itself. The caller quarantines it with this reason and tells its origin.
+pub fn refused(
+    h: &Header,
+    from: &Name,
+    hop: &NextHop,
+    signed: bool,
+    authority: &Authority,
+    config: &Config,
+) -> Option<String> {
     let sub = h.subclass.as_str();
-    if sub != CONTROL && sub != ANSWER {
+    if h.class.as_str() != CLASS || (sub != CONTROL && sub != ANSWER) {
         return None;
     }
-    match config.upstream() {
-        Some(u) if u.id != *from => Some(format!(
-            "a {sub} message from {from}: only the upstream peer ({}) is obeyed",
-            u.id
+    let made_by = crate::route::originator(h, from);
+    let from_upstream = crate::route::is_upstream(from, config);
+    match hop {
+        NextHop::Peer(_) if !from_upstream => Some(format!(
+            "a {sub} message made by {made_by} and carried by {from}: control messages and registration answers travel only down from the provider, so one that came from {from} is not passed on"
         )),
-        None => Some(format!(
-            "a {sub} message from {from}: this site has no upstream peer to obey"
-        )),
-        Some(u) if !trusted => Some(format!(
-            "a {sub} message from {from} without its signature: [[peer]] {} is protected",
-            u.id
-        )),
-        Some(_) => None,
+        NextHop::Peer(_) | NextHop::Unknown(_) => None,
+        NextHop::Local => {
+            let Some(up) = config.upstream() else {
+                return Some(format!(
+                    "a {sub} message from {from}: this site has no upstream peer to obey"
+                ));
+            };
+            if !from_upstream {
+                return Some(format!(
+                    "a {sub} message from {from}: only the upstream peer ({}) is obeyed",
+                    up.id
+                ));
+            }
+            if !signed {
+                return Some(format!(
+                    "a {sub} message from {from} without its signature: [[peer]] {} is protected",
+                    up.id
+                ));
+            }
+            let answers_ours =
+                sub == ANSWER && h.in_reply_to.is_some() && h.in_reply_to == authority.pending;
+            match &authority.registrar {
+                Some(r) if made_by == r => None,
+                None if *made_by == up.id || answers_ours => None,
+                expected => Some(format!(
+                    "a {sub} message made by {made_by}: only {} is obeyed here (this component's {}), whoever carries it ({from} vouches only for itself)",
+                    expected.as_ref().unwrap_or(&up.id),
+                    if expected.is_some() { "registrar" } else { "upstream peer, until a registrar answers" }
+                )),
+            }
+        }
     }
 }
 
@@ -143,6 +202,10 @@ pub struct State {
     /// heartbeat (the login).
     pub id: Option<String>,
     pub last_heartbeat: Option<Timestamp>,
+    /// The component whose answer registered this one: its registrar,
+    /// the one whose control messages are obeyed (unless `[registration]
+    /// registrar` names it).
+    pub registrar: Option<Name>,
 }
 
 fn state_path(spool: &Spool) -> PathBuf {
@@ -162,6 +225,7 @@ impl State {
                 Some(("registered", v)) => s.registered = time(v),
                 Some(("last-heartbeat", v)) => s.last_heartbeat = time(v),
                 Some(("id", v)) => s.id = Some(v.to_string()),
+                Some(("registrar", v)) => s.registrar = Name::new("registrar", v).ok(),
                 Some(("heartbeat", v)) => s.heartbeat = MessageId::parse(v).ok(),
                 _ => {}
             }
@@ -185,6 +249,9 @@ impl State {
         }
         if let Some(id) = &self.id {
             text.push_str(&format!("id {id}\n"));
+        }
+        if let Some(r) = &self.registrar {
+            text.push_str(&format!("registrar {r}\n"));
         }
         if let Some(h) = &self.heartbeat {
             text.push_str(&format!("heartbeat {h}\n"));
@@ -624,6 +691,31 @@ fn record_heard(
     Ok(())
 }
 
+/// Whether relay `relay`'s heartbeat, carried by peer `from`, may speak
+/// for `child` (SPEC.md section 13a): the child registered through the
+/// relay (its registration passed it), or, without a registration here,
+/// it is routed behind the peer that carried the heartbeat.
+fn nests(spool: &Spool, child: &str, relay: &str, from: &str) -> bool {
+    if child == relay || child == spool.config().component.as_str() {
+        return false;
+    }
+    let Ok(c) = Name::new("component", child) else {
+        return false;
+    };
+    let registered = std::fs::read_to_string(registered_dir(spool).join(child)).ok();
+    if let Some(path) = registered
+        .as_deref()
+        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("path ")))
+    {
+        return path.split(' ').any(|p| p == relay);
+    }
+    let learned = crate::route::Learned::load(spool);
+    matches!(
+        crate::route::toward(&c, spool.config(), &learned),
+        Some(NextHop::Peer(p)) if p.as_str() == from
+    )
+}
+
 /// Handles a message rs took for itself (held in `divert/`), which came
 /// from peer `from`. Returns what it did, for the log; an error leaves it
 /// for the next run.
@@ -658,7 +750,12 @@ pub fn handle(spool: &Spool, m: &Message, from: &str, now: Timestamp) -> Result<
                 now,
             )?;
             let mut n = 0;
+            let mut strangers = Vec::new();
             for child in &said.nested {
+                if !nests(spool, &child.id, &origin, from) {
+                    strangers.push(child.id.as_str());
+                    continue;
+                }
                 if let Ok(at) = Timestamp::parse(&child.heard) {
                     let outbound = child.outbound.as_deref();
                     record_heard(spool, &child.id, at.min(now), outbound, &origin, now)?;
@@ -666,11 +763,19 @@ pub fn handle(spool: &Spool, m: &Message, from: &str, now: Timestamp) -> Result<
                 }
             }
             Ok(format!(
-                "heartbeat of {origin} heard{}",
+                "heartbeat of {origin} heard{}{}",
                 if n > 0 {
                     format!(", with {n} component(s) behind it")
                 } else {
                     String::new()
+                },
+                if strangers.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; the status it nests for {} ignored: not registered through {origin} nor routed behind it",
+                        strangers.join(", ")
+                    )
                 }
             ))
         }
@@ -718,10 +823,19 @@ fn register(
     if refusal.is_none() {
         let dir = registered_dir(spool);
         durable::create_dir_all(&dir)?;
+        // The components its registration passed: the relays whose
+        // heartbeats may nest its status.
+        let path: Vec<&str> = m
+            .header
+            .routing
+            .iter()
+            .map(|r| r.component.as_str())
+            .collect();
         let text = format!(
-            "at {}\nsite {site}\nregistration {}\nid {issued}\n",
+            "at {}\nsite {site}\nregistration {}\nid {issued}\npath {}\n",
             now.to_rfc3339(),
-            m.header.id
+            m.header.id,
+            path.join(" ")
         );
         durable::write_durable(
             &spool.dir(Area::Tmp),
@@ -842,6 +956,7 @@ fn answered(spool: &Spool, m: &Message, said: &Said, from: &str, now: Timestamp)
     st.pending = None;
     st.heartbeats = 0;
     st.id = said.get("registration-id").map(str::to_string);
+    st.registrar = m.header.origin().cloned();
     st.save(spool, now)?;
     Ok(format!(
         "registered with {from} as {}; {applied}",
@@ -874,6 +989,12 @@ pub fn apply_defaults(
             .as_table()
             .ok_or_else(|| format!("{table} is not a table"))?;
         for (key, v) in t.iter() {
+            if table == "registration" && key == "registrar" {
+                return Err(
+                    "[registration] registrar is this site's own choice: a provider may not change it"
+                        .into(),
+                );
+            }
             let v = v
                 .as_value()
                 .ok_or_else(|| format!("[{table}] {key}: not a plain value"))?;

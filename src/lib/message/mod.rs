@@ -104,6 +104,22 @@ impl Header {
         }
     }
 
+    /// Records that component `me` received the message from peer
+    /// `carrier` at `now` ([`Header::stamp_received`]); a back-channel
+    /// message that comes with no trace was made by the peer that carried
+    /// it, whose element then goes first, so that its origin stays known
+    /// ([`Header::origin`]) however far it travels.
+    pub fn stamp_received_from(&mut self, carrier: &Name, me: &Name, now: Timestamp) {
+        if matches!(self.locator, Locator::Destination(_)) && self.routing.is_empty() {
+            self.routing.push(Routing {
+                component: carrier.clone(),
+                received: None,
+                sent: None,
+            });
+        }
+        self.stamp_received(me, now);
+    }
+
     /// Records that component `me` sends the message on at `now`: its
     /// routing element (the last one, when `me` received it) gets the time
     /// sent; a message that starts at `me` gets an element with no time

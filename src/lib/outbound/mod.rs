@@ -570,6 +570,7 @@ fn record(
     }
     let mut bytes = 0;
     let mut sent = 0;
+    let mut handed = Vec::new();
     let missing = Outcome::Deferred(format!("{route} reported nothing for it"));
     for (i, e) in chunk.iter().enumerate() {
         match outcomes.get(i).unwrap_or(&missing) {
@@ -578,6 +579,7 @@ fn record(
                     report.retransmitted += 1;
                 }
                 locked.mark_sent(e, &peer.id, now)?;
+                handed.push((&e.name.id, e.name.expiry));
                 sent += 1;
                 bytes += e.name.size;
             }
@@ -597,6 +599,16 @@ fn record(
         }
     }
     locked.sync_outbound()?;
+    // History of who holds what, for the notices that come back: a full
+    // disk must not stop sending (the copies in sent/ still vouch until
+    // they are acknowledged).
+    if let Err(e) = ack::note_handed(spool, &peer.id, &handed, now) {
+        log(format!(
+            "{} message(s) handed to {} without a record of it (notices about them are believed only while they wait in sent/): {e}",
+            handed.len(),
+            peer.id
+        ));
+    }
     locked.record_sent(sent as u64, bytes, now, clock.utc_offset_secs())?;
     report.sent += sent;
     report.bytes += bytes;

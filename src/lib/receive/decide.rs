@@ -55,6 +55,11 @@ pub struct Facts<'a> {
     /// The epoch of the service this site serves (`[spm] serves`), when
     /// known.
     pub service_epoch: Option<u64>,
+    /// Its envelope was signed by the peer's key (or the peer is not
+    /// protected).
+    pub signed: bool,
+    /// Whose control messages and registration answers this site obeys.
+    pub authority: &'a crate::infra::Authority,
 }
 
 /// The receiver's time, as the duplicate memory sees it.
@@ -103,6 +108,11 @@ pub enum Decision {
     /// rs takes it itself (a registration, an answer, a heartbeat: see
     /// `infra`).
     Infrastructure,
+    /// Not from whom it may come (SPEC.md section 13a: a control message
+    /// or registration answer not made by this site's registrar, or going
+    /// up where it may only come down): kept in quarantine with the reason,
+    /// refused, its origin told.
+    Refuse { reason: String },
     /// Part of a bulk transfer that this site handles (see `bulk`): at its
     /// destination, or a request or answer passing through.
     Bulk,
@@ -143,15 +153,16 @@ pub fn decide(f: &Facts<'_>, when: &When, config: &Config, learned: &Learned) ->
     if let Some(targets) = expansion(f.header, config) {
         return Decision::Expand { targets };
     }
-    if crate::infra::takes(
-        f.header,
-        &route::next_hop(f.header, config, learned),
-        config,
-    ) {
+    let hop = route::next_hop(f.header, config, learned);
+    if let Some(reason) =
+        crate::infra::refused(f.header, f.from, &hop, f.signed, f.authority, config)
+    {
+        return Decision::Refuse { reason };
+    }
+    if crate::infra::takes(f.header, &hop, config) {
         return Decision::Infrastructure;
     }
     if f.bulk {
-        let hop = route::next_hop(f.header, config, learned);
         let passing = matches!(&hop, NextHop::Peer(p) if p != f.from);
         if crate::bulk::takes(f.kind, &hop) && (!passing || f.relay_stopped.is_none()) {
             return Decision::Bulk;
@@ -191,7 +202,13 @@ pub fn decide(f: &Facts<'_>, when: &When, config: &Config, learned: &Learned) ->
         },
         NextHop::Local => Decision::Deliver,
         NextHop::Peer(p) if p == *f.from => Decision::Reject {
-            reason: format!("its next hop would be {p}, the peer it came from"),
+            reason: match unknown_here(f.header, config, learned) {
+                Some(c) => format!(
+                    "component {c} is unknown at {}: no peer of it leads there (it came from {p}, which sent it here)",
+                    config.component
+                ),
+                None => format!("its next hop would be {p}, the peer it came from"),
+            },
             remember: true,
         },
         NextHop::Peer(p) => match f.relay_stopped {
@@ -204,6 +221,18 @@ pub fn decide(f: &Facts<'_>, when: &When, config: &Config, learned: &Learned) ->
             reason,
             remember: true,
         },
+    }
+}
+
+/// The component a back-channel message is addressed to, when nothing
+/// here leads to it (routing falls back to the upstream peer).
+fn unknown_here<'h>(h: &'h Header, config: &Config, learned: &Learned) -> Option<&'h Name> {
+    let Locator::Destination(d) = &h.locator else {
+        return None;
+    };
+    match d.targets.first() {
+        Some(Target::Component(c)) if route::toward(c, config, learned).is_none() => Some(c),
+        _ => None,
     }
 }
 
@@ -470,8 +499,11 @@ mod tests {
                 severity: Some("info"),
                 bulk: false,
                 service_epoch: known.contains("served").then_some(2),
+                signed: true,
+                authority: &crate::infra::Authority::default(),
             };
             let got = match decide(&f, &when, config, &learned) {
+                Decision::Refuse { reason } => format!("quarantine: {reason}"),
                 Decision::EpochMismatch { reason } => format!("epoch-mismatch: {reason}"),
                 Decision::Infrastructure => "infrastructure".into(),
                 Decision::Bulk => "bulk".into(),

@@ -45,7 +45,7 @@ use crate::message::{Header, Locator, Message, MessageId, Name, ResponseStatus};
 use crate::protect::Protector;
 use crate::route::{self, Learned, NextHop};
 use crate::spool::seen::Kind;
-use crate::spool::{durable, Area, Error, Result, Spool};
+use crate::spool::{durable, Area, Error, Quarantined, Result, Spool};
 use crate::time::Timestamp;
 pub use crate::transport::Payload;
 use decide::{Decision, Facts};
@@ -100,6 +100,10 @@ pub struct Report {
     pub retry: usize,
     /// Envelopes that could not be parsed, now in quarantine/.
     pub quarantined: usize,
+    /// Messages and notices refused for who made or carried them (SPEC.md
+    /// section 13a), each kept in quarantine/ with the reason; the rest of
+    /// their envelope is taken.
+    pub refused: usize,
     /// Entries of the source that were not read at all (links, FIFOs,
     /// devices, directories where files belong); left where they are.
     pub skipped: usize,
@@ -127,6 +131,7 @@ impl Report {
         }
         self.retry += o.retry;
         self.quarantined += o.quarantined;
+        self.refused += o.refused;
         self.skipped += o.skipped;
         self.passed_on += o.passed_on;
         self.unsigned_acks += o.unsigned_acks;
@@ -199,7 +204,7 @@ impl Counters {
         c.relayed += r.relayed as u64;
         c.duplicates += r.duplicates as u64;
         c.rejected += r.rejected as u64;
-        c.quarantined += r.quarantined as u64;
+        c.quarantined += (r.quarantined + r.refused) as u64;
         c.discarded += r.discarded as u64;
         for (rule, n) in &r.by_rule {
             *c.by_rule.entry(rule.clone()).or_default() += *n as u64;
@@ -406,7 +411,8 @@ impl Batch<'_> {
                 match parse::clear(self.spool, &item, &mut protectors, plaintexts, self.now)? {
                     Ok(c) => c,
                     Err(why) => {
-                        self.fates[index] = set_aside(
+                        self.fates[index] = parse::set_aside_as(
+                            Quarantined::Unverified,
                             self.spool,
                             &item.payload,
                             &item.label,
@@ -456,6 +462,7 @@ impl Batch<'_> {
             crate::time::local_offset_secs(),
         )
         .map(|s| s.to_string());
+        let authority = crate::infra::Authority::of(self.spool);
         let service_epoch = match crate::spm::served_epoch(config, self.spool.root()) {
             Ok(e) => e,
             Err(e) => {
@@ -468,16 +475,14 @@ impl Batch<'_> {
         for p in parsed {
             let from = p.item.from.clone();
             // A peer speaks only for itself and what is behind it.
-            let forged = p.messages.iter().find_map(|m| match &m.header().locator {
-                Locator::Source(s) => {
-                    route::may_speak_for(&from, &s.component, config, state.learned())
-                        .err()
-                        .map(|why| format!("message {}: {why}", m.header().id))
-                }
-                Locator::Destination(_) => None,
+            let forged = p.messages.iter().find_map(|m| {
+                route::may_carry(&from, m.header(), config, state.learned())
+                    .err()
+                    .map(|why| format!("message {}: {why}", m.header().id))
             });
             if let Some(why) = forged {
-                self.fates[p.index] = set_aside(
+                self.fates[p.index] = parse::set_aside_as(
+                    Quarantined::Forged,
                     self.spool,
                     p.payload(),
                     &p.item.label,
@@ -493,7 +498,7 @@ impl Batch<'_> {
             while let Some((m, group)) = work.pop_front() {
                 let m = match m {
                     Incoming::Small(a) if crate::ack::is_ack(&a) => {
-                        self.take_ack(a, &from, p.cleared.acks_trusted, state.learned());
+                        self.take_ack(a, &from, p.cleared.acks_trusted, &p.item.label, state)?;
                         continue;
                     }
                     other => other,
@@ -537,6 +542,8 @@ impl Batch<'_> {
                     severity,
                     bulk,
                     service_epoch,
+                    signed: p.cleared.acks_trusted,
+                    authority: &authority,
                 };
                 let decision = decide::decide(&facts, &when, config, state.learned());
                 if !id_seen {
@@ -666,55 +673,26 @@ impl Batch<'_> {
                             group,
                         });
                     }
-                    Decision::Infrastructure => {
-                        let trusted = p.cleared.acks_trusted;
-                        if let Some(why) = crate::infra::refuse(&h, &from, trusted, config) {
-                            // Not obeyed: kept in quarantine with the
-                            // reason, refused, remembered.
-                            let bytes = match &m {
-                                Incoming::Small(msg) => {
-                                    crate::message::envelope::to_bytes(std::slice::from_ref(msg))
-                                }
-                                Incoming::Large { .. } => Vec::new(),
-                            };
-                            let kept = self.spool.quarantine_bytes(
-                                &bytes,
-                                "in",
-                                &p.item.label,
-                                &why,
-                                self.now,
-                            )?;
-                            self.report.quarantined += 1;
-                            log(format!(
-                                "{id} from {from} quarantined as {}: {why}",
-                                kept.display()
-                            ));
-                            self.remember.push((
-                                id.clone(),
-                                state.keep_until(h.qos().expiry)?,
-                                h.created,
-                            ));
-                            self.answer(
-                                group,
-                                &from,
-                                &id,
-                                ResponseStatus::Rejected,
-                                "rejected",
-                                &from,
-                                why,
-                            );
-                            continue;
+                    Decision::Refuse { reason } => {
+                        self.refuse_kept(&m, &from, &p.item.label, &reason)?;
+                        self.remember.push((
+                            id.clone(),
+                            state.keep_until(h.qos().expiry)?,
+                            h.created,
+                        ));
+                        if group.is_none() {
+                            self.owe_rejection(&h, &from, state.learned(), &reason);
                         }
-                        self.to_store.push(ToStore {
-                            m,
-                            from: from.clone(),
-                            index: p.index,
-                            disposition: Disposition::Divert,
-                            pin: None,
-                            rule: Some(crate::infra::LABEL.to_string()),
-                            group,
-                        });
                     }
+                    Decision::Infrastructure => self.to_store.push(ToStore {
+                        m,
+                        from: from.clone(),
+                        index: p.index,
+                        disposition: Disposition::Divert,
+                        pin: None,
+                        rule: Some(crate::infra::LABEL.to_string()),
+                        group,
+                    }),
                     Decision::Bulk => self.to_store.push(ToStore {
                         // A chunk of a transfer received here is written
                         // in place now; the rest is held for `bulk`.
@@ -767,25 +745,107 @@ impl Batch<'_> {
         Ok(())
     }
 
+    /// Keeps a message refused for who made or carried it in quarantine
+    /// with the reason (the rest of its envelope is taken).
+    fn refuse_kept(&mut self, m: &Incoming, from: &Name, label: &str, why: &str) -> Result<()> {
+        let h = m.header().clone();
+        let kept = self.spool.quarantine_with(
+            Quarantined::Refused,
+            |out| m.write_with(&h, out),
+            "in",
+            label,
+            &format!("{}: refused: {why}", h.id),
+            self.now,
+        )?;
+        self.report.refused += 1;
+        (self.log)(format!(
+            "{} from {from} refused and kept in quarantine as {}: {why}",
+            h.id,
+            kept.display()
+        ));
+        Ok(())
+    }
+
     /// Sorts an acknowledgement: for this site (applied at the end), for
-    /// another component (passed on), or ignored (unsigned where a
-    /// signature is required).
-    fn take_ack(&mut self, a: Message, from: &Name, trusted: bool, learned: &Learned) {
+    /// another component (passed on), or not believed (kept in quarantine
+    /// with the reason: see [`Batch::unbelieved`]), or ignored (unsigned
+    /// where a signature is required).
+    fn take_ack(
+        &mut self,
+        a: Message,
+        from: &Name,
+        trusted: bool,
+        label: &str,
+        state: &mut dyn Shared,
+    ) -> Result<()> {
         if !trusted {
             (self.log)(format!(
                 "acknowledgement {} from {from} ignored: not signed by {from}'s key, so it discards nothing (require_signature = false admits unsigned messages, not unsigned acknowledgements)",
                 a.header.id
             ));
             self.report.unsigned_acks += 1;
-            return;
+            return Ok(());
         }
-        match route::next_hop(&a.header, self.spool.config(), learned) {
+        let hop = route::next_hop(&a.header, self.spool.config(), state.learned());
+        if let Some(why) = self.unbelieved(&a, from, &hop, state)? {
+            return self.refuse_kept(&Incoming::Small(a), from, label, &why);
+        }
+        match hop {
             NextHop::Local => self.acks_from.entry(from.clone()).or_default().push(a),
             NextHop::Peer(p) => self.pass_on.entry(p).or_default().push(a),
             NextHop::Unknown(why) => {
                 (self.log)(format!("acknowledgement {} dropped: {why}", a.header.id))
             }
         }
+        Ok(())
+    }
+
+    /// Why an acknowledgement carried by `from` is not believed, if it is
+    /// not (SPEC.md section 13a). A hop's acknowledgement (custody,
+    /// delivered, rejected, ...) answers the peer that sent it the message:
+    /// it is made by `from` itself and addressed here, never passed on. An
+    /// end-to-end notice (`final-*`, `control-*`) may come only from a
+    /// component on the message's path: this site handed the message to
+    /// `from` (or its twin), which vouches for what is behind it.
+    fn unbelieved(
+        &self,
+        a: &Message,
+        from: &Name,
+        hop: &NextHop,
+        state: &mut dyn Shared,
+    ) -> Result<Option<String>> {
+        let crate::message::Content::MessageResponse(r) = &a.content else {
+            return Ok(None);
+        };
+        let code = r.reason_code.as_ref().map_or("", |c| c.as_str());
+        let made_by = route::originator(&a.header, from);
+        let about = &r.answers;
+        if !crate::ack::end_to_end(code) {
+            if *hop != NextHop::Local {
+                return Ok(Some(format!(
+                    "an acknowledgement ({code}) of {about} made by {made_by} for another component: a hop answers only the peer that sent it the message, so it is not passed on"
+                )));
+            }
+            if made_by != from {
+                return Ok(Some(format!(
+                    "an acknowledgement ({code}) of {about} made by {made_by} but carried by {from}: a hop's acknowledgement comes from the hop itself"
+                )));
+            }
+            return Ok(None);
+        }
+        let config = self.spool.config();
+        let mut holders: Vec<&Name> = config.failover_group(from.as_str());
+        if !holders.contains(&from) {
+            holders.push(from);
+        }
+        for peer in holders {
+            if state.handed(about.as_str(), peer)? {
+                return Ok(None);
+            }
+        }
+        Ok(Some(format!(
+            "a {code} notice about {about} made by {made_by} and carried by {from}: {about} was never handed to {from} here, so neither is on its path"
+        )))
     }
 
     /// Stage 4: keeps what was decided, and earns its acknowledgements.
@@ -806,6 +866,7 @@ impl Batch<'_> {
             let h = t.m.header().clone();
             let why = format!("a chunk that cannot be read: {why}");
             let kept = self.spool.quarantine_with(
+                Quarantined::Unreadable,
                 |out| t.m.write_with(&h, out),
                 "in",
                 t.from.as_str(),

@@ -9,7 +9,7 @@ use std::io::{Seek, Write};
 use super::{Fate, Inbound, Payload, Report};
 use crate::message::{envelope, stream, Content, Header, Message, Name};
 use crate::protect::{self, Protector};
-use crate::spool::{Error, Result, Spool};
+use crate::spool::{Error, Quarantined, Result, Spool};
 use crate::time::Timestamp;
 pub(super) use crate::transport::IN_MEMORY;
 
@@ -270,6 +270,30 @@ pub fn set_aside(
     log: &dyn Fn(String),
     report: &mut Report,
 ) -> Result<Fate> {
+    set_aside_as(
+        Quarantined::Unreadable,
+        spool,
+        payload,
+        label,
+        why,
+        now,
+        log,
+        report,
+    )
+}
+
+/// [`set_aside`], saying why as `kind` in the `.reason` file.
+#[allow(clippy::too_many_arguments)]
+pub fn set_aside_as(
+    kind: Quarantined,
+    spool: &Spool,
+    payload: &Payload,
+    label: &str,
+    why: &str,
+    now: Timestamp,
+    log: &dyn Fn(String),
+    report: &mut Report,
+) -> Result<Fate> {
     let size = payload.len()?;
     if size > spool.room()? {
         log(format!(
@@ -278,7 +302,7 @@ pub fn set_aside(
         report.skipped += 1;
         return Ok(Fate::Left);
     }
-    let q = payload.quarantine(spool, label, &format!("{label}: {why}"), now)?;
+    let q = payload.quarantine(spool, kind, label, &format!("{label}: {why}"), now)?;
     log(format!("quarantined {label} as {}: {why}", q.display()));
     report.quarantined += 1;
     Ok(Fate::Taken)

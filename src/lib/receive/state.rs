@@ -61,6 +61,11 @@ pub trait Shared {
     /// next hop `peer`; durable on return. Returns how many.
     fn pass_on(&mut self, peer: &Name, messages: &[Message], now: Timestamp) -> Result<usize>;
 
+    /// Whether message `id` was handed to `peer` here (see
+    /// `ack::note_handed`): only then may a notice about it come from
+    /// `peer`'s side.
+    fn handed(&mut self, id: &str, peer: &Name) -> Result<bool>;
+
     /// Applies the acknowledgements `from` sent for what this site sent it
     /// (discards what it took, buries what it refused).
     fn apply_acks(
@@ -81,6 +86,7 @@ pub struct FileShared<'s> {
     now: Timestamp,
     seen: Option<Seen>,
     learned: Learned,
+    handed: ack::Handed<'s>,
     log: &'s dyn Fn(String),
 }
 
@@ -93,6 +99,7 @@ impl<'s> FileShared<'s> {
             now,
             seen: None,
             learned: Learned::load(spool),
+            handed: ack::Handed::new(spool, now),
             log,
         }
     }
@@ -173,6 +180,10 @@ impl Shared for FileShared<'_> {
 
     fn pass_on(&mut self, peer: &Name, messages: &[Message], now: Timestamp) -> Result<usize> {
         ack::queue_out(self.spool, peer, messages, now)
+    }
+
+    fn handed(&mut self, id: &str, peer: &Name) -> Result<bool> {
+        self.handed.was(id, peer)
     }
 
     fn apply_acks(

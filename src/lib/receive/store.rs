@@ -439,9 +439,9 @@ pub(super) fn store(
         )?;
     }
 
-    let stamp = |h: &Header| {
+    let stamp = |h: &Header, from: &Name| {
         let mut h = h.clone();
-        h.stamp_received(me, now);
+        h.stamp_received_from(from, me, now);
         h
     };
 
@@ -458,7 +458,7 @@ pub(super) fn store(
         .iter()
         .map(|&i| {
             let t = &items[i];
-            let header = stamp(t.m.header());
+            let header = stamp(t.m.header(), &t.from);
             let write: maildir::Writer<'_> =
                 Box::new(move |out: &mut dyn Write| t.m.write_with(&header, out));
             (t.m.header().id.clone(), write)
@@ -481,7 +481,7 @@ pub(super) fn store(
             let path = s.path().to_path_buf();
             items[i]
                 .m
-                .write_with(&stamp(h), &mut s)
+                .write_with(&stamp(h, &items[i].from), &mut s)
                 .map_err(|e| Error::io("write", &path, e))?;
             let q = h.qos();
             let name = EntryName {
@@ -549,6 +549,7 @@ pub(super) fn store(
                     let h = t.m.header();
                     let why = format!("{}: {why}", h.id);
                     let kept = spool.quarantine_with(
+                        crate::spool::Quarantined::Unreadable,
                         |out| t.m.write_with(h, out),
                         "chunk",
                         t.from.as_str(),
@@ -596,7 +597,7 @@ pub(super) fn store(
         };
         let mut s = spool.stage(now)?;
         let path = s.path().to_path_buf();
-        t.m.write_with(&stamp(t.m.header()), &mut s)
+        t.m.write_with(&stamp(t.m.header(), &t.from), &mut s)
             .map_err(|e| Error::io("write", &path, e))?;
         s.sync()?;
         s.commit(&dir.join(name))?;

@@ -315,6 +315,20 @@ impl Outbox for PgOutbox<'_> {
                 &[&ids, &dues, &peer.id.as_str()],
             )
             .map_err(|e| pg_error("recording what was handed out", e))?;
+        // Who holds what, for the notices that come back (kind 3: see
+        // `ack::note_handed`); kept as long as an ID is remembered.
+        let keep = now
+            .saturating_add(self.spool.config().receive.dedupe_retention)
+            .as_micros();
+        client
+            .execute(
+                "INSERT INTO rs_accepted (kind, key, keep_until, created, accepted)
+                 SELECT 3, t.id || ' ' || $2, $3, $4, $4 FROM UNNEST($1::text[]) AS t(id)
+                 ON CONFLICT (kind, key) DO UPDATE
+                 SET keep_until = GREATEST(rs_accepted.keep_until, EXCLUDED.keep_until)",
+                &[&ids, &peer.id.as_str(), &keep, &now.as_micros()],
+            )
+            .map_err(|e| pg_error("recording who was handed what", e))?;
         for (id, why) in &refused {
             client
                 .execute(

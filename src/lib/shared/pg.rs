@@ -26,6 +26,7 @@ fn kind_code(kind: Kind) -> i16 {
     match kind {
         Kind::Id => 0,
         Kind::OriginKey => 1,
+        Kind::Handed => 3,
     }
 }
 
@@ -312,6 +313,23 @@ impl Shared for PgShared<'_> {
 
     fn pass_on(&mut self, peer: &Name, messages: &[Message], _now: Timestamp) -> Result<usize> {
         self.queue_acks(peer, messages)
+    }
+
+    fn handed(&mut self, id: &str, peer: &Name) -> Result<bool> {
+        let key = format!("{id} {peer}");
+        let row = self
+            .db
+            .client()
+            .query_opt(
+                "SELECT 1 FROM rs_accepted WHERE kind = 3 AND key = $1",
+                &[&key],
+            )
+            .map_err(|e| pg_error("looking up who was handed a message", e))?;
+        if row.is_some() {
+            return Ok(true);
+        }
+        // What this instance sent from its own spool.
+        crate::ack::Handed::new(self.spool, self.now).was(id, peer)
     }
 
     fn apply_acks(

@@ -248,6 +248,33 @@ impl DeadKind {
 /// it is there) whose origin is still to be told; see [`Locked::bury`].
 pub const UNTOLD: &str = "untold";
 
+/// Why something is in `quarantine/`: the `reason:` of its `.reason` file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quarantined {
+    /// It cannot be read (not an envelope, damaged, too deep, ...).
+    Unreadable,
+    /// It fails its peer's protection (not decrypted, unsigned, signed by
+    /// another key, ...).
+    Unverified,
+    /// Its peer speaks for a component it may not.
+    Forged,
+    /// It did not come from whom it may (SPEC.md section 13a): a control
+    /// message not made by the registrar, a notice from off the message's
+    /// path.
+    Refused,
+}
+
+impl Quarantined {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quarantined::Unreadable => "unreadable",
+            Quarantined::Unverified => "unverified",
+            Quarantined::Forged => "forged",
+            Quarantined::Refused => "refused",
+        }
+    }
+}
+
 /// A `.reason` file's content.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reason {
@@ -466,6 +493,19 @@ impl Spool {
         detail: &str,
         now: Timestamp,
     ) -> Result<PathBuf> {
+        self.quarantine_as(Quarantined::Unreadable, path, from, detail, now)
+    }
+
+    /// Moves a file into `quarantine/` with a `.reason` file saying why
+    /// (`kind`, and `detail`). Returns the quarantined file's path.
+    pub fn quarantine_as(
+        &self,
+        kind: Quarantined,
+        path: &Path,
+        from: &str,
+        detail: &str,
+        now: Timestamp,
+    ) -> Result<PathBuf> {
         let base = path
             .file_name()
             .map(|n| n.to_string_lossy().replace(['/', ':'], "_"))
@@ -481,7 +521,7 @@ impl Spool {
         let reason = Reason {
             id: String::new(),
             time: now,
-            kind: "unreadable".into(),
+            kind: kind.as_str().into(),
             from: from.into(),
             detail: detail.into(),
         };
@@ -502,18 +542,20 @@ impl Spool {
     /// never had a file of its own, such as a message on stdin).
     pub fn quarantine_bytes(
         &self,
+        kind: Quarantined,
         bytes: &[u8],
         label: &str,
         from: &str,
         detail: &str,
         now: Timestamp,
     ) -> Result<PathBuf> {
-        self.quarantine_with(|out| out.write_all(bytes), label, from, detail, now)
+        self.quarantine_with(kind, |out| out.write_all(bytes), label, from, detail, now)
     }
 
     /// Like [`Spool::quarantine_bytes`], for what `write` writes.
     pub fn quarantine_with(
         &self,
+        kind: Quarantined,
         write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
         label: &str,
         from: &str,
@@ -527,7 +569,7 @@ impl Spool {
         tmp_name.push(format!(".{label}"));
         let tmp_path = PathBuf::from(tmp_name);
         staged.commit(&tmp_path)?;
-        self.quarantine(&tmp_path, from, detail, now)
+        self.quarantine_as(kind, &tmp_path, from, detail, now)
     }
 
     /// Copies an open file (from its start; the file stays where it is)
@@ -535,6 +577,7 @@ impl Spool {
     /// from; its last path component names the copy.
     pub fn quarantine_file(
         &self,
+        kind: Quarantined,
         file: &fs::File,
         label: &str,
         detail: &str,
@@ -567,7 +610,7 @@ impl Spool {
             return Err(Error::io("copy into quarantine", Path::new(label), e));
         }
         drop(staged);
-        self.quarantine(&tmp_path, label, detail, now)
+        self.quarantine_as(kind, &tmp_path, label, detail, now)
     }
 
     /// Bytes free for rs on the spool's file system, less `[spool] min_free`.

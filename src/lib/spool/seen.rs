@@ -60,6 +60,10 @@ pub enum Kind {
     Id = 1,
     /// An origin key (an event reported by redundant senders) this site delivered.
     OriginKey = 2,
+    /// A message this site handed to a peer (`ID PEER`), kept in a table
+    /// of its own (`state/handed.idx`, see `ack::note_handed`): who may
+    /// speak of that message's fate.
+    Handed = 3,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -229,6 +233,47 @@ impl Seen {
             }
         }
         Ok(seen)
+    }
+
+    /// Opens the table at `path` to look keys up, never writing it:
+    /// `None` when there is no table yet (or one a killed run left before
+    /// its first sync: it holds nothing).
+    pub fn open_read(path: &Path, now: Timestamp) -> Result<Option<Seen>> {
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("open", path, e)),
+        };
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut header = [0u8; 64];
+        if len < PAGE as u64 {
+            return Ok(None);
+        }
+        file.read_exact_at(&mut header, 0)
+            .map_err(|e| Error::io("read", path, e))?;
+        if &header[..8] != MAGIC {
+            return Ok(None);
+        }
+        let field =
+            |at: usize| i64::from_le_bytes(header[at..at + 8].try_into().unwrap_or_default());
+        let buckets = field(8) as u64;
+        if !buckets.is_power_of_two() || len != (buckets + 1) * PAGE as u64 {
+            return Err(Error::io(
+                "read",
+                path,
+                std::io::Error::other(format!("corrupt: {len} bytes for {buckets} buckets")),
+            ));
+        }
+        Ok(Some(Seen {
+            file,
+            path: path.to_path_buf(),
+            buckets,
+            count: field(16) as u64,
+            last_compact: field(24),
+            evidence: field(32),
+            horizon: field(40),
+            now,
+        }))
     }
 
     pub fn len(&self) -> u64 {

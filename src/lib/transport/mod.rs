@@ -262,13 +262,14 @@ impl Payload {
     pub fn quarantine(
         &self,
         spool: &Spool,
+        kind: crate::spool::Quarantined,
         label: &str,
         detail: &str,
         now: Timestamp,
     ) -> Result<PathBuf> {
         match self {
-            Payload::Bytes(b) => spool.quarantine_bytes(b, "in", label, detail, now),
-            Payload::File(f) => spool.quarantine_file(f, label, detail, now),
+            Payload::Bytes(b) => spool.quarantine_bytes(kind, b, "in", label, detail, now),
+            Payload::File(f) => spool.quarantine_file(kind, f, label, detail, now),
         }
     }
 }
