@@ -138,6 +138,51 @@ fn publish_generate_and_resolve_with_backups_epochs_and_withdrawal() {
 }
 
 #[test]
+fn a_service_withdrawn_and_published_on_another_host_gets_a_new_epoch() {
+    let p = provider();
+    let epoch = |r: &serde_json::Value| (r["epoch"].as_u64(), r["epoch_changed"].is_string());
+    let withdraw = |host: &str| {
+        spm(&p, &["withdraw", "--host", host]).success();
+    };
+    assert_eq!(
+        epoch(&publish(&p, "orders", "s1.provider.example", &[])),
+        (Some(1), false)
+    );
+    // Its only host withdraws it; another host publishes it: clients hold
+    // s1, so the epoch changes.
+    withdraw("s1.provider.example");
+    let moved = publish(&p, "orders", "s2.provider.example", &[]);
+    assert_eq!(epoch(&moved), (Some(2), true), "{moved}");
+    // A stateless restart at the same place keeps it.
+    withdraw("s2.provider.example");
+    let restart = publish(&p, "orders", "s2.provider.example", &[]);
+    assert_eq!(epoch(&restart), (Some(2), false), "{restart}");
+    // s1 back where it was, but its clients now hold s2 only: one server
+    // becomes two.
+    let back = publish(&p, "orders", "s1.provider.example", &[]);
+    assert_eq!(epoch(&back), (Some(3), true), "{back}");
+    // The map and the listing say the same epoch.
+    let map = generate(&p, "orders.xml", &[]);
+    let r = spm(
+        &p,
+        &[
+            "resolve",
+            "orders",
+            "--json",
+            "--client",
+            "c.any",
+            "--map",
+            map.to_str().unwrap(),
+        ],
+    )
+    .success()
+    .json_lines();
+    assert!(r.len() == 2 && r.iter().all(|l| l["epoch"] == 3), "{r:?}");
+    let listed = spm(&p, &["list", "--json"]).success().json_lines();
+    assert!(listed.iter().all(|l| l["epoch"] == 3), "{listed:?}");
+}
+
+#[test]
 fn partitions_validity_and_every_map_type_resolve_alike() {
     let p = provider();
     publish(

@@ -16,9 +16,11 @@ use super::Common;
 /// and the sphere: the provider's domain name), its epoch, its locations,
 /// an optional validity range, optional service-specific data (never
 /// executed by rs), and the clients it is for. The epoch changes when the
-/// service moves, when one more host offers it, or when a restart lost the
-/// state clients hold (--lost-state); not when a stateless service
-/// restarts where it was. The published entries live in the spool's
+/// service moves (elsewhere on its host, or to another host, also after
+/// its hosts withdrew it), when one more host offers it, or when a restart
+/// lost the state clients hold (--lost-state); not on a withdrawal, nor
+/// when a stateless service restarts where it was. The published entries
+/// live in the spool's
 /// spm/registry.xml; a site's map in spm/map.xml. Formats: spool/README.md.
 ///
 /// Exit status: 0 success; 64 bad usage (a field named as wrong); 65 a map

@@ -145,6 +145,7 @@ pub fn run(args: SpmArgs) -> Result<ExitCode, Error> {
                 },
                 published: now,
                 withdrawn: false,
+                epoch: 0,
             };
             let spool = ctx.open_spool(now)?;
             let (published, r) = with_registry(&spool, now, |r| {
