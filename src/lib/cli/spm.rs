@@ -174,12 +174,15 @@ pub enum SpmCommand {
         #[arg(long)]
         accept_older: bool,
     },
-    /// Write the map valid now as a DNS zone file (RFC 1035) for ZONE:
-    /// per service, SRV records whose priorities give the order to try
-    /// (backups after the primary) and TXT records with the epoch,
-    /// validity, scheme and path. Entries for a partition of clients only
-    /// with the client named. Default source: the registry (at the
-    /// provider), else the map held.
+    /// Write the map valid now as a DNS zone file (RFC 1035) for ZONE,
+    /// which knot, nsd and BIND load as it is: the SOA, the NS (with
+    /// --ns-address when it lies in the zone), and per service SRV records
+    /// whose priorities give the order to try (backups after the primary)
+    /// and TXT records with the epoch, validity, scheme and path; address
+    /// records for the locations' hosts in the zone, and a host name
+    /// lN.SERVICE.vX-Y.SPHERE for each location known only by its address.
+    /// Entries for a partition of clients only with the client named.
+    /// Default source: the registry (at the provider), else the map held.
     Export {
         /// The zone's origin, a domain the services' spheres lie in.
         #[arg(long, value_name = "DOMAIN")]
@@ -187,6 +190,12 @@ pub enum SpmCommand {
         /// The zone's name server (default ns.ZONE).
         #[arg(long, value_name = "NAME")]
         ns: Option<String>,
+        /// The name server's address (an A or AAAA record in the zone):
+        /// needed when the name server lies in the zone, as the default
+        /// does; refused when it does not. May be given twice (IPv4 and
+        /// IPv6).
+        #[arg(long, value_name = "IP")]
+        ns_address: Vec<String>,
         /// Seconds records may be cached (never past an entry's validity).
         #[arg(long, value_name = "SECONDS", default_value_t = 300)]
         ttl: u32,
