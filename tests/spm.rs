@@ -1150,6 +1150,57 @@ fn the_exported_zone_loads_in_bind_as_the_readme_says() {
 }
 
 #[test]
+fn the_map_nesting_limit_is_the_one_the_spool_readme_states() {
+    let p = provider();
+    publish(&p, "inventory", "h.provider.example", &[]);
+    let good = std::fs::read_to_string(generate(&p, "good.xml", &[])).unwrap();
+    // What spool/README.md says of the map files: "at most N levels deep".
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("spool/README.md"),
+    )
+    .unwrap();
+    let section = &readme[readme.find("## Service point map").unwrap()..];
+    let stated: usize = section
+        .split("levels deep")
+        .next()
+        .and_then(|before| before.split_whitespace().last())
+        .and_then(|n| n.parse().ok())
+        .expect("spool/README.md states how deep a map nests");
+    // The map nests <service-map>, <entry>, then elements a reader ignores.
+    let nested = |levels: usize| {
+        let f = p.root().join(format!("nested{levels}.xml"));
+        let inner = levels - 2;
+        std::fs::write(
+            &f,
+            good.replacen(
+                "<location ",
+                &format!("{}{}<location ", "<x>".repeat(inner), "</x>".repeat(inner)),
+                1,
+            ),
+        )
+        .unwrap();
+        spm(
+            &p,
+            &[
+                "resolve",
+                "inventory",
+                "--client",
+                "c.any",
+                "--map",
+                f.to_str().unwrap(),
+            ],
+        )
+    };
+    nested(stated).success();
+    let r = nested(stated + 1).code(65);
+    assert!(
+        r.stderr.contains("nesting depth") && r.stderr.contains(&format!("limit of {stated}")),
+        "spool/README.md says {stated} levels: {}",
+        r.stderr
+    );
+}
+
+#[test]
 fn a_map_older_than_its_refresh_interval_is_fetched_before_use() {
     let p = provider();
     let pki = Pki::new(p.root(), "ca");
