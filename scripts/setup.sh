@@ -16,6 +16,7 @@ packages=(
     curl
     knot
     knot-dnsutils
+    bind9-utils
     lintian
     man-db
     adduser

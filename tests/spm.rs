@@ -138,6 +138,51 @@ fn publish_generate_and_resolve_with_backups_epochs_and_withdrawal() {
 }
 
 #[test]
+fn a_service_withdrawn_and_published_on_another_host_gets_a_new_epoch() {
+    let p = provider();
+    let epoch = |r: &serde_json::Value| (r["epoch"].as_u64(), r["epoch_changed"].is_string());
+    let withdraw = |host: &str| {
+        spm(&p, &["withdraw", "--host", host]).success();
+    };
+    assert_eq!(
+        epoch(&publish(&p, "orders", "s1.provider.example", &[])),
+        (Some(1), false)
+    );
+    // Its only host withdraws it; another host publishes it: clients hold
+    // s1, so the epoch changes.
+    withdraw("s1.provider.example");
+    let moved = publish(&p, "orders", "s2.provider.example", &[]);
+    assert_eq!(epoch(&moved), (Some(2), true), "{moved}");
+    // A stateless restart at the same place keeps it.
+    withdraw("s2.provider.example");
+    let restart = publish(&p, "orders", "s2.provider.example", &[]);
+    assert_eq!(epoch(&restart), (Some(2), false), "{restart}");
+    // s1 back where it was, but its clients now hold s2 only: one server
+    // becomes two.
+    let back = publish(&p, "orders", "s1.provider.example", &[]);
+    assert_eq!(epoch(&back), (Some(3), true), "{back}");
+    // The map and the listing say the same epoch.
+    let map = generate(&p, "orders.xml", &[]);
+    let r = spm(
+        &p,
+        &[
+            "resolve",
+            "orders",
+            "--json",
+            "--client",
+            "c.any",
+            "--map",
+            map.to_str().unwrap(),
+        ],
+    )
+    .success()
+    .json_lines();
+    assert!(r.len() == 2 && r.iter().all(|l| l["epoch"] == 3), "{r:?}");
+    let listed = spm(&p, &["list", "--json"]).success().json_lines();
+    assert!(listed.iter().all(|l| l["epoch"] == 3), "{listed:?}");
+}
+
+#[test]
 fn partitions_validity_and_every_map_type_resolve_alike() {
     let p = provider();
     publish(
@@ -879,19 +924,9 @@ fn the_exported_zone_served_by_knot_matches_resolve() {
             &["--url", &format!("https://{host}:8443/s"), "--equivalent"],
         );
     }
-    let zone = p.root().join("provider.example.zone");
-    spm(
-        &p,
-        &[
-            "export",
-            "--zone",
-            "provider.example",
-            "--out",
-            zone.to_str().unwrap(),
-        ],
-    )
-    .success();
+    let zone = export(&p, &[]);
     let knot = Knot::start(&p.root().join("knot"), "provider.example", &zone);
+    assert_eq!(knot.dig("A", "ns.provider.example"), ["192.0.2.53"]);
 
     let map = generate(&p, "map.xml", &[]);
     let resolved = spm(
@@ -951,9 +986,218 @@ fn the_exported_zone_served_by_knot_matches_resolve() {
     addresses.sort();
     assert_eq!(addresses, ["10.0.0.4", "10.0.0.5"]);
     // A zone the services are not in is refused, naming the spheres.
-    let r = spm(&p, &["export", "--zone", "elsewhere.example"]).code(65);
+    let r = spm(
+        &p,
+        &[
+            "export",
+            "--zone",
+            "elsewhere.example",
+            "--ns-address",
+            "192.0.2.53",
+        ],
+    )
+    .code(65);
     assert!(r.stderr.contains("provider.example"), "{}", r.stderr);
     spm(&p, &["export", "--zone", "not a zone"]).code(64);
+}
+
+/// Exports the provider's map as zone provider.example (default name
+/// server ns.provider.example at 192.0.2.53, unless `extra` names one)
+/// into a file beside the spool; returns its path.
+fn export(p: &Site, extra: &[&str]) -> std::path::PathBuf {
+    let zone = p.root().join("provider.example.zone");
+    let mut args = vec![
+        "export",
+        "--zone",
+        "provider.example",
+        "--out",
+        zone.to_str().unwrap(),
+    ];
+    if !extra.contains(&"--ns") {
+        args.extend(["--ns-address", "192.0.2.53"]);
+    }
+    args.extend(extra);
+    spm(p, &args).success();
+    zone
+}
+
+/// `named-checkzone` (BIND) on a zone file, with its default checks:
+/// whether it loads, and what it said.
+fn bind_checks(zone: &str, file: &std::path::Path) -> (bool, String) {
+    assert!(
+        std::path::Path::new("/usr/bin/named-checkzone").exists(),
+        "/usr/bin/named-checkzone is missing: run scripts/setup.sh (the map export test needs Debian's bind9-utils)"
+    );
+    let out = std::process::Command::new("/usr/bin/named-checkzone")
+        .arg(zone)
+        .arg(file)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("named-checkzone");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn the_exported_zone_loads_in_bind_as_the_readme_says() {
+    let p = provider();
+    // A host in the zone with its address, and locations known only by an
+    // address (IPv4 and IPv6), for an ordinary and an equivalent entry.
+    publish(
+        &p,
+        "inventory",
+        "s1.provider.example",
+        &["--address", "192.0.2.1"],
+    );
+    publish(
+        &p,
+        "inventory",
+        "s2.provider.example",
+        &["--url", "https://192.0.2.2:8443/rs", "--priority", "1"],
+    );
+    for (host, url) in [
+        ("s4.provider.example", "https://10.0.0.4:8443/s"),
+        ("s5.provider.example", "https://[2001:db8::5]:8443/s"),
+    ] {
+        publish(&p, "stats", host, &["--url", url, "--equivalent"]);
+    }
+    // The default name server, given its address.
+    let zone = export(&p, &[]);
+    let text = std::fs::read_to_string(&zone).unwrap();
+    let (loads, said) = bind_checks("provider.example", &zone);
+    assert!(loads, "BIND refuses the zone:\n{said}\n{text}");
+    // Nothing to warn about either: every name is a host name, the name
+    // server has its address.
+    assert_eq!(
+        said.lines()
+            .filter(|l| !l.contains("loaded serial") && *l != "OK")
+            .count(),
+        0,
+        "{said}\n{text}"
+    );
+    // knot serves the same file, with the names the README gives.
+    let knot = Knot::start(&p.root().join("knot"), "provider.example", &zone);
+    assert_eq!(
+        knot.dig("SRV", "_inventory._tcp.v1-0.provider.example")
+            .len(),
+        2
+    );
+    assert_eq!(
+        knot.dig("A", "l1.inventory.v1-0.provider.example"),
+        ["192.0.2.2"]
+    );
+    let mut stats: Vec<String> = ["A", "AAAA"]
+        .iter()
+        .flat_map(|k| {
+            ["l1", "l2"]
+                .iter()
+                .flat_map(|l| knot.dig(k, &format!("{l}.stats.v1-0.provider.example")))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    stats.sort();
+    assert_eq!(stats, ["10.0.0.4", "2001:db8::5"]);
+    drop(knot);
+
+    // A name server outside the zone needs no address there, and loads.
+    let outside = export(&p, &["--ns", "ns1.example.net"]);
+    let (loads, said) = bind_checks("provider.example", &outside);
+    assert!(loads, "{said}");
+    // An in-zone name server without an address is refused before
+    // anything is written, naming the remedy; an address for one outside
+    // the zone is refused too.
+    let r = spm(&p, &["export", "--zone", "provider.example"]).code(64);
+    assert!(
+        r.stderr.contains("ns.provider.example") && r.stderr.contains("--ns-address"),
+        "{}",
+        r.stderr
+    );
+    let r = spm(
+        &p,
+        &[
+            "export",
+            "--zone",
+            "provider.example",
+            "--ns",
+            "ns1.example.net",
+            "--ns-address",
+            "192.0.2.53",
+        ],
+    )
+    .code(64);
+    assert!(
+        r.stderr.contains("outside zone provider.example"),
+        "{}",
+        r.stderr
+    );
+    spm(
+        &p,
+        &[
+            "export",
+            "--zone",
+            "provider.example",
+            "--ns-address",
+            "not-an-ip",
+        ],
+    )
+    .code(64);
+}
+
+#[test]
+fn the_map_nesting_limit_is_the_one_the_spool_readme_states() {
+    let p = provider();
+    publish(&p, "inventory", "h.provider.example", &[]);
+    let good = std::fs::read_to_string(generate(&p, "good.xml", &[])).unwrap();
+    // What spool/README.md says of the map files: "at most N levels deep".
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("spool/README.md"),
+    )
+    .unwrap();
+    let section = &readme[readme.find("## Service point map").unwrap()..];
+    let stated: usize = section
+        .split("levels deep")
+        .next()
+        .and_then(|before| before.split_whitespace().last())
+        .and_then(|n| n.parse().ok())
+        .expect("spool/README.md states how deep a map nests");
+    // The map nests <service-map>, <entry>, then elements a reader ignores.
+    let nested = |levels: usize| {
+        let f = p.root().join(format!("nested{levels}.xml"));
+        let inner = levels - 2;
+        std::fs::write(
+            &f,
+            good.replacen(
+                "<location ",
+                &format!("{}{}<location ", "<x>".repeat(inner), "</x>".repeat(inner)),
+                1,
+            ),
+        )
+        .unwrap();
+        spm(
+            &p,
+            &[
+                "resolve",
+                "inventory",
+                "--client",
+                "c.any",
+                "--map",
+                f.to_str().unwrap(),
+            ],
+        )
+    };
+    nested(stated).success();
+    let r = nested(stated + 1).code(65);
+    assert!(
+        r.stderr.contains("nesting depth") && r.stderr.contains(&format!("limit of {stated}")),
+        "spool/README.md says {stated} levels: {}",
+        r.stderr
+    );
 }
 
 #[test]

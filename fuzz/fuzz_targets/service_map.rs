@@ -21,9 +21,11 @@ fuzz_target!(|data: &[u8]| {
         };
         let _ = resolve::resolve(&map, &q, &Client::default(), now);
     }
+    let ns = [std::net::IpAddr::from([192, 0, 2, 53])];
     let x = zone::Export {
         zone: "provider.example",
         ns: None,
+        ns_addresses: &ns,
         ttl: 300,
     };
     let _ = zone::export(&map, &Client::default(), &x, now);

@@ -16,9 +16,11 @@ use super::Common;
 /// and the sphere: the provider's domain name), its epoch, its locations,
 /// an optional validity range, optional service-specific data (never
 /// executed by rs), and the clients it is for. The epoch changes when the
-/// service moves, when one more host offers it, or when a restart lost the
-/// state clients hold (--lost-state); not when a stateless service
-/// restarts where it was. The published entries live in the spool's
+/// service moves (elsewhere on its host, or to another host, also after
+/// its hosts withdrew it), when one more host offers it, or when a restart
+/// lost the state clients hold (--lost-state); not on a withdrawal, nor
+/// when a stateless service restarts where it was. The published entries
+/// live in the spool's
 /// spm/registry.xml; a site's map in spm/map.xml. Formats: spool/README.md.
 ///
 /// Exit status: 0 success; 64 bad usage (a field named as wrong); 65 a map
@@ -172,12 +174,15 @@ pub enum SpmCommand {
         #[arg(long)]
         accept_older: bool,
     },
-    /// Write the map valid now as a DNS zone file (RFC 1035) for ZONE:
-    /// per service, SRV records whose priorities give the order to try
-    /// (backups after the primary) and TXT records with the epoch,
-    /// validity, scheme and path. Entries for a partition of clients only
-    /// with the client named. Default source: the registry (at the
-    /// provider), else the map held.
+    /// Write the map valid now as a DNS zone file (RFC 1035) for ZONE,
+    /// which knot, nsd and BIND load as it is: the SOA, the NS (with
+    /// --ns-address when it lies in the zone), and per service SRV records
+    /// whose priorities give the order to try (backups after the primary)
+    /// and TXT records with the epoch, validity, scheme and path; address
+    /// records for the locations' hosts in the zone, and a host name
+    /// lN.SERVICE.vX-Y.SPHERE for each location known only by its address.
+    /// Entries for a partition of clients only with the client named.
+    /// Default source: the registry (at the provider), else the map held.
     Export {
         /// The zone's origin, a domain the services' spheres lie in.
         #[arg(long, value_name = "DOMAIN")]
@@ -185,6 +190,12 @@ pub enum SpmCommand {
         /// The zone's name server (default ns.ZONE).
         #[arg(long, value_name = "NAME")]
         ns: Option<String>,
+        /// The name server's address (an A or AAAA record in the zone):
+        /// needed when the name server lies in the zone, as the default
+        /// does; refused when it does not. May be given twice (IPv4 and
+        /// IPv6).
+        #[arg(long, value_name = "IP")]
+        ns_address: Vec<String>,
         /// Seconds records may be cached (never past an entry's validity).
         #[arg(long, value_name = "SECONDS", default_value_t = 300)]
         ttl: u32,

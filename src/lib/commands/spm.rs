@@ -145,6 +145,7 @@ pub fn run(args: SpmArgs) -> Result<ExitCode, Error> {
                 },
                 published: now,
                 withdrawn: false,
+                epoch: 0,
             };
             let spool = ctx.open_spool(now)?;
             let (published, r) = with_registry(&spool, now, |r| {
@@ -286,6 +287,7 @@ pub fn run(args: SpmArgs) -> Result<ExitCode, Error> {
         SpmCommand::Export {
             zone,
             ns,
+            ns_address,
             ttl,
             client: id,
             client_zone,
@@ -300,6 +302,21 @@ pub fn run(args: SpmArgs) -> Result<ExitCode, Error> {
                 .map(|n| spm::zone::domain("--ns", &n))
                 .transpose()
                 .map_err(usage)?;
+            let ns_addresses = ns_address
+                .iter()
+                .map(|a| {
+                    a.parse().map_err(|_| {
+                        Error::usage(format!("--ns-address {a:?}: not an IPv4 or IPv6 address"))
+                    })
+                })
+                .collect::<Result<Vec<std::net::IpAddr>, Error>>()?;
+            let export = spm::zone::Export {
+                zone: &zone,
+                ns: ns.as_deref(),
+                ns_addresses: &ns_addresses,
+                ttl,
+            };
+            export.check().map_err(usage)?;
             let (m, source) = match map {
                 Some(path) => (read_map(&path)?, path),
                 None => {
@@ -323,11 +340,7 @@ pub fn run(args: SpmArgs) -> Result<ExitCode, Error> {
                     zone: client_zone.as_deref(),
                     function: function.as_deref(),
                 },
-                &spm::zone::Export {
-                    zone: &zone,
-                    ns: ns.as_deref(),
-                    ttl,
-                },
+                &export,
                 at,
             )
             .map_err(|e| map_error(&source, e))?;

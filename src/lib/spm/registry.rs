@@ -4,14 +4,19 @@
 //! maps generated from it) and is written whole (tmp/, fsync, rename,
 //! fsync) under the registry's lock (`spm/registry.lock`).
 //!
-//! Epoch rules (SPEC section 10): a service's first publication has epoch
-//! one. It changes when the service's location changes (a host publishes
-//! it elsewhere; a host starts offering it beside the others: one server
-//! becomes two) or when a restart lost the state clients hold
-//! (`lost_state`). It does not change when a host publishes the same
-//! location again (a restart of a stateless service), nor when a host
-//! withdraws (its clients fail over to the backups), nor when a withdrawn
-//! host comes back where it was.
+//! Epoch rules (SPEC section 10): a service's epoch names the set of
+//! locations its clients may hold, and the state they hold there. Its
+//! first publication has epoch one. Each publication remembers the last
+//! epoch it was live in; the locations of the current epoch are those
+//! live now and those withdrawn without the epoch changing since. A
+//! publication changes the epoch unless the same host offers the same
+//! location that is already one of the current epoch's: a host publishing
+//! it elsewhere (its location changed), a host offering it beside the
+//! others (one server becomes two), a host taking over from hosts that
+//! withdrew (it moved), or a restart that lost the state clients hold
+//! (`lost_state`). A withdrawal changes nothing (clients fail over to the
+//! backups), and a host that comes back where it was before the epoch
+//! changed keeps it (a restart of a stateless service).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -36,6 +41,11 @@ pub struct Publication {
     /// Withdrawn (the host shut down): kept, so that its return at the
     /// same location is recognised; left out of maps.
     pub withdrawn: bool,
+    /// The last epoch of its service it was live in (what [`Registry::publish`]
+    /// sets; a live publication's is always its service's epoch). 0: not
+    /// known (a registry written before it was kept), so that a withdrawn
+    /// publication's return changes the epoch.
+    pub epoch: u64,
 }
 
 /// The registry, as loaded.
@@ -118,7 +128,15 @@ impl Registry {
                 partition: f.parts.partition,
                 published: f.published.unwrap_or(Timestamp::EPOCH),
                 withdrawn: f.withdrawn,
+                epoch: f.parts.epoch.unwrap_or(0),
             });
+        }
+        // A live publication belongs to its service's current epoch
+        // whatever the file says.
+        for p in &mut r.publications {
+            if !p.withdrawn {
+                p.epoch = r.epochs.get(&p.key).copied().unwrap_or(0);
+            }
         }
         r.loaded = x.loaded.into_iter().map(|l| l.host).collect();
         Ok(r)
@@ -150,7 +168,7 @@ impl Registry {
                         published: Some(p.published),
                         withdrawn: p.withdrawn,
                         parts: EntryParts {
-                            epoch: None,
+                            epoch: Some(p.epoch),
                             locations: vec![p.location.clone()],
                             valid: p.valid,
                             data: p.data.clone(),
@@ -201,13 +219,15 @@ impl Registry {
             .publications
             .iter()
             .position(|q| q.key == p.key && q.host == p.host);
+        let current = self.epochs.get(&p.key).copied().unwrap_or(0);
         let others = self.live(&p.key).any(|q| q.host != p.host);
         let bumped = match before.map(|i| &self.publications[i]) {
+            _ if current == 0 => None,
             _ if lost_state => Some("a restart lost the state its clients hold"),
+            Some(old) if old.location == p.location && old.epoch == current => None,
             Some(old) if old.location != p.location => Some("its location changed"),
-            Some(_) => None,
-            None if others => Some("one more host offers it (one server becomes two)"),
-            None => None,
+            _ if others => Some("one more host offers it (one server becomes two)"),
+            _ => Some("it moved: its clients hold other locations"),
         };
         if before.is_none() && self.publications.len() >= limits::ENTRIES {
             return Err(Error::TooLarge {
@@ -215,13 +235,20 @@ impl Registry {
                 limit: limits::ENTRIES,
             });
         }
-        let epoch = self.epochs.entry(p.key.clone()).or_insert(0);
-        if *epoch == 0 {
-            *epoch = 1;
-        } else if bumped.is_some() {
-            *epoch += 1;
+        let epoch = match (current, bumped) {
+            (0, _) => 1,
+            (e, Some(_)) => e + 1,
+            (e, None) => e,
+        };
+        self.epochs.insert(p.key.clone(), epoch);
+        // What is live stays in the clients' set of locations: it belongs
+        // to the new epoch too.
+        for q in &mut self.publications {
+            if q.key == p.key && !q.withdrawn {
+                q.epoch = epoch;
+            }
         }
-        let epoch = *epoch;
+        let p = Publication { epoch, ..p };
         match before {
             Some(i) => self.publications[i] = p,
             None => self.publications.push(p),
@@ -290,6 +317,7 @@ mod tests {
             partition: Partition::default(),
             published: Timestamp::from_secs(1),
             withdrawn: false,
+            epoch: 0,
         }
     }
 
@@ -311,6 +339,25 @@ mod tests {
         assert_eq!(r.epochs[&key("inv")], 4);
         assert_eq!(e(&mut r, publication("inv", "h2", 443), false), 4);
         assert_eq!(e(&mut r, publication("log", "h2", 443), false), 1);
+        // Withdrawn from its only host, published on another: it moved.
+        r.publish(publication("db", "h1", 443), false).unwrap();
+        r.withdraw("h1", None);
+        assert_eq!(e(&mut r, publication("db", "h2", 443), false), 2);
+        // Back on the first host now that clients hold the second: one
+        // server becomes two; the second's stateless restart keeps it.
+        assert_eq!(e(&mut r, publication("db", "h1", 443), false), 3);
+        r.withdraw("h2", None);
+        assert_eq!(e(&mut r, publication("db", "h2", 443), false), 3);
+        // The epoch moves on while the first host is away (a restart of the
+        // second lost state); then the second goes too, and the first
+        // comes back where it was: its clients hold the second only.
+        r.withdraw("h1", None);
+        assert_eq!(e(&mut r, publication("db", "h2", 443), true), 4);
+        r.withdraw("h2", None);
+        assert_eq!(e(&mut r, publication("db", "h1", 443), false), 5);
+        // Both gone, the last one live comes back: a stateless restart.
+        r.withdraw("h1", None);
+        assert_eq!(e(&mut r, publication("db", "h1", 443), false), 5);
         let revision = r.revision;
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("registry.xml");

@@ -1,5 +1,12 @@
 //! A map as a DNS zone (RFC 1035 master file), so that standard DNS
-//! servers can serve it and standard tools inspect it.
+//! servers (knot, BIND with its default checks) load it as it is and
+//! standard tools inspect it.
+//!
+//! The apex holds the SOA (its serial the map's revision) and one NS
+//! record. A name server inside the zone (the default, `ns.ZONE`) needs an
+//! address there: it gets an A or AAAA record per address given (BIND
+//! refuses a zone whose in-zone name server has none); one outside the
+//! zone gets none (its address belongs to its own zone).
 //!
 //! Every service valid now gets, under its sphere (which must lie in the
 //! zone), the owner name `_SERVICE._tcp.vMAJOR-MINOR.SPHERE.`, holding:
@@ -12,12 +19,15 @@
 //!   "target=NAME" "port=N" "scheme=https" "path=/rs"` and, when the entry
 //!   has them, `"valid-from=TIME"` `"valid-until=TIME"`.
 //!
-//! A location known only by its address gets a target name of its own
-//! below the owner (`lN._SERVICE...`, N counting from 1) with an A or AAAA
-//! record. TTLs never
-//! outlast an entry's validity. The SOA serial is the map's revision.
-//! Entries for a partition of clients are exported only for the client
-//! named (a zone has one answer for everybody).
+//! A location whose host name lies in the zone and has an address gets an
+//! A or AAAA record at that name. A location known only by its address
+//! gets a host name of its own, `lN.SERVICE.vMAJOR-MINOR.SPHERE.` (N
+//! counting from 1 per service; letters, digits and hyphens only, as
+//! BIND's check-names wants of an address record's owner and of an SRV
+//! target), with its A or AAAA record. TTLs never outlast an entry's
+//! validity. Entries for a partition of clients are exported only for the
+//! client named (a zone has one answer for everybody). A name longer than
+//! DNS allows, or a TXT string over 255 bytes, refuses the export.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -39,6 +49,9 @@ pub struct Export<'a> {
     pub zone: &'a str,
     /// The zone's name server (default `ns.ZONE`), as [`domain`] gives it.
     pub ns: Option<&'a str>,
+    /// The name server's addresses: needed when it lies in the zone,
+    /// refused when it does not.
+    pub ns_addresses: &'a [IpAddr],
     /// Records live at most this long (seconds).
     pub ttl: u32,
 }
@@ -104,14 +117,82 @@ fn in_zone(name: &str, zone: &str) -> bool {
     name == zone || name.ends_with(&format!(".{zone}"))
 }
 
+/// A TXT record's character-strings: each at most 255 bytes (RFC 1035).
+fn txt_strings(owner: &str, strings: &[String]) -> Result<String> {
+    if let Some(long) = strings.iter().find(|s| s.len() > 255) {
+        return Err(super::field(
+            "TXT string",
+            long,
+            &format!("longer than a DNS TXT string allows (255 bytes) at {owner}"),
+        ));
+    }
+    Ok(strings.iter().map(|s| txt(s)).collect::<Vec<_>>().join(" "))
+}
+
+/// Checks that `name` (with its final dot) fits in DNS: 253 bytes.
+fn fits(what: &'static str, name: &str) -> Result<()> {
+    if name.trim_end_matches('.').len() > 253 {
+        return Err(super::field(
+            what,
+            name,
+            "longer than a DNS name allows (253 bytes): use a shorter sphere or service ID",
+        ));
+    }
+    Ok(())
+}
+
+fn address_kind(a: &IpAddr) -> &'static str {
+    if a.is_ipv6() {
+        "AAAA"
+    } else {
+        "A"
+    }
+}
+
+impl Export<'_> {
+    /// The name server's name (default `ns.ZONE`).
+    pub fn ns_name(&self) -> String {
+        match self.ns {
+            Some(n) => n.to_string(),
+            None => format!("ns.{}", self.zone),
+        }
+    }
+
+    /// Checks the name server against the zone: inside, it needs an
+    /// address; outside, it takes none. The error names the remedy.
+    pub fn check(&self) -> Result<()> {
+        let ns = self.ns_name();
+        match (in_zone(&ns, self.zone), self.ns_addresses.is_empty()) {
+            (true, true) => Err(super::field(
+                "--ns",
+                &ns,
+                &format!(
+                    "the name server lies in zone {} and needs an address record there \
+                     (DNS servers refuse the zone without one): give --ns-address IP, \
+                     or --ns a name outside the zone",
+                    self.zone
+                ),
+            )),
+            (false, false) => Err(super::field(
+                "--ns-address",
+                &ns,
+                &format!(
+                    "the name server lies outside zone {}: its address belongs in its own \
+                     zone, leave --ns-address out",
+                    self.zone
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The zone file for `map` as valid at `now`, for `client` (whose unset
 /// fields select only the entries not partitioned by them).
 pub fn export(map: &Map, client: &Client<'_>, x: &Export<'_>, now: Timestamp) -> Result<String> {
+    x.check()?;
     let zone = x.zone;
-    let ns = match x.ns {
-        Some(n) => n.to_string(),
-        None => format!("ns.{zone}"),
-    };
+    let ns = x.ns_name();
     // A zone has one answer for everybody: a partitioned entry only for
     // the client it was asked for.
     let mut shown = map.clone();
@@ -148,6 +229,19 @@ pub fn export(map: &Map, client: &Client<'_>, x: &Export<'_>, now: Timestamp) ->
         x.ttl
     );
     let _ = writeln!(out, "@ IN NS {ns}.");
+    for a in x.ns_addresses {
+        let _ = writeln!(out, "{ns}. IN {} {a}", address_kind(a));
+    }
+    // Host names of the map's locations: a name made up for an address
+    // must not be one of them.
+    let hosts: std::collections::BTreeSet<String> = shown
+        .entries
+        .iter()
+        .flat_map(|e| &e.locations)
+        .filter_map(|l| parts(l).ok())
+        .map(|p| p.target)
+        .filter(|t| !t.is_empty())
+        .collect();
     let mut skipped = Vec::new();
     for key in &keys {
         if !in_zone(key.sphere.as_str(), zone) {
@@ -161,13 +255,15 @@ pub fn export(map: &Map, client: &Client<'_>, x: &Export<'_>, now: Timestamp) ->
                 "longer than a DNS label allows (62 characters after the underscore)",
             ));
         }
-        let owner = format!(
-            "_{}._tcp.v{}-{}.{}.",
-            key.service.as_str().to_ascii_lowercase(),
+        let service = key.service.as_str().to_ascii_lowercase();
+        let below = format!(
+            "v{}-{}.{}.",
             key.version.major,
             key.version.minor,
             key.sphere.as_str()
         );
+        let owner = format!("_{service}._tcp.{below}");
+        fits("service", &owner)?;
         let found = resolve::resolve(
             &shown,
             &Query {
@@ -203,24 +299,27 @@ pub fn export(map: &Map, client: &Client<'_>, x: &Export<'_>, now: Timestamp) ->
                 };
                 let target = if p.target.is_empty() {
                     unnamed += 1;
-                    let name = format!("l{unnamed}.{owner}");
-                    let kind = match p.address {
-                        Some(IpAddr::V6(_)) => "AAAA",
-                        _ => "A",
-                    };
-                    let _ = writeln!(
-                        out,
-                        "{name} {ttl} IN {kind} {}",
-                        p.address.expect("a location without a host has an address")
-                    );
+                    let name = format!("l{unnamed}.{service}.{below}");
+                    fits("service", &name)?;
+                    if hosts.contains(name.trim_end_matches('.')) {
+                        return Err(super::field(
+                            "host",
+                            name.trim_end_matches('.'),
+                            "a location's host name is the name the zone gives an address-only \
+                             location of the same service: rename the host",
+                        ));
+                    }
+                    let a = p.address.ok_or_else(|| {
+                        Error::Map(format!("{owner}: a location without a host or an address"))
+                    })?;
+                    let _ = writeln!(out, "{name} {ttl} IN {} {a}", address_kind(&a));
                     name
                 } else {
                     format!("{}.", p.target)
                 };
                 if let (Some(a), false) = (p.address, p.target.is_empty()) {
                     if in_zone(&p.target, zone) {
-                        let kind = if a.is_ipv6() { "AAAA" } else { "A" };
-                        let _ = writeln!(out, "{target} {ttl} IN {kind} {a}");
+                        let _ = writeln!(out, "{target} {ttl} IN {} {a}", address_kind(&a));
                     }
                 }
                 let weight = if entry.partition.equivalent { 1 } else { 0 };
@@ -247,7 +346,7 @@ pub fn export(map: &Map, client: &Client<'_>, x: &Export<'_>, now: Timestamp) ->
                 let _ = writeln!(
                     out,
                     "{owner} {ttl} IN TXT {}",
-                    strings.iter().map(|s| txt(s)).collect::<Vec<_>>().join(" ")
+                    txt_strings(&owner, &strings)?
                 );
                 if !entry.partition.equivalent {
                     priority = priority.saturating_add(1);
@@ -273,4 +372,107 @@ pub fn export(map: &Map, client: &Client<'_>, x: &Export<'_>, now: Timestamp) ->
         )));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spm::{
+        Entry, Location, MapType, Partition, ServiceId, ServiceKey, Sphere, Validity, Version,
+    };
+
+    fn map(locations: Vec<Location>) -> Map {
+        Map {
+            revision: 7,
+            generated: None,
+            kind: MapType::Standard,
+            entries: vec![Entry {
+                key: ServiceKey {
+                    service: ServiceId::new("Stats").unwrap(),
+                    version: Version::parse("1.0").unwrap(),
+                    sphere: Sphere::new("provider.example").unwrap(),
+                },
+                epoch: 3,
+                locations,
+                valid: Validity::default(),
+                data: None,
+                partition: Partition::default(),
+            }],
+        }
+    }
+
+    fn at(address: &str) -> Location {
+        Location {
+            host: None,
+            address: Some(address.parse().unwrap()),
+            port: Some(8443),
+            path: None,
+            url: None,
+        }
+    }
+
+    fn export_with(m: &Map, ns: Option<&str>, addresses: &[IpAddr]) -> Result<String> {
+        let x = Export {
+            zone: "provider.example",
+            ns,
+            ns_addresses: addresses,
+            ttl: 300,
+        };
+        export(m, &Client::default(), &x, Timestamp::from_secs(1))
+    }
+
+    #[test]
+    fn the_name_server_has_an_address_exactly_when_it_lies_in_the_zone() {
+        let m = map(vec![at("192.0.2.1")]);
+        let a: &[IpAddr] = &[
+            "192.0.2.53".parse().unwrap(),
+            "2001:db8::53".parse().unwrap(),
+        ];
+        for (ns, addresses, says) in [
+            (None, &[][..], Err("--ns-address IP")),
+            (
+                Some("ns1.provider.example"),
+                &[][..],
+                Err("--ns-address IP"),
+            ),
+            (Some("ns1.example.net"), a, Err("leave --ns-address out")),
+            (None, a, Ok("ns.provider.example. IN AAAA 2001:db8::53")),
+            (
+                Some("ns1.example.net"),
+                &[][..],
+                Ok("@ IN NS ns1.example.net."),
+            ),
+        ] {
+            match (export_with(&m, ns, addresses), says) {
+                (Ok(zone), Ok(line)) => assert!(zone.lines().any(|l| l == line), "{zone}"),
+                (Err(e), Err(part)) => assert!(e.to_string().contains(part), "{e}"),
+                (got, _) => panic!("{ns:?} {addresses:?}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn address_only_locations_get_host_names_and_what_dns_cannot_hold_is_refused() {
+        let ns: &[IpAddr] = &["192.0.2.53".parse().unwrap()];
+        let zone = export_with(&map(vec![at("192.0.2.1"), at("::1")]), None, ns).unwrap();
+        for line in [
+            "l1.stats.v1-0.provider.example. 300 IN A 192.0.2.1",
+            "l2.stats.v1-0.provider.example. 300 IN AAAA ::1",
+            "_stats._tcp.v1-0.provider.example. 300 IN SRV 1 0 8443 l2.stats.v1-0.provider.example.",
+        ] {
+            assert!(zone.lines().any(|l| l == line), "{line} in:\n{zone}");
+        }
+        let long_path = Location {
+            path: Some(format!("/{}", "p".repeat(300))),
+            ..at("192.0.2.1")
+        };
+        let e = export_with(&map(vec![long_path]), None, ns).unwrap_err();
+        assert!(e.to_string().contains("255 bytes"), "{e}");
+        let taken = Location {
+            host: Some("l1.stats.v1-0.provider.example".into()),
+            ..at("192.0.2.9")
+        };
+        let e = export_with(&map(vec![at("192.0.2.1"), taken]), None, ns).unwrap_err();
+        assert!(e.to_string().contains("rename the host"), "{e}");
+    }
 }
