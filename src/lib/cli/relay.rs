@@ -68,7 +68,10 @@ pub enum RelayCommand {
     Receive,
     /// Take every mail a mail server delivered into a Maildir: process
     /// DIR/new/, and move each mail to DIR/cur/ only once what it holds is
-    /// stored durably here (or quarantined).
+    /// stored durably here (or quarantined). DIR/new and DIR/cur must be
+    /// directories inside DIR: either one a symbolic link is refused (66),
+    /// nothing read, moved or removed; a mail that is a link, a FIFO or a
+    /// device is skipped unread (65).
     Fetch {
         /// The Maildir (holding new/ and cur/).
         #[arg(long, value_name = "DIR")]
