@@ -1061,6 +1061,36 @@ fn windows<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Window>, D::Error> {
         .collect()
 }
 
+/// A setting that names a file holding a key, a certificate, a
+/// passphrase or a password.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileSetting<'a> {
+    /// Where the setting is: `[http]`, `[[peer]] ID`.
+    pub at: String,
+    /// The setting: `key`, `our_key`, `route auth=`.
+    pub key: &'static str,
+    pub path: &'a Path,
+    /// Whether the file is secret (a private key, a passphrase, a
+    /// password), so that no one but its owner may read it.
+    pub secret: bool,
+}
+
+impl FileSetting<'_> {
+    /// The setting as messages name it: `our_key of [[peer]] ID`,
+    /// `[http] key`.
+    pub fn name(&self) -> String {
+        setting_name(&self.at, self.key)
+    }
+}
+
+fn setting_name(at: &str, key: &str) -> String {
+    if at.starts_with("[[") {
+        format!("{key} of {at}")
+    } else {
+        format!("{at} {key}")
+    }
+}
+
 pub const FILE_NAME: &str = "config.toml";
 
 impl Config {
@@ -1275,36 +1305,101 @@ impl Config {
         Ok(())
     }
 
-    /// Secret files (a peer's `our_key`, its `passphrase_file`; an HTTP
-    /// route's client `key=`) that the group or others may read: one
-    /// warning each, naming the file and the remedy.
+    /// Every file a setting names that holds a key, a certificate, a
+    /// passphrase or a password (see [`FileSetting`]), in file order.
+    pub fn key_files(&self) -> Vec<FileSetting<'_>> {
+        fn add<'a>(
+            out: &mut Vec<FileSetting<'a>>,
+            at: &str,
+            key: &'static str,
+            path: Option<&'a Path>,
+            secret: bool,
+        ) {
+            if let Some(path) = path {
+                out.push(FileSetting {
+                    at: at.to_string(),
+                    key,
+                    path,
+                    secret,
+                });
+            }
+        }
+        fn http<'a>(
+            out: &mut Vec<FileSetting<'a>>,
+            at: &str,
+            [ca, cert, key]: [&'static str; 3],
+            h: &'a HttpRoute,
+        ) {
+            add(out, at, ca, h.ca.as_deref(), false);
+            add(out, at, cert, h.cert.as_deref(), false);
+            add(out, at, key, h.key.as_deref(), true);
+        }
+        let mut out = Vec::new();
+        let o = &mut out;
+        let h = &self.http;
+        add(o, "[http]", "cert", h.cert.as_deref(), false);
+        add(o, "[http]", "key", h.key.as_deref(), true);
+        add(o, "[http]", "client_ca", h.client_ca.as_deref(), false);
+        if let Some(MapSource::Http(r)) = &self.spm.map_url {
+            let keys = ["map_url ca=", "map_url cert=", "map_url key="];
+            http(o, "[spm]", keys, r);
+        }
+        if let Some(MapSource::Http(r)) = &self.recovery.config_url {
+            let keys = ["config_url ca=", "config_url cert=", "config_url key="];
+            http(o, "[recovery]", keys, r);
+        }
+        for r in self
+            .bulk
+            .encrypt_to
+            .iter()
+            .filter(|r| !r.starts_with("age1"))
+        {
+            add(o, "[bulk]", "encrypt_to", Some(Path::new(r)), false);
+        }
+        add(o, "[bulk]", "identity", self.bulk.identity.as_deref(), true);
+        let password = self.shared.password_file.as_deref();
+        add(o, "[shared]", "password_file", password, true);
+        for p in &self.peers {
+            let at = &format!("[[peer]] {}", p.id);
+            add(o, at, "our_key", p.our_key.as_deref(), true);
+            add(o, at, "our_cert", p.our_cert.as_deref(), false);
+            add(o, at, "peer_cert", p.peer_cert.as_deref(), false);
+            add(o, at, "passphrase_file", p.passphrase_file.as_deref(), true);
+            add(o, at, "ca", p.ca.as_deref(), false);
+            add(o, at, "crl", p.crl.as_deref(), false);
+            add(o, at, "client_cert", p.client_cert.as_deref(), false);
+            for r in &p.routes {
+                let keys = ["route ca=", "route cert=", "route key="];
+                match r {
+                    Route::Http(h) => http(o, at, keys, h),
+                    Route::Spm(s) => http(o, at, keys, &s.http),
+                    Route::Smtp(m) => {
+                        add(o, at, "route ca=", m.ca.as_deref(), false);
+                        add(o, at, "route auth=", m.auth.as_deref(), true);
+                    }
+                    Route::Dir(_) => {}
+                }
+            }
+        }
+        out
+    }
+
+    /// Secret files (private keys, passphrase and password files: each
+    /// [`FileSetting`] that is `secret`) that the group or others may
+    /// read: one warning each, naming the file, the setting and the remedy.
     pub fn exposed_secrets(&self) -> Vec<String> {
         use std::os::unix::fs::PermissionsExt;
         let mut out = Vec::new();
-        for p in &self.peers {
-            let route_keys = p.routes.iter().filter_map(|r| match r {
-                Route::Http(h) => h.key.as_ref(),
-                Route::Spm(s) => s.http.key.as_ref(),
-                _ => None,
-            });
-            let files = [
-                ("our_key", p.our_key.as_ref()),
-                ("passphrase_file", p.passphrase_file.as_ref()),
-            ]
-            .into_iter()
-            .filter_map(|(what, f)| f.map(|f| (what, f)))
-            .chain(route_keys.map(|k| ("route key=", k)));
-            for (what, f) in files {
-                if let Ok(m) = std::fs::metadata(f) {
-                    let mode = m.permissions().mode() & 0o777;
-                    if mode & 0o077 != 0 {
-                        out.push(format!(
-                            "warning: {} ({what} of [[peer]] {}) can be read by its group or others (mode {mode:o}): chmod 600 {}",
-                            f.display(),
-                            p.id,
-                            f.display()
-                        ));
-                    }
+        for f in self.key_files().into_iter().filter(|f| f.secret) {
+            if let Ok(m) = std::fs::metadata(f.path) {
+                let mode = m.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    out.push(format!(
+                        "warning: {} ({}) can be read by its group or others (mode {mode:o}): chmod 600 {}",
+                        f.path.display(),
+                        f.name(),
+                        f.path.display()
+                    ));
                 }
             }
         }
