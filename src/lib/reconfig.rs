@@ -177,7 +177,9 @@ pub fn check_fetched(
     let refused: Vec<_> = new
         .guarded()
         .into_iter()
-        .filter(|g| !trust.allows(g.power) && !held.contains(&(g.key, g.value.clone())))
+        .filter(|g| {
+            !trust.allows(g.power) && !held.iter().any(|(k, v)| *k == g.key && *v == g.value)
+        })
         .collect();
     if refused.is_empty() {
         return Ok(());
@@ -335,28 +337,29 @@ fn http_get(route: &HttpRoute, url: &str) -> Result<Vec<u8>, Error> {
 /// Fetches the configuration for a spool that has none from `url`, checks
 /// it, and writes it (with `config.source`). Returns the configuration.
 pub fn bootstrap(dir: &Path, url: &str, trust: Trust, now: Timestamp) -> Result<Config, Error> {
-    let text = match MapSource::parse(url).map_err(|e| Error::fetch(url, e))? {
-        MapSource::Http(route) if !route.tls => {
-            let nets = config::RecoverySettings::default().site_networks;
-            check_plain(
-                &route,
-                url,
-                &nets,
-                "before a configuration exists, loopback and the private ranges",
-                "fetch the first configuration from a host on them",
-            )?;
-            match HTTP.get() {
-                Some(get) => get(&route, url)?,
-                None => return Err(no_http(url)),
-            }
-        }
+    let source = MapSource::parse(url).map_err(|e| Error::fetch(url, e))?;
+    if let MapSource::Http(route) = &source {
+        check_plain(
+            route,
+            url,
+            &config::RecoverySettings::default().site_networks,
+            "before a configuration exists, loopback and the private ranges",
+            "fetch the first configuration from a host on them",
+        )?;
+    }
+    let text = match source {
         MapSource::File(p) => {
             let f = std::fs::File::open(&p).map_err(|e| Error::fetch(url, e.to_string()))?;
             bounded(f, MAX_CONFIG, url)?
         }
         MapSource::Http(route) => match HTTP.get() {
             Some(get) => get(&route, url)?,
-            None => return Err(no_http(url)),
+            None => {
+                return Err(Error::fetch(
+                    url,
+                    "this command fetches no configuration over HTTP(S) (rs-send links no TLS): run another rs command once (rs-queue list) to fetch it",
+                ))
+            }
         },
     };
     let text = String::from_utf8(text).map_err(|_| Error::Invalid {
@@ -384,13 +387,6 @@ pub fn bootstrap(dir: &Path, url: &str, trust: Trust, now: Timestamp) -> Result<
         now.as_micros(),
     )?;
     Ok(config)
-}
-
-fn no_http(url: &str) -> Error {
-    Error::fetch(
-        url,
-        "this command fetches no configuration over HTTP(S) (rs-send links no TLS): run another rs command once (rs-queue list) to fetch it",
-    )
 }
 
 /// Where a new configuration is asked for: `[recovery] config_url`, else
