@@ -141,3 +141,104 @@ fn fetch_takes_new_mail_into_cur_once_stored() {
     cur.sort();
     assert_eq!(cur, vec!["1.good.host:2,S", "2.junk.host:2,S"]);
 }
+
+/// Issue 29, item 5: `rs-relay fetch` opens the Maildir's `new/` and
+/// `cur/` inside it without following a link. Either one a link is
+/// refused (66) naming it, and what lies outside the Maildir is neither
+/// read, moved nor removed; a mail in `new/` that is a link or a FIFO is
+/// skipped unread (65), its target left alone.
+#[test]
+fn a_maildir_whose_new_is_a_link_is_not_followed() {
+    let (a, b) = pair();
+    let id = a.send(&[], b"lies outside the Maildir");
+    let mail = support::mail_from_a(&a, &id);
+    let outside = b.root().join("outside");
+    for d in ["new", "cur"] {
+        std::fs::create_dir_all(outside.join(d)).unwrap();
+    }
+    std::fs::write(outside.join("new/1.outside.host"), &mail).unwrap();
+    let listing = |dir: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let fetch = |md: &std::path::Path| {
+        b.cmd("rs-relay")
+            .args(["fetch", "--maildir"])
+            .args([md])
+            .run()
+    };
+
+    // new/ a link to a directory outside: refused, nothing taken.
+    let md = b.root().join("Maildir");
+    std::fs::create_dir_all(md.join("cur")).unwrap();
+    std::fs::create_dir_all(md.join("tmp")).unwrap();
+    std::os::unix::fs::symlink(outside.join("new"), md.join("new")).unwrap();
+    let r = fetch(&md).code(66);
+    let named = md.join("new").display().to_string();
+    assert!(
+        r.stderr.contains(&named) && r.stderr.contains("symbolic link"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(listing(&outside.join("new")), ["1.outside.host"]);
+    assert_eq!(
+        std::fs::read(outside.join("new/1.outside.host")).unwrap(),
+        mail
+    );
+    assert!(listing(&md.join("cur")).is_empty());
+    assert!(b.received().is_empty(), "nothing outside was read");
+
+    // cur/ a link to a directory outside: refused before anything is
+    // read, the mail stays in new/, nothing moves out of the Maildir.
+    let md2 = b.root().join("Maildir2");
+    for d in ["new", "tmp"] {
+        std::fs::create_dir_all(md2.join(d)).unwrap();
+    }
+    std::fs::write(md2.join("new/2.inside.host"), &mail).unwrap();
+    std::os::unix::fs::symlink(outside.join("cur"), md2.join("cur")).unwrap();
+    let r = fetch(&md2).code(66);
+    assert!(
+        r.stderr.contains(&md2.join("cur").display().to_string())
+            && r.stderr.contains("symbolic link"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(listing(&md2.join("new")), ["2.inside.host"]);
+    assert!(listing(&outside.join("cur")).is_empty());
+    assert!(b.received().is_empty());
+
+    // A mail that is a link (to the mail outside) or a FIFO: skipped
+    // unread and reported (65), left where it is; the link's target is
+    // untouched. The regular mail beside them is taken.
+    let md3 = b.root().join("Maildir3");
+    for d in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(md3.join(d)).unwrap();
+    }
+    std::os::unix::fs::symlink(
+        outside.join("new/1.outside.host"),
+        md3.join("new/3.link.host"),
+    )
+    .unwrap();
+    let fifo = md3.join("new/4.fifo.host");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    std::fs::write(md3.join("new/5.good.host"), &mail).unwrap();
+    let r = fetch(&md3).code(65);
+    assert!(
+        r.stderr.contains("3.link.host") && r.stderr.contains("4.fifo.host"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(listing(&md3.join("new")), ["3.link.host", "4.fifo.host"]);
+    assert_eq!(listing(&md3.join("cur")), ["5.good.host:2,S"]);
+    assert_eq!(listing(&outside.join("new")), ["1.outside.host"]);
+    assert_eq!(b.received().len(), 1);
+}

@@ -1241,3 +1241,66 @@ fn a_key_others_can_read_is_warned_about() {
     let r = a.cmd("rs-queue").args(["list"]).run().success();
     assert!(!r.stderr.contains("chmod 600"), "{}", r.stderr);
 }
+
+/// Issue 29, item 6c: every secret file a setting names is warned about
+/// while its group or others can read it, as `our_key` is: `[http] key`,
+/// `[bulk] identity`, a mail route's `auth=` password file, `[shared]
+/// password_file`. A certificate is public: never warned about.
+#[test]
+fn every_key_file_with_a_loose_mode_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let a = Site::component("a.host");
+    let dir = a.root().join("keys");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str| {
+        let f = dir.join(name);
+        std::fs::write(&f, "secret\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        f
+    };
+    let (cert, key, identity, auth, password) = (
+        file("server.pem"),
+        file("server.key"),
+        file("bulk.key"),
+        file("smtp-auth"),
+        file("db-password"),
+    );
+    a.append_config(&format!(
+        "[http]\ncert = \"{}\"\nkey = \"{}\"\n[bulk]\nidentity = \"{}\"\n[shared]\npassword_file = \"{}\"\n",
+        cert.display(),
+        key.display(),
+        identity.display(),
+        password.display()
+    ));
+    a.peer(
+        "b.hub",
+        &format!(
+            "routes = [\"smtp://127.0.0.1:1?from=a@x.test&to=b@y.test&tls=none&auth={}\"]",
+            auth.display()
+        ),
+    );
+    let r = a.cmd("rs-queue").args(["list"]).run().success();
+    for (f, setting) in [
+        (&key, "[http] key"),
+        (&identity, "[bulk] identity"),
+        (&auth, "route auth= of [[peer]] b.hub"),
+        (&password, "[shared] password_file"),
+    ] {
+        let line = format!(
+            "warning: {} ({setting}) can be read by its group or others (mode 644): chmod 600 {}",
+            f.display(),
+            f.display()
+        );
+        assert!(r.stderr.contains(&line), "no `{line}` in:\n{}", r.stderr);
+    }
+    assert!(
+        !r.stderr.contains(&format!("chmod 600 {}", cert.display())),
+        "{}",
+        r.stderr
+    );
+    for f in [&key, &identity, &auth, &password] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let r = a.cmd("rs-queue").args(["list"]).run().success();
+    assert!(!r.stderr.contains("chmod 600"), "{}", r.stderr);
+}

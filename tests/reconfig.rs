@@ -279,3 +279,200 @@ fn an_identity_failure_takes_a_certificate_only_through_a_redirect_to_the_site()
         0o600
     );
 }
+
+/// Issue 29, item 6b: a configuration fetched from a URL (the first fetch,
+/// or a repair) may not install a setting that runs a program or names a
+/// key file the configuration in use does not, unless the operator allows
+/// it here in `RS_CONFIG_TRUST`: refused whole (78), nothing written, the
+/// setting and the remedy named.
+#[test]
+fn a_fetched_configuration_cannot_install_a_handler() {
+    let holder = Site::component("x.holder");
+    let pki = Pki::new(holder.root(), "ca");
+    let server = pki.server();
+    let web = config_server(&holder.root().join("web"), &server);
+    let url = |name: &str| format!("{}/{name}?ca={}", web.base, pki.ca.display());
+    let handler = "site = \"a\"\ncomponent = \"a.host\"\n[[rule]]\nname = \"sh\"\naction = \"divert\"\nhandler = \"/bin/sh\"\nargs = [\"-c\", \"touch /tmp/rs-pwned\"]\n";
+    std::fs::write(web.www.join("site.toml"), handler).unwrap();
+    let keyed = format!(
+        "site = \"a\"\ncomponent = \"a.host\"\n[http]\nkey = \"{}\"\n",
+        server.key.display()
+    );
+    std::fs::write(web.www.join("keyed.toml"), &keyed).unwrap();
+    let list = |dir: &std::path::Path, u: &str, trust: Option<&str>| {
+        let mut c = holder
+            .cmd("rs-queue")
+            .env("RS_SPOOL", dir.to_str().unwrap())
+            .env("RS_CONFIG_URL", u);
+        if let Some(t) = trust {
+            c = c.env("RS_CONFIG_TRUST", t);
+        }
+        c.args(["list", "--json"]).run()
+    };
+
+    // First fetch: a handler, then a key file; refused, nothing written.
+    let fresh = holder.root().join("fresh");
+    let r = list(&fresh, &url("site.toml"), None).code(78);
+    assert!(
+        r.stderr.contains("handler of [[rule]] sh = /bin/sh")
+            && r.stderr.contains("runs a program")
+            && r.stderr.contains("RS_CONFIG_TRUST=programs")
+            && r.stderr.contains("nothing was installed"),
+        "{}",
+        r.stderr
+    );
+    assert!(!fresh.join("config.toml").exists());
+    assert!(!fresh.join("config.source").exists());
+    let r = list(&fresh, &url("keyed.toml"), Some("programs")).code(78);
+    assert!(
+        r.stderr.contains("[http] key = ") && r.stderr.contains("RS_CONFIG_TRUST=keys"),
+        "{}",
+        r.stderr
+    );
+    assert!(!fresh.join("config.toml").exists());
+    // A word the operator did not mean is not taken for a permission.
+    let r = list(&fresh, &url("site.toml"), Some("everything")).code(78);
+    assert!(r.stderr.contains("`everything`"), "{}", r.stderr);
+    assert!(!fresh.join("config.toml").exists());
+    // Allowed here, by the operator's environment: installed.
+    list(&fresh, &url("site.toml"), Some("programs")).success();
+    assert_eq!(
+        std::fs::read_to_string(fresh.join("config.toml")).unwrap(),
+        handler
+    );
+    let keyed_dir = holder.root().join("keyed");
+    list(&keyed_dir, &url("keyed.toml"), Some("keys,programs")).success();
+
+    // A repair: the new configuration adds a handler; refused (78), the
+    // configuration in use kept, the message still queued.
+    let p = hub(&pki, &server);
+    let srv = Serve::start(&p);
+    let cert = pki.client("a.host");
+    let dead = format!("https://127.0.0.1:{}/rs", free_port());
+    let asked = format!("{}/direct/repair.toml?ca={}", web.base, pki.ca.display());
+    let repaired = site_config(&srv.url, &pki.ca, &cert, &asked)
+        + "[[rule]]\nname = \"sh\"\naction = \"divert\"\nhandler = \"/bin/sh\"\n";
+    std::fs::write(web.www.join("repair.toml"), &repaired).unwrap();
+    let a = Site::component("a.host");
+    let config = site_config(&dead, &pki.ca, &cert, &asked);
+    std::fs::write(a.spool.join("config.toml"), &config).unwrap();
+    let id = a.send(&[], b"waits for a repair");
+    let r = flush(&a).code(78);
+    assert!(
+        r.stderr.contains("recovery failed, nothing changed")
+            && r.stderr.contains("handler of [[rule]] sh")
+            && r.stderr.contains("RS_CONFIG_TRUST=programs"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(a.spool.join("config.toml")).unwrap(),
+        config
+    );
+    assert_eq!(a.listed_ids(), std::slice::from_ref(&id));
+
+    // The same key files as the configuration in use are no new power; a
+    // client key it does not name is.
+    let elsewhere = holder.root().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let other = Pair {
+        cert: elsewhere.join("a.pem"),
+        key: elsewhere.join("a.key"),
+    };
+    std::fs::copy(&cert.cert, &other.cert).unwrap();
+    std::fs::copy(&cert.key, &other.key).unwrap();
+    let moved_key = site_config(&srv.url, &pki.ca, &other, &asked);
+    std::fs::write(web.www.join("repair.toml"), &moved_key).unwrap();
+    let force = |trust: &str| {
+        a.cmd("rs-queue")
+            .env("RS_CONFIG_TRUST", trust)
+            .args(["flush", "--force"])
+            .run()
+    };
+    let r = force("").code(78);
+    assert!(
+        r.stderr.contains("route key= of [[peer]] p.hub")
+            && r.stderr.contains("RS_CONFIG_TRUST=keys"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(a.spool.join("config.toml")).unwrap(),
+        config
+    );
+
+    // Allowed by the operator: installed, and the link works again.
+    std::fs::write(web.www.join("repair.toml"), &repaired).unwrap();
+    let r = force("programs").success();
+    assert!(r.stderr.contains("back in order"), "{}", r.stderr);
+    assert_eq!(
+        std::fs::read_to_string(a.spool.join("config.toml")).unwrap(),
+        repaired
+    );
+    assert_eq!(p.received().len(), 1);
+}
+
+/// Issue 29, item 6b: a plain `http://` configuration source is used only
+/// on the site's own networks (before any configuration exists: loopback
+/// and the private ranges; then `[recovery] site_networks`); elsewhere it
+/// is refused (78) before anything is asked.
+#[test]
+fn a_plain_http_configuration_source_outside_the_site_networks_is_refused() {
+    let holder = Site::component("x.holder");
+    let list = |dir: &std::path::Path, u: &str| {
+        holder
+            .cmd("rs-queue")
+            .env("RS_SPOOL", dir.to_str().unwrap())
+            .env("RS_CONFIG_URL", u)
+            .args(["list", "--json"])
+            .run()
+    };
+    // 192.0.2.1 (TEST-NET-1) is no private range: refused, not asked.
+    let fresh = holder.root().join("fresh");
+    let r = list(&fresh, "http://192.0.2.1/site.toml?timeout=2s").code(78);
+    assert!(
+        r.stderr.contains("refused")
+            && r.stderr.contains("plain http://")
+            && r.stderr.contains("192.0.2.1")
+            && r.stderr.contains("use https://"),
+        "{}",
+        r.stderr
+    );
+    assert!(!fresh.join("config.toml").exists());
+    // On loopback it is asked (nothing listens there: for later, 75).
+    let local = format!("http://127.0.0.1:{}/site.toml", free_port());
+    let r = list(&fresh, &local).code(75);
+    assert!(!r.stderr.contains("plain http://"), "{}", r.stderr);
+
+    // A repair asks a plain http:// URL off [recovery] site_networks:
+    // refused (78), nothing asked; on them, asked (nothing listens: 75).
+    let a = Site::component("a.host");
+    let dead = format!("https://127.0.0.1:{}/rs", free_port());
+    let config_url = format!("http://127.0.0.1:{}/rs", free_port());
+    let config = |networks: &str| {
+        format!(
+            "site = \"a\"\ncomponent = \"a.host\"\n[recovery]\nconfig_url = \"{config_url}\"\n{networks}[[peer]]\nid = \"p.hub\"\nupstream = true\nroutes = [\"{dead}\"]\n"
+        )
+    };
+    std::fs::write(
+        a.spool.join("config.toml"),
+        config("site_networks = [\"10.0.0.0/8\"]\n"),
+    )
+    .unwrap();
+    a.send(&[], b"waits");
+    let r = flush(&a).code(78);
+    assert!(
+        r.stderr.contains("connectivity trouble")
+            && r.stderr.contains("plain http://")
+            && r.stderr.contains("[recovery] site_networks: 10.0.0.0/8"),
+        "{}",
+        r.stderr
+    );
+    std::fs::write(a.spool.join("config.toml"), config("")).unwrap();
+    let r = a.cmd("rs-queue").args(["flush", "--force"]).run().code(75);
+    assert!(
+        r.stderr.contains("recovery failed") && !r.stderr.contains("plain http://"),
+        "{}",
+        r.stderr
+    );
+}

@@ -1067,6 +1067,82 @@ fn windows<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Window>, D::Error> {
         .collect()
 }
 
+/// A setting that names a file holding a key, a certificate, a
+/// passphrase or a password.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileSetting<'a> {
+    /// Where the setting is: `[http]`, `[[peer]] ID`.
+    pub at: String,
+    /// The setting: `key`, `our_key`, `route auth=`.
+    pub key: &'static str,
+    pub path: &'a Path,
+    /// Whether the file is secret (a private key, a passphrase, a
+    /// password), so that no one but its owner may read it.
+    pub secret: bool,
+}
+
+impl FileSetting<'_> {
+    /// The setting as messages name it: `our_key of [[peer]] ID`,
+    /// `[http] key`.
+    pub fn name(&self) -> String {
+        setting_name(&self.at, self.key)
+    }
+}
+
+fn setting_name(at: &str, key: &str) -> String {
+    if at.starts_with("[[") {
+        format!("{key} of {at}")
+    } else {
+        format!("{at} {key}")
+    }
+}
+
+/// What a [`Guarded`] setting lets a configuration do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Power {
+    /// Run a program.
+    Programs,
+    /// Name a key, certificate, passphrase or password file.
+    Keys,
+}
+
+impl Power {
+    /// Its word in `RS_CONFIG_TRUST`.
+    pub fn word(self) -> &'static str {
+        match self {
+            Power::Programs => "programs",
+            Power::Keys => "keys",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Power::Programs => "runs a program",
+            Power::Keys => "names a key, certificate, passphrase or password file",
+        }
+    }
+}
+
+/// A setting that runs a program or names a key file (see
+/// [`Config::guarded`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Guarded {
+    pub power: Power,
+    /// Where it is: `[[rule]] NAME`, `[[peer]] ID`, `[http]`.
+    pub at: String,
+    /// The setting: `handler`, `our_key`, `route key=`.
+    pub key: &'static str,
+    /// Its value: a path, or a handler with its arguments.
+    pub value: String,
+}
+
+impl Guarded {
+    /// The setting as messages name it: `handler of [[rule]] NAME`.
+    pub fn name(&self) -> String {
+        setting_name(&self.at, self.key)
+    }
+}
+
 pub const FILE_NAME: &str = "config.toml";
 
 impl Config {
@@ -1281,36 +1357,135 @@ impl Config {
         Ok(())
     }
 
-    /// Secret files (a peer's `our_key`, its `passphrase_file`; an HTTP
-    /// route's client `key=`) that the group or others may read: one
-    /// warning each, naming the file and the remedy.
+    /// Every file a setting names that holds a key, a certificate, a
+    /// passphrase or a password (see [`FileSetting`]), in file order.
+    pub fn key_files(&self) -> Vec<FileSetting<'_>> {
+        fn add<'a>(
+            out: &mut Vec<FileSetting<'a>>,
+            at: &str,
+            key: &'static str,
+            path: Option<&'a Path>,
+            secret: bool,
+        ) {
+            if let Some(path) = path {
+                out.push(FileSetting {
+                    at: at.to_string(),
+                    key,
+                    path,
+                    secret,
+                });
+            }
+        }
+        fn http<'a>(
+            out: &mut Vec<FileSetting<'a>>,
+            at: &str,
+            [ca, cert, key]: [&'static str; 3],
+            h: &'a HttpRoute,
+        ) {
+            add(out, at, ca, h.ca.as_deref(), false);
+            add(out, at, cert, h.cert.as_deref(), false);
+            add(out, at, key, h.key.as_deref(), true);
+        }
+        let mut out = Vec::new();
+        let o = &mut out;
+        let h = &self.http;
+        add(o, "[http]", "cert", h.cert.as_deref(), false);
+        add(o, "[http]", "key", h.key.as_deref(), true);
+        add(o, "[http]", "client_ca", h.client_ca.as_deref(), false);
+        if let Some(MapSource::Http(r)) = &self.spm.map_url {
+            let keys = ["map_url ca=", "map_url cert=", "map_url key="];
+            http(o, "[spm]", keys, r);
+        }
+        if let Some(MapSource::Http(r)) = &self.recovery.config_url {
+            let keys = ["config_url ca=", "config_url cert=", "config_url key="];
+            http(o, "[recovery]", keys, r);
+        }
+        for r in self
+            .bulk
+            .encrypt_to
+            .iter()
+            .filter(|r| !r.starts_with("age1"))
+        {
+            add(o, "[bulk]", "encrypt_to", Some(Path::new(r)), false);
+        }
+        add(o, "[bulk]", "identity", self.bulk.identity.as_deref(), true);
+        let password = self.shared.password_file.as_deref();
+        add(o, "[shared]", "password_file", password, true);
+        for p in &self.peers {
+            let at = &format!("[[peer]] {}", p.id);
+            add(o, at, "our_key", p.our_key.as_deref(), true);
+            add(o, at, "our_cert", p.our_cert.as_deref(), false);
+            add(o, at, "peer_cert", p.peer_cert.as_deref(), false);
+            add(o, at, "passphrase_file", p.passphrase_file.as_deref(), true);
+            add(o, at, "ca", p.ca.as_deref(), false);
+            add(o, at, "crl", p.crl.as_deref(), false);
+            add(o, at, "client_cert", p.client_cert.as_deref(), false);
+            for r in &p.routes {
+                let keys = ["route ca=", "route cert=", "route key="];
+                match r {
+                    Route::Http(h) => http(o, at, keys, h),
+                    Route::Spm(s) => http(o, at, keys, &s.http),
+                    Route::Smtp(m) => {
+                        add(o, at, "route ca=", m.ca.as_deref(), false);
+                        add(o, at, "route auth=", m.auth.as_deref(), true);
+                    }
+                    Route::Dir(_) => {}
+                }
+            }
+        }
+        out
+    }
+
+    /// The settings that let a configuration do more than set values: run
+    /// a program (a `[[rule]]` handler, with its arguments) or name a key,
+    /// certificate, passphrase or password file ([`Config::key_files`]).
+    /// A configuration that did not come from the local file may hold
+    /// these only as the operator allows (see `reconfig`).
+    pub fn guarded(&self) -> Vec<Guarded> {
+        let mut out: Vec<Guarded> = self
+            .rules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                let handler = r.handler.as_ref()?;
+                let mut value = handler.display().to_string();
+                for a in &r.args {
+                    value.push(' ');
+                    value.push_str(&format!("{a:?}"));
+                }
+                Some(Guarded {
+                    power: Power::Programs,
+                    at: format!("[[rule]] {}", r.label(i)),
+                    key: "handler",
+                    value,
+                })
+            })
+            .collect();
+        out.extend(self.key_files().into_iter().map(|f| Guarded {
+            power: Power::Keys,
+            at: f.at,
+            key: f.key,
+            value: f.path.display().to_string(),
+        }));
+        out
+    }
+
+    /// Secret files (private keys, passphrase and password files: each
+    /// [`FileSetting`] that is `secret`) that the group or others may
+    /// read: one warning each, naming the file, the setting and the remedy.
     pub fn exposed_secrets(&self) -> Vec<String> {
         use std::os::unix::fs::PermissionsExt;
         let mut out = Vec::new();
-        for p in &self.peers {
-            let route_keys = p.routes.iter().filter_map(|r| match r {
-                Route::Http(h) => h.key.as_ref(),
-                Route::Spm(s) => s.http.key.as_ref(),
-                _ => None,
-            });
-            let files = [
-                ("our_key", p.our_key.as_ref()),
-                ("passphrase_file", p.passphrase_file.as_ref()),
-            ]
-            .into_iter()
-            .filter_map(|(what, f)| f.map(|f| (what, f)))
-            .chain(route_keys.map(|k| ("route key=", k)));
-            for (what, f) in files {
-                if let Ok(m) = std::fs::metadata(f) {
-                    let mode = m.permissions().mode() & 0o777;
-                    if mode & 0o077 != 0 {
-                        out.push(format!(
-                            "warning: {} ({what} of [[peer]] {}) can be read by its group or others (mode {mode:o}): chmod 600 {}",
-                            f.display(),
-                            p.id,
-                            f.display()
-                        ));
-                    }
+        for f in self.key_files().into_iter().filter(|f| f.secret) {
+            if let Ok(m) = std::fs::metadata(f.path) {
+                let mode = m.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    out.push(format!(
+                        "warning: {} ({}) can be read by its group or others (mode {mode:o}): chmod 600 {}",
+                        f.path.display(),
+                        f.name(),
+                        f.path.display()
+                    ));
                 }
             }
         }
@@ -1451,7 +1626,11 @@ refresh = "1h"                    # an older map is fetched again before use
 # When a link fails: one attempt per class, never a loop. Connectivity: a
 # new configuration from config_url (directly or by redirect). Identity (the
 # client certificate rejected): a new certificate, only through a redirect
-# to a server on the site's own networks.
+# to a server on the site's own networks. A fetched configuration may not
+# add a [[rule]] handler or name a key, certificate, passphrase or password
+# file this one does not, unless RS_CONFIG_TRUST=programs,keys (or one of
+# them) is set in the environment of the rs commands; a plain http:// URL
+# is used only on site_networks (default: loopback and the private ranges).
 [recovery]
 # config_url = "https://config.provider.example/rs?ca=/etc/rs/ca.pem"  # default: config.source
 # site_networks = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "127.0.0.0/8"]
@@ -1712,6 +1891,49 @@ mod tests {
         ] {
             assert!(Route::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn guarded_settings_are_handlers_and_key_files() {
+        let c = Config::parse(
+            "site='a'\ncomponent='a.b'\n[http]\nkey='/k/http.key'\n[bulk]\nidentity='/k/bulk.key'\nencrypt_to=['/k/recipients']\n[[peer]]\nid='p.hub'\nour_key='/k/our.key'\nroutes=['smtp://mx?from=a@x&to=b@y&auth=/k/smtp-auth', 'https://h/rs?ca=/k/ca.pem&cert=/k/c.pem&key=/k/c.key']\n[[rule]]\nname='sh'\naction='divert'\nhandler='/bin/sh'\nargs=['-c', 'id']\n",
+        )
+        .unwrap();
+        let said: Vec<(String, String, Power)> = c
+            .guarded()
+            .into_iter()
+            .map(|g| (g.name(), g.value, g.power))
+            .collect();
+        let want = |n: &str, v: &str, p| (n.to_string(), v.to_string(), p);
+        assert_eq!(
+            said,
+            vec![
+                want(
+                    "handler of [[rule]] sh",
+                    "/bin/sh \"-c\" \"id\"",
+                    Power::Programs
+                ),
+                want("[http] key", "/k/http.key", Power::Keys),
+                want("[bulk] encrypt_to", "/k/recipients", Power::Keys),
+                want("[bulk] identity", "/k/bulk.key", Power::Keys),
+                want("our_key of [[peer]] p.hub", "/k/our.key", Power::Keys),
+                want("route auth= of [[peer]] p.hub", "/k/smtp-auth", Power::Keys),
+                want("route ca= of [[peer]] p.hub", "/k/ca.pem", Power::Keys),
+                want("route cert= of [[peer]] p.hub", "/k/c.pem", Power::Keys),
+                want("route key= of [[peer]] p.hub", "/k/c.key", Power::Keys),
+            ]
+        );
+    }
+
+    #[test]
+    fn what_a_provider_may_set_runs_nothing_and_names_no_file() {
+        // Registration defaults and set-configuration touch only these
+        // tables: every key of them set, nothing guarded.
+        let c = Config::parse(
+            "site='a'\ncomponent='a.b'\n[[peer]]\nid='p.hub'\nupstream=true\n[queue]\nmax_bytes='1G'\nmax_messages=5\n[queue.urgent]\nmax_bytes='1M'\nmax_messages=1\n[queue.normal]\nmax_messages=1\n[queue.bulk]\nmax_messages=1\n[throttle]\nmax_bytes_per_hour='1M'\nmax_bytes_per_day='1G'\nmax_messages_per_hour=1\nmax_messages_per_day=2\nmax_message_bytes='1M'\nwindows=['22:00-06:00']\n[registration]\nenabled=true\nheartbeat='5m'\nresend_after=2\n",
+        )
+        .unwrap();
+        assert_eq!(c.guarded(), Vec::new());
     }
 
     #[test]

@@ -26,18 +26,41 @@
 //!
 //! The caller then tests the link again and logs whether it is back in
 //! order; a recovery that fails changes nothing and is logged.
+//!
+//! **What a fetched configuration may hold.** Whoever serves the URL (or
+//! sits on a plain `http://` path to it) writes this site's configuration,
+//! so it is checked for more than validity before anything is written:
+//! - Architecture invariant: a configuration that did not come from the
+//!   local file (bootstrap or recovery) installs no setting that runs a
+//!   program or names a key, certificate, passphrase or password file
+//!   ([`Config::guarded`]) unless the configuration in use already has
+//!   that setting with that value, or the operator allowed its kind here
+//!   in `RS_CONFIG_TRUST` (`programs`, `keys`), which only the local
+//!   environment sets. Refused ([`Error::Refused`], exit 78): nothing is
+//!   written, the settings are named with the remedy.
+//! - A plain `http://` configuration source (the URL asked, or a
+//!   redirect's target) must be on the site's own networks (`[recovery]
+//!   site_networks`; before any configuration exists, its default:
+//!   loopback and the private ranges).
+//!
+//! Registration defaults and `set-configuration` control messages change
+//! only `[queue]`, `[throttle]` and `[registration]` (see `infra`), none of
+//! which runs a program or names a file.
 
 use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use crate::config::{self, Config, HttpRoute, MapSource, Peer, Route};
+use crate::config::{self, Config, HttpRoute, MapSource, Peer, Power, Route};
 use crate::spool::durable;
 use crate::time::Timestamp;
 use crate::transport::Trouble;
 
 /// The environment variable naming a configuration URL.
 pub const ENV_URL: &str = "RS_CONFIG_URL";
+/// The environment variable in which the operator allows a fetched
+/// configuration settings that run programs or name key files.
+pub const ENV_TRUST: &str = "RS_CONFIG_TRUST";
 /// The configuration URL built in (set `RS_DEFAULT_CONFIG_URL` when
 /// building).
 pub const BUILT_IN_URL: Option<&str> = option_env!("RS_DEFAULT_CONFIG_URL");
@@ -82,6 +105,10 @@ pub enum Error {
     Fetch { url: String, reason: String },
     #[error("{url}: the configuration it serves cannot be used: {reason}")]
     Invalid { url: String, reason: String },
+    /// Refused on this site's own terms (what a fetched configuration may
+    /// hold, where it may come from): the operator must act (exit 78).
+    #[error("{url}: refused: {reason}")]
+    Refused { url: String, reason: String },
     #[error(transparent)]
     Spool(#[from] crate::spool::Error),
 }
@@ -93,6 +120,113 @@ impl Error {
             reason: reason.into(),
         }
     }
+}
+
+/// What the operator allows a configuration that did not come from the
+/// local file (`RS_CONFIG_TRUST`, a list of `programs` and `keys`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Trust {
+    pub programs: bool,
+    pub keys: bool,
+}
+
+impl Trust {
+    /// Parses the value of `RS_CONFIG_TRUST` (absent or empty: nothing
+    /// allowed; `none`; or `programs`, `keys`, comma-separated).
+    pub fn parse(value: Option<&str>) -> Result<Trust, Error> {
+        let mut t = Trust::default();
+        for word in value.unwrap_or("").split(',').map(str::trim) {
+            match word {
+                "" | "none" => {}
+                "programs" => t.programs = true,
+                "keys" => t.keys = true,
+                other => {
+                    return Err(Error::Refused {
+                        url: ENV_TRUST.into(),
+                        reason: format!(
+                            "`{other}` is not something a fetched configuration may be allowed: use programs, keys, or programs,keys"
+                        ),
+                    })
+                }
+            }
+        }
+        Ok(t)
+    }
+
+    fn allows(self, power: Power) -> bool {
+        match power {
+            Power::Programs => self.programs,
+            Power::Keys => self.keys,
+        }
+    }
+}
+
+/// Refuses `new`, fetched from `url`, if it holds a setting that runs a
+/// program or names a key file which `trust` does not allow and the
+/// configuration in use (`current`, none at bootstrap) does not already
+/// have with the same value. The refusal names every such setting.
+pub fn check_fetched(
+    new: &Config,
+    current: Option<&Config>,
+    trust: Trust,
+    url: &str,
+) -> Result<(), Error> {
+    let held: Vec<(&str, String)> = current
+        .map(|c| c.guarded().into_iter().map(|g| (g.key, g.value)).collect())
+        .unwrap_or_default();
+    let refused: Vec<_> = new
+        .guarded()
+        .into_iter()
+        .filter(|g| {
+            !trust.allows(g.power) && !held.iter().any(|(k, v)| *k == g.key && *v == g.value)
+        })
+        .collect();
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let mut words: Vec<&str> = refused.iter().map(|g| g.power.word()).collect();
+    words.sort();
+    words.dedup();
+    let said: Vec<String> = refused
+        .iter()
+        .map(|g| format!("{} = {} ({})", g.name(), g.value, g.power.describe()))
+        .collect();
+    Err(Error::Refused {
+        url: url.to_string(),
+        reason: format!(
+            "the configuration it serves sets {}; a configuration from a URL may not, unless this site allows it: set {ENV_TRUST}={} in the environment of the rs commands here (or write these settings into config.toml yourself); nothing was installed",
+            said.join("; "),
+            words.join(",")
+        ),
+    })
+}
+
+/// Refuses a plain `http://` source `url` whose host is not on the
+/// networks `nets` (`says`: how the message names them; `remedy`: what
+/// the operator can do besides using `https://`).
+fn check_plain(
+    route: &HttpRoute,
+    url: &str,
+    nets: &[String],
+    says: &str,
+    remedy: &str,
+) -> Result<(), Error> {
+    if route.tls {
+        return Ok(());
+    }
+    let u = url::Url::parse(&route.url).map_err(|e| Error::fetch(url, e.to_string()))?;
+    let host = u.host().ok_or_else(|| Error::fetch(url, "no host"))?;
+    let port = u.port_or_known_default().unwrap_or(80);
+    if on_networks(&host, port, nets) {
+        return Ok(());
+    }
+    Err(Error::Refused {
+        url: url.to_string(),
+        reason: format!(
+            "a configuration comes over plain http:// only from the site's own networks ({says}: {}), and {host} is not on them: use https://, or {remedy}",
+            nets.join(", ")
+        ),
+    })
 }
 
 /// This host's name, as the kernel has it.
@@ -202,8 +336,18 @@ fn http_get(route: &HttpRoute, url: &str) -> Result<Vec<u8>, Error> {
 
 /// Fetches the configuration for a spool that has none from `url`, checks
 /// it, and writes it (with `config.source`). Returns the configuration.
-pub fn bootstrap(dir: &Path, url: &str, now: Timestamp) -> Result<Config, Error> {
-    let text = match MapSource::parse(url).map_err(|e| Error::fetch(url, e))? {
+pub fn bootstrap(dir: &Path, url: &str, trust: Trust, now: Timestamp) -> Result<Config, Error> {
+    let source = MapSource::parse(url).map_err(|e| Error::fetch(url, e))?;
+    if let MapSource::Http(route) = &source {
+        check_plain(
+            route,
+            url,
+            &config::RecoverySettings::default().site_networks,
+            "before a configuration exists, loopback and the private ranges",
+            "fetch the first configuration from a host on them",
+        )?;
+    }
+    let text = match source {
         MapSource::File(p) => {
             let f = std::fs::File::open(&p).map_err(|e| Error::fetch(url, e.to_string()))?;
             bounded(f, MAX_CONFIG, url)?
@@ -226,6 +370,7 @@ pub fn bootstrap(dir: &Path, url: &str, now: Timestamp) -> Result<Config, Error>
         url: url.to_string(),
         reason,
     })?;
+    check_fetched(&config, None, trust, url)?;
     durable::create_dir_all(dir)?;
     durable::write_durable(
         dir,
@@ -329,9 +474,13 @@ fn ask(route: &HttpRoute, config: &Config, peer: &Peer, trouble: Trouble) -> Res
 /// Whether `host` (an address, or a name resolving only to addresses)
 /// lies in the site's networks.
 fn on_site_networks(host: &url::Host<&str>, port: u16, config: &Config) -> bool {
-    let nets: Vec<(IpAddr, u8)> = config
-        .recovery
-        .site_networks
+    on_networks(host, port, &config.recovery.site_networks)
+}
+
+/// Whether `host` (an address, or a name resolving only to addresses)
+/// lies in the networks `nets` (CIDR).
+fn on_networks(host: &url::Host<&str>, port: u16, nets: &[String]) -> bool {
+    let nets: Vec<(IpAddr, u8)> = nets
         .iter()
         .filter_map(|n| config::parse_network(n).ok())
         .collect();
@@ -404,6 +553,7 @@ pub fn recover(
     config: &Config,
     peer: &Peer,
     trouble: Trouble,
+    trust: Trust,
     now: Timestamp,
 ) -> Result<String, Error> {
     let url = config_url(config, dir).ok_or_else(|| {
@@ -413,6 +563,13 @@ pub fn recover(
         )
     })?;
     let route = route_of(&url)?;
+    check_plain(
+        &route,
+        &url,
+        &config.recovery.site_networks,
+        "[recovery] site_networks",
+        "add its network to [recovery] site_networks in config.toml",
+    )?;
     let answer = ask(&route, config, peer, trouble)?;
     match trouble {
         Trouble::Connectivity => {
@@ -420,7 +577,7 @@ pub fn recover(
                 Answer::Direct(b) => (b, route.url.clone()),
                 Answer::Redirect(t) => (follow(&t, &route, config, false, MAX_CONFIG)?, t),
             };
-            install_config(dir, config, &bytes, &from, now)?;
+            install_config(dir, config, &bytes, &from, trust, now)?;
             Ok(format!("a new configuration from {from}"))
         }
         Trouble::Identity => {
@@ -447,6 +604,7 @@ fn install_config(
     current: &Config,
     bytes: &[u8],
     from: &str,
+    trust: Trust,
     now: Timestamp,
 ) -> Result<(), Error> {
     let invalid = |reason: String| Error::Invalid {
@@ -461,6 +619,7 @@ fn install_config(
             new.site, new.component, current.site, current.component
         )));
     }
+    check_fetched(&new, Some(current), trust, from)?;
     let path = dir.join(config::FILE_NAME);
     let old = std::fs::read(&path).map_err(|e| crate::spool::Error::io("read", &path, e))?;
     if old == bytes {
@@ -585,6 +744,55 @@ mod tests {
             source(d.path(), Some("https://c.example/".into())),
             Source::File(_)
         ));
+    }
+
+    #[test]
+    fn a_fetched_configuration_adds_no_program_or_key_unless_trusted() {
+        let trust = |v: &str| Trust::parse(Some(v)).unwrap();
+        assert_eq!(Trust::parse(None).unwrap(), Trust::default());
+        assert_eq!(
+            trust("keys, programs"),
+            Trust {
+                programs: true,
+                keys: true
+            }
+        );
+        assert!(matches!(
+            Trust::parse(Some("all")),
+            Err(Error::Refused { .. })
+        ));
+        let base = "site='a'\ncomponent='a.b'\n[[peer]]\nid='p.hub'\nupstream=true\n";
+        let current = Config::parse(&format!(
+            "{base}routes=['https://h/rs?ca=/k/ca.pem&cert=/k/c.pem&key=/k/c.key']\n"
+        ))
+        .unwrap();
+        // The same files, another URL: nothing new.
+        let moved = Config::parse(&format!(
+            "{base}routes=['https://elsewhere/rs?ca=/k/ca.pem&cert=/k/c.pem&key=/k/c.key']\n"
+        ))
+        .unwrap();
+        check_fetched(&moved, Some(&current), Trust::default(), "u").unwrap();
+        // At bootstrap nothing is in use: refused unless keys are trusted.
+        let e = check_fetched(&moved, None, Trust::default(), "u").unwrap_err();
+        assert!(e.to_string().contains("RS_CONFIG_TRUST=keys"), "{e}");
+        check_fetched(&moved, None, trust("keys"), "u").unwrap();
+        // Another key file; a handler.
+        let other = Config::parse(&format!(
+            "{base}routes=['https://h/rs?ca=/k/ca.pem&cert=/k/c.pem&key=/tmp/x.key']\n[[rule]]\naction='divert'\nhandler='/bin/sh'\n"
+        ))
+        .unwrap();
+        let e = check_fetched(&other, Some(&current), Trust::default(), "u").unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.contains("route key= of [[peer]] p.hub = /tmp/x.key")
+                && e.contains("handler of [[rule]] rule 1 = /bin/sh")
+                && e.contains("RS_CONFIG_TRUST=keys,programs")
+                && !e.contains("/k/c.pem"),
+            "{e}"
+        );
+        let e = check_fetched(&other, Some(&current), trust("keys"), "u").unwrap_err();
+        assert!(e.to_string().contains("RS_CONFIG_TRUST=programs in"), "{e}");
+        check_fetched(&other, Some(&current), trust("programs,keys"), "u").unwrap();
     }
 
     #[test]

@@ -149,10 +149,15 @@ pub enum QueueCommand {
     /// and fetches the map again once when all fail. A link that fails for
     /// want of a connection or because its client certificate is rejected
     /// gets one repair attempt (a new configuration or certificate from
-    /// [recovery] config_url; see spool/README.md), then a new test. Bulk
+    /// [recovery] config_url; see spool/README.md), then a new test. A new
+    /// configuration that runs a program or names a key file the one in
+    /// use does not is refused unless RS_CONFIG_TRUST (programs, keys) in
+    /// the environment allows it; so is a plain http:// configuration URL
+    /// off [recovery] site_networks. Bulk
     /// transfers authorized over an HTTP route are uploaded (tus, resumed
     /// from where the server says they stand; progress on a terminal).
-    /// Exit status 75 if something due could not be sent (try again later).
+    /// Exit status 75 if something due could not be sent (try again later);
+    /// 78 if a repair was refused on those terms (nothing installed).
     Flush {
         /// Only to this peer (default: every configured peer).
         #[arg(long, value_name = "PEER")]

@@ -68,7 +68,10 @@ pub enum RelayCommand {
     Receive,
     /// Take every mail a mail server delivered into a Maildir: process
     /// DIR/new/, and move each mail to DIR/cur/ only once what it holds is
-    /// stored durably here (or quarantined).
+    /// stored durably here (or quarantined). DIR/new and DIR/cur must be
+    /// directories inside DIR: either one a symbolic link is refused (66),
+    /// nothing read, moved or removed; a mail that is a link, a FIFO or a
+    /// device is skipped unread (65).
     Fetch {
         /// The Maildir (holding new/ and cur/).
         #[arg(long, value_name = "DIR")]
@@ -79,7 +82,10 @@ pub enum RelayCommand {
     /// acknowledgements, answered with a response per message, the
     /// acknowledgements owed to it, and the back-channel messages waiting
     /// for it. The web server does TLS and verifies client certificates; it
-    /// passes SSL_CLIENT_VERIFY and SSL_CLIENT_CERT (see README). Paths
+    /// passes SSL_CLIENT_VERIFY and SSL_CLIENT_CERT (see README), which are
+    /// believed whole: whoever can reach the FastCGI socket can claim to be
+    /// any peer, so give it a socket only the web server can reach (the
+    /// examples rs-fcgiwrap.socket and nginx-rs.conf). Paths
     /// ending in uploads, uploads/ID or downloads/ID are bulk transfers:
     /// tus 1.0.0 uploads of authorized transfers (passed on to the next
     /// hop at a relay) and downloads with byte ranges. A stdout closed

@@ -53,19 +53,24 @@ impl Context {
             &self.spool_dir,
             std::env::var(crate::reconfig::ENV_URL).ok(),
         ) {
-            let c = crate::reconfig::bootstrap(&self.spool_dir, &url, now).map_err(|e| {
-                let unreachable = matches!(e, crate::reconfig::Error::Fetch { .. });
-                let e = Error::ConfigEdit {
-                    path: self.spool_dir.join(crate::config::FILE_NAME),
-                    reason: format!("no configuration here, and none from {from}: {e}"),
-                };
-                // A source that cannot be reached now may be later (75).
-                if unreachable {
-                    Error::Retry(Box::new(e))
-                } else {
-                    e
-                }
-            })?;
+            // What the operator allows a fetched configuration: from this
+            // environment only, never from what is fetched.
+            let trust = std::env::var(crate::reconfig::ENV_TRUST).ok();
+            let c = crate::reconfig::Trust::parse(trust.as_deref())
+                .and_then(|trust| crate::reconfig::bootstrap(&self.spool_dir, &url, trust, now))
+                .map_err(|e| {
+                    let unreachable = matches!(e, crate::reconfig::Error::Fetch { .. });
+                    let e = Error::ConfigEdit {
+                        path: self.spool_dir.join(crate::config::FILE_NAME),
+                        reason: format!("no configuration here, and none from {from}: {e}"),
+                    };
+                    // A source that cannot be reached now may be later (75).
+                    if unreachable {
+                        Error::Retry(Box::new(e))
+                    } else {
+                        e
+                    }
+                })?;
             self.log(format!(
                 "configuration for site {} component {} fetched from {url} ({from}) into {}",
                 c.site,

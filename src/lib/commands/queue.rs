@@ -216,12 +216,22 @@ fn recover(ctx: &Context, spool: &Spool, runs: &mut [outbound::PeerRun]) -> Resu
         };
         let why = run.report.last_error.clone().unwrap_or_default();
         let now = ctx.clock.now();
-        match crate::reconfig::recover(spool.root(), spool.config(), peer, trouble, now) {
-            Err(e) => ctx.log(format!(
-                "{}: {} trouble ({why}); recovery failed, nothing changed: {e}",
-                run.peer,
-                trouble.as_str()
-            )),
+        let trust = std::env::var(crate::reconfig::ENV_TRUST).ok();
+        let recovered = crate::reconfig::Trust::parse(trust.as_deref()).and_then(|trust| {
+            crate::reconfig::recover(spool.root(), spool.config(), peer, trouble, trust, now)
+        });
+        match recovered {
+            Err(e) => {
+                ctx.log(format!(
+                    "{}: {} trouble ({why}); recovery failed, nothing changed: {e}",
+                    run.peer,
+                    trouble.as_str()
+                ));
+                // Refused on this site's terms: the operator must act.
+                if matches!(e, crate::reconfig::Error::Refused { .. }) {
+                    run.code = run.code.merge(ExitCode::Config);
+                }
+            }
             Ok(what) => {
                 ctx.log(format!(
                     "{}: {} trouble ({why}); installed {what}; testing the link again",

@@ -399,15 +399,14 @@ fn fetch(
     maildir: &std::path::Path,
     now: crate::time::Timestamp,
 ) -> Result<ExitCode, Error> {
-    let new = maildir.join("new");
-    if !new.is_dir() {
-        return Err(Error::Input {
-            path: new,
-            reason: format!("not a directory (is {} a Maildir?)", maildir.display()),
-        });
-    }
+    // new/ and cur/ are opened inside the Maildir without following a
+    // link: one that is a link is refused, nothing read or moved.
+    let opened = mail::Maildir::open(maildir).map_err(|e| Error::Input {
+        path: e.path,
+        reason: e.reason,
+    })?;
     let log = |s: String| ctx.log(s);
-    let fetched = mail::fetch(spool, maildir, now, &log)?;
+    let fetched = mail::fetch(spool, &opened, now, &log)?;
     ctx.run_pending(spool, true);
     print_report(ctx, out, &fetched.report, &maildir.display().to_string())?;
     let code = if fetched.left > 0 {

@@ -16,7 +16,7 @@ use mailparse::MailHeaderMap;
 use super::{receive, set_aside, Answer, Inbound, Payload, Report};
 use crate::config::{Config, Route};
 use crate::message::Name;
-use crate::spool::{durable, Error, Result, Spool, Staged};
+use crate::spool::{Error, Result, Spool, Staged};
 use crate::time::Timestamp;
 use crate::transport::untrusted::{self, Kind};
 
@@ -100,21 +100,70 @@ pub struct Fetched {
     pub left: usize,
 }
 
+/// A Maildir `rs-relay fetch` reads: the directory the operator named,
+/// and its `new/` and `cur/` opened inside it without following a link
+/// (through [`untrusted`]), so nothing a link points at is read, moved or
+/// removed.
+pub struct Maildir {
+    new: untrusted::Dir,
+    cur: untrusted::Dir,
+}
+
+/// Why a Maildir cannot be read: the directory concerned, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct Unusable {
+    pub path: std::path::PathBuf,
+    pub reason: String,
+}
+
+impl Maildir {
+    /// Opens the Maildir at `path`: the root as named (the operator's
+    /// choice, links and all), then `new/` and `cur/` relative to it,
+    /// refusing either when it is a symbolic link or not a directory.
+    pub fn open(path: &Path) -> std::result::Result<Maildir, Unusable> {
+        let root = untrusted::Dir::open_root(path).map_err(|e| Unusable {
+            path: path.to_path_buf(),
+            reason: format!("{e} (is {} a Maildir?)", path.display()),
+        })?;
+        let sub = |name: &str| {
+            root.open_dir(name).map_err(|e| {
+                let reason = match &e {
+                    untrusted::Refusal::WrongKind { kind, .. } => format!(
+                        "it is {}, not a directory: not followed (a Maildir's new/ and cur/ are directories inside it; replace the link with the directory, or name with --maildir the Maildir it leads to)",
+                        kind.describe()
+                    ),
+                    untrusted::Refusal::Io { err, .. } => {
+                        format!("{err} (is {} a Maildir?)", path.display())
+                    }
+                };
+                Unusable {
+                    path: root.join(name),
+                    reason,
+                }
+            })
+        };
+        Ok(Maildir {
+            new: sub("new")?,
+            cur: sub("cur")?,
+        })
+    }
+}
+
 /// Takes every mail a mail server delivered into the Maildir `maildir`:
 /// each file of `new/` (regular files only, no link followed) goes through
 /// [`take`] and moves to `cur/` once what it holds is durable here (or
 /// quarantined); what could not be taken now stays in `new/`.
 pub fn fetch(
     spool: &Spool,
-    maildir: &Path,
+    maildir: &Maildir,
     now: Timestamp,
     log: &dyn Fn(String),
 ) -> Result<Fetched> {
-    let (new, cur) = (maildir.join("new"), maildir.join("cur"));
-    let dir = untrusted::Dir::open_root(&new).map_err(|e| Error::io("read", &new, e))?;
+    let (new, cur) = (&maildir.new, &maildir.cur);
     let mut fetched = Fetched::default();
-    for item in dir.list().map_err(|e| Error::io("read", &new, e))? {
-        let path = dir.join(&item.name);
+    for item in new.list().map_err(|e| Error::io("read", new.path(), e))? {
+        let path = new.join(&item.name);
         if item.kind != Kind::File {
             log(format!(
                 "skipped {}: {}, not a regular file: not read",
@@ -124,7 +173,7 @@ pub fn fetch(
             fetched.report.skipped += 1;
             continue;
         }
-        let file = match dir.open_file(&item.name) {
+        let file = match new.open_file(&item.name) {
             Ok(f) => f,
             Err(e) if e.is_not_found() => continue,
             Err(e) => {
@@ -147,10 +196,13 @@ pub fn fetch(
         } else {
             format!("{name}:2,S")
         };
-        durable::rename(&path, &cur.join(&seen))?;
+        new.rename_into(&item.name, cur, &seen)
+            .map_err(|e| Error::io("rename", &path, e))?;
     }
-    durable::fsync_dir(&cur)?;
-    durable::fsync_dir(&new)?;
+    cur.sync()
+        .map_err(|e| Error::io("fsync directory", cur.path(), e))?;
+    new.sync()
+        .map_err(|e| Error::io("fsync directory", new.path(), e))?;
     Ok(fetched)
 }
 

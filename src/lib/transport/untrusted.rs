@@ -289,6 +289,22 @@ impl Dir {
         })
     }
 
+    /// Renames `from` in this directory to `to` in `dest` (another
+    /// directory opened this way, on the same file system): neither name
+    /// is resolved through a link, so the move stays between the two.
+    pub fn rename_into(
+        &self,
+        from: impl AsRef<OsStr>,
+        dest: &Dir,
+        to: impl AsRef<OsStr>,
+    ) -> io::Result<()> {
+        let (f, t) = (c_name(from.as_ref())?, c_name(to.as_ref())?);
+        let (from, to) = (self.join(from.as_ref()), dest.join(to.as_ref()));
+        fault::rename_with(&from, &to, || {
+            rustix::fs::renameat(&self.fd, &f, &dest.fd, &t).map_err(io::Error::from)
+        })
+    }
+
     /// Flushes this directory's entries to disk.
     pub fn sync(&self) -> io::Result<()> {
         fault::sync_dir_with(&self.path, || {
@@ -413,6 +429,11 @@ mod tests {
         f.write_all(b"x").unwrap();
         dir.rename("new.msg", "renamed.msg").unwrap();
         assert!(root.join("renamed.msg").is_file());
+        // A move between two opened directories stays between them.
+        let d = dir.open_dir("d").unwrap();
+        dir.rename_into("renamed.msg", &d, "moved.msg").unwrap();
+        assert!(root.join("d/moved.msg").is_file());
+        assert!(d.rename_into("moved.msg", &dir, "../escaped.msg").is_err());
         assert!(dir.create_dir("d").is_ok(), "an existing directory is fine");
         assert!(dir.create_dir("linkdir").is_err());
     }
