@@ -652,3 +652,31 @@ fn a_message_evicted_at_the_relay_is_reported_to_its_origin() {
     );
     assert_eq!(status_of(&a, &urgent)["state"], "acknowledged");
 }
+
+/// Issue 29, item 13: `rs-relay rules test` ignored `[[group]]` (it said
+/// "rejected: no route to group ops" where import expands the message):
+/// both now take one code path, the receive path's decision.
+#[test]
+fn rules_test_expands_a_group_as_import_does() {
+    let (_a, r, p) = relay_with("[[group]]\nname = \"ops\"\nmembers = [\"a.host\", \"c.host\"]\n");
+    p.send(&["--to", "group:ops"], b"for the group");
+    let file = support::first_file(&p.spool.join("queue/normal"));
+    let said = r
+        .cmd("rs-relay")
+        .args(["rules", "test"])
+        .args([&file])
+        .run()
+        .success()
+        .stdout;
+    assert!(
+        said.contains("expanded here into one copy for each of a.host, c.host"),
+        "{said}"
+    );
+    // Import does as the test said.
+    let stick = p.stick("down");
+    let dir = stick.join("r.relay/p.hub");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(&file, dir.join("0-group.msg")).unwrap();
+    let got = r.import_from(&stick).run().success().json();
+    assert_eq!(got["relayed"], 2, "{got}");
+}

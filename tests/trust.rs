@@ -305,3 +305,95 @@ fn a_relays_heartbeat_speaks_only_for_what_is_behind_it() {
         .collect();
     assert_eq!(names, ["acme.gw"], "{silent:?}");
 }
+
+/// Runs `rs-relay cgi` at `site` as a web server would, for a POST from
+/// `from` (a peer without certificates) with `body`; `length` says whether
+/// CONTENT_LENGTH is passed. Returns the status line and the body.
+fn cgi_post(site: &Site, from: &str, body: &[u8], length: bool) -> (String, Vec<u8>) {
+    let mut cmd = site
+        .cmd("rs-relay")
+        .args(["cgi"])
+        .env("REQUEST_METHOD", "POST")
+        .env("HTTP_X_RS_FROM", from)
+        .stdin(body);
+    if length {
+        cmd = cmd.env("CONTENT_LENGTH", &body.len().to_string());
+    }
+    let out = cmd.run().stdout;
+    let (head, body) = out.split_once("\r\n\r\n").expect("a CGI response");
+    let status = head.lines().next().unwrap_or_default().to_string();
+    (status, body.as_bytes().to_vec())
+}
+
+/// The messages of the envelope each queued file of `site` holds, in one
+/// envelope.
+fn queued_envelope(site: &Site) -> Vec<u8> {
+    let mut all = Vec::new();
+    for p in ["urgent", "normal", "bulk"] {
+        let Ok(d) = std::fs::read_dir(site.spool.join("queue").join(p)) else {
+            continue;
+        };
+        for e in d.flatten() {
+            all.extend(rs::message::envelope::parse(&std::fs::read(e.path()).unwrap()).unwrap());
+        }
+    }
+    rs::message::envelope::to_bytes(&all)
+}
+
+/// Issue 29, item 12: a control message refused for its origin made the
+/// whole request 400 and was remembered, so its resend was answered
+/// `duplicate` and its sender's status ended "acknowledged (duplicate)";
+/// and a body without CONTENT_LENGTH was answered 204 as an empty poll,
+/// the body dropped.
+#[test]
+fn over_http_a_refused_control_message_is_refused_alone_and_a_body_needs_its_length() {
+    let b = Site::component("b.hub");
+    b.peer("a.host", "authentication = \"none\"");
+    b.peer("c.host", "");
+    let a = Site::component("a.host");
+    a.peer("b.hub", "upstream = true");
+    let control = a
+        .cmd("rs-relay")
+        .args(["control", "c.host", "hold"])
+        .run()
+        .success()
+        .stdout
+        .trim()
+        .to_string();
+    let data = a.send(&[], b"data beside it");
+    let body = queued_envelope(&a);
+
+    let (status, _) = cgi_post(&b, "a.host", &body, false);
+    assert!(status.contains("411"), "{status}");
+    assert!(b.received().is_empty() && b.list().is_empty());
+
+    for round in 0..2 {
+        let (status, reply) = cgi_post(&b, "a.host", &body, true);
+        assert!(status.contains("200"), "round {round}: {status}");
+        let answers: Vec<(String, String)> = rs::message::envelope::parse(&reply)
+            .unwrap()
+            .into_iter()
+            .filter_map(|m| match m.content {
+                rs::message::Content::MessageResponse(r) => Some((
+                    r.answers.to_string(),
+                    r.reason_code.map(|c| c.to_string()).unwrap_or_default(),
+                )),
+                _ => None,
+            })
+            .collect();
+        let code = |id: &str| {
+            answers
+                .iter()
+                .find(|(i, _)| i == id)
+                .map(|(_, c)| c.clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(code(&control), "rejected", "round {round}: {answers:?}");
+        let want = if round == 0 { "delivered" } else { "duplicate" };
+        assert_eq!(code(&data), want, "round {round}: {answers:?}");
+    }
+    assert_eq!(b.received().len(), 1);
+    for r in reasons(&b) {
+        assert!(r.contains("reason: refused"), "{r}");
+    }
+}

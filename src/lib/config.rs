@@ -961,6 +961,9 @@ pub struct SpoolSettings {
     /// (exit 75): a stopped or hung run must not stall every later one.
     #[serde(deserialize_with = "duration")]
     pub lock_wait: Duration,
+    /// A group whose members may read the spool (directories 2750, files
+    /// 0640). None: its owner only (0700, 0600), whatever the umask.
+    pub group: Option<String>,
 }
 
 impl Default for SpoolSettings {
@@ -969,6 +972,7 @@ impl Default for SpoolSettings {
             tmp_max_age: Duration::from_secs(3600),
             min_free: Size(64 * 1024 * 1024),
             lock_wait: Duration::from_secs(600),
+            group: None,
         }
     }
 }
@@ -1585,6 +1589,10 @@ min_free = "64 MiB"
 # each run); then it exits 75, naming the lock, so a stopped or hung run
 # does not stall every cron job after it.
 lock_wait = "10m"
+# What the spool holds is its owner's only (directories 0700, files 0600),
+# whatever the umask. With a group, its members may read it too
+# (directories 2750, files 0640): rs-queue init --group NAME.
+# group = "rsadm"
 
 [receive]
 # Accepted message IDs are remembered (to drop retransmissions and copies

@@ -182,6 +182,8 @@ impl Error {
                 S::DiskFull { .. } | S::Locked { .. } | S::Shared { .. } => ExitCode::TempFail,
                 S::SharedSchema { .. } => ExitCode::Config,
                 S::NotFound { .. } => ExitCode::NoInput,
+                S::Exists { .. } => ExitCode::CantCreat,
+                S::NoSuchGroup { .. } => ExitCode::Usage,
             },
             Error::Config(_)
             | Error::PeerSetup { .. }

@@ -381,6 +381,19 @@ impl Cmd {
         self
     }
 
+    /// Runs the command with this umask (the tests' own may differ).
+    pub fn umask(mut self, mask: u32) -> Cmd {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: umask is async-signal-safe and touches only the child.
+        unsafe {
+            self.inner.pre_exec(move || {
+                libc::umask(mask as libc::mode_t);
+                Ok(())
+            });
+        }
+        self
+    }
+
     pub fn stdin(mut self, bytes: &[u8]) -> Cmd {
         self.stdin = bytes.to_vec();
         self

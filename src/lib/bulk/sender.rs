@@ -1198,7 +1198,14 @@ mod tests {
     fn only_the_receiver_that_authorized_a_transfer_moves_it_on() {
         let dir = tempfile::tempdir().unwrap();
         let now = Timestamp::from_secs(1_800_000_000);
-        let spool = Spool::create(&dir.path().join("s"), &name("a"), &name("a.host"), now).unwrap();
+        let spool = Spool::create(
+            &dir.path().join("s"),
+            &name("a"),
+            &name("a.host"),
+            None,
+            now,
+        )
+        .unwrap();
         let request = Header {
             id: MessageId::mint(now),
             created: now,

@@ -32,6 +32,11 @@ pub enum QueueCommand {
         /// This component's ID. Default: SITE.HOSTNAME.
         #[arg(long, value_name = "ID")]
         component: Option<String>,
+        /// A group whose members may read the spool (directories 2750,
+        /// files 0640). Default: the owner only (0700, 0600), whatever the
+        /// umask.
+        #[arg(long, value_name = "GROUP")]
+        group: Option<String>,
     },
     /// List messages in send order (precedence, then arrival). With --json,
     /// one JSON object per line.

@@ -19,8 +19,13 @@ use super::Context;
 pub fn run(args: QueueArgs) -> Result<ExitCode, Error> {
     let ctx = Context::new("rs-queue", &args.common)?;
     let now = ctx.clock.now();
-    if let QueueCommand::Init { site, component } = &args.command {
-        return init(&ctx, site, component.as_deref(), now);
+    if let QueueCommand::Init {
+        site,
+        component,
+        group,
+    } = &args.command
+    {
+        return init(&ctx, site, component.as_deref(), group.as_deref(), now);
     }
     if let QueueCommand::Seal { out, to } = &args.command {
         return seal(out, to);
@@ -274,6 +279,7 @@ fn init(
     ctx: &Context,
     site: &str,
     component: Option<&str>,
+    group: Option<&str>,
     now: Timestamp,
 ) -> Result<ExitCode, Error> {
     let dir = &ctx.spool_dir;
@@ -284,12 +290,12 @@ fn init(
     let site = Name::new("--site", site).map_err(usage)?;
     let component = match component {
         Some(c) => Name::new("--component", c).map_err(usage)?,
-        None => {
-            let host = hostname_component(&site);
-            Name::new("--component", host).map_err(usage)?
-        }
+        None => crate::spool::default_component(&site),
     };
-    let spool = Spool::create(dir, &site, &component, now)?;
+    let spool = match Spool::create(dir, &site, &component, group, now) {
+        Err(crate::spool::Error::Exists { path }) => return Err(Error::SpoolExists { path }),
+        other => other?,
+    };
     let mut out = Out::new();
     if ctx.json {
         out.json(
@@ -302,22 +308,6 @@ fn init(
         ))?;
     }
     Ok(ExitCode::Ok)
-}
-
-fn hostname_component(site: &Name) -> String {
-    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let host: String = host
-        .trim()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    format!("{site}.{}", if host.is_empty() { "host" } else { &host })
 }
 
 /// Outbound entries in send order.

@@ -81,36 +81,12 @@ fn rules(
         Some(c) => filter::kind_of(c),
         None => ("data", None),
     };
-    let facts = filter::Facts {
-        header: &header,
-        kind,
-        severity,
-        minute_of_day: now.minute_of_day(ctx.clock.utc_offset_secs()),
+    let mime = match &content {
+        Some(crate::message::Content::Data(d)) => Some(d.mime_type.as_str()),
+        _ => None,
     };
-    let learned = crate::route::Learned::load(spool);
-    let (rule, outcome) = match filter::first_match(&config.rules, &facts) {
-        Some((i, r)) => {
-            let what = match r.action {
-                filter::Action::Discard => {
-                    "discarded (acknowledged as accepted, counted)".to_string()
-                }
-                filter::Action::Divert => format!(
-                    "handed to {}",
-                    r.handler
-                        .as_ref()
-                        .map(|h| h.display().to_string())
-                        .unwrap_or_default()
-                ),
-                filter::Action::Aggregate => "gathered into the rule's next aggregate".to_string(),
-                filter::Action::Forward => match &r.peer {
-                    Some(p) => format!("forwarded to {p}"),
-                    None => routed(&header, config, &learned),
-                },
-            };
-            (Some((i, r.label(i))), what)
-        }
-        None => (None, routed(&header, config, &learned)),
-    };
+    let bulk = crate::bulk::is_bulk(kind, mime);
+    let (rule, outcome) = decided(spool, &header, (kind, severity, bulk), now, ctx);
     if ctx.json {
         out.json(&json!({
             "id": header.id, "rule": rule.as_ref().map(|(i, name)| json!({"index": i + 1, "name": name})),
@@ -129,17 +105,112 @@ fn rules(
     Ok(ExitCode::Ok)
 }
 
-/// What routing does with a message that meets no rule.
-fn routed(
-    h: &crate::message::Header,
-    config: &crate::config::Config,
-    learned: &crate::route::Learned,
-) -> String {
-    use crate::route::NextHop;
-    match crate::route::next_hop(h, config, learned) {
-        NextHop::Local => "delivered here".into(),
-        NextHop::Peer(p) => format!("forwarded to {p} (routing)"),
-        NextHop::Unknown(why) => format!("rejected: {why}"),
+/// What the receive path would decide for a message with this header,
+/// arriving now from its origin (`receive::decide`, the one code path):
+/// the rule it meets, if one decides, and the outcome in words.
+fn decided(
+    spool: &crate::spool::Spool,
+    header: &crate::message::Header,
+    (kind, severity, bulk): (&str, Option<&str>, bool),
+    now: crate::time::Timestamp,
+    ctx: &Context,
+) -> (Option<(usize, String)>, String) {
+    use crate::receive::decide::{decide, Decision, Facts, When};
+    let config = spool.config();
+    let learned = crate::route::Learned::load(spool);
+    let authority = crate::infra::Authority::of(spool);
+    let from = crate::route::originator(header, &config.component).clone();
+    let facts = Facts {
+        header,
+        from: &from,
+        id_seen: false,
+        origin_key_seen: false,
+        relay_stopped: None,
+        kind,
+        severity,
+        bulk,
+        service_epoch: None,
+        signed: true,
+        authority: &authority,
+    };
+    let when = When {
+        now,
+        receive_time: now,
+        horizon: None,
+        max_clock_skew: config.receive.max_clock_skew,
+        minute_of_day: now.minute_of_day(ctx.clock.utc_offset_secs()),
+    };
+    let label = |i: usize| Some((i, config.rules[i].label(i)));
+    let matched = || {
+        crate::filter::first_match(
+            &config.rules,
+            &crate::filter::Facts {
+                header,
+                kind,
+                severity,
+                minute_of_day: when.minute_of_day,
+            },
+        )
+        .filter(|(_, r)| r.action == crate::filter::Action::Forward)
+        .and_then(|(i, _)| label(i))
+    };
+    match decide(&facts, &when, config, &learned) {
+        Decision::Discard { rule } => (
+            label(rule),
+            "discarded (acknowledged as accepted, counted)".into(),
+        ),
+        Decision::Divert { rule } => (
+            label(rule),
+            format!(
+                "handed to {}",
+                config.rules[rule]
+                    .handler
+                    .as_ref()
+                    .map(|h| h.display().to_string())
+                    .unwrap_or_default()
+            ),
+        ),
+        Decision::Aggregate { rule } => (
+            label(rule),
+            "gathered into the rule's next aggregate".into(),
+        ),
+        Decision::Forward { peer, pinned } => match matched() {
+            Some(r) => (Some(r), format!("forwarded to {peer}")),
+            None => (
+                None,
+                format!(
+                    "forwarded to {peer}{}",
+                    if pinned { "" } else { " (routing)" }
+                ),
+            ),
+        },
+        Decision::Deliver => (None, "delivered here".into()),
+        Decision::Expand { targets } => {
+            let names: Vec<String> = targets
+                .iter()
+                .map(|t| match t {
+                    crate::message::Target::Component(c) => c.to_string(),
+                    crate::message::Target::Group(g) => format!("group:{g}"),
+                })
+                .collect();
+            (
+                None,
+                format!(
+                    "expanded here into one copy for each of {} (each then decided on its own)",
+                    names.join(", ")
+                ),
+            )
+        }
+        Decision::Infrastructure => (
+            None,
+            "taken by rs itself (registration, heartbeat or control)".into(),
+        ),
+        Decision::Bulk => (None, "taken as part of a bulk transfer".into()),
+        Decision::Reject { reason, .. } => (None, format!("rejected: {reason}")),
+        Decision::Refuse { reason } => (None, format!("refused and kept in quarantine: {reason}")),
+        Decision::Retry { reason } => (None, format!("not taken now: {reason}")),
+        Decision::EpochMismatch { reason } => (None, format!("epoch mismatch: {reason}")),
+        Decision::Duplicate { .. } => (None, "a duplicate".into()),
     }
 }
 

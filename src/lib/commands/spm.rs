@@ -517,6 +517,11 @@ fn write_atomically(path: &Path, bytes: &[u8], now: Timestamp) -> Result<(), Err
         .to_string_lossy()
         .into_owned();
     crate::spool::durable::write_durable(&dir, &dir, &name, bytes, now.as_micros())?;
+    // Served by others (a web server, a name server): as the operator's
+    // umask says, not private as the spool is.
+    let mode = crate::spool::outside_mode(0o666);
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+        .map_err(|e| crate::spool::Error::io("set the mode of", path, e))?;
     Ok(())
 }
 

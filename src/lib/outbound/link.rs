@@ -100,7 +100,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let now = Timestamp::from_secs(1_800_000_000);
         let name = |s: &str| crate::message::Name::new("name", s).unwrap();
-        let spool = Spool::create(&dir.path().join("s"), &name("a"), &name("a.host"), now).unwrap();
+        let spool = Spool::create(
+            &dir.path().join("s"),
+            &name("a"),
+            &name("a.host"),
+            None,
+            now,
+        )
+        .unwrap();
         let waits = |peer: &Peer| {
             (0..4)
                 .map(|_| {

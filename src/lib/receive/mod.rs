@@ -674,12 +674,9 @@ impl Batch<'_> {
                         });
                     }
                     Decision::Refuse { reason } => {
+                        // Not remembered: sent again (its answer lost), it
+                        // is refused again, never taken for a duplicate.
                         self.refuse_kept(&m, &from, &p.item.label, &reason)?;
-                        self.remember.push((
-                            id.clone(),
-                            state.keep_until(h.qos().expiry)?,
-                            h.created,
-                        ));
                         if group.is_none() {
                             self.owe_rejection(&h, &from, state.learned(), &reason);
                         }

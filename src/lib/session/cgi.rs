@@ -30,6 +30,8 @@ pub struct Env {
     /// Every request header passed (`HTTP_*`, `CONTENT_TYPE`), by its
     /// lower-case name.
     pub headers: Vec<(String, String)>,
+    /// A body waits on stdin although no CONTENT_LENGTH was passed.
+    pub unannounced_body: bool,
 }
 
 impl Env {
@@ -37,6 +39,7 @@ impl Env {
     pub fn from_process() -> Env {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         Env {
+            unannounced_body: var("CONTENT_LENGTH").is_none() && body_waiting(),
             method: var("REQUEST_METHOD"),
             content_length: var("CONTENT_LENGTH"),
             verify: var("SSL_CLIENT_VERIFY"),
@@ -120,6 +123,13 @@ pub fn respond(
     log: &dyn Fn(String),
 ) -> Response {
     let length: u64 = match env.content_length.as_deref().map(str::parse) {
+        None if env.header("transfer-encoding").is_some() || env.unannounced_body => {
+            log("request refused (411): a body without CONTENT_LENGTH".into());
+            return Response::text(
+                411,
+                "a body without CONTENT_LENGTH: the web server must pass its length (nginx: fastcgi_param CONTENT_LENGTH $content_length, and a client that sends Content-Length)\n",
+            );
+        }
         None => 0,
         Some(Ok(n)) => n,
         Some(Err(_)) => return Response::text(400, "CONTENT_LENGTH is not a number\n"),
@@ -169,6 +179,28 @@ pub fn respond(
         body: Payload::Bytes(body),
     };
     handle(spool, req, clock, log)
+}
+
+/// Whether a body waits on stdin although no CONTENT_LENGTH announced
+/// one (a chunked body, a web server that does not pass the length): a
+/// request that would otherwise pass for an empty poll, its body dropped.
+/// Looks for at most 200 ms and reads nothing.
+fn body_waiting() -> bool {
+    let mut fds = [libc::pollfd {
+        fd: libc::STDIN_FILENO,
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    // SAFETY: one valid pollfd, its length given.
+    let ready = unsafe { libc::poll(fds.as_mut_ptr(), 1, 200) };
+    if ready <= 0 || fds[0].revents & libc::POLLIN == 0 {
+        return false;
+    }
+    // Readable: data, or the end of an empty body. FIONREAD tells which.
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int.
+    let rc = unsafe { libc::ioctl(libc::STDIN_FILENO, libc::FIONREAD, &mut n) };
+    rc == 0 && n > 0
 }
 
 /// Writes `resp` as a CGI response.

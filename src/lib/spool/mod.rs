@@ -49,6 +49,10 @@ pub enum Error {
     NotASpool { path: PathBuf },
     #[error("{path} holds a spool but its config.toml is missing: restore it from backup, or write a new one with `rs-queue init --site SITE --component ID --spool {path}` (the spool's messages are kept)")]
     ConfigMissing { path: PathBuf },
+    #[error("{path} holds a spool already (its config.toml exists)")]
+    Exists { path: PathBuf },
+    #[error("group {group} (for the spool {path}) does not exist: create it with `groupadd {group}`, or choose another with --group")]
+    NoSuchGroup { group: String, path: PathBuf },
     #[error("the spool's file system has {free} free, below the {min} kept free ([spool] min_free in {config}): free some space, or lower min_free")]
     DiskFull {
         free: Size,
@@ -361,6 +365,7 @@ impl Spool {
             });
         }
         let config = Config::load(root)?;
+        make_private(config.spool.group.is_some());
         let spool = Spool {
             root: root.to_path_buf(),
             config,
@@ -374,7 +379,8 @@ impl Spool {
     }
 
     /// Opens the spool, creating it with default settings if `root` holds no
-    /// spool yet. Returns whether it was created.
+    /// spool yet. Returns whether this run created it (of many runs that
+    /// start at once on a new spool, one creates it and all open it).
     pub fn open_or_create(root: &Path, now: Timestamp) -> Result<(Spool, bool)> {
         // Anything named config.toml (a dangling link, a directory) or a
         // spool's areas without one is the operator's to repair: never
@@ -384,40 +390,95 @@ impl Spool {
         }
         let site = Name::new("site", "local").map_err(|_| unreachable_name())?;
         let component = default_component(&site);
-        Ok((Spool::create(root, &site, &component, now)?, true))
+        match Spool::create(root, &site, &component, None, now) {
+            Ok(spool) => Ok((spool, true)),
+            // Another run created it first.
+            Err(Error::Exists { .. }) => Ok((Spool::open(root)?, false)),
+            Err(e) => Err(e),
+        }
     }
 
     /// Creates a spool at `root` (which may exist, but must not yet hold a
-    /// configuration) for the given site and component.
-    pub fn create(root: &Path, site: &Name, component: &Name, now: Timestamp) -> Result<Spool> {
+    /// configuration) for the given site and component, private to its
+    /// owner (or readable by `group`: see [`make_private`]). All or
+    /// nothing: its configuration is written (atomically, under a lock on
+    /// `root`) before any area, and an area found missing is made again
+    /// when the spool is opened, so a run killed at any moment leaves no
+    /// areas without a configuration. [`Error::Exists`] when another run
+    /// created it first.
+    pub fn create(
+        root: &Path,
+        site: &Name,
+        component: &Name,
+        group: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Spool> {
+        let gid = match group {
+            Some(g) => Some(group_id(g).ok_or_else(|| Error::NoSuchGroup {
+                group: g.to_string(),
+                path: root.to_path_buf(),
+            })?),
+            None => None,
+        };
+        make_private(gid.is_some());
+        let made_root = !root.is_dir();
         durable::create_dir_all(root)?;
-        let probe = Spool {
-            root: root.to_path_buf(),
-            config: Config::parse(&Config::default_text(site, component)).map_err(|message| {
+        if made_root {
+            let mode = if gid.is_some() { 0o2750 } else { 0o700 };
+            if let Some(gid) = gid {
+                std::os::unix::fs::chown(root, None, Some(gid))
+                    .map_err(|e| Error::io("give the group of", root, e))?;
+            }
+            fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                .map_err(|e| Error::io("set the mode of", root, e))?;
+        }
+        let lock_file = fs::File::open(root).map_err(|e| Error::io("open", root, e))?;
+        fs2::FileExt::lock_exclusive(&lock_file).map_err(|e| Error::io("lock", root, e))?;
+        if fs::symlink_metadata(root.join(config::FILE_NAME)).is_ok() {
+            return Err(Error::Exists {
+                path: root.to_path_buf(),
+            });
+        }
+        let mut text = Config::default_text(site, component);
+        if let Some(g) = group {
+            text = config::edit(&text, "spool", "group", Some(g.into())).map_err(|message| {
                 config::Error::Parse {
                     path: root.join(config::FILE_NAME),
                     message,
                 }
+            })?;
+        }
+        let probe = Spool {
+            root: root.to_path_buf(),
+            config: Config::parse(&text).map_err(|message| config::Error::Parse {
+                path: root.join(config::FILE_NAME),
+                message,
             })?,
         };
-        probe.ensure_dirs()?;
+        // tmp/ first (no sign of a spool: see `holds_a_spool`), for the
+        // configuration's durable write; then everything else.
+        durable::create_dir_all(&probe.dir(Area::Tmp))?;
         durable::write_durable(
             &probe.dir(Area::Tmp),
             root,
             config::FILE_NAME,
-            Config::default_text(site, component).as_bytes(),
+            text.as_bytes(),
             now.as_micros(),
         )?;
+        probe.ensure_dirs()?;
+        drop(lock_file);
         Spool::open(root)
     }
 
-    /// Creates any missing area (an operator may have removed one).
+    /// Creates any missing area (an operator may have removed one, a run
+    /// creating the spool may have been killed), `aggregate/` last: the
+    /// sign, for [`Spool::open`], that every area exists.
     pub fn ensure_dirs(&self) -> Result<()> {
-        for area in Area::ALL {
-            durable::create_dir_all(&self.dir(area))?;
-        }
         for sub in ["tmp", "new", "cur"] {
             durable::create_dir_all(&self.dir(Area::Received).join(sub))?;
+        }
+        for area in Area::ALL {
+            durable::create_dir_all(&self.dir(area))?;
         }
         Ok(())
     }
@@ -848,8 +909,58 @@ fn unreachable_name() -> Error {
     )
 }
 
-/// `SITE.HOSTNAME`, with the host name reduced to characters a component ID may hold.
-fn default_component(site: &Name) -> Name {
+/// The umask rs was started with, before a spool made what it creates
+/// private (`u32::MAX`: none yet).
+static STARTING_UMASK: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(u32::MAX);
+
+/// Makes everything this process creates from now on private to the
+/// spool's owner (umask 0077), or readable by the spool's group too
+/// (0027), whatever umask it was started with (which [`outside_mode`]
+/// keeps for what rs writes outside the spool).
+pub fn make_private(group: bool) {
+    let mask: libc::mode_t = if group { 0o027 } else { 0o077 };
+    // SAFETY: umask only sets this process's file mode creation mask.
+    let old = unsafe { libc::umask(mask) };
+    let _ = STARTING_UMASK.compare_exchange(
+        u32::MAX,
+        old,
+        std::sync::atomic::Ordering::SeqCst,
+        std::sync::atomic::Ordering::SeqCst,
+    );
+}
+
+/// `mode` less the umask rs was started with: for what it creates outside
+/// the spool (a medium, read elsewhere by other users), where the
+/// operator's umask rules, not the spool's privacy.
+pub fn outside_mode(mode: u32) -> u32 {
+    match STARTING_UMASK.load(std::sync::atomic::Ordering::SeqCst) {
+        u32::MAX => {
+            // Not changed yet: the current umask is the starting one.
+            // SAFETY: umask only sets this process's file mode creation mask.
+            let m = unsafe { libc::umask(0o022) };
+            // SAFETY: as above, putting it back.
+            unsafe { libc::umask(m) };
+            mode & !m
+        }
+        m => mode & !m,
+    }
+}
+
+/// The ID of group `name`, if there is one.
+fn group_id(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: getgrnam takes a NUL-terminated string and returns a
+    // pointer to static storage or null; the gid is copied out at once.
+    let g = unsafe { libc::getgrnam(c.as_ptr()) };
+    // SAFETY: non-null pointers from getgrnam point to a valid group.
+    (!g.is_null()).then(|| unsafe { (*g).gr_gid })
+}
+
+/// The component ID a spool created without one gets: `SITE.HOSTNAME`,
+/// the host name reduced to what a component ID may hold (letters, digits,
+/// `-`; at most 64 characters). The one rule, for `rs-queue init` and
+/// first use alike.
+pub fn default_component(site: &Name) -> Name {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most buf.len() bytes into buf.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };

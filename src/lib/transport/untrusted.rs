@@ -176,16 +176,26 @@ impl Dir {
         }
     }
 
-    /// Opens the subdirectory `name`, creating it (mode 0755) if absent.
+    /// Opens the subdirectory `name`, creating it if absent (mode 0777 less
+    /// the umask rs was started with: a medium is read elsewhere, by other
+    /// users, so the spool's privacy is not imposed on it).
     pub fn create_dir(&self, name: impl AsRef<OsStr>) -> Result<Dir, Refusal> {
         let name = name.as_ref();
         let c = c_name(name).map_err(|e| Refusal::io(self.join(name), e))?;
         let path = self.join(name);
-        fault::mkdir_with(&path, || {
-            rustix::fs::mkdirat(&self.fd, &c, Mode::from_raw_mode(0o755)).map_err(io::Error::from)
+        let made = fault::mkdir_with(&path, || {
+            rustix::fs::mkdirat(&self.fd, &c, Mode::from_raw_mode(0o700)).map_err(io::Error::from)
         })
-        .map_err(|e| Refusal::io(path, e))?;
-        self.open_dir(name)
+        .map_err(|e| Refusal::io(path.clone(), e))?;
+        let dir = self.open_dir(name)?;
+        if made {
+            rustix::fs::fchmod(
+                &dir.fd,
+                Mode::from_raw_mode(crate::spool::outside_mode(0o777)),
+            )
+            .map_err(|e| Refusal::io(path, io::Error::from(e)))?;
+        }
+        Ok(dir)
     }
 
     fn kind_of(&self, name: &CStr) -> io::Result<Kind> {
@@ -265,8 +275,10 @@ impl Dir {
                 &self.fd,
                 &c,
                 OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::from_raw_mode(0o644),
+                Mode::from_raw_mode(0o600),
             )?;
+            // As the umask rs was started with says (see `create_dir`).
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(crate::spool::outside_mode(0o666)))?;
             Ok(File::from(fd))
         })
     }
