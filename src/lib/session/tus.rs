@@ -16,7 +16,10 @@
 //! offset and made durable before it is answered; the last one completes
 //! the transfer (the digest checked whole, the data delivered, the sender
 //! told). A piece with a checksum that does not match is answered 460 and
-//! nothing of it counts.
+//! nothing of it counts, unless it came with the SHA-256 of each of its
+//! chunks (`X-Rs-Chunk-Checksums`, which rs sends): the chunks before the
+//! break (the body cut short, a chunk or the whole not matching) that
+//! matched are then kept, so a broken link costs one chunk, not a piece.
 //!
 //! **Downloads** (`GET …/downloads/T`) give a transfer this site sends to
 //! its receiver or the peer its messages go to, with byte ranges (`Range:
@@ -29,7 +32,7 @@ use crate::bulk::receiver::{self, Algorithm, Patch, Refused, Upload};
 use crate::message::Name;
 use crate::spool::Spool;
 use crate::time::Clock;
-use crate::transport::tus::Client;
+use crate::transport::tus::{ChunkSums, Client, CHUNK_CHECKSUMS};
 
 /// The tus protocol version spoken.
 pub const VERSION: &str = "1.0.0";
@@ -215,10 +218,18 @@ fn pass(
         route.url.trim_end_matches('/'),
         crate::bulk::UPLOADS
     );
-    let headers: Vec<(&str, String)> = ["content-type", "upload-offset", "upload-checksum"]
-        .into_iter()
-        .filter_map(|name| Some((name, header(name)?)))
-        .collect();
+    // The chunks' digests go on too: the next hop keeps what arrived of a
+    // piece cut short on either link, as this site would.
+    let chunks = CHUNK_CHECKSUMS.to_ascii_lowercase();
+    let headers: Vec<(&str, String)> = [
+        "content-type",
+        "upload-offset",
+        "upload-checksum",
+        chunks.as_str(),
+    ]
+    .into_iter()
+    .filter_map(|name| Some((name, header(name)?)))
+    .collect();
     let body = if method == "PATCH" {
         let Some(len) = header("content-length").and_then(|v| v.trim().parse::<u64>().ok()) else {
             return tus(Response::text(
@@ -375,10 +386,16 @@ fn patch(
         Some(Ok(c)) => Some(c),
         Some(Err(why)) => return tus(Response::text(400, format!("{why}\n"))),
     };
+    let chunks = match header(&CHUNK_CHECKSUMS.to_ascii_lowercase()).map(|c| ChunkSums::parse(&c)) {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(why)) => return tus(Response::text(400, format!("{why}\n"))),
+    };
     let patch = Patch {
         offset,
         length,
         checksum,
+        chunks,
         body,
     };
     match receiver::upload_patch(spool, t, caller, patch, now, log) {
