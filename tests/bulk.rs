@@ -1272,6 +1272,94 @@ fn an_upload_through_a_relay_over_a_link_that_drops_still_finishes() {
     }
 }
 
+/// A relay behind a web server that hands `rs-relay cgi` a body shorter
+/// than its `CONTENT_LENGTH` (the client went away) passed it on as a
+/// body that never ends, and spun; it now passes it on as broken, and the
+/// receiver keeps the whole chunks that came.
+#[test]
+fn a_relay_passes_an_upload_body_that_ends_early_on_as_broken() {
+    use base64::Engine as _;
+    const MIB: usize = 1 << 20;
+    let (a, r, p, p_server, _r_server, _link) = chain_over_a_link();
+    let data = random(3 * MIB, 53);
+    let id = a.send(&[], &data);
+    // The request goes up and the answer comes back to the relay, which
+    // then holds a granted reservation; a.host does not upload.
+    a.cmd("rs-queue").args(["flush"]).run();
+    r.cmd("rs-queue").args(["flush"]).run();
+    let state = |site: &Site, path: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(site.spool.join(path)).unwrap()).unwrap()
+    };
+    assert_eq!(state(&r, &format!("bulk/hop/{id}.json"))["granted"], true);
+    assert_eq!(
+        state(&p, &format!("bulk/in/{id}.json"))["phase"],
+        "receiving"
+    );
+    let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+    let sums: Vec<String> = data
+        .chunks(MIB)
+        .map(|c| b64(&openssl::sha::sha256(c)))
+        .collect();
+    let given = r.root().join("body");
+    std::fs::write(&given, &data[..2 * MIB + MIB / 2]).unwrap();
+    let mut cgi = r
+        .cmd("rs-relay")
+        .args(["cgi"])
+        .env("REQUEST_METHOD", "PATCH")
+        .env("REQUEST_URI", &format!("/rs/uploads/{id}"))
+        .env("CONTENT_TYPE", "application/offset+octet-stream")
+        .env("CONTENT_LENGTH", &data.len().to_string())
+        .env("HTTP_TUS_RESUMABLE", "1.0.0")
+        .env("HTTP_X_RS_FROM", "a.host")
+        .env("HTTP_UPLOAD_OFFSET", "0")
+        .env(
+            "HTTP_UPLOAD_CHECKSUM",
+            &format!("sha256 {}", b64(&openssl::sha::sha256(&data))),
+        )
+        .env(
+            "HTTP_X_RS_CHUNK_CHECKSUMS",
+            &format!("sha256 {MIB} {}", sums.join(",")),
+        )
+        .command();
+    cgi.stdin(std::fs::File::open(&given).unwrap())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = cgi.spawn().unwrap();
+    let mut ended = None;
+    for _ in 0..600 {
+        ended = child.try_wait().unwrap();
+        if ended.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if ended.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("rs-relay cgi still passing a body that ended after 30 s");
+    }
+    let mut answer = String::new();
+    use std::io::Read;
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut answer)
+        .unwrap();
+    assert!(answer.starts_with("Status: 502"), "{answer}");
+    // The receiver kept the two whole chunks that came.
+    let mut at = 0;
+    for _ in 0..100 {
+        at = upload_offset_as(&p_server, &id, "r.relay");
+        if at > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(at, 2 * MIB as u64);
+    assert!(bulk_files(&r, "in").is_empty());
+}
+
 #[test]
 fn a_standard_tus_client_uploads_an_authorized_transfer_and_resumes_after_a_kill() {
     let python = tus_python();

@@ -241,6 +241,16 @@ fn pass(
     } else {
         None
     };
+    // A body that ends early is passed on as broken, never as an end
+    // (the next hop then keeps what it can verify of it).
+    let mut exact;
+    let body = match body {
+        Some((body, len)) => {
+            exact = Exact { body, left: len };
+            Some((&mut exact as &mut dyn Read, len))
+        }
+        None => None,
+    };
     match client.call(method, &url, &headers, body) {
         Ok(a) => {
             let mut r = if a.text.is_empty() || a.status == 204 {
@@ -255,6 +265,33 @@ fn pass(
             502,
             format!("the next hop {peer} cannot be reached: {e}\n"),
         )),
+    }
+}
+
+/// A body of `left` bytes more: ending before them is an error.
+struct Exact<'a> {
+    body: &'a mut dyn Read,
+    left: u64,
+}
+
+impl Read for Exact<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = buf.len().min(self.left.min(usize::MAX as u64) as usize);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.body.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the body ended {} bytes short of its Content-Length",
+                    self.left
+                ),
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
     }
 }
 
