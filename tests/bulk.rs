@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use support::http::{route, serve_tls, Nginx, Pki, Serve};
+use support::link::Link;
 use support::{Rng, Site};
 
 const T0: &str = "2026-12-02T10:00:00Z";
@@ -1049,6 +1050,314 @@ fn an_upload_piece_that_stalls_is_refused_for_its_pause() {
     );
     assert_eq!(status, 200);
     assert_eq!(h["upload-offset"], "0", "nothing of it counts");
+}
+
+/// `a.host` uploading to `p.hub`'s `rs-relay serve` (plain HTTP, chunks
+/// of 1 MiB: pieces of 64 MiB) through a link the test can break.
+fn pair_over_a_link() -> (Site, Site, Serve, Link) {
+    let mut a = Site::component("a.host");
+    let mut p = Site::component("p.hub");
+    a.at(T0);
+    p.at(T0);
+    p.peer("a.host", "authentication = \"none\"");
+    p.append_config("[bulk]\nchunk_size = \"1MiB\"\n");
+    let server = Serve::start(&p);
+    let link = Link::to(server.port);
+    a.peer(
+        "p.hub",
+        &format!(
+            "upstream = true\nauthentication = \"none\"\nroutes = [\"{}\"]",
+            link.url("/rs")
+        ),
+    );
+    a.bulk_threshold("4KiB");
+    (a, p, server, link)
+}
+
+/// Where the upload of `id` stands at `server`, asked directly.
+fn upload_offset(server: &Serve, id: &str) -> u64 {
+    upload_offset_as(server, id, "a.host")
+}
+
+/// The same, asked as `caller`.
+fn upload_offset_as(server: &Serve, id: &str, caller: &str) -> u64 {
+    let tus = [
+        ("Tus-Resumable", "1.0.0".to_string()),
+        ("X-Rs-From", caller.to_string()),
+    ];
+    let (status, h) = raw(
+        &server.url,
+        "HEAD",
+        &format!("/rs/uploads/{id}"),
+        &tus,
+        b"",
+        None,
+    );
+    assert_eq!(status, 200, "{h:?}");
+    h["upload-offset"].parse().unwrap()
+}
+
+/// Issue 29: a piece cut short was thrown away whole, so a killed upload
+/// started again from zero. The receiver keeps the chunks that arrived
+/// whole and matched their digests; the next flush resumes there.
+#[test]
+fn a_killed_upload_resumes_from_the_last_verified_chunk() {
+    const MIB: u64 = 1 << 20;
+    let (a, p, server, link) = pair_over_a_link();
+    let data = random(40 << 20, 41);
+    let id = a.send(&[], &data);
+    // 18.5 MiB get through, in the first piece (the whole 40 MiB), then
+    // the link stalls and the uploading flush is killed.
+    let through = 18 * MIB + MIB / 2;
+    link.budget(Some(through));
+    link.stall(true);
+    let mut c = a.cmd("rs-queue").args(["flush"]).command();
+    c.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .stdin(std::process::Stdio::null());
+    let mut flush = c.spawn().unwrap();
+    let stalled = link.wait_broken(1, Duration::from_secs(120));
+    let mut at = 0;
+    for _ in 0..200 {
+        at = upload_offset(&server, &id);
+        if !stalled || at > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = flush.kill();
+    let _ = flush.wait();
+    assert!(stalled, "the upload never got {through} bytes through");
+    // Of what arrived (18.5 MiB less the requests' headers), the whole
+    // chunks: a multiple of the chunk, at most one chunk behind.
+    assert_eq!(
+        at,
+        18 * MIB,
+        "the upload stands at {at} after {through} bytes got through"
+    );
+    link.budget(None);
+    let before = link.carried();
+    let r = a.cmd("rs-queue").args(["flush"]).run();
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let rest = data.len() as u64 - at;
+    assert!(
+        r.stderr
+            .contains(&format!("uploaded {rest} bytes over HTTP")),
+        "{}",
+        r.stderr
+    );
+    let resent = link.carried() - before;
+    assert!(resent < rest + MIB, "{resent} bytes went again for {rest}");
+    for _ in 0..3 {
+        if a.ack_status(&id)["state"] == "acknowledged" {
+            break;
+        }
+        a.cmd("rs-queue").args(["flush"]).run();
+    }
+    assert_eq!(a.ack_status(&id)["state"], "acknowledged");
+    delivered_once(&p, &id, &data, 0);
+    assert_eq!(p.received().len(), 1);
+    for s in [&a, &p] {
+        s.assert_nothing_quarantined();
+    }
+}
+
+/// Issue 29: over a link that drops each connection before a piece (64
+/// MiB) gets through, an upload never finished. Each connection now
+/// leaves its whole chunks at the receiver, and the upload goes on.
+#[test]
+fn an_upload_over_a_link_that_drops_every_few_mib_still_finishes() {
+    let (a, p, _server, link) = pair_over_a_link();
+    let data = random(24 << 20, 43);
+    let id = a.send(&[], &data);
+    link.budget(Some(3 << 20));
+    let mut flushes = 0;
+    while a.ack_status(&id)["state"] != "acknowledged" {
+        flushes += 1;
+        assert!(
+            flushes <= 24,
+            "not delivered after {} connections cut: {}",
+            link.broken(),
+            a.ack_status(&id)
+        );
+        let r = a.cmd("rs-queue").args(["flush", "--force"]).run();
+        assert!(matches!(r.code, Some(0) | Some(75)), "{}", r.stderr);
+    }
+    assert!(link.broken() >= 8, "{} connections cut", link.broken());
+    delivered_once(&p, &id, &data, 0);
+    assert_eq!(p.received().len(), 1);
+    let s = a.ack_status(&id);
+    assert_eq!(
+        s["bulk"]["chunks_sent"], 0,
+        "uploaded, not sent as chunks: {s}"
+    );
+    eprintln!(
+        "24 MiB over a link cut every 3 MiB: {flushes} flushes, {} connections cut, {} bytes carried",
+        link.broken(),
+        link.carried()
+    );
+    for s in [&a, &p] {
+        s.assert_nothing_quarantined();
+    }
+}
+
+/// `a.host` → `r.relay` → `p.hub`, each relay's `rs-relay serve` on
+/// plain HTTP (chunks of 1 MiB at `p.hub`), `a.host` reaching `r.relay`
+/// through a link the test can break.
+fn chain_over_a_link() -> (Site, Site, Site, Serve, Serve, Link) {
+    let mut a = Site::component("a.host");
+    let mut r = Site::component("r.relay");
+    let mut p = Site::component("p.hub");
+    for s in [&mut a, &mut r, &mut p] {
+        s.at(T0);
+    }
+    p.peer("r.relay", "authentication = \"none\"");
+    p.append_config("[bulk]\nchunk_size = \"1MiB\"\n");
+    let p_server = Serve::start(&p);
+    r.peer("a.host", "authentication = \"none\"");
+    r.peer(
+        "p.hub",
+        &format!(
+            "upstream = true\nauthentication = \"none\"\nroutes = [\"{}\"]",
+            p_server.url
+        ),
+    );
+    let r_server = Serve::start(&r);
+    let link = Link::to(r_server.port);
+    a.peer(
+        "r.relay",
+        &format!(
+            "upstream = true\nauthentication = \"none\"\nroutes = [\"{}\"]",
+            link.url("/rs")
+        ),
+    );
+    a.bulk_threshold("4KiB");
+    (a, r, p, p_server, r_server, link)
+}
+
+/// The same through a relay passing the upload on: the relay forwards
+/// the chunks' digests with each piece, so the receiver keeps what
+/// arrived of a piece the first link cut short, and the relay keeps
+/// nothing.
+#[test]
+fn an_upload_through_a_relay_over_a_link_that_drops_still_finishes() {
+    let (a, r, p, _p_server, _r_server, link) = chain_over_a_link();
+    let data = random(16 << 20, 47);
+    let id = a.send(&[], &data);
+    link.budget(Some(3 << 20));
+    let mut rounds = 0;
+    while a.ack_status(&id)["state"] != "acknowledged" {
+        rounds += 1;
+        assert!(
+            rounds <= 20,
+            "not delivered after {} connections cut: {}",
+            link.broken(),
+            a.ack_status(&id)
+        );
+        for site in [&a, &r] {
+            let out = site.cmd("rs-queue").args(["flush", "--force"]).run();
+            assert!(matches!(out.code, Some(0) | Some(75)), "{}", out.stderr);
+        }
+    }
+    assert!(link.broken() >= 5, "{} connections cut", link.broken());
+    delivered_once(&p, &id, &data, 0);
+    let s = a.ack_status(&id);
+    assert_eq!(
+        s["bulk"]["chunks_sent"], 0,
+        "uploaded, not sent as chunks: {s}"
+    );
+    assert!(bulk_files(&r, "in").is_empty());
+    for s in [&a, &r, &p] {
+        s.assert_nothing_quarantined();
+    }
+}
+
+/// A relay behind a web server that hands `rs-relay cgi` a body shorter
+/// than its `CONTENT_LENGTH` (the client went away) passed it on as a
+/// body that never ends, and spun; it now passes it on as broken, and the
+/// receiver keeps the whole chunks that came.
+#[test]
+fn a_relay_passes_an_upload_body_that_ends_early_on_as_broken() {
+    use base64::Engine as _;
+    const MIB: usize = 1 << 20;
+    let (a, r, p, p_server, _r_server, _link) = chain_over_a_link();
+    let data = random(3 * MIB, 53);
+    let id = a.send(&[], &data);
+    // The request goes up and the answer comes back to the relay, which
+    // then holds a granted reservation; a.host does not upload.
+    a.cmd("rs-queue").args(["flush"]).run();
+    r.cmd("rs-queue").args(["flush"]).run();
+    let state = |site: &Site, path: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(site.spool.join(path)).unwrap()).unwrap()
+    };
+    assert_eq!(state(&r, &format!("bulk/hop/{id}.json"))["granted"], true);
+    assert_eq!(
+        state(&p, &format!("bulk/in/{id}.json"))["phase"],
+        "receiving"
+    );
+    let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+    let sums: Vec<String> = data
+        .chunks(MIB)
+        .map(|c| b64(&openssl::sha::sha256(c)))
+        .collect();
+    let given = r.root().join("body");
+    std::fs::write(&given, &data[..2 * MIB + MIB / 2]).unwrap();
+    let mut cgi = r
+        .cmd("rs-relay")
+        .args(["cgi"])
+        .env("REQUEST_METHOD", "PATCH")
+        .env("REQUEST_URI", &format!("/rs/uploads/{id}"))
+        .env("CONTENT_TYPE", "application/offset+octet-stream")
+        .env("CONTENT_LENGTH", &data.len().to_string())
+        .env("HTTP_TUS_RESUMABLE", "1.0.0")
+        .env("HTTP_X_RS_FROM", "a.host")
+        .env("HTTP_UPLOAD_OFFSET", "0")
+        .env(
+            "HTTP_UPLOAD_CHECKSUM",
+            &format!("sha256 {}", b64(&openssl::sha::sha256(&data))),
+        )
+        .env(
+            "HTTP_X_RS_CHUNK_CHECKSUMS",
+            &format!("sha256 {MIB} {}", sums.join(",")),
+        )
+        .command();
+    cgi.stdin(std::fs::File::open(&given).unwrap())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = cgi.spawn().unwrap();
+    let mut ended = None;
+    for _ in 0..600 {
+        ended = child.try_wait().unwrap();
+        if ended.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if ended.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("rs-relay cgi still passing a body that ended after 30 s");
+    }
+    let mut answer = String::new();
+    use std::io::Read;
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut answer)
+        .unwrap();
+    assert!(answer.starts_with("Status: 502"), "{answer}");
+    // The receiver kept the two whole chunks that came.
+    let mut at = 0;
+    for _ in 0..100 {
+        at = upload_offset_as(&p_server, &id, "r.relay");
+        if at > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(at, 2 * MIB as u64);
+    assert!(bulk_files(&r, "in").is_empty());
 }
 
 #[test]

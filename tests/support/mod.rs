@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod link;
 pub mod postfix;
 pub mod scale;
 

@@ -17,6 +17,7 @@ use crate::message::{
 };
 use crate::spool::{durable, maildir, Area, Result, Spool};
 use crate::time::Timestamp;
+use crate::transport::tus::{ChunkSums, CHUNK_CHECKSUMS};
 
 /// The largest chunk (a chunk travels as one message).
 pub(crate) const MAX_CHUNK: u64 = 16 << 20;
@@ -1001,7 +1002,90 @@ pub struct Patch<'a> {
     pub length: Option<u64>,
     /// The checksum the body must have.
     pub checksum: Option<(Algorithm, Vec<u8>)>,
+    /// The SHA-256 of each chunk of the body, when the caller sent them:
+    /// what arrived of a piece cut short is then kept up to its last
+    /// chunk that matched.
+    pub chunks: Option<ChunkSums>,
     pub body: &'a mut dyn Read,
+}
+
+/// A piece's chunks checked as its bytes come: how many bytes from its
+/// start are verified, and whether one failed.
+struct ChunkCheck<'a> {
+    sums: &'a ChunkSums,
+    hasher: openssl::sha::Sha256,
+    filled: u64,
+    index: usize,
+    verified: u64,
+    failed: Option<String>,
+}
+
+impl<'a> ChunkCheck<'a> {
+    fn new(sums: &'a ChunkSums) -> ChunkCheck<'a> {
+        ChunkCheck {
+            sums,
+            hasher: openssl::sha::Sha256::new(),
+            filled: 0,
+            index: 0,
+            verified: 0,
+            failed: None,
+        }
+    }
+
+    /// Takes the next bytes of the piece; false once a chunk failed.
+    fn take(&mut self, mut data: &[u8]) -> bool {
+        while !data.is_empty() && self.failed.is_none() {
+            let n = (self.sums.size - self.filled).min(data.len() as u64) as usize;
+            self.hasher.update(&data[..n]);
+            self.filled += n as u64;
+            data = &data[n..];
+            if self.filled == self.sums.size {
+                self.close();
+            }
+        }
+        self.failed.is_none()
+    }
+
+    /// The piece ended whole: its last, shorter chunk is checked, and
+    /// every chunk named must have come.
+    fn end(&mut self) -> bool {
+        if self.filled > 0 && self.failed.is_none() {
+            self.close();
+        }
+        if self.failed.is_none() && self.index < self.sums.digests.len() {
+            self.failed = Some(format!(
+                "the body ended after {} of the {} chunks its {} names",
+                self.index,
+                self.sums.digests.len(),
+                CHUNK_CHECKSUMS
+            ));
+        }
+        self.failed.is_none()
+    }
+
+    fn close(&mut self) {
+        let h = std::mem::replace(&mut self.hasher, openssl::sha::Sha256::new());
+        let i = self.index;
+        match self.sums.digests.get(i) {
+            Some(d) if *d == h.finish() => {
+                self.verified += self.filled;
+                self.index += 1;
+                self.filled = 0;
+            }
+            Some(_) => {
+                self.failed = Some(format!(
+                    "chunk {i} of the piece does not match its digest in {CHUNK_CHECKSUMS}"
+                ))
+            }
+            None => {
+                self.failed = Some(format!(
+                    "the body runs past the {} chunks its {} names",
+                    self.sums.digests.len(),
+                    CHUNK_CHECKSUMS
+                ))
+            }
+        }
+    }
 }
 
 /// Transfer `t`'s state, if `caller` may upload it: it is authorized here
@@ -1099,10 +1183,13 @@ fn recovered_state(
 }
 
 /// Writes one piece of transfer `t`'s upload in place: taken only at the
-/// offset the upload stands at, whole, and matching its checksum (a body
-/// cut short without a checksum is taken as far as it came). Durable and
-/// recorded on return; the last piece completes the transfer (checked
-/// whole, delivered, the sender told).
+/// offset the upload stands at, whole, and matching its checksum. Of a
+/// piece that breaks off or does not match, what counts is the chunks
+/// before the break that matched their digests (`patch.chunks`), or, with
+/// no checksum at all, as far as it came; with only a whole checksum,
+/// nothing. What counts is durable and recorded on return, even when the
+/// piece is refused; the last bytes complete the transfer (checked whole,
+/// delivered, the sender told).
 pub fn upload_patch(
     spool: &Spool,
     t: &str,
@@ -1162,8 +1249,21 @@ pub fn upload_patch(
             ),
         ));
     }
+    if let (Some(sums), Some(n)) = (&patch.chunks, patch.length) {
+        if !sums.fit(n) {
+            return Err(refused(
+                400,
+                format!(
+                    "{CHUNK_CHECKSUMS} names {} chunks of {} bytes, but the body is {n} bytes",
+                    sums.digests.len(),
+                    sums.size
+                ),
+            ));
+        }
+    }
     let mut sha1 = openssl::sha::Sha1::new();
     let mut sha256 = openssl::sha::Sha256::new();
+    let mut chunks = patch.chunks.as_ref().map(ChunkCheck::new);
     let mut buf = vec![0u8; 1 << 20];
     let mut written = 0u64;
     let mut body = patch.body.take(room + 1);
@@ -1188,30 +1288,87 @@ pub fn upload_patch(
             None => {}
         }
         written += n as u64;
+        if let Some(c) = chunks.as_mut() {
+            if !c.take(&buf[..n]) {
+                // Nothing after a chunk that does not match can count.
+                break None;
+            }
+        }
     };
     let short = patch.length.is_some_and(|n| written < n);
-    if let Some((algorithm, expected)) = &patch.checksum {
-        if cut.is_some() || short {
-            return Err(refused(
-                400,
-                format!(
-                    "the body ended after {written} bytes ({}): with a checksum, nothing of it is kept",
-                    cut.as_deref().unwrap_or("short of Content-Length")
-                ),
-            ));
-        }
-        let got = match algorithm {
-            Algorithm::Sha1 => sha1.finish().to_vec(),
-            Algorithm::Sha256 => sha256.finish().to_vec(),
-        };
-        if got != *expected {
-            return Err(refused(
+    // Why the piece does not count whole, if it does not. A piece with
+    // neither checksum nor digests (plain tus) counts as far as it came.
+    let plain = patch.checksum.is_none() && chunks.is_none();
+    let failed = |c: &Option<ChunkCheck>| c.as_ref().and_then(|c| c.failed.clone());
+    let broken = if plain {
+        None
+    } else if let Some(why) = failed(&chunks) {
+        Some((460, why))
+    } else if let Some(why) = cut {
+        Some((
+            400,
+            format!("the body broke off after {written} bytes ({why})"),
+        ))
+    } else if short {
+        Some((
+            400,
+            format!("the body ended after {written} bytes, short of its Content-Length"),
+        ))
+    } else if chunks.as_mut().is_some_and(|c| !c.end()) {
+        failed(&chunks).map(|why| (460, why))
+    } else {
+        let whole = patch.checksum.as_ref().is_none_or(|(algorithm, expected)| {
+            let got = match algorithm {
+                Algorithm::Sha1 => sha1.finish().to_vec(),
+                Algorithm::Sha256 => sha256.finish().to_vec(),
+            };
+            got == *expected
+        });
+        (!whole).then(|| {
+            (
                 460,
                 format!("the {written} bytes from {at} do not match their Upload-Checksum"),
-            ));
-        }
+            )
+        })
+    };
+    let record = |to: u64| record_upload(spool, t, caller, file, &data_path, to, now, log);
+    let Some((status, why)) = broken else {
+        return record(at + written);
+    };
+    // Each chunk was checked as it came: those before the break stay.
+    let keep = chunks.as_ref().map_or(0, |c| c.verified);
+    if keep == 0 {
+        return Err(refused(
+            status,
+            format!("transfer {t}: {why}: nothing of it is kept; send it again from {at}"),
+        ));
     }
-    durable::sync_data(&file, &data_path)
+    let u = record(at + keep)?;
+    Err(refused(
+        status,
+        format!(
+            "transfer {t}: {why}: its {keep} bytes from {at} whose chunks matched their digests are kept; \
+             the upload stands at {}: send the rest from there",
+            u.offset
+        ),
+    ))
+}
+
+/// Records that transfer `t`'s upload holds its bytes up to `to` (written
+/// through `file`, which is made durable first): the last bytes complete
+/// it (checked whole, delivered, the sender told).
+#[allow(clippy::too_many_arguments)]
+fn record_upload(
+    spool: &Spool,
+    t: &str,
+    caller: &Name,
+    file: File,
+    data_path: &std::path::Path,
+    to: u64,
+    now: Timestamp,
+    log: &dyn Fn(String),
+) -> std::result::Result<Upload, Refused> {
+    durable::sync_data(&file, data_path)
         .map_err(|e| refused(503, format!("fsync {}: {e}", data_path.display())))?;
     // Recorded under the bulk lock, the state read again (chunks may have
     // come as messages meanwhile).
@@ -1220,7 +1377,7 @@ pub fn upload_patch(
     if st.phase != Phase::Receiving {
         return upload_status(spool, t, caller, now, log);
     }
-    st.uploaded_to(at + written);
+    st.uploaded_to(to);
     let done = st.offset() == st.size;
     if done {
         drop(file);
@@ -1574,6 +1731,53 @@ pub fn status(t: &str, path: &std::path::Path) -> Option<serde_json::Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A piece's chunks are verified as they come, however the body is
+    /// split: what counts is the chunks before the first that does not
+    /// match, or before the break.
+    #[test]
+    fn a_pieces_chunks_count_up_to_the_first_that_fails() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 13 + i / 7) as u8).collect();
+        let sums = ChunkSums {
+            size: 3000,
+            digests: data.chunks(3000).map(openssl::sha::sha256).collect(),
+        };
+        // (bytes given, in reads of, whether the piece ended there) → verified, failed
+        for (len, step, ended, verified, fails) in [
+            (10_000, 1000, true, 10_000, false),
+            (10_000, 4096, true, 10_000, false),
+            (10_000, 10_000, true, 10_000, false),
+            (7_500, 700, false, 6_000, false),
+            (2_999, 1, false, 0, false),
+            (9_000, 3000, true, 9_000, true),
+        ] {
+            let mut c = ChunkCheck::new(&sums);
+            for part in data[..len].chunks(step) {
+                assert!(c.take(part));
+            }
+            if ended {
+                assert_eq!(c.end(), !fails, "{len} {step}");
+            }
+            assert_eq!(c.verified, verified, "{len} {step}");
+            assert_eq!(c.failed.is_some(), fails, "{len} {step}");
+        }
+        let mut bad = data.clone();
+        bad[6_500] ^= 1;
+        let mut c = ChunkCheck::new(&sums);
+        assert!(!c.take(&bad));
+        assert_eq!(c.verified, 6_000);
+        assert!(c.failed.unwrap().contains("chunk 2"));
+        // More than the digests name.
+        let three = ChunkSums {
+            size: 3000,
+            digests: sums.digests[..3].to_vec(),
+        };
+        let mut c = ChunkCheck::new(&three);
+        assert!(c.take(&data[..9_010]));
+        assert!(!c.end());
+        assert_eq!(c.verified, 9_000);
+        assert!(c.failed.unwrap().contains("runs past"));
+    }
 
     /// A digest kept in a state file between chunks goes on where it
     /// stopped, at any length (a partial block included).

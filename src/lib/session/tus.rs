@@ -16,7 +16,10 @@
 //! offset and made durable before it is answered; the last one completes
 //! the transfer (the digest checked whole, the data delivered, the sender
 //! told). A piece with a checksum that does not match is answered 460 and
-//! nothing of it counts.
+//! nothing of it counts, unless it came with the SHA-256 of each of its
+//! chunks (`X-Rs-Chunk-Checksums`, which rs sends): the chunks before the
+//! break (the body cut short, a chunk or the whole not matching) that
+//! matched are then kept, so a broken link costs one chunk, not a piece.
 //!
 //! **Downloads** (`GET …/downloads/T`) give a transfer this site sends to
 //! its receiver or the peer its messages go to, with byte ranges (`Range:
@@ -29,7 +32,7 @@ use crate::bulk::receiver::{self, Algorithm, Patch, Refused, Upload};
 use crate::message::Name;
 use crate::spool::Spool;
 use crate::time::Clock;
-use crate::transport::tus::Client;
+use crate::transport::tus::{ChunkSums, Client, CHUNK_CHECKSUMS};
 
 /// The tus protocol version spoken.
 pub const VERSION: &str = "1.0.0";
@@ -215,10 +218,18 @@ fn pass(
         route.url.trim_end_matches('/'),
         crate::bulk::UPLOADS
     );
-    let headers: Vec<(&str, String)> = ["content-type", "upload-offset", "upload-checksum"]
-        .into_iter()
-        .filter_map(|name| Some((name, header(name)?)))
-        .collect();
+    // The chunks' digests go on too: the next hop keeps what arrived of a
+    // piece cut short on either link, as this site would.
+    let chunks = CHUNK_CHECKSUMS.to_ascii_lowercase();
+    let headers: Vec<(&str, String)> = [
+        "content-type",
+        "upload-offset",
+        "upload-checksum",
+        chunks.as_str(),
+    ]
+    .into_iter()
+    .filter_map(|name| Some((name, header(name)?)))
+    .collect();
     let body = if method == "PATCH" {
         let Some(len) = header("content-length").and_then(|v| v.trim().parse::<u64>().ok()) else {
             return tus(Response::text(
@@ -229,6 +240,16 @@ fn pass(
         Some((body, len))
     } else {
         None
+    };
+    // A body that ends early is passed on as broken, never as an end
+    // (the next hop then keeps what it can verify of it).
+    let mut exact;
+    let body = match body {
+        Some((body, len)) => {
+            exact = Exact { body, left: len };
+            Some((&mut exact as &mut dyn Read, len))
+        }
+        None => None,
     };
     match client.call(method, &url, &headers, body) {
         Ok(a) => {
@@ -244,6 +265,33 @@ fn pass(
             502,
             format!("the next hop {peer} cannot be reached: {e}\n"),
         )),
+    }
+}
+
+/// A body of `left` bytes more: ending before them is an error.
+struct Exact<'a> {
+    body: &'a mut dyn Read,
+    left: u64,
+}
+
+impl Read for Exact<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = buf.len().min(self.left.min(usize::MAX as u64) as usize);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.body.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the body ended {} bytes short of its Content-Length",
+                    self.left
+                ),
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
     }
 }
 
@@ -375,10 +423,16 @@ fn patch(
         Some(Ok(c)) => Some(c),
         Some(Err(why)) => return tus(Response::text(400, format!("{why}\n"))),
     };
+    let chunks = match header(&CHUNK_CHECKSUMS.to_ascii_lowercase()).map(|c| ChunkSums::parse(&c)) {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(why)) => return tus(Response::text(400, format!("{why}\n"))),
+    };
     let patch = Patch {
         offset,
         length,
         checksum,
+        chunks,
         body,
     };
     match receiver::upload_patch(spool, t, caller, patch, now, log) {

@@ -53,6 +53,86 @@ impl Answer {
     }
 }
 
+/// The request header that carries the SHA-256 of each chunk of a piece
+/// (rs's own, beside tus's `Upload-Checksum`): `sha256 SIZE D0,D1,…`, the
+/// digests (base64) of the piece's bytes `SIZE` at a time from its offset,
+/// the last chunk possibly shorter. A receiver keeps what arrived of a
+/// piece cut short up to its last chunk that matched; a hop passes it on.
+pub const CHUNK_CHECKSUMS: &str = "X-Rs-Chunk-Checksums";
+
+/// The most chunk digests one piece may carry (a header line stays a few
+/// KiB: under nginx's 8 KiB for 64 of them, which is what rs sends).
+pub const MAX_CHUNK_SUMS: usize = 1024;
+
+/// The SHA-256 of each `size` bytes of a piece, in order from its offset
+/// (the last may cover fewer bytes: the piece's end).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChunkSums {
+    pub size: u64,
+    pub digests: Vec<[u8; 32]>,
+}
+
+impl ChunkSums {
+    /// The header's value.
+    pub fn header(&self) -> String {
+        use base64::Engine as _;
+        let digests: Vec<String> = self
+            .digests
+            .iter()
+            .map(|d| base64::engine::general_purpose::STANDARD.encode(d))
+            .collect();
+        format!("sha256 {} {}", self.size, digests.join(","))
+    }
+
+    /// Parses the header's value (from anyone: checked whole).
+    pub fn parse(text: &str) -> Result<ChunkSums, String> {
+        use base64::Engine as _;
+        let mut it = text.split_ascii_whitespace();
+        let (Some(algorithm), Some(size), Some(list), None) =
+            (it.next(), it.next(), it.next(), it.next())
+        else {
+            return Err(format!(
+                "{CHUNK_CHECKSUMS} is not \"sha256 SIZE DIGEST,DIGEST,…\""
+            ));
+        };
+        if algorithm != "sha256" {
+            return Err(format!(
+                "{CHUNK_CHECKSUMS}: algorithm {algorithm:?} is not supported (sha256)"
+            ));
+        }
+        let size = size.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            format!("{CHUNK_CHECKSUMS}: the chunk size {size:?} is not a positive number")
+        })?;
+        let items: Vec<&str> = list.split(',').collect();
+        if items.len() > MAX_CHUNK_SUMS {
+            return Err(format!(
+                "{CHUNK_CHECKSUMS} names {} chunks, more than the {MAX_CHUNK_SUMS} a piece may have",
+                items.len()
+            ));
+        }
+        let digests = items
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(d)
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .ok_or_else(|| {
+                        format!("{CHUNK_CHECKSUMS}: digest {i} is not the base64 of a SHA-256")
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ChunkSums { size, digests })
+    }
+
+    /// Whether they describe a piece of `len` bytes: one digest to each
+    /// chunk, the last possibly shorter.
+    pub fn fit(&self, len: u64) -> bool {
+        len.div_ceil(self.size) == self.digests.len() as u64
+    }
+}
+
 /// The headers an answer passes on.
 const PASSED: [&str; 9] = [
     "Upload-Offset",
@@ -154,7 +234,8 @@ impl Client {
     }
 
     /// Uploads `len` bytes from `body` at `offset`, with their SHA-256
-    /// (`checksum`, the raw digest): the offset the upload stands at then.
+    /// (`checksum`, the raw digest) and their chunks': the offset the
+    /// upload stands at then.
     pub fn patch(
         &self,
         url: &str,
@@ -162,9 +243,11 @@ impl Client {
         body: &mut dyn Read,
         len: u64,
         checksum: &[u8],
+        chunks: &ChunkSums,
     ) -> Result<u64, Failure> {
         use base64::Engine as _;
         let headers = [
+            (CHUNK_CHECKSUMS, chunks.header()),
             (
                 "Content-Type",
                 "application/offset+octet-stream".to_string(),
@@ -180,5 +263,37 @@ impl Client {
         ];
         let a = self.call("PATCH", url, &headers, Some((body, len)))?;
         self.expect(a, 204)?.offset()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_checksums_read_back_and_refuse_what_is_not_them() {
+        let sums = ChunkSums {
+            size: 1 << 20,
+            digests: vec![openssl::sha::sha256(b"a"), openssl::sha::sha256(b"b")],
+        };
+        assert_eq!(ChunkSums::parse(&sums.header()), Ok(sums.clone()));
+        assert!(sums.fit(2 << 20) && sums.fit((1 << 20) + 1));
+        assert!(!sums.fit(1 << 20) && !sums.fit((2 << 20) + 1));
+        let one = sums.header().replace(',', " ");
+        for bad in [
+            "",
+            "sha256 1048576",
+            "sha1 1048576 AAAA",
+            "sha256 0 AAAA",
+            "sha256 -1 AAAA",
+            "sha256 1048576 AAAA",
+            "sha256 1048576 !!!",
+            one.as_str(),
+        ] {
+            assert!(ChunkSums::parse(bad).is_err(), "{bad:?}");
+        }
+        let d = sums.header().rsplit(',').next().unwrap().to_string();
+        let many = vec![d; MAX_CHUNK_SUMS + 1].join(",");
+        assert!(ChunkSums::parse(&format!("sha256 1 {many}")).is_err());
     }
 }
