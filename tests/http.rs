@@ -452,3 +452,336 @@ fn a_relay_over_its_throttle_answers_retry_and_keeps_nothing() {
         .json();
     assert_eq!(st["state"], "acknowledged", "{st}");
 }
+
+// Denial of service before authentication: a bounded attack runs on
+// threads beside a legitimate site, whose every flush must be served
+// within 2 s, the server's resident memory staying under 64 MiB.
+
+/// A provider `p.hub` serving HTTPS with client certificates (`http`:
+/// more `[http]` lines), and a site `a.host` flushing to it, giving up
+/// after 10 s (exit 75).
+struct Besieged {
+    pki: Pki,
+    p: Site,
+    a: Site,
+    srv: Serve,
+}
+
+fn besieged(http: &str) -> Besieged {
+    let p = Site::component("p.hub");
+    p.peer("a.host", "ack_timeout = \"1h\"");
+    let pki = Pki::new(p.root(), "ca");
+    let server = pki.server();
+    serve_tls(&p, &server, &pki.ca, http);
+    let srv = Serve::start(&p);
+    let a = Site::component("a.host");
+    let cert = pki.client("a.host");
+    a.peer(
+        "p.hub",
+        &format!(
+            "upstream = true\nack_timeout = \"1h\"\nroutes = [\"{}&timeout=10s\"]",
+            route(&srv.url, &pki.ca, Some(&cert))
+        ),
+    );
+    Besieged { pki, p, a, srv }
+}
+
+impl Besieged {
+    /// Three times: `a.host` sends a message and flushes (trying the link
+    /// even if it failed); each flush must succeed within 2 s.
+    fn served_within_2s(&self) {
+        let mut rounds = Vec::new();
+        for i in 0..3 {
+            self.a.send(&[], format!("legitimate {i}").as_bytes());
+            let start = std::time::Instant::now();
+            let r = self.a.cmd("rs-queue").args(["flush", "--force"]).run();
+            rounds.push((r.code, start.elapsed(), r.stderr));
+        }
+        eprintln!(
+            "flushes under attack (exit, time): {:?}",
+            rounds.iter().map(|(c, t, _)| (c, t)).collect::<Vec<_>>()
+        );
+        let slow: Vec<_> = rounds
+            .iter()
+            .filter(|(code, took, _)| *code != Some(0) || *took >= Duration::from_secs(2))
+            .collect();
+        assert!(
+            slow.is_empty(),
+            "flushes not served within 2 s (exit, time, stderr): {rounds:?}"
+        );
+        assert_eq!(self.p.received().len(), 3, "each flush delivered");
+    }
+
+    /// The server's peak resident memory (VmHWM), in MiB.
+    fn peak_mib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.srv.pid())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM");
+        kib >> 10
+    }
+
+    fn assert_peak_under_64_mib(&self) {
+        let peak = self.peak_mib();
+        eprintln!("the server's peak resident memory: {peak} MiB");
+        assert!(peak < 64, "the server's peak resident memory: {peak} MiB");
+    }
+}
+
+/// Attackers on threads, each bounded in connections and time (60 s),
+/// stopped and joined when dropped.
+struct Attack {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Attackers that have had a connection.
+    ready: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    threads: Vec<std::thread::JoinHandle<u64>>,
+}
+
+/// What an attacker is given: when to stop, and a count to raise once it
+/// has a connection.
+struct Attacker {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ready: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    until: std::time::Instant,
+    counted: bool,
+}
+
+impl Attacker {
+    fn go_on(&self) -> bool {
+        !self.stop.load(std::sync::atomic::Ordering::Relaxed)
+            && std::time::Instant::now() < self.until
+    }
+
+    fn connected(&mut self) {
+        if !std::mem::replace(&mut self.counted, true) {
+            self.ready
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+impl Attack {
+    /// `n` attackers running `attack`, each returning a number to report.
+    fn start(
+        n: usize,
+        attack: impl Fn(usize, &mut Attacker) -> u64 + Send + Sync + 'static,
+    ) -> Attack {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ready = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let attack = std::sync::Arc::new(attack);
+        let threads = (0..n)
+            .map(|i| {
+                let mut a = Attacker {
+                    stop: stop.clone(),
+                    ready: ready.clone(),
+                    until: std::time::Instant::now() + Duration::from_secs(60),
+                    counted: false,
+                };
+                let attack = attack.clone();
+                std::thread::spawn(move || attack(i, &mut a))
+            })
+            .collect();
+        Attack {
+            stop,
+            ready,
+            threads,
+        }
+    }
+
+    /// Waits (at most 20 s) until every attacker has had a connection,
+    /// then a moment more for the attack to take hold.
+    fn in_effect(&self) {
+        let start = std::time::Instant::now();
+        while self.ready.load(std::sync::atomic::Ordering::Relaxed) < self.threads.len() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "only {} of {} attackers connected",
+                self.ready.load(std::sync::atomic::Ordering::Relaxed),
+                self.threads.len()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    /// Stops the attackers; returns what each reported.
+    fn stop(mut self) -> Vec<u64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        std::mem::take(&mut self.threads)
+            .into_iter()
+            .map(|t| t.join().expect("attacker"))
+            .collect()
+    }
+}
+
+impl Drop for Attack {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in std::mem::take(&mut self.threads) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A TLS client presenting `cert` (none: no certificate), trusting any
+/// server.
+fn connector(cert: Option<&Pair>) -> openssl::ssl::SslConnector {
+    use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslVerifyMode};
+    let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    b.set_verify(SslVerifyMode::NONE);
+    if let Some(c) = cert {
+        b.set_certificate_file(&c.cert, SslFiletype::PEM).unwrap();
+        b.set_private_key_file(&c.key, SslFiletype::PEM).unwrap();
+    }
+    b.build()
+}
+
+/// A TLS connection to 127.0.0.1:`port`, reads and writes giving up after
+/// 200 ms; `None` if it cannot be had now.
+fn tls_to(
+    port: u16,
+    tls: &openssl::ssl::SslConnector,
+) -> Option<openssl::ssl::SslStream<std::net::TcpStream>> {
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    tcp.set_read_timeout(Some(Duration::from_millis(200)))
+        .ok()?;
+    tcp.set_write_timeout(Some(Duration::from_millis(200)))
+        .ok()?;
+    tls.connect("127.0.0.1", tcp).ok()
+}
+
+/// Whether an error only says the other side is not reading (or writing)
+/// now: the connection still stands.
+fn stalled(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// 16 connections without a certificate pipeline tiny requests and never
+/// read the answers (reconnecting when cut); a site's flushes are served
+/// meanwhile.
+#[test]
+fn pipelined_requests_that_never_read_their_answers_do_not_hold_the_slots() {
+    let b = besieged("");
+    let port = b.srv.port;
+    let tls = connector(None);
+    let requests = b"POST /rs HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".repeat(200);
+    let attack = Attack::start(16, move |_, a| {
+        let mut connections = 0;
+        while a.go_on() && connections < 200 {
+            let Some(mut c) = tls_to(port, &tls) else {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            };
+            connections += 1;
+            a.connected();
+            for _ in 0..3000 {
+                if !a.go_on() {
+                    break;
+                }
+                match c.write_all(&requests) {
+                    Err(e) if !stalled(&e) => break,
+                    _ => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        connections
+    });
+    attack.in_effect();
+    b.served_within_2s();
+    attack.stop();
+    b.assert_peak_under_64_mib();
+}
+
+/// 64 TCP connections that never start their TLS handshake (reopened
+/// when cut), as many as `[http] max_handshakes` allows by default; a
+/// site's flushes are served meanwhile.
+#[test]
+fn idle_connections_before_the_handshake_do_not_starve_a_flush() {
+    let b = besieged("");
+    let port = b.srv.port;
+    let attack = Attack::start(64, move |_, a| {
+        let mut connections = 0;
+        while a.go_on() && connections < 500 {
+            let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            };
+            connections += 1;
+            a.connected();
+            c.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            while a.go_on() {
+                match c.read(&mut [0u8; 64]) {
+                    Ok(0) => break,
+                    Err(e) if !stalled(&e) => break,
+                    _ => {}
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        connections
+    });
+    attack.in_effect();
+    b.served_within_2s();
+    attack.stop();
+    b.assert_peak_under_64_mib();
+}
+
+/// 16 connections that prove no peer (no certificate, or one the CA
+/// signed for a component that is no peer here) each declare a body of
+/// 63 MiB and stream it (reconnecting when cut): the server reads none of
+/// it and stores nothing; a site's flushes are served meanwhile.
+#[test]
+fn bodies_from_callers_that_prove_no_peer_are_never_read() {
+    let b = besieged("");
+    let port = b.srv.port;
+    let stranger = b.pki.client("z.host");
+    let tls = [connector(None), connector(Some(&stranger))];
+    let size = 63 << 20;
+    let head = format!(
+        "POST /rs HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/related\r\nContent-Length: {size}\r\n\r\n"
+    );
+    // Each attacker reports the most it could send on one connection.
+    let attack = Attack::start(16, move |i, a| {
+        let chunk = vec![b'x'; 64 << 10];
+        let (mut connections, mut most) = (0, 0u64);
+        while a.go_on() && connections < 100 {
+            let Some(mut c) = tls_to(port, &tls[i % 2]) else {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            };
+            connections += 1;
+            a.connected();
+            if c.write_all(head.as_bytes()).is_err() {
+                continue;
+            }
+            let mut sent = 0u64;
+            while sent < size && a.go_on() {
+                match c.write(&chunk[..chunk.len().min((size - sent) as usize)]) {
+                    Ok(n) => sent += n as u64,
+                    Err(e) if stalled(&e) => {}
+                    Err(_) => break,
+                }
+            }
+            most = most.max(sent);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        most
+    });
+    attack.in_effect();
+    b.served_within_2s();
+    let sent = attack.stop();
+    eprintln!("bytes each attacker sent on one connection, at most: {sent:?}");
+    b.assert_peak_under_64_mib();
+    assert!(
+        sent.iter().all(|&n| n < 16 << 20),
+        "bytes an attacker sent on one connection: {sent:?}"
+    );
+    assert!(b.p.files("quarantine").is_empty(), "nothing kept");
+}

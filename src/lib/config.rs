@@ -495,12 +495,22 @@ pub struct HttpSettings {
     pub max_body: Size,
     /// The largest reply: back-channel messages beyond it wait for the next poll.
     pub max_reply: Size,
-    /// `rs-relay serve`: connections served at once; more wait.
+    /// `rs-relay serve`: requests read and handled at once (taken once
+    /// the caller is identified); more wait.
     pub max_connections: usize,
     /// `rs-relay serve`: the longest a request may take to arrive (headers
-    /// and body); a slower client is cut off.
+    /// and body), a reply may go unread, or a connection stay idle between
+    /// requests; a slower client is cut off.
     #[serde(deserialize_with = "duration")]
     pub request_timeout: Duration,
+    /// `rs-relay serve`: the time a new connection has to prove a
+    /// configured peer (the TLS handshake and its first request's headers).
+    #[serde(deserialize_with = "duration")]
+    pub handshake_timeout: Duration,
+    /// `rs-relay serve`: connections that have not yet proved a peer, at
+    /// most; a new one pushes out the oldest that has sent nothing (else
+    /// the oldest).
+    pub max_handshakes: usize,
 }
 
 impl Default for HttpSettings {
@@ -513,6 +523,8 @@ impl Default for HttpSettings {
             max_reply: Size(16 << 20),
             max_connections: 16,
             request_timeout: Duration::from_secs(60),
+            handshake_timeout: Duration::from_secs(10),
+            max_handshakes: 64,
         }
     }
 }
@@ -1221,6 +1233,12 @@ impl Config {
                     .into(),
             ));
         }
+        if self.http.handshake_timeout.is_zero() || self.http.request_timeout.is_zero() {
+            return Err((
+                None,
+                "[http] handshake_timeout and request_timeout must be longer than zero".into(),
+            ));
+        }
         if self.shared.nats.is_some() && self.shared.backend != Backend::Postgres {
             return Err((
                 None,
@@ -1618,8 +1636,10 @@ transmit_max = "1h"
 # client_ca = "/etc/rs/ca.pem"    # rs-relay serve: CA of the peers' client certificates
 max_body = "64 MiB"               # a larger request is answered 413
 max_reply = "16 MiB"              # back-channel messages beyond this wait for the next poll
-max_connections = 16              # rs-relay serve: connections served at once
-request_timeout = "60s"           # rs-relay serve: a slower request is cut off
+max_connections = 16              # rs-relay serve: requests read and handled at once
+request_timeout = "60s"           # rs-relay serve: a slower request, an unread reply, an idle connection is cut off
+handshake_timeout = "10s"         # rs-relay serve: a new connection must prove a peer within this
+max_handshakes = 64               # rs-relay serve: connections not yet proving a peer; the oldest idle goes first
 
 # The service point map: spm:SERVICE routes resolve through it (rs-spm).
 [spm]

@@ -129,8 +129,16 @@ pub enum RelayCommand {
     /// client certificates when [http] cert, key and client_ca are set,
     /// else plain HTTP (for peers with authentication = "none"). Answers
     /// what `rs-relay cgi` answers, bulk uploads (tus) and downloads
-    /// included. Runs until stopped; bounded by [http] max_connections,
-    /// request_timeout (a pause in an upload's body) and max_body.
+    /// included. Runs until stopped. Bounded by who calls: a new connection
+    /// must prove a configured peer within [http] handshake_timeout (TLS
+    /// handshake and first request's headers), among at most
+    /// max_handshakes pending ones (a new one pushes out the oldest idle
+    /// one); a request that proves no peer gets 403, its body unread, and
+    /// its connection closed; a peer's requests take one of
+    /// max_connections slots while read and handled, and hold at most
+    /// max_body of bodies in memory at once; request_timeout bounds a
+    /// request's arrival, a pause in an upload's body, an unread reply and
+    /// an idle connection.
     Serve {
         /// The address to listen on (`127.0.0.1:8443`; port 0 picks one,
         /// which is printed on stderr).
