@@ -158,6 +158,32 @@ pub fn unpin_gone(spool: &Spool, outbound: &std::collections::HashSet<String>) {
     }
 }
 
+/// The peer a queued message waits for: the one a rule pinned it to (with
+/// `pins`), the upstream peer for a forward-path message, else where
+/// routing sends it.
+pub fn next_hop_of(
+    spool: &Spool,
+    e: &crate::spool::Entry,
+    learned: &Learned,
+    pins: bool,
+) -> Option<Name> {
+    let config = spool.config();
+    if pins {
+        if let Some(p) = pinned(spool, e.name.id.as_str()) {
+            return Some(p);
+        }
+    }
+    if !e.name.addressed {
+        return config.upstream().map(|u| u.id.clone());
+    }
+    let file = std::fs::File::open(spool.entry_path(e)).ok()?;
+    let header = crate::message::envelope::first_header(file).ok()?;
+    match next_hop(&header, config, learned) {
+        NextHop::Peer(hop) => Some(hop),
+        _ => None,
+    }
+}
+
 /// Decides where a message with this header goes next.
 pub fn next_hop(header: &Header, config: &Config, learned: &Learned) -> NextHop {
     let upstream = || config.upstream().map(|p| p.id.clone());

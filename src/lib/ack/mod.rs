@@ -257,13 +257,16 @@ pub fn note_handed(
 }
 
 /// What this site handed to which peer, looked up for a batch: the
-/// recorded hand-offs ([`note_handed`]), and what waits in `sent/` for its
-/// peer's acknowledgement (read once, when first needed).
+/// recorded hand-offs ([`note_handed`]), what waits in `sent/` for its
+/// peer's acknowledgement, and what is still queued for a peer (a run
+/// killed after handing it over, before recording that it did); the
+/// outbound areas read once, when first needed.
 pub struct Handed<'s> {
     spool: &'s Spool,
     now: Timestamp,
     table: Option<Option<crate::spool::seen::Seen>>,
-    sent: Option<HashMap<String, Name>>,
+    outbound: Option<HashMap<String, Entry>>,
+    learned: Option<crate::route::Learned>,
 }
 
 impl<'s> Handed<'s> {
@@ -272,7 +275,8 @@ impl<'s> Handed<'s> {
             spool,
             now,
             table: None,
-            sent: None,
+            outbound: None,
+            learned: None,
         }
     }
 
@@ -289,19 +293,25 @@ impl<'s> Handed<'s> {
                 return Ok(true);
             }
         }
-        if self.sent.is_none() {
-            let (sent, _) = self.spool.scan(Area::Sent)?;
-            self.sent = Some(
-                sent.into_iter()
-                    .filter_map(|e| Some((e.name.id.to_string(), e.sent?.peer)))
+        if self.outbound.is_none() {
+            let entries = self.spool.scan_outbound(self.now)?;
+            self.outbound = Some(
+                entries
+                    .into_iter()
+                    .map(|e| (e.name.id.to_string(), e))
                     .collect(),
             );
         }
-        Ok(self
-            .sent
-            .as_ref()
-            .and_then(|m| m.get(id))
-            .is_some_and(|p| p == peer))
+        let Some(e) = self.outbound.as_ref().and_then(|m| m.get(id)) else {
+            return Ok(false);
+        };
+        if let Some(s) = &e.sent {
+            return Ok(s.peer == *peer);
+        }
+        let learned = self
+            .learned
+            .get_or_insert_with(|| crate::route::Learned::load(self.spool));
+        Ok(crate::route::next_hop_of(self.spool, e, learned, true).as_ref() == Some(peer))
     }
 }
 

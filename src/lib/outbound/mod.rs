@@ -42,11 +42,11 @@ use std::path::Path;
 use crate::ack;
 use crate::config::{self, Peer};
 use crate::error::{Error, ExitCode};
-use crate::message::{envelope, Name};
+use crate::message::Name;
 use crate::queue::retry;
 use crate::queue::throttle::{self, Stop};
 use crate::receive::{self, Inbound, ReceiveLock};
-use crate::route::{self, Learned, NextHop};
+use crate::route::{self, Learned};
 use crate::spool::lease::{self, Lease, Period, Policy, Request};
 use crate::spool::{Area, DeadKind, Entry, EntryName, Result, Spool};
 use crate::time::{Clock, Timestamp};
@@ -150,23 +150,9 @@ fn bound_for(
     next_hop_of(spool, e, learned, pins).is_some_and(|hop| takes(&hop))
 }
 
-/// The peer a queued message waits for: the one a rule pinned it to, the
-/// upstream peer for a forward-path message, else where routing sends it.
+/// The peer a queued message waits for (see [`route::next_hop_of`]).
 pub fn next_hop_of(spool: &Spool, e: &Entry, learned: &Learned, pins: bool) -> Option<Name> {
-    let config = spool.config();
-    if pins {
-        if let Some(p) = route::pinned(spool, e.name.id.as_str()) {
-            return Some(p);
-        }
-    }
-    if !e.name.addressed {
-        return config.upstream().map(|u| u.id.clone());
-    }
-    let file = std::fs::File::open(spool.entry_path(e)).ok()?;
-    match route::next_hop(&envelope::first_header(file).ok()?, config, learned) {
-        NextHop::Peer(hop) => Some(hop),
-        _ => None,
-    }
+    route::next_hop_of(spool, e, learned, pins)
 }
 
 /// What the runner needs of the store holding what is to be sent: the
@@ -570,16 +556,40 @@ fn record(
     }
     let mut bytes = 0;
     let mut sent = 0;
-    let mut handed = Vec::new();
     let missing = Outcome::Deferred(format!("{route} reported nothing for it"));
+    let outcome = |i: usize| outcomes.get(i).unwrap_or(&missing);
+    // Who holds what, for the notices that come back, is durable before
+    // anything moves to sent/: a message whose hand-off could not be
+    // recorded (a full disk) stays queued, goes again, and is answered as
+    // a duplicate.
+    let handed: Vec<_> = chunk
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *outcome(*i) == Outcome::Handed)
+        .map(|(_, e)| (&e.name.id, e.name.expiry))
+        .collect();
+    let noted = match ack::note_handed(spool, &peer.id, &handed, now) {
+        Ok(()) => None,
+        Err(e) => Some(format!("the hand-off could not be recorded: {e}")),
+    };
     for (i, e) in chunk.iter().enumerate() {
-        match outcomes.get(i).unwrap_or(&missing) {
+        match outcome(i) {
+            Outcome::Handed if noted.is_some() => {
+                report.deferred += 1;
+                if report.last_error != noted {
+                    log(format!(
+                        "{} (and the rest handed with it) stays queued, to go again: {}",
+                        e.name.id,
+                        noted.as_deref().unwrap_or_default()
+                    ));
+                    report.last_error = noted.clone();
+                }
+            }
             Outcome::Handed => {
                 if e.sent.is_some() {
                     report.retransmitted += 1;
                 }
                 locked.mark_sent(e, &peer.id, now)?;
-                handed.push((&e.name.id, e.name.expiry));
                 sent += 1;
                 bytes += e.name.size;
             }
@@ -599,16 +609,6 @@ fn record(
         }
     }
     locked.sync_outbound()?;
-    // History of who holds what, for the notices that come back: a full
-    // disk must not stop sending (the copies in sent/ still vouch until
-    // they are acknowledged).
-    if let Err(e) = ack::note_handed(spool, &peer.id, &handed, now) {
-        log(format!(
-            "{} message(s) handed to {} without a record of it (notices about them are believed only while they wait in sent/): {e}",
-            handed.len(),
-            peer.id
-        ));
-    }
     locked.record_sent(sent as u64, bytes, now, clock.utc_offset_secs())?;
     report.sent += sent;
     report.bytes += bytes;

@@ -283,6 +283,22 @@ pub fn copy_id(id: &crate::message::MessageId, target: &Target) -> crate::messag
     crate::message::MessageId::parse(&format!("{base}-{hex}")).unwrap_or_else(|_| id.clone())
 }
 
+/// The message a copy made by [`copy_id`] was copied from, when `id` has
+/// the shape of a copy of a minted ID (the original, itself ending in 16
+/// hex digits, then `-` and 16 hex digits).
+pub fn original_of(id: &str) -> Option<&str> {
+    fn tail(s: &str) -> Option<&str> {
+        s.rsplit_once('-')
+            .filter(|(_, hex)| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map(|(base, _)| base)
+    }
+    let base = tail(id)?;
+    tail(base)?;
+    crate::message::MessageId::parse(base)
+        .is_ok()
+        .then_some(base)
+}
+
 /// Why a new message cannot be taken, whatever its route.
 fn unprovable(h: &Header, when: &When) -> Option<String> {
     if let Some(expiry) = h.qos().expiry.filter(|e| *e <= when.now) {
@@ -525,5 +541,14 @@ mod tests {
                 "{header:?} ({known}): {got}, expected {expected}"
             );
         }
+    }
+
+    #[test]
+    fn a_copy_names_its_original() {
+        let id = MessageId::parse("20261124T100000-000000-1fab2de850fd5440").unwrap();
+        let copy = copy_id(&id, &Target::Component(name("b.host")));
+        assert_eq!(original_of(copy.as_str()), Some(id.as_str()));
+        assert_eq!(original_of(id.as_str()), None);
+        assert_eq!(original_of("m1-xyz"), None);
     }
 }

@@ -803,7 +803,9 @@ impl Batch<'_> {
     /// it is made by `from` itself and addressed here, never passed on. An
     /// end-to-end notice (`final-*`, `control-*`) may come only from a
     /// component on the message's path: this site handed the message to
-    /// `from` (or its twin), which vouches for what is behind it.
+    /// `from` (or its twin), which vouches for what is behind it; one that
+    /// comes down from the upstream peer for another component is passed
+    /// on, and checked so where it is addressed.
     fn unbelieved(
         &self,
         a: &Message,
@@ -831,13 +833,24 @@ impl Batch<'_> {
             return Ok(None);
         }
         let config = self.spool.config();
+        // On its way down to another component: that component checks it
+        // was handed there (a twin relay may carry back what its twin
+        // handed up).
+        if *hop != NextHop::Local && route::is_upstream(from, config) {
+            return Ok(None);
+        }
         let mut holders: Vec<&Name> = config.failover_group(from.as_str());
         if !holders.contains(&from) {
             holders.push(from);
         }
+        // A notice about a copy of a group message comes from where the
+        // message itself was handed (the copies are made there).
+        let original = decide::original_of(about.as_str());
         for peer in holders {
-            if state.handed(about.as_str(), peer)? {
-                return Ok(None);
+            for id in std::iter::once(about.as_str()).chain(original) {
+                if state.handed(id, peer)? {
+                    return Ok(None);
+                }
             }
         }
         Ok(Some(format!(

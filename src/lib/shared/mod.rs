@@ -358,7 +358,7 @@ pub fn status(config: &Config) -> Result<Status> {
     let row = db
         .client()
         .query_one(
-            "SELECT (SELECT count(*) FROM rs_accepted),
+            "SELECT (SELECT count(*) FROM rs_accepted WHERE kind <> 3),
                     (SELECT count(*) FROM rs_routes),
                     (SELECT count(*) FROM rs_outbox),
                     (SELECT count(*) FROM rs_outbox WHERE sent_to IS NOT NULL),
@@ -507,12 +507,19 @@ pub fn prune(
     let row = tx
         .query_one(
             "WITH gone AS (
-                 DELETE FROM rs_accepted WHERE keep_until > 0 AND keep_until < $1
+                 DELETE FROM rs_accepted WHERE kind <> 3 AND keep_until > 0 AND keep_until < $1
                  RETURNING created)
              SELECT count(*), max(created) FROM gone",
             &[&now.as_micros()],
         )
         .map_err(|e| pg_error("pruning", e))?;
+    // Hand-off records (kind 3, see `ack::note_handed`) are no accepted
+    // IDs: forgetting them raises no horizon.
+    tx.execute(
+        "DELETE FROM rs_accepted WHERE kind = 3 AND keep_until < $1",
+        &[&now.as_micros()],
+    )
+    .map_err(|e| pg_error("pruning hand-off records", e))?;
     let n: i64 = row.get(0);
     let newest: Option<i64> = row.get(1);
     if let Some(c) = newest {
