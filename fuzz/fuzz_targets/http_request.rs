@@ -48,6 +48,7 @@ fuzz_target!(|data: &[u8]| {
             .filter_map(|l| l.split_once(':'))
             .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
             .collect(),
+        unannounced_body: data.first().is_some_and(|b| b & 1 == 1),
     };
     let body = parts.next().unwrap_or_default();
     let clock = Clock::fixed(Timestamp::from_secs(1_800_000_000));
