@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::message::{Name, Precedence};
-use crate::time::Window;
+use crate::message::Name;
+pub use rs_model::queue::settings::{Limit, QueueLimits, Throttle};
+pub use rs_model::units::Size;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -885,82 +886,6 @@ impl Default for LeaseSettings {
     }
 }
 
-/// Size limits on what the spool holds for sending (queued, held, and sent
-/// awaiting acknowledgement). Absent means unlimited.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct QueueLimits {
-    pub max_bytes: Option<Size>,
-    pub max_messages: Option<u64>,
-    #[serde(default)]
-    pub urgent: Limit,
-    #[serde(default)]
-    pub normal: Limit,
-    #[serde(default)]
-    pub bulk: Limit,
-}
-
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Limit {
-    pub max_bytes: Option<Size>,
-    pub max_messages: Option<u64>,
-}
-
-impl QueueLimits {
-    pub fn total(&self) -> Limit {
-        Limit {
-            max_bytes: self.max_bytes,
-            max_messages: self.max_messages,
-        }
-    }
-
-    pub fn for_precedence(&self, p: Precedence) -> Limit {
-        match p {
-            Precedence::Urgent => self.urgent,
-            Precedence::Normal => self.normal,
-            Precedence::Bulk => self.bulk,
-        }
-    }
-}
-
-impl Limit {
-    pub fn is_unlimited(&self) -> bool {
-        self.max_bytes.is_none() && self.max_messages.is_none()
-    }
-
-    /// Whether `count` messages of `bytes` in all stay within the limit.
-    pub fn admits(&self, count: u64, bytes: u64) -> bool {
-        self.max_bytes.is_none_or(|m| bytes <= m.0) && self.max_messages.is_none_or(|m| count <= m)
-    }
-}
-
-impl fmt::Display for Limit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.max_bytes, self.max_messages) {
-            (None, None) => f.write_str("unlimited"),
-            (Some(b), None) => write!(f, "max_bytes {b}"),
-            (None, Some(m)) => write!(f, "max_messages {m}"),
-            (Some(b), Some(m)) => write!(f, "max_bytes {b}, max_messages {m}"),
-        }
-    }
-}
-
-/// Limits on sending. All unlimited by default.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Throttle {
-    pub max_bytes_per_hour: Option<Size>,
-    pub max_bytes_per_day: Option<Size>,
-    pub max_messages_per_hour: Option<u64>,
-    pub max_messages_per_day: Option<u64>,
-    /// A larger message is refused at `rs-send`.
-    pub max_message_bytes: Option<Size>,
-    /// Local times of day when sending is allowed; empty means always.
-    #[serde(default, deserialize_with = "windows")]
-    pub windows: Vec<Window>,
-}
-
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SpoolSettings {
@@ -989,69 +914,6 @@ impl Default for SpoolSettings {
     }
 }
 
-/// A byte count, written in the file as an integer or as `10 MiB`, `1.5G`, `500k`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Size(pub u64);
-
-impl Size {
-    pub fn parse(text: &str) -> Result<Size, String> {
-        let t = text.trim();
-        let split = t
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(t.len());
-        let (num, unit) = t.split_at(split);
-        let num: f64 = num
-            .parse()
-            .map_err(|_| format!("`{text}` is not a size: use forms like 4096, 500k, 10MiB, 2G"))?;
-        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-            "" | "b" => 1,
-            "k" | "kb" | "kib" => 1 << 10,
-            "m" | "mb" | "mib" => 1 << 20,
-            "g" | "gb" | "gib" => 1 << 30,
-            "t" | "tb" | "tib" => 1 << 40,
-            _ => {
-                return Err(format!(
-                    "`{text}`: unknown unit `{}` (use k, M, G, T)",
-                    unit.trim()
-                ))
-            }
-        };
-        Ok(Size((num * mult as f64).round() as u64))
-    }
-}
-
-impl fmt::Display for Size {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let units = [
-            (1u64 << 40, "TiB"),
-            (1 << 30, "GiB"),
-            (1 << 20, "MiB"),
-            (1 << 10, "KiB"),
-        ];
-        for (scale, unit) in units {
-            if self.0 >= scale && self.0.is_multiple_of(scale) {
-                return write!(f, "{} {unit}", self.0 / scale);
-            }
-        }
-        write!(f, "{} bytes", self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Size {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Int(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Int(n) => Ok(Size(n)),
-            Raw::Text(t) => Size::parse(&t).map_err(serde::de::Error::custom),
-        }
-    }
-}
-
 fn name<'de, D: Deserializer<'de>>(d: D) -> Result<Name, D::Error> {
     let s = String::deserialize(d)?;
     Name::new("name", s).map_err(serde::de::Error::custom)
@@ -1074,13 +936,6 @@ fn names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Name>, D::Error> {
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     crate::time::parse_duration(&s).map_err(serde::de::Error::custom)
-}
-
-fn windows<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Window>, D::Error> {
-    let v = Vec::<String>::deserialize(d)?;
-    v.iter()
-        .map(|w| Window::parse(w).map_err(serde::de::Error::custom))
-        .collect()
 }
 
 /// A setting that names a file holding a key, a certificate, a
@@ -1833,19 +1688,6 @@ mod tests {
         assert!(c.queue.total().is_unlimited());
         assert_eq!(c.throttle, Throttle::default());
         assert_eq!(c.spool, SpoolSettings::default());
-    }
-
-    #[test]
-    fn sizes() {
-        let check = |t: &str, n: u64| assert_eq!(Size::parse(t), Ok(Size(n)), "{t}");
-        check("4096", 4096);
-        check("500k", 500 * 1024);
-        check("10 MiB", 10 << 20);
-        check("1.5G", 3 << 29);
-        assert!(Size::parse("ten").is_err());
-        assert!(Size::parse("10 parsecs").is_err());
-        assert_eq!(Size(10 << 20).to_string(), "10 MiB");
-        assert_eq!(Size(1000).to_string(), "1000 bytes");
     }
 
     #[test]

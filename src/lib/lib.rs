@@ -14,11 +14,16 @@ pub mod config;
 pub mod error;
 pub mod filter;
 pub mod infra;
-pub mod message;
+pub mod message {
+    //! The model's messages (`rs_model::message`), and reading and
+    //! writing them in files (`crate::stream`).
+    pub use crate::stream;
+    pub use rs_model::message::*;
+}
 pub mod outbound;
 pub mod output;
 pub mod protect;
-pub mod queue;
+pub use rs_model::{queue, units};
 pub mod receive;
 pub mod reconfig;
 pub mod relay;
@@ -27,5 +32,6 @@ pub mod session;
 pub mod shared;
 pub mod spm;
 pub mod spool;
-pub mod time;
+pub use rs_model::time;
+pub mod stream;
 pub mod transport;

@@ -42,7 +42,7 @@ pub const TAG: u64 = 16;
 /// One sealed segment.
 pub const SEALED_SEGMENT: u64 = SEGMENT + TAG;
 /// The largest header a request may carry (many recipients fit).
-pub const MAX_HEADER: usize = 16 * 1024;
+pub const MAX_HEADER: usize = crate::message::limits::SEALED_HEADER;
 
 const VERSION_LINE: &[u8] = b"age-encryption.org/v1\n";
 const X25519_INFO: &[u8] = b"age-encryption.org/v1/X25519";

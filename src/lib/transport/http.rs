@@ -23,10 +23,11 @@ use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsPr
 
 use super::{Exchanged, Outcome, Outgoing, Payload, Transport, Trouble, IN_MEMORY};
 use crate::config::HttpRoute;
-use crate::message::envelope::{self, Reheaded};
+use crate::message::envelope;
 use crate::message::{Message, Name};
 use crate::protect::Protector;
 use crate::spool::Staged;
+use crate::stream::Reheaded;
 use crate::time::Timestamp;
 
 /// Most bytes of a reply this client reads.

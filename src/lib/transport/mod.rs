@@ -19,9 +19,10 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::message::envelope::{self, Reheaded};
+use crate::message::envelope;
 use crate::message::{Message, Name};
 use crate::spool::{Error, Result, Spool};
+use crate::stream::Reheaded;
 use crate::time::Timestamp;
 
 /// What an outgoing file holds.

@@ -1,9 +1,12 @@
-//! Large `data` messages in bounded memory.
+//! Messages in files, in bounded memory (the file layer over the model in
+//! `rs_model::message`, which never touches the file system): large `data`
+//! messages, and any one-message envelope read with its header changed
+//! ([`Reheaded`]).
 //!
 //! A message whose data exceeds [`THRESHOLD`] is written and read as a
 //! stream: the envelope holds one message, its content part is 7-bit XML
 //! whose `<data encoding="base64">` text is base64 in lines of 76. The bytes
-//! are exactly those [`super::envelope::write`] would produce, so every
+//! are exactly those [`envelope::write`] would produce, so every
 //! reader accepts them; this module only avoids holding them in memory.
 //!
 //! [`scan`] checks a whole envelope of that form without holding it (header
@@ -17,8 +20,8 @@ use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use base64::Engine as _;
 use mailparse::MailHeaderMap;
 
-use super::envelope::{pick_boundary, write_head, write_part};
-use super::{limits, xml, Error, Header, MimeType, Result};
+use crate::message::envelope::{self, pick_boundary, write_head, write_part};
+use crate::message::{limits, xml, Error, Header, MimeType, Result};
 
 /// Data above this size is streamed rather than held in memory.
 pub const THRESHOLD: u64 = 4 * 1024 * 1024;
@@ -548,7 +551,7 @@ pub const MAX_IN_MEMORY: u64 = 256 * 1024 * 1024;
 #[derive(Debug)]
 pub enum Loaded {
     /// Parsed in memory.
-    Messages(Vec<super::Message>),
+    Messages(Vec<crate::message::Message>),
     /// A large one-message data envelope, checked in bounded memory.
     Large(Box<Layout>),
 }
@@ -584,7 +587,7 @@ pub fn load_file(file: &File) -> Result<Loaded> {
     f.seek(SeekFrom::Start(0)).map_err(io_err)?;
     let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     f.read_to_end(&mut bytes).map_err(io_err)?;
-    super::envelope::parse(&bytes).map(Loaded::Messages)
+    envelope::parse(&bytes).map(Loaded::Messages)
 }
 
 /// Reads `f` from its start in bounded memory, failing at the first line
@@ -626,6 +629,75 @@ pub fn write_with_header(
     file.seek(SeekFrom::Start(layout.content_start))?;
     io::copy(file, &mut out)?;
     out.flush()
+}
+
+/// A one-message envelope file read with its header changed: new
+/// top-level headers and header part, then the content part copied
+/// verbatim from the file, never held in memory. How a message leaves a
+/// hop with the hop's trace ([`crate::message::Header::stamp_sent`]) whatever its size.
+/// The file reads unchanged when it is not a one-message envelope whose
+/// content part starts within the bounded prefix (a spool file always is).
+pub struct Reheaded {
+    head: io::Cursor<Vec<u8>>,
+    rest: std::fs::File,
+    len: u64,
+}
+
+impl Reheaded {
+    /// Opens the envelope at `path`, its header changed by `edit`.
+    pub fn open(path: &std::path::Path, edit: impl FnOnce(&mut Header)) -> io::Result<Reheaded> {
+        use std::io::{Seek, SeekFrom};
+        let mut rest = std::fs::File::open(path)?;
+        let size = rest.metadata()?.len();
+        let mut prefix = Vec::with_capacity(8192);
+        (&mut rest)
+            .take(envelope::PREFIX_BYTES as u64)
+            .read_to_end(&mut prefix)?;
+        let (head, from) = envelope::rehead(&prefix, edit).unwrap_or_default();
+        rest.seek(SeekFrom::Start(from))?;
+        Ok(Reheaded {
+            len: head.len() as u64 + size.saturating_sub(from),
+            head: io::Cursor::new(head),
+            rest,
+        })
+    }
+
+    /// The file at `path` as it is.
+    pub fn verbatim(path: &std::path::Path) -> io::Result<Reheaded> {
+        let rest = std::fs::File::open(path)?;
+        Ok(Reheaded {
+            len: rest.metadata()?.len(),
+            head: io::Cursor::new(Vec::new()),
+            rest,
+        })
+    }
+
+    /// What it reads: the new start (bytes), then the rest of the file
+    /// from where the file stands.
+    pub fn into_parts(self) -> (Vec<u8>, std::fs::File) {
+        let at = self.head.position() as usize;
+        let mut head = self.head.into_inner();
+        head.drain(..at.min(head.len()));
+        (head, self.rest)
+    }
+
+    /// The bytes it reads, in all.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Read for Reheaded {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.head.read(buf)? {
+            0 => self.rest.read(buf),
+            n => Ok(n),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -828,10 +900,9 @@ mod tests {
                     }),
                 };
                 std::fs::write(f.path(), envelope::to_bytes(&[m])).unwrap();
-                let mut r = envelope::Reheaded::open(f.path(), |h| {
-                    h.stamp_sent(&me, Timestamp::from_secs(9))
-                })
-                .unwrap();
+                let mut r =
+                    Reheaded::open(f.path(), |h| h.stamp_sent(&me, Timestamp::from_secs(9)))
+                        .unwrap();
                 let mut out = Vec::new();
                 r.read_to_end(&mut out).unwrap();
                 assert_eq!(out.len() as u64, r.len(), "{n}");
@@ -855,7 +926,7 @@ mod tests {
         let f = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(f.path(), b"not mime").unwrap();
         let mut out = Vec::new();
-        envelope::Reheaded::open(f.path(), |_| panic!("no header to edit"))
+        Reheaded::open(f.path(), |_| panic!("no header to edit"))
             .unwrap()
             .read_to_end(&mut out)
             .unwrap();

@@ -533,14 +533,12 @@ pub fn content_from_xml(bytes: &[u8]) -> Result<Content> {
             mime_type: r.mime_type.map(MimeType::new).transpose()?,
             sealed: match (r.sealed, r.sealed_size) {
                 (None, None) => None,
-                (Some(h), Some(size)) if h.len() <= 2 * crate::bulk::seal::MAX_HEADER => {
-                    Some(Sealing {
-                        header: base64::engine::general_purpose::STANDARD
-                            .decode(h.trim())
-                            .map_err(|_| invalid("sealed", "not base64"))?,
-                        size,
-                    })
-                }
+                (Some(h), Some(size)) if h.len() <= 2 * limits::SEALED_HEADER => Some(Sealing {
+                    header: base64::engine::general_purpose::STANDARD
+                        .decode(h.trim())
+                        .map_err(|_| invalid("sealed", "not base64"))?,
+                    size,
+                }),
                 _ => {
                     return Err(invalid(
                         "sealed",

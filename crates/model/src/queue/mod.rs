@@ -8,6 +8,7 @@
 pub mod entry;
 pub mod evict;
 pub mod retry;
+pub mod settings;
 pub mod throttle;
 
 use entry::EntryName;

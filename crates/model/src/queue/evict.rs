@@ -6,7 +6,7 @@
 //! queue nothing but messages that had expired anyway.
 
 use super::entry::EntryName;
-use crate::config::{Limit, QueueLimits};
+use super::settings::{Limit, QueueLimits};
 use crate::message::{Persistence, Precedence};
 use crate::time::Timestamp;
 
@@ -159,8 +159,8 @@ pub fn plan(entries: &[EntryName], new: &EntryName, limits: &QueueLimits, now: T
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Size;
     use crate::message::MessageId;
+    use crate::units::Size;
 
     const NOW: i64 = 1_000_000;
 

@@ -21,7 +21,7 @@ use mailparse::{MailHeaderMap, ParsedMail};
 use super::*;
 
 /// How much of a file [`first_header`] reads at most.
-const PREFIX_BYTES: usize = limits::HEADER_BYTES * 2 + 4096;
+pub const PREFIX_BYTES: usize = limits::HEADER_BYTES * 2 + 4096;
 
 /// Serialises messages into one envelope.
 pub fn to_bytes(messages: &[Message]) -> Vec<u8> {
@@ -64,7 +64,7 @@ pub fn write(messages: &[Message], out: &mut impl Write) -> io::Result<()> {
 
 /// Writes the envelope's top-level headers (for `count` messages, the first
 /// having header `h`).
-pub(crate) fn write_head(
+pub fn write_head(
     out: &mut impl Write,
     h: &Header,
     count: usize,
@@ -88,12 +88,7 @@ pub(crate) fn write_head(
 }
 
 /// Writes one part (its delimiter, headers and transfer-encoded body).
-pub(crate) fn write_part(
-    out: &mut impl Write,
-    boundary: &str,
-    cid: &str,
-    body: &str,
-) -> io::Result<()> {
+pub fn write_part(out: &mut impl Write, boundary: &str, cid: &str, body: &str) -> io::Result<()> {
     let (cte, encoded) = transfer_encode(body);
     write!(
         out,
@@ -109,7 +104,7 @@ pub(crate) fn write_part(
 /// A boundary that occurs in none of the bodies. `=_` cannot occur in base64
 /// and is rare in text; the random part makes a clash with text vanishingly
 /// unlikely, and the check makes it impossible.
-pub(crate) fn pick_boundary<'a>(bodies: impl Iterator<Item = &'a [u8]> + Clone) -> String {
+pub fn pick_boundary<'a>(bodies: impl Iterator<Item = &'a [u8]> + Clone) -> String {
     loop {
         let mut r = [0u8; 12];
         let _ = getrandom::fill(&mut r);
@@ -227,78 +222,9 @@ pub fn first_header(reader: impl Read) -> Result<Header> {
     decode_header(&mail.subparts[0], &id)
 }
 
-/// A one-message envelope file read with its header changed: new
-/// top-level headers and header part, then the content part copied
-/// verbatim from the file, never held in memory. How a message leaves a
-/// hop with the hop's trace ([`Header::stamp_sent`]) whatever its size.
-/// The file reads unchanged when it is not a one-message envelope whose
-/// content part starts within the bounded prefix (a spool file always is).
-pub struct Reheaded {
-    head: io::Cursor<Vec<u8>>,
-    rest: std::fs::File,
-    len: u64,
-}
-
-impl Reheaded {
-    /// Opens the envelope at `path`, its header changed by `edit`.
-    pub fn open(path: &std::path::Path, edit: impl FnOnce(&mut Header)) -> io::Result<Reheaded> {
-        use std::io::{Seek, SeekFrom};
-        let mut rest = std::fs::File::open(path)?;
-        let size = rest.metadata()?.len();
-        let mut prefix = Vec::with_capacity(8192);
-        (&mut rest)
-            .take(PREFIX_BYTES as u64)
-            .read_to_end(&mut prefix)?;
-        let (head, from) = rehead(&prefix, edit).unwrap_or_default();
-        rest.seek(SeekFrom::Start(from))?;
-        Ok(Reheaded {
-            len: head.len() as u64 + size.saturating_sub(from),
-            head: io::Cursor::new(head),
-            rest,
-        })
-    }
-
-    /// The file at `path` as it is.
-    pub fn verbatim(path: &std::path::Path) -> io::Result<Reheaded> {
-        let rest = std::fs::File::open(path)?;
-        Ok(Reheaded {
-            len: rest.metadata()?.len(),
-            head: io::Cursor::new(Vec::new()),
-            rest,
-        })
-    }
-
-    /// What it reads: the new start (bytes), then the rest of the file
-    /// from where the file stands.
-    pub fn into_parts(self) -> (Vec<u8>, std::fs::File) {
-        let at = self.head.position() as usize;
-        let mut head = self.head.into_inner();
-        head.drain(..at.min(head.len()));
-        (head, self.rest)
-    }
-
-    /// The bytes it reads, in all.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
-impl Read for Reheaded {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.head.read(buf)? {
-            0 => self.rest.read(buf),
-            n => Ok(n),
-        }
-    }
-}
-
 /// The new start of the one-message envelope whose first bytes are
 /// `prefix`, and the offset where its content part starts.
-fn rehead(prefix: &[u8], edit: impl FnOnce(&mut Header)) -> Option<(Vec<u8>, u64)> {
+pub fn rehead(prefix: &[u8], edit: impl FnOnce(&mut Header)) -> Option<(Vec<u8>, u64)> {
     let mail = parse_mime(prefix).ok()?;
     if mail.headers.get_first_value("X-Rs-Messages").as_deref() != Some("1")
         || mail.subparts.len() < 2

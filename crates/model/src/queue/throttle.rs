@@ -8,8 +8,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::entry::EntryName;
-use crate::config::{Size, Throttle};
+use super::settings::Throttle;
 use crate::time::Timestamp;
+use crate::units::Size;
 
 /// What was sent in the current hour and the current (local) day.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,7 +11,6 @@
 
 pub mod envelope;
 pub mod id;
-pub mod stream;
 pub mod xml;
 
 use std::fmt;
@@ -41,6 +40,9 @@ pub mod limits {
     pub const DESTINATIONS: usize = 1_024;
     /// Most messages in one envelope.
     pub const ENVELOPE_MESSAGES: usize = 10_000;
+    /// Largest age header a sealed bulk request carries (its recipient
+    /// stanzas, MAC, nonce).
+    pub const SEALED_HEADER: usize = 16 * 1024;
     /// Most header lines in one MIME part.
     pub const MIME_HEADERS: usize = 64;
     /// Most header lines at the top of an envelope (mail relays add
