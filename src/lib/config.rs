@@ -1016,6 +1016,10 @@ impl Guarded {
 
 pub const FILE_NAME: &str = "config.toml";
 
+/// The configuration a new spool starts with, every setting explained
+/// (`src/lib/default-config.toml`; its `site` and `component` are replaced).
+pub const DEFAULT_TEXT: &str = include_str!("default-config.toml");
+
 impl Config {
     /// Reads `config.toml` in `spool`. Refuses, naming the file, a dangling
     /// link, anything but a regular file, text that is not UTF-8 (with the
@@ -1420,215 +1424,13 @@ impl Config {
 
     /// The text of a new spool's configuration, with every setting explained.
     pub fn default_text(site: &Name, component: &Name) -> String {
-        format!(
-            r#"# rs spool configuration. See rs-queue(1) and spool/README.md.
-
-# The site (customer) this spool belongs to, and this component's ID.
-site = "{site}"
-component = "{component}"
-
-# Limits on what the spool holds for sending (queued, held, and sent but not
-# yet acknowledged). Sizes take units: 4096, 500k, 10MiB, 2G. Unset means
-# unlimited. When a new message does not fit, the eviction order of the
-# specification applies (expired first, then bulk messages of normal
-# persistence, ...), and a message that cannot be admitted is rejected.
-# The data of bulk transfers not yet ended counts too (under [queue] and
-# [queue.bulk]): a new transfer that does not fit is refused by rs-send.
-[queue]
-# max_bytes = "512 MiB"
-# max_messages = 100000
-# [queue.urgent]
-# max_bytes = "64 MiB"
-# [queue.normal]
-# [queue.bulk]
-
-# Limits on sending. Unset means unlimited. Over the throttle a message stays
-# queued; it is not rejected. Windows are local times of day (HH:MM-HH:MM).
-[throttle]
-# max_bytes_per_hour = "10 MiB"
-# max_bytes_per_day = "100 MiB"
-# max_messages_per_hour = 1000
-# max_messages_per_day = 10000
-# max_message_bytes = "4 MiB"
-# windows = ["22:00-06:00"]
-
-[spool]
-# Files left in tmp/ (and received/tmp/) by a crashed writer are removed
-# after this long.
-tmp_max_age = "1h"
-# New messages are refused while the file system has less free space.
-min_free = "64 MiB"
-# A run waits at most this long for the spool lock (held for moments by
-# each run); then it exits 75, naming the lock, so a stopped or hung run
-# does not stall every cron job after it.
-lock_wait = "10m"
-# What the spool holds is its owner's only (directories 0700, files 0600),
-# whatever the umask. With a group, its members may read it too
-# (directories 2750, files 0640): rs-queue init --group NAME.
-# group = "rsadm"
-
-[receive]
-# Accepted message IDs are remembered (to drop retransmissions and copies
-# that came by another path) until the message expires, and at least this
-# long. A message created before the IDs forgotten so far cannot be proven
-# new: it is refused (never delivered twice) and its origin told. Keep this
-# longer than a message may take to arrive (a stick's round trip).
-dedupe_retention = "30d"
-# Messages created later than this site's time by more than this are
-# refused: their sender's clock is wrong.
-max_clock_skew = "1d"
-
-[lease]
-# A run sending messages holds a lease on them; if it dies, they are free
-# again after at most this long (at once on this host).
-transmit_max = "1h"
-
-# This site as an HTTP server (rs-relay serve; rs-relay cgi behind a web
-# server, which then does the TLS). Peers call it; it never calls them.
-[http]
-# cert = "/etc/rs/server.pem"     # rs-relay serve: certificate and chain (PEM)
-# key = "/etc/rs/server.key"      # rs-relay serve: its private key (PEM)
-# client_ca = "/etc/rs/ca.pem"    # rs-relay serve: CA of the peers' client certificates
-max_body = "64 MiB"               # a larger request is answered 413
-max_reply = "16 MiB"              # back-channel messages beyond this wait for the next poll
-max_connections = 16              # rs-relay serve: requests read and handled at once
-request_timeout = "60s"           # rs-relay serve: a slower request, an unread reply, an idle connection is cut off
-handshake_timeout = "10s"         # rs-relay serve: a new connection must prove a peer within this
-max_handshakes = 64               # rs-relay serve: connections not yet proving a peer; the oldest idle goes first
-
-# The service point map: spm:SERVICE routes resolve through it (rs-spm).
-[spm]
-# map_url = "https://maps.provider.example/site.xml?ca=/etc/rs/ca.pem"  # or file:///path
-refresh = "1h"                    # an older map is fetched again before use
-# zone = "east"                   # this site's topology zone, for partitioned maps
-# serves = {{ service = "inventory", version = "1.0", sphere = "provider.example" }}
-#                                 # this server is a location of that service: a
-#                                 # message sent with another epoch is answered
-#                                 # epoch-mismatch (epoch = N, or from spm/registry.xml)
-
-# When a link fails: one attempt per class, never a loop. Connectivity: a
-# new configuration from config_url (directly or by redirect). Identity (the
-# client certificate rejected): a new certificate, only through a redirect
-# to a server on the site's own networks. A fetched configuration may not
-# add a [[rule]] handler or name a key, certificate, passphrase or password
-# file this one does not, unless RS_CONFIG_TRUST=programs,keys (or one of
-# them) is set in the environment of the rs commands; a plain http:// URL
-# is used only on site_networks (default: loopback and the private ranges).
-[recovery]
-# config_url = "https://config.provider.example/rs?ca=/etc/rs/ca.pem"  # default: config.source
-# site_networks = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "127.0.0.0/8"]
-
-# Registration with the upstream peer, and heartbeats (SPEC section 13).
-[registration]
-enabled = false                   # register before sending (session mode)
-heartbeat = "15m"                 # also the poll in session mode
-resend_after = 3                  # heartbeats without an answer: register again
-# registrar = "provider.hub"       # whose control messages are obeyed (default:
-                                  # the one that answered the registration, else
-                                  # the upstream peer); never changed by the provider
-
-# Bulk data (SPEC section 12): larger data is authorized by every hop and
-# the receiver first, then sent in chunks.
-[bulk]
-threshold = "4KiB"                # rs-send: larger data goes as bulk
-# max_size = "10GiB"              # refuse larger transfers (as a hop or receiver)
-chunk_size = "1MiB"               # as the receiver: the chunks it asks for
-window = 16                       # as the receiver: chunks asked for at a time
-max_transfers = 16                # as the receiver: more at once are deferred
-max_deferrals = 5                 # as the sender: then the transfer is dead
-retry = "1h"                      # as the sender: ask again after a deferral
-reservation = "7d"                # a reservation not moving lapses after this
-                                  # (media carried weekly need it this long)
-# encrypt_to = ["age1..."]        # as the sender: seal transfers when queued
-                                  # (age recipients, or files of them)
-# identity = "/etc/rs/bulk.key"   # as the receiver: opens sealed transfers
-                                  # (made by age-keygen -o)
-
-# At a provider running many relays (scale-out): the state they share in
-# PostgreSQL, what they deliver published to NATS JetStream. Make the
-# schema with `rs-relay db init`. The default keeps it all in this spool.
-[shared]
-backend = "spool"                 # or "postgres"
-# postgres = "host=db.example port=5432 user=rs dbname=rs"   # never a password here
-# password_file = "/etc/rs/db-password"
-# nats = "nats://127.0.0.1:4222"  # deliveries go to JetStream, not the Maildir
-# stream = "RS"                   # made by `rs-relay db init`
-# subject_prefix = "rs"           # subjects are PREFIX.CLASS.SUBCLASS
-
-# At the provider: answer registrations, hear heartbeats (rs-relay silent).
-[registrar]
-enabled = false
-# defaults = "/etc/rs/defaults.toml"   # [queue], [throttle], [registration] for new components
-
-# Peers: the sites this one exchanges messages with directly. Forward-path
-# messages go to the upstream peer; a site without one delivers them here.
-# [[peer]]
-# id = "provider.hub"            # the peer's component ID
-# routes = ["dir:/media/usb"]    # how to reach it
-# upstream = true
-# ack_timeout = "1h"             # resend what is not acknowledged in this time,
-# retry_cap = "1d"               # then after 2h, 4h, ... at most this long
-# components = ["site2.host3"]   # reachable through it (back-channel)
-# protection = "openpgp"         # none (default), openpgp or smime
-# our_key = "/etc/rs/site.key"   # gpg --export-secret-keys, or a PEM key (smime)
-# our_cert = "/etc/rs/site.pem"  # smime only: our certificate
-# peer_cert = "/etc/rs/hub.pub"  # gpg --export of the peer, or its PEM certificate
-# passphrase_file = "/etc/rs/passphrase"   # if our_key has a passphrase
-# require_signature = true       # refuse the peer's unsigned messages (default);
-#                                # false admits them, but an unsigned
-#                                # acknowledgement never discards anything
-# ca = "/etc/rs/ca.pem"          # smime: CA the peer's certificate chains to
-# crl = "/etc/rs/crl.pem"        # smime: revoked certificates
-# HTTP(S) routes, session mode: this site calls the peer's server, and the
-# replies bring back what the peer holds for it (back-channel messages).
-# routes = ["https://hub.example/rs?ca=/etc/rs/ca.pem&cert=/etc/rs/site.pem&key=/etc/rs/site.key"]
-# poll = "5m"                    # with nothing to send, call anyway this often
-# When the peer calls this site's server:
-# authentication = "certificate" # or "none" (a link inside one network; also
-#                                # allows plain http:// routes to this peer)
-# client_cert = "/etc/rs/site2.pem"  # the certificate it presents (default:
-#                                    # any verified one whose CN is its ID)
-# hold = "30d"                   # back-channel messages it has not taken in
-#                                # this time go to dead/, their origin told
-# backup = "relay2.hub"          # a redundant twin: what this peer does not
-#                                # acknowledge within ack_timeout is sent there,
-#                                # and what waits while its link is down; either
-#                                # may carry for the sites behind the other
-
-# Relay rules, tried in order on each message received for passing on; the
-# first one met decides. Every field given must match (patterns take * and
-# lists: class = ["debug*", "trace"]); none given matches everything.
-# rs-relay rules lists them; rs-relay rules test ID|FILE says what happens.
-# [[rule]]
-# name = "no-debug"              # for logs and the counters of rs-queue stats
-# class = "debug*"               # also: subclass, kind (alarm, event, data, ...),
-#                                # severity, source, destination
-# window = "22:00-06:00"         # local time of day
-# action = "discard"             # acknowledged as accepted, counted, dropped
-# [[rule]]
-# class = "billing"
-# action = "forward"             # on, as routing says or to `peer`
-# peer = "billing.hub"
-# [[rule]]
-# subclass = "raw"
-# action = "divert"              # to a program (no shell), the message on stdin:
-# handler = "/usr/local/bin/cook"  # exit 0 consumes it; an envelope printed on
-# args = []                      # stdout goes on in its place; a failure is
-# timeout = "30s"                # retried, and after max_failures the message
-# max_failures = 5               # goes to dead/ with the handler's stderr
-# [[rule]]
-# subclass = "heartbeat"
-# action = "aggregate"           # gathered by class and subclass into one
-# count = 100                    # message of this relay's, when this many
-# age = "1h"                     # are held or the oldest is this old
-
-# Groups: a message to group:NAME is copied here to each member (this
-# component included, if it is one).
-# [[group]]
-# name = "ops"
-# members = ["site1.host1", "site2.host1"]
-"#
-        )
+        DEFAULT_TEXT
+            .replacen("\nsite = \"local\"\n", &format!("\nsite = \"{site}\"\n"), 1)
+            .replacen(
+                "\ncomponent = \"local.host\"\n",
+                &format!("\ncomponent = \"{component}\"\n"),
+                1,
+            )
     }
 }
 
@@ -1678,6 +1480,68 @@ pub fn edit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The keys serde accepts in the table `prefix` opens, as its error for
+    /// an unknown key lists them.
+    fn keys_of(prefix: &str) -> Vec<String> {
+        let text = format!("site='s'\ncomponent='s.c'\n{prefix}zz_not_a_key = 1\n");
+        let err = Config::parse(&text).unwrap_err();
+        let expected = err
+            .split_once("expected one of")
+            .or_else(|| err.split_once("expected"))
+            .unwrap_or_else(|| panic!("{prefix}: {err}"))
+            .1;
+        expected
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn the_default_file_parses_and_names_every_key() {
+        Config::parse(DEFAULT_TEXT).unwrap();
+        // `key = ...` or a table `[key]`, `[[key]]`, commented or not.
+        let named = |key: &str| {
+            DEFAULT_TEXT.lines().any(|l| {
+                let l = l.trim_start_matches('#').trim_start();
+                let table = l.trim_start_matches('[');
+                l.strip_prefix(key)
+                    .is_some_and(|rest| rest.trim_start().starts_with('='))
+                    || (table.len() < l.len()
+                        && table.strip_prefix(key).is_some_and(|r| r.starts_with(']')))
+                    || (l.starts_with('[') && l.contains(&format!(".{key}]")))
+            })
+        };
+        for prefix in [
+            "",
+            "[queue]\n",
+            "[queue.urgent]\n",
+            "[throttle]\n",
+            "[spool]\n",
+            "[receive]\n",
+            "[lease]\n",
+            "[http]\n",
+            "[bulk]\n",
+            "[registration]\n",
+            "[registrar]\n",
+            "[recovery]\n",
+            "[spm]\n",
+            "[shared]\n",
+            "[[peer]]\nid = 'p.x'\n",
+            "[[rule]]\naction = 'discard'\n",
+            "[[group]]\nname = 'g'\nmembers = []\n",
+        ] {
+            let keys = keys_of(prefix);
+            assert!(!keys.is_empty(), "{prefix}");
+            let missing: Vec<&String> = keys.iter().filter(|k| !named(k)).collect();
+            assert!(
+                missing.is_empty(),
+                "{prefix}: not in src/lib/default-config.toml: {missing:?}"
+            );
+        }
+    }
 
     #[test]
     fn default_text_parses_to_unlimited() {
