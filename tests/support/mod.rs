@@ -105,6 +105,16 @@ impl Site {
         site
     }
 
+    /// A site whose spool `spool` exists already (a copy of a fixture).
+    pub fn existing(spool: &Path) -> Site {
+        Site {
+            dir: None,
+            spool: spool.to_path_buf(),
+            env: HashMap::new(),
+            mounted: false,
+        }
+    }
+
     /// `rs-queue init` for component ID `component` (site ID: its first label).
     fn init(&self, component: &str) {
         let site_id = component.split('.').next().unwrap_or(component);
