@@ -126,7 +126,11 @@ fn a_spool_of_the_earlier_release_is_read_and_served_as_it_was() {
         .filter_map(|e| e["id"].as_str().map(str::to_string))
         .collect();
     assert_eq!(held.len(), 1, "the message held by the operator");
-    a.cmd("rs-queue").args(["release"]).args(&held).run().success();
+    a.cmd("rs-queue")
+        .args(["release"])
+        .args(&held)
+        .run()
+        .success();
     for round in 0..4 {
         for (from, to, peer) in [(&b, &a, "a.host"), (&a, &b, "b.hub")] {
             let s = holder.stick(&format!("round-{round}-{peer}"));

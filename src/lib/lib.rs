@@ -10,6 +10,7 @@ pub mod ack;
 pub mod bulk;
 pub mod cli;
 pub mod commands;
+pub mod compose;
 pub mod config;
 pub mod error;
 pub mod filter;
@@ -22,6 +23,7 @@ pub mod message {
 }
 pub mod outbound;
 pub mod output;
+pub mod progress;
 pub mod protect;
 pub use rs_model::{queue, units};
 pub mod receive;

@@ -37,6 +37,7 @@
 //! `relay::run_pending`; [`tick`] asks again after deferrals and lets
 //! lapsed reservations go. State lives in `bulk/` under `bulk/.lock`.
 
+pub mod claim;
 pub mod hop;
 pub mod ranges;
 pub mod receiver;

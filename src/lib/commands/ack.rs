@@ -19,7 +19,7 @@ use crate::time::{parse_duration, Timestamp};
 use super::Context;
 
 pub fn run(args: AckArgs) -> Result<ExitCode, Error> {
-    let ctx = Context::new("rs-ack", &args.common)?;
+    let ctx = Context::with_features("rs-ack", &args.common)?;
     let now = ctx.clock.now();
     let spool = ctx.open_spool(now)?;
     let mut out = Out::new();

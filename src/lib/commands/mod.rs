@@ -16,21 +16,35 @@ use crate::spool::Spool;
 use crate::time::{Clock, Timestamp};
 
 /// What every command carries: its name (for logs), the clock, the output
-/// mode and the spool's location.
+/// mode, the spool's location, and what it installs on the spool it opens.
 pub struct Context {
     pub prog: &'static str,
     pub clock: Clock,
     pub json: bool,
     pub spool_dir: PathBuf,
+    /// Installs the program's features on a spool just opened (nothing,
+    /// for `rs-send`, which only queues: it links none of them).
+    pub install: fn(&mut Spool),
 }
 
 impl Context {
+    /// The context of a program without features (`rs-send`).
     pub fn new(prog: &'static str, common: &Common) -> Result<Context, Error> {
         Ok(Context {
             prog,
             clock: Clock::from_env()?,
             json: common.json,
             spool_dir: common.spool_dir(),
+            install: |_| {},
+        })
+    }
+
+    /// The context of a program that receives and sends: every spool it
+    /// opens has the features of `compose` installed.
+    pub fn with_features(prog: &'static str, common: &Common) -> Result<Context, Error> {
+        Ok(Context {
+            install: crate::compose::install,
+            ..Context::new(prog, common)?
         })
     }
 
@@ -78,7 +92,8 @@ impl Context {
                 self.spool_dir.join(crate::config::FILE_NAME).display()
             ));
         }
-        let (spool, created) = Spool::open_or_create(&self.spool_dir, now)?;
+        let (mut spool, created) = Spool::open_or_create(&self.spool_dir, now)?;
+        (self.install)(&mut spool);
         for w in spool.config().exposed_secrets() {
             self.log(w);
         }

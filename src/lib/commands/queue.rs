@@ -17,7 +17,7 @@ use crate::time::{Timestamp, Window};
 use super::Context;
 
 pub fn run(args: QueueArgs) -> Result<ExitCode, Error> {
-    let ctx = Context::new("rs-queue", &args.common)?;
+    let ctx = Context::with_features("rs-queue", &args.common)?;
     let now = ctx.clock.now();
     if let QueueCommand::Init {
         site,
@@ -127,7 +127,7 @@ fn send_to(
     if waited {
         // The registration's answer may have come back in this run: once
         // applied, what waited for it goes now.
-        let fresh = Spool::open(spool.root())?;
+        let fresh = spool.reopen()?;
         if let (None, Some(up)) = (crate::infra::held(&fresh), fresh.config().upstream()) {
             let again = outbound::run(&fresh, Some(up.id.as_str()), via, &ctx.clock, &log)?;
             for r in again {
@@ -243,7 +243,7 @@ fn recover(ctx: &Context, spool: &Spool, runs: &mut [outbound::PeerRun]) -> Resu
                     run.peer,
                     trouble.as_str()
                 ));
-                let fresh = Spool::open(spool.root())?;
+                let fresh = spool.reopen()?;
                 let again = outbound::run(
                     &fresh,
                     Some(run.peer.as_str()),

@@ -28,7 +28,7 @@ pub fn run(args: RelayArgs) -> Result<ExitCode, Error> {
 /// HTTP response on stdout.
 fn cgi(common: &crate::cli::Common) -> Result<ExitCode, Error> {
     use crate::session::{cgi, Response};
-    let ctx = Context::new("rs-relay", common)?;
+    let ctx = Context::with_features("rs-relay", common)?;
     let log = |s: String| ctx.log(s);
     let now = ctx.clock.now();
     let resp = match ctx.open_spool(now) {
@@ -85,8 +85,7 @@ fn rules(
         Some(crate::message::Content::Data(d)) => Some(d.mime_type.as_str()),
         _ => None,
     };
-    let bulk = crate::bulk::is_bulk(kind, mime);
-    let (rule, outcome) = decided(spool, &header, (kind, severity, bulk), now, ctx);
+    let (rule, outcome) = decided(spool, &header, (kind, severity, mime), now, ctx);
     if ctx.json {
         out.json(&json!({
             "id": header.id, "rule": rule.as_ref().map(|(i, name)| json!({"index": i + 1, "name": name})),
@@ -111,14 +110,14 @@ fn rules(
 fn decided(
     spool: &crate::spool::Spool,
     header: &crate::message::Header,
-    (kind, severity, bulk): (&str, Option<&str>, bool),
+    (kind, severity, mime): (&str, Option<&str>, Option<&str>),
     now: crate::time::Timestamp,
     ctx: &Context,
 ) -> (Option<(usize, String)>, String) {
-    use crate::receive::decide::{decide, Decision, Facts, When};
+    use crate::receive::decide::{decide, Decision, Facts, Keep, When};
     let config = spool.config();
     let learned = crate::route::Learned::load(spool);
-    let authority = crate::infra::Authority::of(spool);
+    let claims = crate::receive::Extensions::of(spool).begin(spool, &|l| ctx.log(l));
     let from = crate::route::originator(header, &config.component).clone();
     let facts = Facts {
         header,
@@ -128,10 +127,8 @@ fn decided(
         relay_stopped: None,
         kind,
         severity,
-        bulk,
-        service_epoch: None,
+        mime,
         signed: true,
-        authority: &authority,
     };
     let when = When {
         now,
@@ -141,6 +138,11 @@ fn decided(
         minute_of_day: now.minute_of_day(ctx.clock.utc_offset_secs()),
     };
     let label = |i: usize| Some((i, config.rules[i].label(i)));
+    let rule_labelled = |l: &str| {
+        (0..config.rules.len())
+            .find(|&i| config.rules[i].label(i) == l)
+            .and_then(label)
+    };
     let matched = || {
         crate::filter::first_match(
             &config.rules,
@@ -154,26 +156,35 @@ fn decided(
         .filter(|(_, r)| r.action == crate::filter::Action::Forward)
         .and_then(|(i, _)| label(i))
     };
-    match decide(&facts, &when, config, &learned) {
-        Decision::Discard { rule } => (
-            label(rule),
+    match decide(&facts, &when, config, &learned, &claims) {
+        Decision::Discard { label } => (
+            rule_labelled(&label),
             "discarded (acknowledged as accepted, counted)".into(),
         ),
-        Decision::Divert { rule } => (
-            label(rule),
-            format!(
-                "handed to {}",
-                config.rules[rule]
-                    .handler
-                    .as_ref()
-                    .map(|h| h.display().to_string())
-                    .unwrap_or_default()
-            ),
+        Decision::Hold { label, .. } if label == crate::infra::LABEL => (
+            None,
+            "taken by rs itself (registration, heartbeat or control)".into(),
         ),
-        Decision::Aggregate { rule } => (
-            label(rule),
+        Decision::Hold { label, .. } if label == crate::bulk::LABEL => {
+            (None, "taken as part of a bulk transfer".into())
+        }
+        Decision::Hold {
+            label,
+            keep: Keep::Aggregate,
+            ..
+        } => (
+            rule_labelled(&label),
             "gathered into the rule's next aggregate".into(),
         ),
+        Decision::Hold { label, .. } => {
+            let rule = rule_labelled(&label);
+            let handler = rule
+                .as_ref()
+                .and_then(|(i, _)| config.rules[*i].handler.as_ref())
+                .map(|h| h.display().to_string())
+                .unwrap_or_default();
+            (rule, format!("handed to {handler}"))
+        }
         Decision::Forward { peer, pinned } => match matched() {
             Some(r) => (Some(r), format!("forwarded to {peer}")),
             None => (
@@ -201,15 +212,14 @@ fn decided(
                 ),
             )
         }
-        Decision::Infrastructure => (
-            None,
-            "taken by rs itself (registration, heartbeat or control)".into(),
-        ),
-        Decision::Bulk => (None, "taken as part of a bulk transfer".into()),
         Decision::Reject { reason, .. } => (None, format!("rejected: {reason}")),
         Decision::Refuse { reason } => (None, format!("refused and kept in quarantine: {reason}")),
-        Decision::Retry { reason } => (None, format!("not taken now: {reason}")),
-        Decision::EpochMismatch { reason } => (None, format!("epoch mismatch: {reason}")),
+        Decision::NotTaken {
+            status: crate::message::ResponseStatus::EpochMismatch,
+            reason,
+            ..
+        } => (None, format!("epoch mismatch: {reason}")),
+        Decision::NotTaken { reason, .. } => (None, format!("not taken now: {reason}")),
         Decision::Duplicate { .. } => (None, "a duplicate".into()),
     }
 }
@@ -340,7 +350,7 @@ fn serve(ctx: &Context, spool: crate::spool::Spool, listen: &str) -> Result<Exit
 }
 
 fn run_command(args: RelayArgs) -> Result<ExitCode, Error> {
-    let ctx = Context::new("rs-relay", &args.common)?;
+    let ctx = Context::with_features("rs-relay", &args.common)?;
     let now = ctx.clock.now();
     let spool = ctx.open_spool(now)?;
     let mut out = Out::new();

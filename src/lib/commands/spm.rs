@@ -81,7 +81,7 @@ fn with_registry<T>(
 }
 
 pub fn run(args: SpmArgs) -> Result<ExitCode, Error> {
-    let ctx = Context::new("rs-spm", &args.common)?;
+    let ctx = Context::with_features("rs-spm", &args.common)?;
     let now = ctx.clock.now();
     let mut out = Out::new();
     match args.command {

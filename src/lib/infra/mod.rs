@@ -30,8 +30,10 @@
 //! crash. State here is a cache (SPEC.md section 4): lost, a component
 //! registers again.
 
+pub mod claim;
 mod control;
 mod document;
+pub mod gate;
 mod heartbeat;
 mod registration;
 mod state;

@@ -34,7 +34,9 @@
 //! works ([`stand_ins`]), and the failed member's run then exits 0 when
 //! that member ran after it and sent.
 
+pub mod gate;
 pub mod link;
+pub mod untold;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -55,6 +57,7 @@ use crate::transport::http::HttpTransport;
 use crate::transport::smtp::SmtpTransport;
 use crate::transport::spm::SpmTransport;
 use crate::transport::{Cargo, Exchanged, Outcome, Outgoing, Transport};
+use gate::Gates;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Report {
@@ -259,8 +262,8 @@ impl Outbox for SpoolOutbox<'_> {
     ) -> Result<Vec<Outgoing>> {
         let (lease, chosen) = select(self.spool, peer, clock, self.policy(), report, log)?;
         self.lease = lease;
-        // A registration sorts first on a medium too (see `infra`).
-        let first = crate::infra::first(self.spool);
+        // What a gate sends first does so on a medium too (see `gate`).
+        let first = Gates::of(self.spool).first(self.spool);
         let out = chosen
             .iter()
             .map(|e| {
@@ -377,7 +380,7 @@ pub fn flush_with(
             .sum()
     };
     let mut progress = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        .then(|| crate::output::Progress::new(format!("{}: sending", peer.id), bytes(&due)));
+        .then(|| crate::progress::Progress::new(format!("{}: sending", peer.id), bytes(&due)));
     for (n, chunk) in due.chunks(size).enumerate() {
         let mut batch: Vec<Outgoing> = std::mem::take(&mut acks);
         let carried_acks = batch.len();
@@ -442,20 +445,21 @@ fn select(
     let before = candidates.len();
     candidates.retain(|e| !leased.contains(e.name.id.as_str()));
     report.leased_elsewhere = before - candidates.len();
-    // A component that registers: in session mode nothing but the
-    // registration goes upstream before it is answered; in any mode the
-    // registration goes first.
+    // What the gates say (a component that registers: in session mode
+    // nothing but the registration goes upstream before it is answered; in
+    // any mode the registration goes first).
+    let gates = Gates::of(spool);
     if config.upstream().is_some_and(|u| u.id == peer.id) {
-        if let Some(allowed) = crate::infra::held(spool) {
+        if let Some((allowed, why)) = gates.only_upstream(spool) {
             let before = candidates.len();
             candidates.retain(|e| allowed.contains(e.name.id.as_str()));
             if candidates.len() < before {
                 report.waiting += before - candidates.len();
-                report.stopped = Some("waiting for the registration to be answered".into());
+                report.stopped = Some(why.into());
             }
         }
     }
-    let first = crate::infra::first(spool);
+    let first = gates.first(spool);
     candidates.sort_by_key(|e| {
         (
             first.as_deref() != Some(e.name.id.as_str()),
@@ -883,7 +887,7 @@ pub fn run(
         runs.push(run);
     }
     // What this run buried (expired, refused) is reported to its origins.
-    if let Err(e) = crate::relay::untold::sweep(spool, now, true, log) {
+    if let Err(e) = untold::sweep(spool, now, true, log) {
         log(format!(
             "undeliverable messages not reported to their origins now: {e}"
         ));

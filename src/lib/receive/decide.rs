@@ -1,35 +1,33 @@
 //! The decision step of the receive path, pure: given what is known of one
 //! inbound message (looked up beforehand) and the time, what to do with it.
 //!
-//! The order of the rules is the specification's:
+//! The order of the rules is the specification's; the core knows steps 1,
+//! 2 and 5, and asks the extensions installed on the spool (see
+//! `extension`) at the points between:
 //! 1. a message whose ID was accepted before is a duplicate (acknowledged
-//!    again, so a lost acknowledgement heals); one sent through a service
-//!    point map entry of another epoch than the service's here is answered
-//!    `epoch-mismatch` (nothing kept: the sender fetches a fresh map);
+//!    again, so a lost acknowledgement heals); then the extensions' checks
+//!    (one sent through a service point map entry of another epoch than
+//!    the service's here is answered `epoch-mismatch`, nothing kept);
 //! 2. one that cannot be proven new, or is worthless, is refused and its
 //!    origin told: it expired before it arrived, it claims to be created
 //!    beyond `max_clock_skew` in the future, or it was created at or before
 //!    the duplicate memory's horizon (`spool::seen`);
-//! 3. a message addressed to a group configured here (`[[group]]`) is
-//!    expanded: one copy per member (and per other destination), each
-//!    then decided on its own; rs takes its own infrastructure messages
-//!    (registrations, answers, heartbeats: `infra::takes`);
-//! 4. the relay's rules (`[[rule]]`, in order; see `filter`) may discard
-//!    it (acknowledged as accepted, counted), divert it to a handler,
-//!    aggregate it, or forward it to a named peer;
+//! 3. the extensions' claims before routing (a transfer to a group
+//!    received here; a message to a group expanded into copies, each then
+//!    decided on its own);
+//! 4. the extensions' claims given the next hop (infrastructure messages
+//!    refused or taken; transfers; the relay's rules: discard, divert,
+//!    aggregate, forward to a named peer);
 //! 5. else its next hop decides the rest: here (unless its origin key was
 //!    delivered already: a redundant sender's report), a peer (never the
 //!    one it came from; "retry later" while this relay is over its
 //!    throttle), or nowhere (refused, origin told).
-//!
-//! Filters, aggregation and control messages (the relay, registration)
-//! plug in here as further rules and decisions.
 
 use std::time::Duration;
 
+use super::extension::{Claim, Claims};
 use crate::config::Config;
-use crate::filter::{self, Action};
-use crate::message::{Header, Locator, Name, Target};
+use crate::message::{Header, Locator, Name, ResponseStatus, Target};
 use crate::route::{self, Learned, NextHop};
 use crate::time::Timestamp;
 
@@ -50,16 +48,11 @@ pub struct Facts<'a> {
     /// The content's kind (`alarm`, `event`, `data`, ...) and severity.
     pub kind: &'a str,
     pub severity: Option<&'a str>,
-    /// It is part of a bulk transfer (a request, an answer, a chunk).
-    pub bulk: bool,
-    /// The epoch of the service this site serves (`[spm] serves`), when
-    /// known.
-    pub service_epoch: Option<u64>,
+    /// The MIME type of its data, when it carries data.
+    pub mime: Option<&'a str>,
     /// Its envelope was signed by the peer's key (or the peer is not
     /// protected).
     pub signed: bool,
-    /// Whose control messages and registration answers this site obeys.
-    pub authority: &'a crate::infra::Authority,
 }
 
 /// The receiver's time, as the duplicate memory sees it.
@@ -88,34 +81,33 @@ pub enum Decision {
     /// Queue it toward `peer`; `pinned` when a rule chose the peer (the
     /// choice is kept with the message: routing would send it elsewhere).
     Forward { peer: Name, pinned: bool },
-    /// Not now: the sender keeps its copy and retries (this relay is over
-    /// its throttle). Nothing is kept or remembered.
-    Retry { reason: String },
-    /// Sent through a service point map entry of another epoch than the
-    /// service's here: the sender fetches a fresh map and sends again.
+    /// Not now, or not as sent: answered with `status` and `code` (the
+    /// sender keeps its copy: it retries, or fetches a fresh map first).
     /// Nothing is kept or remembered.
-    EpochMismatch { reason: String },
-    /// Discard it on purpose (rule `rule`, the index into `[[rule]]`):
-    /// acknowledged as accepted, remembered, counted, never passed on.
-    Discard { rule: usize },
-    /// Addressed to a group configured here: one copy to each of these
-    /// (members, and the message's other destinations), decided each.
+    NotTaken {
+        status: ResponseStatus,
+        code: &'static str,
+        reason: String,
+    },
+    /// Discard it on purpose (the rule labelled `label`): acknowledged as
+    /// accepted, remembered, counted, never passed on.
+    Discard { label: String },
+    /// Copy it to each of these (the members of a group configured here,
+    /// and the message's other destinations), each decided on its own.
     Expand { targets: Vec<Target> },
-    /// Hand it to rule `rule`'s handler.
-    Divert { rule: usize },
-    /// Gather it into rule `rule`'s next aggregate.
-    Aggregate { rule: usize },
-    /// rs takes it itself (a registration, an answer, a heartbeat: see
-    /// `infra`).
-    Infrastructure,
+    /// Keep it for an extension, under `label` (a rule's, or the
+    /// extension's own), as `keep` says; `learn`: the route back to its
+    /// source is learned from it, as from a message delivered or passed on.
+    Hold {
+        label: String,
+        keep: Keep,
+        learn: bool,
+    },
     /// Not from whom it may come (SPEC.md section 13a: a control message
     /// or registration answer not made by this site's registrar, or going
     /// up where it may only come down): kept in quarantine with the reason,
     /// refused, its origin told.
     Refuse { reason: String },
-    /// Part of a bulk transfer that this site handles (see `bulk`): at its
-    /// destination, or a request or answer passing through.
-    Bulk,
     /// Refuse it for good, with the reason; its origin is told.
     /// `remember` says whether its ID is remembered (so a retransmission is
     /// a duplicate): not for messages refused as not provably new, which
@@ -123,21 +115,35 @@ pub enum Decision {
     Reject { reason: String, remember: bool },
 }
 
-/// Decides what to do with one message. See the module documentation.
-pub fn decide(f: &Facts<'_>, when: &When, config: &Config, learned: &Learned) -> Decision {
+/// How a message held for an extension is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// In `divert/LABEL/`, for the extension's handler.
+    Divert,
+    /// In `aggregate/LABEL/`, for the next aggregate.
+    Aggregate,
+    /// Its data written in place by the extension that reads it so (see
+    /// `Extension::reads_data_in_place`); in `divert/LABEL/` when that
+    /// cannot be done now.
+    InPlace,
+}
+
+/// Decides what to do with one message, asking the extensions' `claims`
+/// in order. See the module documentation.
+pub fn decide(
+    f: &Facts<'_>,
+    when: &When,
+    config: &Config,
+    learned: &Learned,
+    claims: &[Box<dyn Claims + '_>],
+) -> Decision {
     if f.id_seen {
         return Decision::Duplicate {
             by_origin_key: false,
         };
     }
-    if let (Some(sent), Some(here)) = (f.header.epoch, f.service_epoch) {
-        if sent != here {
-            return Decision::EpochMismatch {
-                reason: format!(
-                    "sent through a map entry of epoch {sent}; the service is at epoch {here} here: fetch a fresh map"
-                ),
-            };
-        }
+    if let Some(d) = claims.iter().find_map(|c| c.check(f)) {
+        return d;
     }
     if let Some(reason) = unprovable(f.header, when) {
         return Decision::Reject {
@@ -145,50 +151,23 @@ pub fn decide(f: &Facts<'_>, when: &When, config: &Config, learned: &Learned) ->
             remember: false,
         };
     }
-    // A transfer to a group configured here is received here, once, and
-    // sent on to each member from here (see `bulk`).
-    if f.bulk && crate::bulk::group_here(f.header, config).is_some() {
-        return Decision::Bulk;
-    }
-    if let Some(targets) = expansion(f.header, config) {
-        return Decision::Expand { targets };
-    }
-    let hop = route::next_hop(f.header, config, learned);
-    if let Some(reason) =
-        crate::infra::refused(f.header, f.from, &hop, f.signed, f.authority, config)
-    {
-        return Decision::Refuse { reason };
-    }
-    if crate::infra::takes(f.header, &hop, config) {
-        return Decision::Infrastructure;
-    }
-    if f.bulk {
-        let passing = matches!(&hop, NextHop::Peer(p) if p != f.from);
-        if crate::bulk::takes(f.kind, &hop) && (!passing || f.relay_stopped.is_none()) {
-            return Decision::Bulk;
-        }
-    }
-    let rule = filter::first_match(
-        &config.rules,
-        &filter::Facts {
-            header: f.header,
-            kind: f.kind,
-            severity: f.severity,
-            minute_of_day: when.minute_of_day,
-        },
-    );
-    let forced = match rule {
-        Some((i, r)) => match r.action {
-            Action::Discard => return Decision::Discard { rule: i },
-            Action::Divert => return Decision::Divert { rule: i },
-            Action::Aggregate => return Decision::Aggregate { rule: i },
-            Action::Forward => r.peer.clone(),
-        },
+    let claimed = claims
+        .iter()
+        .find_map(|c| c.before_routing(f, when, learned))
+        .or_else(|| {
+            let hop = route::next_hop(f.header, config, learned);
+            claims
+                .iter()
+                .find_map(|c| c.after_routing(f, when, &hop, learned))
+        });
+    let forced = match claimed {
+        Some(Claim::Decided(d)) => return d,
+        Some(Claim::Route { peer }) => Some(peer),
         None => None,
     };
     let routed = route::next_hop(f.header, config, learned);
-    // A rule's peer is kept with the message only where routing would
-    // send it elsewhere.
+    // A peer chosen by a rule is kept with the message only where routing
+    // would send it elsewhere.
     let pinned = forced
         .as_ref()
         .is_some_and(|p| routed != NextHop::Peer(p.clone()));
@@ -196,6 +175,18 @@ pub fn decide(f: &Facts<'_>, when: &When, config: &Config, learned: &Learned) ->
         Some(p) => NextHop::Peer(p),
         None => routed,
     };
+    routed_decision(f, config, learned, hop, pinned)
+}
+
+/// What routing decides for a message no extension claimed (or one a
+/// rule sent to another peer).
+fn routed_decision(
+    f: &Facts<'_>,
+    config: &Config,
+    learned: &Learned,
+    hop: NextHop,
+    pinned: bool,
+) -> Decision {
     match hop {
         NextHop::Local if f.origin_key_seen => Decision::Duplicate {
             by_origin_key: true,
@@ -212,7 +203,9 @@ pub fn decide(f: &Facts<'_>, when: &When, config: &Config, learned: &Learned) ->
             remember: true,
         },
         NextHop::Peer(p) => match f.relay_stopped {
-            Some(why) => Decision::Retry {
+            Some(why) => Decision::NotTaken {
+                status: ResponseStatus::RejectedRetry,
+                code: "retry",
                 reason: format!("{why}: this relay takes nothing onward now"),
             },
             None => Decision::Forward { peer: p, pinned },
@@ -234,39 +227,6 @@ fn unknown_here<'h>(h: &'h Header, config: &Config, learned: &Learned) -> Option
         Some(Target::Component(c)) if route::toward(c, config, learned).is_none() => Some(c),
         _ => None,
     }
-}
-
-/// The destinations a message addressed to a group configured here is
-/// copied to: each member of such groups, and each other destination;
-/// `None` when no destination is a group configured here.
-fn expansion(h: &Header, config: &Config) -> Option<Vec<Target>> {
-    let Locator::Destination(d) = &h.locator else {
-        return None;
-    };
-    let group = |g: &Name| config.groups.iter().find(|c| c.name == *g);
-    if !d
-        .targets
-        .iter()
-        .any(|t| matches!(t, Target::Group(g) if group(g).is_some()))
-    {
-        return None;
-    }
-    let mut out: Vec<Target> = Vec::new();
-    for t in &d.targets {
-        let more: Vec<Target> = match t {
-            Target::Group(g) => match group(g) {
-                Some(c) => c.members.iter().cloned().map(Target::Component).collect(),
-                None => vec![t.clone()],
-            },
-            Target::Component(_) => vec![t.clone()],
-        };
-        for m in more {
-            if !out.contains(&m) {
-                out.push(m);
-            }
-        }
-    }
-    Some(out)
 }
 
 /// The ID of the copy of message `id` for `target`: derived, so a group
@@ -322,32 +282,63 @@ fn unprovable(h: &Header, when: &When) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{
-        Destination, Locator, MessageId, Persistence, Precedence, Qos, Source, Target,
-    };
+    use crate::message::{Destination, Locator, MessageId, Persistence, Precedence, Qos, Target};
 
     fn name(s: &str) -> Name {
         Name::new("n", s).unwrap()
     }
 
-    fn t(secs: i64) -> Timestamp {
-        Timestamp::from_secs(1_795_478_400 + secs)
+    /// Claims everything it is asked about at one point, to show the order.
+    struct At(&'static str);
+
+    impl Claims for At {
+        fn check(&self, _f: &Facts<'_>) -> Option<Decision> {
+            (self.0 == "check").then(|| Decision::Refuse {
+                reason: "check".into(),
+            })
+        }
+        fn before_routing(&self, _f: &Facts<'_>, _w: &When, _l: &Learned) -> Option<Claim> {
+            (self.0 == "before").then(|| {
+                Claim::Decided(Decision::Refuse {
+                    reason: "before".into(),
+                })
+            })
+        }
+        fn after_routing(
+            &self,
+            _f: &Facts<'_>,
+            _w: &When,
+            hop: &NextHop,
+            _l: &Learned,
+        ) -> Option<Claim> {
+            match self.0 {
+                "after" => Some(Claim::Decided(Decision::Refuse {
+                    reason: format!("after {hop:?}"),
+                })),
+                "route" => Some(Claim::Route {
+                    peer: name("c.host"),
+                }),
+                _ => None,
+            }
+        }
     }
 
-    /// A forward-path message from `source`, created at `created`,
-    /// expiring at `expiry`.
-    fn forward(source: &str, created: i64, expiry: Option<i64>) -> Header {
-        Header {
+    #[test]
+    fn the_core_asks_its_extensions_between_its_own_steps() {
+        let config = Config::parse(
+            "site='b'\ncomponent='b.hub'\n[[peer]]\nid='a.host'\n[[peer]]\nid='c.host'\n",
+        )
+        .unwrap();
+        let t = |s: i64| Timestamp::from_secs(1_795_478_400 + s);
+        let header = |created: i64, to: &str| Header {
             id: MessageId::parse("m1").unwrap(),
             created: t(created),
             class: name("c"),
             subclass: name("s"),
-            locator: Locator::Source(Source {
-                component: name(source),
-                component_type: name("t"),
-                version: name("1"),
+            locator: Locator::Destination(Destination {
+                targets: vec![Target::Group(name(to))],
                 qos: Qos {
-                    expiry: expiry.map(t),
+                    expiry: None,
                     precedence: Precedence::Normal,
                     persistence: Persistence::Normal,
                 },
@@ -356,191 +347,65 @@ mod tests {
             origin_key: None,
             epoch: None,
             routing: vec![],
-        }
-    }
-
-    fn to_group(group: &str) -> Header {
-        let mut h = to("x");
-        h.locator = Locator::Destination(Destination {
-            targets: vec![Target::Group(name(group))],
-            qos: Qos {
-                expiry: None,
-                precedence: Precedence::Normal,
-                persistence: Persistence::Normal,
-            },
-        });
-        h
-    }
-
-    fn to(component: &str) -> Header {
-        let mut h = forward("x", 9 * DAY, None);
-        h.locator = Locator::Destination(Destination {
-            targets: vec![Target::Component(name(component))],
-            qos: Qos {
-                expiry: None,
-                precedence: Precedence::Normal,
-                persistence: Persistence::Normal,
-            },
-        });
-        h
-    }
-
-    const DAY: i64 = 86_400;
-
-    #[test]
-    fn decisions_in_the_specifications_order() {
-        let top = Config::parse(
-            "site='b'\ncomponent='b.hub'\n[[peer]]\nid='a.host'\n[[peer]]\nid='c.host'\n",
-        )
-        .unwrap();
-        let relay = Config::parse(
-            "site='b'\ncomponent='b.hub'\n[[peer]]\nid='a.host'\n[[peer]]\nid='up.hub'\nupstream=true\n",
-        )
-        .unwrap();
-        let filtering = Config::parse(
-            "site='b'\ncomponent='b.hub'\n[[peer]]\nid='a.host'\n[[peer]]\nid='c.host'\n\
-             [[peer]]\nid='up.hub'\nupstream=true\n\
-             [[rule]]\nclass='debug*'\naction='discard'\n\
-             [[rule]]\nsubclass='nightly'\nwindow='00:00-06:00'\naction='discard'\n\
-             [[rule]]\nclass='route-c'\naction='forward'\npeer='c.host'\n\
-             [[rule]]\nsubclass='heartbeat'\naction='aggregate'\ncount=10\n\
-             [[group]]\nname='ops'\nmembers=['a.host', 'c.host', 'b.hub']\n",
-        )
-        .unwrap();
-        let classed = |class: &str, subclass: &str| {
-            let mut h = forward("a.host", 9 * DAY, None);
-            h.class = name(class);
-            h.subclass = name(subclass);
-            h
         };
         let when = When {
-            now: t(10 * DAY),
-            receive_time: t(10 * DAY),
-            horizon: Some(t(2 * DAY)),
-            max_clock_skew: Duration::from_secs(DAY as u64),
-            minute_of_day: 12 * 60,
+            now: t(100),
+            receive_time: t(100),
+            horizon: Some(t(10)),
+            max_clock_skew: Duration::from_secs(60),
+            minute_of_day: 0,
         };
-        let learned = Learned::default();
         let from = name("a.host");
-        let stop = "throttle max_messages_per_hour = 1 reached (1 sent)";
-        // (configuration, message, what is known: `id` its ID seen, `key`
-        // its origin key seen, `stop` the relay over its throttle) and what
-        // the decision says, in few words: `deliver`, `duplicate`, `origin
-        // key`, `forward PEER`, `retry: REASON`, `reject: REASON` (the ID
-        // remembered) or `refuse: REASON` (not remembered).
-        let cases = [
-            (&top, forward("a.host", 9 * DAY, None), "", "deliver"),
-            (&top, forward("a.host", 9 * DAY, None), "id", "duplicate"),
-            (&top, forward("a.host", DAY, None), "id", "duplicate"),
-            (&top, forward("a.host", 9 * DAY, None), "key", "origin key"),
-            (
-                &top,
-                forward("a.host", DAY, None),
-                "",
-                "refuse: cannot be proven new",
-            ),
-            (
-                &top,
-                forward("a.host", 2 * DAY, None),
-                "",
-                "refuse: cannot be proven new",
-            ),
-            (
-                &top,
-                forward("a.host", 9 * DAY, Some(10 * DAY)),
-                "",
-                "refuse: expired",
-            ),
-            (&top, forward("a.host", 12 * DAY, None), "", "refuse: clock"),
-            (
-                &top,
-                forward("a.host", 10 * DAY + 3600, None),
-                "",
-                "deliver",
-            ),
-            (&top, forward("a.host", 9 * DAY, None), "stop", "deliver"),
-            (
-                &relay,
-                forward("a.host", 9 * DAY, None),
-                "",
-                "forward up.hub",
-            ),
-            (
-                &relay,
-                forward("a.host", 9 * DAY, None),
-                "stop",
-                "retry: max_messages_per_hour",
-            ),
-            (
-                &relay,
-                forward("a.host", 9 * DAY, None),
-                "id stop",
-                "duplicate",
-            ),
-            (&top, to("c.host"), "", "forward c.host"),
-            (&top, to("a.host"), "", "reject: the peer it came from"),
-            (&top, to("z.nowhere"), "", "reject: no route"),
-            (&filtering, classed("debug-x", "s"), "", "discard: rule 0"),
-            (&filtering, classed("debug-x", "s"), "id", "duplicate"),
-            (&filtering, classed("c", "nightly"), "", "forward up.hub"),
-            (&filtering, classed("route-c", "s"), "", "forward c.host"),
-            (
-                &filtering,
-                classed("c", "heartbeat"),
-                "",
-                "aggregate: rule 3",
-            ),
-            (&filtering, classed("debug-x", "s"), "", "discard"),
-            (&filtering, to_group("ops"), "", "expand: [Component(Name(\"a.host\")), Component(Name(\"c.host\")), Component(Name(\"b.hub\"))]"),
-            (&filtering, to_group("ops"), "id", "duplicate"),
-            (&filtering, to_group("elsewhere"), "", "reject: no route to group elsewhere"),
-            (&top, at_epoch(to("c.host"), 1), "served", "epoch-mismatch: epoch 1; the service is at epoch 2"),
-            (&top, at_epoch(to("c.host"), 1), "served id", "duplicate"),
-            (&top, at_epoch(to("c.host"), 2), "served", "forward c.host"),
-            (&top, to("c.host"), "served", "forward c.host"),
-            (&top, at_epoch(to("c.host"), 1), "", "forward c.host"),
-        ];
-        fn at_epoch(mut h: Header, epoch: u64) -> Header {
-            h.epoch = Some(epoch);
-            h
-        }
-        for (config, header, known, expected) in cases {
+        let learned = Learned::default();
+        let decide_with = |h: &Header, id_seen: bool, at: &'static str| {
             let f = Facts {
-                header: &header,
+                header: h,
                 from: &from,
-                id_seen: known.contains("id"),
-                origin_key_seen: known.contains("key"),
-                relay_stopped: known.contains("stop").then_some(stop),
+                id_seen,
+                origin_key_seen: false,
+                relay_stopped: None,
                 kind: "event",
-                severity: Some("info"),
-                bulk: false,
-                service_epoch: known.contains("served").then_some(2),
+                severity: None,
+                mime: None,
                 signed: true,
-                authority: &crate::infra::Authority::default(),
             };
-            let got = match decide(&f, &when, config, &learned) {
-                Decision::Refuse { reason } => format!("quarantine: {reason}"),
-                Decision::EpochMismatch { reason } => format!("epoch-mismatch: {reason}"),
-                Decision::Infrastructure => "infrastructure".into(),
-                Decision::Bulk => "bulk".into(),
-                Decision::Deliver => "deliver".to_string(),
-                Decision::Duplicate { by_origin_key } if by_origin_key => "origin key".into(),
-                Decision::Duplicate { .. } => "duplicate".into(),
-                Decision::Forward { peer, .. } => format!("forward {peer}"),
-                Decision::Retry { reason } => format!("retry: {reason}"),
-                Decision::Reject { reason, remember } if remember => format!("reject: {reason}"),
-                Decision::Reject { reason, .. } => format!("refuse: {reason}"),
-                Decision::Discard { rule } => format!("discard: rule {rule}"),
-                Decision::Divert { rule } => format!("divert: rule {rule}"),
-                Decision::Aggregate { rule } => format!("aggregate: rule {rule}"),
-                Decision::Expand { targets } => format!("expand: {targets:?}"),
-            };
-            let (kind, detail) = expected.split_once(": ").unwrap_or((expected, ""));
-            assert!(
-                got.starts_with(kind) && got.contains(detail),
-                "{header:?} ({known}): {got}, expected {expected}"
-            );
-        }
+            let claims: Vec<Box<dyn Claims>> = vec![Box::new(At(at))];
+            decide(&f, &when, &config, &learned, &claims)
+        };
+        let new = header(50, "ops");
+        let old = header(5, "ops");
+        let refused = |r: &str| Decision::Refuse { reason: r.into() };
+        // No extension answers: a group is unknown to the core.
+        assert!(
+            matches!(decide_with(&new, false, "none"), Decision::Reject { reason, .. } if reason.contains("group ops"))
+        );
+        // A duplicate is the core's before any extension is asked; the
+        // check comes before the proof that a message is new, the claims
+        // after it.
+        assert!(matches!(
+            decide_with(&new, true, "check"),
+            Decision::Duplicate { .. }
+        ));
+        assert_eq!(decide_with(&old, false, "check"), refused("check"));
+        assert!(matches!(
+            decide_with(&old, false, "before"),
+            Decision::Reject {
+                remember: false,
+                ..
+            }
+        ));
+        assert_eq!(decide_with(&new, false, "before"), refused("before"));
+        assert!(
+            matches!(decide_with(&new, false, "after"), Decision::Refuse { reason } if reason.starts_with("after Unknown"))
+        );
+        // A route chosen by an extension is kept with the message.
+        assert_eq!(
+            decide_with(&new, false, "route"),
+            Decision::Forward {
+                peer: name("c.host"),
+                pinned: true
+            }
+        );
     }
 
     #[test]

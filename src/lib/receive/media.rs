@@ -148,7 +148,7 @@ fn import_files(
             .filter_map(|n| dir.open_file(n).ok()?.metadata().ok())
             .map(|m| m.len())
             .sum();
-        crate::output::Progress::new(format!("importing from {}", dir.path().display()), total)
+        crate::progress::Progress::new(format!("importing from {}", dir.path().display()), total)
     });
     let mut pending = names.into_iter().peekable();
     while pending.peek().is_some() {

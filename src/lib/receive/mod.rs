@@ -34,6 +34,8 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 
 pub mod decide;
+pub mod delivery;
+pub mod extension;
 pub mod mail;
 pub mod media;
 mod parse;
@@ -48,10 +50,11 @@ use crate::spool::seen::Kind;
 use crate::spool::{durable, Area, Error, Quarantined, Result, Spool};
 use crate::time::Timestamp;
 pub use crate::transport::Payload;
-use decide::{Decision, Facts};
+use decide::{Decision, Facts, Keep};
+pub use extension::{Claim, Claims, Extension, Extensions};
 pub use parse::set_aside;
 use parse::Incoming;
-use state::{FileShared, Shared};
+use state::Shared;
 pub use store::rule_dir;
 use store::{Disposition, Stored, ToStore};
 
@@ -264,15 +267,8 @@ pub fn receive(
 ) -> Result<Received> {
     let _lock = ReceiveLock::take(spool)?;
     spool.clean_maildir_tmp(now)?;
-    let mut file_state;
-    let mut db_state;
-    let state: &mut dyn Shared = if crate::shared::in_database(spool.config()) {
-        db_state = crate::shared::pg::PgShared::open(spool, now)?;
-        &mut db_state
-    } else {
-        file_state = FileShared::new(spool, now, log);
-        &mut file_state
-    };
+    let mut state = state::open(spool, now, log)?;
+    let state = &mut *state;
     if store::intent_path(spool).exists() {
         store::recover(spool, state, now, log)?;
     }
@@ -406,6 +402,7 @@ impl Batch<'_> {
     ) -> Result<Vec<Parsed>> {
         let mut protectors: HashMap<Name, Option<Protector>> = HashMap::new();
         let mut parsed = Vec::with_capacity(batch.len());
+        let extensions = Extensions::of(self.spool);
         for (index, item) in batch.into_iter().enumerate() {
             let cleared =
                 match parse::clear(self.spool, &item, &mut protectors, plaintexts, self.now)? {
@@ -425,7 +422,7 @@ impl Batch<'_> {
                     }
                 };
             let payload = cleared.plain.as_ref().unwrap_or(&item.payload);
-            match parse::unwrap(payload) {
+            match parse::unwrap(payload, &|mime| extensions.reads_data_in_place(mime)) {
                 Ok(messages) => parsed.push(Parsed {
                     index,
                     item,
@@ -462,16 +459,7 @@ impl Batch<'_> {
             crate::time::local_offset_secs(),
         )
         .map(|s| s.to_string());
-        let authority = crate::infra::Authority::of(self.spool);
-        let service_epoch = match crate::spm::served_epoch(config, self.spool.root()) {
-            Ok(e) => e,
-            Err(e) => {
-                log(format!(
-                    "[spm] serves: the service's epoch is unknown ({e}); epochs are not checked"
-                ));
-                None
-            }
-        };
+        let claims = Extensions::of(self.spool).begin(self.spool, log);
         for p in parsed {
             let from = p.item.from.clone();
             // A peer speaks only for itself and what is behind it.
@@ -531,7 +519,6 @@ impl Batch<'_> {
                     Incoming::Small(_) => None,
                     Incoming::Large { layout, .. } => Some(layout.mime_type.as_str()),
                 };
-                let bulk = crate::bulk::is_bulk(kind, mime);
                 let facts = Facts {
                     header: &h,
                     from: &from,
@@ -540,12 +527,10 @@ impl Batch<'_> {
                     relay_stopped: relay_stopped.as_deref(),
                     kind,
                     severity,
-                    bulk,
-                    service_epoch,
+                    mime,
                     signed: p.cleared.acks_trusted,
-                    authority: &authority,
                 };
-                let decision = decide::decide(&facts, &when, config, state.learned());
+                let decision = decide::decide(&facts, &when, config, state.learned(), &claims);
                 if !id_seen {
                     batch_ids.insert(id.to_string());
                 }
@@ -553,8 +538,7 @@ impl Batch<'_> {
                     Locator::Source(s),
                     Decision::Deliver
                     | Decision::Forward { .. }
-                    | Decision::Infrastructure
-                    | Decision::Bulk,
+                    | Decision::Hold { learn: true, .. },
                 ) = (&h.locator, &decision)
                 {
                     state.learn(&s.component, &from);
@@ -637,8 +621,7 @@ impl Batch<'_> {
                         rule: None,
                         group,
                     }),
-                    Decision::Discard { rule } => {
-                        let label = config.rules[rule].label(rule);
+                    Decision::Discard { label } => {
                         self.report.discarded += 1;
                         *self.report.by_rule.entry(label.clone()).or_default() += 1;
                         log(format!("{id} from {from} discarded by [[rule]] {label}"));
@@ -657,22 +640,19 @@ impl Batch<'_> {
                             format!("discarded on purpose by rule {label}"),
                         );
                     }
-                    Decision::Divert { rule } | Decision::Aggregate { rule } => {
-                        let disposition = if matches!(decision, Decision::Divert { .. }) {
-                            Disposition::Divert
-                        } else {
-                            Disposition::Aggregate
-                        };
-                        self.to_store.push(ToStore {
-                            m,
-                            from: from.clone(),
-                            index: p.index,
-                            disposition,
-                            pin: None,
-                            rule: Some(config.rules[rule].label(rule)),
-                            group,
-                        });
-                    }
+                    Decision::Hold { label, keep, .. } => self.to_store.push(ToStore {
+                        m,
+                        from: from.clone(),
+                        index: p.index,
+                        disposition: match keep {
+                            Keep::Divert => Disposition::Divert,
+                            Keep::Aggregate => Disposition::Aggregate,
+                            Keep::InPlace => Disposition::Chunk,
+                        },
+                        pin: None,
+                        rule: Some(label),
+                        group,
+                    }),
                     Decision::Refuse { reason } => {
                         // Not remembered: sent again (its answer lost), it
                         // is refused again, never taken for a duplicate.
@@ -681,35 +661,6 @@ impl Batch<'_> {
                             self.owe_rejection(&h, &from, state.learned(), &reason);
                         }
                     }
-                    Decision::Infrastructure => self.to_store.push(ToStore {
-                        m,
-                        from: from.clone(),
-                        index: p.index,
-                        disposition: Disposition::Divert,
-                        pin: None,
-                        rule: Some(crate::infra::LABEL.to_string()),
-                        group,
-                    }),
-                    Decision::Bulk => self.to_store.push(ToStore {
-                        // A chunk of a transfer received here is written
-                        // in place now; the rest is held for `bulk`.
-                        disposition: if crate::bulk::received_here(
-                            &h,
-                            mime,
-                            config,
-                            state.learned(),
-                        ) {
-                            Disposition::Chunk
-                        } else {
-                            Disposition::Divert
-                        },
-                        m,
-                        from: from.clone(),
-                        index: p.index,
-                        pin: None,
-                        rule: Some(crate::bulk::LABEL.to_string()),
-                        group,
-                    }),
                     Decision::Expand { targets } => {
                         let g = self.expanded.len();
                         self.expanded.push(Expanded {
@@ -728,13 +679,12 @@ impl Batch<'_> {
                             work.push_back((m.copy_for(&t)?, Some(g)));
                         }
                     }
-                    Decision::Retry { reason } => {
-                        let not_taken = (ResponseStatus::RejectedRetry, "retry");
-                        self.not_taken(p.index, group, &from, &id, not_taken, reason);
-                    }
-                    Decision::EpochMismatch { reason } => {
-                        let not_taken = (ResponseStatus::EpochMismatch, "epoch-mismatch");
-                        self.not_taken(p.index, group, &from, &id, not_taken, reason);
+                    Decision::NotTaken {
+                        status,
+                        code,
+                        reason,
+                    } => {
+                        self.not_taken(p.index, group, &from, &id, (status, code), reason);
                     }
                 }
             }

@@ -110,8 +110,12 @@ impl Incoming {
     }
 }
 
-/// Reads the messages of an inbound envelope.
-pub(super) fn unwrap(payload: &Payload) -> std::result::Result<Vec<Incoming>, String> {
+/// Reads the messages of an inbound envelope; one holding data that an
+/// extension writes in place (`in_place`) only up to its data.
+pub(super) fn unwrap(
+    payload: &Payload,
+    in_place: &dyn Fn(&str) -> bool,
+) -> std::result::Result<Vec<Incoming>, String> {
     if payload.is_empty().map_err(|e| e.to_string())? {
         return Err("the file is empty (0 bytes): it holds no envelope".into());
     }
@@ -120,7 +124,7 @@ pub(super) fn unwrap(payload: &Payload) -> std::result::Result<Vec<Incoming>, St
             .map(|ms| ms.into_iter().map(Incoming::Small).collect())
             .map_err(|e| e.to_string()),
         Payload::File(file) => {
-            if let Some(layout) = large_chunk(file) {
+            if let Some(layout) = large_in_place(file, in_place) {
                 return Ok(vec![Incoming::Large {
                     layout,
                     file: file.try_clone().map_err(|e| e.to_string())?,
@@ -139,17 +143,18 @@ pub(super) fn unwrap(payload: &Payload) -> std::result::Result<Vec<Incoming>, St
     }
 }
 
-/// A large envelope holding one chunk of a transfer, read up to its data:
-/// the data is read once, as it is written in place, or read whole before
-/// it is kept in any other way ([`Incoming::check`]).
-fn large_chunk(file: &File) -> Option<stream::Layout> {
+/// A large envelope holding one message whose data is written in place
+/// (a chunk of a transfer), read up to its data: the data is read once, as
+/// it is written in place, or read whole before it is kept in any other
+/// way ([`Incoming::check`]).
+fn large_in_place(file: &File, in_place: &dyn Fn(&str) -> bool) -> Option<stream::Layout> {
     let mut f = file.try_clone().ok()?;
     let len = f.metadata().ok()?.len();
     if len <= stream::THRESHOLD {
         return None;
     }
     let layout = stream::scan_head(&mut f).ok()?;
-    (crate::bulk::is_chunk_type(layout.mime_type.as_str()) && layout.size < len).then_some(layout)
+    (in_place(layout.mime_type.as_str()) && layout.size < len).then_some(layout)
 }
 
 /// An inbound envelope its peer's protection let in.

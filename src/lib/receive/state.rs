@@ -1,9 +1,9 @@
 //! The state a receiver keeps across runs, behind one interface: the
 //! duplicate memory, the components learned behind each peer, and the
 //! acknowledgements owed, and what the throttle counted. The receive path
-//! talks only to [`Shared`]: the file spool ([`FileShared`]), or at a
-//! provider running many relays, the shared database
-//! (`crate::shared::pg::PgShared`).
+//! talks only to [`Shared`]: the file spool ([`FileShared`]), or whatever
+//! [`Backend`] the program installed on the spool (at a provider running
+//! many relays, the shared database).
 //!
 //! Authoritative: what a `commit` returns from is durable, and nothing is
 //! acknowledged before it.
@@ -17,6 +17,31 @@ use crate::route::Learned;
 use crate::spool::seen::{Kind, Seen};
 use crate::spool::{Area, Result, Spool};
 use crate::time::Timestamp;
+
+/// Where a program keeps the receive state when not in the spool's files,
+/// installed on the spool as a [`StateBackend`].
+pub trait Backend: Send + Sync {
+    /// The state for one batch, or `None` where this spool keeps it in its
+    /// files (its configuration says so).
+    fn open<'s>(&self, spool: &'s Spool, now: Timestamp) -> Result<Option<Box<dyn Shared + 's>>>;
+}
+
+/// The [`Backend`] installed on a spool (`Spool::install`).
+pub struct StateBackend(pub Box<dyn Backend>);
+
+/// The state for one batch: the installed backend's, else the spool's files.
+pub fn open<'s>(
+    spool: &'s Spool,
+    now: Timestamp,
+    log: &'s dyn Fn(String),
+) -> Result<Box<dyn Shared + 's>> {
+    if let Some(StateBackend(b)) = spool.part::<StateBackend>() {
+        if let Some(state) = b.open(spool, now)? {
+            return Ok(state);
+        }
+    }
+    Ok(Box::new(FileShared::new(spool, now, log)))
+}
 
 /// What the receive path needs of the state it shares with other runs
 /// (and, at a provider, with other relays).

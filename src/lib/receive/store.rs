@@ -9,10 +9,11 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Write;
 
+use super::delivery::{Delivered, DeliverySink, Offered};
+use super::extension::{DataRef, Extensions, InPlace, Written};
 use super::parse::Incoming;
 use super::state::Shared;
 use crate::ack::Owed;
-use crate::bulk::receiver::Refusal;
 use crate::message::{Header, Locator, MessageId, Name, ResponseStatus};
 use crate::spool::seen::Kind;
 use crate::spool::{durable, maildir, Admission, Area, EntryName, Error, Result, Spool};
@@ -216,49 +217,39 @@ pub(super) fn recover(
     Ok(())
 }
 
-/// Writes the chunks among `items` (indexes `chunks`) in place, under the
-/// bulk lock if it is free now (this run holds the receive lock, which a
-/// run holding the bulk lock may wait for); made durable and recorded
-/// before this returns. Says of each whether it was taken, or why not:
-/// one refused for good is set aside, one that cannot be taken now is
-/// held for `bulk`.
-fn write_chunks(
+/// Has the extensions write the data of `items` (indexes `chunks`) in
+/// place; says of each what became of it.
+fn write_in_place(
     spool: &Spool,
     items: &[ToStore],
     chunks: &[usize],
     now: Timestamp,
     log: &dyn Fn(String),
-) -> Result<Vec<(usize, std::result::Result<(), Refusal>)>> {
-    use crate::bulk::receiver::{ChunkData, Chunks};
-    let Some(_lock) = crate::bulk::try_lock(spool)? else {
-        let busy = || Err(Refusal::Later("the bulk lock is busy".into()));
-        return Ok(chunks.iter().map(|&i| (i, busy())).collect());
-    };
-    let mut written = Chunks::default();
-    let mut taken = Vec::with_capacity(chunks.len());
+) -> Result<Vec<(usize, Written)>> {
+    let mut asked = Vec::with_capacity(chunks.len());
+    let mut which = Vec::with_capacity(chunks.len());
+    let mut out = Vec::with_capacity(chunks.len());
     for &i in chunks {
-        let (h, mime, data) = match &items[i].m {
+        let (header, mime, data) = match &items[i].m {
             Incoming::Small(m) => match &m.content {
                 crate::message::Content::Data(d) => {
-                    (&m.header, &d.mime_type, ChunkData::Bytes(&d.bytes))
+                    (&m.header, &d.mime_type, DataRef::Bytes(&d.bytes))
                 }
                 _ => {
-                    taken.push((i, Err(Refusal::Bad("not a chunk".into()))));
+                    out.push((i, Written::Bad("it holds no data".into())));
                     continue;
                 }
             },
             Incoming::Large { layout, file, .. } => {
-                (&layout.header, &layout.mime_type, ChunkData::File(file))
+                (&layout.header, &layout.mime_type, DataRef::File(file))
             }
         };
-        let r = written.add(spool, h, mime, data, log);
-        if let Err(Refusal::Later(why)) = &r {
-            log(format!("{}: {why}: held for a later run", h.id));
-        }
-        taken.push((i, r));
+        asked.push(InPlace { header, mime, data });
+        which.push(i);
     }
-    written.finish(spool, now, log)?;
-    Ok(taken)
+    let written = Extensions::of(spool).write_in_place(spool, &asked, now, log)?;
+    out.extend(which.into_iter().zip(written));
+    Ok(out)
 }
 
 /// Whether message `id` is held in some aggregate's inputs.
@@ -272,12 +263,10 @@ fn held_for_aggregate(spool: &Spool, id: &MessageId) -> bool {
         .any(|e| e.file_name().to_string_lossy().ends_with(&suffix))
 }
 
-/// Publishes the final deliveries among `items` (indexes `locals`) to
-/// JetStream, pipelined, and records each publish in the database at once;
-/// what was published by a batch that never committed is not published
-/// again. Leaves in `locals` what goes into the Maildir instead (too large
-/// for a JetStream message); what JetStream did not take is `Later`.
-fn publish(
+/// Offers the final deliveries among `items` (indexes `locals`) to the
+/// sink installed on the spool, if it is active here; leaves in `locals`
+/// what goes into the Maildir.
+fn offer(
     spool: &Spool,
     state: &mut dyn Shared,
     items: &[ToStore],
@@ -286,86 +275,41 @@ fn publish(
     now: Timestamp,
     log: &dyn Fn(String),
 ) -> Result<()> {
-    use crate::shared::jetstream::{self, Publish, MAX_PAYLOAD};
-    let config = spool.config();
-    let ids: Vec<&str> = locals
-        .iter()
-        .map(|&i| items[i].m.header().id.as_str())
-        .collect();
-    let before = crate::shared::published_among(config, &ids)?;
-    let mut batch: Vec<(usize, Publish)> = Vec::new();
-    locals.retain(|&i| {
-        let t = &items[i];
-        let mut h = t.m.header().clone();
-        h.stamp_received(&config.component, now);
-        if before.contains(h.id.as_str()) {
-            log(format!(
-                "{}: published to JetStream before, by a batch that did not commit: not again",
-                h.id
-            ));
-            stored[i] = Some(Stored::Kept("delivered"));
-            return false;
-        }
-        let mut body = Vec::new();
-        if t.m.stored_size() > MAX_PAYLOAD
-            || t.m.write_with(&h, &mut body).is_err()
-            || body.len() as u64 > MAX_PAYLOAD
-        {
-            log(format!(
-                "{} is larger than a JetStream message may be ({MAX_PAYLOAD} bytes): delivered into the Maildir instead",
-                h.id
-            ));
-            return true;
-        }
-        let subject = jetstream::subject(config, h.class.as_str(), h.subclass.as_str());
-        batch.push((
-            i,
-            Publish {
-                subject,
-                id: h.id.to_string(),
-                body,
-            },
-        ));
-        false
-    });
-    if batch.is_empty() {
+    let Some(DeliverySink(sink)) = spool.part::<DeliverySink>() else {
+        return Ok(());
+    };
+    if locals.is_empty() || !sink.active(spool) {
         return Ok(());
     }
-    let (indexes, messages): (Vec<usize>, Vec<Publish>) = batch.into_iter().unzip();
-    let names: Vec<(String, String)> = messages
+    let writers: Vec<_> = locals
         .iter()
-        .map(|m| (m.id.clone(), m.subject.clone()))
+        .map(|&i| {
+            let m = &items[i].m;
+            move |h: &Header, out: &mut dyn Write| m.write_with(h, out)
+        })
         .collect();
-    let results = match jetstream::publish_all(config, messages) {
-        Ok(r) => r,
-        Err(e) => {
-            log(format!("{} message(s) not taken now: {e}", indexes.len()));
-            for &i in &indexes {
-                stored[i] = Some(Stored::Later(e.to_string()));
-            }
-            return Ok(());
+    let offered: Vec<Offered<'_>> = locals
+        .iter()
+        .zip(&writers)
+        .map(|(&i, w)| Offered {
+            header: items[i].m.header(),
+            size: items[i].m.stored_size(),
+            write: w,
+        })
+        .collect();
+    let results = sink.deliver(spool, state, &offered, now, log)?;
+    let mut results = results.into_iter();
+    locals.retain(|&i| match results.next() {
+        Some(Delivered::Taken) => {
+            stored[i] = Some(Stored::Kept("delivered"));
+            false
         }
-    };
-    let mut published = Vec::new();
-    for ((&i, (id, subject)), result) in indexes.iter().zip(names).zip(results) {
-        stored[i] = Some(match result {
-            Ok((sequence, _)) => {
-                // As long as the duplicate memory would keep its ID.
-                let keep = state.keep_until(items[i].m.header().qos().expiry)?;
-                published.push((id, subject, sequence, keep));
-                Stored::Kept("delivered")
-            }
-            Err(e) => {
-                log(format!("{id} not taken now: {e}"));
-                Stored::Later(e.to_string())
-            }
-        });
-    }
-    if let Err(e) = crate::shared::record_published(config, &published, now) {
-        // Published: JetStream's window stops a second copy sent soon;
-        // the batch's commit decides.
-        log(format!("{} publish(es) not recorded: {e}", published.len()));
-    }
+        Some(Delivered::Later(why)) => {
+            stored[i] = Some(Stored::Later(why));
+            false
+        }
+        Some(Delivered::Maildir) | None => true,
+    });
     Ok(())
 }
 
@@ -445,15 +389,12 @@ pub(super) fn store(
         h
     };
 
-    // Final delivery: published to JetStream when the provider hands
-    // what it receives to its services that way (`[shared] nats`), else
-    // into the Maildir.
+    // Final delivery: to the sink the program installed, when it is
+    // active here, else into the Maildir.
     let mut locals: Vec<usize> = (0..items.len())
         .filter(|&i| items[i].disposition == Disposition::Local)
         .collect();
-    if config.shared.nats.is_some() {
-        publish(spool, state, items, &mut locals, &mut stored, now, log)?;
-    }
+    offer(spool, state, items, &mut locals, &mut stored, now, log)?;
     let writers: Vec<(MessageId, maildir::Writer<'_>)> = locals
         .iter()
         .map(|&i| {
@@ -541,10 +482,10 @@ pub(super) fn store(
         .filter(|&i| items[i].disposition == Disposition::Chunk)
         .collect();
     if !chunks.is_empty() {
-        for (i, taken) in write_chunks(spool, items, &chunks, now, log)? {
+        for (i, taken) in write_in_place(spool, items, &chunks, now, log)? {
             match taken {
-                Ok(()) => stored[i] = Some(Stored::Kept("custody")),
-                Err(Refusal::Bad(why)) => {
+                Written::Kept => stored[i] = Some(Stored::Kept("custody")),
+                Written::Bad(why) => {
                     let t = &items[i];
                     let h = t.m.header();
                     let why = format!("{}: {why}", h.id);
@@ -559,7 +500,7 @@ pub(super) fn store(
                     log(format!("{why}: quarantined as {}", kept.display()));
                     stored[i] = Some(Stored::Kept("custody"));
                 }
-                Err(Refusal::Later(_)) => held_chunks[i] = true,
+                Written::Later(_) => held_chunks[i] = true,
             }
         }
     }

@@ -2,7 +2,7 @@
 //! custody (SPEC.md section 9): handlers run on diverted messages
 //! (`divert`), aggregates made of gathered ones (`aggregate`), and what
 //! such a message becomes handed on like any other (`pass_on`), and the
-//! origins of what cannot be delivered told (`untold`). No daemon:
+//! origins of what cannot be delivered told (`outbound::untold`). No daemon:
 //! every command that receives or sends runs [`run_pending`], and
 //! `rs-relay serve` runs it every few seconds.
 //!
@@ -12,15 +12,15 @@
 //! with its reason and its origin told.
 
 pub mod aggregate;
+pub mod claim;
 pub mod divert;
-pub mod untold;
 
 use std::io::Write;
 
-use crate::ack::{self, Owed};
-use crate::message::{envelope, Locator, Message, Name, ResponseStatus};
+use crate::message::{envelope, Locator, Message};
+pub use crate::outbound::untold::{self, tell_origin};
 use crate::route::{self, Learned, NextHop};
-use crate::spool::{durable, maildir, Admission, Area, DeadKind, EntryName, Result, Spool};
+use crate::spool::{maildir, Admission, Area, DeadKind, EntryName, Result, Spool};
 use crate::time::{Clock, Timestamp};
 
 /// What [`run_pending`] did.
@@ -142,44 +142,4 @@ pub fn pass_on(
     }
     maildir::deliver(spool, &local, now)?;
     Ok(n)
-}
-
-/// Owes the origin of the message with header `h` a notice that it will
-/// not be delivered, through the route that leads to it; durable on
-/// return. Nothing when the origin is this site or unknown.
-pub fn tell_origin(
-    spool: &Spool,
-    h: &crate::message::Header,
-    learned: &Learned,
-    reason: &str,
-    now: Timestamp,
-) -> Result<()> {
-    let _ = now;
-    let config = spool.config();
-    let Some(origin) = h.origin() else {
-        return Ok(());
-    };
-    if *origin == config.component {
-        return Ok(());
-    }
-    let via: Name = match route::toward(origin, config, learned) {
-        Some(NextHop::Peer(p)) => p,
-        _ => match config.upstream() {
-            Some(u) => u.id.clone(),
-            None => return Ok(()),
-        },
-    };
-    let _lock = crate::receive::ReceiveLock::take(spool)?;
-    ack::owe(
-        spool,
-        &via,
-        &[Owed {
-            id: h.id.clone(),
-            status: ResponseStatus::Rejected,
-            code: "final-rejected",
-            to: origin.clone(),
-            reason: format!("undeliverable at {}: {reason}", config.component),
-        }],
-    )?;
-    durable::fsync_dir(&spool.dir(Area::AcksPending))
 }

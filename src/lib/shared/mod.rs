@@ -30,6 +30,7 @@
 pub mod jetstream;
 pub mod outbox;
 pub mod pg;
+pub mod plug;
 
 use std::collections::HashSet;
 use std::sync::Mutex;

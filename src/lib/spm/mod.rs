@@ -22,6 +22,7 @@
 //!
 //! Everything in a map is hostile input until [`Map::check`] passed.
 
+pub mod claim;
 pub mod fetch;
 pub mod generate;
 pub mod registry;

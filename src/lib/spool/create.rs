@@ -8,7 +8,7 @@
 use std::fs;
 use std::path::Path;
 
-use super::{durable, make_private, Area, Error, Result, Spool};
+use super::{durable, make_private, Area, Error, Parts, Result, Spool};
 use crate::config::{self, Config};
 use crate::message::Name;
 use crate::time::Timestamp;
@@ -32,6 +32,7 @@ impl Spool {
         let spool = Spool {
             root: root.to_path_buf(),
             config,
+            parts: Parts::default(),
         };
         // The newest area exists only if every area does (they are made
         // together): one stat on the common path instead of one per area.
@@ -117,6 +118,7 @@ impl Spool {
                 path: root.join(config::FILE_NAME),
                 message,
             })?,
+            parts: Parts::default(),
         };
         // tmp/ first (no sign of a spool: see `holds_a_spool`), for the
         // configuration's durable write; then everything else.

@@ -24,6 +24,7 @@ mod area;
 mod create;
 mod dead;
 mod locked;
+pub mod parts;
 mod private;
 mod quarantine;
 mod reason;
@@ -42,6 +43,7 @@ pub use create::{default_component, has_config};
 pub use dead::UNTOLD;
 pub use durable::Staged;
 pub use locked::{Admission, Locked};
+pub use parts::Parts;
 pub use private::{make_private, outside_mode};
 pub use reason::{DeadKind, Quarantined, Reason};
 pub use usage::Usage;
@@ -118,6 +120,8 @@ pub fn space_left(path: &Path, err: &std::io::Error) -> String {
 pub struct Spool {
     root: PathBuf,
     config: Config,
+    /// What the opener installed for the layers above (see `parts`).
+    parts: Parts,
 }
 
 impl Spool {
@@ -127,6 +131,24 @@ impl Spool {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Installs `part` for the layers above to find (see [`Parts`]).
+    pub fn install<T: std::any::Any + Send + Sync>(&mut self, part: T) {
+        self.parts.install(part);
+    }
+
+    /// The spool opened again (its configuration read again, as another
+    /// run may have changed it), with the same parts installed.
+    pub fn reopen(&self) -> Result<Spool> {
+        let mut fresh = Spool::open(&self.root)?;
+        fresh.parts = self.parts.clone();
+        Ok(fresh)
+    }
+
+    /// The part of type `T` the opener installed, if any.
+    pub fn part<T: std::any::Any + Send + Sync>(&self) -> Option<&T> {
+        self.parts.get::<T>()
     }
 
     pub fn config_path(&self) -> PathBuf {

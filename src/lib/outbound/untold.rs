@@ -12,10 +12,11 @@
 //! back-channel messages a peer has not taken within its `hold` time (a
 //! component known but away too long), so they are reported the same way.
 
-use crate::message::envelope;
+use crate::ack::{self, Owed};
+use crate::message::{envelope, Name, ResponseStatus};
 use crate::outbound;
-use crate::route::Learned;
-use crate::spool::{lease, Area, DeadKind, Reason, Result, Spool, UNTOLD};
+use crate::route::{self, Learned, NextHop};
+use crate::spool::{durable, lease, Area, DeadKind, Reason, Result, Spool, UNTOLD};
 use crate::time::{format_duration, Timestamp};
 
 /// What [`sweep`] did.
@@ -116,7 +117,7 @@ fn tell_untold(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<us
                 .map(|t| Reason::parse(&t))
                 .map(|r| r.detail)
                 .unwrap_or_else(|_| "in dead/ (no reason recorded)".into());
-            super::tell_origin(spool, &h, &learned, &reason, now)?;
+            tell_origin(spool, &h, &learned, &reason, now)?;
             if h.origin().is_some_and(|o| *o != spool.config().component) {
                 log(format!("{}: its origin is told: {reason}", h.id));
                 told += 1;
@@ -125,4 +126,44 @@ fn tell_untold(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<us
         let _ = crate::spool::durable::remove_file(&marker.path());
     }
     Ok(told)
+}
+
+/// Owes the origin of the message with header `h` a notice that it will
+/// not be delivered, through the route that leads to it; durable on
+/// return. Nothing when the origin is this site or unknown.
+pub fn tell_origin(
+    spool: &Spool,
+    h: &crate::message::Header,
+    learned: &Learned,
+    reason: &str,
+    now: Timestamp,
+) -> Result<()> {
+    let _ = now;
+    let config = spool.config();
+    let Some(origin) = h.origin() else {
+        return Ok(());
+    };
+    if *origin == config.component {
+        return Ok(());
+    }
+    let via: Name = match route::toward(origin, config, learned) {
+        Some(NextHop::Peer(p)) => p,
+        _ => match config.upstream() {
+            Some(u) => u.id.clone(),
+            None => return Ok(()),
+        },
+    };
+    let _lock = crate::receive::ReceiveLock::take(spool)?;
+    ack::owe(
+        spool,
+        &via,
+        &[Owed {
+            id: h.id.clone(),
+            status: ResponseStatus::Rejected,
+            code: "final-rejected",
+            to: origin.clone(),
+            reason: format!("undeliverable at {}: {reason}", config.component),
+        }],
+    )?;
+    durable::fsync_dir(&spool.dir(Area::AcksPending))
 }
