@@ -38,6 +38,7 @@
 //! lapsed reservations go. State lives in `bulk/` under `bulk/.lock`.
 
 pub mod claim;
+mod error;
 pub mod hop;
 pub mod ranges;
 pub mod receiver;
@@ -55,6 +56,7 @@ use crate::route::NextHop;
 use crate::spool::{durable, Area, Result, Spool};
 use crate::time::Timestamp;
 
+pub use error::Error;
 pub use ranges::Ranges;
 
 /// The `divert/` label of what bulk takes (no rule may use it).
@@ -173,9 +175,10 @@ impl ChunkInfo {
         m
     }
 
-    pub fn parse(mime: &str) -> std::result::Result<ChunkInfo, String> {
+    /// Reads the parameters of chunk type `mime`.
+    pub fn parse(mime: &str) -> std::result::Result<ChunkInfo, Error> {
         if !is_chunk_type(mime) {
-            return Err(format!("`{}` is not a chunk", mime.escape_debug()));
+            return Err(Error::NotChunkType { mime: mime.into() });
         }
         let mut transfer = None;
         let mut index = None;
@@ -193,7 +196,7 @@ impl ChunkInfo {
         }
         let digest = match digest {
             None => None,
-            Some(d) => Some(d.ok_or("a chunk whose digest is not one")?),
+            Some(d) => Some(d.ok_or_else(|| Error::ChunkDigest { mime: mime.into() })?),
         };
         match (transfer, index) {
             (Some(transfer), Some(index)) => Ok(ChunkInfo {
@@ -201,7 +204,7 @@ impl ChunkInfo {
                 index,
                 digest,
             }),
-            _ => Err("a chunk without a valid transfer and index".into()),
+            _ => Err(Error::ChunkUnnamed { mime: mime.into() }),
         }
     }
 }
@@ -401,7 +404,9 @@ fn ruled_out(h: &Header, config: &crate::config::Config, now: Timestamp) -> Opti
 
 /// Handles what bulk took and holds in `divert/` (see the module
 /// documentation), each message once; what cannot be handled now stays for
-/// the next run.
+/// the next run. A message that can never be handled goes to quarantine.
+/// Chunks written in this run are made durable and recorded before the
+/// messages that carried them leave `divert/`.
 pub fn run_held(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<()> {
     let mut held = crate::relay::divert::held(spool, LABEL)?;
     if held.is_empty() {
@@ -412,38 +417,12 @@ pub fn run_held(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<(
     // come, not read again).
     held.sort_by_cached_key(|(_, msg, _)| chunk_key(msg));
     let _lock = lock(spool)?;
-    let config = spool.config();
     let learned = crate::route::Learned::load(spool);
     let mut chunks = receiver::Chunks::default();
     let mut done: Vec<(PathBuf, PathBuf)> = Vec::new();
     for (from, msg, state) in held {
         let Ok(mut file) = std::fs::File::open(&msg) else {
             continue; // another run handled it while this one waited
-        };
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        // A large one is a chunk, read up to its data here: its data is
-        // read (and checked) once, as it is written in place or handed on.
-        let (parsed, large) = if size <= MAX_SMALL {
-            let parsed = std::fs::read(&msg)
-                .map_err(|e| e.to_string())
-                .and_then(|b| crate::message::envelope::parse(&b).map_err(|e| e.to_string()));
-            (parsed, false)
-        } else {
-            let parsed = crate::message::stream::scan_head(&mut file)
-                .map_err(|e| e.to_string())
-                .and_then(|l| {
-                    if l.size > receiver::MAX_CHUNK {
-                        return Err(format!("{} bytes of data: not a chunk", l.size));
-                    }
-                    Ok(vec![Message {
-                        header: l.header,
-                        content: Content::Data(crate::message::Data {
-                            mime_type: l.mime_type,
-                            bytes: Vec::new(),
-                        }),
-                    }])
-                });
-            (parsed, true)
         };
         let quarantine = |why: String| -> Result<()> {
             let kept = spool.quarantine(&msg, &from, &why, now)?;
@@ -454,100 +433,21 @@ pub fn run_held(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<(
             ));
             crate::relay::divert::remove(&spool.dir(Area::Divert), &msg, &state)
         };
-        let messages = match parsed {
-            Ok(ms) => ms,
+        let (messages, large) = match read_held(&msg, &mut file) {
+            Ok(read) => read,
             Err(e) => {
                 quarantine(format!("a bulk message that cannot be read: {e}"))?;
                 continue;
             }
         };
+        let large = large.then_some(&file);
         let (mut refused, mut later) = (None, None);
         for m in messages {
-            let hop = match group_here(&m.header, config) {
-                Some(_) => NextHop::Local,
-                None => crate::route::next_hop(&m.header, config, &learned),
-            };
-            if let (Content::BulkDataRequest(r), Some(why)) =
-                (&m.content, ruled_out(&m.header, config, now))
-            {
-                let t = r.transfer.as_ref().unwrap_or(&m.header.id);
-                log(format!(
-                    "{t}: bulk request {} rejected here: {why}",
-                    m.header.id
-                ));
-                let said = Said::because(Some(why));
-                let a = answer(spool, &m.header, t, BulkStatus::Rejected, said, now);
-                crate::relay::pass_on(spool, vec![a], now, log)?;
-                continue;
-            }
-            match (&m.content, hop) {
-                (Content::BulkDataRequest(r), NextHop::Local) => {
-                    receiver::on_request(spool, &m.header, r, now, log)?
-                }
-                (Content::BulkDataRequest(r), NextHop::Peer(to)) => {
-                    hop::on_request(spool, &m, r, &to, now, log)?
-                }
-                // An answer for a transfer this site sends is its own,
-                // whichever way routing would take it (a relay sending a
-                // group's data on hears its members' answers on their way
-                // up).
-                (Content::BulkDataResponse(r), hop)
-                    if hop == NextHop::Local || sender::sends(spool, r) =>
-                {
-                    sender::on_answer(spool, &m.header, r, now, log)?
-                }
-                (Content::BulkDataResponse(r), NextHop::Peer(_)) => {
-                    hop::on_answer(spool, &m, r, now, log)?
-                }
-                (Content::Data(d), NextHop::Local) => match chunks.add(
-                    spool,
-                    &m.header,
-                    &d.mime_type,
-                    match large {
-                        true => receiver::ChunkData::File(&file),
-                        false => receiver::ChunkData::Bytes(&d.bytes),
-                    },
-                    log,
-                ) {
-                    Ok(()) => {}
-                    Err(receiver::Refusal::Bad(why)) => {
-                        refused = Some(format!("{}: {why}", m.header.id));
-                    }
-                    Err(receiver::Refusal::Later(why)) => {
-                        later = Some(format!("{}: {why}", m.header.id));
-                    }
-                },
-                (_, hop) => {
-                    log(format!(
-                        "{}: a bulk message with nowhere to go here ({hop:?}): handed on as routing says",
-                        m.header.id
-                    ));
-                    // A large one was read only up to its data: it goes
-                    // on whole.
-                    let m = match (large, m.content) {
-                        (true, Content::Data(d)) => {
-                            let mut bytes = Vec::new();
-                            match receiver::ChunkData::File(&file).read_into(&mut bytes) {
-                                Ok(()) => Message {
-                                    header: m.header,
-                                    content: Content::Data(crate::message::Data {
-                                        mime_type: d.mime_type,
-                                        bytes,
-                                    }),
-                                },
-                                Err(why) => {
-                                    refused = Some(format!("{}: {why}", m.header.id));
-                                    continue;
-                                }
-                            }
-                        }
-                        (_, content) => Message {
-                            header: m.header,
-                            content,
-                        },
-                    };
-                    crate::relay::pass_on(spool, vec![m], now, log)?;
-                }
+            let id = m.header.id.clone();
+            match take(spool, &learned, &mut chunks, m, large, now, log)? {
+                Taken::Done => {}
+                Taken::Refused(why) => refused = Some(format!("{id}: {why}")),
+                Taken::Later(why) => later = Some(format!("{id}: {why}")),
             }
         }
         match (refused, later) {
@@ -561,6 +461,152 @@ pub fn run_held(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<(
         crate::relay::divert::remove(&spool.dir(Area::Divert), &msg, &state)?;
     }
     Ok(())
+}
+
+/// The messages of a held file (`msg`, open as `file`), and whether it is
+/// large: a large one is a chunk, read up to its data here (its data is
+/// read, and checked, once, as it is written in place or handed on).
+fn read_held(
+    msg: &Path,
+    file: &mut std::fs::File,
+) -> std::result::Result<(Vec<Message>, bool), Error> {
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if size <= MAX_SMALL {
+        let bytes = std::fs::read(msg).map_err(|source| Error::Read {
+            path: msg.to_path_buf(),
+            source,
+        })?;
+        return Ok((crate::message::envelope::parse(&bytes)?, false));
+    }
+    let l = crate::message::stream::scan_head(file)?;
+    if l.size > receiver::MAX_CHUNK {
+        return Err(Error::NotAChunk {
+            path: msg.to_path_buf(),
+            size: l.size,
+        });
+    }
+    let m = Message {
+        header: l.header,
+        content: Content::Data(crate::message::Data {
+            mime_type: l.mime_type,
+            bytes: Vec::new(),
+        }),
+    };
+    Ok((vec![m], true))
+}
+
+/// What became of one held message of a transfer.
+enum Taken {
+    /// Handled: answered, passed on, or (a chunk) written in place.
+    Done,
+    /// Never to be handled (its file goes to quarantine), and why.
+    Refused(String),
+    /// Not now (it stays held for the next run), and why.
+    Later(String),
+}
+
+/// Handles one message of a transfer, as routing (or a group configured
+/// here) says: a request this site's rules rule out is rejected here; a
+/// request is authorized here or reserved for on the way; an answer moves
+/// the transfer this site sends on, or passes a hop; a chunk for this site
+/// is written in place (into `chunks`); anything else is handed on.
+/// `large`: the file the message is in, read only up to its data.
+fn take(
+    spool: &Spool,
+    learned: &crate::route::Learned,
+    chunks: &mut receiver::Chunks,
+    m: Message,
+    large: Option<&std::fs::File>,
+    now: Timestamp,
+    log: &dyn Fn(String),
+) -> Result<Taken> {
+    let config = spool.config();
+    let hop = match group_here(&m.header, config) {
+        Some(_) => NextHop::Local,
+        None => crate::route::next_hop(&m.header, config, learned),
+    };
+    if let (Content::BulkDataRequest(r), Some(why)) =
+        (&m.content, ruled_out(&m.header, config, now))
+    {
+        let t = r.transfer.as_ref().unwrap_or(&m.header.id);
+        log(format!(
+            "{t}: bulk request {} rejected here: {why}",
+            m.header.id
+        ));
+        let said = Said::because(Some(why));
+        let a = answer(spool, &m.header, t, BulkStatus::Rejected, said, now);
+        crate::relay::pass_on(spool, vec![a], now, log)?;
+        return Ok(Taken::Done);
+    }
+    match (&m.content, hop) {
+        (Content::BulkDataRequest(r), NextHop::Local) => {
+            receiver::on_request(spool, &m.header, r, now, log)?
+        }
+        (Content::BulkDataRequest(r), NextHop::Peer(to)) => {
+            hop::on_request(spool, &m, r, &to, now, log)?
+        }
+        // An answer for a transfer this site sends is its own,
+        // whichever way routing would take it (a relay sending a
+        // group's data on hears its members' answers on their way
+        // up).
+        (Content::BulkDataResponse(r), hop) if hop == NextHop::Local || sender::sends(spool, r) => {
+            sender::on_answer(spool, &m.header, r, now, log)?
+        }
+        (Content::BulkDataResponse(r), NextHop::Peer(_)) => hop::on_answer(spool, &m, r, now, log)?,
+        (Content::Data(d), NextHop::Local) => {
+            let data = match large {
+                Some(file) => receiver::ChunkData::File(file),
+                None => receiver::ChunkData::Bytes(&d.bytes),
+            };
+            return Ok(
+                match chunks.add(spool, &m.header, &d.mime_type, data, log) {
+                    Ok(()) => Taken::Done,
+                    Err(receiver::Refusal::Bad(why)) => Taken::Refused(why),
+                    Err(receiver::Refusal::Later(why)) => Taken::Later(why),
+                },
+            );
+        }
+        (_, hop) => return hand_on(spool, m, large, hop, now, log),
+    }
+    Ok(Taken::Done)
+}
+
+/// A message of a transfer with nowhere to go here (`hop`): handed on as
+/// routing says, whole (a large one was read only up to its data: its
+/// data is read from `large` now).
+fn hand_on(
+    spool: &Spool,
+    m: Message,
+    large: Option<&std::fs::File>,
+    hop: NextHop,
+    now: Timestamp,
+    log: &dyn Fn(String),
+) -> Result<Taken> {
+    log(format!(
+        "{}: a bulk message with nowhere to go here ({hop:?}): handed on as routing says",
+        m.header.id
+    ));
+    let m = match (large, m.content) {
+        (Some(file), Content::Data(d)) => {
+            let mut bytes = Vec::new();
+            if let Err(why) = receiver::ChunkData::File(file).read_into(&mut bytes) {
+                return Ok(Taken::Refused(why.to_string()));
+            }
+            Message {
+                header: m.header,
+                content: Content::Data(crate::message::Data {
+                    mime_type: d.mime_type,
+                    bytes,
+                }),
+            }
+        }
+        (_, content) => Message {
+            header: m.header,
+            content,
+        },
+    };
+    crate::relay::pass_on(spool, vec![m], now, log)?;
+    Ok(Taken::Done)
 }
 
 /// What is due without a message: requests asked again after a deferral,

@@ -8,13 +8,27 @@ use std::collections::BTreeSet;
 const MAX_RANGES: usize = 4096;
 pub const MAX_INDICES: u64 = 65536;
 
+/// Why a text does not name a set of chunk indices. The message is what a
+/// sender logs of an answer it cannot follow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("more than {max} ranges", max = MAX_RANGES)]
+    TooManyRanges,
+    #[error("`{}` is not a chunk index", .text.escape_debug())]
+    NotAnIndex { text: String },
+    #[error("range {from}-{to} is not within 0-{}", .count.saturating_sub(1))]
+    OutOfRange { from: u64, to: u64, count: u64 },
+    #[error("more than {max} chunks asked for at once", max = MAX_INDICES)]
+    TooManyIndices,
+}
+
 /// Chunk indices, each below the transfer's chunk count.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ranges(BTreeSet<u64>);
 
 impl Ranges {
     /// Reads `0-7,9` with every index below `count`.
-    pub fn parse(text: &str, count: u64) -> Result<Ranges, String> {
+    pub fn parse(text: &str, count: u64) -> Result<Ranges, Error> {
         let mut out = BTreeSet::new();
         let text = text.trim();
         if text.is_empty() {
@@ -22,25 +36,26 @@ impl Ranges {
         }
         for (i, part) in text.split(',').enumerate() {
             if i >= MAX_RANGES {
-                return Err(format!("more than {MAX_RANGES} ranges"));
+                return Err(Error::TooManyRanges);
             }
             let num = |s: &str| {
-                s.trim()
-                    .parse::<u64>()
-                    .map_err(|_| format!("`{}` is not a chunk index", s.escape_debug()))
+                s.trim().parse::<u64>().map_err(|_| Error::NotAnIndex {
+                    text: s.to_string(),
+                })
             };
             let (a, b) = match part.split_once('-') {
                 Some((a, b)) => (num(a)?, num(b)?),
                 None => (num(part)?, num(part)?),
             };
             if a > b || b >= count {
-                return Err(format!(
-                    "range {a}-{b} is not within 0-{}",
-                    count.saturating_sub(1)
-                ));
+                return Err(Error::OutOfRange {
+                    from: a,
+                    to: b,
+                    count,
+                });
             }
             if (out.len() as u64).saturating_add(b - a) >= MAX_INDICES {
-                return Err(format!("more than {MAX_INDICES} chunks asked for at once"));
+                return Err(Error::TooManyIndices);
             }
             out.extend(a..=b);
         }
@@ -128,5 +143,27 @@ mod tests {
         assert!(Ranges::parse("", 10).unwrap().is_empty());
         let many = vec!["1"; MAX_RANGES + 1].join(",");
         assert!(Ranges::parse(&many, 10).is_err());
+    }
+
+    /// What a sender logs of an answer it cannot follow.
+    #[test]
+    fn errors_say_what_is_wrong_with_the_ranges() {
+        let many = vec!["1"; MAX_RANGES + 1].join(",");
+        let wide = format!("0-{}", MAX_INDICES);
+        for (text, count, message) in [
+            (many.as_str(), 10, "more than 4096 ranges"),
+            ("x", 10, "`x` is not a chunk index"),
+            ("0, y", 10, "` y` is not a chunk index"),
+            ("1-\"", 10, "`\\\"` is not a chunk index"),
+            ("0-10", 10, "range 0-10 is not within 0-9"),
+            ("3-1", 10, "range 3-1 is not within 0-9"),
+            (
+                wide.as_str(),
+                u64::MAX,
+                "more than 65536 chunks asked for at once",
+            ),
+        ] {
+            assert_eq!(Ranges::parse(text, count).unwrap_err().to_string(), message);
+        }
     }
 }

@@ -48,11 +48,84 @@ const VERSION_LINE: &[u8] = b"age-encryption.org/v1\n";
 const X25519_INFO: &[u8] = b"age-encryption.org/v1/X25519";
 const NONCE: usize = 16;
 
-/// Why sealing or opening failed.
-pub type Error = String;
+/// Why sealing or opening failed, or a key could not be read. The
+/// message names the key, file or segment concerned and, where there is
+/// one, the remedy.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{text:?} is not an age recipient (age1...): {why}")]
+    NotARecipient { text: String, why: KeyError },
+    #[error("[bulk] encrypt_to: {path}: {source} (an age1... recipient, or a file of them)")]
+    RecipientFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    InRecipientFile { path: String, source: Box<Error> },
+    #[error("not an age identity (AGE-SECRET-KEY-1...): {0}")]
+    NotAnIdentity(KeyError),
+    #[error("[bulk] identity {}: {source}", path.display())]
+    IdentityFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("[bulk] identity {}: {source}", path.display())]
+    InIdentityFile {
+        path: std::path::PathBuf,
+        source: Box<Error>,
+    },
+    #[error("[bulk] identity {}: no AGE-SECRET-KEY-1... line (make one with age-keygen -o)", path.display())]
+    NoIdentity { path: std::path::PathBuf },
+    #[error("no recipient to seal for ([bulk] encrypt_to)")]
+    NoRecipient,
+    /// OpenSSL refused `what` (X25519, HKDF, HMAC, ChaCha20-Poly1305).
+    #[error("{what}: {source}")]
+    Crypto {
+        what: &'static str,
+        source: openssl::error::ErrorStack,
+    },
+    #[error("X25519: not 32 bytes")]
+    SharedSecret,
+    #[error("random: {0}")]
+    Random(getrandom::Error),
+    #[error("a sealing header of {len} bytes")]
+    HeaderSize { len: usize },
+    #[error("not an age header: {0}")]
+    NotAgeHeader(&'static str),
+    /// None of `ours` (this site's recipients) opens the header.
+    #[error("sealed for none of this site's keys ([bulk] identity: {})", listed(.ours))]
+    NotForUs { ours: Vec<String> },
+    #[error("the sealing header was altered (its MAC does not match)")]
+    HeaderAltered,
+    #[error("a sealed segment of {len} bytes")]
+    SegmentSize { len: usize },
+    #[error("a sealed segment shorter than its tag")]
+    SegmentShort,
+    #[error("a segment that does not open (altered, or not this transfer's)")]
+    SegmentAltered,
+}
 
-fn ssl(what: &str) -> impl Fn(openssl::error::ErrorStack) -> Error + '_ {
-    move |e| format!("{what}: {e}")
+/// Why a key (`age1...`, `AGE-SECRET-KEY-1...`) does not read.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("{0}")]
+    Bech32(#[from] bech32::primitives::decode::CheckedHrpstringError),
+    #[error("the prefix is not {0}")]
+    Prefix(&'static str),
+    #[error("not 32 bytes")]
+    Length,
+}
+
+fn listed(ours: &[String]) -> String {
+    if ours.is_empty() {
+        "none".to_string()
+    } else {
+        ours.join(", ")
+    }
+}
+
+fn ssl(what: &'static str) -> impl Fn(openssl::error::ErrorStack) -> Error {
+    move |source| Error::Crypto { what, source }
 }
 
 /// Someone data can be sealed for: an X25519 public key (`age1...`).
@@ -62,8 +135,10 @@ pub struct Recipient([u8; 32]);
 impl Recipient {
     /// Parses an age recipient, `age1...` as `age-keygen` prints it.
     pub fn parse(s: &str) -> Result<Recipient, Error> {
-        let key = bech32_key(s.trim(), "age")
-            .map_err(|e| format!("{:?} is not an age recipient (age1...): {e}", s.trim()))?;
+        let key = bech32_key(s.trim(), "age").map_err(|why| Error::NotARecipient {
+            text: s.trim().to_string(),
+            why,
+        })?;
         Ok(Recipient(key))
     }
 
@@ -76,11 +151,17 @@ impl Recipient {
                 all.push(Recipient::parse(e)?);
                 continue;
             }
-            let text = std::fs::read_to_string(e).map_err(|err| {
-                format!("[bulk] encrypt_to: {e}: {err} (an age1... recipient, or a file of them)")
+            let text = std::fs::read_to_string(e).map_err(|source| Error::RecipientFile {
+                path: e.clone(),
+                source,
             })?;
             for line in lines(&text) {
-                all.push(Recipient::parse(line).map_err(|err| format!("{e}: {err}"))?);
+                all.push(
+                    Recipient::parse(line).map_err(|err| Error::InRecipientFile {
+                        path: e.clone(),
+                        source: Box::new(err),
+                    })?,
+                );
             }
         }
         Ok(all)
@@ -103,8 +184,7 @@ pub struct Identity {
 impl Identity {
     /// Parses an identity, `AGE-SECRET-KEY-1...` as `age-keygen` writes it.
     pub fn parse(s: &str) -> Result<Identity, Error> {
-        let secret = bech32_key(s.trim(), "age-secret-key-")
-            .map_err(|e| format!("not an age identity (AGE-SECRET-KEY-1...): {e}"))?;
+        let secret = bech32_key(s.trim(), "age-secret-key-").map_err(Error::NotAnIdentity)?;
         let key = PKey::private_key_from_raw_bytes(&secret, Id::X25519)
             .map_err(ssl("an age identity"))?;
         Ok(Identity { key })
@@ -113,17 +193,21 @@ impl Identity {
     /// The identities in file `path` (`age-keygen -o`: one a line, `#`
     /// comments).
     pub fn read(path: &Path) -> Result<Vec<Identity>, Error> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("[bulk] identity {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::IdentityFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let all = lines(&text)
             .map(Identity::parse)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("[bulk] identity {}: {e}", path.display()))?;
+            .map_err(|e| Error::InIdentityFile {
+                path: path.to_path_buf(),
+                source: Box::new(e),
+            })?;
         if all.is_empty() {
-            return Err(format!(
-                "[bulk] identity {}: no AGE-SECRET-KEY-1... line (make one with age-keygen -o)",
-                path.display()
-            ));
+            return Err(Error::NoIdentity {
+                path: path.to_path_buf(),
+            });
         }
         Ok(all)
     }
@@ -141,13 +225,13 @@ fn lines(text: &str) -> impl Iterator<Item = &str> {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
 }
 
-fn bech32_key(s: &str, prefix: &str) -> Result<[u8; 32], String> {
-    let checked = CheckedHrpstring::new::<Bech32>(s).map_err(|e| e.to_string())?;
+fn bech32_key(s: &str, prefix: &'static str) -> Result<[u8; 32], KeyError> {
+    let checked = CheckedHrpstring::new::<Bech32>(s)?;
     if !checked.hrp().to_lowercase().eq(prefix) {
-        return Err(format!("the prefix is not {prefix}"));
+        return Err(KeyError::Prefix(prefix));
     }
     let bytes: Vec<u8> = checked.byte_iter().collect();
-    bytes.try_into().map_err(|_| "not 32 bytes".to_string())
+    bytes.try_into().map_err(|_| KeyError::Length)
 }
 
 fn hkdf(ikm: &[u8], salt: &[u8], info: &[u8]) -> Result<[u8; 32], Error> {
@@ -177,7 +261,7 @@ fn x25519(ours: &PKey<Private>, theirs: &[u8; 32]) -> Result<[u8; 32], Error> {
     d.set_peer(&peer).map_err(ssl("X25519"))?;
     // OpenSSL refuses an all-zero shared secret (a low-order point).
     let shared = d.derive_to_vec().map_err(ssl("X25519"))?;
-    shared.try_into().map_err(|_| "X25519: not 32 bytes".into())
+    shared.try_into().map_err(|_| Error::SharedSecret)
 }
 
 /// ChaCha20-Poly1305 with `nonce`, appending to `out`; opening checks the
@@ -196,7 +280,7 @@ fn aead(
         (input, &[][..])
     } else {
         if input.len() < TAG as usize {
-            return Err("a sealed segment shorter than its tag".into());
+            return Err(Error::SegmentShort);
         }
         input.split_at(input.len() - TAG as usize)
     };
@@ -208,9 +292,9 @@ fn aead(
     let n = c
         .update(body, &mut out[start..])
         .map_err(ssl("ChaCha20-Poly1305"))?;
-    let m = c.finalize(&mut out[start + n..]).map_err(|_| {
-        "a segment that does not open (altered, or not this transfer's)".to_string()
-    })?;
+    let m = c
+        .finalize(&mut out[start + n..])
+        .map_err(|_| Error::SegmentAltered)?;
     out.truncate(start + n + m);
     if seal {
         let mut t = [0u8; TAG as usize];
@@ -253,7 +337,7 @@ impl Key {
         out: &mut Vec<u8>,
     ) -> Result<(), Error> {
         if sealed.len() as u64 > SEALED_SEGMENT {
-            return Err(format!("a sealed segment of {} bytes", sealed.len()));
+            return Err(Error::SegmentSize { len: sealed.len() });
         }
         aead(&self.0, &segment_nonce(index, last), sealed, out, false)
     }
@@ -263,12 +347,12 @@ impl Key {
 /// its end) and the payload key.
 pub fn start(recipients: &[Recipient]) -> Result<(Vec<u8>, Key), Error> {
     if recipients.is_empty() {
-        return Err("no recipient to seal for ([bulk] encrypt_to)".into());
+        return Err(Error::NoRecipient);
     }
     let mut file_key = [0u8; 16];
     let mut nonce = [0u8; NONCE];
-    getrandom::fill(&mut file_key).map_err(|e| format!("random: {e}"))?;
-    getrandom::fill(&mut nonce).map_err(|e| format!("random: {e}"))?;
+    getrandom::fill(&mut file_key).map_err(Error::Random)?;
+    getrandom::fill(&mut nonce).map_err(Error::Random)?;
     let mut header = VERSION_LINE.to_vec();
     for r in recipients {
         let eph = PKey::generate_x25519().map_err(ssl("X25519"))?;
@@ -300,9 +384,9 @@ pub fn start(recipients: &[Recipient]) -> Result<(Vec<u8>, Key), Error> {
 /// nothing else) with one of `identities`: the payload key.
 pub fn open(header: &[u8], identities: &[Identity]) -> Result<Key, Error> {
     if header.len() > MAX_HEADER {
-        return Err(format!("a sealing header of {} bytes", header.len()));
+        return Err(Error::HeaderSize { len: header.len() });
     }
-    let bad = |why: &str| format!("not an age header: {why}");
+    let bad = Error::NotAgeHeader;
     let rest = header
         .strip_prefix(VERSION_LINE)
         .ok_or_else(|| bad("no age-encryption.org/v1 line"))?;
@@ -323,26 +407,18 @@ pub fn open(header: &[u8], identities: &[Identity]) -> Result<Key, Error> {
             if nonce.len() != NONCE {
                 return Err(bad("not 16 bytes of nonce after it"));
             }
-            let key: [u8; 16] = file_key.ok_or_else(|| {
-                let ours: Vec<String> = identities
+            let key: [u8; 16] = file_key.ok_or_else(|| Error::NotForUs {
+                ours: identities
                     .iter()
                     .map(|i| i.recipient().to_string())
-                    .collect();
-                format!(
-                    "sealed for none of this site's keys ([bulk] identity: {})",
-                    if ours.is_empty() {
-                        "none".to_string()
-                    } else {
-                        ours.join(", ")
-                    }
-                )
+                    .collect(),
             })?;
             let mac = STANDARD_NO_PAD
                 .decode(mac_text)
                 .map_err(|_| bad("a MAC that is not base64"))?;
             let want = hmac(&hkdf(&key, &[], b"header")?, &header[..pos + 3])?;
             if !openssl::memcmp::eq(&mac, &want) || mac.len() != want.len() {
-                return Err("the sealing header was altered (its MAC does not match)".into());
+                return Err(Error::HeaderAltered);
             }
             return Ok(Key(hkdf(&key, nonce, b"payload")?));
         }
@@ -555,7 +631,7 @@ mod tests {
                 data
             );
             let e = open_all(s.header.len(), &file, &[id_clone(&other)]).unwrap_err();
-            assert!(e.contains("none of this site's keys"), "{e}");
+            assert!(e.to_string().contains("none of this site's keys"), "{e}");
         }
     }
 
@@ -605,5 +681,95 @@ mod tests {
         ] {
             assert!(open(h, &[id_clone(&id)]).is_err());
         }
+    }
+
+    /// The messages an operator reads (`rs-send`, `rs-queue seal`, a
+    /// request refused), naming the key, file or segment concerned.
+    #[test]
+    fn errors_name_the_key_file_or_segment() {
+        let x = || Error::NotARecipient {
+            text: "x".into(),
+            why: KeyError::Prefix("age"),
+        };
+        for (e, message) in [
+            (
+                x(),
+                "\"x\" is not an age recipient (age1...): the prefix is not age",
+            ),
+            (
+                Error::InRecipientFile {
+                    path: "r.txt".into(),
+                    source: Box::new(x()),
+                },
+                "r.txt: \"x\" is not an age recipient (age1...): the prefix is not age",
+            ),
+            (
+                Error::NotAnIdentity(KeyError::Length),
+                "not an age identity (AGE-SECRET-KEY-1...): not 32 bytes",
+            ),
+            (
+                Error::InIdentityFile {
+                    path: "k.txt".into(),
+                    source: Box::new(Error::NotAnIdentity(KeyError::Length)),
+                },
+                "[bulk] identity k.txt: not an age identity (AGE-SECRET-KEY-1...): not 32 bytes",
+            ),
+            (
+                Error::NoIdentity {
+                    path: "k.txt".into(),
+                },
+                "[bulk] identity k.txt: no AGE-SECRET-KEY-1... line (make one with age-keygen -o)",
+            ),
+            (
+                Error::NoRecipient,
+                "no recipient to seal for ([bulk] encrypt_to)",
+            ),
+            (Error::SharedSecret, "X25519: not 32 bytes"),
+            (
+                Error::HeaderSize { len: 9000 },
+                "a sealing header of 9000 bytes",
+            ),
+            (Error::NotAgeHeader("no MAC"), "not an age header: no MAC"),
+            (
+                Error::NotForUs { ours: Vec::new() },
+                "sealed for none of this site's keys ([bulk] identity: none)",
+            ),
+            (
+                Error::NotForUs {
+                    ours: vec!["age1a".into(), "age1b".into()],
+                },
+                "sealed for none of this site's keys ([bulk] identity: age1a, age1b)",
+            ),
+            (
+                Error::HeaderAltered,
+                "the sealing header was altered (its MAC does not match)",
+            ),
+            (Error::SegmentSize { len: 5 }, "a sealed segment of 5 bytes"),
+            (Error::SegmentShort, "a sealed segment shorter than its tag"),
+            (
+                Error::SegmentAltered,
+                "a segment that does not open (altered, or not this transfer's)",
+            ),
+        ] {
+            assert_eq!(e.to_string(), message);
+        }
+        let e = Recipient::parse(" age1xyz ").unwrap_err().to_string();
+        assert!(
+            e.starts_with("\"age1xyz\" is not an age recipient (age1...): "),
+            "{e}"
+        );
+        let e = Identity::read(Path::new("/nonexistent/k.txt"))
+            .err()
+            .expect("no such file")
+            .to_string();
+        assert!(e.starts_with("[bulk] identity /nonexistent/k.txt: "), "{e}");
+        let e = Recipient::from_config(&["/nonexistent/r.txt".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("[bulk] encrypt_to: /nonexistent/r.txt: ")
+                && e.ends_with(" (an age1... recipient, or a file of them)"),
+            "{e}"
+        );
     }
 }

@@ -1198,8 +1198,11 @@ fn check(ctx: &Context, spool: &Spool, out: &mut Out, now: Timestamp) -> Result<
 /// (durable on return), for `rs-send` (which links no cryptography).
 fn seal(path: &std::path::Path, to: &[String]) -> Result<ExitCode, Error> {
     use std::io::Write;
-    let recipients = crate::bulk::seal::Recipient::from_config(to)
-        .map_err(|reason| crate::spool::Error::Sealing { reason })?;
+    let recipients = crate::bulk::seal::Recipient::from_config(to).map_err(|e| {
+        crate::spool::Error::Sealing {
+            reason: e.to_string(),
+        }
+    })?;
     let file = fs::OpenOptions::new()
         .write(true)
         .truncate(true)

@@ -49,7 +49,7 @@ pub fn run(args: SendArgs) -> Result<ExitCode, Error> {
         {
             return Err(Error::BulkNotQueued {
                 id: id.to_string(),
-                detail,
+                detail: detail.to_string(),
                 config: spool.config_path(),
             });
         }

@@ -21,7 +21,7 @@ use crate::filter::{Action, Rule};
 use crate::message::envelope;
 use crate::route::Learned;
 use crate::spool::{durable, Area, DeadKind, Error, Result, Spool};
-use crate::time::Clock;
+use crate::time::{Clock, Timestamp};
 
 /// Most bytes of a handler's stdout taken (a rewritten envelope).
 const MAX_OUTPUT: u64 = 64 << 20;
@@ -140,7 +140,11 @@ pub fn run_handler(rule: &Rule, message: &Path, env: &[(&str, &str)]) -> std::io
     Ok(Ran { ok, stdout, why })
 }
 
-/// Runs the handler of every diverted message (each once).
+/// Runs the handler of every diverted message (each once), in the order
+/// of their names; rs's own held messages (registration, bulk) are left to
+/// their runs. Each message ends consumed (what its handler printed handed
+/// on, durable, before it is removed), counted as a failure (the state
+/// file rewritten durably), or given up to dead/ with its origin told.
 pub fn run(spool: &Spool, clock: &Clock, log: &dyn Fn(String), p: &mut Pending) -> Result<()> {
     let dir = spool.dir(Area::Divert);
     let mut messages: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -154,16 +158,17 @@ pub fn run(spool: &Spool, clock: &Clock, log: &dyn Fn(String), p: &mut Pending) 
     }
     messages.sort();
     let config = spool.config();
-    let learned = Learned::load(spool);
+    let mut run = Run {
+        spool,
+        learned: Learned::load(spool),
+        dir,
+        log,
+        p,
+    };
     for msg in messages {
-        let id = msg
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let state_path = dir.join(format!("{id}.state"));
-        let mut state = State::parse(&std::fs::read_to_string(&state_path).unwrap_or_default());
+        let held = Held::read(&run.dir, msg);
         let now = clock.now();
-        if state.rule == crate::infra::LABEL || state.rule == crate::bulk::LABEL {
+        if held.state.rule == crate::infra::LABEL || held.state.rule == crate::bulk::LABEL {
             // rs's own (a registration, an answer, a heartbeat): handled
             // by `infra::run_held`.
             continue;
@@ -172,112 +177,194 @@ pub fn run(spool: &Spool, clock: &Clock, log: &dyn Fn(String), p: &mut Pending) 
             .rules
             .iter()
             .enumerate()
-            .find(|(i, r)| r.label(*i) == state.rule && r.action == Action::Divert)
+            .find(|(i, r)| r.label(*i) == held.state.rule && r.action == Action::Divert)
             .map(|(_, r)| r);
         let Some(rule) = rule else {
-            // Its rule is gone from the configuration: routing decides.
-            log(format!(
-                "{id}: [[rule]] {} no longer diverts; handed on as routing says",
-                state.rule
-            ));
-            let bytes = std::fs::read(&msg).map_err(|e| Error::io("read", &msg, e))?;
-            match envelope::parse(&bytes) {
-                Ok(ms) => {
-                    pass_on(spool, ms, now, log)?;
-                    remove(&dir, &msg, &state_path)?;
-                }
-                Err(e) => log(format!(
-                    "{id}: cannot be read ({e}); left in {}",
-                    dir.display()
-                )),
-            }
+            run.routing_decides(&held, now)?;
             continue;
         };
-        let ran = run_handler(
-            rule,
-            &msg,
-            &[
-                ("RS_MESSAGE_ID", id.as_str()),
-                ("RS_RULE", state.rule.as_str()),
-                ("RS_FROM", state.from.as_str()),
-            ],
-        );
-        let outcome = match ran {
-            Err(e) => Err(format!(
-                "cannot run {}: {e}",
-                rule.handler.as_deref().unwrap_or(Path::new("")).display()
-            )),
-            Ok(r) if !r.ok => Err(r.why),
-            Ok(r) if r.stdout.iter().all(u8::is_ascii_whitespace) => Ok(Vec::new()),
-            Ok(r) => envelope::parse(&r.stdout)
-                .map_err(|e| format!("the handler printed something that is not an envelope: {e}")),
-        };
-        match outcome {
-            Ok(rewritten) => {
-                let n = pass_on(spool, rewritten, now, log)?;
-                p.rewritten += n;
-                p.handled += 1;
-                remove(&dir, &msg, &state_path)?;
-                log(format!(
-                    "{id}: consumed by the handler of [[rule]] {}{}",
-                    state.rule,
-                    if n > 0 {
-                        format!(", {n} message(s) handed on in its place")
-                    } else {
-                        String::new()
-                    }
-                ));
-            }
-            Err(why) => {
-                p.failures += 1;
-                state.failures += 1;
-                state.error = why.clone();
-                if state.failures < rule.max_failures {
-                    log(format!(
-                        "{id}: handler of [[rule]] {} failed ({} of {}): {why}; it is tried again on the next run",
-                        state.rule, state.failures, rule.max_failures
-                    ));
-                    durable::write_durable(
-                        &spool.dir(Area::Tmp),
-                        &dir,
-                        &format!("{id}.state"),
-                        state.text().as_bytes(),
-                        now.as_micros(),
-                    )?;
-                    continue;
-                }
-                let detail = format!(
-                    "the handler of rule {} failed {} time(s): {why}",
-                    state.rule, state.failures
-                );
-                let header = std::fs::File::open(&msg)
-                    .ok()
-                    .and_then(|f| envelope::first_header(f).ok());
-                let size = std::fs::metadata(&msg).map(|m| m.len()).unwrap_or(0);
-                match &header {
-                    Some(h) => {
-                        spool.lock(now)?.bury_held(
-                            &msg,
-                            entry_name(h, size),
-                            DeadKind::Rejected,
-                            "divert",
-                            &detail,
-                            now,
-                        )?;
-                        tell_origin(spool, h, &learned, &detail, now)?;
-                    }
-                    None => {
-                        spool.quarantine(&msg, "divert", &detail, now)?;
-                    }
-                }
-                let _ = durable::remove_file(&state_path);
-                durable::fsync_dir(&dir)?;
-                p.gave_up += 1;
-                log(format!("{id}: given up: {detail}"));
-            }
+        match handled(rule, &held) {
+            Outcome::Consumed(rewritten) => run.consumed(&held, rewritten, now)?,
+            Outcome::Failed(why) => run.failed(held, rule, why, now)?,
         }
     }
     Ok(())
+}
+
+/// One message in `divert/`: its ID, its file, its state file and state.
+struct Held {
+    id: String,
+    msg: PathBuf,
+    state_path: PathBuf,
+    state: State,
+}
+
+impl Held {
+    /// The message `msg` in `dir` and its state (empty when unreadable).
+    fn read(dir: &Path, msg: PathBuf) -> Held {
+        let id = msg
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let state_path = dir.join(format!("{id}.state"));
+        let state = State::parse(&std::fs::read_to_string(&state_path).unwrap_or_default());
+        Held {
+            id,
+            msg,
+            state_path,
+            state,
+        }
+    }
+}
+
+/// How a handler's run on a held message ended.
+enum Outcome {
+    /// Exit 0: the message is consumed; these go on in its place.
+    Consumed(Vec<crate::message::Message>),
+    /// Anything else, and why.
+    Failed(String),
+}
+
+/// Runs `rule`'s handler on `held`: consumed when it exits 0 printing
+/// nothing or an envelope; failed otherwise.
+fn handled(rule: &Rule, held: &Held) -> Outcome {
+    let ran = run_handler(
+        rule,
+        &held.msg,
+        &[
+            ("RS_MESSAGE_ID", held.id.as_str()),
+            ("RS_RULE", held.state.rule.as_str()),
+            ("RS_FROM", held.state.from.as_str()),
+        ],
+    );
+    match ran {
+        Err(e) => Outcome::Failed(format!(
+            "cannot run {}: {e}",
+            rule.handler.as_deref().unwrap_or(Path::new("")).display()
+        )),
+        Ok(r) if !r.ok => Outcome::Failed(r.why),
+        Ok(r) if r.stdout.iter().all(u8::is_ascii_whitespace) => Outcome::Consumed(Vec::new()),
+        Ok(r) => match envelope::parse(&r.stdout) {
+            Ok(ms) => Outcome::Consumed(ms),
+            Err(e) => Outcome::Failed(format!(
+                "the handler printed something that is not an envelope: {e}"
+            )),
+        },
+    }
+}
+
+/// One run over `divert/`: what every held message's step needs.
+struct Run<'a> {
+    spool: &'a Spool,
+    learned: Learned,
+    dir: PathBuf,
+    log: &'a dyn Fn(String),
+    p: &'a mut Pending,
+}
+
+impl Run<'_> {
+    /// A message whose rule no longer diverts: handed on as routing says
+    /// and removed (durable first); one that cannot be read stays.
+    fn routing_decides(&self, held: &Held, now: Timestamp) -> Result<()> {
+        let (id, msg, log) = (&held.id, &held.msg, self.log);
+        log(format!(
+            "{id}: [[rule]] {} no longer diverts; handed on as routing says",
+            held.state.rule
+        ));
+        let bytes = std::fs::read(msg).map_err(|e| Error::io("read", msg, e))?;
+        match envelope::parse(&bytes) {
+            Ok(ms) => {
+                pass_on(self.spool, ms, now, log)?;
+                remove(&self.dir, msg, &held.state_path)?;
+            }
+            Err(e) => log(format!(
+                "{id}: cannot be read ({e}); left in {}",
+                self.dir.display()
+            )),
+        }
+        Ok(())
+    }
+
+    /// A message its handler consumed: what it printed is handed on
+    /// (durable) before the message is removed.
+    fn consumed(
+        &mut self,
+        held: &Held,
+        rewritten: Vec<crate::message::Message>,
+        now: Timestamp,
+    ) -> Result<()> {
+        let n = pass_on(self.spool, rewritten, now, self.log)?;
+        self.p.rewritten += n;
+        self.p.handled += 1;
+        remove(&self.dir, &held.msg, &held.state_path)?;
+        (self.log)(format!(
+            "{}: consumed by the handler of [[rule]] {}{}",
+            held.id,
+            held.state.rule,
+            if n > 0 {
+                format!(", {n} message(s) handed on in its place")
+            } else {
+                String::new()
+            }
+        ));
+        Ok(())
+    }
+
+    /// A handler that failed (`why`): the failure is counted in the state
+    /// file (durable) and the message tried again on the next run; after
+    /// the rule's `max_failures` it goes to dead/ (quarantine, when its
+    /// header cannot be read) and its origin is told.
+    fn failed(&mut self, mut held: Held, rule: &Rule, why: String, now: Timestamp) -> Result<()> {
+        let (id, dir, spool) = (&held.id, &self.dir, self.spool);
+        self.p.failures += 1;
+        held.state.failures += 1;
+        held.state.error = why.clone();
+        let state = &held.state;
+        if state.failures < rule.max_failures {
+            (self.log)(format!(
+                "{id}: handler of [[rule]] {} failed ({} of {}): {why}; it is tried again on the next run",
+                state.rule, state.failures, rule.max_failures
+            ));
+            durable::write_durable(
+                &spool.dir(Area::Tmp),
+                dir,
+                &format!("{id}.state"),
+                state.text().as_bytes(),
+                now.as_micros(),
+            )?;
+            return Ok(());
+        }
+        let detail = format!(
+            "the handler of rule {} failed {} time(s): {why}",
+            state.rule, state.failures
+        );
+        let msg = &held.msg;
+        let header = std::fs::File::open(msg)
+            .ok()
+            .and_then(|f| envelope::first_header(f).ok());
+        let size = std::fs::metadata(msg).map(|m| m.len()).unwrap_or(0);
+        match &header {
+            Some(h) => {
+                spool.lock(now)?.bury_held(
+                    msg,
+                    entry_name(h, size),
+                    DeadKind::Rejected,
+                    "divert",
+                    &detail,
+                    now,
+                )?;
+                tell_origin(spool, h, &self.learned, &detail, now)?;
+            }
+            None => {
+                spool.quarantine(msg, "divert", &detail, now)?;
+            }
+        }
+        let _ = durable::remove_file(&held.state_path);
+        durable::fsync_dir(dir)?;
+        self.p.gave_up += 1;
+        (self.log)(format!("{id}: given up: {detail}"));
+        Ok(())
+    }
 }
 
 /// What rs holds in `divert/` for itself under `label` (not a rule's):

@@ -188,20 +188,13 @@ impl Export<'_> {
 }
 
 /// The zone file for `map` as valid at `now`, for `client` (whose unset
-/// fields select only the entries not partitioned by them).
+/// fields select only the entries not partitioned by them). Refused when
+/// the name server does not fit the zone, a name or TXT string is longer
+/// than DNS allows, or no service valid now lies in the zone.
 pub fn export(map: &Map, client: &Client<'_>, x: &Export<'_>, now: Timestamp) -> Result<String> {
     x.check()?;
     let zone = x.zone;
-    let ns = x.ns_name();
-    // A zone has one answer for everybody: a partitioned entry only for
-    // the client it was asked for.
-    let mut shown = map.clone();
-    shown.entries.retain(|e| {
-        (e.partition.clients.is_none() || client.id.is_some())
-            && (e.partition.zone.is_none() || client.zone.is_some())
-            && (e.partition.function.is_none() || client.function.is_some())
-            && e.partition.admits(client)
-    });
+    let shown = shown_to(map, client);
     let mut keys: Vec<super::ServiceKey> = shown
         .entries
         .iter()
@@ -210,8 +203,75 @@ pub fn export(map: &Map, client: &Client<'_>, x: &Export<'_>, now: Timestamp) ->
         .collect();
     keys.sort();
     keys.dedup();
-
     let mut out = String::new();
+    write_apex(&mut out, map, x, now);
+    // Host names of the map's locations: a name made up for an address
+    // must not be one of them.
+    let hosts: std::collections::BTreeSet<String> = shown
+        .entries
+        .iter()
+        .flat_map(|e| &e.locations)
+        .filter_map(|l| parts(l).ok())
+        .map(|p| p.target)
+        .filter(|t| !t.is_empty())
+        .collect();
+    let mut skipped = Vec::new();
+    for key in &keys {
+        if !in_zone(key.sphere.as_str(), zone) {
+            skipped.push(key.to_string());
+            continue;
+        }
+        let service = Service::of(key)?;
+        let found = resolve::resolve(
+            &shown,
+            &Query {
+                service: &key.service,
+                version: Some(key.version),
+                sphere: Some(&key.sphere),
+            },
+            &Client {
+                id: None,
+                ..*client
+            },
+            now,
+        );
+        service.write(&mut out, &found, x, &hosts, now)?;
+    }
+    if !skipped.is_empty() {
+        let _ = writeln!(
+            out,
+            "; not in zone {zone}, not exported: {}",
+            skipped.join("; ")
+        );
+    }
+    if keys.len() == skipped.len() && !keys.is_empty() {
+        return Err(Error::Map(format!(
+            "no service of the map lies in zone {zone} (spheres: {})",
+            skipped.join("; ")
+        )));
+    }
+    Ok(out)
+}
+
+/// The part of `map` a zone shows (one answer for everybody): an entry
+/// for a partition of clients only when `client` names that partition
+/// and is in it.
+fn shown_to(map: &Map, client: &Client<'_>) -> Map {
+    let mut shown = map.clone();
+    shown.entries.retain(|e| {
+        (e.partition.clients.is_none() || client.id.is_some())
+            && (e.partition.zone.is_none() || client.zone.is_some())
+            && (e.partition.function.is_none() || client.function.is_some())
+            && e.partition.admits(client)
+    });
+    shown
+}
+
+/// Writes the zone's first lines: the comment naming the map's revision,
+/// `$ORIGIN`, `$TTL`, the SOA (its serial the revision), the NS record and
+/// the name server's addresses.
+fn write_apex(out: &mut String, map: &Map, x: &Export<'_>, now: Timestamp) {
+    let (zone, ns) = (x.zone, x.ns_name());
     let _ = writeln!(
         out,
         "; rs-spm export: map revision {} as valid at {now}",
@@ -232,22 +292,19 @@ pub fn export(map: &Map, client: &Client<'_>, x: &Export<'_>, now: Timestamp) ->
     for a in x.ns_addresses {
         let _ = writeln!(out, "{ns}. IN {} {a}", address_kind(a));
     }
-    // Host names of the map's locations: a name made up for an address
-    // must not be one of them.
-    let hosts: std::collections::BTreeSet<String> = shown
-        .entries
-        .iter()
-        .flat_map(|e| &e.locations)
-        .filter_map(|l| parts(l).ok())
-        .map(|p| p.target)
-        .filter(|t| !t.is_empty())
-        .collect();
-    let mut skipped = Vec::new();
-    for key in &keys {
-        if !in_zone(key.sphere.as_str(), zone) {
-            skipped.push(key.to_string());
-            continue;
-        }
+}
+
+/// The names one service is exported under: its label (lower case), the
+/// name below it (`vMAJOR-MINOR.SPHERE.`) and its owner name
+/// (`_SERVICE._tcp.` before that), each checked to fit DNS.
+struct Service {
+    label: String,
+    below: String,
+    owner: String,
+}
+
+impl Service {
+    fn of(key: &super::ServiceKey) -> Result<Service> {
         if key.service.as_str().len() > 62 {
             return Err(super::field(
                 "service",
@@ -255,28 +312,33 @@ pub fn export(map: &Map, client: &Client<'_>, x: &Export<'_>, now: Timestamp) ->
                 "longer than a DNS label allows (62 characters after the underscore)",
             ));
         }
-        let service = key.service.as_str().to_ascii_lowercase();
+        let label = key.service.as_str().to_ascii_lowercase();
         let below = format!(
             "v{}-{}.{}.",
             key.version.major,
             key.version.minor,
             key.sphere.as_str()
         );
-        let owner = format!("_{service}._tcp.{below}");
+        let owner = format!("_{label}._tcp.{below}");
         fits("service", &owner)?;
-        let found = resolve::resolve(
-            &shown,
-            &Query {
-                service: &key.service,
-                version: Some(key.version),
-                sphere: Some(&key.sphere),
-            },
-            &Client {
-                id: None,
-                ..*client
-            },
-            now,
-        );
+        Ok(Service {
+            label,
+            below,
+            owner,
+        })
+    }
+
+    /// Writes the records of the locations `found` for this service, in
+    /// their order: the priority counts up from 0 per primary and backup,
+    /// an equivalent entry's locations sharing one.
+    fn write(
+        &self,
+        out: &mut String,
+        found: &[resolve::Resolved<'_>],
+        x: &Export<'_>,
+        hosts: &std::collections::BTreeSet<String>,
+        now: Timestamp,
+    ) -> Result<()> {
         let mut priority = 0u16;
         let mut unnamed = 0;
         let mut i = 0;
@@ -299,55 +361,16 @@ pub fn export(map: &Map, client: &Client<'_>, x: &Export<'_>, now: Timestamp) ->
                 };
                 let target = if p.target.is_empty() {
                     unnamed += 1;
-                    let name = format!("l{unnamed}.{service}.{below}");
-                    fits("service", &name)?;
-                    if hosts.contains(name.trim_end_matches('.')) {
-                        return Err(super::field(
-                            "host",
-                            name.trim_end_matches('.'),
-                            "a location's host name is the name the zone gives an address-only \
-                             location of the same service: rename the host",
-                        ));
-                    }
-                    let a = p.address.ok_or_else(|| {
-                        Error::Map(format!("{owner}: a location without a host or an address"))
-                    })?;
-                    let _ = writeln!(out, "{name} {ttl} IN {} {a}", address_kind(&a));
-                    name
+                    self.write_unnamed(out, &p, unnamed, hosts, ttl)?
                 } else {
                     format!("{}.", p.target)
                 };
                 if let (Some(a), false) = (p.address, p.target.is_empty()) {
-                    if in_zone(&p.target, zone) {
+                    if in_zone(&p.target, x.zone) {
                         let _ = writeln!(out, "{target} {ttl} IN {} {a}", address_kind(&a));
                     }
                 }
-                let weight = if entry.partition.equivalent { 1 } else { 0 };
-                let _ = writeln!(
-                    out,
-                    "{owner} {ttl} IN SRV {priority} {weight} {} {target}",
-                    p.port
-                );
-                let mut strings = vec![
-                    "v=rs-spm1".to_string(),
-                    format!("epoch={}", entry.epoch),
-                    format!("priority={priority}"),
-                    format!("target={}", target.trim_end_matches('.')),
-                    format!("port={}", p.port),
-                    format!("scheme={}", p.scheme),
-                    format!("path={}", p.path),
-                ];
-                if let Some(f) = entry.valid.from {
-                    strings.push(format!("valid-from={}", f.to_rfc3339()));
-                }
-                if let Some(u) = entry.valid.until {
-                    strings.push(format!("valid-until={}", u.to_rfc3339()));
-                }
-                let _ = writeln!(
-                    out,
-                    "{owner} {ttl} IN TXT {}",
-                    txt_strings(&owner, &strings)?
-                );
+                self.write_location(out, entry, &p, &target, priority, ttl)?;
                 if !entry.partition.equivalent {
                     priority = priority.saturating_add(1);
                 }
@@ -357,21 +380,81 @@ pub fn export(map: &Map, client: &Client<'_>, x: &Export<'_>, now: Timestamp) ->
             }
             i += group;
         }
+        Ok(())
     }
-    if !skipped.is_empty() {
+
+    /// Writes the address record of a location known only by its address
+    /// `p`, the `n`th of this service, under a host name of its own
+    /// (`lN.SERVICE.vMAJOR-MINOR.SPHERE.`), and returns that name. Refused
+    /// when the name is too long or is a location's host name.
+    fn write_unnamed(
+        &self,
+        out: &mut String,
+        p: &Parts,
+        n: u32,
+        hosts: &std::collections::BTreeSet<String>,
+        ttl: u32,
+    ) -> Result<String> {
+        let name = format!("l{n}.{}.{}", self.label, self.below);
+        fits("service", &name)?;
+        if hosts.contains(name.trim_end_matches('.')) {
+            return Err(super::field(
+                "host",
+                name.trim_end_matches('.'),
+                "a location's host name is the name the zone gives an address-only \
+                 location of the same service: rename the host",
+            ));
+        }
+        let a = p.address.ok_or_else(|| {
+            Error::Map(format!(
+                "{}: a location without a host or an address",
+                self.owner
+            ))
+        })?;
+        let _ = writeln!(out, "{name} {ttl} IN {} {a}", address_kind(&a));
+        Ok(name)
+    }
+
+    /// Writes the SRV and TXT records of one location (`p`, of `entry`)
+    /// at `target` with `priority`.
+    fn write_location(
+        &self,
+        out: &mut String,
+        entry: &super::Entry,
+        p: &Parts,
+        target: &str,
+        priority: u16,
+        ttl: u32,
+    ) -> Result<()> {
+        let owner = &self.owner;
+        let weight = if entry.partition.equivalent { 1 } else { 0 };
         let _ = writeln!(
             out,
-            "; not in zone {zone}, not exported: {}",
-            skipped.join("; ")
+            "{owner} {ttl} IN SRV {priority} {weight} {} {target}",
+            p.port
         );
+        let mut strings = vec![
+            "v=rs-spm1".to_string(),
+            format!("epoch={}", entry.epoch),
+            format!("priority={priority}"),
+            format!("target={}", target.trim_end_matches('.')),
+            format!("port={}", p.port),
+            format!("scheme={}", p.scheme),
+            format!("path={}", p.path),
+        ];
+        if let Some(f) = entry.valid.from {
+            strings.push(format!("valid-from={}", f.to_rfc3339()));
+        }
+        if let Some(u) = entry.valid.until {
+            strings.push(format!("valid-until={}", u.to_rfc3339()));
+        }
+        let _ = writeln!(
+            out,
+            "{owner} {ttl} IN TXT {}",
+            txt_strings(owner, &strings)?
+        );
+        Ok(())
     }
-    if keys.len() == skipped.len() && !keys.is_empty() {
-        return Err(Error::Map(format!(
-            "no service of the map lies in zone {zone} (spheres: {})",
-            skipped.join("; ")
-        )));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
