@@ -32,6 +32,7 @@
 
 mod control;
 mod document;
+mod error;
 mod heartbeat;
 mod registration;
 mod state;
@@ -47,6 +48,7 @@ use crate::time::Timestamp;
 
 pub use control::send_control;
 pub use document::read_document;
+pub use error::Error;
 pub use heartbeat::{heard, Heard};
 pub use registration::apply_defaults;
 pub use state::{first, held, State};
