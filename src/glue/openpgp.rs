@@ -6,6 +6,8 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::SystemTime;
 
+use rs::protect::OpenPgpError;
+
 struct Keys(rs_pgp::Keys);
 
 impl rs::protect::OpenPgpKeys for Keys {
@@ -13,8 +15,8 @@ impl rs::protect::OpenPgpKeys for Keys {
         &self,
         input: &mut (dyn Read + Send + Sync),
         out: &mut (dyn Write + Send + Sync),
-    ) -> Result<(), String> {
-        self.0.protect(input, out)
+    ) -> Result<(), OpenPgpError> {
+        Ok(self.0.protect(input, out)?)
     }
 
     fn unprotect(
@@ -23,8 +25,8 @@ impl rs::protect::OpenPgpKeys for Keys {
         out: &mut (dyn Write + Send + Sync),
         require_signature: bool,
         now: SystemTime,
-    ) -> Result<bool, String> {
-        self.0.unprotect(input, out, require_signature, now)
+    ) -> Result<bool, OpenPgpError> {
+        Ok(self.0.unprotect(input, out, require_signature, now)?)
     }
 }
 
@@ -32,9 +34,9 @@ fn load(
     our_key: &Path,
     peer_cert: &Path,
     passphrase: Option<&Path>,
-) -> Result<Box<dyn rs::protect::OpenPgpKeys>, String> {
-    rs_pgp::Keys::load(our_key, peer_cert, passphrase)
-        .map(|k| Box::new(Keys(k)) as Box<dyn rs::protect::OpenPgpKeys>)
+) -> Result<Box<dyn rs::protect::OpenPgpKeys>, OpenPgpError> {
+    let keys = rs_pgp::Keys::load(our_key, peer_cert, passphrase)?;
+    Ok(Box::new(Keys(keys)))
 }
 
 /// Makes OpenPGP protection available to this process.

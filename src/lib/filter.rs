@@ -24,6 +24,35 @@ use serde::{Deserialize, Deserializer};
 use crate::message::{Content, Header, Locator, Name, Target};
 use crate::time::Window;
 
+/// What is wrong with a rule's settings (the configuration says which
+/// rule, before this message).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("action = \"divert\" needs handler = \"/path/to/program\"")]
+    NoHandler,
+    #[error("max_failures must be at least 1")]
+    NoFailures,
+    #[error("action = \"aggregate\" needs count = N (at least 1) or age = \"DURATION\"")]
+    NoThreshold,
+    /// `handler` given to a rule that does not divert.
+    #[error("handler is for action = \"divert\"")]
+    HandlerWithout,
+    /// `peer` given to a rule that does not forward.
+    #[error("peer is for action = \"forward\"")]
+    PeerWithout,
+    /// `count` or `age` given to a rule that does not aggregate.
+    #[error("count and age are for action = \"aggregate\"")]
+    ThresholdWithout,
+    /// The handler cannot be looked at.
+    #[error("handler {}: {source}", path.display())]
+    Handler {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("handler {} is not an executable file", path.display())]
+    NotExecutable { path: PathBuf },
+}
+
 /// A pattern, or several (any may match).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Patterns(pub Vec<String>);
@@ -156,31 +185,28 @@ impl Rule {
     /// What is wrong with this rule's settings, if anything (beyond what
     /// parsing checks): a field that its action does not take, or one it
     /// needs and lacks.
-    pub fn check(&self) -> Result<(), String> {
-        let needs = |ok: bool, what: &str| if ok { Ok(()) } else { Err(what.to_string()) };
+    pub fn check(&self) -> Result<(), Error> {
+        let needs = |ok: bool, what: Error| if ok { Ok(()) } else { Err(what) };
         match self.action {
             Action::Divert => {
-                let handler = self
-                    .handler
-                    .as_ref()
-                    .ok_or("action = \"divert\" needs handler = \"/path/to/program\"")?;
+                let handler = self.handler.as_ref().ok_or(Error::NoHandler)?;
                 is_executable(handler)?;
-                needs(self.max_failures >= 1, "max_failures must be at least 1")?;
+                needs(self.max_failures >= 1, Error::NoFailures)?;
             }
             Action::Aggregate => needs(
                 self.count.is_some_and(|c| c >= 1) || self.age.is_some_and(|a| !a.is_zero()),
-                "action = \"aggregate\" needs count = N (at least 1) or age = \"DURATION\"",
+                Error::NoThreshold,
             )?,
             Action::Discard | Action::Forward => {}
         }
         if self.handler.is_some() && self.action != Action::Divert {
-            return Err("handler is for action = \"divert\"".into());
+            return Err(Error::HandlerWithout);
         }
         if self.peer.is_some() && self.action != Action::Forward {
-            return Err("peer is for action = \"forward\"".into());
+            return Err(Error::PeerWithout);
         }
         if (self.count.is_some() || self.age.is_some()) && self.action != Action::Aggregate {
-            return Err("count and age are for action = \"aggregate\"".into());
+            return Err(Error::ThresholdWithout);
         }
         Ok(())
     }
@@ -206,14 +232,16 @@ impl Rule {
 }
 
 /// Whether `path` is a regular file this process may execute.
-fn is_executable(path: &std::path::Path) -> Result<(), String> {
+fn is_executable(path: &std::path::Path) -> Result<(), Error> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| format!("handler {}: {e}", path.display()))?;
+    let meta = std::fs::metadata(path).map_err(|source| Error::Handler {
+        path: path.to_path_buf(),
+        source,
+    })?;
     if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
-        return Err(format!(
-            "handler {} is not an executable file",
-            path.display()
-        ));
+        return Err(Error::NotExecutable {
+            path: path.to_path_buf(),
+        });
     }
     Ok(())
 }
@@ -287,6 +315,42 @@ mod tests {
             ("ab*ba", "aba", false),
         ] {
             assert_eq!(glob(p, v), ok, "{p} ~ {v}");
+        }
+    }
+
+    #[test]
+    fn a_rule_that_does_not_check_says_why() {
+        for (e, expected) in [
+            (
+                Error::NoHandler,
+                "action = \"divert\" needs handler = \"/path/to/program\"",
+            ),
+            (Error::NoFailures, "max_failures must be at least 1"),
+            (
+                Error::NoThreshold,
+                "action = \"aggregate\" needs count = N (at least 1) or age = \"DURATION\"",
+            ),
+            (Error::HandlerWithout, "handler is for action = \"divert\""),
+            (Error::PeerWithout, "peer is for action = \"forward\""),
+            (
+                Error::ThresholdWithout,
+                "count and age are for action = \"aggregate\"",
+            ),
+            (
+                Error::Handler {
+                    path: "/usr/local/bin/h".into(),
+                    source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                },
+                "handler /usr/local/bin/h: entity not found",
+            ),
+            (
+                Error::NotExecutable {
+                    path: "/etc/passwd".into(),
+                },
+                "handler /etc/passwd is not an executable file",
+            ),
+        ] {
+            assert_eq!(e.to_string(), expected);
         }
     }
 }

@@ -248,6 +248,43 @@ fn read(file: &mut File, out: Option<&mut dyn Write>) -> Result<Layout> {
         r: BufReader::with_capacity(256 * 1024, file),
         offset: 0,
     };
+    let boundary = top_boundary(&mut lines)?;
+    let delimiter = format!("--{boundary}");
+    skip_preamble(&mut lines, &delimiter)?;
+    let (header, content_start) = header_part(&mut lines, &delimiter)?;
+    let opening = content_opening(&mut lines, header.id.as_str())?;
+    let (mime_type, size, end) = data_tag(&opening)?;
+    let layout = Layout {
+        header,
+        mime_type,
+        size,
+        content_start,
+        boundary,
+    };
+    let Some(out) = out else {
+        return Ok(layout);
+    };
+    let tail = decode_data(&mut lines, &opening[end..], out, size)?;
+    if tail.trim() != "</data></content>" {
+        return Err(Error::Mime(format!(
+            "unexpected end of the content part: {}",
+            tail.trim()
+        )));
+    }
+    let close = lines
+        .next(1000)?
+        .ok_or_else(|| Error::Mime("the envelope is not closed".into()))?;
+    if close != format!("{delimiter}--").as_bytes() {
+        return Err(Error::Mime(
+            "the content part is not followed by the closing delimiter".into(),
+        ));
+    }
+    Ok(layout)
+}
+
+/// The envelope's top header block, read; the boundary of its
+/// `multipart/related` body.
+fn top_boundary<R: Read>(lines: &mut Lines<R>) -> Result<String> {
     let top = lines.header_block(limits::ENVELOPE_HEADER_BYTES)?;
     let ctype =
         header_value(&top, "Content-Type")?.ok_or_else(|| Error::Mime("no Content-Type".into()))?;
@@ -258,19 +295,22 @@ fn read(file: &mut File, out: Option<&mut dyn Write>) -> Result<Layout> {
             ctype.mimetype
         )));
     }
-    let boundary = ctype
+    ctype
         .params
         .get("boundary")
         .cloned()
-        .ok_or_else(|| Error::Mime("multipart/related without a boundary".into()))?;
-    let delimiter = format!("--{boundary}");
-    // Preamble, then the header part.
+        .ok_or_else(|| Error::Mime("multipart/related without a boundary".into()))
+}
+
+/// Reads past the preamble: on return the next line is the header part's
+/// first header.
+fn skip_preamble<R: Read>(lines: &mut Lines<R>, delimiter: &str) -> Result<()> {
     loop {
         let line = lines
             .next(1000)?
             .ok_or_else(|| Error::Mime("no part in the envelope".into()))?;
         if line == delimiter.as_bytes() {
-            break;
+            return Ok(());
         }
         if lines.offset > limits::ENVELOPE_HEADER_BYTES as u64 * 2 {
             return Err(Error::Mime(
@@ -278,6 +318,12 @@ fn read(file: &mut File, out: Option<&mut dyn Write>) -> Result<Layout> {
             ));
         }
     }
+}
+
+/// Reads the header part (its headers, its body to the next delimiter):
+/// the message header it holds, checked against the part's Content-ID,
+/// and the offset of the delimiter that opens the content part.
+fn header_part<R: Read>(lines: &mut Lines<R>, delimiter: &str) -> Result<(Header, u64)> {
     let part = lines.header_block(limits::PART_HEADER_BYTES)?;
     let id = cid(&part, "header")?;
     let cte = header_value(&part, "Content-Transfer-Encoding")?.unwrap_or_else(|| "7bit".into());
@@ -328,7 +374,13 @@ fn read(file: &mut File, out: Option<&mut dyn Write>) -> Result<Layout> {
             header.id
         )));
     }
-    // The content part: 7-bit XML around base64 data.
+    Ok((header, content_start))
+}
+
+/// Reads the content part's headers (checked: message `id`'s, 7-bit) and
+/// its text up to the end of the `<data ...>` start tag, which it returns
+/// (it may run on into the data).
+fn content_opening<R: Read>(lines: &mut Lines<R>, id: &str) -> Result<String> {
     let part = lines.header_block(limits::PART_HEADER_BYTES)?;
     let cid2 = cid(&part, "content")?;
     if cid2 != id {
@@ -359,6 +411,13 @@ fn read(file: &mut File, out: Option<&mut dyn Write>) -> Result<Layout> {
             ));
         }
     }
+    Ok(opening)
+}
+
+/// The data's mime-type and size, from the content part's `opening`
+/// (nothing but `<content>` may come before `<data`), and where in
+/// `opening` the start tag ends.
+fn data_tag(opening: &str) -> Result<(MimeType, u64, usize)> {
     let at = opening.find("<data").unwrap_or(0);
     let prefix = opening[..at].trim();
     let prefix = prefix
@@ -374,71 +433,31 @@ fn read(file: &mut File, out: Option<&mut dyn Write>) -> Result<Layout> {
         .find('>')
         .map_or(opening.len(), |e| at + e + 1);
     let (mime_type, size) = data_attributes(&opening[at..end])?;
-    let Some(out) = out else {
-        return Ok(Layout {
-            header,
-            mime_type,
-            size,
-            content_start,
-            boundary,
-        });
-    };
-    let rest = opening[end..].to_string();
-    // The data text, decoded in blocks as the reader holds them (base64
-    // lines are short: one at a time costs more than the decoding).
-    let mut decoded = 0u64;
-    let mut pending: Vec<u8> = Vec::with_capacity(256 * 1024);
-    let mut out_buf = Vec::with_capacity(192 * 1024);
-    let mut feed = |text: &[u8], pending: &mut Vec<u8>, flush_all: bool| -> Result<()> {
-        // Line by line (a byte at a time costs more than the decoding),
-        // CRLF or LF. Other whitespace (rare: spaces, tabs) makes the
-        // decoding fail; it is then taken out and the text decoded again.
-        let mut rest = text;
-        while let Some(p) = memchr::memchr(b'\n', rest) {
-            let line = &rest[..p];
-            pending.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
-            rest = &rest[p + 1..];
-        }
-        pending.extend_from_slice(rest);
-        for retry in [false, true] {
-            if retry {
-                pending.retain(|b| !b.is_ascii_whitespace());
-            }
-            let usable = if flush_all {
-                pending.len()
-            } else {
-                pending.len() / 4 * 4
-            };
-            if usable == 0 {
-                return Ok(());
-            }
-            out_buf.clear();
-            match base64_simd::STANDARD.decode_append(&pending[..usable], &mut out_buf) {
-                Ok(_) => {
-                    decoded += out_buf.len() as u64;
-                    out.write_all(&out_buf)
-                        .map_err(|e| Error::Mime(format!("write: {e}")))?;
-                    pending.drain(..usable);
-                    return Ok(());
-                }
-                Err(_) if !retry && pending.iter().any(u8::is_ascii_whitespace) => {}
-                Err(e) => {
-                    return Err(Error::Invalid {
-                        field: "data",
-                        reason: format!("bad base64: {e}"),
-                    })
-                }
-            }
-        }
-        Ok(())
+    Ok((mime_type, size, end))
+}
+
+/// Decodes the data text (`rest`, what followed the start tag on its line,
+/// then the lines that follow) into `out`; checks it decodes to exactly
+/// `size` bytes. Returns the line that ends the data (from its `<`).
+fn decode_data<R: Read>(
+    lines: &mut Lines<R>,
+    rest: &str,
+    out: &mut dyn Write,
+    size: u64,
+) -> Result<String> {
+    let mut feed = Base64Feed {
+        out,
+        decoded: 0,
+        pending: Vec::with_capacity(256 * 1024),
+        out_buf: Vec::with_capacity(192 * 1024),
     };
     let tail = match rest.find('<') {
         Some(lt) => {
-            feed(&rest.as_bytes()[..lt], &mut pending, true)?;
+            feed.feed(&rest.as_bytes()[..lt], Flush::All)?;
             rest[lt..].to_string()
         }
         None => {
-            feed(rest.as_bytes(), &mut pending, false)?;
+            feed.feed(rest.as_bytes(), Flush::Whole)?;
             loop {
                 let buf = lines
                     .r
@@ -448,46 +467,93 @@ fn read(file: &mut File, out: Option<&mut dyn Write>) -> Result<Layout> {
                     return Err(Error::Mime("the content part ends inside its data".into()));
                 }
                 if let Some(lt) = memchr::memchr(b'<', buf) {
-                    feed(&buf[..lt], &mut pending, true)?;
+                    feed.feed(&buf[..lt], Flush::All)?;
                     lines.r.consume(lt);
                     lines.offset += lt as u64;
                     let line = lines.next(4096)?.unwrap_or_default();
                     break String::from_utf8_lossy(&line).into_owned();
                 }
                 let n = buf.len();
-                feed(buf, &mut pending, false)?;
+                feed.feed(buf, Flush::Whole)?;
                 lines.r.consume(n);
                 lines.offset += n as u64;
             }
         }
     };
-    if decoded != size {
+    if feed.decoded != size {
         return Err(Error::Invalid {
             field: "data",
-            reason: format!("size says {size} bytes, content has {decoded}"),
+            reason: format!("size says {size} bytes, content has {}", feed.decoded),
         });
     }
-    if tail.trim() != "</data></content>" {
-        return Err(Error::Mime(format!(
-            "unexpected end of the content part: {}",
-            tail.trim()
-        )));
+    Ok(tail)
+}
+
+/// How much of the pending base64 text a feed decodes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flush {
+    /// Whole quanta of four characters (more text follows).
+    Whole,
+    /// Everything (the text ends here).
+    All,
+}
+
+/// Base64 text decoded in blocks as the reader holds them (base64 lines
+/// are short: one at a time costs more than the decoding), written to
+/// `out` and counted.
+struct Base64Feed<'a> {
+    out: &'a mut dyn Write,
+    decoded: u64,
+    /// Text not yet decoded, line ends taken out.
+    pending: Vec<u8>,
+    out_buf: Vec<u8>,
+}
+
+impl Base64Feed<'_> {
+    fn feed(&mut self, text: &[u8], flush: Flush) -> Result<()> {
+        // Line by line (a byte at a time costs more than the decoding),
+        // CRLF or LF. Other whitespace (rare: spaces, tabs) makes the
+        // decoding fail; it is then taken out and the text decoded again.
+        let mut rest = text;
+        while let Some(p) = memchr::memchr(b'\n', rest) {
+            let line = &rest[..p];
+            self.pending
+                .extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+            rest = &rest[p + 1..];
+        }
+        self.pending.extend_from_slice(rest);
+        for retry in [false, true] {
+            if retry {
+                self.pending.retain(|b| !b.is_ascii_whitespace());
+            }
+            let usable = match flush {
+                Flush::All => self.pending.len(),
+                Flush::Whole => self.pending.len() / 4 * 4,
+            };
+            if usable == 0 {
+                return Ok(());
+            }
+            self.out_buf.clear();
+            match base64_simd::STANDARD.decode_append(&self.pending[..usable], &mut self.out_buf) {
+                Ok(_) => {
+                    self.decoded += self.out_buf.len() as u64;
+                    self.out
+                        .write_all(&self.out_buf)
+                        .map_err(|e| Error::Mime(format!("write: {e}")))?;
+                    self.pending.drain(..usable);
+                    return Ok(());
+                }
+                Err(_) if !retry && self.pending.iter().any(u8::is_ascii_whitespace) => {}
+                Err(e) => {
+                    return Err(Error::Invalid {
+                        field: "data",
+                        reason: format!("bad base64: {e}"),
+                    })
+                }
+            }
+        }
+        Ok(())
     }
-    let close = lines
-        .next(1000)?
-        .ok_or_else(|| Error::Mime("the envelope is not closed".into()))?;
-    if close != format!("{delimiter}--").as_bytes() {
-        return Err(Error::Mime(
-            "the content part is not followed by the closing delimiter".into(),
-        ));
-    }
-    Ok(Layout {
-        header,
-        mime_type,
-        size,
-        content_start,
-        boundary,
-    })
 }
 
 /// The ID a part's Content-ID names, checking its role.
@@ -701,274 +767,4 @@ impl Read for Reheaded {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::message::*;
-    use crate::time::Timestamp;
-
-    fn header() -> Header {
-        let name = |s: &str| Name::new("n", s).unwrap();
-        Header {
-            id: MessageId::parse("m1").unwrap(),
-            created: Timestamp::from_secs(1_764_000_000),
-            class: name("c"),
-            subclass: name("s"),
-            locator: Locator::Source(Source {
-                component: name("a.b"),
-                component_type: name("t"),
-                version: name("1"),
-                qos: Qos {
-                    expiry: None,
-                    precedence: Precedence::Bulk,
-                    persistence: Persistence::Normal,
-                },
-            }),
-            in_reply_to: None,
-            origin_key: None,
-            epoch: None,
-            routing: vec![],
-        }
-    }
-
-    fn data(n: usize) -> Vec<u8> {
-        (0..n).map(|i| (i.wrapping_mul(7919) >> 3) as u8).collect()
-    }
-
-    fn streamed(bytes: &[u8]) -> (tempfile::NamedTempFile, Vec<u8>) {
-        let mut f = tempfile::NamedTempFile::new().unwrap();
-        write_data_envelope(
-            &header(),
-            &MimeType::octet_stream(),
-            bytes.len() as u64,
-            &mut &bytes[..],
-            f.as_file_mut(),
-        )
-        .unwrap();
-        let written = std::fs::read(f.path()).unwrap();
-        (f, written)
-    }
-
-    #[test]
-    fn streamed_envelopes_are_ordinary_envelopes() {
-        for n in [0, 1, 56, 57, 58, 1000, 200_000] {
-            let bytes = data(n);
-            let (mut f, written) = streamed(&bytes);
-            let parsed = envelope::parse(&written).unwrap();
-            assert_eq!(
-                parsed[0].content,
-                Content::Data(Data {
-                    mime_type: MimeType::octet_stream(),
-                    bytes: bytes.clone()
-                }),
-                "{n}"
-            );
-            let mut out = Vec::new();
-            let layout = decode(f.as_file_mut(), &mut out).unwrap();
-            assert_eq!(out, bytes, "{n}");
-            assert_eq!(layout.size, n as u64);
-            assert_eq!(layout.header, header());
-        }
-    }
-
-    #[test]
-    fn an_envelope_laid_out_in_parts_is_the_streamed_one() {
-        for n in [0usize, 1, 56, 57, 58, 57 * 100, 100_001] {
-            let bytes = data(n);
-            let (_, written) = streamed(&bytes);
-            let (head, tail) = data_envelope_parts(&header(), &MimeType::octet_stream(), n as u64);
-            let mut laid = head.clone();
-            laid.resize(head.len() + text_len(n as u64) as usize, 0);
-            // The data text placed piece by piece, from the end.
-            for start in (0..n).step_by(57 * 7).rev() {
-                let end = (start + 57 * 7).min(n);
-                let mut text = vec![0u8; (end - start).div_ceil(57) * 77];
-                let len = encode_lines(&bytes[start..end], &mut text);
-                let at = head.len() + text_offset(start as u64) as usize;
-                laid[at..at + len].copy_from_slice(&text[..len]);
-            }
-            laid.extend_from_slice(&tail);
-            // Each envelope picks its boundary at random.
-            let boundary = |b: &[u8]| {
-                let t = String::from_utf8_lossy(b).into_owned();
-                let at = t.find("=_rs_").unwrap();
-                t[at..at + 29].to_string()
-            };
-            let laid = String::from_utf8(laid)
-                .unwrap()
-                .replace(&boundary(&head), "B");
-            let written = String::from_utf8(written.clone())
-                .unwrap()
-                .replace(&boundary(&written), "B");
-            assert!(laid == written, "{n}");
-        }
-    }
-
-    #[test]
-    fn data_text_in_lines_of_any_length_decodes_the_same() {
-        let bytes = data(600_000);
-        let (_, written) = streamed(&bytes);
-        let text = String::from_utf8(written).unwrap();
-        let open = text.find("<data").unwrap();
-        let start = open + text[open..].find('>').unwrap() + 1;
-        let end = text.find("</data>").unwrap();
-        let b64: String = text[start..end].split_whitespace().collect();
-        let layouts = [
-            format!("\n{b64}"),   // one line of 800 KB
-            format!("\n{b64}\n"), // on a line of its own
-            b64.as_bytes()
-                .chunks(1000)
-                .map(|c| std::str::from_utf8(c).unwrap())
-                .collect::<Vec<_>>()
-                .join("\r\n"), // CRLF, 1,000 a line
-            b64.as_bytes()
-                .chunks(3)
-                .map(|c| std::str::from_utf8(c).unwrap())
-                .collect::<Vec<_>>()
-                .join(" \n "), // 3 a line, spaces
-            b64.as_bytes()
-                .chunks(76)
-                .map(|c| std::str::from_utf8(c).unwrap())
-                .collect::<Vec<_>>()
-                .join("\t\n"), // tabs
-        ];
-        for (i, l) in layouts.iter().enumerate() {
-            let changed = format!("{}{l}{}", &text[..start], &text[end..]);
-            let mut f = tempfile::NamedTempFile::new().unwrap();
-            f.write_all(changed.as_bytes()).unwrap();
-            let mut out = Vec::new();
-            let layout = decode(f.as_file_mut(), &mut out).unwrap_or_else(|e| panic!("{i}: {e}"));
-            assert!(out == bytes, "layout {i}");
-            assert_eq!(layout.size, bytes.len() as u64);
-        }
-    }
-
-    #[test]
-    fn the_in_memory_writer_output_scans_too() {
-        let m = Message {
-            header: header(),
-            content: Content::Data(Data {
-                mime_type: MimeType::octet_stream(),
-                bytes: data(70_000),
-            }),
-        };
-        let mut f = tempfile::NamedTempFile::new().unwrap();
-        f.write_all(&envelope::to_bytes(&[m])).unwrap();
-        assert_eq!(scan(f.as_file_mut()).unwrap().size, 70_000);
-    }
-
-    #[test]
-    fn a_new_header_keeps_the_content_byte_for_byte() {
-        let bytes = data(100_000);
-        let (mut f, _) = streamed(&bytes);
-        let layout = scan(f.as_file_mut()).unwrap();
-        let mut h = header();
-        h.routing.push(Routing {
-            component: Name::new("r", "b.hub").unwrap(),
-            received: Some(Timestamp::from_secs(5)),
-            sent: None,
-        });
-        let mut out = Vec::new();
-        write_with_header(f.as_file_mut(), &layout, &h, &mut out).unwrap();
-        let m = envelope::parse(&out).unwrap().remove(0);
-        assert_eq!(m.header, h);
-        assert_eq!(
-            m.content,
-            Content::Data(Data {
-                mime_type: MimeType::octet_stream(),
-                bytes
-            })
-        );
-    }
-
-    #[test]
-    fn a_leaving_message_carries_its_trace_and_its_content_verbatim() {
-        let me = Name::new("r", "b.hub").unwrap();
-        for n in [0, 1000, 200_000] {
-            let bytes = data(n);
-            let (f, _) = streamed(&bytes);
-            for received in [None, Some(Timestamp::from_secs(5))] {
-                let mut original = header();
-                if let Some(t) = received {
-                    original.stamp_received(&me, t);
-                }
-                // The file as the spool holds it (received here, or not).
-                let m = Message {
-                    header: original.clone(),
-                    content: Content::Data(Data {
-                        mime_type: MimeType::octet_stream(),
-                        bytes: bytes.clone(),
-                    }),
-                };
-                std::fs::write(f.path(), envelope::to_bytes(&[m])).unwrap();
-                let mut r =
-                    Reheaded::open(f.path(), |h| h.stamp_sent(&me, Timestamp::from_secs(9)))
-                        .unwrap();
-                let mut out = Vec::new();
-                r.read_to_end(&mut out).unwrap();
-                assert_eq!(out.len() as u64, r.len(), "{n}");
-                let got = envelope::parse(&out).unwrap().remove(0);
-                assert_eq!(got.header.routing.len(), 1, "{n}");
-                let trace = &got.header.routing[0];
-                assert_eq!(
-                    (&trace.component, trace.received, trace.sent),
-                    (&me, received, Some(Timestamp::from_secs(9)))
-                );
-                assert_eq!(
-                    got.content,
-                    Content::Data(Data {
-                        mime_type: MimeType::octet_stream(),
-                        bytes: bytes.clone()
-                    })
-                );
-            }
-        }
-        // Not an envelope: read as it is.
-        let f = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(f.path(), b"not mime").unwrap();
-        let mut out = Vec::new();
-        Reheaded::open(f.path(), |_| panic!("no header to edit"))
-            .unwrap()
-            .read_to_end(&mut out)
-            .unwrap();
-        assert_eq!(out, b"not mime");
-    }
-
-    #[test]
-    fn damage_is_refused() {
-        let (_, good) = streamed(&data(10_000));
-        let text = String::from_utf8(good.clone()).unwrap();
-        let cases: Vec<Vec<u8>> = vec![
-            good[..good.len() / 2].to_vec(),
-            good[..good.len() - 3].to_vec(),
-            text.replacen("size=\"10000\"", "size=\"10001\"", 1)
-                .into_bytes(),
-            text.replacen("encoding=\"base64\"", "encoding=\"text\"", 1)
-                .into_bytes(),
-            {
-                let mut b = good.clone();
-                let i = b.len() / 2;
-                b[i] = b'!';
-                b
-            },
-        ];
-        for (i, c) in cases.iter().enumerate() {
-            let mut f = tempfile::NamedTempFile::new().unwrap();
-            f.write_all(c).unwrap();
-            assert!(scan(f.as_file_mut()).is_err(), "case {i} accepted");
-        }
-    }
-
-    #[test]
-    fn data_that_changes_while_read_is_an_error() {
-        let bytes = data(1000);
-        let mut out = Vec::new();
-        assert!(write_data_envelope(
-            &header(),
-            &MimeType::octet_stream(),
-            999,
-            &mut &bytes[..],
-            &mut out
-        )
-        .is_err());
-    }
-}
+mod tests;

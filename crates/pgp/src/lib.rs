@@ -7,7 +7,10 @@
 //! crate in its dependency graph: `rs-send` must not pay for that.
 
 mod armor;
+mod error;
 mod handoff;
+
+pub use error::Error;
 
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -47,21 +50,27 @@ impl Keys {
         our_key: &Path,
         peer_cert: &Path,
         passphrase_file: Option<&Path>,
-    ) -> Result<Keys, String> {
-        let ours =
-            Cert::from_file(our_key).map_err(|e| format!("our_key {}: {e}", our_key.display()))?;
+    ) -> Result<Keys, Error> {
+        let cert = |what, path: &Path| {
+            Cert::from_file(path).map_err(|cause| Error::Cert {
+                what,
+                path: path.to_path_buf(),
+                cause,
+            })
+        };
+        let ours = cert("our_key", our_key)?;
         if !ours.is_tsk() {
-            return Err(format!(
-                "our_key {} holds no secret key (export it with gpg --export-secret-keys)",
-                our_key.display()
-            ));
+            return Err(Error::NoSecretKey {
+                path: our_key.to_path_buf(),
+            });
         }
-        let peer = Cert::from_file(peer_cert)
-            .map_err(|e| format!("peer_cert {}: {e}", peer_cert.display()))?;
+        let peer = cert("peer_cert", peer_cert)?;
         let password = match passphrase_file {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| format!("passphrase_file {}: {e}", p.display()))?;
+                let text = std::fs::read_to_string(p).map_err(|source| Error::Passphrase {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
                 Some(Password::from(text.trim_end_matches(['\n', '\r'])))
             }
             None => None,
@@ -83,21 +92,17 @@ impl Keys {
             openpgp::packet::key::SecretParts,
             openpgp::packet::key::UnspecifiedRole,
         >,
-    ) -> Result<KeyPair, String> {
+    ) -> Result<KeyPair, Error> {
         let key = if key.has_unencrypted_secret() {
             key
         } else {
-            let password = self
-                .password
-                .as_ref()
-                .ok_or("our secret key is protected by a passphrase: give passphrase_file")?;
-            key.decrypt_secret(password)
-                .map_err(|e| format!("cannot unlock our secret key: {e}"))?
+            let password = self.password.as_ref().ok_or(Error::NeedPassphrase)?;
+            key.decrypt_secret(password).map_err(Error::Unlock)?
         };
-        key.into_keypair().map_err(|e| e.to_string())
+        key.into_keypair().map_err(Error::Sequoia)
     }
 
-    fn signer(&self) -> Result<KeyPair, String> {
+    fn signer(&self) -> Result<KeyPair, Error> {
         let p = policy();
         usable(&self.ours, "our key")?;
         let key = self
@@ -110,12 +115,7 @@ impl Keys {
             .revoked(false)
             .for_signing()
             .next()
-            .ok_or_else(|| {
-                format!(
-                    "our key {} has no valid signing key (expired or revoked?)",
-                    self.ours.fingerprint()
-                )
-            })?;
+            .ok_or_else(|| Error::NoSigningKey(self.ours.fingerprint()))?;
         self.unlock(key.key().clone().role_into_unspecified())
     }
 
@@ -125,7 +125,7 @@ impl Keys {
         &self,
         input: &mut (dyn Read + Send + Sync),
         out: &mut (dyn Write + Send + Sync),
-    ) -> Result<(), String> {
+    ) -> Result<(), Error> {
         let p = policy();
         usable(&self.peer, "the peer's certificate")?;
         let recipients: Vec<_> = self
@@ -138,10 +138,7 @@ impl Keys {
             .for_transport_encryption()
             .collect();
         if recipients.is_empty() {
-            return Err(format!(
-                "the peer's certificate {} has no valid encryption key (expired or revoked?)",
-                self.peer.fingerprint()
-            ));
+            return Err(Error::NoEncryptionKey(self.peer.fingerprint()));
         }
         let signer = self.signer()?;
         // Sequoia signs and encrypts here; a second thread armors and writes.
@@ -153,31 +150,29 @@ impl Keys {
                 armored.finish()?;
                 Ok(())
             });
-            let sealed = (|| -> Result<(), String> {
+            let sealed = (|| -> Result<(), Error> {
                 let mut sink = handoff::ChunkWriter::new(tx);
                 let message = Message::new(&mut sink);
                 let message = Encryptor::for_recipients(message, recipients)
                     .build()
-                    .map_err(|e| e.to_string())?;
+                    .map_err(Error::Sequoia)?;
                 let message = Signer::new(message, signer)
-                    .map_err(|e| e.to_string())?
+                    .map_err(Error::Sequoia)?
                     .build()
-                    .map_err(|e| e.to_string())?;
+                    .map_err(Error::Sequoia)?;
                 let mut message = LiteralWriter::new(message)
                     .build()
-                    .map_err(|e| e.to_string())?;
-                io::copy(input, &mut message).map_err(|e| format!("encrypting: {e}"))?;
-                message.finalize().map_err(|e| e.to_string())?;
-                sink.finish().map_err(|e| e.to_string())
+                    .map_err(Error::Sequoia)?;
+                io::copy(input, &mut message).map_err(Error::Encrypt)?;
+                message.finalize().map_err(Error::Sequoia)?;
+                Ok(sink.finish()?)
             })();
-            let armored = armorer
-                .join()
-                .map_err(|_| "the armor thread panicked".to_string())?;
+            let armored = armorer.join().map_err(|_| Error::Panicked("armor"))?;
             // Whichever side failed first has the cause: the other one
             // only saw the stream break (and the armor was left unfinished).
             match (sealed, armored) {
                 (Err(e), Err(a)) if handoff::is_abandoned(&a) => Err(e),
-                (_, Err(a)) => Err(format!("writing the armored message: {a}")),
+                (_, Err(a)) => Err(Error::Armor(a)),
                 (sealed, Ok(())) => sealed,
             }
         })
@@ -194,13 +189,10 @@ impl Keys {
         out: &mut (dyn Write + Send + Sync),
         require_signature: bool,
         now: SystemTime,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, Error> {
         // Armored (as RFC 3156 has it) or binary: look at the start.
         let mut prefix = Vec::with_capacity(64);
-        input
-            .take(64)
-            .read_to_end(&mut prefix)
-            .map_err(|e| e.to_string())?;
+        input.take(64).read_to_end(&mut prefix)?;
         let input = io::Cursor::new(prefix).chain(input);
         if !armor::is_armored(input.get_ref().0.get_ref()) {
             return self.open(input, out, require_signature, now);
@@ -212,10 +204,7 @@ impl Keys {
             let opened = self.open(handoff::ChunkReader::new(rx), out, require_signature, now);
             // Broken armor (a message cut short on the way, say) is the
             // cause of whatever Sequoia made of the stream it broke.
-            dearmorer
-                .join()
-                .map_err(|_| "the dearmor thread panicked".to_string())?
-                .map_err(|e| e.to_string())?;
+            dearmorer.join().map_err(|_| Error::Panicked("dearmor"))??;
             opened
         })
     }
@@ -227,7 +216,7 @@ impl Keys {
         out: &mut (dyn Write + Send + Sync),
         require_signature: bool,
         now: SystemTime,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, Error> {
         let p = policy();
         let helper = Helper {
             keys: self,
@@ -236,30 +225,35 @@ impl Keys {
             signed: false,
         };
         let mut decryptor = DecryptorBuilder::from_reader(input)
-            .map_err(|e| format!("not an OpenPGP message: {e}"))?
+            .map_err(Error::NotOpenPgp)?
             .buffer_size(BUFFER)
             .with_policy(&p, now, helper)
-            .map_err(|e| e.to_string())?;
-        io::copy(&mut decryptor, out).map_err(|e| match e.get_ref() {
-            Some(inner) => inner.to_string(),
-            None => e.to_string(),
-        })?;
+            .map_err(Error::Sequoia)?;
+        io::copy(&mut decryptor, out).map_err(Error::Open)?;
         // The whole message is read: `check` has run.
         Ok(decryptor.helper_ref().signed)
     }
 }
 
 /// Refuses a certificate that is revoked, expired or otherwise invalid now.
-fn usable(cert: &Cert, what: &str) -> Result<(), String> {
+fn usable(cert: &Cert, what: &'static str) -> Result<(), Error> {
     let p = policy();
-    let vc = cert
-        .with_policy(&p, None)
-        .map_err(|e| format!("{what} {} is not valid: {e}", cert.fingerprint()))?;
+    let vc = cert.with_policy(&p, None).map_err(|cause| Error::Invalid {
+        what,
+        fingerprint: cert.fingerprint(),
+        cause,
+    })?;
     if let openpgp::types::RevocationStatus::Revoked(_) = vc.revocation_status() {
-        return Err(format!("{what} {} is revoked", cert.fingerprint()));
+        return Err(Error::Revoked {
+            what,
+            fingerprint: cert.fingerprint(),
+        });
     }
-    vc.alive()
-        .map_err(|e| format!("{what} {} has expired: {e}", cert.fingerprint()))
+    vc.alive().map_err(|cause| Error::Expired {
+        what,
+        fingerprint: cert.fingerprint(),
+        cause,
+    })
 }
 
 struct Helper<'a> {
@@ -397,7 +391,8 @@ mod tests {
         out
     }
 
-    fn unprotect(b: &Keys, sealed: &[u8]) -> Result<Vec<u8>, String> {
+    /// B's reading of `sealed`.
+    fn unprotect(b: &Keys, sealed: &[u8]) -> Result<Vec<u8>, Error> {
         let mut out = Vec::new();
         b.unprotect(&mut &sealed[..], &mut out, true, SystemTime::now())
             .map(|signed| {
@@ -438,18 +433,21 @@ mod tests {
         // the dearmoring thread's error reaches the caller.
         let text = String::from_utf8(sealed.clone()).unwrap();
         let cut = &text[..text[..text.len() * 3 / 5].rfind('\n').unwrap() + 1];
-        let err = unprotect(&b, cut.as_bytes()).map(|_| ()).unwrap_err();
+        let err = unprotect(&b, cut.as_bytes()).unwrap_err().to_string();
         assert!(err.contains("armor ends before"), "{err}");
         let mut lines: Vec<&str> = text.lines().collect();
         let mid = lines.len() / 2;
         lines.insert(mid, "!!!! not base64 !!!!");
         let err = unprotect(&b, lines.join("\n").as_bytes())
-            .map(|_| ())
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("bad armor"), "{err}");
 
         // A full disk under the armoring thread is the error reported.
-        let err = a.protect(&mut &data[..], &mut Full(100_000)).unwrap_err();
+        let err = a
+            .protect(&mut &data[..], &mut Full(100_000))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("No space left on device"), "{err}");
         // An input that fails: its error, and no armor footer that would
         // make the cut message look whole.
@@ -466,7 +464,10 @@ mod tests {
             }
         }
         let mut cut = Vec::new();
-        let err = a.protect(&mut Failing(1_000_000), &mut cut).unwrap_err();
+        let err = a
+            .protect(&mut Failing(1_000_000), &mut cut)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("Input/output error"), "{err}");
         assert!(!String::from_utf8_lossy(&cut).contains("-----END"));
         // And under the decrypting side.
@@ -477,7 +478,8 @@ mod tests {
                 true,
                 SystemTime::now(),
             )
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("No space left on device"), "{err}");
     }
 }

@@ -8,7 +8,7 @@
 use super::document::{xml_attr, Said};
 use super::registration::apply_defaults;
 use super::state::state_path;
-use super::{message, message_of, source, ACTIONS, CONFIGURATION, CONTROL};
+use super::{message, message_of, source, Error, ACTIONS, CONFIGURATION, CONTROL};
 use crate::config::Config;
 use crate::message::{
     Destination, Locator, Message, MessageId, Name, Persistence, Precedence, Qos, Target,
@@ -28,7 +28,7 @@ pub(super) fn control(
 ) -> Result<String> {
     let action = said.get("action").unwrap_or_default().to_string();
     let id = m.header.id.clone();
-    let outcome: std::result::Result<String, String> = match action.as_str() {
+    let outcome: std::result::Result<String, Error> = match action.as_str() {
         "ping" => Ok(format!("pong from {}", spool.config().component)),
         "get-configuration" => send_configuration(spool, m, now),
         "set-configuration" => apply_defaults(spool, &said.text, now)
@@ -44,10 +44,10 @@ pub(super) fn control(
             })
         }
         "deregister" => deregister(spool, now),
-        other => Err(format!(
-            "unknown action {other:?} (known: {})",
-            ACTIONS.join(", ")
-        )),
+        other => Err(Error::UnknownAction {
+            action: other.to_string(),
+            known: ACTIONS.join(", "),
+        }),
     };
     let (status, code, reason) = match &outcome {
         Ok(what) => (
@@ -85,38 +85,45 @@ fn send_configuration(
     spool: &Spool,
     m: &Message,
     now: Timestamp,
-) -> std::result::Result<String, String> {
-    let text = std::fs::read_to_string(spool.config_path()).map_err(|e| e.to_string())?;
+) -> std::result::Result<String, Error> {
+    let path = spool.config_path();
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::ReadConfig {
+        path: path.clone(),
+        source,
+    })?;
     let reply = message_of(
         spool,
         CONFIGURATION,
-        source(spool, Precedence::Normal).map_err(|e| e.to_string())?,
+        source(spool, Precedence::Normal)?,
         Some(m.header.id.clone()),
         ("application/toml", text.into_bytes()),
         now,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let rid = reply.header.id.clone();
-    crate::relay::pass_on(spool, vec![reply], now, &|_| {}).map_err(|e| e.to_string())?;
+    crate::relay::pass_on(spool, vec![reply], now, &|_| {})?;
     Ok(format!("configuration sent as message {rid}"))
 }
 
 /// `deregister`: this component stops registering and heartbeating
 /// (`[registration] enabled = false`, the operator's comments kept) and
 /// forgets its registration.
-fn deregister(spool: &Spool, now: Timestamp) -> std::result::Result<String, String> {
+fn deregister(spool: &Spool, now: Timestamp) -> std::result::Result<String, Error> {
     let path = spool.config_path();
-    let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
-    let text = crate::config::edit(&text, "registration", "enabled", Some(false.into()))?;
-    Config::parse(&text)?;
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::ReadConfig {
+        path: path.clone(),
+        source,
+    })?;
+    let invalid = |e: String| Error::Config { reason: e };
+    let text = crate::config::edit(&text, "registration", "enabled", Some(false.into()))
+        .map_err(|e| invalid(e.to_string()))?;
+    Config::parse(&text).map_err(|e| invalid(e.to_string()))?;
     durable::write_durable(
         &spool.dir(Area::Tmp),
         spool.root(),
         crate::config::FILE_NAME,
         text.as_bytes(),
         now.as_micros(),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let _ = durable::remove_file(&state_path(spool));
     Ok("deregistered: registration and heartbeats stopped".into())
 }

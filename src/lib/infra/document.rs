@@ -4,6 +4,8 @@
 //! and at most [`MAX_XML`] bytes; and the escaping of what rs writes into
 //! them. Every field is optional as read: each kind uses its own.
 
+use super::Error;
+
 /// Most bytes of the XML in a registration, answer or heartbeat.
 const MAX_XML: usize = 256 * 1024;
 
@@ -60,17 +62,17 @@ impl Said {
 
 /// Reads the small XML document of an infrastructure message, through the
 /// messages' guard (no DTD, no entities, bounded).
-pub(super) fn read(bytes: &[u8]) -> std::result::Result<Said, String> {
+pub(super) fn read(bytes: &[u8]) -> Result<Said, Error> {
     if bytes.len() > MAX_XML {
-        return Err(format!("more than {MAX_XML} bytes of XML"));
+        return Err(Error::TooLarge { limit: MAX_XML });
     }
-    let text = crate::message::xml::guard(bytes, 10_000).map_err(|e| e.to_string())?;
-    quick_xml::de::from_str(text).map_err(|e| e.to_string())
+    let text = crate::message::xml::guard(bytes, 10_000)?;
+    Ok(quick_xml::de::from_str(text)?)
 }
 
 /// Whether `bytes` reads as the document of an infrastructure message
 /// (for the fuzz target `infra_xml`): the reason when it does not.
-pub fn read_document(bytes: &[u8]) -> std::result::Result<(), String> {
+pub fn read_document(bytes: &[u8]) -> Result<(), Error> {
     read(bytes).map(|_| ())
 }
 

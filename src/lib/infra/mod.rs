@@ -33,6 +33,7 @@
 pub mod claim;
 mod control;
 mod document;
+mod error;
 pub mod gate;
 mod heartbeat;
 mod registration;
@@ -49,6 +50,7 @@ use crate::time::Timestamp;
 
 pub use control::send_control;
 pub use document::read_document;
+pub use error::Error;
 pub use heartbeat::{heard, Heard};
 pub use registration::apply_defaults;
 pub use state::{first, held, State};

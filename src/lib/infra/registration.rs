@@ -11,7 +11,7 @@
 use super::document::{xml_attr, Said};
 use super::heartbeat::{record_heard, registered_dir};
 use super::state::State;
-use super::{invalid, message, ANSWER};
+use super::{invalid, message, Error, ANSWER};
 use crate::config::Config;
 use crate::message::{
     Destination, Locator, Message, MessageId, Name, Persistence, Precedence, Qos, Target,
@@ -215,38 +215,45 @@ pub fn apply_defaults(
     spool: &Spool,
     defaults: &str,
     now: Timestamp,
-) -> std::result::Result<usize, String> {
+) -> std::result::Result<usize, Error> {
     if defaults.trim().is_empty() {
         return Ok(0);
     }
-    let doc: toml_edit::DocumentMut = defaults
-        .parse()
-        .map_err(|e: toml_edit::TomlError| e.to_string())?;
+    let doc: toml_edit::DocumentMut = defaults.parse()?;
     let path = spool.config_path();
-    let mut text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+    let mut text = std::fs::read_to_string(&path).map_err(|source| Error::ReadConfig {
+        path: path.clone(),
+        source,
+    })?;
     let mut n = 0;
     for (table, item) in doc.iter() {
         if !["queue", "throttle", "registration"].contains(&table) {
-            return Err(format!("[{table}] is not a setting a provider may change"));
+            return Err(Error::NotPermitted {
+                table: table.to_string(),
+            });
         }
-        let t = item
-            .as_table()
-            .ok_or_else(|| format!("{table} is not a table"))?;
+        let t = item.as_table().ok_or_else(|| Error::NotTable {
+            table: table.to_string(),
+        })?;
         for (key, v) in t.iter() {
             if table == "registration" && key == "registrar" {
-                return Err(
-                    "[registration] registrar is this site's own choice: a provider may not change it"
-                        .into(),
-                );
+                return Err(Error::Registrar);
             }
-            let v = v
-                .as_value()
-                .ok_or_else(|| format!("[{table}] {key}: not a plain value"))?;
-            text = crate::config::edit(&text, table, key, Some(v.clone()))?;
+            let v = v.as_value().ok_or_else(|| Error::NotValue {
+                table: table.to_string(),
+                key: key.to_string(),
+            })?;
+            text = crate::config::edit(&text, table, key, Some(v.clone())).map_err(|e| {
+                Error::Config {
+                    reason: e.to_string(),
+                }
+            })?;
             n += 1;
         }
     }
-    Config::parse(&text).map_err(|e| format!("the result does not check: {e}"))?;
+    Config::parse(&text).map_err(|e| Error::Check {
+        reason: e.to_string(),
+    })?;
     let dir = spool.root();
     durable::write_durable(
         &spool.dir(Area::Tmp),
@@ -254,7 +261,6 @@ pub fn apply_defaults(
         crate::config::FILE_NAME,
         text.as_bytes(),
         now.as_micros(),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     Ok(n)
 }

@@ -35,7 +35,7 @@ pub trait OpenPgpKeys: Send + Sync {
         &self,
         input: &mut (dyn Read + Send + Sync),
         out: &mut (dyn Write + Send + Sync),
-    ) -> Result<(), String>;
+    ) -> Result<(), OpenPgpError>;
     /// Decrypts and verifies an OpenPGP message into `out`; whether the
     /// peer's valid signature was there (absent only if not required).
     fn unprotect(
@@ -44,12 +44,17 @@ pub trait OpenPgpKeys: Send + Sync {
         out: &mut (dyn Write + Send + Sync),
         require_signature: bool,
         now: SystemTime,
-    ) -> Result<bool, String>;
+    ) -> Result<bool, OpenPgpError>;
 }
+
+/// Why the OpenPGP implementation failed, as it says it (its own error
+/// type, which the library does not name: see [`OpenPgpKeys`]).
+pub type OpenPgpError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Loads OpenPGP keys: our secret key file, the peer's certificate file,
 /// an optional passphrase file.
-pub type OpenPgpLoader = fn(&Path, &Path, Option<&Path>) -> Result<Box<dyn OpenPgpKeys>, String>;
+pub type OpenPgpLoader =
+    fn(&Path, &Path, Option<&Path>) -> Result<Box<dyn OpenPgpKeys>, OpenPgpError>;
 
 static OPENPGP: OnceLock<OpenPgpLoader> = OnceLock::new();
 
@@ -81,7 +86,11 @@ pub enum Wire {
     Other,
 }
 
-/// Why protection failed.
+/// Why protection failed, by what the caller does about it: the keys are
+/// a configuration problem (the peer's traffic stops), a refused message
+/// goes to quarantine with the reason, an I/O error is retried. Each holds
+/// the message of the error below it (from [`smime::Error`] or the OpenPGP
+/// implementation), which names the setting, file or peer concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The keys or certificates cannot be used (a configuration problem).
@@ -118,7 +127,7 @@ impl Protector {
                     &required(&peer.peer_cert, "peer_cert", peer)?,
                     peer.passphrase_file.as_deref(),
                 )
-                .map_err(Error::Keys)?,
+                .map_err(|e| Error::Keys(e.to_string()))?,
                 require_signature,
             }),
             ProtectionKind::Smime => Some(Protector::Smime {
@@ -130,7 +139,7 @@ impl Protector {
                     crl: peer.crl.clone(),
                     passphrase_file: peer.passphrase_file.clone(),
                 })
-                .map_err(Error::Keys)?,
+                .map_err(|e| Error::Keys(e.to_string()))?,
                 require_signature,
             }),
         })
@@ -159,12 +168,13 @@ impl Protector {
                     date(now),
                 )
                 .map_err(|e| Error::Io(e.to_string()))?;
-                keys.protect(input, out).map_err(Error::Keys)?;
+                keys.protect(input, out)
+                    .map_err(|e| Error::Keys(e.to_string()))?;
                 write!(out, "\n--{boundary}--\n").map_err(|e| Error::Io(e.to_string()))
             }
-            Protector::Smime { keys, .. } => {
-                keys.protect(input, out, &date(now)).map_err(Error::Keys)
-            }
+            Protector::Smime { keys, .. } => keys
+                .protect(input, out, &date(now))
+                .map_err(|e| Error::Keys(e.to_string())),
         }
     }
 
@@ -194,7 +204,7 @@ impl Protector {
                 let boundary = boundary_of(&top)?;
                 skip_to_armor(&mut reader, &boundary)?;
                 keys.unprotect(&mut reader, out, *require_signature, when)
-                    .map_err(Error::Refused)
+                    .map_err(|e| Error::Refused(e.to_string()))
             }
             (
                 Protector::Smime {
@@ -209,7 +219,7 @@ impl Protector {
                     .read_to_end(&mut whole)
                     .map_err(|e| Error::Io(e.to_string()))?;
                 keys.unprotect(&whole, out, *require_signature)
-                    .map_err(Error::Refused)
+                    .map_err(|e| Error::Refused(e.to_string()))
             }
             (_, Wire::Plain) => Err(Error::Refused(
                 "the message is not protected, and this peer's messages must be".into(),
@@ -346,4 +356,40 @@ fn date(now: Timestamp) -> String {
                 .ok()
         })
         .unwrap_or_else(|| "Thu, 01 Jan 1970 00:00:00 +0000".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_the_reason_as_the_layer_below_gives_it() {
+        let refused = Error::Refused(smime::Error::Unsigned.to_string());
+        assert_eq!(
+            refused.to_string(),
+            "the message is not signed, and this peer's messages must be"
+        );
+        let keys = Error::Keys(
+            smime::Error::Read {
+                what: "our_key",
+                path: "/etc/rs/key.pem".into(),
+                source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+            }
+            .to_string(),
+        );
+        assert_eq!(
+            keys.to_string(),
+            "our_key /etc/rs/key.pem: permission denied"
+        );
+        assert_eq!(Error::Io("disk full".into()).to_string(), "disk full");
+    }
+
+    #[test]
+    fn a_pgp_mime_entity_cut_short_is_refused_with_the_reason() {
+        assert_eq!(wire(b"Content-Type: text/plain\n\nhello\n"), Wire::Plain);
+        let mut cut = &b"preamble\n--b\nContent-Type: application/pgp-encrypted\n"[..];
+        let e = skip_to_armor(&mut cut, "b").unwrap_err();
+        assert!(matches!(e, Error::Refused(_)));
+        assert_eq!(e.to_string(), "PGP/MIME entity without its encrypted part");
+    }
 }

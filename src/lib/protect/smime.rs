@@ -14,10 +14,11 @@
 //! in memory, up to [`MAX_BYTES`].
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use openssl::cms::{CMSOptions, CmsContentInfo};
+use openssl::error::ErrorStack;
 use openssl::pkey::{PKey, Private};
 use openssl::stack::Stack;
 use openssl::symm::Cipher;
@@ -44,12 +45,75 @@ pub struct Keys {
     store: X509Store,
 }
 
-fn read(path: &std::path::Path, what: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("{what} {}: {e}", path.display()))
+/// Why S/MIME keys do not load, or a message is not protected or not
+/// accepted. Key and certificate errors name the setting and its file.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file of setting `what` cannot be read.
+    #[error("{what} {}: {source}", path.display())]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file of setting `what` holds no usable key, certificate or CRL.
+    #[error("{what} {}: {source}", path.display())]
+    Parse {
+        what: &'static str,
+        path: PathBuf,
+        source: ErrorStack,
+    },
+    #[error("the peer's certificate expired on {0}")]
+    PeerExpired(String),
+    #[error("our certificate expired on {0}")]
+    OursExpired(String),
+    /// The message is larger than S/MIME takes.
+    #[error("S/MIME protects messages up to {MAX_BYTES} bytes (held in memory); use OpenPGP for larger ones")]
+    TooLarge,
+    #[error("signing: {0}")]
+    Sign(ErrorStack),
+    #[error("encrypting: {0}")]
+    Encrypt(ErrorStack),
+    #[error("not an S/MIME message: {0}")]
+    NotSmime(ErrorStack),
+    #[error("cannot decrypt (not encrypted to our certificate, or tampered): {0}")]
+    Decrypt(ErrorStack),
+    #[error("decrypted content: {0}")]
+    Content(mailparse::MailParseError),
+    #[error("multipart/signed without exactly a content and a signature")]
+    SignedParts,
+    #[error("signature part: {0}")]
+    SignaturePart(mailparse::MailParseError),
+    #[error("signature: {0}")]
+    Signature(ErrorStack),
+    #[error("the signature is not the peer's, or not valid: {0}")]
+    NotPeers(ErrorStack),
+    #[error("the message is not signed, and this peer's messages must be")]
+    Unsigned,
+    /// OpenSSL failed outside any step above (out of memory, say).
+    #[error("{0}")]
+    OpenSsl(#[from] ErrorStack),
+    /// Reading the message or writing the result failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn read(path: &Path, what: &'static str) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|source| Error::Read {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The error of setting `what`'s file at `path` that does not parse.
+fn bad(what: &'static str, path: &Path) -> impl FnOnce(ErrorStack) -> Error {
+    let path = path.to_path_buf();
+    move |source| Error::Parse { what, path, source }
 }
 
 impl Keys {
-    pub fn load(p: Paths) -> Result<Keys, String> {
+    pub fn load(p: Paths) -> Result<Keys, Error> {
         let key_pem = read(&p.our_key, "our_key")?;
         let key = match &p.passphrase_file {
             Some(f) => {
@@ -62,32 +126,26 @@ impl Keys {
             }
             None => PKey::private_key_from_pem(&key_pem),
         }
-        .map_err(|e| format!("our_key {}: {e}", p.our_key.display()))?;
+        .map_err(bad("our_key", &p.our_key))?;
         let cert = X509::from_pem(&read(&p.our_cert, "our_cert")?)
-            .map_err(|e| format!("our_cert {}: {e}", p.our_cert.display()))?;
+            .map_err(bad("our_cert", &p.our_cert))?;
         let peer = X509::from_pem(&read(&p.peer_cert, "peer_cert")?)
-            .map_err(|e| format!("peer_cert {}: {e}", p.peer_cert.display()))?;
-        let mut store = X509StoreBuilder::new().map_err(|e| e.to_string())?;
+            .map_err(bad("peer_cert", &p.peer_cert))?;
+        let mut store = X509StoreBuilder::new()?;
         match &p.ca {
             Some(ca) => {
-                for c in X509::stack_from_pem(&read(ca, "ca")?)
-                    .map_err(|e| format!("ca {}: {e}", ca.display()))?
-                {
-                    store.add_cert(c).map_err(|e| e.to_string())?;
+                for c in X509::stack_from_pem(&read(ca, "ca")?).map_err(bad("ca", ca))? {
+                    store.add_cert(c)?;
                 }
             }
-            None => store.add_cert(peer.clone()).map_err(|e| e.to_string())?,
+            None => store.add_cert(peer.clone())?,
         }
         if let Some(crl) = &p.crl {
-            let lookup = store
-                .add_lookup(X509Lookup::file())
-                .map_err(|e| e.to_string())?;
+            let lookup = store.add_lookup(X509Lookup::file())?;
             lookup
                 .load_crl_file(crl, openssl::ssl::SslFiletype::PEM)
-                .map_err(|e| format!("crl {}: {e}", crl.display()))?;
-            store
-                .set_flags(X509VerifyFlags::CRL_CHECK | X509VerifyFlags::CRL_CHECK_ALL)
-                .map_err(|e| e.to_string())?;
+                .map_err(bad("crl", crl))?;
+            store.set_flags(X509VerifyFlags::CRL_CHECK | X509VerifyFlags::CRL_CHECK_ALL)?;
         }
         Ok(Keys {
             key,
@@ -104,30 +162,17 @@ impl Keys {
         input: &mut (dyn Read + Send + Sync),
         out: &mut (dyn Write + Send + Sync),
         date: &str,
-    ) -> Result<(), String> {
-        if self.peer.not_after()
-            < openssl::asn1::Asn1Time::days_from_now(0).map_err(|e| e.to_string())?
-        {
-            return Err(format!(
-                "the peer's certificate expired on {}",
-                self.peer.not_after()
-            ));
+    ) -> Result<(), Error> {
+        if self.peer.not_after() < openssl::asn1::Asn1Time::days_from_now(0)? {
+            return Err(Error::PeerExpired(self.peer.not_after().to_string()));
         }
-        if self.cert.not_after()
-            < openssl::asn1::Asn1Time::days_from_now(0).map_err(|e| e.to_string())?
-        {
-            return Err(format!(
-                "our certificate expired on {}",
-                self.cert.not_after()
-            ));
+        if self.cert.not_after() < openssl::asn1::Asn1Time::days_from_now(0)? {
+            return Err(Error::OursExpired(self.cert.not_after().to_string()));
         }
         let mut plain = Vec::new();
-        input
-            .take(MAX_BYTES as u64 + 1)
-            .read_to_end(&mut plain)
-            .map_err(|e| e.to_string())?;
+        input.take(MAX_BYTES as u64 + 1).read_to_end(&mut plain)?;
         if plain.len() > MAX_BYTES {
-            return Err(format!("S/MIME protects messages up to {MAX_BYTES} bytes (held in memory); use OpenPGP for larger ones"));
+            return Err(Error::TooLarge);
         }
         let content = crate::message::envelope::to_crlf(&plain);
         drop(plain);
@@ -139,7 +184,7 @@ impl Keys {
             CMSOptions::DETACHED | CMSOptions::BINARY,
         )
         .and_then(|c| c.to_der())
-        .map_err(|e| format!("signing: {e}"))?;
+        .map_err(Error::Sign)?;
         let boundary = format!("=_rs_smime_{}", hex(&random(12)));
         let mut signed = format!(
             "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=\"sha-256\";\r\n boundary=\"{boundary}\"\r\n\r\n\
@@ -156,12 +201,12 @@ impl Keys {
             )
             .as_bytes(),
         );
-        let mut peers = Stack::new().map_err(|e| e.to_string())?;
-        peers.push(self.peer.clone()).map_err(|e| e.to_string())?;
+        let mut peers = Stack::new()?;
+        peers.push(self.peer.clone())?;
         let encrypted =
             CmsContentInfo::encrypt(&peers, &signed, Cipher::aes_256_cbc(), CMSOptions::BINARY)
                 .and_then(|c| c.to_der())
-                .map_err(|e| format!("encrypting: {e}"))?;
+                .map_err(Error::Encrypt)?;
         drop(signed);
         write!(
             out,
@@ -170,8 +215,8 @@ impl Keys {
              Content-Transfer-Encoding: base64\nContent-Disposition: attachment; filename=\"smime.p7m\"\n\n{}",
             hex(&random(8)),
             base64_lines(&encrypted, "\n")
-        )
-        .map_err(|e| e.to_string())
+        )?;
+        Ok(())
     }
 
     /// Decrypts `entity` (a whole S/MIME message), checks the signature is
@@ -182,26 +227,22 @@ impl Keys {
         entity: &[u8],
         out: &mut (dyn Write + Send + Sync),
         require_signature: bool,
-    ) -> Result<bool, String> {
-        let cms = CmsContentInfo::smime_read_cms(entity)
-            .map_err(|e| format!("not an S/MIME message: {e}"))?;
-        let inner = cms.decrypt(&self.key, &self.cert).map_err(|e| {
-            format!("cannot decrypt (not encrypted to our certificate, or tampered): {e}")
-        })?;
-        let mail = mailparse::parse_mail(&inner).map_err(|e| format!("decrypted content: {e}"))?;
+    ) -> Result<bool, Error> {
+        let cms = CmsContentInfo::smime_read_cms(entity).map_err(Error::NotSmime)?;
+        let inner = cms.decrypt(&self.key, &self.cert).map_err(Error::Decrypt)?;
+        let mail = mailparse::parse_mail(&inner).map_err(Error::Content)?;
         let (content, signed): (&[u8], bool) = match mail.ctype.mimetype.as_str() {
             "multipart/signed" => {
                 if mail.subparts.len() != 2 {
-                    return Err("multipart/signed without exactly a content and a signature".into());
+                    return Err(Error::SignedParts);
                 }
                 let content = mail.subparts[0].raw_bytes;
                 let sig = mail.subparts[1]
                     .get_body_raw()
-                    .map_err(|e| format!("signature part: {e}"))?;
-                let mut sig =
-                    CmsContentInfo::from_der(&sig).map_err(|e| format!("signature: {e}"))?;
-                let mut signers = Stack::new().map_err(|e| e.to_string())?;
-                signers.push(self.peer.clone()).map_err(|e| e.to_string())?;
+                    .map_err(Error::SignaturePart)?;
+                let mut sig = CmsContentInfo::from_der(&sig).map_err(Error::Signature)?;
+                let mut signers = Stack::new()?;
+                signers.push(self.peer.clone())?;
                 sig.verify(
                     Some(&signers),
                     Some(&self.store),
@@ -209,15 +250,13 @@ impl Keys {
                     None,
                     CMSOptions::NOINTERN,
                 )
-                .map_err(|e| format!("the signature is not the peer's, or not valid: {e}"))?;
+                .map_err(Error::NotPeers)?;
                 (content, true)
             }
-            _ if require_signature => {
-                return Err("the message is not signed, and this peer's messages must be".into())
-            }
+            _ if require_signature => return Err(Error::Unsigned),
             _ => (&inner, false),
         };
-        out.write_all(content).map_err(|e| e.to_string())?;
+        out.write_all(content)?;
         Ok(signed)
     }
 }
@@ -240,4 +279,55 @@ fn base64_lines(bytes: &[u8], eol: &str) -> String {
         out.push_str(eol);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_setting_and_its_file() {
+        let check = |e: Error, expected: &str| assert_eq!(e.to_string(), expected);
+        check(
+            Error::Read {
+                what: "our_cert",
+                path: "/etc/rs/me.pem".into(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            },
+            "our_cert /etc/rs/me.pem: entity not found",
+        );
+        check(
+            Error::PeerExpired("Jan  1 00:00:00 2026 GMT".into()),
+            "the peer's certificate expired on Jan  1 00:00:00 2026 GMT",
+        );
+        check(
+            Error::OursExpired("Jan  1 00:00:00 2026 GMT".into()),
+            "our certificate expired on Jan  1 00:00:00 2026 GMT",
+        );
+        check(
+            Error::TooLarge,
+            "S/MIME protects messages up to 536870912 bytes (held in memory); use OpenPGP for larger ones",
+        );
+        check(
+            Error::SignedParts,
+            "multipart/signed without exactly a content and a signature",
+        );
+        check(
+            Error::Unsigned,
+            "the message is not signed, and this peer's messages must be",
+        );
+        let parse = Error::Parse {
+            what: "ca",
+            path: "/etc/rs/ca.pem".into(),
+            source: ErrorStack::get(),
+        };
+        assert!(
+            parse.to_string().starts_with("ca /etc/rs/ca.pem: "),
+            "{parse}"
+        );
+        let refused = Error::NotPeers(ErrorStack::get());
+        assert!(refused
+            .to_string()
+            .starts_with("the signature is not the peer's, or not valid: "));
+    }
 }

@@ -388,7 +388,7 @@ impl Transport for Reply {
                         self.bytes += size;
                         Outcome::Handed
                     }
-                    Err(why) => Outcome::Deferred(why),
+                    Err(why) => why.outcome(),
                 }
             })
             .collect();

@@ -65,15 +65,21 @@ pub struct Policy {
     pub allow_zero: bool,
 }
 
+/// Why a lease is not granted as asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// A zero-length lease, where the policy allows none.
+    #[error("a zero-length lease is not valid for this resource")]
+    ZeroLength,
+}
+
 /// Decides the period granted for a request: never longer than the policy's
 /// maximum; infinite only where allowed; zero only where allowed.
-pub fn grant_period(requested: Period, policy: Policy) -> Result<Period, String> {
+pub fn grant_period(requested: Period, policy: Policy) -> Result<Period, Refused> {
     match requested {
         Period::Infinite if policy.allow_infinite => Ok(Period::Infinite),
         Period::Infinite => Ok(Period::For(policy.max)),
-        Period::For(d) if d.is_zero() && !policy.allow_zero => {
-            Err("a zero-length lease is not valid for this resource".into())
-        }
+        Period::For(d) if d.is_zero() && !policy.allow_zero => Err(Refused::ZeroLength),
         Period::For(d) => Ok(Period::For(d.min(policy.max))),
     }
 }
@@ -317,7 +323,11 @@ mod tests {
             Ok(h(3600)),
             "infinite not allowed"
         );
-        assert!(grant_period(h(0), POLICY).is_err());
+        assert_eq!(grant_period(h(0), POLICY), Err(Refused::ZeroLength));
+        assert_eq!(
+            Refused::ZeroLength.to_string(),
+            "a zero-length lease is not valid for this resource"
+        );
         let open = Policy {
             allow_infinite: true,
             allow_zero: true,

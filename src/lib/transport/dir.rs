@@ -18,7 +18,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::untrusted::{self, Kind};
-use super::{Exchanged, Outcome, Outgoing, Transport};
+use super::{Error, Exchanged, Outcome, Outgoing, Transport};
 use crate::message::Name;
 use crate::protect::Protector;
 
@@ -49,35 +49,33 @@ impl DirTransport {
         }
     }
 
-    /// Opens (creating below the root as needed) `ROOT/TO/FROM`.
-    fn open(&self, create: bool) -> Result<untrusted::Dir, String> {
-        let root = untrusted::Dir::open_root(&self.root).map_err(|e| {
-            format!(
-                "cannot use {}: {e} (is the medium mounted? rs does not create the directory of a dir: route)",
-                self.root.display()
-            )
+    /// Opens `ROOT/TO/FROM`, making what is missing below the root when
+    /// `create` says so (the root itself never: it is the medium).
+    fn open(&self, create: Below) -> Result<untrusted::Dir, Error> {
+        let root = untrusted::Dir::open_root(&self.root).map_err(|source| Error::Medium {
+            root: self.root.clone(),
+            source,
         })?;
-        let sub = |d: &untrusted::Dir, name: &Name| {
-            if create {
-                d.create_dir(name.as_str())
-            } else {
-                d.open_dir(name.as_str())
-            }
-            .map_err(|e| e.to_string())
+        let sub = |d: &untrusted::Dir, name: &Name| match create {
+            Below::Create => d.create_dir(name.as_str()),
+            Below::Open => d.open_dir(name.as_str()),
         };
         let to = sub(&root, &self.to)?;
-        sub(&to, &self.from)
+        Ok(sub(&to, &self.from)?)
     }
 
     /// Writes `item` into `dir` as the new file `name`: copied (a message
     /// with this hop's time sent in its trace), or protected for the peer.
-    fn write_one(&self, item: &Outgoing, dir: &untrusted::Dir, name: &str) -> Result<(), String> {
+    fn write_one(&self, item: &Outgoing, dir: &untrusted::Dir, name: &str) -> Result<(), Error> {
         // A full medium is said with where and how much is free.
-        let said = |e: std::io::Error| format!("{e}{}", crate::spool::space_left(dir.path(), &e));
+        let said = |e: std::io::Error| Error::write(dir.path(), e);
         let out = dir.create_file(name).map_err(said)?;
         let leaving = item
             .leaving(&self.from, self.now)
-            .map_err(|e| format!("cannot read {}: {e}", item.path.display()))?;
+            .map_err(|source| Error::Read {
+                path: item.path.clone(),
+                source,
+            })?;
         let Some(p) = &self.protector else {
             // The new start, then the rest copied by the kernel, its
             // writeback started as it goes.
@@ -101,8 +99,7 @@ impl DirTransport {
         )
         .map_err(said)?;
         let mut input = std::io::BufReader::with_capacity(256 * 1024, leaving);
-        p.protect(&mut input, &mut out, self.now)
-            .map_err(|e| e.to_string())?;
+        p.protect(&mut input, &mut out, self.now)?;
         std::io::Write::flush(&mut out).map_err(said)
     }
 
@@ -110,7 +107,7 @@ impl DirTransport {
     /// message ID is not in `outbound` (acknowledged, or dead). Returns how
     /// many were removed.
     pub fn prune(&self, outbound: &HashSet<String>) -> usize {
-        let Ok(dir) = self.open(false) else {
+        let Ok(dir) = self.open(Below::Open) else {
             return 0;
         };
         let Ok(items) = dir.list() else {
@@ -123,6 +120,13 @@ impl DirTransport {
             .filter(|i| dir.remove(&i.name).is_ok())
             .count()
     }
+}
+
+/// Whether the directories below the route's root are made when missing.
+#[derive(Clone, Copy)]
+enum Below {
+    Create,
+    Open,
 }
 
 /// The wire name of a message file: `RANK-ARRIVAL-ID.msg`, so a directory
@@ -164,9 +168,9 @@ impl Transport for DirTransport {
             return Exchanged::default();
         }
         let all = |why: String| Exchanged::all(batch, Outcome::Deferred(why));
-        let dir = match self.open(true) {
+        let dir = match self.open(Below::Create) {
             Ok(d) => d,
-            Err(why) => return all(why),
+            Err(why) => return all(why.to_string()),
         };
         let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
         let mut staged = Vec::with_capacity(batch.len());

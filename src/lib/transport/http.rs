@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
 
-use super::{Exchanged, Outcome, Outgoing, Payload, Transport, Trouble, IN_MEMORY};
+use super::{Error, Exchanged, Outcome, Outgoing, Payload, Transport, Trouble, IN_MEMORY};
 use crate::config::HttpRoute;
 use crate::message::envelope;
 use crate::message::{Message, Name};
@@ -47,12 +47,12 @@ pub struct HttpTransport {
     trouble: std::cell::Cell<Option<Trouble>>,
 }
 
-/// The class of a request that got no HTTP answer: a TLS alert about a
-/// certificate is the server rejecting ours (identity); our own refusal of
-/// the server's certificate is neither class (no repair of ours fixes a
-/// server we do not trust); anything else is connectivity.
-fn trouble_of_error(why: &str) -> Option<Trouble> {
-    let w = why.to_ascii_lowercase();
+/// The class of a request that got no HTTP answer (`why`, its message): a
+/// TLS alert about a certificate is the server rejecting ours (identity);
+/// our own refusal of the server's certificate is neither class (no repair
+/// of ours fixes a server we do not trust); anything else is connectivity.
+fn trouble_of_error(why: &Error) -> Option<Trouble> {
+    let w = why.to_string().to_ascii_lowercase();
     if w.contains("alert")
         && (w.contains("certificate") || w.contains("unknown ca") || w.contains("access denied"))
     {
@@ -116,7 +116,7 @@ impl HttpTransport {
 
     /// One envelope holding every message of the small files in `files`,
     /// as they leave this hop.
-    fn merged(&self, files: &[&Outgoing]) -> Result<Vec<u8>, String> {
+    fn merged(&self, files: &[&Outgoing]) -> Result<Vec<u8>, Error> {
         let mut messages: Vec<Message> = Vec::new();
         for f in files {
             messages.extend(f.leaving_messages_at(&self.me, self.now, self.epoch)?);
@@ -125,7 +125,7 @@ impl HttpTransport {
     }
 
     /// Posts `body` (nothing for a poll); returns what the peer handed back.
-    fn post(&self, body: Option<Body>) -> Result<Option<Payload>, String> {
+    fn post(&self, body: Option<Body>) -> Result<Option<Payload>, Error> {
         let req = self
             .agent
             .post(&self.route.url)
@@ -139,8 +139,11 @@ impl HttpTransport {
                 .header("Content-Length", r.len())
                 .send(ureq::SendBody::from_owned_reader(r)),
         }
-        .map_err(|e| {
-            let why = format!("{}: {e}", self.route.url);
+        .map_err(|source| {
+            let why = Error::Unreachable {
+                url: self.route.url.clone(),
+                source,
+            };
             self.trouble.set(trouble_of_error(&why));
             why
         })?;
@@ -158,46 +161,51 @@ impl HttpTransport {
                 let _ = reader.take(1024).read_to_end(&mut text);
                 let text = String::from_utf8_lossy(&text);
                 self.trouble.set(trouble_of_status(status, &text));
-                Err(format!(
-                    "{} answered {status}: {}",
-                    self.route.url,
-                    text.trim().lines().next().unwrap_or("")
-                ))
+                Err(Error::Status {
+                    url: self.route.url.clone(),
+                    status,
+                    said: text.trim().lines().next().unwrap_or("").to_string(),
+                })
             }
         }
     }
 
     /// Reads a reply: in memory when small, else into an unlinked file in tmp/.
-    fn read_reply(&self, reader: &mut dyn Read) -> Result<Payload, String> {
+    fn read_reply(&self, reader: &mut dyn Read) -> Result<Payload, Error> {
+        let broken = |source| Error::Reply {
+            url: self.route.url.clone(),
+            source,
+        };
         let mut head = Vec::new();
         reader
             .take(IN_MEMORY + 1)
             .read_to_end(&mut head)
-            .map_err(|e| format!("{}: reading the reply: {e}", self.route.url))?;
+            .map_err(broken)?;
         if head.len() as u64 <= IN_MEMORY {
             return Ok(Payload::Bytes(head));
         }
-        let mut staged =
-            Staged::create(&self.tmp, self.now.as_micros()).map_err(|e| e.to_string())?;
+        let mut staged = Staged::create(&self.tmp, self.now.as_micros())?;
         let path = staged.path().to_path_buf();
-        staged.write_all(&head).map_err(|e| e.to_string())?;
-        std::io::copy(reader, &mut staged)
-            .map_err(|e| format!("{}: reading the reply: {e}", self.route.url))?;
-        staged.flush().map_err(|e| e.to_string())?;
+        let staging = |source| Error::Staging {
+            path: path.clone(),
+            source,
+        };
+        staged.write_all(&head).map_err(staging)?;
+        std::io::copy(reader, &mut staged).map_err(broken)?;
+        staged.flush().map_err(staging)?;
         // The open descriptor keeps the bytes; the name goes with `staged`.
         File::open(&path)
             .map(Payload::File)
-            .map_err(|e| format!("{}: {e}", path.display()))
+            .map_err(|source| Error::Reopen { path, source })
     }
 
     /// The body for `bytes`: protected for the peer when it must be.
-    fn protect_bytes(&self, bytes: Vec<u8>) -> Result<Body, String> {
+    fn protect_bytes(&self, bytes: Vec<u8>) -> Result<Body, Error> {
         match &self.protector {
             None => Ok(Body::Bytes(bytes)),
             Some(p) => {
                 let mut out = Vec::with_capacity(bytes.len() * 4 / 3 + 4096);
-                p.protect(&mut &bytes[..], &mut out, self.now)
-                    .map_err(|e| e.to_string())?;
+                p.protect(&mut &bytes[..], &mut out, self.now)?;
                 Ok(Body::Bytes(out))
             }
         }
@@ -205,26 +213,32 @@ impl HttpTransport {
 
     /// The body for a large envelope file as it leaves this hop, streamed;
     /// protected (streamed into tmp/) when it must be.
-    fn protect_file(&self, item: &Outgoing) -> Result<(Body, Option<Staged>), String> {
+    fn protect_file(&self, item: &Outgoing) -> Result<(Body, Option<Staged>), Error> {
         let leaving = item
             .leaving_at(&self.me, self.now, self.epoch)
-            .map_err(|e| format!("cannot read {}: {e}", item.path.display()))?;
+            .map_err(|source| Error::Read {
+                path: item.path.clone(),
+                source,
+            })?;
         let Some(p) = &self.protector else {
             return Ok((Body::Leaving(leaving), None));
         };
-        let mut staged =
-            Staged::create(&self.tmp, self.now.as_micros()).map_err(|e| e.to_string())?;
+        let mut staged = Staged::create(&self.tmp, self.now.as_micros())?;
+        let path = staged.path().to_path_buf();
+        let staging = |source| Error::Staging {
+            path: path.clone(),
+            source,
+        };
         {
             let mut out = std::io::BufWriter::new(&mut staged);
             p.protect(
                 &mut std::io::BufReader::with_capacity(256 * 1024, leaving),
                 &mut out,
                 self.now,
-            )
-            .map_err(|e| e.to_string())?;
-            out.flush().map_err(|e| e.to_string())?;
+            )?;
+            out.flush().map_err(staging)?;
         }
-        let f = File::open(staged.path()).map_err(|e| e.to_string())?;
+        let f = File::open(&path).map_err(staging)?;
         Ok((Body::File(f), Some(staged)))
     }
 }
@@ -314,7 +328,7 @@ impl Transport for HttpTransport {
         // The small ones (or, with nothing at all, a poll) in one request;
         // each large one in a request of its own. A failed request defers
         // what it carried and everything after it: the link is down.
-        let mut failed: Option<String> = None;
+        let mut failed: Option<Error> = None;
         if !small.is_empty() || batch.is_empty() {
             let files: Vec<&Outgoing> = small.iter().map(|&i| &batch[i]).collect();
             let body = if files.is_empty() {
@@ -348,9 +362,9 @@ impl Transport for HttpTransport {
         }
         if let Some(why) = failed {
             for i in deferred {
-                ex.outcomes[i] = Outcome::Deferred(why.clone());
+                ex.outcomes[i] = why.outcome();
             }
-            ex.failure = Some(why);
+            ex.failure = Some(why.to_string());
             ex.trouble = self.trouble.take();
         }
         ex

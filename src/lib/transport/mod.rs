@@ -9,6 +9,7 @@
 //! never decides policy; it only carries bytes and reports.
 
 pub mod dir;
+mod error;
 pub mod http;
 pub mod smtp;
 pub mod spm;
@@ -21,9 +22,11 @@ use std::path::{Path, PathBuf};
 
 use crate::message::envelope;
 use crate::message::{Message, Name};
-use crate::spool::{Error, Result, Spool};
+use crate::spool::{self, Spool};
 use crate::stream::Reheaded;
 use crate::time::Timestamp;
+
+pub use error::Error;
 
 /// What an outgoing file holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,7 +78,7 @@ impl Outgoing {
 
     /// The messages of a small file as they leave `me` at `now` (see
     /// [`Outgoing::leaving`]), parsed.
-    pub fn leaving_messages(&self, me: &Name, now: Timestamp) -> Result<Vec<Message>, String> {
+    pub fn leaving_messages(&self, me: &Name, now: Timestamp) -> Result<Vec<Message>, Error> {
         self.leaving_messages_at(me, now, None)
     }
 
@@ -85,11 +88,15 @@ impl Outgoing {
         me: &Name,
         now: Timestamp,
         epoch: Option<u64>,
-    ) -> Result<Vec<Message>, String> {
-        let bytes = std::fs::read(&self.path)
-            .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
-        let mut messages =
-            envelope::parse(&bytes).map_err(|e| format!("{}: {e}", self.path.display()))?;
+    ) -> Result<Vec<Message>, Error> {
+        let bytes = std::fs::read(&self.path).map_err(|source| Error::Read {
+            path: self.path.clone(),
+            source,
+        })?;
+        let mut messages = envelope::parse(&bytes).map_err(|source| Error::Parse {
+            path: self.path.clone(),
+            source,
+        })?;
         if self.cargo == Cargo::Message {
             for m in &mut messages {
                 m.header.stamp_sent(me, now);
@@ -209,10 +216,10 @@ pub const IN_MEMORY: u64 = crate::message::stream::THRESHOLD;
 impl Payload {
     /// The payload of an open inbound file: read into memory when small,
     /// else kept open to be read as a stream. `path` names it in errors.
-    pub fn of_file(file: File, path: &Path) -> Result<Payload> {
+    pub fn of_file(file: File, path: &Path) -> spool::Result<Payload> {
         let size = file
             .metadata()
-            .map_err(|e| Error::io("read", path, e))?
+            .map_err(|e| spool::Error::io("read", path, e))?
             .len();
         if size > IN_MEMORY {
             return Ok(Payload::File(file));
@@ -221,22 +228,22 @@ impl Payload {
         // A file growing while it is read is cut at its size, plus one byte
         // that makes the envelope fail to parse rather than pass truncated.
         std::io::Read::read_to_end(&mut std::io::Read::take(&file, size + 1), &mut bytes)
-            .map_err(|e| Error::io("read", path, e))?;
+            .map_err(|e| spool::Error::io("read", path, e))?;
         Ok(Payload::Bytes(bytes))
     }
 
     /// The envelope's size in bytes.
-    pub fn len(&self) -> Result<u64> {
+    pub fn len(&self) -> spool::Result<u64> {
         match self {
             Payload::Bytes(b) => Ok(b.len() as u64),
             Payload::File(f) => f
                 .metadata()
                 .map(|m| m.len())
-                .map_err(|e| Error::io("read", Path::new("inbound file"), e)),
+                .map_err(|e| spool::Error::io("read", Path::new("inbound file"), e)),
         }
     }
 
-    pub fn is_empty(&self) -> Result<bool> {
+    pub fn is_empty(&self) -> spool::Result<bool> {
         Ok(self.len()? == 0)
     }
 
@@ -267,7 +274,7 @@ impl Payload {
         label: &str,
         detail: &str,
         now: Timestamp,
-    ) -> Result<PathBuf> {
+    ) -> spool::Result<PathBuf> {
         match self {
             Payload::Bytes(b) => spool.quarantine_bytes(kind, b, "in", label, detail, now),
             Payload::File(f) => spool.quarantine_file(kind, f, label, detail, now),

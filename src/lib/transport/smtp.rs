@@ -18,7 +18,7 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::PoolConfig;
 use lettre::{Address, Transport as _};
 
-use super::{Exchanged, Outcome, Outgoing, Transport};
+use super::{Error, Exchanged, Outcome, Outgoing, Transport};
 use crate::config::{SmtpRoute, SmtpTls};
 use crate::message::{envelope, Name};
 use crate::protect::Protector;
@@ -40,7 +40,45 @@ pub struct SmtpTransport {
 pub struct SetupError {
     host: String,
     port: u16,
-    reason: String,
+    reason: Setup,
+}
+
+/// What in an SMTP route's settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum Setup {
+    /// `from` or `to` (`key`) is not a mail address.
+    #[error("{key}={value}: {source}")]
+    Address {
+        key: &'static str,
+        value: String,
+        source: lettre::address::AddressError,
+    },
+    #[error("{0}")]
+    Envelope(lettre::error::Error),
+    /// The `ca` file cannot be read.
+    #[error("ca={}: {source}", path.display())]
+    ReadCa {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// The `ca` file holds no usable certificate, or TLS cannot be set up.
+    #[error("{}{source}", ca.as_ref().map(|p| format!("ca={}: ", p.display())).unwrap_or_default())]
+    Tls {
+        ca: Option<std::path::PathBuf>,
+        source: lettre::transport::smtp::Error,
+    },
+    /// The `auth` file cannot be read.
+    #[error("auth={}: {source}", path.display())]
+    ReadAuth {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// The `auth` file does not hold a user name and a password.
+    #[error(
+        "auth={}: expected the user name on the first line, the password on the second",
+        path.display()
+    )]
+    Auth { path: std::path::PathBuf },
 }
 
 impl SmtpTransport {
@@ -50,32 +88,45 @@ impl SmtpTransport {
         protector: Option<std::sync::Arc<Protector>>,
         now: crate::time::Timestamp,
     ) -> Result<SmtpTransport, SetupError> {
-        let fail = |reason: String| SetupError {
+        let fail = |reason: Setup| SetupError {
             host: route.host.clone(),
             port: route.port,
             reason,
         };
-        let from: Address = route
-            .from
-            .parse()
-            .map_err(|e| fail(format!("from={}: {e}", route.from)))?;
-        let to: Address = route
-            .to
-            .parse()
-            .map_err(|e| fail(format!("to={}: {e}", route.to)))?;
-        let envelope = Envelope::new(Some(from), vec![to]).map_err(|e| fail(e.to_string()))?;
+        let address = |key: &'static str, value: &str| {
+            value.parse::<Address>().map_err(|source| {
+                fail(Setup::Address {
+                    key,
+                    value: value.to_string(),
+                    source,
+                })
+            })
+        };
+        let from = address("from", &route.from)?;
+        let to = address("to", &route.to)?;
+        let envelope = Envelope::new(Some(from), vec![to]).map_err(|e| fail(Setup::Envelope(e)))?;
         let tls = match route.tls {
             SmtpTls::None => Tls::None,
             mode => {
                 let mut params = TlsParameters::builder(route.host.clone());
                 if let Some(ca) = &route.ca {
-                    let pem =
-                        std::fs::read(ca).map_err(|e| fail(format!("ca={}: {e}", ca.display())))?;
-                    let cert = Certificate::from_pem(&pem)
-                        .map_err(|e| fail(format!("ca={}: {e}", ca.display())))?;
+                    let pem = std::fs::read(ca).map_err(|source| {
+                        fail(Setup::ReadCa {
+                            path: ca.clone(),
+                            source,
+                        })
+                    })?;
+                    let cert = Certificate::from_pem(&pem).map_err(|source| {
+                        fail(Setup::Tls {
+                            ca: Some(ca.clone()),
+                            source,
+                        })
+                    })?;
                     params = params.add_root_certificate(cert);
                 }
-                let params = params.build().map_err(|e| fail(e.to_string()))?;
+                let params = params
+                    .build()
+                    .map_err(|source| fail(Setup::Tls { ca: None, source }))?;
                 if mode == SmtpTls::Implicit {
                     Tls::Wrapper(params)
                 } else {
@@ -104,12 +155,15 @@ impl SmtpTransport {
 
     /// The email for a group of files: headers naming sender, recipient and
     /// this component, then the envelope, with CRLF line ends.
-    fn email(&self, files: &[&Outgoing]) -> Result<Vec<u8>, String> {
+    fn email(&self, files: &[&Outgoing]) -> Result<Vec<u8>, Error> {
         let body = if let [one] = files {
             let mut bytes = Vec::new();
             one.leaving(&self.me, self.now)
                 .and_then(|mut r| std::io::Read::read_to_end(&mut r, &mut bytes))
-                .map_err(|e| format!("cannot read {}: {e}", one.path.display()))?;
+                .map_err(|source| Error::Read {
+                    path: one.path.clone(),
+                    source,
+                })?;
             bytes
         } else {
             let mut messages = Vec::new();
@@ -122,8 +176,7 @@ impl SmtpTransport {
             None => body,
             Some(p) => {
                 let mut protected = Vec::with_capacity(body.len() * 4 / 3 + 4096);
-                p.protect(&mut &body[..], &mut protected, self.now)
-                    .map_err(|e| e.to_string())?;
+                p.protect(&mut &body[..], &mut protected, self.now)?;
                 protected
             }
         };
@@ -137,19 +190,45 @@ impl SmtpTransport {
     }
 }
 
+impl SmtpTransport {
+    /// Hands `email` to the relay: refused for good on a 5xx, else (a 4xx,
+    /// a timeout, no connection) the link is down.
+    fn send(&mut self, email: &[u8]) -> Result<(), Error> {
+        match self.client.send_raw(&self.envelope, email) {
+            Ok(_) => {
+                if !self.nodelay {
+                    set_nodelay_on_tcp_sockets();
+                    self.nodelay = true;
+                }
+                Ok(())
+            }
+            Err(source) if source.is_permanent() => Err(Error::Refused {
+                host: self.route.host.clone(),
+                source,
+            }),
+            Err(source) => Err(Error::Relay {
+                host: self.route.host.clone(),
+                port: self.route.port,
+                source,
+            }),
+        }
+    }
+}
+
 /// Reads `user` and `password` from the first two lines of `path`.
-fn read_credentials(path: &Path) -> Result<Credentials, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("auth={}: {e}", path.display()))?;
+fn read_credentials(path: &Path) -> Result<Credentials, Setup> {
+    let text = std::fs::read_to_string(path).map_err(|source| Setup::ReadAuth {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut lines = text.lines();
     match (lines.next(), lines.next()) {
         (Some(user), Some(password)) if !user.is_empty() => {
             Ok(Credentials::new(user.to_string(), password.to_string()))
         }
-        _ => Err(format!(
-            "auth={}: expected the user name on the first line, the password on the second",
-            path.display()
-        )),
+        _ => Err(Setup::Auth {
+            path: path.to_path_buf(),
+        }),
     }
 }
 
@@ -203,25 +282,14 @@ impl Transport for SmtpTransport {
                 outcomes.extend(group.iter().map(|_| Outcome::Deferred(why.clone())));
                 continue;
             }
-            let outcome = match self.email(group) {
-                Err(why) => Outcome::Deferred(why),
-                Ok(email) => match self.client.send_raw(&self.envelope, &email) {
-                    Ok(_) => {
-                        if !self.nodelay {
-                            set_nodelay_on_tcp_sockets();
-                            self.nodelay = true;
-                        }
-                        Outcome::Handed
+            let outcome = match self.email(group).and_then(|email| self.send(&email)) {
+                Ok(()) => Outcome::Handed,
+                Err(why) => {
+                    if let Error::Relay { .. } = why {
+                        link_down = Some(why.to_string());
                     }
-                    Err(e) if e.is_permanent() => {
-                        Outcome::Refused(format!("{} answered: {e}", self.route.host))
-                    }
-                    Err(e) => {
-                        let why = format!("{}:{}: {e}", self.route.host, self.route.port);
-                        link_down = Some(why.clone());
-                        Outcome::Deferred(why)
-                    }
-                },
+                    why.outcome()
+                }
             };
             outcomes.extend(group.iter().map(|_| outcome.clone()));
         }

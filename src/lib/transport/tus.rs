@@ -64,6 +64,23 @@ pub const CHUNK_CHECKSUMS: &str = "X-Rs-Chunk-Checksums";
 /// KiB: under nginx's 8 KiB for 64 of them, which is what rs sends).
 pub const MAX_CHUNK_SUMS: usize = 1024;
 
+/// Why an `X-Rs-Chunk-Checksums` value is refused (it comes from anyone).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BadChunkSums {
+    #[error("{CHUNK_CHECKSUMS} is not \"sha256 SIZE DIGEST,DIGEST,…\"")]
+    Form,
+    #[error("{CHUNK_CHECKSUMS}: algorithm {0:?} is not supported (sha256)")]
+    Algorithm(String),
+    #[error("{CHUNK_CHECKSUMS}: the chunk size {0:?} is not a positive number")]
+    Size(String),
+    /// More digests than [`MAX_CHUNK_SUMS`].
+    #[error("{CHUNK_CHECKSUMS} names {0} chunks, more than the {MAX_CHUNK_SUMS} a piece may have")]
+    TooMany(usize),
+    /// The digest at this index is not one.
+    #[error("{CHUNK_CHECKSUMS}: digest {0} is not the base64 of a SHA-256")]
+    Digest(usize),
+}
+
 /// The SHA-256 of each `size` bytes of a piece, in order from its offset
 /// (the last may cover fewer bytes: the piece's end).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,30 +102,25 @@ impl ChunkSums {
     }
 
     /// Parses the header's value (from anyone: checked whole).
-    pub fn parse(text: &str) -> Result<ChunkSums, String> {
+    pub fn parse(text: &str) -> Result<ChunkSums, BadChunkSums> {
         use base64::Engine as _;
         let mut it = text.split_ascii_whitespace();
         let (Some(algorithm), Some(size), Some(list), None) =
             (it.next(), it.next(), it.next(), it.next())
         else {
-            return Err(format!(
-                "{CHUNK_CHECKSUMS} is not \"sha256 SIZE DIGEST,DIGEST,…\""
-            ));
+            return Err(BadChunkSums::Form);
         };
         if algorithm != "sha256" {
-            return Err(format!(
-                "{CHUNK_CHECKSUMS}: algorithm {algorithm:?} is not supported (sha256)"
-            ));
+            return Err(BadChunkSums::Algorithm(algorithm.to_string()));
         }
-        let size = size.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-            format!("{CHUNK_CHECKSUMS}: the chunk size {size:?} is not a positive number")
-        })?;
+        let size = size
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| BadChunkSums::Size(size.to_string()))?;
         let items: Vec<&str> = list.split(',').collect();
         if items.len() > MAX_CHUNK_SUMS {
-            return Err(format!(
-                "{CHUNK_CHECKSUMS} names {} chunks, more than the {MAX_CHUNK_SUMS} a piece may have",
-                items.len()
-            ));
+            return Err(BadChunkSums::TooMany(items.len()));
         }
         let digests = items
             .iter()
@@ -118,9 +130,7 @@ impl ChunkSums {
                     .decode(d)
                     .ok()
                     .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                    .ok_or_else(|| {
-                        format!("{CHUNK_CHECKSUMS}: digest {i} is not the base64 of a SHA-256")
-                    })
+                    .ok_or(BadChunkSums::Digest(i))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(ChunkSums { size, digests })
@@ -295,5 +305,33 @@ mod tests {
         let d = sums.header().rsplit(',').next().unwrap().to_string();
         let many = vec![d; MAX_CHUNK_SUMS + 1].join(",");
         assert!(ChunkSums::parse(&format!("sha256 1 {many}")).is_err());
+    }
+
+    #[test]
+    fn a_refused_chunk_checksums_header_says_why() {
+        let check = |text: &str, expected: &str| {
+            assert_eq!(ChunkSums::parse(text).unwrap_err().to_string(), expected);
+        };
+        check(
+            "sha256 1",
+            "X-Rs-Chunk-Checksums is not \"sha256 SIZE DIGEST,DIGEST,…\"",
+        );
+        check(
+            "sha1 1 AAAA",
+            "X-Rs-Chunk-Checksums: algorithm \"sha1\" is not supported (sha256)",
+        );
+        check(
+            "sha256 0 AAAA",
+            "X-Rs-Chunk-Checksums: the chunk size \"0\" is not a positive number",
+        );
+        check(
+            "sha256 1 !!!",
+            "X-Rs-Chunk-Checksums: digest 0 is not the base64 of a SHA-256",
+        );
+        let many = vec!["AAAA"; MAX_CHUNK_SUMS + 1].join(",");
+        check(
+            &format!("sha256 1 {many}"),
+            "X-Rs-Chunk-Checksums names 1025 chunks, more than the 1024 a piece may have",
+        );
     }
 }
