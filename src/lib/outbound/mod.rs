@@ -34,6 +34,7 @@
 //! works ([`stand_ins`]), and the failed member's run then exits 0 when
 //! that member ran after it and sent.
 
+pub mod cycle;
 pub mod link;
 
 use std::collections::{HashMap, HashSet};
