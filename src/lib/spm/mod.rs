@@ -24,6 +24,7 @@
 
 pub mod fetch;
 pub mod generate;
+pub mod ops;
 pub mod registry;
 pub mod resolve;
 pub mod xml;
