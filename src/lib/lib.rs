@@ -12,6 +12,7 @@ pub mod cli;
 pub mod commands;
 pub mod compose;
 pub mod config;
+pub mod cycle;
 pub mod error;
 pub mod filter;
 pub mod infra;

@@ -125,35 +125,11 @@ impl Context {
 }
 
 impl Context {
-    /// Runs what the relay's rules hold (handlers, aggregates that are
-    /// due), reports what cannot be delivered to its origins (`expired`:
-    /// burying what expired too, not when an outbound run follows, which
-    /// does) and says what it did; a failure is logged, never fatal to the
-    /// command that called it (what it holds is safe and waits).
+    /// Runs what the relay's rules hold and says what it did
+    /// (`cycle::tend`; `expired`: bury what expired too); a
+    /// failure is logged, never fatal to the command that called it (what
+    /// it holds is safe and waits).
     pub fn run_pending(&self, spool: &Spool, expired: bool) {
-        let log = |s: String| self.log(s);
-        match crate::relay::run_pending(spool, &self.clock, expired, &log) {
-            Ok(p) if p != crate::relay::Pending::default() => {
-                let swept = p.swept;
-                let rules = crate::relay::Pending {
-                    swept: Default::default(),
-                    ..p
-                };
-                if rules != crate::relay::Pending::default() {
-                    self.log(format!(
-                        "rules: {} diverted message(s) handled ({} handed on in their place, {} failure(s), {} given up); {} aggregate(s) of {} message(s)",
-                        p.handled, p.rewritten, p.failures, p.gave_up, p.aggregates, p.aggregated
-                    ));
-                }
-                if swept.expired + swept.unclaimed + swept.told > 0 {
-                    self.log(format!(
-                        "undeliverable: {} message(s) expired and {} unclaimed past their peer's hold time (now in dead/); {} origin(s) owed a notice",
-                        swept.expired, swept.unclaimed, swept.told
-                    ));
-                }
-            }
-            Ok(_) => {}
-            Err(e) => self.log(format!("rules: held messages not handled now: {e}")),
-        }
+        crate::cycle::tend(spool, &self.clock, expired, &|s| self.log(s));
     }
 }

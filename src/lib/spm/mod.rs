@@ -25,6 +25,7 @@
 pub mod claim;
 pub mod fetch;
 pub mod generate;
+pub mod ops;
 pub mod registry;
 pub mod resolve;
 pub mod xml;

@@ -176,9 +176,7 @@ pub fn serve(
                 let s = pending.clone();
                 let _ = tokio::task::spawn_blocking(move || {
                     let log = |m: String| s.log(m);
-                    if let Err(e) = crate::relay::run_pending(&s.spool, &s.clock, true, &log) {
-                        log(format!("rules: held messages not handled now: {e}"));
-                    }
+                    crate::cycle::pending(&s.spool, &s.clock, true, &log);
                 })
                 .await;
             }

@@ -1,0 +1,34 @@
+//! `rs-ack`: acknowledgements and message status. One file per
+//! subcommand, as in `cli::ack`; this one opens the spool and dispatches.
+
+mod apply;
+mod emit;
+mod overdue;
+mod status;
+mod wait;
+
+pub use status::status;
+
+use crate::cli::ack::{AckArgs, AckCommand};
+use crate::error::{Error, ExitCode};
+use crate::output::Out;
+
+use super::Context;
+
+pub fn run(args: AckArgs) -> Result<ExitCode, Error> {
+    let ctx = Context::with_features("rs-ack", &args.common)?;
+    let now = ctx.clock.now();
+    let spool = ctx.open_spool(now)?;
+    let mut out = Out::new();
+    match args.command {
+        AckCommand::Emit { peer } => emit::run(&ctx, &spool, &mut out, peer, now),
+        AckCommand::Apply { from, keep } => apply::run(&ctx, &spool, &mut out, (from, keep), now),
+        AckCommand::Status { id } => status::run(&ctx, &spool, &mut out, id, now),
+        AckCommand::Wait {
+            id,
+            timeout,
+            interval,
+        } => wait::run(&ctx, &spool, &mut out, id, (&timeout, &interval)),
+        AckCommand::Overdue => overdue::run(&ctx, &spool, &mut out, now),
+    }
+}
