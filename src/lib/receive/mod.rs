@@ -30,7 +30,7 @@
 //! Architecture invariant: a batch of acknowledgements alone writes nothing
 //! but the journal (best effort) and unlinks, so it applies on a full disk.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{self, File};
 
 pub mod decide;
@@ -39,21 +39,23 @@ pub mod extension;
 pub mod mail;
 pub mod media;
 mod parse;
+mod report;
 pub mod state;
 mod store;
 
-use crate::ack::{Applied, Owed};
+use crate::ack::Owed;
 use crate::message::{Header, Locator, Message, MessageId, Name, ResponseStatus};
 use crate::protect::Protector;
 use crate::route::{self, Learned, NextHop};
 use crate::spool::seen::Kind;
-use crate::spool::{durable, Area, Error, Quarantined, Result, Spool};
+use crate::spool::{Area, Error, Quarantined, Result, Spool};
 use crate::time::Timestamp;
 pub use crate::transport::Payload;
 use decide::{Decision, Facts, Keep};
 pub use extension::{Claim, Claims, Extension, Extensions};
 pub use parse::set_aside;
 use parse::Incoming;
+pub use report::{Counters, Fate, Received, Report};
 use state::Shared;
 pub use store::rule_dir;
 use store::{Disposition, Stored, ToStore};
@@ -75,153 +77,6 @@ pub enum Answer {
     /// Back to the caller in [`Received::replies`] (an HTTP request: the
     /// reply carries them). Notices for other components are still owed.
     Reply,
-}
-
-/// What a batch did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Report {
-    /// Messages (not acknowledgements) seen.
-    pub messages: usize,
-    /// Delivered into the Maildir.
-    pub delivered: usize,
-    /// Queued toward a next hop.
-    pub relayed: usize,
-    /// Dropped as duplicates (and acknowledged again).
-    pub duplicates: usize,
-    /// Refused for good (no route, expired, not provably new), acknowledged
-    /// as rejected.
-    pub rejected: usize,
-    /// Discarded on purpose by a rule (acknowledged as accepted).
-    pub discarded: usize,
-    /// Held for a rule's handler, or for a rule's next aggregate.
-    pub diverted: usize,
-    pub aggregated: usize,
-    /// Discarded, per rule.
-    pub by_rule: std::collections::BTreeMap<String, usize>,
-    /// Not taken now (queue full, disk nearly full): the sender keeps its
-    /// copy and retries.
-    pub retry: usize,
-    /// Envelopes that could not be parsed, now in quarantine/.
-    pub quarantined: usize,
-    /// Messages and notices refused for who made or carried them (SPEC.md
-    /// section 13a), each kept in quarantine/ with the reason; the rest of
-    /// their envelope is taken.
-    pub refused: usize,
-    /// Entries of the source that were not read at all (links, FIFOs,
-    /// devices, directories where files belong); left where they are.
-    pub skipped: usize,
-    /// Acknowledgements passed on toward other components.
-    pub passed_on: usize,
-    /// Acknowledgements ignored because their peer's signature was missing
-    /// (a protected peer with `require_signature = false`).
-    pub unsigned_acks: usize,
-    pub acks: Applied,
-}
-
-impl Report {
-    /// Adds another batch's counts to these.
-    pub fn add(&mut self, o: &Report) {
-        self.messages += o.messages;
-        self.delivered += o.delivered;
-        self.relayed += o.relayed;
-        self.duplicates += o.duplicates;
-        self.rejected += o.rejected;
-        self.discarded += o.discarded;
-        self.diverted += o.diverted;
-        self.aggregated += o.aggregated;
-        for (rule, n) in &o.by_rule {
-            *self.by_rule.entry(rule.clone()).or_default() += n;
-        }
-        self.retry += o.retry;
-        self.quarantined += o.quarantined;
-        self.refused += o.refused;
-        self.skipped += o.skipped;
-        self.passed_on += o.passed_on;
-        self.unsigned_acks += o.unsigned_acks;
-        self.acks.discarded += o.acks.discarded;
-        self.acks.rejected += o.acks.rejected;
-        self.acks.recorded += o.acks.recorded;
-        self.acks.requeued += o.acks.requeued;
-    }
-}
-
-/// What became of one inbound envelope.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fate {
-    /// All it held was dealt with (stored, refused, a duplicate, or the
-    /// envelope quarantined): its source may drop it.
-    Taken,
-    /// Some message in it is to be retried later (queue or disk full): its
-    /// source keeps it, and should stop sending more for now.
-    Retry,
-    /// Unreadable, and too large to quarantine with the room left above
-    /// `min_free`: its source keeps it (counted as skipped).
-    Left,
-}
-
-/// What [`receive`] did with a batch.
-#[derive(Debug, Default)]
-pub struct Received {
-    pub report: Report,
-    /// Per inbound envelope, in the batch's order.
-    pub fates: Vec<Fate>,
-    /// With [`Answer::Reply`]: the answers to the messages received, one
-    /// per message in the order they came, for the peer that sent them.
-    pub replies: Vec<Owed>,
-}
-
-/// Running totals of what this site received (`state/counters.json`), for
-/// `rs-queue stats`. Updated under the receive lock.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Counters {
-    pub messages: u64,
-    pub delivered: u64,
-    pub relayed: u64,
-    pub duplicates: u64,
-    pub rejected: u64,
-    pub quarantined: u64,
-    /// Discarded on purpose by rules, and per rule.
-    #[serde(default)]
-    pub discarded: u64,
-    #[serde(default)]
-    pub by_rule: std::collections::BTreeMap<String, u64>,
-}
-
-impl Counters {
-    pub fn load(spool: &Spool) -> Counters {
-        fs::read_to_string(spool.dir(Area::State).join("counters.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default()
-    }
-
-    /// Adds a batch's counts. A cache: on failure (a full disk) the
-    /// statistics lag, nothing else.
-    fn add(spool: &Spool, r: &Report, now: Timestamp) -> Result<()> {
-        if *r == Report::default() {
-            return Ok(());
-        }
-        let mut c = Counters::load(spool);
-        c.messages += r.messages as u64;
-        c.delivered += r.delivered as u64;
-        c.relayed += r.relayed as u64;
-        c.duplicates += r.duplicates as u64;
-        c.rejected += r.rejected as u64;
-        c.quarantined += (r.quarantined + r.refused) as u64;
-        c.discarded += r.discarded as u64;
-        for (rule, n) in &r.by_rule {
-            *c.by_rule.entry(rule.clone()).or_default() += *n as u64;
-        }
-        let text = serde_json::to_string(&c).unwrap_or_default();
-        durable::write_durable(
-            &spool.dir(Area::Tmp),
-            &spool.dir(Area::State),
-            "counters.json",
-            text.as_bytes(),
-            now.as_micros(),
-        )?;
-        Ok(())
-    }
 }
 
 /// The receive lock: held for a batch.
@@ -298,6 +153,18 @@ pub fn receive(
         fates: b.fates,
         replies,
     })
+}
+
+/// One message of an envelope, decided and about to be acted on.
+struct One<'a> {
+    m: Incoming,
+    /// The peer that carried it.
+    from: Name,
+    /// Its envelope's index in the batch, and where that came from.
+    index: usize,
+    label: &'a str,
+    /// For a copy of a group message: which expansion it belongs to.
+    group: Option<usize>,
 }
 
 /// A message to a group, expanded into copies here.
@@ -481,7 +348,7 @@ impl Batch<'_> {
                 )?;
                 continue;
             }
-            let mut work: std::collections::VecDeque<(Incoming, Option<usize>)> =
+            let mut work: VecDeque<(Incoming, Option<usize>)> =
                 p.messages.into_iter().map(|m| (m, None)).collect();
             while let Some((m, group)) = work.pop_front() {
                 let m = match m {
@@ -543,152 +410,208 @@ impl Batch<'_> {
                 {
                     state.learn(&s.component, &from);
                 }
-                match decision {
-                    Decision::Duplicate {
-                        by_origin_key: false,
-                    } => {
-                        self.report.duplicates += 1;
-                        self.duplicate_ids.push(id.to_string());
-                        self.answer(
-                            group,
-                            &from,
-                            &id,
-                            ResponseStatus::Accepted,
-                            "duplicate",
-                            &from,
-                            String::new(),
-                        );
-                    }
-                    Decision::Duplicate {
-                        by_origin_key: true,
-                    } => {
-                        self.report.duplicates += 1;
-                        let key = h
-                            .origin_key
-                            .as_ref()
-                            .map(|k| k.to_string())
-                            .unwrap_or_default();
-                        log(format!("{id} dropped: origin key {key} was delivered already (a redundant sender's report)"));
-                        self.remember.push((
-                            id.clone(),
-                            state.keep_until(h.qos().expiry)?,
-                            h.created,
-                        ));
-                        self.answer(
-                            group,
-                            &from,
-                            &id,
-                            ResponseStatus::Accepted,
-                            "duplicate",
-                            &from,
-                            "same origin key as a message delivered earlier".into(),
-                        );
-                    }
-                    Decision::Reject { reason, remember } => {
-                        self.report.rejected += 1;
-                        log(format!("{id} from {from} refused: {reason}"));
-                        if remember {
-                            self.remember.push((
-                                id.clone(),
-                                state.keep_until(h.qos().expiry)?,
-                                h.created,
-                            ));
-                        }
-                        if group.is_none() {
-                            self.owe_rejection(&h, &from, state.learned(), &reason);
-                        }
-                    }
-                    Decision::Deliver => {
-                        if let Some(k) = &h.origin_key {
-                            batch_keys.insert(k.to_string());
-                        }
-                        self.to_store.push(ToStore {
-                            m,
-                            from: from.clone(),
-                            index: p.index,
-                            disposition: Disposition::Local,
-                            pin: None,
-                            rule: None,
-                            group,
-                        });
-                    }
-                    Decision::Forward { peer, pinned } => self.to_store.push(ToStore {
-                        m,
-                        from: from.clone(),
-                        index: p.index,
-                        disposition: Disposition::Relay,
-                        pin: pinned.then_some(peer),
-                        rule: None,
-                        group,
-                    }),
-                    Decision::Discard { label } => {
-                        self.report.discarded += 1;
-                        *self.report.by_rule.entry(label.clone()).or_default() += 1;
-                        log(format!("{id} from {from} discarded by [[rule]] {label}"));
-                        self.remember.push((
-                            id.clone(),
-                            state.keep_until(h.qos().expiry)?,
-                            h.created,
-                        ));
-                        self.answer(
-                            group,
-                            &from,
-                            &id,
-                            ResponseStatus::Accepted,
-                            "discarded",
-                            &from,
-                            format!("discarded on purpose by rule {label}"),
-                        );
-                    }
-                    Decision::Hold { label, keep, .. } => self.to_store.push(ToStore {
-                        m,
-                        from: from.clone(),
-                        index: p.index,
-                        disposition: match keep {
-                            Keep::Divert => Disposition::Divert,
-                            Keep::Aggregate => Disposition::Aggregate,
-                            Keep::InPlace => Disposition::Chunk,
-                        },
-                        pin: None,
-                        rule: Some(label),
-                        group,
-                    }),
-                    Decision::Refuse { reason } => {
-                        // Not remembered: sent again (its answer lost), it
-                        // is refused again, never taken for a duplicate.
-                        self.refuse_kept(&m, &from, &p.item.label, &reason)?;
-                        if group.is_none() {
-                            self.owe_rejection(&h, &from, state.learned(), &reason);
-                        }
-                    }
-                    Decision::Expand { targets } => {
-                        let g = self.expanded.len();
-                        self.expanded.push(Expanded {
-                            id: id.clone(),
-                            header: h.clone(),
-                            from: from.clone(),
-                            index: p.index,
-                            retry: None,
-                        });
-                        log(format!(
-                            "{id} to a group: expanded into {} cop{}",
-                            targets.len(),
-                            if targets.len() == 1 { "y" } else { "ies" }
-                        ));
-                        for t in targets {
-                            work.push_back((m.copy_for(&t)?, Some(g)));
-                        }
-                    }
-                    Decision::NotTaken {
-                        status,
-                        code,
-                        reason,
-                    } => {
-                        self.not_taken(p.index, group, &from, &id, (status, code), reason);
-                    }
-                }
+                let one = One {
+                    m,
+                    from: from.clone(),
+                    index: p.index,
+                    label: &p.item.label,
+                    group,
+                };
+                self.act(decision, one, state, &mut batch_keys, &mut work)?;
             }
         }
+        Ok(())
+    }
+
+    /// Acts on the decision taken for one message: answers it, remembers
+    /// it, or hands it to the store; the copies of a group message join
+    /// `work`, to be decided each.
+    fn act(
+        &mut self,
+        decision: Decision,
+        one: One<'_>,
+        state: &mut dyn Shared,
+        batch_keys: &mut HashSet<String>,
+        work: &mut VecDeque<(Incoming, Option<usize>)>,
+    ) -> Result<()> {
+        let One {
+            m,
+            from,
+            index,
+            label,
+            group,
+        } = one;
+        let h = m.header().clone();
+        let id = h.id.clone();
+        let log = self.log;
+        let keep = |m, from, disposition, pin, rule| ToStore {
+            m,
+            from,
+            index,
+            disposition,
+            pin,
+            rule,
+            group,
+        };
+        match decision {
+            Decision::Duplicate {
+                by_origin_key: false,
+            } => {
+                self.report.duplicates += 1;
+                self.duplicate_ids.push(id.to_string());
+                let accepted = ResponseStatus::Accepted;
+                self.answer(
+                    group,
+                    &from,
+                    &id,
+                    accepted,
+                    "duplicate",
+                    &from,
+                    String::new(),
+                );
+            }
+            Decision::Duplicate {
+                by_origin_key: true,
+            } => self.redundant(state, &h, group, &from)?,
+            Decision::Reject { reason, remember } => {
+                self.report.rejected += 1;
+                log(format!("{id} from {from} refused: {reason}"));
+                if remember {
+                    self.remember
+                        .push((id.clone(), state.keep_until(h.qos().expiry)?, h.created));
+                }
+                if group.is_none() {
+                    self.owe_rejection(&h, &from, state.learned(), &reason);
+                }
+            }
+            Decision::Deliver => {
+                if let Some(k) = &h.origin_key {
+                    batch_keys.insert(k.to_string());
+                }
+                self.to_store
+                    .push(keep(m, from, Disposition::Local, None, None));
+            }
+            Decision::Forward { peer, pinned } => {
+                let pin = pinned.then_some(peer);
+                self.to_store
+                    .push(keep(m, from, Disposition::Relay, pin, None))
+            }
+            Decision::Discard { label } => {
+                self.report.discarded += 1;
+                *self.report.by_rule.entry(label.clone()).or_default() += 1;
+                log(format!("{id} from {from} discarded by [[rule]] {label}"));
+                let why = format!("discarded on purpose by rule {label}");
+                self.accept_unkept(state, &h, group, &from, "discarded", why)?;
+            }
+            Decision::Hold {
+                label, keep: how, ..
+            } => {
+                let disposition = match how {
+                    Keep::Divert => Disposition::Divert,
+                    Keep::Aggregate => Disposition::Aggregate,
+                    Keep::InPlace => Disposition::Chunk,
+                };
+                self.to_store
+                    .push(keep(m, from, disposition, None, Some(label)))
+            }
+            Decision::Refuse { reason } => {
+                // Not remembered: sent again (its answer lost), it
+                // is refused again, never taken for a duplicate.
+                self.refuse_kept(&m, &from, label, &reason)?;
+                if group.is_none() {
+                    self.owe_rejection(&h, &from, state.learned(), &reason);
+                }
+            }
+            Decision::Expand { targets } => {
+                let original = Expanded {
+                    id,
+                    header: h,
+                    from,
+                    index,
+                    retry: None,
+                };
+                self.expand(m, original, targets, work)?;
+            }
+            Decision::NotTaken {
+                status,
+                code,
+                reason,
+            } => {
+                self.not_taken(index, group, &from, &id, (status, code), reason);
+            }
+        }
+        Ok(())
+    }
+
+    /// Expands a message to a group into its copies, one per target, each
+    /// to be decided on its own; the original is answered once they are.
+    fn expand(
+        &mut self,
+        m: Incoming,
+        original: Expanded,
+        targets: Vec<crate::message::Target>,
+        work: &mut VecDeque<(Incoming, Option<usize>)>,
+    ) -> Result<()> {
+        let g = self.expanded.len();
+        (self.log)(format!(
+            "{} to a group: expanded into {} cop{}",
+            original.id,
+            targets.len(),
+            if targets.len() == 1 { "y" } else { "ies" }
+        ));
+        self.expanded.push(original);
+        for t in targets {
+            work.push_back((m.copy_for(&t)?, Some(g)));
+        }
+        Ok(())
+    }
+
+    /// A redundant sender's report of an event delivered already (the same
+    /// origin key): dropped, its own ID remembered, acknowledged.
+    fn redundant(
+        &mut self,
+        state: &mut dyn Shared,
+        h: &Header,
+        group: Option<usize>,
+        from: &Name,
+    ) -> Result<()> {
+        self.report.duplicates += 1;
+        let key = h
+            .origin_key
+            .as_ref()
+            .map(|k| k.to_string())
+            .unwrap_or_default();
+        (self.log)(format!(
+            "{} dropped: origin key {key} was delivered already (a redundant sender's report)",
+            h.id
+        ));
+        let why = "same origin key as a message delivered earlier".into();
+        self.accept_unkept(state, h, group, from, "duplicate", why)
+    }
+
+    /// Acknowledges a message as accepted without keeping it (a redundant
+    /// sender's report, a message a rule discards): its ID is remembered,
+    /// so it is a duplicate the next time.
+    fn accept_unkept(
+        &mut self,
+        state: &mut dyn Shared,
+        h: &Header,
+        group: Option<usize>,
+        from: &Name,
+        code: &'static str,
+        why: String,
+    ) -> Result<()> {
+        let keep = state.keep_until(h.qos().expiry)?;
+        self.remember.push((h.id.clone(), keep, h.created));
+        self.answer(
+            group,
+            from,
+            &h.id,
+            ResponseStatus::Accepted,
+            code,
+            from,
+            why,
+        );
         Ok(())
     }
 
@@ -808,8 +731,10 @@ impl Batch<'_> {
         )))
     }
 
-    /// Stage 4: keeps what was decided, and earns its acknowledgements.
-    fn store(&mut self, state: &mut dyn Shared) -> Result<()> {
+    /// What is to be stored, whole: a message read only up to its data is
+    /// read whole before it is kept in any way but written in place (which
+    /// reads it then); one that cannot be read is set aside, unanswered.
+    fn readable(&mut self) -> Result<Vec<ToStore>> {
         // A chunk read only up to its data is read whole before it is
         // kept in any way but written in place (which reads it then); one
         // that cannot be read is set aside.
@@ -843,6 +768,12 @@ impl Batch<'_> {
             // damaged on the way, it is sent again.
             self.report.quarantined += 1;
         }
+        Ok(items)
+    }
+
+    /// Stage 4: keeps what was decided, and earns its acknowledgements.
+    fn store(&mut self, state: &mut dyn Shared) -> Result<()> {
+        let items = self.readable()?;
         let stored = store::store(self.spool, state, &items, self.now, self.log)?;
         let me = self.spool.config().component.clone();
         for (t, s) in items.iter().zip(stored) {

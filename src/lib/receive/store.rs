@@ -410,6 +410,30 @@ pub(super) fn store(
         stored[i] = Some(Stored::Kept("delivered"));
     }
 
+    admit(spool, items, &mut stored, now, log)?;
+    hold(spool, items, &mut stored, now, log)?;
+    Ok(stored
+        .into_iter()
+        .map(|s| s.unwrap_or_else(|| Stored::Later("not stored".into())))
+        .collect())
+}
+
+/// Custody on the way to a next hop: the messages of `items` to relay are
+/// admitted to this site's queue (with a rule's choice of peer), as far as
+/// the queue's limits let them.
+fn admit(
+    spool: &Spool,
+    items: &[ToStore],
+    stored: &mut [Option<Stored>],
+    now: Timestamp,
+    log: &dyn Fn(String),
+) -> Result<()> {
+    let me = &spool.config().component;
+    let stamp = |h: &Header, from: &Name| {
+        let mut h = h.clone();
+        h.stamp_received_from(from, me, now);
+        h
+    };
     // Custody on the way to a next hop: admitted to this site's queue.
     let relays: Vec<usize> = (0..items.len())
         .filter(|&i| items[i].disposition == Disposition::Relay)
@@ -474,7 +498,25 @@ pub(super) fn store(
             });
         }
     }
+    Ok(())
+}
 
+/// The messages of `items` held for an extension: data written in place
+/// (held in `divert/` instead when that cannot be now), diverted to a
+/// handler, gathered for an aggregate.
+fn hold(
+    spool: &Spool,
+    items: &[ToStore],
+    stored: &mut [Option<Stored>],
+    now: Timestamp,
+    log: &dyn Fn(String),
+) -> Result<()> {
+    let me = &spool.config().component;
+    let stamp = |h: &Header, from: &Name| {
+        let mut h = h.clone();
+        h.stamp_received_from(from, me, now);
+        h
+    };
     // Chunks of transfers received here, written in place; those that
     // cannot be now are held for `bulk` instead.
     let mut held_chunks = vec![false; items.len()];
@@ -545,10 +587,7 @@ pub(super) fn store(
         durable::fsync_dir(&dir)?;
         stored[i] = Some(Stored::Kept("custody"));
     }
-    Ok(stored
-        .into_iter()
-        .map(|s| s.unwrap_or_else(|| Stored::Later("not stored".into())))
-        .collect())
+    Ok(())
 }
 
 #[cfg(test)]
