@@ -204,26 +204,57 @@ pub fn next_hop(header: &Header, config: &Config, learned: &Learned) -> NextHop 
     }
 }
 
+/// Why a peer may not carry a message: it speaks for a component it may
+/// not speak for (the message is forged, or a route is misconfigured).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Forged {
+    #[error("{peer} may not speak for {component}: {why} (list {component} in the `components` of peer {peer} in config.toml if {peer} may carry its messages)")]
+    NotFor {
+        peer: Name,
+        component: Name,
+        why: NotItsOwn,
+    },
+    /// Down from the upstream peer, a message claiming this site made it.
+    #[error("{peer} may not speak for {component}: it is this site's own component ID")]
+    ThisSite { peer: Name, component: Name },
+}
+
+/// Whose a component is, when it is not the peer's to speak for.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotItsOwn {
+    #[error("it is this site's own component ID")]
+    ThisSite,
+    #[error("it is a configured peer of this site, which speaks for itself")]
+    APeer,
+    #[error("it is configured behind peer {0}")]
+    ConfiguredBehind(Name),
+    #[error("it was learned behind peer {0}, which carried its first message")]
+    /// (the peer, as the table of learned routes names it)
+    LearnedBehind(String),
+}
+
 /// Whether `peer` may carry forward-path messages whose source is
-/// `component`: `Err(reason)` when it may not (the message is forged, or a
-/// route is misconfigured). A component never seen before may be claimed
-/// by the first peer that carries it, which it is then learned behind.
+/// `component`: [`Forged`] when it may not. A component never seen before
+/// may be claimed by the first peer that carries it, which it is then
+/// learned behind.
 pub fn may_speak_for(
     peer: &Name,
     component: &Name,
     config: &Config,
     learned: &Learned,
-) -> Result<(), String> {
-    let refuse = |why: String| {
-        Err(format!(
-            "{peer} may not speak for {component}: {why} (list {component} in the `components` of peer {peer} in config.toml if {peer} may carry its messages)"
-        ))
+) -> Result<(), Forged> {
+    let refuse = |why: NotItsOwn| {
+        Err(Forged::NotFor {
+            peer: peer.clone(),
+            component: component.clone(),
+            why,
+        })
     };
     if component == peer {
         return Ok(());
     }
     if *component == config.component {
-        return refuse("it is this site's own component ID".into());
+        return refuse(NotItsOwn::ThisSite);
     }
     // What one of a failover group may carry, its twins may.
     let group = config.failover_group(peer.as_str());
@@ -235,19 +266,19 @@ pub fn may_speak_for(
         return Ok(());
     }
     if config.peer(component.as_str()).is_some() {
-        return refuse("it is a configured peer of this site, which speaks for itself".into());
+        return refuse(NotItsOwn::APeer);
     }
     if let Some(q) = config
         .peers
         .iter()
         .find(|q| q.components.contains(component))
     {
-        return refuse(format!("it is configured behind peer {}", q.id));
+        return refuse(NotItsOwn::ConfiguredBehind(q.id.clone()));
     }
     match learned.peer_for(component.as_str()) {
-        Some(q) if !config.twins(q, peer.as_str()) => refuse(format!(
-            "it was learned behind peer {q}, which carried its first message"
-        )),
+        Some(q) if !config.twins(q, peer.as_str()) => {
+            refuse(NotItsOwn::LearnedBehind(q.to_string()))
+        }
         _ => Ok(()),
     }
 }
@@ -272,23 +303,24 @@ pub fn is_upstream(peer: &Name, config: &Config) -> bool {
 /// section 13a, "who may say what"): on the forward path, for a source it
 /// may speak for ([`may_speak_for`]); on the back-channel, down from the
 /// upstream peer anything this site did not make itself, and from any other
-/// peer only what a component it may speak for made. `Err(reason)` when it
-/// may not: the message is forged.
+/// peer only what a component it may speak for made. [`Forged`] when it
+/// may not.
 pub fn may_carry(
     peer: &Name,
     h: &Header,
     config: &Config,
     learned: &Learned,
-) -> Result<(), String> {
+) -> Result<(), Forged> {
     match &h.locator {
         Locator::Source(s) => may_speak_for(peer, &s.component, config, learned),
         Locator::Destination(_) => {
             let made_by = originator(h, peer);
             if is_upstream(peer, config) {
                 if *made_by == config.component {
-                    return Err(format!(
-                        "{peer} may not speak for {made_by}: it is this site's own component ID"
-                    ));
+                    return Err(Forged::ThisSite {
+                        peer: peer.clone(),
+                        component: made_by.clone(),
+                    });
                 }
                 return Ok(());
             }
@@ -404,6 +436,36 @@ mod tests {
             let r = may_speak_for(&name(peer), &name(component), &c, &learned);
             assert_eq!(r.is_ok(), ok, "{peer} for {component}: {r:?}");
         }
+    }
+
+    #[test]
+    fn a_forged_message_is_refused_with_whose_component_it_is_and_the_remedy() {
+        let c = config("[[peer]]\nid='a.host'\ncomponents=['a.sensor']\n[[peer]]\nid='c.host'\n");
+        let mut learned = Learned::default();
+        learned.learn(&name("x.far"), &name("c.host"));
+        let why = |peer: &str, component: &str| {
+            may_speak_for(&name(peer), &name(component), &c, &learned)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            why("c.host", "a.sensor"),
+            "c.host may not speak for a.sensor: it is configured behind peer a.host (list a.sensor in the `components` of peer c.host in config.toml if c.host may carry its messages)"
+        );
+        assert!(why("a.host", "x.far")
+            .contains(": it was learned behind peer c.host, which carried its first message ("));
+        assert!(why("a.host", "c.host")
+            .contains(": it is a configured peer of this site, which speaks for itself ("));
+        assert!(why("a.host", "b.relay")
+            .starts_with("a.host may not speak for b.relay: it is this site's own component ID ("));
+        assert_eq!(
+            Forged::ThisSite {
+                peer: name("up"),
+                component: name("b.relay")
+            }
+            .to_string(),
+            "up may not speak for b.relay: it is this site's own component ID"
+        );
     }
 
     #[test]

@@ -79,10 +79,12 @@ pub enum Error {
     #[error("no recipient to seal for ([bulk] encrypt_to)")]
     NoRecipient,
     /// OpenSSL refused `what` (X25519, HKDF, HMAC, ChaCha20-Poly1305).
+    /// Its error is boxed: `rs-send` shows this enum (a transfer with no
+    /// room) and must not link OpenSSL to do so.
     #[error("{what}: {source}")]
     Crypto {
         what: &'static str,
-        source: openssl::error::ErrorStack,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("X25519: not 32 bytes")]
     SharedSecret,
@@ -125,7 +127,10 @@ fn listed(ours: &[String]) -> String {
 }
 
 fn ssl(what: &'static str) -> impl Fn(openssl::error::ErrorStack) -> Error {
-    move |source| Error::Crypto { what, source }
+    move |source| Error::Crypto {
+        what,
+        source: Box::new(source),
+    }
 }
 
 /// Someone data can be sealed for: an X25519 public key (`age1...`).
