@@ -35,7 +35,9 @@ use crate::time::Clock;
 use crate::transport::tus::{ChunkSums, Client, CHUNK_CHECKSUMS};
 
 /// The tus protocol version spoken.
-pub const VERSION: &str = "1.0.0";
+
+/// The tus protocol version spoken (`transport::tus::VERSION`).
+pub use crate::transport::tus::VERSION;
 /// The tus extensions supported.
 pub const EXTENSIONS: &str = "creation,checksum,expiration,termination";
 

@@ -11,6 +11,9 @@ use super::http::{agent, SetupError};
 use crate::config::HttpRoute;
 use crate::message::Name;
 
+/// The tus protocol version spoken (the server's too: `session::tus`).
+pub const VERSION: &str = "1.0.0";
+
 /// Why a request got no answer that moves the upload on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
@@ -182,7 +185,7 @@ impl Client {
         let mut b = http::Request::builder()
             .method(method)
             .uri(url)
-            .header("Tus-Resumable", crate::session::tus::VERSION)
+            .header("Tus-Resumable", VERSION)
             .header("X-Rs-From", self.me.as_str());
         for (k, v) in headers {
             b = b.header(*k, v.as_str());
