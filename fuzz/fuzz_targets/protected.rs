@@ -5,7 +5,7 @@
 //! content without a signature that is required.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use rs::protect::{smime, OpenPgpKeys, Protector};
+use rs::protect::{smime, OpenPgpError, OpenPgpKeys, Protector};
 use rs::time::Timestamp;
 use std::io::{Read, Write};
 use std::sync::OnceLock;
@@ -19,7 +19,7 @@ impl OpenPgpKeys for Drain {
         &self,
         _input: &mut (dyn Read + Send + Sync),
         _out: &mut (dyn Write + Send + Sync),
-    ) -> Result<(), String> {
+    ) -> Result<(), OpenPgpError> {
         Err("not used".into())
     }
 
@@ -29,9 +29,9 @@ impl OpenPgpKeys for Drain {
         _out: &mut (dyn Write + Send + Sync),
         _require_signature: bool,
         _now: SystemTime,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, OpenPgpError> {
         let mut sink = Vec::new();
-        input.read_to_end(&mut sink).map_err(|e| e.to_string())?;
+        input.read_to_end(&mut sink)?;
         Err("drained".into())
     }
 }

@@ -34,8 +34,6 @@ use crate::spool::Spool;
 use crate::time::Clock;
 use crate::transport::tus::{ChunkSums, Client, CHUNK_CHECKSUMS};
 
-/// The tus protocol version spoken.
-
 /// The tus protocol version spoken (`transport::tus::VERSION`).
 pub use crate::transport::tus::VERSION;
 /// The tus extensions supported.
