@@ -1,7 +1,7 @@
 //! What the rs programs are made of: the core (spool, receive pipeline,
 //! outbound runner) and the features plugged into its seams, in the order
 //! they are asked. This is the one place that names them all; the core
-//! names none (ARCHITECTURE.md, "Layers").
+//! names none (ARCHITECTURE.md, "Layers and seams").
 
 use crate::outbound::gate::Gates;
 use crate::receive::delivery::DeliverySink;
@@ -24,9 +24,9 @@ pub fn extensions() -> Extensions {
 }
 
 /// Installs the features on a spool just opened: the receive pipeline's
-/// extensions, the outbound runner's gates (registration first), its
-/// state backend (the shared database, where configured)
-/// and its delivery sink (JetStream, where configured).
+/// extensions, the outbound runner's gates (registration first), the
+/// receive state's backend (the shared database, where configured) and the
+/// delivery sink (JetStream, where configured).
 pub fn install(spool: &mut Spool) {
     spool.install(extensions());
     spool.install(Gates::new(vec![Box::new(crate::infra::gate::Registration)]));
