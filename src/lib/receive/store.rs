@@ -383,12 +383,6 @@ pub(super) fn store(
         )?;
     }
 
-    let stamp = |h: &Header, from: &Name| {
-        let mut h = h.clone();
-        h.stamp_received_from(from, me, now);
-        h
-    };
-
     // Final delivery: to the sink the program installed, when it is
     // active here, else into the Maildir.
     let mut locals: Vec<usize> = (0..items.len())
@@ -399,7 +393,7 @@ pub(super) fn store(
         .iter()
         .map(|&i| {
             let t = &items[i];
-            let header = stamp(t.m.header(), &t.from);
+            let header = stamped(t.m.header(), &t.from, me, now);
             let write: maildir::Writer<'_> =
                 Box::new(move |out: &mut dyn Write| t.m.write_with(&header, out));
             (t.m.header().id.clone(), write)
@@ -418,6 +412,13 @@ pub(super) fn store(
         .collect())
 }
 
+/// `h` with this site's trace: received from `from` by `me` at `now`.
+fn stamped(h: &Header, from: &Name, me: &Name, now: Timestamp) -> Header {
+    let mut h = h.clone();
+    h.stamp_received_from(from, me, now);
+    h
+}
+
 /// Custody on the way to a next hop: the messages of `items` to relay are
 /// admitted to this site's queue (with a rule's choice of peer), as far as
 /// the queue's limits let them.
@@ -429,11 +430,6 @@ fn admit(
     log: &dyn Fn(String),
 ) -> Result<()> {
     let me = &spool.config().component;
-    let stamp = |h: &Header, from: &Name| {
-        let mut h = h.clone();
-        h.stamp_received_from(from, me, now);
-        h
-    };
     // Custody on the way to a next hop: admitted to this site's queue.
     let relays: Vec<usize> = (0..items.len())
         .filter(|&i| items[i].disposition == Disposition::Relay)
@@ -446,7 +442,7 @@ fn admit(
             let path = s.path().to_path_buf();
             items[i]
                 .m
-                .write_with(&stamp(h, &items[i].from), &mut s)
+                .write_with(&stamped(h, &items[i].from, me, now), &mut s)
                 .map_err(|e| Error::io("write", &path, e))?;
             let q = h.qos();
             let name = EntryName {
@@ -512,11 +508,6 @@ fn hold(
     log: &dyn Fn(String),
 ) -> Result<()> {
     let me = &spool.config().component;
-    let stamp = |h: &Header, from: &Name| {
-        let mut h = h.clone();
-        h.stamp_received_from(from, me, now);
-        h
-    };
     // Chunks of transfers received here, written in place; those that
     // cannot be now are held for `bulk` instead.
     let mut held_chunks = vec![false; items.len()];
@@ -580,7 +571,7 @@ fn hold(
         };
         let mut s = spool.stage(now)?;
         let path = s.path().to_path_buf();
-        t.m.write_with(&stamp(t.m.header(), &t.from), &mut s)
+        t.m.write_with(&stamped(t.m.header(), &t.from, me, now), &mut s)
             .map_err(|e| Error::io("write", &path, e))?;
         s.sync()?;
         s.commit(&dir.join(name))?;

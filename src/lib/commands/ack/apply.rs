@@ -3,9 +3,10 @@
 
 use std::path::PathBuf;
 
+use crate::commands::relay;
 use crate::error::{Error, ExitCode};
 use crate::output::Out;
-use crate::receive::media::{self, AfterImport, Select};
+use crate::receive::media::Select;
 use crate::spool::Spool;
 use crate::time::Timestamp;
 
@@ -15,22 +16,11 @@ pub(super) fn run(
     ctx: &Context,
     spool: &Spool,
     out: &mut Out,
-    (from, keep): (PathBuf, bool),
+    from_keep: (PathBuf, bool),
     now: Timestamp,
 ) -> Result<ExitCode, Error> {
-    if !from.is_dir() {
-        return Err(Error::Input {
-            path: from,
-            reason: "not a directory".into(),
-        });
-    }
-    let after = if keep {
-        AfterImport::Keep
-    } else {
-        AfterImport::Remove
-    };
-    let log = |s: String| ctx.log(s);
-    let report = media::import(spool, &from, Select::AcksOnly, after, now, &log)?;
-    crate::commands::relay::print_report(ctx, out, &report, &from.display().to_string())?;
-    Ok(crate::commands::relay::report_code(&report))
+    let from = from_keep.0.display().to_string();
+    let report = relay::import::take(ctx, spool, from_keep, Select::AcksOnly, now)?;
+    relay::print_report(ctx, out, &report, &from)?;
+    Ok(relay::report_code(&report))
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use crate::error::{Error, ExitCode};
 use crate::output::Out;
 use crate::receive::media::{self, AfterImport, Select};
+use crate::receive::Report;
 use crate::spool::Spool;
 use crate::time::Timestamp;
 
@@ -16,9 +17,26 @@ pub(super) fn run(
     ctx: &Context,
     spool: &Spool,
     out: &mut Out,
-    (from, keep): (PathBuf, bool),
+    from_keep: (PathBuf, bool),
     now: Timestamp,
 ) -> Result<ExitCode, Error> {
+    let from = from_keep.0.display().to_string();
+    let report = take(ctx, spool, from_keep, Select::Everything, now)?;
+    ctx.run_pending(spool, true);
+    print_report(ctx, out, &report, &from)?;
+    Ok(report_code(&report))
+}
+
+/// Takes what `select` picks from the directory `from` (removed once
+/// taken, unless `keep`): the step `rs-relay import` and `rs-ack apply`
+/// share.
+pub(crate) fn take(
+    ctx: &Context,
+    spool: &Spool,
+    (from, keep): (PathBuf, bool),
+    select: Select,
+    now: Timestamp,
+) -> Result<Report, Error> {
     if !from.is_dir() {
         return Err(Error::Input {
             path: from,
@@ -31,8 +49,5 @@ pub(super) fn run(
         AfterImport::Remove
     };
     let log = |s: String| ctx.log(s);
-    let report = media::import(spool, &from, Select::Everything, after, now, &log)?;
-    ctx.run_pending(spool, true);
-    print_report(ctx, out, &report, &from.display().to_string())?;
-    Ok(report_code(&report))
+    Ok(media::import(spool, &from, select, after, now, &log)?)
 }

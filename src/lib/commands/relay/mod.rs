@@ -6,7 +6,7 @@ mod cgi;
 mod control;
 mod db;
 mod fetch;
-mod import;
+pub(crate) mod import;
 mod receive;
 mod rules;
 mod serve;
