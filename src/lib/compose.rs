@@ -111,6 +111,18 @@ mod tests {
     const DAY: i64 = 86_400;
 
     #[test]
+    fn the_features_hold_under_labels_no_rule_may_take() {
+        for label in [crate::infra::LABEL, crate::bulk::LABEL] {
+            assert!(label.starts_with(crate::config::RESERVED_LABELS), "{label}");
+            let text = format!(
+                "site='b'\ncomponent='b.hub'\n[[peer]]\nid='a.host'\n[[rule]]\nname='{label}'\naction='discard'\n"
+            );
+            let e = Config::parse(&text).unwrap_err().to_string();
+            assert!(e.contains("is rs's own: choose another"), "{e}");
+        }
+    }
+
+    #[test]
     fn decisions_in_the_specifications_order() {
         let top = Config::parse(
             "site='b'\ncomponent='b.hub'\n[[peer]]\nid='a.host'\n[[peer]]\nid='c.host'\n",

@@ -21,7 +21,6 @@
 use std::collections::{BTreeSet, HashSet};
 
 use crate::error::ExitCode;
-use crate::relay::Pending;
 use crate::spool::Spool;
 use crate::time::Clock;
 
@@ -262,19 +261,20 @@ fn retest(
     Ok(())
 }
 
-/// Runs what the relay's rules hold (handlers, aggregates that are due)
-/// and reports what cannot be delivered to its origins (`expired`:
+/// Runs the pending work ([`crate::custody::tend`]: what the features
+/// hold, what cannot be delivered reported to its origins; `expired`:
 /// burying what expired too, not when an outbound run follows, which
 /// does). A failure is logged, never returned: what the pending work
-/// holds is safe and waits. `None` when it failed.
+/// holds is safe and waits. The lines saying what was done; `None` when
+/// it failed.
 pub fn pending(
     spool: &Spool,
     clock: &Clock,
     expired: bool,
     log: &dyn Fn(String),
-) -> Option<Pending> {
-    match crate::relay::run_pending(spool, clock, expired, log) {
-        Ok(p) => Some(p),
+) -> Option<Vec<String>> {
+    match crate::custody::tend(spool, clock, expired, log) {
+        Ok(lines) => Some(lines),
         Err(e) => {
             log(format!("rules: held messages not handled now: {e}"));
             None
@@ -285,65 +285,14 @@ pub fn pending(
 /// [`pending`], then what it did, in a line or two (nothing when it did
 /// nothing): what a command that receives or sends tells its operator.
 pub fn tend(spool: &Spool, clock: &Clock, expired: bool, log: &dyn Fn(String)) {
-    if let Some(p) = pending(spool, clock, expired, log) {
-        describe(&p).into_iter().for_each(log);
+    if let Some(lines) = pending(spool, clock, expired, log) {
+        lines.into_iter().for_each(log);
     }
-}
-
-/// The lines saying what a pass over the pending work did: one for the
-/// rules (handlers, aggregates), one for what is undeliverable; none for
-/// what did not happen.
-pub fn describe(p: &Pending) -> Vec<String> {
-    let mut lines = Vec::new();
-    let rules = Pending {
-        swept: Default::default(),
-        ..p.clone()
-    };
-    if rules != Pending::default() {
-        lines.push(format!(
-            "rules: {} diverted message(s) handled ({} handed on in their place, {} failure(s), {} given up); {} aggregate(s) of {} message(s)",
-            p.handled, p.rewritten, p.failures, p.gave_up, p.aggregates, p.aggregated
-        ));
-    }
-    let swept = &p.swept;
-    if swept.expired + swept.unclaimed + swept.told > 0 {
-        lines.push(format!(
-            "undeliverable: {} message(s) expired and {} unclaimed past their peer's hold time (now in dead/); {} origin(s) owed a notice",
-            swept.expired, swept.unclaimed, swept.told
-        ));
-    }
-    lines
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn nothing_done_says_nothing() {
-        assert!(describe(&Pending::default()).is_empty());
-    }
-
-    #[test]
-    fn rules_and_the_undeliverable_each_get_their_line() {
-        let mut p = Pending {
-            handled: 2,
-            rewritten: 1,
-            aggregates: 1,
-            aggregated: 5,
-            ..Pending::default()
-        };
-        assert_eq!(
-            describe(&p),
-            ["rules: 2 diverted message(s) handled (1 handed on in their place, 0 failure(s), 0 given up); 1 aggregate(s) of 5 message(s)"]
-        );
-        p = Pending::default();
-        p.swept.unclaimed = 3;
-        assert_eq!(
-            describe(&p),
-            ["undeliverable: 0 message(s) expired and 3 unclaimed past their peer's hold time (now in dead/); 0 origin(s) owed a notice"]
-        );
-    }
 
     #[test]
     fn errors_read_as_what_they_wrap() {

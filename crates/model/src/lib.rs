@@ -7,6 +7,8 @@
 //! network, and nothing here names a feature built above it. Reading and
 //! writing messages in files is the spool's (`rs::stream`).
 
+pub mod keytext;
+pub mod map;
 pub mod message;
 pub mod queue;
 pub mod time;

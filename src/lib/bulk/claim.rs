@@ -15,7 +15,7 @@ use crate::receive::extension::{DataRef, InPlace, Written};
 use crate::receive::{Claim, Claims, Extension};
 use crate::route::{Learned, NextHop};
 use crate::spool::{Result, Spool};
-use crate::time::Timestamp;
+use crate::time::{Clock, Timestamp};
 
 /// Transfers of bulk data.
 pub struct Bulk;
@@ -29,6 +29,14 @@ impl Extension for Bulk {
 
     fn reads_data_in_place(&self, mime: &str) -> bool {
         is_chunk_type(mime)
+    }
+
+    /// Transfers held for rs itself, then the transfers whose time came
+    /// (asked again after deferrals, reservations lapsed).
+    fn tend(&self, spool: &Spool, clock: &Clock, log: &dyn Fn(String)) -> Result<Vec<String>> {
+        super::run_held(spool, clock.now(), log)?;
+        super::tick(spool, clock.now(), log)?;
+        Ok(Vec::new())
     }
 
     /// Writes chunks in place under the bulk lock, if it is free now (this

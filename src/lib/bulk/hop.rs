@@ -89,7 +89,7 @@ pub fn on_request(
         ));
         let said = Said::because(Some(why));
         let a = answer(spool, &m.header, &t, status, said, now);
-        crate::relay::pass_on(spool, vec![a], now, log)?;
+        crate::custody::pass_on(spool, vec![a], now, log)?;
         return Ok(());
     }
     let res = Reservation {
@@ -108,7 +108,7 @@ pub fn on_request(
         to: Some(to.to_string()),
     };
     save(spool, &hop_dir, &format!("{ts}.json"), &res, now)?;
-    crate::relay::pass_on(spool, vec![m.clone()], now, log)?;
+    crate::custody::pass_on(spool, vec![m.clone()], now, log)?;
     Ok(())
 }
 
@@ -158,7 +158,7 @@ pub fn on_answer(
             durable::fsync_dir(&hop_dir)?;
         }
     }
-    crate::relay::pass_on(spool, vec![m.clone()], now, log)?;
+    crate::custody::pass_on(spool, vec![m.clone()], now, log)?;
     Ok(())
 }
 

@@ -408,7 +408,7 @@ fn ruled_out(h: &Header, config: &crate::config::Config, now: Timestamp) -> Opti
 /// Chunks written in this run are made durable and recorded before the
 /// messages that carried them leave `divert/`.
 pub fn run_held(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<()> {
-    let mut held = crate::relay::divert::held(spool, LABEL)?;
+    let mut held = crate::custody::held(spool, LABEL)?;
     if held.is_empty() {
         return Ok(());
     }
@@ -431,7 +431,7 @@ pub fn run_held(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<(
                 msg.display(),
                 kept.display()
             ));
-            crate::relay::divert::remove(&spool.dir(Area::Divert), &msg, &state)
+            crate::custody::remove(&spool.dir(Area::Divert), &msg, &state)
         };
         let (messages, large) = match read_held(&msg, &mut file) {
             Ok(read) => read,
@@ -458,7 +458,7 @@ pub fn run_held(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<(
     }
     chunks.finish(spool, now, log)?;
     for (msg, state) in done {
-        crate::relay::divert::remove(&spool.dir(Area::Divert), &msg, &state)?;
+        crate::custody::remove(&spool.dir(Area::Divert), &msg, &state)?;
     }
     Ok(())
 }
@@ -535,7 +535,7 @@ fn take(
         ));
         let said = Said::because(Some(why));
         let a = answer(spool, &m.header, t, BulkStatus::Rejected, said, now);
-        crate::relay::pass_on(spool, vec![a], now, log)?;
+        crate::custody::pass_on(spool, vec![a], now, log)?;
         return Ok(Taken::Done);
     }
     match (&m.content, hop) {
@@ -605,7 +605,7 @@ fn hand_on(
             content,
         },
     };
-    crate::relay::pass_on(spool, vec![m], now, log)?;
+    crate::custody::pass_on(spool, vec![m], now, log)?;
     Ok(Taken::Done)
 }
 

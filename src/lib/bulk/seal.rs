@@ -23,7 +23,6 @@ use std::path::Path;
 
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use base64::Engine;
-use bech32::primitives::decode::CheckedHrpstring;
 use bech32::{Bech32, Hrp};
 use openssl::derive::Deriver;
 use openssl::hash::MessageDigest;
@@ -32,6 +31,8 @@ use openssl::pkey::{Id, PKey, Private};
 use openssl::pkey_ctx::PkeyCtx;
 use openssl::sign::Signer;
 use openssl::symm::{Cipher, Crypter, Mode};
+use rs_model::keytext::bech32_key;
+pub use rs_model::keytext::KeyError;
 
 use crate::message::Digest;
 
@@ -105,17 +106,6 @@ pub enum Error {
     SegmentShort,
     #[error("a segment that does not open (altered, or not this transfer's)")]
     SegmentAltered,
-}
-
-/// Why a key (`age1...`, `AGE-SECRET-KEY-1...`) does not read.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    #[error("{0}")]
-    Bech32(#[from] bech32::primitives::decode::CheckedHrpstringError),
-    #[error("the prefix is not {0}")]
-    Prefix(&'static str),
-    #[error("not 32 bytes")]
-    Length,
 }
 
 fn listed(ours: &[String]) -> String {
@@ -228,15 +218,6 @@ fn lines(text: &str) -> impl Iterator<Item = &str> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-}
-
-fn bech32_key(s: &str, prefix: &'static str) -> Result<[u8; 32], KeyError> {
-    let checked = CheckedHrpstring::new::<Bech32>(s)?;
-    if !checked.hrp().to_lowercase().eq(prefix) {
-        return Err(KeyError::Prefix(prefix));
-    }
-    let bytes: Vec<u8> = checked.byte_iter().collect();
-    bytes.try_into().map_err(|_| KeyError::Length)
 }
 
 fn hkdf(ikm: &[u8], salt: &[u8], info: &[u8]) -> Result<[u8; 32], Error> {

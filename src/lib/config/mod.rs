@@ -45,6 +45,10 @@ pub enum Error {
     },
 }
 
+/// The prefix of the labels under which rs's own features hold messages
+/// in `divert/` (registration's, bulk's): no `[[rule]]` may take one.
+pub const RESERVED_LABELS: &str = "rs-";
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -532,8 +536,13 @@ impl Config {
             ));
         }
         for r in b.encrypt_to.iter().filter(|r| r.starts_with("age1")) {
-            crate::bulk::seal::Recipient::parse(r)
-                .map_err(|e| (None, format!("[bulk] encrypt_to: {e}")))?;
+            rs_model::keytext::bech32_key(r.trim(), "age").map_err(|why| {
+                let text = r.trim();
+                (
+                    None,
+                    format!("[bulk] encrypt_to: {text:?} is not an age recipient (age1...): {why}"),
+                )
+            })?;
         }
         for n in &self.recovery.site_networks {
             parse_network(n).map_err(|e| (None, format!("[recovery] site_networks: {e}")))?;
@@ -549,13 +558,10 @@ impl Config {
     fn validate_rules_and_groups(&self) -> Result<(), (Option<TableAt>, String)> {
         for (i, r) in self.rules.iter().enumerate() {
             let at = Some(("rule", i));
-            if r.name.as_deref() == Some(crate::infra::LABEL) {
+            if let Some(name) = r.name.as_deref().filter(|n| n.starts_with(RESERVED_LABELS)) {
                 return Err((
                     at,
-                    format!(
-                        "[[rule]] name {:?} is rs's own: choose another",
-                        crate::infra::LABEL
-                    ),
+                    format!("[[rule]] name {name:?} is rs's own: choose another"),
                 ));
             }
             r.check()

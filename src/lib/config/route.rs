@@ -40,7 +40,7 @@ pub struct SpmRoute {
 impl SpmRoute {
     fn parse(rest: &str) -> Result<SpmRoute, String> {
         let (service, query) = rest.split_once('?').unwrap_or((rest, ""));
-        crate::spm::ServiceId::new(service).map_err(|e| e.to_string())?;
+        crate::map::ServiceId::new(service).map_err(|e| e.to_string())?;
         let mut r = SpmRoute {
             service: service.to_string(),
             version: None,
@@ -56,11 +56,11 @@ impl SpmRoute {
             }
             match k.as_ref() {
                 "version" => {
-                    crate::spm::Version::parse(&v).map_err(|e| e.to_string())?;
+                    crate::map::Version::parse(&v).map_err(|e| e.to_string())?;
                     r.version = Some(v.into_owned());
                 }
                 "sphere" => {
-                    crate::spm::Sphere::new(&v).map_err(|e| e.to_string())?;
+                    crate::map::Sphere::new(&v).map_err(|e| e.to_string())?;
                     r.sphere = Some(v.into_owned());
                 }
                 "function" => r.function = Some(v.into_owned()),

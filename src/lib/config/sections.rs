@@ -26,11 +26,11 @@ pub struct SpmSettings {
 
 impl Served {
     /// The service, checked.
-    pub fn key(&self) -> Result<crate::spm::ServiceKey, crate::spm::Error> {
-        Ok(crate::spm::ServiceKey {
-            service: crate::spm::ServiceId::new(&self.service)?,
-            version: crate::spm::Version::parse(&self.version)?,
-            sphere: crate::spm::Sphere::new(&self.sphere)?,
+    pub fn key(&self) -> Result<crate::map::ServiceKey, crate::map::Error> {
+        Ok(crate::map::ServiceKey {
+            service: crate::map::ServiceId::new(&self.service)?,
+            version: crate::map::Version::parse(&self.version)?,
+            sphere: crate::map::Sphere::new(&self.sphere)?,
         })
     }
 }

@@ -11,7 +11,8 @@ use crate::config::Config;
 use crate::receive::decide::{Decision, Facts, Keep, When};
 use crate::receive::{Claim, Claims, Extension};
 use crate::route::{Learned, NextHop};
-use crate::spool::Spool;
+use crate::spool::{Result, Spool};
+use crate::time::Clock;
 
 /// Registration, heartbeats and control messages.
 pub struct Infrastructure;
@@ -22,6 +23,12 @@ impl Extension for Infrastructure {
             authority: Authority::of(spool),
             config: spool.config(),
         })
+    }
+
+    /// Registrations, answers and heartbeats held for rs itself.
+    fn tend(&self, spool: &Spool, clock: &Clock, log: &dyn Fn(String)) -> Result<Vec<String>> {
+        super::run_held(spool, clock.now(), log)?;
+        Ok(Vec::new())
     }
 }
 

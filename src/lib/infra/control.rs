@@ -100,7 +100,7 @@ fn send_configuration(
         now,
     )?;
     let rid = reply.header.id.clone();
-    crate::relay::pass_on(spool, vec![reply], now, &|_| {})?;
+    crate::custody::pass_on(spool, vec![reply], now, &|_| {})?;
     Ok(format!("configuration sent as message {rid}"))
 }
 
@@ -154,6 +154,6 @@ pub fn send_control(
     });
     let m = message(spool, CONTROL, to, None, xml, now)?;
     let id = m.header.id.clone();
-    crate::relay::pass_on(spool, vec![m], now, log)?;
+    crate::custody::pass_on(spool, vec![m], now, log)?;
     Ok(id)
 }

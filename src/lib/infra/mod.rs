@@ -348,7 +348,7 @@ pub fn tick(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<()> {
         queue.push(beat);
     }
     if !queue.is_empty() {
-        crate::relay::pass_on(spool, queue, now, log)?;
+        crate::custody::pass_on(spool, queue, now, log)?;
     }
     if beat_due || resend {
         st.save(spool, now)?;
@@ -388,7 +388,7 @@ pub fn handle(spool: &Spool, m: &Message, from: &str, now: Timestamp) -> Result<
 /// cannot be handled now stays for the next run.
 pub fn run_held(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<()> {
     let dir = spool.dir(Area::Divert);
-    let held = crate::relay::divert::held(spool, LABEL)?;
+    let held = crate::custody::held(spool, LABEL)?;
     if held.is_empty() {
         return Ok(());
     }
@@ -408,7 +408,7 @@ pub fn run_held(spool: &Spool, now: Timestamp, log: &dyn Fn(String)) -> Result<(
             }
             Err(e) => log(format!("{}: cannot be read ({e}): removed", msg.display())),
         }
-        crate::relay::divert::remove(&dir, &msg, &state)?;
+        crate::custody::remove(&dir, &msg, &state)?;
     }
     Ok(())
 }

@@ -121,7 +121,7 @@ fn answer(
         },
     });
     let m = message(spool, ANSWER, locator, in_reply_to, xml, now)?;
-    crate::relay::pass_on(spool, vec![m], now, &|_| {})?;
+    crate::custody::pass_on(spool, vec![m], now, &|_| {})?;
     Ok(())
 }
 

@@ -24,7 +24,7 @@ use super::decide::{Decision, Facts, When};
 use crate::message::{Header, MimeType};
 use crate::route::{Learned, NextHop};
 use crate::spool::{Result, Spool};
-use crate::time::Timestamp;
+use crate::time::{Clock, Timestamp};
 
 /// A feature's part in receiving.
 pub trait Extension: Send + Sync {
@@ -53,6 +53,15 @@ pub trait Extension: Send + Sync {
             .iter()
             .map(|_| Written::Later("nothing here writes it in place".into()))
             .collect())
+    }
+
+    /// Its share of the pending work that every command receiving or
+    /// sending runs ([`crate::custody::tend`]): what it holds in `divert/`
+    /// under its own label, its periodic sweeps. Says what it did in
+    /// lines for the operator, none when it did nothing. What it holds
+    /// stays safe when it fails, and waits for the next run.
+    fn tend(&self, _spool: &Spool, _clock: &Clock, _log: &dyn Fn(String)) -> Result<Vec<String>> {
+        Ok(Vec::new())
     }
 }
 
@@ -186,6 +195,18 @@ impl Extensions {
             .into_iter()
             .map(|w| w.unwrap_or_else(|| Written::Later("nothing here writes it in place".into())))
             .collect())
+    }
+}
+
+impl Extensions {
+    /// Each extension's pending work, in order (the first failure stops
+    /// the pass); the lines they said.
+    pub fn tend(&self, spool: &Spool, clock: &Clock, log: &dyn Fn(String)) -> Result<Vec<String>> {
+        let mut lines = Vec::new();
+        for e in &self.list {
+            lines.extend(e.tend(spool, clock, log)?);
+        }
+        Ok(lines)
     }
 }
 

@@ -11,7 +11,8 @@ use crate::message::{Header, Locator, Name, Target};
 use crate::receive::decide::{Decision, Facts, Keep, When};
 use crate::receive::{Claim, Claims, Extension};
 use crate::route::{Learned, NextHop};
-use crate::spool::Spool;
+use crate::spool::{Result, Spool};
+use crate::time::Clock;
 
 /// Groups and rules.
 pub struct Relay;
@@ -21,6 +22,12 @@ impl Extension for Relay {
         Box::new(Batch {
             config: spool.config(),
         })
+    }
+
+    /// The handlers of diverted messages, and the aggregates due.
+    fn tend(&self, spool: &Spool, clock: &Clock, log: &dyn Fn(String)) -> Result<Vec<String>> {
+        let p = super::tend(spool, clock, log)?;
+        Ok(super::describe(&p).into_iter().collect())
     }
 }
 

@@ -17,6 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{entry_name, pass_on, tell_origin, Pending};
+use crate::custody::remove;
 use crate::filter::{Action, Rule};
 use crate::message::envelope;
 use crate::route::Learned;
@@ -168,7 +169,7 @@ pub fn run(spool: &Spool, clock: &Clock, log: &dyn Fn(String), p: &mut Pending) 
     for msg in messages {
         let held = Held::read(&run.dir, msg);
         let now = clock.now();
-        if held.state.rule == crate::infra::LABEL || held.state.rule == crate::bulk::LABEL {
+        if held.state.rule.starts_with(crate::config::RESERVED_LABELS) {
             // rs's own (a registration, an answer, a heartbeat): handled
             // by `infra::run_held`.
             continue;
@@ -365,41 +366,4 @@ impl Run<'_> {
         (self.log)(format!("{id}: given up: {detail}"));
         Ok(())
     }
-}
-
-/// What rs holds in `divert/` for itself under `label` (not a rule's):
-/// (the peer it came from, the message file, its state file), in order.
-pub fn held(spool: &Spool, label: &str) -> Result<Vec<(String, PathBuf, PathBuf)>> {
-    let dir = spool.dir(Area::Divert);
-    let mut held: Vec<(String, PathBuf, PathBuf)> = Vec::new();
-    for e in std::fs::read_dir(&dir)
-        .map_err(|e| Error::io("read", &dir, e))?
-        .flatten()
-    {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(id) = name.strip_suffix(".state") else {
-            continue;
-        };
-        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
-        if text.lines().next() == Some(&format!("rule {label}")) {
-            let from = text
-                .lines()
-                .find_map(|l| l.strip_prefix("from "))
-                .unwrap_or_default()
-                .to_string();
-            held.push((from, dir.join(format!("{id}.msg")), e.path()));
-        }
-    }
-    held.sort_by(|a, b| a.1.cmp(&b.1));
-    Ok(held)
-}
-
-pub(crate) fn remove(dir: &Path, msg: &Path, state: &Path) -> Result<()> {
-    match durable::remove_file(msg) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io("remove", msg, e)),
-    }
-    let _ = durable::remove_file(state);
-    durable::fsync_dir(dir)
 }

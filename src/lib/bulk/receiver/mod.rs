@@ -198,7 +198,7 @@ fn request_of(spool: &Spool, t: &str) -> Result<Header> {
 }
 
 fn send(spool: &Spool, m: Message, now: Timestamp, log: &dyn Fn(String)) -> Result<()> {
-    crate::relay::pass_on(spool, vec![m], now, log).map(|_| ())
+    crate::custody::pass_on(spool, vec![m], now, log).map(|_| ())
 }
 
 /// Answers the request with header `request` of transfer `t`: queued

@@ -81,7 +81,7 @@ pub(super) fn queue_asked(
         stream::write_data_envelope(&header, &mime, len as u64, &mut source, &mut staged)
             .map_err(|e| crate::spool::Error::io("write", &path, e))?;
         staged.start_writeback();
-        let name = crate::relay::entry_name(&header, staged.size());
+        let name = crate::custody::entry_name(&header, staged.size());
         Ok((i, header.id.to_string(), staged, name))
     };
     // A group at a time: written (by two threads, each its share),

@@ -241,7 +241,7 @@ fn report_death(
     }];
     let learned = crate::route::Learned::load(spool);
     let why = st.reason.clone().unwrap_or_default();
-    crate::relay::tell_origin(spool, &header, &learned, &why, now)?;
+    crate::outbound::untold::tell_origin(spool, &header, &learned, &why, now)?;
     log(format!(
         "{t}: {origin} is told this member's copy is undeliverable"
     ));
@@ -439,7 +439,7 @@ fn ask_again(spool: &Spool, t: &str, st: &mut Outgoing, now: Timestamp) -> Resul
     envelope::write(std::slice::from_ref(&m), &mut staged)
         .map_err(|e| crate::spool::Error::io("write", &path, e))?;
     staged.sync()?;
-    let name = crate::relay::entry_name(&header, staged.size());
+    let name = crate::custody::entry_name(&header, staged.size());
     if let Admission::Queued { .. } = spool.lock(now)?.admit(staged, name, now)? {
         st.phase = Phase::Requested;
         st.request = header.id.to_string();

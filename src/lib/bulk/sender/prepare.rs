@@ -287,7 +287,7 @@ pub fn start_linked(
     let request = request_for(spool, header, mime, size, digest, None, now)?;
     // Queued before it is recorded: a run killed in between queues the
     // same request (the same ID) again, a duplicate the receiver drops.
-    crate::relay::pass_on(spool, vec![request.clone()], now, log)?;
+    crate::custody::pass_on(spool, vec![request.clone()], now, log)?;
     save_new(spool, &request, report_to.map(|o| o.to_string()), now)
 }
 
