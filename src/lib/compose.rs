@@ -4,6 +4,7 @@
 //! names none (ARCHITECTURE.md, "Layers and seams").
 
 use crate::outbound::gate::Gates;
+use crate::outbound::kinds::RouteKinds;
 use crate::receive::delivery::DeliverySink;
 use crate::receive::state::StateBackend;
 use crate::receive::{Extension, Extensions};
@@ -24,12 +25,14 @@ pub fn extensions() -> Extensions {
 }
 
 /// Installs the features on a spool just opened: the receive pipeline's
-/// extensions, the outbound runner's gates (registration first), the
+/// extensions, the outbound runner's gates (registration first) and route
+/// kinds (the map's `spm:`), the
 /// receive state's backend (the shared database, where configured) and the
 /// delivery sink (JetStream, where configured).
 pub fn install(spool: &mut Spool) {
     spool.install(extensions());
     spool.install(Gates::new(vec![Box::new(crate::infra::gate::Registration)]));
+    spool.install(RouteKinds::new(vec![Box::new(crate::spm::transport::Kind)]));
     spool.install(StateBackend(Box::new(crate::shared::plug::Postgres)));
     spool.install(DeliverySink(Box::new(crate::shared::plug::JetStream)));
 }

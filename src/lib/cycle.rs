@@ -67,13 +67,7 @@ pub enum Error {
     /// The outbound runner could not serve the peers (no peer, an unknown
     /// `--peer`, a route that cannot be opened, the spool).
     #[error(transparent)]
-    Runner(Box<crate::error::Error>),
-}
-
-impl From<crate::error::Error> for Error {
-    fn from(e: crate::error::Error) -> Error {
-        Error::Runner(Box::new(e))
-    }
+    Runner(#[from] crate::outbound::Error),
 }
 
 /// Runs one sending cycle (see the module documentation) and returns
@@ -296,7 +290,7 @@ mod tests {
 
     #[test]
     fn errors_read_as_what_they_wrap() {
-        let e = Error::from(crate::error::Error::UnknownPeer {
+        let e = Error::from(crate::outbound::Error::UnknownPeer {
             peer: "hq".into(),
             known: "relay".into(),
         });

@@ -2,44 +2,7 @@
 
 use std::path::PathBuf;
 
-/// Exit statuses from `sysexits.h`, so MTAs, cron and scripts can tell a
-/// temporary failure (try again) from a permanent one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ExitCode {
-    Ok = 0,
-    /// A message or argument was not as documented.
-    Usage = 64,
-    /// The input data was incorrect (a message that cannot be admitted as given).
-    DataErr = 65,
-    /// An input file or message did not exist or was not readable.
-    NoInput = 66,
-    /// A needed service (peer, route) is unavailable.
-    Unavailable = 69,
-    /// An internal error: a bug in rs.
-    Software = 70,
-    /// A file could not be created.
-    CantCreat = 73,
-    /// A read or write failed.
-    IoErr = 74,
-    /// Try again later: the queue is full, the disk nearly full, the link down.
-    TempFail = 75,
-    /// A remote system answered against the protocol.
-    Protocol = 76,
-    /// The configuration is wrong.
-    Config = 78,
-}
-
-impl ExitCode {
-    pub fn code(self) -> i32 {
-        self as i32
-    }
-
-    /// For batch commands: the status to exit with after several items;
-    /// the most severe (highest) wins, except that success never hides a failure.
-    pub fn merge(self, other: ExitCode) -> ExitCode {
-        self.max(other)
-    }
-}
+pub use rs_model::exit::ExitCode;
 
 /// An error as a command reports it: what went wrong, naming the file,
 /// message ID or limit it concerns, and (through [`Error::code`]) the exit
@@ -61,17 +24,9 @@ pub enum Error {
     /// The built-in HTTP server cannot start.
     #[error(transparent)]
     Server(#[from] crate::session::server::Error),
-    /// The configuration of a peer or one of its routes cannot be used.
-    #[error("peer {peer} in {config}: {reason}")]
-    PeerSetup {
-        peer: String,
-        config: PathBuf,
-        reason: String,
-    },
-    #[error("no peers are configured: add a [[peer]] to {config}")]
-    NoPeers { config: PathBuf },
-    #[error("--peer {peer} is not a configured peer (configured: {known})")]
-    UnknownPeer { peer: String, known: String },
+    /// The outbound runner could not serve the peers.
+    #[error(transparent)]
+    Outbound(#[from] crate::outbound::Error),
     /// `config.toml` cannot be read or edited as a command needs.
     #[error("{path}: {reason}")]
     ConfigEdit { path: PathBuf, reason: String },
@@ -167,28 +122,13 @@ impl Error {
 
     /// The exit status (`sysexits.h`) this error calls for.
     pub fn code(&self) -> ExitCode {
-        use crate::spool::Error as S;
         match self {
-            Error::Usage(_) | Error::Time(_) | Error::UnknownPeer { .. } => ExitCode::Usage,
-            Error::Spool(e) => match e {
-                S::Io { err, .. } if err.raw_os_error() == Some(libc::ENOSPC) => ExitCode::TempFail,
-                S::Io { op, .. } if op.starts_with("create") => ExitCode::CantCreat,
-                S::Io { .. } => ExitCode::IoErr,
-                S::Config(_)
-                | S::NotASpool { .. }
-                | S::ConfigMissing { .. }
-                | S::Keys { .. }
-                | S::Sealing { .. } => ExitCode::Config,
-                S::DiskFull { .. } | S::Locked { .. } | S::Shared { .. } => ExitCode::TempFail,
-                S::SharedSchema { .. } => ExitCode::Config,
-                S::NotFound { .. } => ExitCode::NoInput,
-                S::Exists { .. } => ExitCode::CantCreat,
-                S::NoSuchGroup { .. } => ExitCode::Usage,
-            },
-            Error::Config(_)
-            | Error::PeerSetup { .. }
-            | Error::NoPeers { .. }
-            | Error::ConfigEdit { .. } => ExitCode::Config,
+            Error::Usage(_) | Error::Time(_) => ExitCode::Usage,
+            Error::Spool(e) => spool_code(e),
+            Error::Outbound(crate::outbound::Error::Spool(e)) => spool_code(e),
+            Error::Outbound(crate::outbound::Error::UnknownPeer { .. }) => ExitCode::Usage,
+            Error::Outbound(_) => ExitCode::Config,
+            Error::Config(_) | Error::ConfigEdit { .. } => ExitCode::Config,
             Error::Message(_)
             | Error::Map { .. }
             | Error::Unreadable { .. }
@@ -215,16 +155,29 @@ impl Error {
     }
 }
 
+/// The exit status a spool error calls for.
+fn spool_code(e: &crate::spool::Error) -> ExitCode {
+    use crate::spool::Error as S;
+    match e {
+        S::Io { err, .. } if err.raw_os_error() == Some(libc::ENOSPC) => ExitCode::TempFail,
+        S::Io { op, .. } if op.starts_with("create") => ExitCode::CantCreat,
+        S::Io { .. } => ExitCode::IoErr,
+        S::Config(_)
+        | S::NotASpool { .. }
+        | S::ConfigMissing { .. }
+        | S::Keys { .. }
+        | S::Sealing { .. } => ExitCode::Config,
+        S::DiskFull { .. } | S::Locked { .. } | S::Shared { .. } => ExitCode::TempFail,
+        S::SharedSchema { .. } => ExitCode::Config,
+        S::NotFound { .. } => ExitCode::NoInput,
+        S::Exists { .. } => ExitCode::CantCreat,
+        S::NoSuchGroup { .. } => ExitCode::Usage,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn merge_keeps_the_most_severe() {
-        assert_eq!(ExitCode::Ok.merge(ExitCode::TempFail), ExitCode::TempFail);
-        assert_eq!(ExitCode::TempFail.merge(ExitCode::Ok), ExitCode::TempFail);
-        assert_eq!(ExitCode::DataErr.merge(ExitCode::IoErr), ExitCode::IoErr);
-    }
 
     #[test]
     fn disk_full_is_temporary() {

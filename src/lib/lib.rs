@@ -27,7 +27,7 @@ pub mod outbound;
 pub mod output;
 pub mod progress;
 pub mod protect;
-pub use rs_model::{keytext, map, queue, units};
+pub use rs_model::{exit, keytext, map, queue, units};
 pub mod receive;
 pub mod reconfig;
 pub mod relay;

@@ -7,6 +7,7 @@
 //! network, and nothing here names a feature built above it. Reading and
 //! writing messages in files is the spool's (`rs::stream`).
 
+pub mod exit;
 pub mod keytext;
 pub mod map;
 pub mod message;

@@ -137,7 +137,7 @@ fn one(
     let (mut piece, mut unit) = piece_and_chunk(st.size, chunk);
     let mut sent = 0u64;
     let mut conflicts = 0;
-    let mut progress = crate::output::Progress::new(format!("{t}: uploading"), st.size);
+    let mut progress = crate::progress::Progress::new(format!("{t}: uploading"), st.size);
     progress.add(offset.min(st.size));
     while offset < st.size {
         let len = piece.min(st.size - offset);

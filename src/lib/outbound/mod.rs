@@ -35,15 +35,35 @@
 //! that member ran after it and sent.
 
 pub mod gate;
+pub mod kinds;
 pub mod link;
 pub mod untold;
+
+/// Why the outbound runner could not serve the peers (what it did before
+/// stays done: the spool records every step).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Spool(#[from] crate::spool::Error),
+    /// The configuration of a peer or one of its routes cannot be used.
+    #[error("peer {peer} in {config}: {reason}")]
+    PeerSetup {
+        peer: String,
+        config: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("no peers are configured: add a [[peer]] to {config}")]
+    NoPeers { config: std::path::PathBuf },
+    #[error("--peer {peer} is not a configured peer (configured: {known})")]
+    UnknownPeer { peer: String, known: String },
+}
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use crate::ack;
 use crate::config::{self, Peer};
-use crate::error::{Error, ExitCode};
+use crate::exit::ExitCode;
 use crate::message::Name;
 use crate::queue::retry;
 use crate::queue::throttle::{self, Stop};
@@ -55,7 +75,6 @@ use crate::time::{Clock, Timestamp};
 use crate::transport::dir::{self, DirTransport};
 use crate::transport::http::HttpTransport;
 use crate::transport::smtp::SmtpTransport;
-use crate::transport::spm::SpmTransport;
 use crate::transport::{Cargo, Exchanged, Outcome, Outgoing, Transport};
 use gate::Gates;
 
@@ -730,16 +749,20 @@ pub fn open_route(
                 }
             })?,
         ),
-        config::Route::Spm(r) => Box::new(SpmTransport::new(
-            r,
-            &spool.config().spm,
-            spool.root(),
-            &spool.dir(Area::Tmp),
-            me,
-            protector,
-            peer.authentication == config::Authentication::None,
-            now,
-        )),
+        other => match kinds::RouteKinds::of(spool).open(spool, other, peer, protector, now) {
+            Some(opened) => opened.map_err(|e| Error::PeerSetup {
+                peer: peer.id.to_string(),
+                config: spool.config_path(),
+                reason: e.to_string(),
+            })?,
+            None => {
+                return Err(Error::PeerSetup {
+                    peer: peer.id.to_string(),
+                    config: spool.config_path(),
+                    reason: format!("this program cannot open the route {other}"),
+                })
+            }
+        },
     })
 }
 

@@ -28,6 +28,7 @@ pub mod generate;
 pub mod ops;
 pub mod registry;
 pub mod resolve;
+pub mod transport;
 pub mod xml;
 pub mod zone;
 

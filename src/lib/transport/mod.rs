@@ -12,7 +12,6 @@ pub mod dir;
 mod error;
 pub mod http;
 pub mod smtp;
-pub mod spm;
 pub mod tus;
 pub mod untrusted;
 

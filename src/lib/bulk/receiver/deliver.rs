@@ -120,7 +120,7 @@ fn read_digest(
     data_path: &std::path::Path,
     t: &str,
 ) -> Result<Digest> {
-    struct Hashing(sha2::Sha256, crate::output::Progress);
+    struct Hashing(sha2::Sha256, crate::progress::Progress);
     impl std::io::Write for Hashing {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
             sha2::Digest::update(&mut self.0, buf);
@@ -131,7 +131,7 @@ fn read_digest(
             Ok(())
         }
     }
-    let progress = crate::output::Progress::new(format!("{t}: verifying"), st.data_size());
+    let progress = crate::progress::Progress::new(format!("{t}: verifying"), st.data_size());
     let mut hashing = Hashing(<sha2::Sha256 as sha2::Digest>::new(), progress);
     if st.text_at.is_some() {
         let layout = stream::decode(f, &mut hashing).map_err(|e| {

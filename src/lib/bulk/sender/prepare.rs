@@ -62,7 +62,7 @@ pub fn prepare(
     let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
-    let mut progress = crate::output::Progress::new(format!("{t}: copying the data aside"), size);
+    let mut progress = crate::progress::Progress::new(format!("{t}: copying the data aside"), size);
     loop {
         let n = data
             .read(&mut buf)
@@ -182,7 +182,7 @@ fn seal_aside(
     for r in encrypt_to {
         cmd.arg("--to").arg(r);
     }
-    let mut progress = crate::output::Progress::new(format!("{t}: sealing the data aside"), size);
+    let mut progress = crate::progress::Progress::new(format!("{t}: sealing the data aside"), size);
     // A file is read by the helper itself, from where it stands; data in
     // memory goes through a pipe.
     let (stdin, mut bytes) = match data {

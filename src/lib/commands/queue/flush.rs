@@ -49,7 +49,7 @@ impl From<cycle::Error> for Error {
     fn from(e: cycle::Error) -> Error {
         match e {
             cycle::Error::Spool(e) => Error::Spool(e),
-            cycle::Error::Runner(e) => *e,
+            cycle::Error::Runner(e) => Error::Outbound(e),
         }
     }
 }

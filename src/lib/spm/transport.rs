@@ -20,14 +20,14 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::http::HttpTransport;
-use super::{Exchanged, Outcome, Outgoing, Transport, Trouble};
 use crate::config::{SpmRoute, SpmSettings};
 use crate::message::Name;
 use crate::protect::Protector;
 use crate::spm::resolve::{self, Query};
 use crate::spm::{fetch, Client, ServiceId, Sphere, Version};
 use crate::time::Timestamp;
+use crate::transport::http::HttpTransport;
+use crate::transport::{Exchanged, Outcome, Outgoing, Transport, Trouble};
 
 /// One location to call.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -351,5 +351,33 @@ impl Transport for SpmTransport {
         self.refetch("the service answered epoch-mismatch");
         self.resolve();
         !self.targets.is_empty()
+    }
+}
+
+/// The `spm:` route kind, for the outbound runner.
+pub struct Kind;
+
+impl crate::outbound::kinds::RouteKind for Kind {
+    fn open(
+        &self,
+        spool: &crate::spool::Spool,
+        route: &crate::config::Route,
+        peer: &crate::config::Peer,
+        protector: Option<Arc<Protector>>,
+        now: Timestamp,
+    ) -> Option<Result<Box<dyn Transport>, crate::outbound::kinds::OpenError>> {
+        let crate::config::Route::Spm(r) = route else {
+            return None;
+        };
+        Some(Ok(Box::new(SpmTransport::new(
+            r,
+            &spool.config().spm,
+            spool.root(),
+            &spool.dir(crate::spool::Area::Tmp),
+            &spool.config().component,
+            protector,
+            peer.authentication == crate::config::Authentication::None,
+            now,
+        ))))
     }
 }
