@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-pub use rs_model::exit::ExitCode;
+pub use crate::exit::ExitCode;
 
 /// An error as a command reports it: what went wrong, naming the file,
 /// message ID or limit it concerns, and (through [`Error::code`]) the exit

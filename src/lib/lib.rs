@@ -1,41 +1,30 @@
 //! rs: reliable store-and-forward messaging between badly connected sites.
 //!
-//! Modules follow a message's journey: `message` (model, XML, MIME envelope,
-//! IDs) → `spool` (areas, atomic writes, the lock, recovery, quarantine) →
-//! `queue` (pure policy: order, eviction, throttle) → `transport` (the seam
-//! routes plug into). `cli` and `commands` are the command-line front ends.
-//! See ARCHITECTURE.md for the map and the invariants.
+//! This crate composes the layers below it (ARCHITECTURE.md, "Crates"):
+//! `rs-model` (messages, IDs, time, queue policy) → `rs-config` →
+//! `rs-spool` → `rs-wire` (protection, route clients) → `rs-flow` (the
+//! receive pipeline, the outbound runner, acknowledgements, the seams) →
+//! the features (`rs-bulk`, `rs-infra`, `rs-relay`, `rs-spm`,
+//! `rs-shared`). Here: what composes them (`compose`), the sending cycle
+//! (`cycle`), the HTTP server and CGI (`session`), and the command line
+//! (`cli`, `commands`, `output`, `error`). Every module below is
+//! re-exported under its own name, so `rs::spool` or `rs::receive` read as
+//! before.
 
-pub mod ack;
-pub mod bulk;
 pub mod cli;
 pub mod commands;
 pub mod compose;
-pub mod config;
-pub mod custody;
 pub mod cycle;
 pub mod error;
-pub mod filter;
-pub mod infra;
-pub mod message {
-    //! The model's messages (`rs_model::message`), and reading and
-    //! writing them in files (`crate::stream`).
-    pub use crate::stream;
-    pub use rs_model::message::*;
-}
-pub mod outbound;
 pub mod output;
-pub mod progress;
-pub mod protect;
-pub use rs_model::{exit, keytext, map, queue, units};
-pub mod receive;
-pub mod reconfig;
-pub mod relay;
-pub mod route;
 pub mod session;
-pub mod shared;
-pub mod spm;
-pub mod spool;
-pub use rs_model::time;
-pub mod stream;
-pub mod transport;
+
+pub use rs_bulk::bulk;
+pub use rs_flow::{
+    ack, config, custody, exit, filter, keytext, map, message, outbound, progress, protect, queue,
+    receive, route, spool, stream, time, transport, units,
+};
+pub use rs_infra::infra;
+pub use rs_relay::relay;
+pub use rs_shared::shared;
+pub use rs_spm::{reconfig, spm};

@@ -32,7 +32,7 @@ pub mod transport;
 pub mod xml;
 pub mod zone;
 
-pub use rs_model::map::*;
+pub use crate::map::*;
 
 /// The epoch of the service this site serves (`[spm] serves`), if it
 /// serves one whose epoch is known: configured, or as published in the

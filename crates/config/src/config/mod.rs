@@ -22,8 +22,8 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::message::Name;
-pub use rs_model::queue::settings::{Limit, QueueLimits, Throttle};
-pub use rs_model::units::Size;
+pub use crate::queue::settings::{Limit, QueueLimits, Throttle};
+pub use crate::units::Size;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -536,7 +536,7 @@ impl Config {
             ));
         }
         for r in b.encrypt_to.iter().filter(|r| r.starts_with("age1")) {
-            rs_model::keytext::bech32_key(r.trim(), "age").map_err(|why| {
+            crate::keytext::bech32_key(r.trim(), "age").map_err(|why| {
                 let text = r.trim();
                 (
                     None,

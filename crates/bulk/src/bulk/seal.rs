@@ -21,6 +21,8 @@
 use std::io::{Read, Write};
 use std::path::Path;
 
+use crate::keytext::bech32_key;
+pub use crate::keytext::KeyError;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use base64::Engine;
 use bech32::{Bech32, Hrp};
@@ -31,8 +33,6 @@ use openssl::pkey::{Id, PKey, Private};
 use openssl::pkey_ctx::PkeyCtx;
 use openssl::sign::Signer;
 use openssl::symm::{Cipher, Crypter, Mode};
-use rs_model::keytext::bech32_key;
-pub use rs_model::keytext::KeyError;
 
 use crate::message::Digest;
 

@@ -1,0 +1,12 @@
+//! Bulk transfers: large data sent in chunks, resumed, sealed, and uploaded with tus.
+//!
+//! The modules of the crates below are re-exported under their own names,
+//! so that every path in this crate reads `crate::module` (ARCHITECTURE.md,
+//! "Crates").
+
+pub mod bulk;
+
+pub use rs_flow::{
+    ack, config, custody, exit, filter, keytext, map, message, outbound, progress, protect, queue,
+    receive, route, spool, stream, time, transport, units,
+};

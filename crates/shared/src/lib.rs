@@ -1,0 +1,12 @@
+//! Scale-out at a provider: PostgreSQL holds the state relays share, JetStream takes what they receive.
+//!
+//! The modules of the crates below are re-exported under their own names,
+//! so that every path in this crate reads `crate::module` (ARCHITECTURE.md,
+//! "Crates").
+
+pub mod shared;
+
+pub use rs_flow::{
+    ack, config, custody, exit, filter, keytext, map, message, outbound, progress, protect, queue,
+    receive, route, spool, stream, time, transport, units,
+};
