@@ -229,13 +229,6 @@ fn check_plain(
     })
 }
 
-/// This host's name, as the kernel has it.
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default()
-}
-
 /// This host's interface addresses (loopback and link-local left out).
 pub fn host_addresses() -> Vec<IpAddr> {
     let mut out = Vec::new();
@@ -293,7 +286,7 @@ fn bounded(mut r: impl Read, limit: u64, url: &str) -> Result<Vec<u8>, Error> {
 }
 
 fn route_of(url: &str) -> Result<HttpRoute, Error> {
-    match MapSource::parse(url).map_err(|e| Error::fetch(url, e))? {
+    match MapSource::parse(url).map_err(|e| Error::fetch(url, e.to_string()))? {
         MapSource::Http(r) => Ok(r),
         MapSource::File(_) => Err(Error::fetch(url, "a file:// URL cannot be asked")),
     }
@@ -318,7 +311,7 @@ fn http_get(route: &HttpRoute, url: &str) -> Result<Vec<u8>, Error> {
     let addresses: Vec<String> = host_addresses().iter().map(|a| a.to_string()).collect();
     let resp = agent
         .get(&route.url)
-        .header("X-Rs-Host", host_name())
+        .header("X-Rs-Host", crate::spool::host::name().unwrap_or_default())
         .header("X-Rs-Addresses", addresses.join(" "))
         .call()
         .map_err(|e| Error::fetch(url, e.to_string()))?;
@@ -337,7 +330,7 @@ fn http_get(route: &HttpRoute, url: &str) -> Result<Vec<u8>, Error> {
 /// Fetches the configuration for a spool that has none from `url`, checks
 /// it, and writes it (with `config.source`). Returns the configuration.
 pub fn bootstrap(dir: &Path, url: &str, trust: Trust, now: Timestamp) -> Result<Config, Error> {
-    let source = MapSource::parse(url).map_err(|e| Error::fetch(url, e))?;
+    let source = MapSource::parse(url).map_err(|e| Error::fetch(url, e.to_string()))?;
     if let MapSource::Http(route) = &source {
         check_plain(
             route,
@@ -368,7 +361,7 @@ pub fn bootstrap(dir: &Path, url: &str, trust: Trust, now: Timestamp) -> Result<
     })?;
     let config = Config::parse(&text).map_err(|reason| Error::Invalid {
         url: url.to_string(),
-        reason,
+        reason: reason.to_string(),
     })?;
     check_fetched(&config, None, trust, url)?;
     durable::create_dir_all(dir)?;
@@ -612,7 +605,7 @@ fn install_config(
         reason,
     };
     let text = std::str::from_utf8(bytes).map_err(|_| invalid("not UTF-8 text".into()))?;
-    let new = Config::parse(text).map_err(invalid)?;
+    let new = Config::parse(text).map_err(|e| invalid(e.to_string()))?;
     if new.site != current.site || new.component != current.component {
         return Err(invalid(format!(
             "it is for site {} component {}, not this site {} component {}",

@@ -108,7 +108,7 @@ impl Spool {
             text = config::edit(&text, "spool", "group", Some(g.into())).map_err(|message| {
                 config::Error::Parse {
                     path: root.join(config::FILE_NAME),
-                    message,
+                    message: message.to_string(),
                 }
             })?;
         }
@@ -116,7 +116,7 @@ impl Spool {
             root: root.to_path_buf(),
             config: Config::parse(&text).map_err(|message| config::Error::Parse {
                 path: root.join(config::FILE_NAME),
-                message,
+                message: message.to_string(),
             })?,
             parts: Parts::default(),
         };
@@ -184,15 +184,7 @@ fn group_id(name: &str) -> Option<u32> {
 /// `-`; at most 64 characters). The one rule, for `rs-queue init` and
 /// first use alike.
 pub fn default_component(site: &Name) -> Name {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into buf.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    let host = if rc == 0 {
-        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-        String::from_utf8_lossy(&buf[..end]).into_owned()
-    } else {
-        String::new()
-    };
+    let host = super::host::name().unwrap_or_default();
     let host: String = host
         .chars()
         .map(|c| {

@@ -175,7 +175,11 @@ impl Lease {
         let grant = Grant {
             generation,
             kind: req.kind,
-            holder: format!("pid {} on {}", std::process::id(), hostname()),
+            holder: format!(
+                "pid {} on {}",
+                std::process::id(),
+                super::host::name_or_localhost()
+            ),
             requested: req.period,
             granted,
             granted_at: now,
@@ -291,12 +295,6 @@ pub fn live_messages(dir: &Path, now: Timestamp) -> Result<HashSet<String>> {
         }
     }
     Ok(live)
-}
-
-fn hostname() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
 }
 
 #[cfg(test)]

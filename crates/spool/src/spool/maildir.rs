@@ -16,8 +16,9 @@ use crate::message::MessageId;
 use crate::time::Timestamp;
 
 fn host() -> String {
-    let h = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "localhost".into());
-    h.trim().replace('/', "\\057").replace(':', "\\072")
+    super::host::name_or_localhost()
+        .replace('/', "\\057")
+        .replace(':', "\\072")
 }
 
 /// The message ID a Maildir file name carries, if it is one of ours.

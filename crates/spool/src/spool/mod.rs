@@ -15,6 +15,7 @@
 
 pub mod durable;
 pub mod fault;
+pub mod host;
 pub mod lease;
 pub mod maildir;
 pub mod seen;
