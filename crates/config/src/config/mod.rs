@@ -49,6 +49,26 @@ pub enum Error {
 /// in `divert/` (registration's, bulk's): no `[[rule]]` may take one.
 pub const RESERVED_LABELS: &str = "rs-";
 
+/// Why a configuration text, or one value in it (a route, a map source,
+/// a network), is refused: the parser's words or the check's, naming the
+/// key or value and, where known, the line.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    /// Not TOML, or a key unknown or of the wrong type (the parser names
+    /// the line and column).
+    #[error("{0}")]
+    Syntax(String),
+    /// A check beyond the types, at the line of the table it concerns.
+    #[error("line {line}: {message}")]
+    At { line: usize, message: String },
+    /// A check beyond the types, of no one table.
+    #[error("{0}")]
+    Check(String),
+    /// A value as written (a route, a source), and what is wrong with it.
+    #[error("`{text}`: {reason}")]
+    Value { text: String, reason: Box<Invalid> },
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -445,15 +465,20 @@ impl Config {
                 ),
             }
         })?;
-        Config::parse(&text).map_err(|message| Error::Parse { path, message })
+        Config::parse(&text).map_err(|e| Error::Parse {
+            path,
+            message: e.to_string(),
+        })
     }
 
-    pub fn parse(text: &str) -> Result<Config, String> {
-        let c: Config = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+    /// Reads and checks a configuration's text.
+    pub fn parse(text: &str) -> Result<Config, Invalid> {
+        let c: Config = toml::from_str(text)
+            .map_err(|e| Invalid::Syntax(e.to_string().trim_end().to_string()))?;
         c.validate().map_err(|(at, message)| {
             match at.and_then(|(table, i)| table_line(text, table, i)) {
-                Some(line) => format!("line {line}: {message}"),
-                None => message,
+                Some(line) => Invalid::At { line, message },
+                None => Invalid::Check(message),
             }
         })?;
         Ok(c)
@@ -864,15 +889,15 @@ pub fn edit(
     table: &str,
     key: &str,
     value: Option<toml_edit::Value>,
-) -> Result<String, String> {
+) -> Result<String, Invalid> {
     let mut doc: toml_edit::DocumentMut = text
         .parse()
-        .map_err(|e: toml_edit::TomlError| e.to_string())?;
+        .map_err(|e: toml_edit::TomlError| Invalid::Syntax(e.to_string()))?;
     let t = doc
         .entry(table)
         .or_insert(toml_edit::table())
         .as_table_mut()
-        .ok_or_else(|| format!("[{table}] is not a table"))?;
+        .ok_or_else(|| Invalid::Check(format!("[{table}] is not a table")))?;
     match value {
         Some(v) => {
             t.insert(key, toml_edit::Item::Value(v));

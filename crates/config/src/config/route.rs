@@ -38,9 +38,9 @@ pub struct SpmRoute {
 }
 
 impl SpmRoute {
-    fn parse(rest: &str) -> Result<SpmRoute, String> {
+    fn parse(rest: &str) -> Result<SpmRoute, Invalid> {
         let (service, query) = rest.split_once('?').unwrap_or((rest, ""));
-        crate::map::ServiceId::new(service).map_err(|e| e.to_string())?;
+        crate::map::ServiceId::new(service).map_err(check)?;
         let mut r = SpmRoute {
             service: service.to_string(),
             version: None,
@@ -52,15 +52,15 @@ impl SpmRoute {
         let mut given = std::collections::HashSet::new();
         for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
             if !given.insert(k.to_string()) {
-                return Err(format!("`{k}` is given twice"));
+                return Err(check(format!("`{k}` is given twice")));
             }
             match k.as_ref() {
                 "version" => {
-                    crate::map::Version::parse(&v).map_err(|e| e.to_string())?;
+                    crate::map::Version::parse(&v).map_err(check)?;
                     r.version = Some(v.into_owned());
                 }
                 "sphere" => {
-                    crate::map::Sphere::new(&v).map_err(|e| e.to_string())?;
+                    crate::map::Sphere::new(&v).map_err(check)?;
                     r.sphere = Some(v.into_owned());
                 }
                 "function" => r.function = Some(v.into_owned()),
@@ -107,10 +107,10 @@ pub struct HttpRoute {
 }
 
 impl HttpRoute {
-    pub(super) fn parse(text: &str) -> Result<HttpRoute, String> {
-        let mut url = url::Url::parse(text).map_err(|e| e.to_string())?;
+    pub(super) fn parse(text: &str) -> Result<HttpRoute, Invalid> {
+        let mut url = url::Url::parse(text).map_err(check)?;
         if url.host_str().is_none() {
-            return Err("no host".into());
+            return Err(check("no host"));
         }
         let mut r = HttpRoute {
             url: String::new(),
@@ -124,30 +124,26 @@ impl HttpRoute {
         let mut given = std::collections::HashSet::new();
         for (k, v) in url.query_pairs() {
             if !given.insert(k.to_string()) {
-                return Err(format!("`{k}` is given twice"));
+                return Err(check(format!("`{k}` is given twice")));
             }
             match k.as_ref() {
                 "ca" => r.ca = Some(PathBuf::from(v.as_ref())),
                 "cert" => r.cert = Some(PathBuf::from(v.as_ref())),
                 "key" => r.key = Some(PathBuf::from(v.as_ref())),
                 "batch" => {
-                    r.batch = v
-                        .parse()
-                        .ok()
-                        .filter(|&n: &usize| n >= 1)
-                        .ok_or_else(|| format!("batch={v}: a number of messages, at least 1"))?
+                    r.batch = v.parse().ok().filter(|&n: &usize| n >= 1).ok_or_else(|| {
+                        check(format!("batch={v}: a number of messages, at least 1"))
+                    })?
                 }
-                "timeout" => {
-                    r.timeout = crate::time::parse_duration(&v).map_err(|e| e.to_string())?
-                }
-                other => return Err(format!("unknown parameter `{other}`")),
+                "timeout" => r.timeout = crate::time::parse_duration(&v).map_err(check)?,
+                other => return Err(check(format!("unknown parameter `{other}`"))),
             }
         }
         if r.cert.is_some() != r.key.is_some() {
-            return Err("cert= and key= go together".into());
+            return Err(check("cert= and key= go together"));
         }
         if !r.tls && (r.ca.is_some() || r.cert.is_some()) {
-            return Err("ca=, cert= and key= need https://".into());
+            return Err(check("ca=, cert= and key= need https://"));
         }
         url.set_query(None);
         r.url = url.to_string();
@@ -187,35 +183,38 @@ pub struct SmtpRoute {
 }
 
 impl Route {
-    pub fn parse(text: &str) -> Result<Route, String> {
+    pub fn parse(text: &str) -> Result<Route, Invalid> {
         if let Some(rest) = text.strip_prefix("smtp://") {
             return SmtpRoute::parse(rest)
                 .map(Route::Smtp)
-                .map_err(|e| format!("`{text}`: {e}"));
+                .map_err(|e| value(text, e));
         }
         if text.starts_with("https://") || text.starts_with("http://") {
             return HttpRoute::parse(text)
                 .map(Route::Http)
-                .map_err(|e| format!("`{text}`: {e}"));
+                .map_err(|e| value(text, e));
         }
         if let Some(rest) = text.strip_prefix("spm:") {
             return SpmRoute::parse(rest)
                 .map(Route::Spm)
-                .map_err(|e| format!("`{text}`: {e}"));
+                .map_err(|e| value(text, e));
         }
         match text.split_once(':') {
             Some(("dir", path)) if !path.is_empty() => Ok(Route::Dir(PathBuf::from(path))),
-            _ => Err(format!(
+            _ => Err(Invalid::Check(format!(
                 "`{text}` is not a route: use dir:/path, smtp://host:port?from=ADDR&to=ADDR, https://host/path or spm:SERVICE"
-            )),
+            ))),
         }
     }
 }
 
 impl SmtpRoute {
-    fn parse(rest: &str) -> Result<SmtpRoute, String> {
-        let url = url::Url::parse(&format!("smtp://{rest}")).map_err(|e| e.to_string())?;
-        let host = url.host_str().ok_or("no relay host")?.to_string();
+    fn parse(rest: &str) -> Result<SmtpRoute, Invalid> {
+        let url = url::Url::parse(&format!("smtp://{rest}")).map_err(check)?;
+        let host = url
+            .host_str()
+            .ok_or_else(|| check("no relay host"))?
+            .to_string();
         let mut r = SmtpRoute {
             host,
             port: 0,
@@ -230,7 +229,7 @@ impl SmtpRoute {
         let mut given = std::collections::HashSet::new();
         for (k, v) in url.query_pairs() {
             if !given.insert(k.to_string()) {
-                return Err(format!("`{k}` is given twice"));
+                return Err(check(format!("`{k}` is given twice")));
             }
             match k.as_ref() {
                 "from" => r.from = v.into_owned(),
@@ -240,26 +239,24 @@ impl SmtpRoute {
                         "none" => SmtpTls::None,
                         "starttls" => SmtpTls::StartTls,
                         "tls" => SmtpTls::Implicit,
-                        other => return Err(format!("tls={other}: use none, starttls or tls")),
+                        other => {
+                            return Err(check(format!("tls={other}: use none, starttls or tls")))
+                        }
                     }
                 }
                 "ca" => r.ca = Some(PathBuf::from(v.as_ref())),
                 "auth" => r.auth = Some(PathBuf::from(v.as_ref())),
                 "batch" => {
-                    r.batch = v
-                        .parse()
-                        .ok()
-                        .filter(|&n: &usize| n >= 1)
-                        .ok_or_else(|| format!("batch={v}: a number of messages, at least 1"))?
+                    r.batch = v.parse().ok().filter(|&n: &usize| n >= 1).ok_or_else(|| {
+                        check(format!("batch={v}: a number of messages, at least 1"))
+                    })?
                 }
-                "timeout" => {
-                    r.timeout = crate::time::parse_duration(&v).map_err(|e| e.to_string())?
-                }
-                other => return Err(format!("unknown parameter `{other}`")),
+                "timeout" => r.timeout = crate::time::parse_duration(&v).map_err(check)?,
+                other => return Err(check(format!("unknown parameter `{other}`"))),
             }
         }
         if !r.from.contains('@') || !r.to.contains('@') {
-            return Err("from= and to= must be mail addresses".into());
+            return Err(check("from= and to= must be mail addresses"));
         }
         r.port = url.port().unwrap_or(match r.tls {
             SmtpTls::Implicit => 465,
@@ -288,5 +285,18 @@ impl<'de> Deserialize<'de> for Route {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         Route::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A check's refusal.
+fn check(reason: impl ToString) -> Invalid {
+    Invalid::Check(reason.to_string())
+}
+
+/// A value as written, and why it is refused.
+pub(super) fn value(text: &str, why: Invalid) -> Invalid {
+    Invalid::Value {
+        text: text.to_string(),
+        reason: Box::new(why),
     }
 }

@@ -195,19 +195,22 @@ impl Default for RecoverySettings {
 }
 
 /// Parses a network in CIDR notation (`10.0.0.0/8`, `fc00::/7`).
-pub fn parse_network(text: &str) -> Result<(std::net::IpAddr, u8), String> {
-    let (a, bits) = text
-        .split_once('/')
-        .ok_or_else(|| format!("`{text}` is not a network: use CIDR, as 10.0.0.0/8"))?;
+pub fn parse_network(text: &str) -> Result<(std::net::IpAddr, u8), Invalid> {
+    let (a, bits) = text.split_once('/').ok_or_else(|| {
+        Invalid::Check(format!(
+            "`{text}` is not a network: use CIDR, as 10.0.0.0/8"
+        ))
+    })?;
+    let why = |reason: String| route::value(text, Invalid::Check(reason));
     let a: std::net::IpAddr = a
         .parse()
-        .map_err(|_| format!("`{text}`: `{a}` is not an address"))?;
+        .map_err(|_| why(format!("`{a}` is not an address")))?;
     let max = if a.is_ipv4() { 32 } else { 128 };
     let bits: u8 = bits
         .parse()
         .ok()
         .filter(|b| *b <= max)
-        .ok_or_else(|| format!("`{text}`: a prefix length is 0 to {max}"))?;
+        .ok_or_else(|| why(format!("a prefix length is 0 to {max}")))?;
     Ok((a, bits))
 }
 
@@ -260,11 +263,14 @@ pub enum MapSource {
 }
 
 impl MapSource {
-    pub fn parse(text: &str) -> Result<MapSource, String> {
+    pub fn parse(text: &str) -> Result<MapSource, Invalid> {
         if let Some(path) = text.strip_prefix("file://") {
             if !path.starts_with('/') {
-                return Err(format!(
-                    "`{text}`: a file URL names an absolute path (file:///etc/rs/map.xml)"
+                return Err(route::value(
+                    text,
+                    Invalid::Check(
+                        "a file URL names an absolute path (file:///etc/rs/map.xml)".into(),
+                    ),
                 ));
             }
             return Ok(MapSource::File(PathBuf::from(path)));
@@ -272,11 +278,11 @@ impl MapSource {
         if text.starts_with("https://") || text.starts_with("http://") {
             return HttpRoute::parse(text)
                 .map(MapSource::Http)
-                .map_err(|e| format!("`{text}`: {e}"));
+                .map_err(|e| route::value(text, e));
         }
-        Err(format!(
+        Err(Invalid::Check(format!(
             "`{text}` is not a map source: use file:///path, http:// or https://"
-        ))
+        )))
     }
 }
 

@@ -4,7 +4,7 @@ use super::*;
 /// an unknown key lists them.
 fn keys_of(prefix: &str) -> Vec<String> {
     let text = format!("site='s'\ncomponent='s.c'\n{prefix}zz_not_a_key = 1\n");
-    let err = Config::parse(&text).unwrap_err();
+    let err = Config::parse(&text).unwrap_err().to_string();
     let expected = err
         .split_once("expected one of")
         .or_else(|| err.split_once("expected"))
@@ -88,11 +88,17 @@ fn peers() {
         Duration::from_secs(86_400)
     );
     let twice = "site='a'\ncomponent='a.b'\n[[peer]]\nid='x'\nupstream=true\n[[peer]]\nid='y'\nupstream=true\n";
-    assert!(Config::parse(twice).unwrap_err().contains("upstream"));
+    assert!(Config::parse(twice)
+        .unwrap_err()
+        .to_string()
+        .contains("upstream"));
     let selfpeer = "site='a'\ncomponent='a.b'\n[[peer]]\nid='a.b'\n";
     assert!(Config::parse(selfpeer).is_err());
     let badroute = "site='a'\ncomponent='a.b'\n[[peer]]\nid='x'\nroutes=['usb']\n";
-    assert!(Config::parse(badroute).unwrap_err().contains("not a route"));
+    assert!(Config::parse(badroute)
+        .unwrap_err()
+        .to_string()
+        .contains("not a route"));
 }
 
 #[test]
@@ -123,7 +129,9 @@ fn failover_groups_are_chains_of_backups() {
             "already the backup of r1",
         ),
     ] {
-        let e = Config::parse(&format!("site='a'\ncomponent='a.b'\n{bad}")).unwrap_err();
+        let e = Config::parse(&format!("site='a'\ncomponent='a.b'\n{bad}"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(says) && e.starts_with("line "), "{bad}: {e}");
     }
 }
@@ -204,7 +212,7 @@ fn what_a_provider_may_set_runs_nothing_and_names_no_file() {
 #[test]
 fn typos_are_refused() {
     let text = "site='a'\ncomponent='a.b'\n[queue]\nmax_byte = 10\n";
-    let err = Config::parse(text).unwrap_err();
+    let err = Config::parse(text).unwrap_err().to_string();
     assert!(err.contains("max_byte"), "{err}");
 }
 
@@ -219,5 +227,48 @@ fn edit_keeps_comments() {
     assert_eq!(
         Config::parse(&out).unwrap().throttle.max_messages_per_hour,
         None
+    );
+}
+
+#[test]
+fn refusals_name_the_value_the_line_and_the_remedy() {
+    assert_eq!(
+        Route::parse("smtp://relay.example?from=a")
+            .unwrap_err()
+            .to_string(),
+        "`smtp://relay.example?from=a`: from= and to= must be mail addresses"
+    );
+    assert_eq!(
+        Route::parse("ftp://x").unwrap_err().to_string(),
+        "`ftp://x` is not a route: use dir:/path, smtp://host:port?from=ADDR&to=ADDR, https://host/path or spm:SERVICE"
+    );
+    assert_eq!(
+        MapSource::parse("file://map.xml").unwrap_err().to_string(),
+        "`file://map.xml`: a file URL names an absolute path (file:///etc/rs/map.xml)"
+    );
+    assert_eq!(
+        parse_network("10.0.0.0/33").unwrap_err().to_string(),
+        "`10.0.0.0/33`: a prefix length is 0 to 32"
+    );
+    let e = Config::parse("site='a'\ncomponent='a.b'\n[[peer]]\nid='b.c'\n[[rule]]\nname='rs-mine'\naction='discard'\n")
+        .unwrap_err();
+    assert_eq!(
+        e,
+        Invalid::At {
+            line: 5,
+            message: "[[rule]] name \"rs-mine\" is rs's own: choose another".into()
+        }
+    );
+    assert!(matches!(
+        Config::parse("site='a'\ncomponent=").unwrap_err(),
+        Invalid::Syntax(_)
+    ));
+    let e = Error::Parse {
+        path: "/etc/rs/config.toml".into(),
+        message: e.to_string(),
+    };
+    assert_eq!(
+        e.to_string(),
+        "/etc/rs/config.toml: line 5: [[rule]] name \"rs-mine\" is rs's own: choose another"
     );
 }

@@ -57,7 +57,7 @@ fn edit(
     let edit = |text: &str, key: &str, value: Option<toml_edit::Value>| {
         config::edit(text, "throttle", key, value).map_err(|reason| Error::ConfigEdit {
             path: path.clone(),
-            reason,
+            reason: reason.to_string(),
         })
     };
     for (key, value) in changes.sizes {
@@ -101,7 +101,7 @@ fn edit(
     }
     let c = config::Config::parse(&text).map_err(|reason| Error::ConfigEdit {
         path: path.clone(),
-        reason,
+        reason: reason.to_string(),
     })?;
     durable::write_durable(
         &spool.dir(Area::Tmp),
