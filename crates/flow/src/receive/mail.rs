@@ -13,7 +13,7 @@ use std::path::Path;
 
 use mailparse::MailHeaderMap;
 
-use super::{receive, set_aside, Answer, Inbound, Payload, Report};
+use super::{receive, set_aside, Answer, Inbound, Payload, Report, Unreadable};
 use crate::config::{Config, Route};
 use crate::message::Name;
 use crate::spool::{Error, Result, Spool, Staged};
@@ -86,7 +86,15 @@ pub fn take(
         }
         Err(why) => {
             let mut report = Report::default();
-            set_aside(spool, &payload, label, &why, now, log, &mut report)?;
+            set_aside(
+                spool,
+                &payload,
+                label,
+                &why.to_string(),
+                now,
+                log,
+                &mut report,
+            )?;
             Ok(report)
         }
     }
@@ -207,13 +215,14 @@ pub fn fetch(
 }
 
 /// The peer that sent `mail`, or why none can be named.
-pub fn sender(config: &Config, mail: &[u8]) -> Result<Name, String> {
-    let (headers, _) =
-        mailparse::parse_headers(mail).map_err(|e| format!("unreadable mail headers: {e}"))?;
+pub fn sender(config: &Config, mail: &[u8]) -> std::result::Result<Name, Unreadable> {
+    let (headers, _) = mailparse::parse_headers(mail)?;
     if let Some(component) = headers.get_first_value("X-Rs-From") {
         let component = component.trim();
         return config.peer(component).map(|p| p.id.clone()).ok_or_else(|| {
-            format!("mail from component {component}, which is not a configured peer")
+            Unreadable::UnknownComponent {
+                component: component.to_string(),
+            }
         });
     }
     let from = headers.get_first_value("From").unwrap_or_default();
@@ -227,11 +236,8 @@ pub fn sender(config: &Config, mail: &[u8]) -> Result<Name, String> {
                 .any(|r| matches!(r, Route::Smtp(s) if s.to.eq_ignore_ascii_case(&address)))
         })
         .map(|p| p.id.clone())
-        .ok_or_else(|| {
-            format!(
-                "mail from `{}`, which is no configured peer's address",
-                from.trim()
-            )
+        .ok_or_else(|| Unreadable::UnknownAddress {
+            from: from.trim().to_string(),
         })
 }
 
@@ -268,9 +274,11 @@ mod tests {
         );
         assert!(sender(&c, b"X-Rs-From: m.allory\n\n")
             .unwrap_err()
+            .to_string()
             .contains("not a configured peer"));
         assert!(sender(&c, b"From: stranger@z\n\n")
             .unwrap_err()
+            .to_string()
             .contains("stranger@z"));
         assert!(sender(&c, b"Subject: no from\n\n").is_err());
     }

@@ -39,6 +39,7 @@ pub mod extension;
 pub mod mail;
 pub mod media;
 mod parse;
+pub mod refused;
 mod report;
 pub mod state;
 mod store;
@@ -55,6 +56,7 @@ use decide::{Decision, Facts, Keep};
 pub use extension::{Claim, Claims, Extension, Extensions};
 pub use parse::set_aside;
 use parse::Incoming;
+pub use refused::Unreadable;
 pub use report::{Counters, Fate, Received, Report};
 use state::Shared;
 pub use store::rule_dir;
@@ -280,7 +282,7 @@ impl Batch<'_> {
                             self.spool,
                             &item.payload,
                             &item.label,
-                            &why,
+                            &why.to_string(),
                             self.now,
                             self.log,
                             &mut self.report,
@@ -301,7 +303,7 @@ impl Batch<'_> {
                         self.spool,
                         payload,
                         &item.label,
-                        &e,
+                        &e.to_string(),
                         self.now,
                         self.log,
                         &mut self.report,

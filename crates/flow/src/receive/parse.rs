@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Seek, Write};
 
-use super::{Fate, Inbound, Payload, Report};
+use super::{Fate, Inbound, Payload, Report, Unreadable};
 use crate::message::{envelope, stream, Content, Header, Message, Name};
 use crate::protect::{self, Protector};
 use crate::spool::{Error, Quarantined, Result, Spool};
@@ -77,15 +77,15 @@ impl Incoming {
 
     /// Reads what parsing did not (the data of a chunk read only up to
     /// it); `Err`: why it cannot be kept.
-    pub(super) fn check(&self) -> std::result::Result<(), String> {
+    pub(super) fn check(&self) -> std::result::Result<(), Unreadable> {
         match self {
             Incoming::Large {
                 file,
                 checked: false,
                 ..
             } => {
-                let mut f = file.try_clone().map_err(|e| e.to_string())?;
-                stream::scan(&mut f).map(|_| ()).map_err(|e| e.to_string())
+                let mut f = file.try_clone()?;
+                Ok(stream::scan(&mut f).map(|_| ())?)
             }
             _ => Ok(()),
         }
@@ -115,27 +115,28 @@ impl Incoming {
 pub(super) fn unwrap(
     payload: &Payload,
     in_place: &dyn Fn(&str) -> bool,
-) -> std::result::Result<Vec<Incoming>, String> {
-    if payload.is_empty().map_err(|e| e.to_string())? {
-        return Err("the file is empty (0 bytes): it holds no envelope".into());
+) -> std::result::Result<Vec<Incoming>, Unreadable> {
+    if payload.is_empty()? {
+        return Err(Unreadable::Empty);
     }
     match payload {
-        Payload::Bytes(b) => envelope::parse(b)
-            .map(|ms| ms.into_iter().map(Incoming::Small).collect())
-            .map_err(|e| e.to_string()),
+        Payload::Bytes(b) => Ok(envelope::parse(b)?
+            .into_iter()
+            .map(Incoming::Small)
+            .collect()),
         Payload::File(file) => {
             if let Some(layout) = large_in_place(file, in_place) {
                 return Ok(vec![Incoming::Large {
                     layout,
-                    file: file.try_clone().map_err(|e| e.to_string())?,
+                    file: file.try_clone()?,
                     checked: false,
                 }]);
             }
-            match stream::load_file(file).map_err(|e| e.to_string())? {
+            match stream::load_file(file)? {
                 stream::Loaded::Messages(ms) => Ok(ms.into_iter().map(Incoming::Small).collect()),
                 stream::Loaded::Large(layout) => Ok(vec![Incoming::Large {
                     layout: *layout,
-                    file: file.try_clone().map_err(|e| e.to_string())?,
+                    file: file.try_clone()?,
                     checked: true,
                 }]),
             }
@@ -176,9 +177,11 @@ pub(super) fn clear(
     protectors: &mut HashMap<Name, Option<Protector>>,
     plaintexts: &mut Vec<crate::spool::Staged>,
     now: Timestamp,
-) -> Result<std::result::Result<Cleared, String>> {
+) -> Result<std::result::Result<Cleared, Unreadable>> {
     let Some(peer) = spool.config().peer(item.from.as_str()) else {
-        return Ok(Err(format!("{} is not a configured peer", item.from)));
+        return Ok(Err(Unreadable::NotAPeer {
+            peer: item.from.clone(),
+        }));
     };
     if !protectors.contains_key(&item.from) {
         let p = Protector::for_peer(peer).map_err(|e| Error::Keys {
@@ -199,10 +202,9 @@ pub(super) fn clear(
                 plain: None,
                 acks_trusted: true,
             }),
-            _ => Err(format!(
-                "a protected message from {}, whose protection is not configured (set protection, our_key and peer_cert in config.toml)",
-                item.from
-            )),
+            _ => Err(Unreadable::ProtectionNotConfigured {
+                peer: item.from.clone(),
+            }),
         });
     };
     if wire == protect::Wire::Plain {
@@ -212,10 +214,9 @@ pub(super) fn clear(
                 acks_trusted: false,
             })
         } else {
-            Err(format!(
-                "the message is not protected, and {}'s messages must be signed",
-                item.from
-            ))
+            Err(Unreadable::Unsigned {
+                peer: item.from.clone(),
+            })
         });
     }
     let mut staged = spool.stage(now)?;
@@ -239,7 +240,7 @@ pub(super) fn clear(
     };
     let signed = match result {
         Ok(signed) => signed,
-        Err(protect::Error::Refused(why)) => return Ok(Err(why)),
+        Err(protect::Error::Refused(why)) => return Ok(Err(Unreadable::Refused(why))),
         Err(protect::Error::Keys(reason)) => {
             return Err(Error::Keys {
                 peer: item.from.to_string(),
