@@ -28,7 +28,7 @@ pub mod tus;
 
 use crate::ack;
 use crate::config::{Authentication, Config, Peer};
-use crate::message::{envelope, Message};
+use crate::message::{envelope, Message, Name};
 use crate::outbound;
 use crate::protect::Protector;
 use crate::receive::{self, Answer, Fate, Inbound};
@@ -176,16 +176,31 @@ fn pinned(peer: &Peer) -> Option<Vec<u8>> {
     openssl::x509::X509::from_pem(&pem).ok()?.to_der().ok()
 }
 
+/// Why a request speaks for no peer (answered 403, and logged).
+#[derive(Debug, thiserror::Error)]
+pub enum Unidentified {
+    #[error("the client certificate did not verify: {0}")]
+    Unverified(String),
+    #[error("the client certificate (CN {}) is no configured peer's", common_name.as_deref().unwrap_or("none"))]
+    UnknownCertificate { common_name: Option<String> },
+    #[error("no client certificate, and no X-Rs-From")]
+    Anonymous,
+    #[error("peer {peer} must present its client certificate (authentication = \"certificate\")")]
+    CertificateRequired { peer: Name },
+    #[error("{claimed} is not a configured peer")]
+    NotAPeer { claimed: String },
+    #[error("X-Rs-From says {claimed} but the certificate is {peer}'s")]
+    Mismatch { claimed: String, peer: Name },
+}
+
 /// The peer a request speaks for, or why it speaks for none.
 pub fn identify<'c>(
     config: &'c Config,
     identity: &Identity,
     claimed: Option<&str>,
-) -> Result<&'c Peer, String> {
+) -> Result<&'c Peer, Unidentified> {
     let peer = match identity {
-        Identity::Failed(why) => {
-            return Err(format!("the client certificate did not verify: {why}"))
-        }
+        Identity::Failed(why) => return Err(Unidentified::Unverified(why.clone())),
         Identity::Verified(der) => {
             let by_pin = config
                 .peers
@@ -196,36 +211,32 @@ pub fn identify<'c>(
                 cn.as_deref()
                     .and_then(|cn| config.peer(cn).filter(|p| p.client_cert.is_none()))
             };
-            by_pin.or_else(by_cn).ok_or_else(|| {
-                format!(
-                    "the client certificate (CN {}) is no configured peer's",
-                    cn.as_deref().unwrap_or("none")
-                )
-            })?
+            match by_pin.or_else(by_cn) {
+                Some(p) => p,
+                None => return Err(Unidentified::UnknownCertificate { common_name: cn }),
+            }
         }
         Identity::None => {
             let Some(name) = claimed else {
-                return Err("no client certificate, and no X-Rs-From".into());
+                return Err(Unidentified::Anonymous);
             };
             match config.peer(name.trim()) {
                 Some(p) if p.authentication == Authentication::None => p,
-                Some(p) => {
-                    return Err(format!(
-                        "peer {} must present its client certificate (authentication = \"certificate\")",
-                        p.id
-                    ))
+                Some(p) => return Err(Unidentified::CertificateRequired { peer: p.id.clone() }),
+                None => {
+                    return Err(Unidentified::NotAPeer {
+                        claimed: name.trim().to_string(),
+                    })
                 }
-                None => return Err(format!("{} is not a configured peer", name.trim())),
             }
         }
     };
     if let Some(name) = claimed {
         if name.trim() != peer.id.as_str() {
-            return Err(format!(
-                "X-Rs-From says {} but the certificate is {}'s",
-                name.trim(),
-                peer.id
-            ));
+            return Err(Unidentified::Mismatch {
+                claimed: name.trim().to_string(),
+                peer: peer.id.clone(),
+            });
         }
     }
     Ok(peer)
@@ -402,5 +413,44 @@ impl Transport for Reply {
 
     fn chunk_size(&self) -> usize {
         usize::MAX
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_that_speaks_for_no_peer_is_told_why() {
+        let config = Config::parse(
+            "site='b'\ncomponent='b.hub'\n[[peer]]\nid='a.host'\nauthentication='none'\n[[peer]]\nid='c.host'\n",
+        )
+        .unwrap();
+        let why = |claimed: Option<&str>| {
+            identify(&config, &Identity::None, claimed)
+                .map(|p| p.id.to_string())
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            identify(&config, &Identity::None, Some("a.host"))
+                .unwrap()
+                .id
+                .as_str(),
+            "a.host"
+        );
+        assert_eq!(why(None), "no client certificate, and no X-Rs-From");
+        assert_eq!(why(Some("m.allory")), "m.allory is not a configured peer");
+        assert_eq!(
+            why(Some("c.host")),
+            "peer c.host must present its client certificate (authentication = \"certificate\")"
+        );
+        assert_eq!(
+            identify(&config, &Identity::Failed("expired".into()), None)
+                .map(|p| p.id.to_string())
+                .unwrap_err()
+                .to_string(),
+            "the client certificate did not verify: expired"
+        );
     }
 }

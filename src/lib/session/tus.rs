@@ -376,18 +376,27 @@ fn create(
     upload_headers(tus(Response::empty(201)), &upload).with("Location", format!("{base}/{t}"))
 }
 
+/// Why an `Upload-Checksum` header is refused (answered 400).
+#[derive(Debug, thiserror::Error)]
+pub enum BadChecksum {
+    #[error("Upload-Checksum {0:?} is not \"algorithm base64\"")]
+    Form(String),
+    #[error("checksum algorithm {0:?} is not supported (sha1, sha256)")]
+    Algorithm(String),
+    #[error("Upload-Checksum is not base64: {0}")]
+    Base64(#[from] base64::DecodeError),
+}
+
 /// `Upload-Checksum`: an algorithm and the base64 of the digest.
-fn checksum(text: &str) -> Result<(Algorithm, Vec<u8>), String> {
+fn checksum(text: &str) -> Result<(Algorithm, Vec<u8>), BadChecksum> {
     use base64::Engine as _;
     let (name, value) = text
         .trim()
         .split_once(' ')
-        .ok_or_else(|| format!("Upload-Checksum {text:?} is not \"algorithm base64\""))?;
-    let algorithm = Algorithm::parse(name)
-        .ok_or_else(|| format!("checksum algorithm {name:?} is not supported (sha1, sha256)"))?;
-    let digest = base64::engine::general_purpose::STANDARD
-        .decode(value.trim())
-        .map_err(|e| format!("Upload-Checksum is not base64: {e}"))?;
+        .ok_or_else(|| BadChecksum::Form(text.to_string()))?;
+    let algorithm =
+        Algorithm::parse(name).ok_or_else(|| BadChecksum::Algorithm(name.to_string()))?;
+    let digest = base64::engine::general_purpose::STANDARD.decode(value.trim())?;
     Ok((algorithm, digest))
 }
 
@@ -549,11 +558,17 @@ mod tests {
         );
         assert_eq!(metadata("bad !!!"), vec![("bad".into(), None)]);
         assert_eq!(
-            checksum("sha1 qUqP5cyxm6YcTAhz05Hph5gvu9M=").map(|c| c.0),
-            Ok(Algorithm::Sha1)
+            checksum("sha1 qUqP5cyxm6YcTAhz05Hph5gvu9M=").unwrap().0,
+            Algorithm::Sha1
         );
-        assert!(checksum("md5 AAAA").is_err());
+        assert_eq!(
+            checksum("md5 AAAA").unwrap_err().to_string(),
+            "checksum algorithm \"md5\" is not supported (sha1, sha256)"
+        );
         assert!(checksum("sha256 !!").is_err());
-        assert!(checksum("sha256").is_err());
+        assert_eq!(
+            checksum("sha256").unwrap_err().to_string(),
+            "Upload-Checksum \"sha256\" is not \"algorithm base64\""
+        );
     }
 }

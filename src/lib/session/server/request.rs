@@ -34,7 +34,7 @@ pub(super) async fn request(
         .map(String::from);
     let peer = match identify(shared.spool.config(), &caller.identity, claimed.as_deref()) {
         Ok(p) => p.id.clone(),
-        Err(why) => return refuse(&req, &caller, &shared, &why),
+        Err(why) => return refuse(&req, &caller, &shared, &why.to_string()),
     };
     caller.proved(&peer, &shared);
     let http = shared.http.clone();
