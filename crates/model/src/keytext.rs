@@ -27,3 +27,28 @@ pub fn bech32_key(s: &str, prefix: &'static str) -> Result<[u8; 32], KeyError> {
     let bytes: Vec<u8> = checked.byte_iter().collect();
     bytes.try_into().map_err(|_| KeyError::Length)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_of_another_kind_or_length_says_which() {
+        let key = [7u8; 32];
+        let hrp = bech32::Hrp::parse("age").unwrap();
+        let text = bech32::encode_lower::<Bech32>(hrp, &key).unwrap();
+        assert_eq!(bech32_key(&text, "age").unwrap(), key);
+        assert_eq!(
+            bech32_key(&text, "age-secret-key-")
+                .unwrap_err()
+                .to_string(),
+            "the prefix is not age-secret-key-"
+        );
+        let short = bech32::encode_lower::<Bech32>(hrp, &key[..16]).unwrap();
+        assert_eq!(
+            bech32_key(&short, "age").unwrap_err().to_string(),
+            "not 32 bytes"
+        );
+        assert!(bech32_key("age1xyz", "age").is_err());
+    }
+}

@@ -937,3 +937,36 @@ pub fn run(
     }
     Ok(runs)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn errors_name_the_peer_the_file_and_the_remedy() {
+        let e = Error::PeerSetup {
+            peer: "hq".into(),
+            config: "/s/config.toml".into(),
+            reason: "this program cannot open the route spm:inventory".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "peer hq in /s/config.toml: this program cannot open the route spm:inventory"
+        );
+        let e = Error::NoPeers {
+            config: "/s/config.toml".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "no peers are configured: add a [[peer]] to /s/config.toml"
+        );
+        let e = Error::UnknownPeer {
+            peer: "hq".into(),
+            known: "relay, b.host".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "--peer hq is not a configured peer (configured: relay, b.host)"
+        );
+    }
+}

@@ -206,3 +206,56 @@ impl Spool {
             .unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_path_and_the_remedy() {
+        let e = Error::NotASpool {
+            path: "/var/spool/rs".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "/var/spool/rs is not an rs spool (it has no config.toml): create one with `rs-queue init --spool /var/spool/rs`, or choose another spool with --spool or RS_SPOOL"
+        );
+        let e = Error::io(
+            "write",
+            Path::new("/nonexistent/x"),
+            std::io::Error::from_raw_os_error(libc::EACCES),
+        );
+        assert_eq!(
+            e.to_string(),
+            "cannot write /nonexistent/x: Permission denied (os error 13)"
+        );
+        let e = Error::io(
+            "write",
+            Path::new("/nonexistent/x"),
+            std::io::Error::from_raw_os_error(libc::ENOSPC),
+        );
+        let text = e.to_string();
+        assert!(
+            text.starts_with("cannot write /nonexistent/x: No space left on device (os error 28) (/ has ")
+                && text.ends_with(
+                    " free: make room there and run the command again; nothing that was not stored was acknowledged)"
+                ),
+            "{text}"
+        );
+        let e = Error::Locked {
+            path: "/s/lock".into(),
+            waited: "30s".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "the spool lock /s/lock was held by another run for longer than 30s ([spool] lock_wait): a stopped or hung rs process holds it (find it with `fuser /s/lock`); try again later"
+        );
+        let e = Error::NotFound {
+            id: "m1".into(),
+            spool: "/s".into(),
+        };
+        assert!(e
+            .to_string()
+            .starts_with("no message m1 in the outbound areas of /s (see `rs-queue list`"));
+    }
+}
