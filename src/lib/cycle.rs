@@ -20,7 +20,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use crate::error::ExitCode;
+use crate::exit::ExitCode;
 use crate::spool::Spool;
 use crate::time::Clock;
 

@@ -10,9 +10,8 @@
 //! chunks.
 
 use std::io::Read;
-use std::os::unix::fs::FileExt;
 
-use super::sender::{self, Outgoing, Phase};
+use super::sender::{self, Outgoing, Phase, Range};
 use super::{load, transfers};
 use crate::message::Name;
 use crate::spool::{Result, Spool};
@@ -244,33 +243,6 @@ fn digests_of_range(
         done += n;
     }
     Ok((whole.finish(), chunks))
-}
-
-/// `left` bytes of a file from `at`, read as a stream (whatever the
-/// file's offset).
-pub(super) struct Range<'a> {
-    pub file: &'a std::fs::File,
-    pub at: u64,
-    pub left: u64,
-}
-
-impl Read for Range<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let want = buf.len().min(self.left.min(usize::MAX as u64) as usize);
-        if want == 0 {
-            return Ok(0);
-        }
-        let n = self.file.read_at(&mut buf[..want], self.at)?;
-        if n == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the data is shorter than the transfer",
-            ));
-        }
-        self.at += n as u64;
-        self.left -= n as u64;
-        Ok(n)
-    }
 }
 
 #[cfg(test)]

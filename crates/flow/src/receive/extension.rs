@@ -20,7 +20,7 @@
 //! kept, answered and remembered by the pipeline, under the same intent
 //! and acknowledgement rules as every message (see the module above).
 
-use super::decide::{Decision, Facts, When};
+use super::decision::{Decision, Facts, When};
 use crate::message::{Header, MimeType};
 use crate::route::{Learned, NextHop};
 use crate::spool::{Result, Spool};

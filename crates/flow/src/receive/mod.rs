@@ -34,6 +34,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{self, File};
 
 pub mod decide;
+pub mod decision;
 pub mod delivery;
 pub mod extension;
 pub mod mail;

@@ -35,6 +35,7 @@ mod control;
 mod document;
 mod error;
 pub mod gate;
+mod heard;
 mod heartbeat;
 mod registration;
 mod state;
@@ -51,7 +52,7 @@ use crate::time::Timestamp;
 pub use control::send_control;
 pub use document::read_document;
 pub use error::Error;
-pub use heartbeat::{heard, Heard};
+pub use heard::{heard, Heard};
 pub use registration::apply_defaults;
 pub use state::{first, held, State};
 

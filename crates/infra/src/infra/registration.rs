@@ -9,7 +9,7 @@
 //! registrar`), the registration recorded in the state file.
 
 use super::document::{xml_attr, Said};
-use super::heartbeat::{record_heard, registered_dir};
+use super::heard::{record_heard, registered_dir};
 use super::state::State;
 use super::{invalid, message, Error, ANSWER};
 use crate::config::Config;

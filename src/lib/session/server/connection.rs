@@ -19,44 +19,13 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
+use super::caller::Caller;
 use super::pending::Left;
 use super::request::request;
 use super::tls::identity_of;
-use super::{lock, Shared};
-use crate::message::Name;
+use super::Shared;
 use crate::session::Identity;
 use crate::time::format_duration;
-
-/// What a connection knows of its caller.
-pub(super) struct Caller {
-    pub(super) addr: SocketAddr,
-    pub(super) identity: Identity,
-    /// Its connection's place among the pending ones.
-    pub(super) place: u64,
-    /// The peer it proved.
-    pub(super) peer: Mutex<Option<Name>>,
-    /// Whether a refusal was logged.
-    pub(super) refused: AtomicBool,
-}
-
-impl Caller {
-    /// The caller proved `peer`: its connection is no longer pending.
-    pub(super) fn proved(&self, peer: &Name, shared: &Shared) {
-        shared.pending.leave(self.place, Some(Left::Proved));
-        let mut proved = lock(&self.peer);
-        if proved.as_ref() != Some(peer) {
-            *proved = Some(peer.clone());
-        }
-    }
-
-    /// The caller, for the log: its address, and the peer it proved.
-    pub(super) fn who(&self) -> String {
-        match &*lock(&self.peer) {
-            Some(peer) => format!("{peer} at {}", self.addr),
-            None => self.addr.to_string(),
-        }
-    }
-}
 
 /// How a pending connection's wait ended.
 enum Phase {

@@ -33,6 +33,7 @@
 //! 403 that says why.
 
 mod body;
+mod caller;
 mod connection;
 mod pending;
 mod request;

@@ -13,7 +13,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::Method;
 
 use super::body::{reply, Body};
-use super::connection::Caller;
+use super::caller::Caller;
 use super::Shared;
 use crate::config::HttpSettings;
 use crate::session::{handle, identify, tus, Identity, Request, Response, ResponseBody};

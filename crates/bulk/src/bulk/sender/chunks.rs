@@ -71,7 +71,7 @@ pub(super) fn queue_asked(
         let mut staged = spool.stage(now)?;
         let path = staged.path().to_path_buf();
         let mut source: Box<dyn Read + '_> = match sealed_at {
-            Some(_) => Box::new(crate::bulk::upload::Range {
+            Some(_) => Box::new(Range {
                 file: &data,
                 at,
                 left: len as u64,
@@ -157,5 +157,32 @@ fn chunk_header(model: &Header, transfer: &MessageId, now: Timestamp) -> Header 
         origin_key: None,
         epoch: None,
         routing: Vec::new(),
+    }
+}
+
+/// `left` bytes of a file from `at`, read as a stream (whatever the
+/// file's offset).
+pub(crate) struct Range<'a> {
+    pub file: &'a std::fs::File,
+    pub at: u64,
+    pub left: u64,
+}
+
+impl Read for Range<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = buf.len().min(self.left.min(usize::MAX as u64) as usize);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.at)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the data is shorter than the transfer",
+            ));
+        }
+        self.at += n as u64;
+        self.left -= n as u64;
+        Ok(n)
     }
 }

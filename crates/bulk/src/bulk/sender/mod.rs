@@ -29,6 +29,7 @@ use crate::spool::{durable, Admission, Area, Result, Spool};
 use crate::time::Timestamp;
 
 use chunks::queue_asked;
+pub(crate) use chunks::Range;
 pub use http::{download, upload_refused, upload_route, uploaded};
 pub use operator::{delete, status};
 pub use prepare::{can_send, prepare, room_for, start_linked, waiting_bytes, Member, Source};
