@@ -1,6 +1,6 @@
 //! Simulated power loss and I/O errors at every durable operation of the
 //! delivery cycle, through the real binaries (built with the feature
-//! `fault-injection`; see src/lib/spool/fault.rs).
+//! `fault-injection`; see crates/spool/src/spool/fault.rs).
 //!
 //! For each command of a representative run and each operation index N of
 //! it, a fresh pair of sites runs the cycle up to that command, which then

@@ -3,7 +3,7 @@
 //! that file is fsynced. Killing it (SIGKILL) is a power cut: the backing
 //! directory then holds only what was fsynced. Names (create, rename,
 //! unlink, mkdir) reach the backing directory at once, so this witness
-//! checks file data; `src/lib/spool/fault.rs` also undoes unsynced names.
+//! checks file data; `crates/spool/src/spool/fault.rs` also undoes unsynced names.
 //!
 //! Note that a `syncfs` never reaches a FUSE daemon (the kernel sends
 //! FUSE_SYNCFS to virtiofs only), so on this file system, as on any FUSE
