@@ -4,21 +4,17 @@
 //!
 //!   protect   SPOOL PEER IN OUT    sign and encrypt for PEER
 //!   unprotect SPOOL PEER IN OUT    decrypt and verify what PEER sent
-#[path = "../src/glue/openpgp.rs"]
-mod openpgp;
-
 use std::io::{BufReader, BufWriter, Write};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    openpgp::install();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [mode, spool, peer, input, output] = args.as_slice() else {
         return Err("usage: protect protect|unprotect SPOOL PEER IN OUT".into());
     };
     let spool = rs::spool::Spool::open(std::path::Path::new(spool))?;
     let peer = spool.config().peer(peer).ok_or("no such peer")?;
-    let protector =
-        rs::protect::Protector::for_peer(peer)?.ok_or("the peer has no protection configured")?;
+    let protector = rs::protect::Protector::for_peer(peer, Some(rs::openpgp::openpgp().0))?
+        .ok_or("the peer has no protection configured")?;
     let mut input = BufReader::with_capacity(256 * 1024, std::fs::File::open(input)?);
     let mut out = BufWriter::with_capacity(256 * 1024, std::fs::File::create(output)?);
     let now = rs::time::system_now();

@@ -1,7 +1,6 @@
 //! rs-spm: the service point map.
 
 fn main() {
-    rs::reconfig::enable_http();
     let args: rs::cli::spm::SpmArgs = rs::cli::parse_or_exit();
     rs::output::exit_with("rs-spm", rs::commands::spm::run(args))
 }

@@ -16,6 +16,7 @@ pub mod commands;
 pub mod compose;
 pub mod cycle;
 pub mod error;
+pub mod openpgp;
 pub mod output;
 pub mod session;
 

@@ -292,20 +292,13 @@ fn route_of(url: &str) -> Result<HttpRoute, Error> {
     }
 }
 
-/// How a configuration is fetched over HTTP(S), when this process can.
-type HttpGet = fn(&HttpRoute, &str) -> Result<Vec<u8>, Error>;
-
-static HTTP: std::sync::OnceLock<HttpGet> = std::sync::OnceLock::new();
-
-/// Lets this process fetch a configuration over HTTP(S): called by every
-/// binary but `rs-send`, which links no TLS (its start-up is the budget
-/// W1 measures); `rs-send` takes a `file://` configuration only.
-pub fn enable_http() {
-    let _ = HTTP.set(http_get);
-}
+/// How a configuration is fetched over HTTP(S), for a program that can
+/// (every one but `rs-send`, which links no TLS: its start-up is the
+/// budget W1 measures, and it takes a `file://` configuration only).
+pub type HttpGet = fn(&HttpRoute, &str) -> Result<Vec<u8>, Error>;
 
 /// GETs a configuration, naming this host and its addresses.
-fn http_get(route: &HttpRoute, url: &str) -> Result<Vec<u8>, Error> {
+pub fn http_get(route: &HttpRoute, url: &str) -> Result<Vec<u8>, Error> {
     let agent =
         crate::transport::http::agent(route).map_err(|e| Error::fetch(url, e.to_string()))?;
     let addresses: Vec<String> = host_addresses().iter().map(|a| a.to_string()).collect();
@@ -329,7 +322,14 @@ fn http_get(route: &HttpRoute, url: &str) -> Result<Vec<u8>, Error> {
 
 /// Fetches the configuration for a spool that has none from `url`, checks
 /// it, and writes it (with `config.source`). Returns the configuration.
-pub fn bootstrap(dir: &Path, url: &str, trust: Trust, now: Timestamp) -> Result<Config, Error> {
+/// `http`: how this program fetches over HTTP(S), if it can.
+pub fn bootstrap(
+    dir: &Path,
+    url: &str,
+    trust: Trust,
+    now: Timestamp,
+    http: Option<HttpGet>,
+) -> Result<Config, Error> {
     let source = MapSource::parse(url).map_err(|e| Error::fetch(url, e.to_string()))?;
     if let MapSource::Http(route) = &source {
         check_plain(
@@ -345,7 +345,7 @@ pub fn bootstrap(dir: &Path, url: &str, trust: Trust, now: Timestamp) -> Result<
             let f = std::fs::File::open(&p).map_err(|e| Error::fetch(url, e.to_string()))?;
             bounded(f, MAX_CONFIG, url)?
         }
-        MapSource::Http(route) => match HTTP.get() {
+        MapSource::Http(route) => match http {
             Some(get) => get(&route, url)?,
             None => {
                 return Err(Error::fetch(

@@ -25,6 +25,9 @@ pub struct Context {
     /// Installs the program's features on a spool just opened (nothing,
     /// for `rs-send`, which only queues: it links none of them).
     pub install: fn(&mut Spool),
+    /// How the program fetches a first configuration over HTTP(S) (none
+    /// for `rs-send`, which links no TLS).
+    pub fetch: Option<crate::reconfig::HttpGet>,
 }
 
 impl Context {
@@ -36,6 +39,7 @@ impl Context {
             json: common.json,
             spool_dir: common.spool_dir(),
             install: |_| {},
+            fetch: None,
         })
     }
 
@@ -44,6 +48,7 @@ impl Context {
     pub fn with_features(prog: &'static str, common: &Common) -> Result<Context, Error> {
         Ok(Context {
             install: crate::compose::install,
+            fetch: Some(crate::reconfig::http_get),
             ..Context::new(prog, common)?
         })
     }
@@ -71,7 +76,9 @@ impl Context {
             // environment only, never from what is fetched.
             let trust = std::env::var(crate::reconfig::ENV_TRUST).ok();
             let c = crate::reconfig::Trust::parse(trust.as_deref())
-                .and_then(|trust| crate::reconfig::bootstrap(&self.spool_dir, &url, trust, now))
+                .and_then(|trust| {
+                    crate::reconfig::bootstrap(&self.spool_dir, &url, trust, now, self.fetch)
+                })
                 .map_err(|e| {
                     let unreachable = matches!(e, crate::reconfig::Error::Fetch { .. });
                     let e = Error::ConfigEdit {

@@ -335,9 +335,11 @@ fn answer(
         None if reply.messages.is_empty() => return Ok(Response::empty(204)),
         None => envelope::to_bytes(&reply.messages),
     };
-    let protector = Protector::for_peer(peer).map_err(|e| crate::spool::Error::Keys {
-        peer: peer.id.to_string(),
-        reason: e.to_string(),
+    let protector = Protector::for_peer(peer, crate::protect::OpenPgp::of(spool)).map_err(|e| {
+        crate::spool::Error::Keys {
+            peer: peer.id.to_string(),
+            reason: e.to_string(),
+        }
     })?;
     let body = match protector {
         None => body,

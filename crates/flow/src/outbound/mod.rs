@@ -867,13 +867,14 @@ pub fn run(
                 continue;
             }
         }
-        let protector = crate::protect::Protector::for_peer(peer)
-            .map_err(|e| Error::PeerSetup {
-                peer: peer.id.to_string(),
-                config: spool.config_path(),
-                reason: e.to_string(),
-            })?
-            .map(std::sync::Arc::new);
+        let protector =
+            crate::protect::Protector::for_peer(peer, crate::protect::OpenPgp::of(spool))
+                .map_err(|e| Error::PeerSetup {
+                    peer: peer.id.to_string(),
+                    config: spool.config_path(),
+                    reason: e.to_string(),
+                })?
+                .map(std::sync::Arc::new);
         for route in &routes {
             let mut transport = open_route(spool, route, peer, protector.clone(), now)?;
             if let config::Route::Dir(d) = route {

@@ -184,9 +184,11 @@ pub(super) fn clear(
         }));
     };
     if !protectors.contains_key(&item.from) {
-        let p = Protector::for_peer(peer).map_err(|e| Error::Keys {
-            peer: peer.id.to_string(),
-            reason: e.to_string(),
+        let p = Protector::for_peer(peer, crate::protect::OpenPgp::of(spool)).map_err(|e| {
+            Error::Keys {
+                peer: peer.id.to_string(),
+                reason: e.to_string(),
+            }
         })?;
         protectors.insert(item.from.clone(), p);
     }

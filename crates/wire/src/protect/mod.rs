@@ -17,7 +17,6 @@ pub mod smime;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use mailparse::MailHeaderMap;
@@ -25,10 +24,10 @@ use mailparse::MailHeaderMap;
 use crate::config::{Peer, ProtectionKind};
 use crate::time::Timestamp;
 
-/// OpenPGP keys for one peer: what the `rs-pgp` crate provides. The library
-/// does not depend on it, so that commands which protect nothing (rs-send)
-/// do not load OpenSSL; commands that send or receive install a loader
-/// ([`install_openpgp`]) at start.
+/// OpenPGP keys for one peer: what the `rs-pgp` crate provides. The
+/// layers below the programs do not depend on it, so that commands which
+/// protect nothing (rs-send) do not load OpenSSL; the programs that send
+/// or receive install a loader on the spools they open ([`OpenPgp`]).
 pub trait OpenPgpKeys: Send + Sync {
     /// Signs and encrypts `input` for the peer: an armored OpenPGP message.
     fn protect(
@@ -56,12 +55,17 @@ pub type OpenPgpError = Box<dyn std::error::Error + Send + Sync>;
 pub type OpenPgpLoader =
     fn(&Path, &Path, Option<&Path>) -> Result<Box<dyn OpenPgpKeys>, OpenPgpError>;
 
-static OPENPGP: OnceLock<OpenPgpLoader> = OnceLock::new();
+/// OpenPGP for a spool's peers: the loader a program installs on the
+/// spools it opens (`Spool::install`); without it, a peer with
+/// `protection = "openpgp"` cannot be served by that program.
+#[derive(Clone, Copy)]
+pub struct OpenPgp(pub OpenPgpLoader);
 
-/// Makes OpenPGP available to this process (called once by the binaries
-/// that send or receive).
-pub fn install_openpgp(loader: OpenPgpLoader) {
-    let _ = OPENPGP.set(loader);
+impl OpenPgp {
+    /// The loader installed on `spool`, if any.
+    pub fn of(spool: &crate::spool::Spool) -> Option<OpenPgpLoader> {
+        spool.part::<OpenPgp>().map(|o| o.0)
+    }
 }
 
 /// Loaded keys for one peer.
@@ -115,12 +119,16 @@ fn required(p: &Option<PathBuf>, what: &str, peer: &Peer) -> Result<PathBuf, Err
 impl Protector {
     /// The protection configured for `peer`, keys loaded; `None` when the
     /// peer's messages travel unprotected.
-    pub fn for_peer(peer: &Peer) -> Result<Option<Protector>, Error> {
+    /// `openpgp`: the program's OpenPGP, if it has it ([`OpenPgp::of`]).
+    pub fn for_peer(
+        peer: &Peer,
+        openpgp: Option<OpenPgpLoader>,
+    ) -> Result<Option<Protector>, Error> {
         let require_signature = peer.require_signature.unwrap_or(true);
         Ok(match peer.protection {
             ProtectionKind::None => None,
             ProtectionKind::OpenPgp => Some(Protector::OpenPgp {
-                keys: OPENPGP.get().ok_or_else(|| {
+                keys: openpgp.ok_or_else(|| {
                     Error::Keys("this command was built without OpenPGP support".into())
                 })?(
                     &required(&peer.our_key, "our_key", peer)?,

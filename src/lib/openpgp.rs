@@ -1,16 +1,18 @@
-//! Connects the `rs-pgp` crate (Sequoia) to the library's OpenPGP seam.
-//! Included by the binaries that send or receive; `rs-send` does not, so
-//! it never loads OpenSSL (see `rs_pgp`'s documentation).
+//! Connects the `rs-pgp` crate (Sequoia) to the OpenPGP seam of
+//! `protect` ([`crate::protect::OpenPgp`]). `compose::install` installs it
+//! on the spools of the programs that send or receive; `rs-send`, which
+//! installs nothing, never links it and so never loads OpenSSL
+//! (`tests/regression.rs` checks its binary).
 
 use std::io::{Read, Write};
 use std::path::Path;
 use std::time::SystemTime;
 
-use rs::protect::OpenPgpError;
+use crate::protect::OpenPgpError;
 
 struct Keys(rs_pgp::Keys);
 
-impl rs::protect::OpenPgpKeys for Keys {
+impl crate::protect::OpenPgpKeys for Keys {
     fn protect(
         &self,
         input: &mut (dyn Read + Send + Sync),
@@ -34,12 +36,12 @@ fn load(
     our_key: &Path,
     peer_cert: &Path,
     passphrase: Option<&Path>,
-) -> Result<Box<dyn rs::protect::OpenPgpKeys>, OpenPgpError> {
+) -> Result<Box<dyn crate::protect::OpenPgpKeys>, OpenPgpError> {
     let keys = rs_pgp::Keys::load(our_key, peer_cert, passphrase)?;
     Ok(Box::new(Keys(keys)))
 }
 
-/// Makes OpenPGP protection available to this process.
-pub fn install() {
-    rs::protect::install_openpgp(load);
+/// OpenPGP with `rs-pgp`, to install on a spool.
+pub fn openpgp() -> crate::protect::OpenPgp {
+    crate::protect::OpenPgp(load)
 }
