@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The Debian package, end to end on this machine (part of scripts/test.sh):
-# it builds; lintian finds no error; dpkg -i installs it, with the user rs
+# it builds, as rs-messaging, a name apt knows no other package by;
+# lintian finds no error; dpkg -i installs it, with the user rs
 # and the spool /var/spool/rs (mode 750, no world access); rs-queue init
 # works there as user rs; man finds rs-send's page; the demo's round trip
 # runs with the installed binaries; removal and purge leave the spool.
-# Needs root (dpkg). It refuses to touch an rs it did not install, and
+# Needs root (dpkg). It refuses to touch a package it did not install, and
 # leaves the machine as it found it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,19 +15,33 @@ if [ "$(id -u)" != 0 ]; then
     echo "test-package: skipped: dpkg -i needs root"
     exit 0
 fi
-if dpkg-query -W -f='${Status}' rs 2>/dev/null | grep -q installed || [ -e /var/spool/rs ]; then
-    fail "a package rs or /var/spool/rs is already here: remove them first (this test installs and removes its own)"
+pkg=rs-messaging
+for p in rs "$pkg"; do
+    if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q installed; then
+        fail "a package $p is already here: remove it first (this test installs and removes its own)"
+    fi
+done
+[ -e /var/spool/rs ] && fail "/var/spool/rs is already here: remove it first (this test makes its own)"
+
+echo "== the name is free"
+# apt must know no other package of this name, or an upgrade replaces ours
+# (as Debian's rs, "reshape a data array", did to our first package).
+[ -n "$(apt-cache pkgnames | head -n 1)" ] || fail "apt's package index is empty: run apt-get update"
+if apt-cache show "$pkg" >/dev/null 2>&1; then
+    fail "apt knows a package $pkg: $(apt-cache show "$pkg" | grep -m1 '^Description')"
 fi
 
 scripts/package.sh
-deb=$(ls target/debian/rs_*.deb | head -n 1)
+deb=$(ls target/debian/"$pkg"_*.deb | head -n 1)
+[ "$(dpkg-deb -f "$deb" Package)" = "$pkg" ] || fail "$deb is not the package $pkg"
+[ "$(dpkg-deb -f "$deb" Replaces)" = "rs (<< 0.1.0-2)" ] || fail "$deb does not replace our earlier package rs"
 
 echo "== lintian $deb"
 lintian --fail-on error --tag-display-limit 0 "$deb" 2>&1 | grep -v 'running with root privileges' || true
 lintian --fail-on error "$deb" >/dev/null 2>&1 || fail "lintian reports errors"
 
 cleanup() {
-    dpkg --purge rs >/dev/null 2>&1 || true
+    dpkg --purge "$pkg" >/dev/null 2>&1 || true
     rm -rf /var/spool/rs
     getent passwd rs >/dev/null && userdel rs 2>/dev/null || true
     getent group rs >/dev/null && groupdel rs 2>/dev/null || true
@@ -62,10 +77,10 @@ grep -q "demo done" /tmp/rs-package-demo.log || fail "the demo did not finish"
 rm -rf spool/demo-a spool/demo-b spool/demo-stick
 
 echo "== removal keeps the spool"
-dpkg -r rs >/dev/null
+dpkg -r "$pkg" >/dev/null
 [ ! -e /usr/bin/rs-send ] || fail "/usr/bin/rs-send left after removal"
 [ -f /var/spool/rs/config.toml ] || fail "removal deleted the spool"
-DEBIAN_FRONTEND=noninteractive dpkg --purge rs >/dev/null
+DEBIAN_FRONTEND=noninteractive dpkg --purge "$pkg" >/dev/null
 [ -f /var/spool/rs/config.toml ] || fail "purge deleted the spool without asking"
-dpkg-query -W -f='${Status}' rs 2>/dev/null | grep -q installed && fail "rs still installed"
+dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q installed && fail "$pkg still installed"
 echo "test-package: passed"
