@@ -461,6 +461,18 @@ fn resolve_held(c: &Site, service: &str) -> (Vec<String>, String) {
 }
 
 #[test]
+fn fetch_without_a_map_source_is_a_configuration_problem() {
+    let c = Site::component("c.site");
+    let r = fetch(&c, &[]);
+    assert_eq!(r.code, Some(78), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("config.toml: no map source: set [spm] map_url there, or give --from URL"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
 fn fetch_keeps_the_last_good_map_and_says_when_it_is_stale() {
     let p = provider();
     let pki = Pki::new(p.root(), "ca");

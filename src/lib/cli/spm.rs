@@ -163,7 +163,8 @@ pub enum SpmCommand {
     /// Fetch this site's map from [spm] map_url (or --from) into the
     /// spool's spm/map.xml. The map held stays in use when the source is
     /// unreachable (exit 75) or serves an invalid map or an older revision
-    /// (exit 65); it is then said to be stale.
+    /// (exit 65); it is then said to be stale. With neither [spm] map_url
+    /// nor --from, exits 78 (a configuration problem).
     Fetch {
         /// The source instead of [spm] map_url: file:///PATH, http:// or
         /// https://HOST/PATH[?ca=FILE][&cert=FILE&key=FILE][&timeout=DURATION].

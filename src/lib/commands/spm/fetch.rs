@@ -25,12 +25,16 @@ pub(super) fn run(
     let config = spool.config();
     let source = match from {
         Some(f) => MapSource::parse(f).map_err(|e| Error::usage(format!("--from {e}")))?,
-        None => config.spm.map_url.clone().ok_or_else(|| {
-            Error::usage(format!(
-                "no map source: set [spm] map_url in {}, or give --from URL",
-                spool.config_path().display()
-            ))
-        })?,
+        // A configuration problem (78), not a usage error: the command
+        // line was right, the configuration says no source.
+        None => config
+            .spm
+            .map_url
+            .clone()
+            .ok_or_else(|| Error::ConfigEdit {
+                path: spool.config_path(),
+                reason: "no map source: set [spm] map_url there, or give --from URL".into(),
+            })?,
     };
     let me = config.component.to_string();
     let f = fetch::fetch(
