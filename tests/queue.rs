@@ -479,6 +479,25 @@ fn show_gives_the_header_and_the_exact_content() {
 }
 
 #[test]
+fn text_given_for_data_is_the_data_never_an_empty_stdin() {
+    let site = Site::new();
+    // As cron runs it: stdin is empty, not a terminal.
+    let id = site.send(&["--text", "hello"], b"");
+    let content = site
+        .cmd("rs-queue")
+        .args(["show", "--content", &id])
+        .run()
+        .success();
+    assert_eq!(content.stdout, "hello");
+    let both = site
+        .cmd("rs-send")
+        .args(["--class", "test", "--subclass", "case", "--text", "x", "--file", "/etc/hostname"])
+        .run();
+    assert_eq!(both.code, Some(64), "{}", both.stderr);
+    assert!(both.stderr.contains("--text and --file both give the content"), "{}", both.stderr);
+}
+
+#[test]
 fn list_stops_quietly_when_its_reader_goes_away() {
     let site = Site::new();
     for i in 0..50 {

@@ -65,7 +65,8 @@ pub struct SendArgs {
     #[arg(long, value_name = "INSTANCE")]
     pub instance: Option<String>,
 
-    /// Alarm or event text. Default: read from --file or stdin.
+    /// Alarm or event text; for `data`, the data itself (as UTF-8 bytes).
+    /// Default: read from --file or stdin.
     #[arg(long, value_name = "TEXT")]
     pub text: Option<String>,
 

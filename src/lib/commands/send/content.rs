@@ -64,6 +64,15 @@ pub(super) fn data_source(
     now: Timestamp,
 ) -> Result<Payload, Error> {
     let threshold = stream::THRESHOLD;
+    if let Some(text) = &args.text {
+        // The data is the text given (never an empty stdin read instead).
+        if args.file.is_some() {
+            return Err(Error::usage(
+                "--text and --file both give the content: give one of them",
+            ));
+        }
+        return Ok(Payload::Small(text.as_bytes().to_vec()));
+    }
     if let Some(path) = &args.file {
         let no_input = |e: std::io::Error| Error::Input {
             path: path.clone(),
