@@ -491,10 +491,24 @@ fn text_given_for_data_is_the_data_never_an_empty_stdin() {
     assert_eq!(content.stdout, "hello");
     let both = site
         .cmd("rs-send")
-        .args(["--class", "test", "--subclass", "case", "--text", "x", "--file", "/etc/hostname"])
+        .args([
+            "--class",
+            "test",
+            "--subclass",
+            "case",
+            "--text",
+            "x",
+            "--file",
+            "/etc/hostname",
+        ])
         .run();
     assert_eq!(both.code, Some(64), "{}", both.stderr);
-    assert!(both.stderr.contains("--text and --file both give the content"), "{}", both.stderr);
+    assert!(
+        both.stderr
+            .contains("--text and --file both give the content"),
+        "{}",
+        both.stderr
+    );
 }
 
 #[test]

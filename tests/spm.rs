@@ -466,7 +466,8 @@ fn fetch_without_a_map_source_is_a_configuration_problem() {
     let r = fetch(&c, &[]);
     assert_eq!(r.code, Some(78), "{}", r.stderr);
     assert!(
-        r.stderr.contains("config.toml: no map source: set [spm] map_url there, or give --from URL"),
+        r.stderr
+            .contains("config.toml: no map source: set [spm] map_url there, or give --from URL"),
         "{}",
         r.stderr
     );

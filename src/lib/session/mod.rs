@@ -256,7 +256,10 @@ pub fn handle(spool: &Spool, req: Request, clock: &Clock, log: &dyn Fn(String)) 
         Ok(r) => r,
         Err(e) => {
             log(format!("request from {} not taken now (503): {e}", peer.id));
-            Response::text(503, format!("not taken now: {e}\n"))
+            Response::text(
+                503,
+                format!("not taken now: {}; try again later\n", e.for_peer()),
+            )
         }
     }
 }

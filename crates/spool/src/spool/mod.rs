@@ -98,6 +98,33 @@ impl Error {
             err,
         }
     }
+
+    /// What a peer may be told of this error (an HTTP reply): what kind of
+    /// trouble, never a path, a setting's file or a key's reason, which
+    /// are the operator's (the log has them).
+    pub fn for_peer(&self) -> &'static str {
+        match self {
+            Error::Io { err, .. }
+                if matches!(err.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) =>
+            {
+                "the server's disk is full"
+            }
+            Error::DiskFull { .. } => "the server's disk is nearly full",
+            Error::Io { .. } => "the server could not read or write its spool",
+            Error::Locked { .. } => "the server's spool is busy",
+            Error::Shared { .. } | Error::SharedSchema { .. } => {
+                "the server's shared state cannot be used"
+            }
+            Error::Config(_)
+            | Error::NotASpool { .. }
+            | Error::ConfigMissing { .. }
+            | Error::Exists { .. }
+            | Error::NoSuchGroup { .. }
+            | Error::Keys { .. }
+            | Error::Sealing { .. } => "the server's configuration is in error",
+            Error::NotFound { .. } => "a message the server holds was not found",
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -30,7 +30,7 @@ fn refused(status: u16, why: impl Into<String>) -> Refused {
 }
 
 fn unavailable(e: crate::spool::Error) -> Refused {
-    refused(503, format!("not taken now: {e}"))
+    refused(503, format!("not taken now: {}", e.for_peer()))
 }
 
 /// Where an upload stands (what tus `HEAD` says).
@@ -332,10 +332,19 @@ fn ready_for(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return upload_status(spool, t, caller, now, log).map(Ready::Answered);
         }
-        Err(e) => return Err(refused(409, format!("{}: {e}", data_path.display()))),
+        Err(e) => {
+            return Err(refused(
+                409,
+                format!("the transfer's data cannot be opened: {e}"),
+            ))
+        }
     };
-    fs2::FileExt::lock_exclusive(&file)
-        .map_err(|e| refused(503, format!("lock {}: {e}", data_path.display())))?;
+    fs2::FileExt::lock_exclusive(&file).map_err(|e| {
+        refused(
+            503,
+            format!("the transfer's data cannot be locked now: {e}"),
+        )
+    })?;
     // Read again under the lock: another piece may have come meanwhile.
     let st = upload_state(spool, t, caller)?;
     if st.phase != Phase::Receiving {
@@ -439,7 +448,12 @@ fn copy_body<'a>(
             ));
         }
         crate::spool::fault::write_with(data_path, || file.write_all_at(&buf[..n], at + c.written))
-            .map_err(|e| refused(503, format!("write {}: {e}", data_path.display())))?;
+            .map_err(|e| {
+                refused(
+                    503,
+                    format!("the transfer's data cannot be written now: {e}"),
+                )
+            })?;
         match c.checksum {
             Some((Algorithm::Sha1, _)) => c.sha1.update(&buf[..n]),
             Some((Algorithm::Sha256, _)) => c.sha256.update(&buf[..n]),
@@ -512,8 +526,12 @@ fn record_upload(
     now: Timestamp,
     log: &dyn Fn(String),
 ) -> std::result::Result<Upload, Refused> {
-    durable::sync_data(&file, data_path)
-        .map_err(|e| refused(503, format!("fsync {}: {e}", data_path.display())))?;
+    durable::sync_data(&file, data_path).map_err(|e| {
+        refused(
+            503,
+            format!("the transfer's data cannot be made durable now: {e}"),
+        )
+    })?;
     // Recorded under the bulk lock, the state read again (chunks may have
     // come as messages meanwhile).
     let _lock = crate::bulk::lock(spool).map_err(unavailable)?;

@@ -78,7 +78,7 @@ pub fn download(
     t: &str,
     caller: &Name,
 ) -> std::result::Result<(PathBuf, u64, String), (u16, String)> {
-    let fail = |e: crate::spool::Error| (503, format!("not now: {e}"));
+    let fail = |e: crate::spool::Error| (503, format!("not now: {}", e.for_peer()));
     if MessageId::parse(t).is_err() {
         return Err((404, format!("{t:?} names no transfer")));
     }
