@@ -142,6 +142,59 @@ fn fetch_takes_new_mail_into_cur_once_stored() {
     assert_eq!(cur, vec!["1.good.host:2,S", "2.junk.host:2,S"]);
 }
 
+/// Issue 32, item 6: mail an IMAP server or a mail client moved to `cur/`
+/// unread (no `S` flag) is taken too, and marked seen; mail a person read
+/// first (`S`) and mail rs took already are left alone.
+#[test]
+fn fetch_takes_unseen_mail_an_imap_server_moved_to_cur() {
+    let (a, b) = pair();
+    let ids: Vec<String> = (0..3)
+        .map(|i| a.send(&[], format!("moved {i}").as_bytes()))
+        .collect();
+    let md = b.root().join("Maildir");
+    for d in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(md.join(d)).unwrap();
+    }
+    std::fs::write(
+        md.join("cur/1.moved.host:2,"),
+        support::mail_from_a(&a, &ids[0]),
+    )
+    .unwrap();
+    std::fs::write(
+        md.join("cur/2.flagged.host:2,F"),
+        support::mail_from_a(&a, &ids[1]),
+    )
+    .unwrap();
+    std::fs::write(
+        md.join("cur/3.read.host:2,S"),
+        support::mail_from_a(&a, &ids[2]),
+    )
+    .unwrap();
+    let fetch = || {
+        b.cmd("rs-relay")
+            .args(["fetch", "--json", "--maildir"])
+            .args([&md])
+            .run()
+            .success()
+            .json()
+    };
+    let r = fetch();
+    assert_eq!(r["delivered"].as_u64(), Some(2), "{r}");
+    let mut cur: Vec<String> = std::fs::read_dir(md.join("cur"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    cur.sort();
+    assert_eq!(
+        cur,
+        vec!["1.moved.host:2,S", "2.flagged.host:2,FS", "3.read.host:2,S"]
+    );
+    let r = fetch();
+    assert_eq!(r["delivered"].as_u64(), Some(0), "taken once: {r}");
+    assert_eq!(b.received().len(), 2);
+}
+
 /// Issue 29, item 5: `rs-relay fetch` opens the Maildir's `new/` and
 /// `cur/` inside it without following a link. Either one a link is
 /// refused (66) naming it, and what lies outside the Maildir is neither

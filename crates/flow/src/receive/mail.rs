@@ -159,9 +159,12 @@ impl Maildir {
 }
 
 /// Takes every mail a mail server delivered into the Maildir `maildir`:
-/// each file of `new/` (regular files only, no link followed) goes through
-/// [`take`] and moves to `cur/` once what it holds is durable here (or
-/// quarantined); what could not be taken now stays in `new/`.
+/// each file of `new/`, and each of `cur/` that nobody has seen yet (no
+/// `S` flag: an IMAP server or a mail client moved it there unread), goes
+/// through [`take`] (regular files only, no link followed) and is marked
+/// seen in `cur/` once what it holds is durable here (or quarantined);
+/// what could not be taken now stays where it is. A mail a person read
+/// before rs fetched it (`S` set) is not taken: that person saw it first.
 pub fn fetch(
     spool: &Spool,
     maildir: &Maildir,
@@ -171,47 +174,81 @@ pub fn fetch(
     let (new, cur) = (&maildir.new, &maildir.cur);
     let mut fetched = Fetched::default();
     for item in new.list().map_err(|e| Error::io("read", new.path(), e))? {
-        let path = new.join(&item.name);
-        if item.kind != Kind::File {
-            log(format!(
-                "skipped {}: {}, not a regular file: not read",
-                path.display(),
-                item.kind.describe()
-            ));
-            fetched.report.skipped += 1;
-            continue;
+        take_one(spool, new, cur, &item, now, log, &mut fetched)?;
+    }
+    for item in cur.list().map_err(|e| Error::io("read", cur.path(), e))? {
+        if unseen(&item.name_lossy()) {
+            take_one(spool, cur, cur, &item, now, log, &mut fetched)?;
         }
-        let file = match new.open_file(&item.name) {
-            Ok(f) => f,
-            Err(e) if e.is_not_found() => continue,
-            Err(e) => {
-                log(format!("skipped {e}"));
-                fetched.report.skipped += 1;
-                continue;
-            }
-        };
-        let payload = Payload::of_file(file, &path)?;
-        let r = take(spool, payload, &path.display().to_string(), now, log)?;
-        fetched.report.add(&r);
-        if r.retry > 0 || r.skipped > 0 {
-            // Not all of it could be taken now: leave it for the next run.
-            fetched.left += 1;
-            continue;
-        }
-        let name = item.name_lossy();
-        let seen = if name.contains(":2,") {
-            name
-        } else {
-            format!("{name}:2,S")
-        };
-        new.rename_into(&item.name, cur, &seen)
-            .map_err(|e| Error::io("rename", &path, e))?;
     }
     cur.sync()
         .map_err(|e| Error::io("fsync directory", cur.path(), e))?;
     new.sync()
         .map_err(|e| Error::io("fsync directory", new.path(), e))?;
     Ok(fetched)
+}
+
+/// Takes one mail of `dir` and, once taken, renames it into `cur` marked
+/// seen; one that could not be taken now stays.
+fn take_one(
+    spool: &Spool,
+    dir: &untrusted::Dir,
+    cur: &untrusted::Dir,
+    item: &untrusted::Item,
+    now: Timestamp,
+    log: &dyn Fn(String),
+    fetched: &mut Fetched,
+) -> Result<()> {
+    let path = dir.join(&item.name);
+    if item.kind != Kind::File {
+        log(format!(
+            "skipped {}: {}, not a regular file: not read",
+            path.display(),
+            item.kind.describe()
+        ));
+        fetched.report.skipped += 1;
+        return Ok(());
+    }
+    let file = match dir.open_file(&item.name) {
+        Ok(f) => f,
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => {
+            log(format!("skipped {e}"));
+            fetched.report.skipped += 1;
+            return Ok(());
+        }
+    };
+    let payload = Payload::of_file(file, &path)?;
+    let r = take(spool, payload, &path.display().to_string(), now, log)?;
+    fetched.report.add(&r);
+    if r.retry > 0 || r.skipped > 0 {
+        // Not all of it could be taken now: leave it for the next run.
+        fetched.left += 1;
+        return Ok(());
+    }
+    dir.rename_into(&item.name, cur, seen(&item.name_lossy()))
+        .map_err(|e| Error::io("rename", &path, e))
+}
+
+/// Whether a mail of `cur/` named `name` is unseen: no `S` among the flags
+/// of its info (`NAME:2,FLAGS`), or no info at all.
+fn unseen(name: &str) -> bool {
+    name.split_once(":2,")
+        .is_none_or(|(_, flags)| !flags.contains('S'))
+}
+
+/// `name` marked seen: the flag `S` added to its info, the flags in ASCII
+/// order as Maildir wants them.
+fn seen(name: &str) -> String {
+    match name.split_once(":2,") {
+        Some((_, flags)) if flags.contains('S') => name.to_string(),
+        Some((base, flags)) => {
+            let mut f: Vec<char> = flags.chars().chain(['S']).collect();
+            f.sort_unstable();
+            format!("{base}:2,{}", f.into_iter().collect::<String>())
+        }
+        None => format!("{name}:2,S"),
+    }
 }
 
 /// The peer that sent `mail`, or why none can be named.
@@ -252,6 +289,16 @@ fn address_of(from: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mail_is_marked_seen_once_and_only_the_unseen_are_taken() {
+        assert_eq!(seen("1.2.host"), "1.2.host:2,S");
+        assert_eq!(seen("1.2.host:2,"), "1.2.host:2,S");
+        assert_eq!(seen("1.2.host:2,FT"), "1.2.host:2,FST");
+        assert_eq!(seen("1.2.host:2,RS"), "1.2.host:2,RS");
+        assert!(unseen("1.2.host") && unseen("1.2.host:2,") && unseen("1.2.host:2,F"));
+        assert!(!unseen("1.2.host:2,S") && !unseen("1.2.host:2,RS"));
+    }
 
     fn config() -> Config {
         Config::parse("site='b'\ncomponent='b.hub'\n[[peer]]\nid='a.host'\nroutes=['smtp://mx?from=b@y.test&to=a@x.test']\n").unwrap()
