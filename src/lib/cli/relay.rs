@@ -67,8 +67,10 @@ pub enum RelayCommand {
     /// spool cannot take it now, so the MTA keeps the mail and retries.
     Receive,
     /// Take every mail a mail server delivered into a Maildir: process
-    /// DIR/new/, and move each mail to DIR/cur/ only once what it holds is
-    /// stored durably here (or quarantined). DIR/new and DIR/cur must be
+    /// DIR/new/, and the mail in DIR/cur/ nobody has seen (no S flag: an
+    /// IMAP server or a mail client moved it unread), and mark each seen
+    /// in DIR/cur/ only once what it holds is stored durably here (or
+    /// quarantined). DIR/new and DIR/cur must be
     /// directories inside DIR: either one a symbolic link is refused (66),
     /// nothing read, moved or removed; a mail that is a link, a FIFO or a
     /// device is skipped unread (65).
