@@ -899,7 +899,11 @@ pub fn edit(
         .as_table_mut()
         .ok_or_else(|| Invalid::Check(format!("[{table}] is not a table")))?;
     match value {
-        Some(v) => {
+        Some(mut v) => {
+            // The line's own comment and spacing stay: only the value changes.
+            if let Some(old) = t.get(key).and_then(toml_edit::Item::as_value) {
+                *v.decor_mut() = old.decor().clone();
+            }
             t.insert(key, toml_edit::Item::Value(v));
         }
         None => {

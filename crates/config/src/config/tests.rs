@@ -228,6 +228,14 @@ fn edit_keeps_comments() {
         Config::parse(&out).unwrap().throttle.max_messages_per_hour,
         None
     );
+    // A value rewritten keeps its line's comment.
+    let text =
+        "site='a'\ncomponent='a.b'\n[throttle]\nmax_messages_per_hour = 5   # the relay's limit\n";
+    let out = edit(text, "throttle", "max_messages_per_hour", Some(7.into())).unwrap();
+    assert!(
+        out.contains("max_messages_per_hour = 7   # the relay's limit"),
+        "{out}"
+    );
 }
 
 #[test]
