@@ -511,6 +511,55 @@ fn text_given_for_data_is_the_data_never_an_empty_stdin() {
     );
 }
 
+/// Issue 32, item 5: a typo in --spool or RS_SPOOL never makes a spool
+/// for a command that only reads (66, naming the path and how to make
+/// one); a spool made on first use says it has no peers yet.
+#[test]
+fn commands_that_only_read_never_make_a_spool() {
+    let site = Site::new();
+    let typo = site.root().join("typo").join("spool");
+    for (cmd, args) in [
+        ("rs-queue", vec!["list"]),
+        ("rs-queue", vec!["stats"]),
+        ("rs-queue", vec!["due"]),
+        ("rs-ack", vec!["status"]),
+        ("rs-spm", vec!["list"]),
+    ] {
+        let r = site
+            .cmd(cmd)
+            .args(&args)
+            .env("RS_SPOOL", typo.to_str().unwrap())
+            .run();
+        assert_eq!(r.code, Some(66), "{cmd} {args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!(
+                "{} is not an rs spool (it has no config.toml): create one with `rs-queue init --site SITE --spool {}`",
+                typo.display(),
+                typo.display()
+            )),
+            "{cmd} {args:?}: {}",
+            r.stderr
+        );
+        assert!(
+            !site.root().join("typo").exists(),
+            "{cmd} made {}",
+            typo.display()
+        );
+    }
+    let fresh = site.root().join("fresh");
+    let r = site
+        .cmd("rs-send")
+        .args(["--class", "test", "--subclass", "case", "--text", "x"])
+        .env("RS_SPOOL", fresh.to_str().unwrap())
+        .run();
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("the new spool has no peers yet"),
+        "{}",
+        r.stderr
+    );
+}
+
 #[test]
 fn list_stops_quietly_when_its_reader_goes_away() {
     let site = Site::new();

@@ -32,6 +32,9 @@ pub enum Error {
     ConfigEdit { path: PathBuf, reason: String },
     #[error("{path} already holds a spool (config.toml exists); edit that file to change its IDs")]
     SpoolExists { path: PathBuf },
+    /// A command that only reads found no spool (it never makes one).
+    #[error("{path} is not an rs spool (it has no config.toml): create one with `rs-queue init --site SITE --spool {path}`, or name another with --spool or RS_SPOOL", path = path.display())]
+    NoSpool { path: PathBuf },
     /// An input named on the command line is missing or unreadable.
     #[error("cannot read {path}: {reason}")]
     Input { path: PathBuf, reason: String },
@@ -135,7 +138,9 @@ impl Error {
             | Error::WrongState { .. }
             | Error::TooLarge { .. } => ExitCode::DataErr,
             Error::SpoolExists { .. } => ExitCode::CantCreat,
-            Error::Input { .. } | Error::UnknownMessage { .. } => ExitCode::NoInput,
+            Error::Input { .. } | Error::UnknownMessage { .. } | Error::NoSpool { .. } => {
+                ExitCode::NoInput
+            }
             Error::NotQueued { .. }
             | Error::BulkNotQueued { .. }
             | Error::NotAcknowledged { .. }

@@ -63,6 +63,18 @@ impl Context {
         !std::io::IsTerminal::is_terminal(&std::io::stderr())
     }
 
+    /// Opens the spool for a command that only reads it: one that does not
+    /// exist is an error (66) naming the path and how to create it, never
+    /// a new spool made by a typo in `--spool` or `RS_SPOOL`.
+    pub fn open_existing_spool(&self, now: Timestamp) -> Result<Spool, Error> {
+        if !crate::spool::has_config(&self.spool_dir) && !self.spool_dir.join("queue").is_dir() {
+            return Err(Error::NoSpool {
+                path: self.spool_dir.clone(),
+            });
+        }
+        self.open_spool(now)
+    }
+
     /// Opens the spool (creating it on first use, with a note on stderr)
     /// and recovers what crashed runs left behind.
     pub fn open_spool(&self, now: Timestamp) -> Result<Spool, Error> {
@@ -111,6 +123,12 @@ impl Context {
                 spool.config().component,
                 spool.config_path().display()
             ));
+            if spool.config().peers.is_empty() {
+                self.log(format!(
+                    "the new spool has no peers yet: nothing it queues goes anywhere until a [[peer]] is added to {}",
+                    spool.config_path().display()
+                ));
+            }
         }
         let cleaned = spool.clean_tmp(now)?;
         if cleaned > 0 {

@@ -18,7 +18,13 @@ use super::Context;
 pub fn run(args: AckArgs) -> Result<ExitCode, Error> {
     let ctx = Context::with_features("rs-ack", &args.common)?;
     let now = ctx.clock.now();
-    let spool = ctx.open_spool(now)?;
+    let spool = match args.command {
+        // What only reads never makes a spool.
+        AckCommand::Status { .. } | AckCommand::Wait { .. } | AckCommand::Overdue => {
+            ctx.open_existing_spool(now)?
+        }
+        _ => ctx.open_spool(now)?,
+    };
     let mut out = Out::new();
     match args.command {
         AckCommand::Emit { peer } => emit::run(&ctx, &spool, &mut out, peer, now),

@@ -32,6 +32,12 @@ pub fn run(args: QueueArgs) -> Result<ExitCode, Error> {
             group,
         } => return init::run(&ctx, site, component.as_deref(), group.as_deref(), now),
         QueueCommand::Seal { out, to } => return seal::run(out, to),
+        // What only reads never makes a spool.
+        QueueCommand::List { .. }
+        | QueueCommand::Show { .. }
+        | QueueCommand::Stats
+        | QueueCommand::Due
+        | QueueCommand::Check => ctx.open_existing_spool(now)?,
         _ => ctx.open_spool(now)?,
     };
     let mut out = Out::new();

@@ -38,7 +38,11 @@ pub fn run(args: RelayArgs) -> Result<ExitCode, Error> {
 fn run_command(args: RelayArgs) -> Result<ExitCode, Error> {
     let ctx = Context::with_features("rs-relay", &args.common)?;
     let now = ctx.clock.now();
-    let spool = ctx.open_spool(now)?;
+    let spool = match args.command {
+        // What only reads never makes a spool.
+        RelayCommand::Silent { .. } => ctx.open_existing_spool(now)?,
+        _ => ctx.open_spool(now)?,
+    };
     let mut out = Out::new();
     match args.command {
         RelayCommand::Import { from, keep } => {

@@ -12,7 +12,7 @@ use crate::time::Timestamp;
 use crate::commands::Context;
 
 pub(super) fn run(ctx: &Context, out: &mut Out, now: Timestamp) -> Result<ExitCode, Error> {
-    let spool = ctx.open_spool(now)?;
+    let spool = ctx.open_existing_spool(now)?;
     let tmp = spool.dir(Area::Tmp);
     let place = ops::Place {
         root: spool.root(),

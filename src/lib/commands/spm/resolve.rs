@@ -34,7 +34,7 @@ pub(super) fn run(
     // The spool gives the default map and client ID; a map and a client
     // named on the command line need none.
     let spool = if map.is_none() || c.client.is_none() {
-        Some(ctx.open_spool(now)?)
+        Some(ctx.open_existing_spool(now)?)
     } else {
         None
     };
