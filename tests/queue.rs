@@ -560,6 +560,34 @@ fn commands_that_only_read_never_make_a_spool() {
     );
 }
 
+/// Issue 32, item 5: a spool made by root, then used as another user:
+/// exit 77, naming the path, its owner and the chown that gives it back.
+#[test]
+fn a_spool_of_another_user_is_named_with_its_owner_and_the_remedy() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to run a command as another user");
+        return;
+    }
+    let site = Site::new();
+    site.send(&[], b"made by root");
+    let bin = support::bin("rs-queue");
+    let r = std::process::Command::new("runuser")
+        .args(["-u", "nobody", "--", "env"])
+        .arg(format!("RS_SPOOL={}", site.spool.display()))
+        .arg(&bin)
+        .arg("list")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(77), "{stderr}");
+    assert!(
+        stderr.contains("belongs to root, and this runs as nobody")
+            && stderr.contains(&format!("chown -R nobody: {}", site.spool.display())),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn list_stops_quietly_when_its_reader_goes_away() {
     let site = Site::new();

@@ -131,7 +131,8 @@ impl Error {
             Error::Outbound(crate::outbound::Error::Spool(e)) => spool_code(e),
             Error::Outbound(crate::outbound::Error::UnknownPeer { .. }) => ExitCode::Usage,
             Error::Outbound(_) => ExitCode::Config,
-            Error::Config(_) | Error::ConfigEdit { .. } => ExitCode::Config,
+            Error::Config(e) => config_code(e),
+            Error::ConfigEdit { .. } => ExitCode::Config,
             Error::Message(_)
             | Error::Map { .. }
             | Error::Unreadable { .. }
@@ -160,18 +161,32 @@ impl Error {
     }
 }
 
+/// Whether an I/O error is a refusal of access (the file is another
+/// user's).
+fn denied(err: &std::io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM))
+}
+
+/// The exit status a configuration error calls for.
+fn config_code(e: &crate::config::Error) -> ExitCode {
+    match e {
+        crate::config::Error::Read { source, .. } if denied(source) => ExitCode::NoPerm,
+        _ => ExitCode::Config,
+    }
+}
+
 /// The exit status a spool error calls for.
 fn spool_code(e: &crate::spool::Error) -> ExitCode {
     use crate::spool::Error as S;
     match e {
+        S::Io { err, .. } if denied(err) => ExitCode::NoPerm,
+        S::Config(e) => config_code(e),
         S::Io { err, .. } if err.raw_os_error() == Some(libc::ENOSPC) => ExitCode::TempFail,
         S::Io { op, .. } if op.starts_with("create") => ExitCode::CantCreat,
         S::Io { .. } => ExitCode::IoErr,
-        S::Config(_)
-        | S::NotASpool { .. }
-        | S::ConfigMissing { .. }
-        | S::Keys { .. }
-        | S::Sealing { .. } => ExitCode::Config,
+        S::NotASpool { .. } | S::ConfigMissing { .. } | S::Keys { .. } | S::Sealing { .. } => {
+            ExitCode::Config
+        }
         S::DiskFull { .. } | S::Locked { .. } | S::Shared { .. } => ExitCode::TempFail,
         S::SharedSchema { .. } => ExitCode::Config,
         S::NotFound { .. } => ExitCode::NoInput,

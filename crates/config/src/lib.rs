@@ -4,6 +4,7 @@
 //! so that every path in this crate reads `crate::module` (ARCHITECTURE.md,
 //! "Crates").
 
+pub mod access;
 pub mod config;
 pub mod filter;
 

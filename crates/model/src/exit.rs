@@ -25,6 +25,8 @@ pub enum ExitCode {
     TempFail = 75,
     /// A remote system answered against the protocol.
     Protocol = 76,
+    /// Not permitted: a file of the spool belongs to another user.
+    NoPerm = 77,
     /// The configuration is wrong.
     Config = 78,
 }

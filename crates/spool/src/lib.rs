@@ -13,4 +13,4 @@ pub mod message {
 pub mod spool;
 pub mod stream;
 
-pub use rs_config::{config, exit, filter, keytext, map, queue, time, units};
+pub use rs_config::{access, config, exit, filter, keytext, map, queue, time, units};

@@ -14,8 +14,9 @@ use super::Common;
 ///
 /// Exit status: 0 success; 64 bad usage; 65 (apply) entries of the
 /// directory were skipped unread (links, FIFOs, devices); 66 unknown message
-/// ID; 69 (wait) the message is dead: undeliverable; 75 (wait) timed out;
-/// 74 I/O error.
+/// ID, or no spool (status, wait and overdue never create one); 69 (wait)
+/// the message is dead: undeliverable; 75 (wait) timed out; 74 I/O error;
+/// 77 a file of the spool belongs to another user.
 #[derive(Parser, Debug)]
 #[command(name = "rs-ack", version, verbatim_doc_comment)]
 pub struct AckArgs {

@@ -9,8 +9,11 @@ use super::Common;
 /// awaiting acknowledgement). What cannot be delivered goes to dead/ with a
 /// reason; files that cannot be read go to quarantine/.
 ///
-/// Exit status: 0 success; 64 bad usage; 66 no such message; 74 I/O error;
-/// 75 temporary failure; 78 bad configuration.
+/// Exit status: 0 success; 64 bad usage; 66 no such message, or no spool
+/// (list, show, stats, due and check never create one); 74 I/O error; 75
+/// temporary failure; 77 a file of the spool belongs to another user (the
+/// message names it, its owner and the chown that fixes it); 78 bad
+/// configuration.
 #[derive(Parser, Debug)]
 #[command(name = "rs-queue", version, verbatim_doc_comment)]
 pub struct QueueArgs {

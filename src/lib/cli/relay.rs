@@ -32,8 +32,10 @@ use super::Common;
 /// Exit status: 0 success (including input quarantined as unreadable); 64
 /// bad usage; 65 entries were skipped unread (links, FIFOs, devices,
 /// directories named like messages; the rest was taken); 66 the directory
-/// cannot be read; 74 I/O error; 75 temporary failure: something could not
-/// be taken now (queue or disk full), try again; 78 bad configuration.
+/// cannot be read, or no spool (silent never creates one); 74 I/O error; 75
+/// temporary failure: something could not be taken now (queue or disk
+/// full), try again; 77 a file of the spool belongs to another user; 78 bad
+/// configuration.
 #[derive(Parser, Debug)]
 #[command(name = "rs-relay", version, verbatim_doc_comment)]
 pub struct RelayArgs {

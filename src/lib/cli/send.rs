@@ -29,7 +29,9 @@ use super::Common;
 /// Exit status: 0 queued; 64 bad usage; 65 the message is larger than the
 /// throttle's max_message_bytes or otherwise invalid; 66 the content file
 /// cannot be read; 75 rejected because the queue is full or the disk nearly
-/// full (try again later); 78 bad configuration.
+/// full (try again later); 77 a file of the spool belongs to another user
+/// (the message names it, its owner and the chown that fixes it); 78 bad
+/// configuration.
 #[derive(Parser, Debug)]
 #[command(name = "rs-send", version, verbatim_doc_comment)]
 pub struct SendArgs {

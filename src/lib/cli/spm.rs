@@ -25,8 +25,10 @@ use super::Common;
 ///
 /// Exit status: 0 success; 64 bad usage (a field named as wrong); 65 a map
 /// or registry that cannot be used (the file and field named); 66 a map
-/// file that cannot be read, or no location for the service; 74 I/O error;
-/// 75 the map's source cannot be reached now (the map held stays in use).
+/// file that cannot be read, no location for the service, or no spool (list
+/// and resolve never create one); 74 I/O error; 75 the map's source cannot
+/// be reached now (the map held stays in use); 77 a file of the spool
+/// belongs to another user; 78 bad configuration (fetch with no map source).
 #[derive(Parser, Debug)]
 #[command(name = "rs-spm", version, verbatim_doc_comment)]
 pub struct SpmArgs {

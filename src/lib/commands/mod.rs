@@ -67,7 +67,10 @@ impl Context {
     /// exist is an error (66) naming the path and how to create it, never
     /// a new spool made by a typo in `--spool` or `RS_SPOOL`.
     pub fn open_existing_spool(&self, now: Timestamp) -> Result<Spool, Error> {
-        if !crate::spool::has_config(&self.spool_dir) && !self.spool_dir.join("queue").is_dir() {
+        let config = self.spool_dir.join(crate::config::FILE_NAME);
+        let absent = |p: &std::path::Path| matches!(std::fs::symlink_metadata(p), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+        // Absent, not merely unreadable (that is for the opening to say).
+        if absent(&config) && absent(&self.spool_dir.join("queue")) {
             return Err(Error::NoSpool {
                 path: self.spool_dir.clone(),
             });

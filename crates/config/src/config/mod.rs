@@ -27,7 +27,7 @@ pub use crate::units::Size;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {source}{}", crate::access::hint(.path, .source))]
     Read {
         path: PathBuf,
         source: std::io::Error,

@@ -51,7 +51,7 @@ pub use usage::Usage;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot {op} {path}: {err}{}", space_left(.path, .err))]
+    #[error("cannot {op} {path}: {err}{}{}", space_left(.path, .err), crate::access::hint(.path, .err))]
     Io {
         op: &'static str,
         path: PathBuf,
