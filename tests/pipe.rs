@@ -142,6 +142,27 @@ fn fetch_takes_new_mail_into_cur_once_stored() {
     assert_eq!(cur, vec!["1.good.host:2,S", "2.junk.host:2,S"]);
 }
 
+/// Issue 32, item 6: a stick not mounted is a temporary failure (75) for
+/// reading as for writing; a path that is not a directory stays 66.
+#[test]
+fn importing_from_a_medium_not_mounted_is_tried_again() {
+    let (_a, b) = pair();
+    let gone = b.root().join("media").join("usb");
+    let r = b
+        .cmd("rs-relay")
+        .args(["import", "--from", gone.to_str().unwrap()])
+        .run();
+    assert_eq!(r.code, Some(75), "{}", r.stderr);
+    assert!(r.stderr.contains("is the medium mounted?"), "{}", r.stderr);
+    let file = b.root().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let r = b
+        .cmd("rs-relay")
+        .args(["import", "--from", file.to_str().unwrap()])
+        .run();
+    assert_eq!(r.code, Some(66), "{}", r.stderr);
+}
+
 /// Issue 32, item 6: mail an IMAP server or a mail client moved to `cur/`
 /// unread (no `S` flag) is taken too, and marked seen; mail a person read
 /// first (`S`) and mail rs took already are left alone.

@@ -34,7 +34,8 @@ use super::Common;
 /// directories named like messages; the rest was taken); 66 the directory
 /// cannot be read, or no spool (silent never creates one); 74 I/O error; 75
 /// temporary failure: something could not be taken now (queue or disk
-/// full), try again; 77 a file of the spool belongs to another user; 78 bad
+/// full), or the directory does not exist (a medium not mounted), try
+/// again; 77 a file of the spool belongs to another user; 78 bad
 /// configuration.
 #[derive(Parser, Debug)]
 #[command(name = "rs-relay", version, verbatim_doc_comment)]

@@ -37,6 +37,14 @@ pub(crate) fn take(
     select: Select,
     now: Timestamp,
 ) -> Result<Report, Error> {
+    if !from.exists() {
+        // A medium not mounted now, as an export to it would find: try
+        // again once it is (75), as for writing.
+        return Err(Error::Retry(Box::new(Error::Input {
+            path: from,
+            reason: "it does not exist: is the medium mounted? (try again once it is)".into(),
+        })));
+    }
     if !from.is_dir() {
         return Err(Error::Input {
             path: from,
