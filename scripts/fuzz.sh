@@ -27,8 +27,13 @@ done
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2 --quiet
 export RUSTC_BOOTSTRAP=1
 [ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(cargo fuzz list --fuzz-dir fuzz)
+# A smoke run (seconds per target, in scripts/test.sh) builds without
+# optimisation: half the build time, and seconds find what they find
+# either way; the full runs are optimised.
+profile=()
+[ -z "$smoke" ] || profile=(--dev)
 echo "fuzz: building ${#targets[@]} target(s)"
-cargo fuzz build --fuzz-dir fuzz >/dev/null 2>&1 || cargo fuzz build --fuzz-dir fuzz
+cargo fuzz build "${profile[@]}" --fuzz-dir fuzz >/dev/null 2>&1 || cargo fuzz build "${profile[@]}" --fuzz-dir fuzz
 
 if [ -n "$smoke" ]; then limit=(-max_total_time="$smoke"); else limit=(-runs="$runs"); fi
 found=0
@@ -36,7 +41,7 @@ printf '%-14s %14s %10s  %s\n' TARGET EXECUTIONS FINDINGS NOTE
 for t in "${targets[@]}"; do
     log=$(mktemp)
     mkdir -p "fuzz/corpus/$t"
-    if cargo fuzz run --fuzz-dir fuzz "$t" "fuzz/corpus/$t" fuzz/seeds -- "${limit[@]}" -print_final_stats=1 >"$log" 2>&1; then
+    if cargo fuzz run "${profile[@]}" --fuzz-dir fuzz "$t" "fuzz/corpus/$t" fuzz/seeds -- "${limit[@]}" -print_final_stats=1 >"$log" 2>&1; then
         findings=0; note=
     else
         findings=1; found=1
