@@ -13,7 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let spool = rs::spool::Spool::open(std::path::Path::new(spool))?;
     let peer = spool.config().peer(peer).ok_or("no such peer")?;
-    let protector = rs::protect::Protector::for_peer(peer, Some(rs::openpgp::openpgp().0))?
+    let protector = rs::protect::Protector::for_peer(peer, Some(rs_openpgp::openpgp().0))?
         .ok_or("the peer has no protection configured")?;
     let mut input = BufReader::with_capacity(256 * 1024, std::fs::File::open(input)?);
     let mut out = BufWriter::with_capacity(256 * 1024, std::fs::File::create(output)?);

@@ -24,14 +24,13 @@ pub fn extensions() -> Extensions {
     Extensions::new(list)
 }
 
-/// Installs the features on a spool just opened: OpenPGP (`rs-pgp`), the
-/// receive pipeline's extensions, the outbound runner's gates (registration first) and route
+/// Installs the features on a spool just opened: the receive pipeline's
+/// extensions, the outbound runner's gates (registration first) and route
 /// kinds (the map's `spm:`), the
 /// receive state's backend (the shared database, where configured) and the
 /// delivery sink (JetStream, where configured).
 pub fn install(spool: &mut Spool) {
     spool.install(extensions());
-    spool.install(crate::openpgp::openpgp());
     spool.install(Gates::new(vec![Box::new(crate::infra::gate::Registration)]));
     spool.install(RouteKinds::new(vec![Box::new(crate::spm::transport::Kind)]));
     spool.install(StateBackend(Box::new(crate::shared::plug::Postgres)));

@@ -16,7 +16,6 @@ pub mod commands;
 pub mod compose;
 pub mod cycle;
 pub mod error;
-pub mod openpgp;
 pub mod output;
 pub mod session;
 

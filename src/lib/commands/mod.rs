@@ -28,6 +28,18 @@ pub struct Context {
     /// How the program fetches a first configuration over HTTP(S) (none
     /// for `rs-send`, which links no TLS).
     pub fetch: Option<crate::reconfig::HttpGet>,
+    /// What the program links beyond the library (OpenPGP), installed on
+    /// every spool it opens.
+    pub linked: Linked,
+}
+
+/// What a program brings from beyond the library, from its `main`: the
+/// library does not link OpenPGP (`rs-openpgp`, Sequoia over OpenSSL), so
+/// that `rs-send` never loads OpenSSL; the programs that send or receive
+/// hand it in here.
+#[derive(Clone, Copy, Default)]
+pub struct Linked {
+    pub openpgp: Option<crate::protect::OpenPgp>,
 }
 
 impl Context {
@@ -40,15 +52,22 @@ impl Context {
             spool_dir: common.spool_dir(),
             install: |_| {},
             fetch: None,
+            linked: Linked::default(),
         })
     }
 
     /// The context of a program that receives and sends: every spool it
-    /// opens has the features of `compose` installed.
-    pub fn with_features(prog: &'static str, common: &Common) -> Result<Context, Error> {
+    /// opens has the features of `compose` installed, and what the program
+    /// links (`linked`).
+    pub fn with_features(
+        prog: &'static str,
+        common: &Common,
+        linked: Linked,
+    ) -> Result<Context, Error> {
         Ok(Context {
             install: crate::compose::install,
             fetch: Some(crate::reconfig::http_get),
+            linked,
             ..Context::new(prog, common)?
         })
     }
@@ -116,6 +135,9 @@ impl Context {
         }
         let (mut spool, created) = Spool::open_or_create(&self.spool_dir, now)?;
         (self.install)(&mut spool);
+        if let Some(openpgp) = self.linked.openpgp {
+            spool.install(openpgp);
+        }
         for w in spool.config().exposed_secrets() {
             self.log(w);
         }

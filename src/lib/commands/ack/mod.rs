@@ -13,10 +13,10 @@ use crate::cli::ack::{AckArgs, AckCommand};
 use crate::error::{Error, ExitCode};
 use crate::output::Out;
 
-use super::Context;
+use super::{Context, Linked};
 
-pub fn run(args: AckArgs) -> Result<ExitCode, Error> {
-    let ctx = Context::with_features("rs-ack", &args.common)?;
+pub fn run(args: AckArgs, linked: Linked) -> Result<ExitCode, Error> {
+    let ctx = Context::with_features("rs-ack", &args.common, linked)?;
     let now = ctx.clock.now();
     let spool = match args.command {
         // What only reads never makes a spool.

@@ -20,10 +20,10 @@ use crate::cli::queue::{QueueArgs, QueueCommand};
 use crate::error::{Error, ExitCode};
 use crate::output::Out;
 
-use super::Context;
+use super::{Context, Linked};
 
-pub fn run(args: QueueArgs) -> Result<ExitCode, Error> {
-    let ctx = Context::with_features("rs-queue", &args.common)?;
+pub fn run(args: QueueArgs, linked: Linked) -> Result<ExitCode, Error> {
+    let ctx = Context::with_features("rs-queue", &args.common, linked)?;
     let now = ctx.clock.now();
     let spool = match &args.command {
         QueueCommand::Init {

@@ -4,13 +4,13 @@
 
 use crate::error::{Error, ExitCode};
 
-use crate::commands::Context;
+use crate::commands::{Context, Linked};
 
 /// `rs-relay cgi`: one request from a web server; every outcome is an
 /// HTTP response on stdout.
-pub(super) fn run(common: &crate::cli::Common) -> Result<ExitCode, Error> {
+pub(super) fn run(common: &crate::cli::Common, linked: Linked) -> Result<ExitCode, Error> {
     use crate::session::{cgi, Response};
-    let ctx = Context::with_features("rs-relay", common)?;
+    let ctx = Context::with_features("rs-relay", common, linked)?;
     let log = |s: String| ctx.log(s);
     let now = ctx.clock.now();
     let resp = match ctx.open_spool(now) {

@@ -19,24 +19,24 @@ use crate::error::{Error, ExitCode};
 use crate::output::Out;
 use crate::receive::Report;
 
-use super::Context;
+use super::{Context, Linked};
 
-pub fn run(args: RelayArgs) -> Result<ExitCode, Error> {
+pub fn run(args: RelayArgs, linked: Linked) -> Result<ExitCode, Error> {
     match args.command {
         // An MTA must never bounce what rs could not store: any failure
         // short of junk (which is quarantined) asks it to retry.
-        RelayCommand::Receive => run_command(args).map_err(|e| Error::Retry(Box::new(e))),
+        RelayCommand::Receive => run_command(args, linked).map_err(|e| Error::Retry(Box::new(e))),
         // A web server's caller did not get its answers when stdout closed.
-        RelayCommand::Cgi => cgi::run(&args.common).map_err(|e| match e {
+        RelayCommand::Cgi => cgi::run(&args.common, linked).map_err(|e| match e {
             Error::StdoutClosed => Error::Stdout(std::io::ErrorKind::BrokenPipe.into()),
             other => other,
         }),
-        _ => run_command(args),
+        _ => run_command(args, linked),
     }
 }
 
-fn run_command(args: RelayArgs) -> Result<ExitCode, Error> {
-    let ctx = Context::with_features("rs-relay", &args.common)?;
+fn run_command(args: RelayArgs, linked: Linked) -> Result<ExitCode, Error> {
+    let ctx = Context::with_features("rs-relay", &args.common, linked)?;
     let now = ctx.clock.now();
     let spool = match args.command {
         // What only reads never makes a spool.
@@ -58,7 +58,7 @@ fn run_command(args: RelayArgs) -> Result<ExitCode, Error> {
             action,
             set,
         } => control::run(&ctx, &spool, &mut out, &component, &action, &set, now),
-        RelayCommand::Cgi => cgi::run(&args.common),
+        RelayCommand::Cgi => cgi::run(&args.common, linked),
         RelayCommand::Db { command } => db::run(&ctx, &spool, &mut out, command),
     }
 }

@@ -21,10 +21,10 @@ use crate::output::Out;
 use crate::spm::{self, ops, Client, ServiceId, ServiceKey, Sphere, Version};
 use crate::time::Timestamp;
 
-use super::Context;
+use super::{Context, Linked};
 
-pub fn run(args: SpmArgs) -> Result<ExitCode, Error> {
-    let ctx = Context::with_features("rs-spm", &args.common)?;
+pub fn run(args: SpmArgs, linked: Linked) -> Result<ExitCode, Error> {
+    let ctx = Context::with_features("rs-spm", &args.common, linked)?;
     let now = ctx.clock.now();
     let mut out = Out::new();
     match args.command {

@@ -1,18 +1,21 @@
-//! Connects the `rs-pgp` crate (Sequoia) to the OpenPGP seam of
-//! `protect` ([`crate::protect::OpenPgp`]). `compose::install` installs it
-//! on the spools of the programs that send or receive; `rs-send`, which
-//! installs nothing, never links it and so never loads OpenSSL
+//! Connects the `rs-pgp` crate (Sequoia) to the OpenPGP seam of `protect`
+//! ([`rs_wire::protect::OpenPgp`]). The programs that send or receive
+//! (rs-queue, rs-relay, rs-ack) name this crate in their `main` and hand
+//! it to their commands, which install it on the spools they open; the rs
+//! library does not depend on it, so `rs-send` never links it: Sequoia's
+//! OpenSSL backend initialises OpenSSL from a static constructor, which
+//! would load libssl and libcrypto into every rs-send run
 //! (`tests/regression.rs` checks its binary).
 
 use std::io::{Read, Write};
 use std::path::Path;
 use std::time::SystemTime;
 
-use crate::protect::OpenPgpError;
+use rs_wire::protect::OpenPgpError;
 
 struct Keys(rs_pgp::Keys);
 
-impl crate::protect::OpenPgpKeys for Keys {
+impl rs_wire::protect::OpenPgpKeys for Keys {
     fn protect(
         &self,
         input: &mut (dyn Read + Send + Sync),
@@ -36,12 +39,12 @@ fn load(
     our_key: &Path,
     peer_cert: &Path,
     passphrase: Option<&Path>,
-) -> Result<Box<dyn crate::protect::OpenPgpKeys>, OpenPgpError> {
+) -> Result<Box<dyn rs_wire::protect::OpenPgpKeys>, OpenPgpError> {
     let keys = rs_pgp::Keys::load(our_key, peer_cert, passphrase)?;
     Ok(Box::new(Keys(keys)))
 }
 
 /// OpenPGP with `rs-pgp`, to install on a spool.
-pub fn openpgp() -> crate::protect::OpenPgp {
-    crate::protect::OpenPgp(load)
+pub fn openpgp() -> rs_wire::protect::OpenPgp {
+    rs_wire::protect::OpenPgp(load)
 }
