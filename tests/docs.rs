@@ -6,11 +6,18 @@ mod support;
 fn every_binary_has_a_man_page_and_help() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
-    let bins: Vec<&str> = manifest
-        .lines()
-        .filter_map(|l| l.strip_prefix("name = \"rs-"))
-        .map(|l| l.trim_end_matches('"'))
-        .collect();
+    // The names of the [[bin]] tables (not the package's, nor the deb's).
+    let mut section = "";
+    let mut bins: Vec<&str> = Vec::new();
+    for l in manifest.lines() {
+        if l.starts_with('[') {
+            section = l;
+        } else if section == "[[bin]]" {
+            if let Some(b) = l.strip_prefix("name = \"rs-") {
+                bins.push(b.trim_end_matches('"'));
+            }
+        }
+    }
     assert!(bins.len() >= 4, "{bins:?}");
     for b in bins {
         let name = format!("rs-{b}");

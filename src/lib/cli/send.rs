@@ -68,7 +68,7 @@ pub struct SendArgs {
     pub instance: Option<String>,
 
     /// Alarm or event text; for `data`, the data itself (as UTF-8 bytes).
-    /// Default: read from --file or stdin.
+    /// Without it, the content is read from the file given, or from stdin.
     #[arg(long, value_name = "TEXT")]
     pub text: Option<String>,
 
