@@ -522,7 +522,7 @@ fn commands_that_only_read_never_make_a_spool() {
         ("rs-queue", vec!["list"]),
         ("rs-queue", vec!["stats"]),
         ("rs-queue", vec!["due"]),
-        ("rs-ack", vec!["status"]),
+        ("rs-ack", vec!["status", "m1"]),
         ("rs-spm", vec!["list"]),
     ] {
         let r = site
