@@ -26,7 +26,9 @@ done
 echo "== the name is free"
 # apt must know no other package of this name, or an upgrade replaces ours
 # (as Debian's rs, "reshape a data array", did to our first package).
-[ -n "$(apt-cache pkgnames | head -n 1)" ] || fail "apt's package index is empty: run apt-get update"
+# A machine whose packages came preinstalled may have no index yet.
+[ -n "$(apt-cache pkgnames | head -n 1)" ] || apt-get update -qq
+[ -n "$(apt-cache pkgnames | head -n 1)" ] || fail "apt's package index is empty, even after apt-get update"
 if apt-cache show "$pkg" >/dev/null 2>&1; then
     fail "apt knows a package $pkg: $(apt-cache show "$pkg" | grep -m1 '^Description')"
 fi
