@@ -88,8 +88,16 @@ impl Context {
     pub fn open_existing_spool(&self, now: Timestamp) -> Result<Spool, Error> {
         let config = self.spool_dir.join(crate::config::FILE_NAME);
         let absent = |p: &std::path::Path| matches!(std::fs::symlink_metadata(p), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
-        // Absent, not merely unreadable (that is for the opening to say).
-        if absent(&config) && absent(&self.spool_dir.join("queue")) {
+        // Absent, not merely unreadable (that is for the opening to say),
+        // and no configuration URL to make it from (the source chain's).
+        let url = matches!(
+            crate::reconfig::source(
+                &self.spool_dir,
+                std::env::var(crate::reconfig::ENV_URL).ok()
+            ),
+            crate::reconfig::Source::Url { .. }
+        );
+        if !url && absent(&config) && absent(&self.spool_dir.join("queue")) {
             return Err(Error::NoSpool {
                 path: self.spool_dir.clone(),
             });
